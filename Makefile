@@ -1,0 +1,35 @@
+# The two commands of the README, and what they are made of.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(BIN)/flowloom: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(BIN)/flowloom
+
+## demo: install, then run the ledger end to end on the embedded SQLite default
+demo: $(BIN)/flowloom
+	$(BIN)/flowloom demo
+
+## test: install, then lint, type-check and run the whole test suite
+test: lint typecheck unit
+
+lint: $(BIN)/flowloom
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(BIN)/flowloom
+	$(BIN)/mypy --strict src
+
+unit: $(BIN)/flowloom
+	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider
+
+bench: $(BIN)/flowloom
+	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

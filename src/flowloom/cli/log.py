@@ -1,0 +1,252 @@
+"""`flowloom log …`: append to, read, prove, verify and export the ledger."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from flowloom.errors import InputError
+from flowloom.ledger.canonical import parse_json
+from flowloom.ledger.log import consistency_text
+from flowloom.ledger.verify import VerifyReport, verify_store
+
+__all__ = ["log"]
+
+
+def _app(ctx: click.Context) -> Any:
+    return ctx.find_root().obj
+
+
+def _read_bytes(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {source}: {exc.strerror}") from exc
+
+
+def _read_text(source: str, what: str) -> str:
+    data = _read_bytes(source)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} {source} is not valid UTF-8 (byte {exc.start})") from exc
+
+
+def _parse_meta(meta: str | None) -> dict[str, Any] | None:
+    if meta is None:
+        return None
+    raw = _read_bytes(meta[1:]) if meta.startswith("@") else meta.encode("utf-8", "surrogateescape")
+    value = parse_json(raw, what="--meta")
+    if not isinstance(value, dict):
+        raise InputError("--meta must be a JSON object")
+    return value
+
+
+@click.group()
+def log() -> None:
+    """The append-only, verifiable ledger."""
+
+
+@log.command()
+@click.option("--kind", required=True, help="Event kind from the catalogue (docs/events.md).")
+@click.option("--body-file", metavar="FILE|-", help="Body to store beside the event ('-': stdin).")
+@click.option(
+    "--meta", metavar="JSON|@FILE", help="Envelope fields: actor, session, git, subject, refs."
+)
+@click.option("--data-subject", help="Encrypt the body under this data subject's key (erasable).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def append(
+    ctx: click.Context,
+    kind: str,
+    body_file: str | None,
+    meta: str | None,
+    data_subject: str | None,
+    as_json: bool,
+) -> None:
+    """Append one event; prints its index and leaf hash once it is durable."""
+    meta_value = _parse_meta(meta)
+    body = _read_bytes(body_file) if body_file is not None else None
+    ledger = _app(ctx).services().ledger
+    ack = ledger.record(kind, body=body, meta=meta_value, data_subject=data_subject)
+    if as_json:
+        click.echo(json.dumps({"index": ack.index, "leaf_hash": ack.leaf_hash.hex()}))
+    else:
+        click.echo(f"{ack.index} {ack.leaf_hash.hex()}")
+
+
+@log.command()
+@click.option("--from", "start", type=click.IntRange(min=0), default=0, help="First index.")
+@click.option("--kind", help="Only events of this kind.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many events.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def show(
+    ctx: click.Context, start: int, kind: str | None, limit: int | None, as_json: bool
+) -> None:
+    """List events."""
+    ledger = _app(ctx).services().ledger
+    shown = 0
+    for entry in ledger.store.entries(ledger.log, start=start, kind=kind):
+        if limit is not None and shown >= limit:
+            break
+        shown += 1
+        event = json.loads(entry.envelope)
+        if as_json:
+            click.echo(json.dumps({"index": entry.index, "event": event}, ensure_ascii=False))
+            continue
+        actor = event.get("actor", {})
+        who = actor.get("name") or actor.get("id", "?")
+        subject = f"  {event['subject']}" if event.get("subject") else ""
+        body = "  [body]" if event.get("body") else ""
+        click.echo(
+            f"{entry.index:>6}  {event.get('ts', '?')}  {entry.kind:<18} {who}{subject}{body}"
+        )
+
+
+@log.command()
+@click.argument("digest")
+@click.pass_context
+def body(ctx: click.Context, digest: str) -> None:
+    """Print the body stored under DIGEST (sha256:…)."""
+    ledger = _app(ctx).services().ledger
+    content = ledger.read_body(digest)
+    if content is None:
+        raise InputError(f"no body {digest}: never stored, or erased")
+    sys.stdout.buffer.write(content)
+
+
+@log.command()
+@click.pass_context
+def checkpoint(ctx: click.Context) -> None:
+    """Sign a checkpoint over everything durable and print it."""
+    click.echo(_app(ctx).services().ledger.checkpoint().note, nl=False)
+
+
+@log.command()
+@click.pass_context
+def vkey(ctx: click.Context) -> None:
+    """Print the verifier key (public) of this log."""
+    click.echo(_app(ctx).services().ledger.verifier.vkey)
+
+
+@log.command()
+@click.argument("index", type=click.IntRange(min=0))
+@click.option(
+    "--size", type=click.IntRange(min=1), help="Prove against the checkpoint at this size."
+)
+@click.pass_context
+def prove(ctx: click.Context, index: int, size: int | None) -> None:
+    """Print a C2SP tlog-proof receipt for entry INDEX."""
+    receipt = _app(ctx).services().ledger.prove(index, size)
+    click.echo(receipt.text(), nl=False)
+
+
+@log.command()
+@click.argument("old", type=click.IntRange(min=0))
+@click.argument("new", type=click.IntRange(min=1), required=False)
+@click.pass_context
+def consistency(ctx: click.Context, old: int, new: int | None) -> None:
+    """Print a proof that the log at size OLD is a prefix of the checkpoint at NEW."""
+    target, proof = _app(ctx).services().ledger.consistency(old, new)
+    click.echo(consistency_text(old, proof, target.note), nl=False)
+
+
+def _print_report(report: VerifyReport, what: str, limit: int = 200) -> int:
+    for problem in report.problems[:limit]:
+        click.echo(problem.line())
+    if len(report.problems) > limit:
+        click.echo(f"... and {len(report.problems) - limit} more problems")
+    if report.ok:
+        size = report.checkpoint.size if report.checkpoint else 0
+        click.echo(
+            f"ok: {what} verifies: {report.size} entries, {report.checkpoints_checked} "
+            f"checkpoints (latest at {size}), {report.bodies_checked} bodies"
+        )
+        return 0
+    click.echo(f"FAILED: {what} does not verify: {len(report.problems)} problems", err=True)
+    return 1
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return None
+
+    def report(done: int, total: int) -> None:
+        click.echo(f"\rverified {done}/{total} entries", nl=done >= total, err=True)
+
+    return report
+
+
+@log.command()
+@click.option(
+    "--against",
+    "against",
+    type=click.Path(dir_okay=False),
+    help="A checkpoint kept elsewhere: detects rollback and forks.",
+)
+@click.option("--no-bodies", is_flag=True, help="Skip checking stored bodies.")
+@click.pass_context
+def verify(ctx: click.Context, against: str | None, no_bodies: bool) -> None:
+    """Verify the whole log; exit 1 and name every bad entry when it does not."""
+    services = _app(ctx).services()
+    ledger = services.ledger
+    note = _read_text(against, "checkpoint file") if against else None
+
+    def decrypt(stored: Any) -> bytes | None:
+        return ledger.read_body(stored.digest)
+
+    report = verify_store(
+        ledger.store,
+        ledger.log,
+        ledger.verifier,
+        against=note,
+        decrypt=decrypt,
+        check_bodies=not no_bodies,
+        progress=_progress(sys.stderr.isatty()),
+    )
+    ctx.exit(_print_report(report, "the log"))
+
+
+@log.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.pass_context
+def export(ctx: click.Context, directory: str) -> None:
+    """Export a bundle (C2SP tlog-tiles layout, bodies, manifest) to DIRECTORY."""
+    from flowloom.ledger.bundle import export_bundle
+
+    ledger = _app(ctx).services().ledger
+    manifest = export_bundle(ledger, Path(directory))
+    click.echo(
+        f"exported {manifest['size']} entries, {len(manifest['files'])} files to {directory}"
+    )
+
+
+@log.command("verify-bundle")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--vkey", "vkey_text", required=True, help="Verifier key, or a file holding it.")
+def verify_bundle_cmd(directory: str, vkey_text: str) -> None:
+    """Verify an exported bundle with nothing but the bundle and the verifier key."""
+    from flowloom.ledger.bundle import verify_bundle
+    from flowloom.ledger.note import Verifier
+
+    if Path(vkey_text).is_file():
+        vkey_text = _read_text(vkey_text, "verifier key file").strip()
+    report = verify_bundle(Path(directory), Verifier.from_vkey(vkey_text))
+    sys.exit(_print_report(report, "the bundle"))
+
+
+@log.command()
+@click.argument("data_subject")
+@click.option("--reason", required=True, help="Why (recorded in the tombstone).")
+@click.pass_context
+def erase(ctx: click.Context, data_subject: str, reason: str) -> None:
+    """Erase a data subject's bodies (GDPR Art. 17); the log still verifies."""
+    ack = _app(ctx).services().ledger.erase(data_subject, reason=reason)
+    click.echo(f"erased; tombstone at {ack.index}")

@@ -1,0 +1,107 @@
+"""The `flowloom` command: option parsing, and the one place errors become exit codes.
+
+Commands are thin: they build services and format what the services return. Every
+FlowLoomError is caught here once and printed as a single line; exit codes are listed
+in docs/exit-codes.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from flowloom import __version__
+from flowloom.config import Settings, load_settings
+from flowloom.errors import EXIT_USAGE, FlowLoomError
+from flowloom.services import Services, build_services
+
+__all__ = ["AppContext", "cli", "main"]
+
+
+@dataclass
+class AppContext:
+    """What the top-level options decided; services are built on first use."""
+
+    database: str | None
+    project: str | None
+    _services: Services | None = None
+
+    def settings(self) -> Settings:
+        return load_settings(Path.cwd()).with_overrides(
+            database=self.database, project=self.project
+        )
+
+    def services(self) -> Services:
+        if self._services is None:
+            self._services = build_services(self.settings())
+        return self._services
+
+    def close(self) -> None:
+        if self._services is not None:
+            self._services.close()
+            self._services = None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flowloom")
+@click.option(
+    "--database",
+    envvar="FLOWLOOM_DATABASE",
+    metavar="URL",
+    help="SQLite path or postgresql:// URL (default: the repository's .git/flowloom/ledger.db).",
+)
+@click.option("--project", envvar="FLOWLOOM_PROJECT", help="Project (log) name.")
+@click.pass_context
+def cli(ctx: click.Context, database: str | None, project: str | None) -> None:
+    """FlowLoom: a verifiable record of every AI-assisted change and the decision behind it."""
+    app = AppContext(database=database, project=project)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+def _register() -> None:
+    from flowloom.cli.demo import demo
+    from flowloom.cli.log import log
+
+    cli.add_command(log)
+    cli.add_command(demo)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning errors into one line and an exit code."""
+    try:
+        result = cli.main(args=argv, prog_name="flowloom", standalone_mode=False)
+    except FlowLoomError as exc:
+        click.echo(f"flowloom: error: {exc.diagnostics()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("flowloom: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("flowloom: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as exc:  # a bug: say so in one line, details only when asked
+        click.echo(
+            f"flowloom: internal error: {type(exc).__name__}: {exc} "
+            "(set FLOWLOOM_DEBUG=1 for details; please report it)",
+            err=True,
+        )
+        if os.environ.get("FLOWLOOM_DEBUG"):
+            traceback.print_exc()
+        sys.exit(70)
+    sys.exit(result if isinstance(result, int) else 0)

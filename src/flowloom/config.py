@@ -1,0 +1,158 @@
+"""Settings: where the ledger lives, whose project it is, and the limits it enforces.
+
+Layering (later wins): built-in defaults < user config (~/.config/flowloom/config.toml)
+< repository config (.flowloom/config.toml) < environment (FLOWLOOM_*) < command-line
+options. Reading settings imports only the standard library, so hooks stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from flowloom.errors import ConfigError
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "Settings", "find_git_dirs", "load_settings"]
+
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+_PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a FlowLoom process needs to know before it opens the ledger."""
+
+    home: Path
+    database: str
+    project: str
+    origin: str
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    batch_max_entries: int = 2000
+    batch_linger_ms: float = 0.0
+    sources: tuple[str, ...] = field(default=())
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with the given fields replaced (command-line options)."""
+        clean = {k: v for k, v in changes.items() if v is not None}
+        if "project" in clean and "origin" not in clean:
+            clean["origin"] = f"flowloom.local/{clean['project']}"
+        return replace(self, **clean)
+
+
+def find_git_dirs(start: Path) -> tuple[Path, Path] | None:
+    """(work tree top, git common dir) of the repository containing `start`, if any.
+
+    Asks git itself so worktrees and submodules resolve the way git resolves them.
+    """
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel", "--git-common-dir"],
+            cwd=start,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    lines = out.stdout.splitlines()
+    if len(lines) < 2:
+        return None
+    top = Path(lines[0])
+    common = Path(lines[1])
+    if not common.is_absolute():
+        common = (start / common).resolve()
+    return top, common
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    ledger = data.get("ledger", {})
+    if not isinstance(ledger, dict):
+        raise ConfigError(f"{path}: [ledger] must be a table")
+    return ledger
+
+
+def _int_setting(name: str, value: object) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be positive, got {number}")
+    return number
+
+
+def load_settings(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Resolve settings for a process started in `cwd` with environment `env`."""
+    cwd = cwd or Path.cwd()
+    env = os.environ if env is None else env
+    user_home = Path(env.get("HOME", str(Path.home())))
+    home = Path(env.get("FLOWLOOM_HOME") or user_home / ".local" / "share" / "flowloom")
+    xdg_config = Path(env.get("XDG_CONFIG_HOME") or user_home / ".config")
+
+    values: dict[str, Any] = {}
+    sources: list[str] = ["defaults"]
+    user_file = xdg_config / "flowloom" / "config.toml"
+    user_values = _read_toml(user_file)
+    if user_values:
+        values.update(user_values)
+        sources.append(str(user_file))
+
+    git = find_git_dirs(cwd)
+    if git is not None:
+        top, common = git
+        default_db = str(common / "flowloom" / "ledger.db")
+        default_project = top.name
+        repo_file = top / ".flowloom" / "config.toml"
+        repo_values = _read_toml(repo_file)
+        if repo_values:
+            values.update(repo_values)
+            sources.append(str(repo_file))
+    else:
+        default_db = str(home / "ledger.db")
+        default_project = "default"
+
+    env_map = {
+        "FLOWLOOM_DATABASE": "database",
+        "FLOWLOOM_PROJECT": "project",
+        "FLOWLOOM_ORIGIN": "origin",
+        "FLOWLOOM_MAX_BODY_BYTES": "max_body_bytes",
+    }
+    for var, key in env_map.items():
+        if env.get(var):
+            values[key] = env[var]
+            sources.append(var)
+
+    project = str(values.get("project", default_project))
+    if not _PROJECT_RE.match(project):
+        project = re.sub(r"[^A-Za-z0-9._-]", "-", project).strip("-._") or "default"
+    origin = str(values.get("origin", f"flowloom.local/{project}"))
+    if not origin or any(c.isspace() for c in origin) or "+" in origin:
+        raise ConfigError(
+            f"origin {origin!r} is not usable as a log name",
+            hint="use a schema-less URL such as flowloom.example.com/myproject",
+        )
+    max_body = _int_setting("max_body_bytes", values.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+    return Settings(
+        home=home,
+        database=str(values.get("database", default_db)),
+        project=project,
+        origin=origin,
+        max_body_bytes=max_body,
+        sources=tuple(sources),
+    )

@@ -1,0 +1,112 @@
+"""Body commitments: a body is stored beside its envelope under a salted digest.
+
+digest = "sha256:" + hex(SHA-256(salt || body)). The salt keeps low-entropy bodies
+("yes", a short prompt) from being guessed from the public envelope, and destroying it
+together with the content erases the body while the envelope and tree still verify.
+Bodies of a data subject are encrypted with AES-256-GCM under that subject's key, the
+digest as associated data; the subject keys are wrapped under the installation's master
+key, so destroying a subject key makes that subject's bodies unreadable everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from flowloom.errors import KeyFileError, VerificationError
+from flowloom.store.interface import StoredBody
+
+__all__ = [
+    "SALT_SIZE",
+    "BodyCipher",
+    "SealedBody",
+    "commit_body",
+    "digest_of",
+    "open_body",
+    "subject_pseudonym",
+]
+
+SALT_SIZE = 32
+_NONCE_SIZE = 12
+_KEY_SIZE = 32
+
+
+def digest_of(salt: bytes, body: bytes) -> str:
+    """The salted commitment to `body`."""
+    return "sha256:" + hashlib.sha256(salt + body).hexdigest()
+
+
+@dataclass(frozen=True)
+class SealedBody:
+    """A body ready to store: its commitment and what goes into the bodies table."""
+
+    digest: str
+    stored: StoredBody
+
+
+def commit_body(body: bytes, *, salt: bytes | None = None) -> SealedBody:
+    """Commit to a plaintext body with a fresh random salt."""
+    salt = salt if salt is not None else os.urandom(SALT_SIZE)
+    digest = digest_of(salt, body)
+    return SealedBody(digest, StoredBody(digest=digest, salt=salt, content=body))
+
+
+def subject_pseudonym(log: str, subject: str) -> str:
+    """A stable pseudonym for a data subject, so the subject's identity is never stored."""
+    return "subj:" + hashlib.sha256(f"{log}\n{subject}".encode()).hexdigest()[:32]
+
+
+class BodyCipher:
+    """Encrypts bodies per data subject; subject keys are wrapped under a master key."""
+
+    def __init__(self, master_key: bytes) -> None:
+        if len(master_key) != _KEY_SIZE:
+            raise KeyFileError("the master key must be 32 bytes")
+        self._master = AESGCM(master_key)
+
+    def new_wrapped_key(self, pseudonym: str) -> bytes:
+        """A fresh subject key, wrapped (nonce || ciphertext) for storage."""
+        nonce = os.urandom(_NONCE_SIZE)
+        key = AESGCM.generate_key(bit_length=256)
+        return nonce + self._master.encrypt(nonce, key, pseudonym.encode())
+
+    def unwrap(self, pseudonym: str, wrapped: bytes) -> bytes:
+        try:
+            return self._master.decrypt(
+                wrapped[:_NONCE_SIZE], wrapped[_NONCE_SIZE:], pseudonym.encode()
+            )
+        except InvalidTag as exc:
+            raise KeyFileError(
+                f"cannot unwrap the key of {pseudonym}: wrong master key or damaged key row"
+            ) from exc
+
+    def seal(self, body: bytes, pseudonym: str, wrapped: bytes) -> SealedBody:
+        """Commit to `body` and encrypt it under the subject's key."""
+        salt = os.urandom(SALT_SIZE)
+        digest = digest_of(salt, body)
+        nonce = os.urandom(_NONCE_SIZE)
+        ciphertext = AESGCM(self.unwrap(pseudonym, wrapped)).encrypt(nonce, body, digest.encode())
+        return SealedBody(digest, StoredBody(digest, salt, ciphertext, nonce, pseudonym))
+
+    def decrypt(self, stored: StoredBody, wrapped: bytes) -> bytes:
+        if stored.nonce is None or stored.subject is None:
+            return stored.content
+        key = self.unwrap(stored.subject, wrapped)
+        try:
+            return AESGCM(key).decrypt(stored.nonce, stored.content, stored.digest.encode())
+        except InvalidTag as exc:
+            raise VerificationError(
+                f"body {stored.digest} does not decrypt: it was altered"
+            ) from exc
+
+
+def open_body(stored: StoredBody, plaintext: bytes) -> None:
+    """Check that `plaintext` is what the stored digest commits to."""
+    expected = digest_of(stored.salt, plaintext)
+    if not hmac.compare_digest(expected, stored.digest):
+        raise VerificationError(f"body {stored.digest} does not match its commitment")

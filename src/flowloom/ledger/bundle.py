@@ -1,0 +1,251 @@
+"""Export bundles: the log as static files that verify with nothing but a vkey.
+
+Layout (C2SP tlog-tiles, plus what FlowLoom adds beside it):
+
+    checkpoint              the signed checkpoint the bundle is cut at
+    tile/<L>/<N>[.p/<W>]    hash tiles: level L holds tree nodes at height 8·L
+    tile/entries/<N>[.p/<W>]  entry bundles: the canonical event envelopes
+    bodies/<hex>            salt (32 bytes) followed by the plaintext body
+    manifest.json           origin, size, vkey and the SHA-256 of every other file
+
+Erased bodies are absent; their tombstones in the log say who erased them and why.
+The bundle is written to a temporary directory and renamed into place, so a bundle
+either exists whole or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from flowloom.errors import FlowLoomError, InputError
+from flowloom.ledger import merkle
+from flowloom.ledger.body import SALT_SIZE, digest_of
+from flowloom.ledger.checkpoint import open_checkpoint
+from flowloom.ledger.log import Ledger
+from flowloom.ledger.note import Verifier
+from flowloom.ledger.tiles import (
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    entries_path,
+    entry_bundles_for_size,
+    tile_path,
+    tiles_for_size,
+)
+from flowloom.ledger.verify import Problem, VerifyReport, audit
+
+__all__ = ["BUNDLE_FORMAT", "export_bundle", "verify_bundle"]
+
+BUNDLE_FORMAT = "flowloom-bundle/v1"
+_KIND_KEY = b'"kind":"'
+
+
+def _write(root: Path, rel: str, data: bytes, files: dict[str, str]) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    files[rel] = hashlib.sha256(data).hexdigest()
+
+
+def export_bundle(ledger: Ledger, directory: Path) -> dict[str, Any]:
+    """Write the whole log as a bundle; returns the manifest."""
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise InputError(f"{directory} exists and is not an empty directory")
+    ledger.record(
+        "export.generate",
+        meta={"subject": "bundle", "refs": {"format": BUNDLE_FORMAT}},
+    )
+    checkpoint = ledger.checkpoint()
+    size = checkpoint.size
+    store, log = ledger.store, ledger.log
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    files: dict[str, str] = {}
+    try:
+        _write(staging, "checkpoint", checkpoint.note.encode(), files)
+        for level, index, width in tiles_for_size(size):
+            count = width or TILE_WIDTH
+            start = index * TILE_WIDTH
+            hashes = list(store.level(log, level * TILE_HEIGHT, start, start + count))
+            if len(hashes) != count:
+                raise FlowLoomError(
+                    f"tree level {level * TILE_HEIGHT} is incomplete at {start + len(hashes)}",
+                    hint="run 'flowloom log verify'",
+                )
+            _write(staging, tile_path(level, index, width), b"".join(hashes), files)
+        envelopes = store.entries(log, 0, size)
+        digests: list[str] = []
+        for index, width in entry_bundles_for_size(size):
+            count = width or TILE_WIDTH
+            chunk = [next(envelopes).envelope for _ in range(count)]
+            blob = b"".join(len(e).to_bytes(2, "big") + e for e in chunk)
+            _write(staging, entries_path(index, width), blob, files)
+            digests.extend(d for d in (_body_digest(e) for e in chunk) if d)
+        for digest in digests:
+            stored = store.body(digest)
+            if stored is None:
+                continue
+            plain = ledger.read_body(digest)
+            if plain is None:
+                continue
+            _write(staging, f"bodies/{digest.removeprefix('sha256:')}", stored.salt + plain, files)
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "origin": ledger.origin,
+            "size": size,
+            "vkey": ledger.verifier.vkey,
+            "files": dict(sorted(files.items())),
+        }
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        if directory.exists():
+            directory.rmdir()
+        os.replace(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _body_digest(envelope: bytes) -> str | None:
+    from flowloom.ledger.verify import _body_ref
+
+    return _body_ref(envelope)
+
+
+def _kind(envelope: bytes) -> str:
+    at = envelope.find(_KIND_KEY)
+    if at < 0:
+        return ""
+    start = at + len(_KIND_KEY)
+    end = envelope.find(b'"', start)
+    return envelope[start:end].decode("ascii", "replace")
+
+
+def _decode_tolerant(data: bytes, expected: int) -> tuple[list[bytes], bool]:
+    """Entries of a bundle, and whether it decoded cleanly into `expected` entries."""
+    out: list[bytes] = []
+    at = 0
+    while at + 2 <= len(data) and len(out) < expected:
+        length = int.from_bytes(data[at : at + 2], "big")
+        if at + 2 + length > len(data):
+            break
+        out.append(data[at + 2 : at + 2 + length])
+        at += 2 + length
+    return out, len(out) == expected and at == len(data)
+
+
+def verify_bundle(directory: Path, verifier: Verifier) -> VerifyReport:
+    """Verify a bundle offline: checkpoint signature, every entry, tile and body."""
+    report = VerifyReport()
+    problems = report.problems
+    try:
+        note = (directory / "checkpoint").read_bytes().decode("utf-8")
+        checkpoint = open_checkpoint(note, verifier)
+    except (OSError, UnicodeDecodeError, FlowLoomError) as exc:
+        text = exc.diagnostics() if isinstance(exc, FlowLoomError) else str(exc)
+        problems.append(Problem(None, "checkpoint", f"the bundle's checkpoint: {text}"))
+        return report
+    report.checkpoint = checkpoint
+    report.checkpoints_checked = 1
+    _check_manifest(directory, problems)
+    size = checkpoint.size
+
+    def entries() -> Iterator[tuple[int, bytes, str]]:
+        for index, width in entry_bundles_for_size(size):
+            count = width or TILE_WIDTH
+            rel = entries_path(index, width)
+            try:
+                data = (directory / rel).read_bytes()
+            except OSError:
+                problems.append(Problem(index * TILE_WIDTH, "missing", f"{rel} is missing"))
+                continue
+            chunk, clean = _decode_tolerant(data, count)
+            if not clean:
+                problems.append(
+                    Problem(index * TILE_WIDTH + len(chunk), "modified", f"{rel} is damaged")
+                )
+            for offset, envelope in enumerate(chunk):
+                yield index * TILE_WIDTH + offset, envelope, _kind(envelope)
+
+    levels = _read_tiles(directory, size, problems)
+    bodies = _read_bodies(directory)
+    report.bodies_checked = len(bodies)
+    found, count, _roots = audit(
+        entries(),
+        checkpoints=[checkpoint],
+        stored_leaves=lambda: levels.get(0, []),
+        bodies=bodies,
+        total=size,
+    )
+    problems.extend(found)
+    report.size = count
+    problems.sort(key=lambda p: (p.index if p.index is not None else -1, p.what))
+    return report
+
+
+def _check_manifest(directory: Path, problems: list[Problem]) -> None:
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text("utf-8"))
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        problems.append(Problem(None, "manifest", "manifest.json is missing or unreadable"))
+        return
+    for rel, expected in sorted(files.items()):
+        path = directory / rel
+        if not path.is_file():
+            problems.append(Problem(None, "manifest", f"{rel} is listed but missing"))
+        elif hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+            problems.append(Problem(None, "manifest", f"{rel} does not match its SHA-256"))
+
+
+def _read_tiles(directory: Path, size: int, problems: list[Problem]) -> dict[int, list[bytes]]:
+    """Tile hashes per tree level; higher tiles are checked against the level below."""
+    levels: dict[int, list[bytes]] = {}
+    for level, index, width in tiles_for_size(size):
+        count = width or TILE_WIDTH
+        rel = tile_path(level, index, width)
+        try:
+            data = (directory / rel).read_bytes()
+        except OSError:
+            data = b""
+        if len(data) != count * merkle.HASH_SIZE:
+            problems.append(Problem(None, "tile", f"{rel} is missing or has the wrong length"))
+            data = data[: count * merkle.HASH_SIZE].ljust(count * merkle.HASH_SIZE, b"\0")
+        hashes = [data[i : i + merkle.HASH_SIZE] for i in range(0, len(data), merkle.HASH_SIZE)]
+        levels.setdefault(level, []).extend(hashes)
+    for level in sorted(levels):
+        if level == 0:
+            continue
+        below = levels.get(level - 1, [])
+        for i, stored in enumerate(levels[level]):
+            group = below[i * TILE_WIDTH : (i + 1) * TILE_WIDTH]
+            if len(group) == TILE_WIDTH and merkle.root_of(group) != stored:
+                first = i << (TILE_HEIGHT * level)
+                problems.append(
+                    Problem(
+                        first,
+                        "tile",
+                        f"tile level {level} hash {i} (entries {first}..) does not match the "
+                        "tiles below it",
+                    )
+                )
+    return levels
+
+
+def _read_bodies(directory: Path) -> dict[str, bool]:
+    status: dict[str, bool] = {}
+    folder = directory / "bodies"
+    if not folder.is_dir():
+        return status
+    for path in folder.iterdir():
+        digest = f"sha256:{path.name}"
+        data = path.read_bytes()
+        salt, plain = data[:SALT_SIZE], data[SALT_SIZE:]
+        status[digest] = len(data) >= SALT_SIZE and digest_of(salt, plain) == digest
+    return status
