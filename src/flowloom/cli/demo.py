@@ -115,7 +115,7 @@ def demo(directory: str | None) -> None:
         assert kept is not None
         open_checkpoint(kept.note, ledger.verifier)
 
-        _step("tamper with entry 1 behind FlowLoom's back, then verify again")
+        _step("tamper with entry 2 behind FlowLoom's back, then verify again")
         services.close()
         _tamper(Path(settings.database))
         services = build_services(settings)
@@ -137,8 +137,8 @@ def _tamper(path: Path) -> None:
     try:
         conn.execute("DROP TRIGGER entries_append_only_update")
         conn.execute(
-            "UPDATE entries SET envelope = CAST(replace(envelope, 'agent.prompt', 'agent.prompX') AS BLOB) "
-            "WHERE idx = 1"
+            "UPDATE entries SET envelope = CAST(replace(envelope, 's-1', 's-9') AS BLOB) "
+            "WHERE idx = 2"
         )
         conn.commit()
     finally:

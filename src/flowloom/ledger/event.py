@@ -92,9 +92,7 @@ KIND_FAMILIES: Final[Mapping[str, str]] = MappingProxyType(
 """Families whose kinds are `<family>.<suffix>` for any suffix matching [a-z][a-z0-9_]*."""
 
 _FAMILY_SUFFIX = re.compile(r"[a-z][a-z0-9_]*")
-_TIMESTAMP = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{6})Z"
-)
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 _GIT_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 _BODY_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _TIMESTAMP_EXAMPLE = "2026-11-22T02:40:00.123456Z"
@@ -166,11 +164,9 @@ def parse_ts(ts: object, *, name: str = "ts") -> datetime:
 
     The format is exact: RFC 3339 in UTC with six fractional digits and a `Z`.
     """
-    match = _TIMESTAMP.fullmatch(ts) if isinstance(ts, str) else None
-    if match is not None:
+    if isinstance(ts, str) and _TIMESTAMP.fullmatch(ts):
         try:
-            year, month, day, hour, minute, second, micro = map(int, match.groups())
-            return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
+            return datetime.fromisoformat(ts)  # 3.11 reads the Z as UTC
         except ValueError:
             pass  # month 13, 30 February, second 60, ...
     raise InputError(
@@ -398,8 +394,8 @@ def _object_members(
     label = "event" if name is None else f"event field {name!r}"
     if not isinstance(obj, Mapping):
         raise InputError(f"{label} must be a JSON object, got {_describe(obj)}")
-    unknown = sorted(str(key) for key in obj if key not in allowed)
-    if unknown:
+    if not obj.keys() <= allowed:
+        unknown = sorted(str(key) for key in obj if key not in allowed)
         listed = ", ".join(repr(_abbrev(key)) for key in unknown)
         raise InputError(
             f"{label} has unknown member(s) {listed}; allowed: {', '.join(sorted(allowed))}"
@@ -407,10 +403,10 @@ def _object_members(
     prefix = "" if name is None else f"{name}."
     for key in required:
         if key not in obj:
-            raise InputError(f"event is missing the required field {prefix}{key!r}")
-    for key, value in obj.items():
-        if value is None:
-            raise InputError(f"event field '{prefix}{key}' is null; omit it instead")
+            raise InputError(f"event is missing the required field '{prefix}{key}'")
+    if None in obj.values():
+        key = next(key for key, value in obj.items() if value is None)
+        raise InputError(f"event field '{prefix}{key}' is null; omit it instead")
     return dict(obj)
 
 
@@ -421,19 +417,23 @@ def _require_text(name: str, value: object) -> None:
 
 def _freeze(value: object, depth: int) -> Any:
     """Deep read-only copy of refs data; canonicalize judges what is and is not JSON."""
+    if type(value) is str or type(value) is int or value is None:
+        return value
     if depth > MAX_DEPTH:
         return value  # canonicalize refuses it, with the path
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):
         return MappingProxyType({key: _freeze(item, depth + 1) for key, item in value.items()})
     if isinstance(value, list | tuple):
-        return tuple(_freeze(item, depth + 1) for item in value)
+        return tuple([_freeze(item, depth + 1) for item in value])
     return value
 
 
 def _thaw(value: Any) -> Any:
-    if isinstance(value, Mapping):
+    if type(value) is str or type(value) is int or value is None:
+        return value
+    if type(value) is MappingProxyType:
         return {key: _thaw(item) for key, item in value.items()}
-    if isinstance(value, tuple):
+    if type(value) is tuple:
         return [_thaw(item) for item in value]
     return value
 

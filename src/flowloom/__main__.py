@@ -1,0 +1,5 @@
+"""`python -m flowloom` runs the command line."""
+
+from flowloom.cli.main import main
+
+main()
