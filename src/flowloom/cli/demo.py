@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -25,7 +26,7 @@ from flowloom.services import build_services
 
 __all__ = ["demo"]
 
-_STORY = [
+_STORY: list[tuple[str, bytes | None, dict[str, Any]]] = [
     ("session.start", None, {"session": "s-1", "subject": "claude-code"}),
     ("agent.prompt", b"Add rate limiting to the login endpoint.", {"session": "s-1"}),
     ("agent.response", b"I'll add a token bucket in auth/limits.py ...", {"session": "s-1"}),

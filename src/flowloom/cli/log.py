@@ -9,16 +9,20 @@ from typing import Any
 
 import click
 
+from flowloom.cli.context import AppContext
 from flowloom.errors import InputError
 from flowloom.ledger.canonical import parse_json
 from flowloom.ledger.log import consistency_text
 from flowloom.ledger.verify import VerifyReport, verify_store
+from flowloom.store.interface import StoredBody
 
 __all__ = ["log"]
 
 
-def _app(ctx: click.Context) -> Any:
-    return ctx.find_root().obj
+def _app(ctx: click.Context) -> AppContext:
+    app = ctx.find_root().obj
+    assert isinstance(app, AppContext)
+    return app
 
 
 def _read_bytes(source: str) -> bytes:
@@ -199,7 +203,7 @@ def verify(ctx: click.Context, against: str | None, no_bodies: bool) -> None:
     ledger = services.ledger
     note = _read_text(against, "checkpoint file") if against else None
 
-    def decrypt(stored: Any) -> bytes | None:
+    def decrypt(stored: StoredBody) -> bytes | None:
         return ledger.read_body(stored.digest)
 
     report = verify_store(
@@ -231,7 +235,8 @@ def export(ctx: click.Context, directory: str) -> None:
 @log.command("verify-bundle")
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
 @click.option("--vkey", "vkey_text", required=True, help="Verifier key, or a file holding it.")
-def verify_bundle_cmd(directory: str, vkey_text: str) -> None:
+@click.pass_context
+def verify_bundle_cmd(ctx: click.Context, directory: str, vkey_text: str) -> None:
     """Verify an exported bundle with nothing but the bundle and the verifier key."""
     from flowloom.ledger.bundle import verify_bundle
     from flowloom.ledger.note import Verifier
@@ -239,7 +244,7 @@ def verify_bundle_cmd(directory: str, vkey_text: str) -> None:
     if Path(vkey_text).is_file():
         vkey_text = _read_text(vkey_text, "verifier key file").strip()
     report = verify_bundle(Path(directory), Verifier.from_vkey(vkey_text))
-    sys.exit(_print_report(report, "the bundle"))
+    ctx.exit(_print_report(report, "the bundle"))
 
 
 @log.command()

@@ -10,41 +10,14 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from dataclasses import dataclass
-from pathlib import Path
 
 import click
 
 from flowloom import __version__
-from flowloom.config import Settings, load_settings
+from flowloom.cli.context import AppContext
 from flowloom.errors import EXIT_USAGE, FlowLoomError
-from flowloom.services import Services, build_services
 
-__all__ = ["AppContext", "cli", "main"]
-
-
-@dataclass
-class AppContext:
-    """What the top-level options decided; services are built on first use."""
-
-    database: str | None
-    project: str | None
-    _services: Services | None = None
-
-    def settings(self) -> Settings:
-        return load_settings(Path.cwd()).with_overrides(
-            database=self.database, project=self.project
-        )
-
-    def services(self) -> Services:
-        if self._services is None:
-            self._services = build_services(self.settings())
-        return self._services
-
-    def close(self) -> None:
-        if self._services is not None:
-            self._services.close()
-            self._services = None
+__all__ = ["cli", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

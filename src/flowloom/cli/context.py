@@ -1,0 +1,35 @@
+"""The command line's shared state: top-level options, services built on first use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowloom.config import Settings, load_settings
+from flowloom.services import Services, build_services
+
+__all__ = ["AppContext"]
+
+
+@dataclass
+class AppContext:
+    """What the top-level options decided; services are built on first use."""
+
+    database: str | None
+    project: str | None
+    _services: Services | None = None
+
+    def settings(self) -> Settings:
+        return load_settings(Path.cwd()).with_overrides(
+            database=self.database, project=self.project
+        )
+
+    def services(self) -> Services:
+        if self._services is None:
+            self._services = build_services(self.settings())
+        return self._services
+
+    def close(self) -> None:
+        if self._services is not None:
+            self._services.close()
+            self._services = None
