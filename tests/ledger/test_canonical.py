@@ -224,7 +224,7 @@ class Colour(enum.IntEnum):
     RED = 1
 
 
-class Name(str, enum.Enum):
+class Name(str, enum.Enum):  # noqa: UP042 - str() of this gives 'Name.ADA', not the value
     ADA = "ada"
 
 
@@ -246,7 +246,6 @@ class Ratio(float):
 )
 def test_accepted_python_types(value: object, expected: bytes) -> None:
     assert canonicalize(value) == expected
-    assert rfc8785.dumps(value) == expected  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- properties
@@ -265,9 +264,7 @@ keys = st.text() | st.text(
 )
 json_values = st.recursive(
     scalars,
-    lambda children: (
-        st.lists(children, max_size=6) | st.dictionaries(keys, children, max_size=6)
-    ),
+    lambda children: st.lists(children, max_size=6) | st.dictionaries(keys, children, max_size=6),
     max_leaves=40,
 )
 
@@ -341,9 +338,7 @@ def test_lone_surrogate_in_top_level_string() -> None:
 
 def test_depth_limit() -> None:
     assert canonicalize(nested_lists(MAX_DEPTH)) == b"[" * MAX_DEPTH + b"]" * MAX_DEPTH
-    assert "nested deeper than" in one_line_error(
-        lambda: canonicalize(nested_lists(MAX_DEPTH + 1))
-    )
+    assert "nested deeper than" in one_line_error(lambda: canonicalize(nested_lists(MAX_DEPTH + 1)))
     deep: dict[str, Any] = {}
     cursor = deep
     for _ in range(MAX_DEPTH + 5):
@@ -374,6 +369,18 @@ def test_parse_accepts_json_and_keeps_values() -> None:
     assert parse_json(str(MAX_SAFE_INTEGER)) == MAX_SAFE_INTEGER
     assert parse_json(str(-MAX_SAFE_INTEGER)) == -MAX_SAFE_INTEGER
     assert parse_json("1e-400") == 0.0
+
+
+@pytest.mark.parametrize(
+    "literal",
+    ["9007199254740992", "-9007199254740992", "295147905179352830000", "1" + "0" * 21],
+)
+def test_parse_big_integers_that_a_double_holds_become_floats(literal: str) -> None:
+    # Exact as a double, or the RFC 8785 form of one: nothing is rounded, so accepted.
+    value = parse_json(literal)
+    assert type(value) is float
+    assert value == float(literal)
+    assert parse_json(canonicalize(value)) == value
     assert parse_json("[" * MAX_DEPTH + "]" * MAX_DEPTH) == nested_lists(MAX_DEPTH)
 
 
@@ -396,13 +403,14 @@ def test_parse_accepts_json_and_keeps_values() -> None:
         ('{"a": 1, "\\u0061": 2}', 'duplicate key "\\u0061" at line 1 column 10'),
         ('[{"x": {"a": 1}}, {"b": 1,\n "b": 2}]', 'duplicate key "b" at line 2 column 2'),
         ('{"a": NaN}', "NaN is not a JSON number at line 1 column 7"),
-        ('[1,\n Infinity]', "Infinity is not a JSON number at line 2 column 2"),
+        ("[1,\n Infinity]", "Infinity is not a JSON number at line 2 column 2"),
         ("[-Infinity]", "-Infinity is not a JSON number at line 1 column 2"),
-        ('{"n": 9007199254740992}', "9007199254740992 is outside the I-JSON integer range"),
-        ("[-9007199254740992]", "number -9007199254740992 is outside"),
+        ('{"n": 9007199254740993}', "9007199254740993 is outside the I-JSON integer range"),
+        ("[-9007199254740993]", "number -9007199254740993 is outside"),
+        ("[1" + "0" * 308 + "]", "a double would round it; send it as a string"),
         ("[1e400]", "number 1e400 is too large for a double at line 1 column 2"),
         ("[-1.5E+309]", "too large for a double"),
-        ("[" + "1" * 5000 + "]", "is outside the I-JSON integer range at line 1 column 2"),
+        ("[" + "1" * 5000 + "]", "send it as a string at line 1 column 2"),
         ('"\\ud800"', "lone surrogate U+D800 in string at line 1 column 1"),
         ('{"k\\udc00": 1}', "lone surrogate U+DC00"),
         ('["ok", "\\ude00\\ud83d"]', "lone surrogate U+DE00 in string at line 1 column 8"),
@@ -423,7 +431,9 @@ def test_parse_names_the_input() -> None:
 def test_parse_gate_false_alarms_are_harmless() -> None:
     # Text that looks like a surrogate escape, deep nesting, or big numbers inside strings.
     text = '{"s": "\\\\ud800", "n": "12345678901234567890", "b": "' + "[{" * 200 + '"}'
-    assert parse_json(text)["n"] == "12345678901234567890"  # type: ignore[index]
+    parsed = parse_json(text)
+    assert isinstance(parsed, dict)
+    assert parsed["n"] == "12345678901234567890"
 
 
 def test_canonical_fast_path_is_taken_for_plain_envelopes() -> None:

@@ -14,10 +14,13 @@ Values outside I-JSON (RFC 7493) are refused with an `InputError` naming the JSO
 NaN and infinities, lone surrogates, integers beyond ±(2**53 - 1), non-string keys,
 types that are not JSON, and nesting deeper than `MAX_DEPTH`.
 
-Speed matters (every ledger append canonicalizes its envelope), so the common case, a
-value without floats and without astral-plane characters in keys, goes through the
-stdlib's C encoder, whose string escaping is exactly the JCS escaping (checked for
-every code point in the tests); anything else takes the hand-written encoder.
+Speed matters (every ledger append canonicalizes its envelope), so the common case goes
+through the stdlib's C encoder, whose string escaping is exactly the JCS escaping
+(checked for every code point in the tests): plain dicts, lists and tuples of strings,
+safe integers, booleans, None and the floats Python already writes the ECMAScript way,
+with no astral-plane character in any key (there UTF-16 order and code point order
+differ). Anything else takes the hand-written encoder, which also finds and names what
+is wrong.
 """
 
 from __future__ import annotations
@@ -154,7 +157,7 @@ def _encode(value: object, out: list[str], path: str, depth: int) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InputError(
-                    f"cannot canonicalize object key {key!r} at {path}: "
+                    f"cannot canonicalize object key {_abbrev(repr(key))} at {path}: "
                     f"keys must be strings, not {type(key).__name__}"
                 )
             if _SURROGATE.search(key):
@@ -268,12 +271,35 @@ def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, obj
     return result
 
 
-def _safe_int(literal: str) -> int:
-    if len(literal) <= 17:  # longer literals are out of range; int() would be slow
-        number = int(literal)
-        if -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER:
-            return number
-    raise _Rejected(literal)
+def _safe_int(literal: str) -> int | float:
+    if len(literal) <= 15:  # 15 digits or fewer: always within ±(2**53 - 1)
+        return int(literal)
+    number = _read_big_integer(literal)
+    if number is None:
+        raise _Rejected(literal)
+    return number
+
+
+def _read_big_integer(literal: str) -> int | float | None:
+    """Read an integer literal that may lie outside ±(2**53 - 1); None if it must be refused.
+
+    Beyond the safe range an integer is kept only as the double it denotes, and only when
+    that loses nothing: the double equals it exactly, or the literal is the way RFC 8785
+    writes that double (295147905179352830000, for instance). Then canonical output of
+    any float parses back, and nothing is rounded silently.
+    """
+    if len(literal) > 330:  # beyond any finite double; int() would be slow
+        return None
+    exact = int(literal)
+    if -MAX_SAFE_INTEGER <= exact <= MAX_SAFE_INTEGER:
+        return exact
+    try:
+        number = float(exact)
+    except OverflowError:
+        return None
+    if int(number) == exact or _format_number(number, "$") == literal:
+        return number
+    return None
 
 
 def _finite_float(literal: str) -> float:
@@ -296,9 +322,11 @@ def parse_json(data: bytes | str, *, what: str = "JSON") -> JSONValue:
 
     Refused, with the line and column (or byte offset) in the message: invalid UTF-8, a
     byte order mark, syntax errors and trailing data, duplicate object keys, NaN and
-    Infinity, numbers outside I-JSON (integers beyond ±(2**53 - 1), overflowing
-    floats), lone surrogates, nesting deeper than `MAX_DEPTH`. `what` names the input
-    in messages ("event", "request body", ...).
+    Infinity, numbers outside I-JSON (overflowing floats; integers beyond
+    ±(2**53 - 1) that a double would round), lone surrogates, nesting deeper than
+    `MAX_DEPTH`. Integers beyond ±(2**53 - 1) that a double holds without loss are
+    returned as floats, so whatever `canonicalize` writes parses back. `what` names the
+    input in messages ("event", "request body", ...).
     """
     if isinstance(data, str):
         text = data
@@ -419,8 +447,11 @@ def _number_problem(token: str) -> str | None:
         if any(mark in token for mark in ".eE"):
             if not math.isfinite(float(token)):
                 return "is too large for a double"
-        elif len(token.lstrip("-")) > 16 or abs(int(token)) > MAX_SAFE_INTEGER:
-            return "is outside the I-JSON integer range ±(2**53 - 1)"
+        elif _read_big_integer(token) is None:
+            return (
+                "is outside the I-JSON integer range ±(2**53 - 1) and a double would "
+                "round it; send it as a string"
+            )
     except ValueError:
         pass  # true, false, null
     return None

@@ -351,13 +351,14 @@ class Event:
         Unknown fields, null for an optional field, and missing required fields are
         refused; an empty `refs` object is accepted and, like an absent one, omitted.
         """
-        members = _object_members(None, obj, _EVENT_FIELDS, required=_REQUIRED_FIELDS)
-        version = members["v"]
+        # The version first: another version may have other fields.
+        version = obj.get("v", ENVELOPE_VERSION) if isinstance(obj, Mapping) else ENVELOPE_VERSION
         if type(version) is not int or version != ENVELOPE_VERSION:
             raise InputError(
                 f"event field 'v' must be {ENVELOPE_VERSION}, got {_describe(version)}; "
                 "this FlowLoom reads envelope version 1 only"
             )
+        members = _object_members(None, obj, _EVENT_FIELDS, required=_REQUIRED_FIELDS)
         git = members.get("git")
         refs = members.get("refs", _NO_REFS)
         if not isinstance(refs, Mapping):
