@@ -67,6 +67,13 @@ def url_with_schema(url: str, schema: str) -> str:
 
 
 @pytest.fixture
+def pg_server_url() -> str:
+    """The server's URL (no schema of its own), once it is known to be reachable."""
+    require_postgres()
+    return PG_URL
+
+
+@pytest.fixture
 def pg_url() -> Iterator[str]:
     """A URL whose connections use a fresh, empty schema, dropped after the test."""
     require_postgres()

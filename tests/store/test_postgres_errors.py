@@ -5,13 +5,12 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from urllib.parse import quote
 
 import psycopg
 import pytest
 
-from conftest import PG_URL, require_postgres, url_with_schema
 from flowloom.errors import ForeignDatabaseError, StoreError, StoreUnavailableError
 from flowloom.store.interface import AppendPlan, NodeLookup, PendingEntry
 from flowloom.store.postgres import PostgresStore, _translate
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.postgres
 SECRET = "s3cret-Pa55word"
 
 
-def leaf_plan(size: int, lookup: NodeLookup, leaves: list[bytes]) -> AppendPlan:
+def leaf_plan(size: int, lookup: NodeLookup, leaves: Sequence[bytes]) -> AppendPlan:
     return AppendPlan([(0, size + i, leaf) for i, leaf in enumerate(leaves)])
 
 
@@ -66,18 +65,18 @@ def test_silent_server_times_out(silent_port: int) -> None:
     assert "timeout" in exc.message.lower()
 
 
-def test_unknown_database() -> None:
-    require_postgres()
+def test_unknown_database(pg_server_url: str) -> None:
     name = f"flowloom_missing_{uuid.uuid4().hex[:8]}"
-    url = psycopg.conninfo.make_conninfo(PG_URL, dbname=name, password=SECRET)
+    url = psycopg.conninfo.make_conninfo(pg_server_url, dbname=name, password=SECRET)
     exc = _open_expecting_unavailable(url)
     assert f"/{name}" in exc.message
     assert "does not exist" in exc.message
 
 
-def test_unknown_user() -> None:
-    require_postgres()
-    url = psycopg.conninfo.make_conninfo(PG_URL, user="flowloom_no_such_role", password=SECRET)
+def test_unknown_user(pg_server_url: str) -> None:
+    url = psycopg.conninfo.make_conninfo(
+        pg_server_url, user="flowloom_no_such_role", password=SECRET
+    )
     exc = _open_expecting_unavailable(url)
     assert "flowloom_no_such_role" in exc.message
 
@@ -88,7 +87,8 @@ def test_malformed_url_does_not_echo_it() -> None:
 
 
 def test_missing_schema(pg_url: str) -> None:
-    url = url_with_schema(PG_URL, f"flowloom_absent_{uuid.uuid4().hex[:8]}")
+    schema = pg_url.rpartition("search_path%3D")[2]
+    url = pg_url.replace(schema, f"flowloom_absent_{uuid.uuid4().hex[:8]}")
     with pytest.raises(StoreUnavailableError, match="no schema"):
         PostgresStore(url)
 
@@ -147,13 +147,13 @@ def test_trigger_refusal_becomes_refused_store_error(pg_store: PostgresStore, pg
     assert "\n" not in translated.message
 
 
-def test_killed_connections_are_replaced(pg_url: str) -> None:
+def test_killed_connections_are_replaced(pg_url: str, pg_server_url: str) -> None:
     app = f"flowloom-test-{uuid.uuid4().hex[:8]}"
     url = f"{pg_url}&application_name={app}"
     store = PostgresStore(url, min_size=2, max_size=2)
     try:
         store.append("log", [PendingEntry(b"{}", b"h" * 32, "note")], leaf_plan)
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
             killed = admin.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE application_name = %s",

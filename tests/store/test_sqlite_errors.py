@@ -6,7 +6,7 @@ import hashlib
 import os
 import random
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -29,7 +29,7 @@ from flowloom.store.sqlite import SQLiteStore
 LOG = "example.com/project"
 
 
-def leaf_plan(size: int, lookup: NodeLookup, leaves: list[bytes]) -> AppendPlan:
+def leaf_plan(size: int, lookup: NodeLookup, leaves: Sequence[bytes]) -> AppendPlan:
     return AppendPlan([(0, size + i, leaf) for i, leaf in enumerate(leaves)])
 
 
@@ -142,8 +142,8 @@ def test_damaged_pages_raise_store_errors(tmp_path: Path) -> None:
 
     try:
         store = SQLiteStore(path)
-    except StoreError as exc:
-        raised.append(exc)
+    except StoreError as open_error:
+        raised.append(open_error)
     else:
         try:
             attempt(lambda: store.size(LOG))

@@ -80,13 +80,12 @@ def signer(note: str = "cp") -> CheckpointSigner:
     return sign
 
 
-def location(store: Store, request: pytest.FixtureRequest) -> str:
+def location(store: Store) -> str:
     """What another process needs to open the same database."""
     if isinstance(store, SQLiteStore):
         return store.path
     if isinstance(store, PostgresStore):
-        url: str = request.getfixturevalue("pg_url")
-        return url
+        return store.url
     raise AssertionError(f"no location for {store!r}")
 
 
@@ -162,21 +161,12 @@ def sql_store(request: pytest.FixtureRequest) -> Iterator[tuple[Store, RawDB]]:
     store: Store = request.getfixturevalue(
         "sqlite_store" if request.param == "sqlite" else "pg_store"
     )
-    yield store, RawDB(request.param, location(store, request))
+    yield store, RawDB(request.param, location(store))
 
 
 @pytest.fixture(
     params=[
-        pytest.param(
-            "sqlite",
-            id="sqlite",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="SQLiteStore._migrate reads application_id and the table list outside"
-                " its BEGIN IMMEDIATE, so a racing first open can see the tables of another"
-                " opener's committed migration and call the file foreign (rare)",
-            ),
-        ),
+        pytest.param("sqlite", id="sqlite"),
         pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
     ]
 )
@@ -275,7 +265,7 @@ def test_contiguous_indices_under_threads(store: Store) -> None:
 )
 def test_contiguous_indices_under_processes(dialect: str, request: pytest.FixtureRequest) -> None:
     store: Store = request.getfixturevalue("sqlite_store" if dialect == "sqlite" else "pg_store")
-    where = location(store, request)
+    where = location(store)
     store.append(LOG, [make_entry("parent-b0-i0")], leaf_plan)
     processes, batches, per_batch = 3, 15, 9
     ctx = multiprocessing.get_context("spawn")

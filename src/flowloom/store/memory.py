@@ -193,8 +193,9 @@ class MemoryStore:
             size = len(self._entries.get(log, ()))
             latest = self.latest_checkpoint(log)
             checkpoint = sign(size, lambda ids: self._lookup(log, ids), latest)
-            if latest is None or checkpoint.size > latest.size:
-                self._checkpoints.setdefault(log, []).append(checkpoint)
+            if latest is not None and checkpoint.size <= latest.size:
+                return latest  # nothing new was signed
+            self._checkpoints.setdefault(log, []).append(checkpoint)
             return checkpoint
 
     def delete_bodies(self, log: str, subject: str) -> list[str]:

@@ -68,7 +68,9 @@ MIGRATION_LOCK_TIMEOUT = "60s"
 _PAGE = 4096
 _END = 2**62
 _TABLES = ("entries", "nodes", "checkpoints", "bodies", "subject_keys")
-_UNAVAILABLE_HINT = "check that the server is running and the URL's host, port, database and user"
+_UNAVAILABLE_HINT = (
+    "check that the server is running and the URL's host, port, database, user and password"
+)
 _SIZE_SQL = "SELECT COALESCE(MAX(idx) + 1, 0) FROM entries WHERE log = %s"
 _LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
@@ -79,6 +81,8 @@ class PostgresStore:
     dialect = "postgres"
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
+        self.url = url
+        """The URL as given: it may hold a password, so it never goes into a message."""
         try:
             params: dict[str, Any] = conninfo_to_dict(url)
         except psycopg.Error as exc:
@@ -397,11 +401,12 @@ class PostgresStore:
             size = _durable_size(conn, log)
             latest = _latest_checkpoint(conn, log)
             checkpoint = sign(size, lambda ids: self._lookup_in(conn, log, ids), latest)
-            if latest is None or checkpoint.size > latest.size:
-                conn.execute(
-                    "INSERT INTO checkpoints (log, size, root, note) VALUES (%s, %s, %s, %s)",
-                    (log, checkpoint.size, checkpoint.root, checkpoint.note),
-                )
+            if latest is not None and checkpoint.size <= latest.size:
+                return latest  # nothing new was signed
+            conn.execute(
+                "INSERT INTO checkpoints (log, size, root, note) VALUES (%s, %s, %s, %s)",
+                (log, checkpoint.size, checkpoint.root, checkpoint.note),
+            )
         return checkpoint
 
     def delete_bodies(self, log: str, subject: str) -> list[str]:

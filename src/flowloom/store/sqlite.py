@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,7 @@ class SQLiteStore:
                 self.path, isolation_level=None, check_same_thread=False, timeout=60
             )
             conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
             raise _translate(exc, self.path, "opening") from exc
@@ -117,27 +118,40 @@ class SQLiteStore:
 
     def _migrate(self) -> None:
         conn = self._conn()
+        known = load_migrations(self.dialect)
         try:
+            # The common case, an up-to-date ledger, needs no write lock.
+            if conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID:
+                row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+                if row[0] == len(known):
+                    return
+        except sqlite3.Error:
+            pass  # fall through to the careful path, which reports errors properly
+        try:
+            # Inside the write lock, so a second process opening a new file at the same
+            # moment sees either nothing or the finished schema, never half of it.
+            conn.execute("BEGIN IMMEDIATE")
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             tables = {
                 row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
             }
         except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise _translate(exc, self.path, "opening") from exc
         if app_id != APPLICATION_ID and (app_id != 0 or tables):
+            conn.execute("ROLLBACK")
             raise ForeignDatabaseError(
                 f"{self.path} is an SQLite database that FlowLoom did not create",
                 hint="point --database at a FlowLoom ledger or at a new path",
             )
         try:
-            conn.execute("BEGIN IMMEDIATE")
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
                 " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
             )
             applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-            known = load_migrations(self.dialect)
             if applied and max(applied) > len(known):
                 conn.execute("ROLLBACK")
                 raise StoreError(
@@ -329,11 +343,12 @@ class SQLiteStore:
             checkpoint = sign(
                 int(size), lambda ids: _lookup_nodes(conn, self.path, log, ids), latest
             )
-            if latest is None or checkpoint.size > latest.size:
-                conn.execute(
-                    "INSERT INTO checkpoints (log, size, root, note) VALUES (?, ?, ?, ?)",
-                    (log, checkpoint.size, checkpoint.root, checkpoint.note),
-                )
+            if latest is not None and checkpoint.size <= latest.size:
+                return latest  # nothing new was signed
+            conn.execute(
+                "INSERT INTO checkpoints (log, size, root, note) VALUES (?, ?, ?, ?)",
+                (log, checkpoint.size, checkpoint.root, checkpoint.note),
+            )
         return checkpoint
 
     def body_digests(self, log: str, subject: str) -> list[str]:
@@ -401,6 +416,20 @@ class _WriteTxn:
         if self.conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL; SQLite answers "locked" at once, without the busy handler, when
+    another connection is doing the same on a new file, so wait and retry."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _lookup_nodes(
