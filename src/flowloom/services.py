@@ -67,13 +67,15 @@ def build_services(settings: Settings, *, store: Store | None = None) -> Service
     store = store or open_store(settings.database)
     try:
         keys = KeyStore(settings.home)
-        signer, created = keys.signer(settings.origin)
+        created = False
+        if not keys.has_signer(settings.origin):
+            _, created = keys.signer(settings.origin)
         ledger = Ledger(
             store,
             log=settings.project,
             origin=settings.origin,
-            signer=signer,
-            cipher=BodyCipher(keys.master_key()),
+            signer=lambda: keys.signer(settings.origin)[0],
+            cipher=lambda: BodyCipher(keys.master_key()),
             actor=default_actor(),
             max_body_bytes=settings.max_body_bytes,
         )
@@ -84,7 +86,7 @@ def build_services(settings: Settings, *, store: Store | None = None) -> Service
                 meta={
                     "actor": {"type": "service", "id": "flowloom"},
                     "subject": settings.origin,
-                    "refs": {"vkey": signer.verifier().vkey, "purpose": "checkpoint signing"},
+                    "refs": {"vkey": ledger.verifier.vkey, "purpose": "checkpoint signing"},
                 },
             )
     except BaseException:

@@ -119,6 +119,19 @@ def test_end_to_end(fl: Flowloom, tmp_path: Path) -> None:
 
 def test_private_key_stays_private(fl: Flowloom) -> None:
     outputs = [fl("log", "vkey"), fl("log", "checkpoint"), fl("log", "show", "--json")]
+    outputs.append(
+        fl(
+            "log",
+            "append",
+            "--kind",
+            "agent.prompt",
+            "--body-file",
+            "-",
+            "--data-subject",
+            "x",
+            input=b"secret",
+        )
+    )
     keys = list((fl.home / "keys").iterdir())
     assert {k.suffix for k in keys} == {".skey", ".key"}
     for key in keys:

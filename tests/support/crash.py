@@ -36,8 +36,8 @@ def child_main(database: str, home: str, seed: int) -> None:
         store,
         log="crash",
         origin=signer.name,
-        signer=signer,
-        cipher=BodyCipher(keys.master_key()),
+        signer=lambda: signer,
+        cipher=lambda: BodyCipher(keys.master_key()),
         actor={"type": "agent", "id": "crash-child"},
         max_body_bytes=1 << 20,
     )

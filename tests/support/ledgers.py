@@ -22,8 +22,8 @@ def make_ledger(store: Store, home: Path, *, log: str = "proj", max_body: int = 
         store,
         log=log,
         origin=signer.name,
-        signer=signer,
-        cipher=BodyCipher(keys.master_key()),
+        signer=lambda: signer,
+        cipher=lambda: BodyCipher(keys.master_key()),
         actor={"type": "human", "id": "tester"},
         max_body_bytes=max_body,
     )

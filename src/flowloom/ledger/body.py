@@ -14,12 +14,13 @@ import hashlib
 import hmac
 import os
 from dataclasses import dataclass
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from flowloom.errors import KeyFileError, VerificationError
 from flowloom.store.interface import StoredBody
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "SALT_SIZE",
@@ -61,23 +62,32 @@ def subject_pseudonym(log: str, subject: str) -> str:
     return "subj:" + hashlib.sha256(f"{log}\n{subject}".encode()).hexdigest()[:32]
 
 
+def _aesgcm(key: bytes) -> AESGCM:
+    # Imported here: hooks record plain bodies and must not pay for loading OpenSSL.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
+
+
 class BodyCipher:
     """Encrypts bodies per data subject; subject keys are wrapped under a master key."""
 
     def __init__(self, master_key: bytes) -> None:
         if len(master_key) != _KEY_SIZE:
             raise KeyFileError("the master key must be 32 bytes")
-        self._master = AESGCM(master_key)
+        self._master_key = master_key
 
     def new_wrapped_key(self, pseudonym: str) -> bytes:
         """A fresh subject key, wrapped (nonce || ciphertext) for storage."""
         nonce = os.urandom(_NONCE_SIZE)
-        key = AESGCM.generate_key(bit_length=256)
-        return nonce + self._master.encrypt(nonce, key, pseudonym.encode())
+        key = os.urandom(_KEY_SIZE)
+        return nonce + _aesgcm(self._master_key).encrypt(nonce, key, pseudonym.encode())
 
     def unwrap(self, pseudonym: str, wrapped: bytes) -> bytes:
+        from cryptography.exceptions import InvalidTag
+
         try:
-            return self._master.decrypt(
+            return _aesgcm(self._master_key).decrypt(
                 wrapped[:_NONCE_SIZE], wrapped[_NONCE_SIZE:], pseudonym.encode()
             )
         except InvalidTag as exc:
@@ -90,15 +100,17 @@ class BodyCipher:
         salt = os.urandom(SALT_SIZE)
         digest = digest_of(salt, body)
         nonce = os.urandom(_NONCE_SIZE)
-        ciphertext = AESGCM(self.unwrap(pseudonym, wrapped)).encrypt(nonce, body, digest.encode())
+        ciphertext = _aesgcm(self.unwrap(pseudonym, wrapped)).encrypt(nonce, body, digest.encode())
         return SealedBody(digest, StoredBody(digest, salt, ciphertext, nonce, pseudonym))
 
     def decrypt(self, stored: StoredBody, wrapped: bytes) -> bytes:
         if stored.nonce is None or stored.subject is None:
             return stored.content
+        from cryptography.exceptions import InvalidTag
+
         key = self.unwrap(stored.subject, wrapped)
         try:
-            return AESGCM(key).decrypt(stored.nonce, stored.content, stored.digest.encode())
+            return _aesgcm(key).decrypt(stored.nonce, stored.content, stored.digest.encode())
         except InvalidTag as exc:
             raise VerificationError(
                 f"body {stored.digest} does not decrypt: it was altered"

@@ -14,9 +14,12 @@ import re
 import stat
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flowloom.errors import KeyFileError
-from flowloom.ledger.note import Signer
+
+if TYPE_CHECKING:
+    from flowloom.ledger.note import Signer
 
 __all__ = ["KeyStore"]
 
@@ -32,8 +35,14 @@ class KeyStore:
     def _path(self, stem: str, suffix: str) -> Path:
         return self.directory / f"{_SAFE.sub('_', stem)}{suffix}"
 
+    def has_signer(self, origin: str) -> bool:
+        """Whether log `origin` already has a signing key (a cheap file check)."""
+        return self._path(origin, ".skey").exists()
+
     def signer(self, origin: str) -> tuple[Signer, bool]:
         """The signer for log `origin` and whether it was just generated."""
+        from flowloom.ledger.note import Signer  # loads OpenSSL: only when signing
+
         path = self._path(origin, ".skey")
         created = False
         if not path.exists():

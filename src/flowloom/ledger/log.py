@@ -12,7 +12,7 @@ import base64
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowloom.errors import (
     BodyTooLargeError,
@@ -21,11 +21,8 @@ from flowloom.errors import (
     VerificationError,
 )
 from flowloom.ledger import merkle
-from flowloom.ledger.body import BodyCipher, SealedBody, commit_body, subject_pseudonym
-from flowloom.ledger.checkpoint import Checkpoint, sign_checkpoint
+from flowloom.ledger.body import SealedBody, commit_body, subject_pseudonym
 from flowloom.ledger.event import Event, format_ts
-from flowloom.ledger.note import Signer, Verifier
-from flowloom.ledger.receipt import Receipt
 from flowloom.ledger.writer import Ack, LogWriter
 from flowloom.store.interface import (
     NodeLookup,
@@ -35,12 +32,21 @@ from flowloom.store.interface import (
     StoredEntry,
 )
 
+if TYPE_CHECKING:
+    from flowloom.ledger.body import BodyCipher
+    from flowloom.ledger.note import Signer, Verifier
+    from flowloom.ledger.receipt import Receipt
+
 __all__ = ["META_FIELDS", "Ledger", "Prepared"]
 
 # Envelope fields a caller may set through --meta; the rest FlowLoom sets itself.
 META_FIELDS = frozenset({"actor", "session", "git", "subject", "refs"})
 
 Clock = Callable[[], datetime]
+# Keys are loaded on first use: recording a plain event (what hooks do on every prompt)
+# needs neither the signing key nor OpenSSL.
+SignerLoader = Callable[[], "Signer"]
+CipherLoader = Callable[[], "BodyCipher"]
 
 
 @dataclass(frozen=True)
@@ -60,8 +66,8 @@ class Ledger:
         *,
         log: str,
         origin: str,
-        signer: Signer,
-        cipher: BodyCipher,
+        signer: SignerLoader,
+        cipher: CipherLoader,
         actor: Mapping[str, Any],
         max_body_bytes: int,
         writer: LogWriter | None = None,
@@ -70,16 +76,30 @@ class Ledger:
         self.store = store
         self.log = log
         self.origin = origin
-        self._signer = signer
-        self._cipher = cipher
+        self._load_signer = signer
+        self._load_cipher = cipher
+        self._signer: Signer | None = None
+        self._cipher: BodyCipher | None = None
         self._actor = dict(actor)
         self._max_body = max_body_bytes
         self.writer = writer or LogWriter(store, log)
         self._clock = clock or (lambda: datetime.now(UTC))
 
     @property
+    def signer(self) -> Signer:
+        if self._signer is None:
+            self._signer = self._load_signer()
+        return self._signer
+
+    @property
+    def cipher(self) -> BodyCipher:
+        if self._cipher is None:
+            self._cipher = self._load_cipher()
+        return self._cipher
+
+    @property
     def verifier(self) -> Verifier:
-        return self._signer.verifier()
+        return self.signer.verifier()
 
     # -- recording -------------------------------------------------------------------
 
@@ -150,9 +170,9 @@ class Ledger:
         wrapped = self.store.subject_key(self.log, pseudonym)
         if wrapped is None:
             wrapped = self.store.put_subject_key(
-                self.log, pseudonym, self._cipher.new_wrapped_key(pseudonym)
+                self.log, pseudonym, self.cipher.new_wrapped_key(pseudonym)
             )
-        return self._cipher.seal(body, pseudonym, wrapped)
+        return self.cipher.seal(body, pseudonym, wrapped)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -175,7 +195,7 @@ class Ledger:
         wrapped = self.store.subject_key(self.log, stored.subject)
         if wrapped is None:
             return None
-        return self._cipher.decrypt(stored, wrapped)
+        return self.cipher.decrypt(stored, wrapped)
 
     # -- checkpoints and proofs --------------------------------------------------------
 
@@ -212,7 +232,9 @@ class Ledger:
                         "refusing to sign",
                         hint="run 'flowloom log verify'",
                     ) from exc
-        note = sign_checkpoint(Checkpoint(self.origin, size, root), self._signer)
+        from flowloom.ledger.checkpoint import Checkpoint, sign_checkpoint
+
+        note = sign_checkpoint(Checkpoint(self.origin, size, root), self.signer)
         return StoredCheckpoint(size, root, note)
 
     def checkpoint_at(self, size: int | None) -> StoredCheckpoint:
@@ -243,6 +265,8 @@ class Ledger:
                 f"entry {index} is not covered by checkpoint {checkpoint.size}",
                 hint="sign a newer checkpoint with 'flowloom log checkpoint'",
             )
+        from flowloom.ledger.receipt import Receipt
+
         proof = merkle.inclusion_proof(index, checkpoint.size, self.lookup())
         return Receipt(index=index, proof=proof, checkpoint=checkpoint.note)
 
