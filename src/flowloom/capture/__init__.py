@@ -1,0 +1,1 @@
+"""Capture: agent hooks, git hooks and redaction feed events into the ledger."""

@@ -1,0 +1,1 @@
+"""Git integration: hooks, trailers, links, replication through refs."""

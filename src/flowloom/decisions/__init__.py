@@ -1,0 +1,1 @@
+"""Decision records: what was decided, why, by whom, approved by whom."""
