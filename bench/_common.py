@@ -176,8 +176,7 @@ def open_bench_db(
                 cleanups.append(lambda: shutil.rmtree(directory, ignore_errors=True))
             else:
                 note(f"keeping {path}")
-        store = SQLiteStore(path)
-        return BenchDB(kind, str(path), home, store, cleanups)
+        return BenchDB(kind, str(path), home, SQLiteStore(path), cleanups)
     if kind == "postgres":
         import psycopg
         from psycopg import sql
@@ -202,11 +201,11 @@ def open_bench_db(
         else:
             note(f"keeping schema {schema}")
         try:
-            store = PostgresStore(url, max_size=12)
+            pg_store = PostgresStore(url, max_size=12)
         except Exception:
             drop()
             raise
-        return BenchDB(kind, url, home, store, cleanups)
+        return BenchDB(kind, url, home, pg_store, cleanups)
     raise SystemExit(f"unknown store {kind!r}; use one of {', '.join(STORES)}")
 
 
@@ -233,8 +232,8 @@ def build_ledger(
         bench.store,
         log=log,
         origin=signer.name,
-        signer=signer,
-        cipher=BodyCipher(keys.master_key()),
+        signer=lambda: signer,
+        cipher=lambda: BodyCipher(keys.master_key()),
         actor={"type": "agent", "id": "bench", "name": "flowloom-bench"},
         max_body_bytes=1 << 20,
         writer=LogWriter(bench.store, log, max_batch=max_batch, observer=observer),

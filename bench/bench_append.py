@@ -33,8 +33,10 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 for _path in (ROOT / "src", ROOT):
@@ -95,16 +97,18 @@ def blocking(ledger: Ledger, entries: list[PendingEntry]) -> list[int]:
     return [ledger.writer.append(entry).index for entry in entries]
 
 
-def run_threads(target: object, args_per_thread: list[tuple[object, ...]]) -> tuple[float, list]:
+def run_threads(
+    target: Callable[..., Any], args_per_thread: list[tuple[Any, ...]]
+) -> tuple[float, list[Any]]:
     """Run one thread per argument tuple, start together; (elapsed seconds, results)."""
-    results: list[object] = [None] * len(args_per_thread)
+    results: list[Any] = [None] * len(args_per_thread)
     errors: list[BaseException] = []
     gate = threading.Barrier(len(args_per_thread) + 1)
 
-    def body(slot: int, args: tuple[object, ...]) -> None:
+    def body(slot: int, args: tuple[Any, ...]) -> None:
         gate.wait()
         try:
-            results[slot] = target(*args)  # type: ignore[operator]
+            results[slot] = target(*args)
         except BaseException as exc:
             errors.append(exc)
 
@@ -137,6 +141,17 @@ def naive_rate(peer: NaivePeer, entries: list[PendingEntry], threads: int) -> fl
 
     elapsed, _ = run_threads(work, [(chunk,) for chunk in split(entries, threads)])
     return len(entries) / elapsed
+
+
+def goal_fields(mode: str, rate: float, goal: int) -> dict[str, Any]:
+    if mode == "blocking":
+        return {
+            "goal": None,
+            "goal_met": None,
+            "goal_note": "latency-bound (at most 8 entries per transaction);"
+            f" the >= {goal}/s goal applies to the pipelined figures",
+        }
+    return {"goal": f">= {goal}", "goal_met": rate >= goal}
 
 
 def bench_store(kind: str, args: argparse.Namespace) -> None:
@@ -204,8 +219,7 @@ def _bench_store(bench: BenchDB, args: argparse.Namespace) -> None:
             peer_n=peer_n,
             ratio=ratio(rate, peer_value),
             ratio_def="ledger / peer",
-            goal=f">= {goal}",
-            goal_met=rate >= goal,
+            **goal_fields(mode, rate, goal),
         )
         contiguous_acks = sorted(all_indices) == list(range(appended))
         check = check_log(bench, ledger, appended)

@@ -102,14 +102,16 @@ def read_floor(bench: BenchDB) -> float:
     else:
         import psycopg
 
+        # A server-side cursor, as a streaming reader would use.
         with (
-            psycopg.connect(bench.target) as conn,
-            conn.cursor(name="floor") as cursor,
+            psycopg.connect(bench.target) as pg_conn,
+            pg_conn.transaction(),
+            pg_conn.cursor("floor") as pg_cursor,
         ):
-            cursor.execute(
+            pg_cursor.execute(
                 "SELECT idx, envelope, kind FROM entries WHERE log = %s ORDER BY idx", (LOG,)
             )
-            while cursor.fetchmany(4096):
+            while pg_cursor.fetchmany(4096):
                 pass
     return time.perf_counter() - started
 

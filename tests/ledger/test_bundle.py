@@ -131,3 +131,17 @@ def test_body_tampering_in_bundle_is_named(bundle: tuple[Ledger, Path]) -> None:
     path = out / "bodies" / digest
     path.write_bytes(path.read_bytes() + b"!")
     assert _found(verify_bundle(out, ledger.verifier)) == {(12, "body mismatch")}
+
+
+def test_subject_bodies_can_be_withheld(sqlite_store: Store, tmp_path: Path) -> None:
+    ledger = make_ledger(sqlite_store, tmp_path)
+    fill(ledger, 3)
+    ledger.record("agent.prompt", body=b"Jane Roe's diagnosis", data_subject="jane")
+    out = tmp_path / "bundle"
+    manifest = export_bundle(ledger, out, withhold_subject_bodies=True)
+    assert len(manifest["withheld_bodies"]) == 1
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert b"Jane Roe" not in path.read_bytes()
+    report = verify_bundle(out, ledger.verifier)
+    assert report.ok, [p.line() for p in report.problems]

@@ -6,9 +6,13 @@ Layout (C2SP tlog-tiles, plus what FlowLoom adds beside it):
     tile/<L>/<N>[.p/<W>]    hash tiles: level L holds tree nodes at height 8·L
     tile/entries/<N>[.p/<W>]  entry bundles: the canonical event envelopes
     bodies/<hex>            salt (32 bytes) followed by the plaintext body
-    manifest.json           origin, size, vkey and the SHA-256 of every other file
+    manifest.json           origin, size, vkey, withheld bodies, SHA-256 of every file
 
 Erased bodies are absent; their tombstones in the log say who erased them and why.
+Bodies of data subjects can be withheld (`withhold_subject_bodies`): a bundle that
+travels where an erasure could not reach it later (a pushed git ref) must not carry
+personal data. Withheld digests are listed in the manifest; their envelopes and the
+tree still verify, their content is simply not in the bundle.
 The bundle is written to a temporary directory and renamed into place, so a bundle
 either exists whole or not at all.
 """
@@ -53,7 +57,9 @@ def _write(root: Path, rel: str, data: bytes, files: dict[str, str]) -> None:
     files[rel] = hashlib.sha256(data).hexdigest()
 
 
-def export_bundle(ledger: Ledger, directory: Path) -> dict[str, Any]:
+def export_bundle(
+    ledger: Ledger, directory: Path, *, withhold_subject_bodies: bool = False
+) -> dict[str, Any]:
     """Write the whole log as a bundle; returns the manifest."""
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise InputError(f"{directory} exists and is not an empty directory")
@@ -87,9 +93,13 @@ def export_bundle(ledger: Ledger, directory: Path) -> dict[str, Any]:
             blob = b"".join(len(e).to_bytes(2, "big") + e for e in chunk)
             _write(staging, entries_path(index, width), blob, files)
             digests.extend(d for d in (_body_digest(e) for e in chunk) if d)
+        withheld: list[str] = []
         for digest in digests:
             stored = store.body(digest)
             if stored is None:
+                continue
+            if withhold_subject_bodies and stored.subject is not None:
+                withheld.append(digest)
                 continue
             plain = ledger.read_body(digest)
             if plain is None:
@@ -100,6 +110,7 @@ def export_bundle(ledger: Ledger, directory: Path) -> dict[str, Any]:
             "origin": ledger.origin,
             "size": size,
             "vkey": ledger.verifier.vkey,
+            "withheld_bodies": withheld,
             "files": dict(sorted(files.items())),
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
@@ -176,17 +187,30 @@ def verify_bundle(directory: Path, verifier: Verifier) -> VerifyReport:
     levels = _read_tiles(directory, size, problems)
     bodies = _read_bodies(directory)
     report.bodies_checked = len(bodies)
+    withheld = _withheld(directory)
     found, count, _roots = audit(
         entries(),
         checkpoints=[checkpoint],
-        stored_leaves=lambda: levels.get(0, []),
+        stored_leaves=lambda start: levels.get(0, [])[start:],
         bodies=bodies,
         total=size,
     )
-    problems.extend(found)
+    problems.extend(p for p in found if not (p.what == "body missing" and _names(p, withheld)))
     report.size = count
     problems.sort(key=lambda p: (p.index if p.index is not None else -1, p.what))
     return report
+
+
+def _withheld(directory: Path) -> set[str]:
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text("utf-8"))
+        return {d for d in manifest.get("withheld_bodies", []) if isinstance(d, str)}
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+def _names(problem: Problem, digests: set[str]) -> bool:
+    return any(d in problem.detail for d in digests)
 
 
 def _check_manifest(directory: Path, problems: list[Problem]) -> None:

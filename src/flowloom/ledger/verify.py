@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 from flowloom.errors import FlowLoomError
 from flowloom.ledger import merkle
-from flowloom.ledger.body import digest_of
 from flowloom.ledger.checkpoint import Checkpoint, open_checkpoint
 from flowloom.ledger.note import Verifier
 from flowloom.store.interface import Store, StoredBody
@@ -95,7 +94,7 @@ def audit(
     entries: Iterable[tuple[int, bytes, str]],
     *,
     checkpoints: Sequence[Checkpoint],
-    stored_leaves: Callable[[], Iterable[bytes]],
+    stored_leaves: Callable[[int], Iterable[bytes]],
     bodies: BodyStatus | None,
     total: int,
     extra_sizes: Sequence[int] = (),
@@ -104,8 +103,9 @@ def audit(
     """Check `entries` (index, envelope, kind) against signed checkpoints.
 
     Returns the problems found, the number of entries seen and the recomputed roots at
-    the checkpoint sizes and `extra_sizes`. `stored_leaves` is read in full only when
-    a root does not match, to name the entries involved.
+    the checkpoint sizes and `extra_sizes`. `stored_leaves(start)` yields the tree's
+    leaf hashes from `start`; it is read past the last checkpoint only when a root does
+    not match, to name the entries involved.
     """
     problems: list[Problem] = []
     sizes = sorted({c.size for c in checkpoints} | set(extra_sizes))
@@ -213,7 +213,7 @@ def _missing(start: int, end: int, why: str) -> Problem:
 
 def _localize(
     recomputed: list[bytes],
-    stored_leaves: Callable[[], Iterable[bytes]],
+    stored_leaves: Callable[[int], Iterable[bytes]],
     gaps: list[tuple[int, int]],
     *,
     check_from: int,
@@ -224,15 +224,18 @@ def _localize(
     found elsewhere) from an insertion (the rightful entry sits further on), a
     deletion (the rightful entry is gone, a later one moved up) and a reordering.
     """
-    stored = list(stored_leaves())
     in_gap = {i for start, end in gaps for i in range(start, end)}
+    tail = list(stored_leaves(check_from))
     suspects = [
         i
         for i in range(check_from, len(recomputed))
-        if i not in in_gap and (i >= len(stored) or recomputed[i] != stored[i])
+        if i not in in_gap
+        and (i - check_from >= len(tail) or recomputed[i] != tail[i - check_from])
     ]
     if not suspects:
         return []
+    # Something is wrong: now the whole tree is needed to tell where entries belong.
+    stored = list(stored_leaves(0)) if check_from else tail
     where_stored = {leaf: i for i, leaf in enumerate(stored)}
     where_entry = {leaf: i for i, leaf in enumerate(recomputed) if leaf}
     problems: list[Problem] = []
@@ -285,12 +288,19 @@ def body_status(
 ) -> dict[str, bool]:
     """Check every stored body against its commitment."""
     status: dict[str, bool] = {}
+    sha256 = hashlib.sha256
     for stored in bodies:
-        try:
-            plain = decrypt(stored) if stored.nonce is not None else stored.content
-        except FlowLoomError:
-            plain = None
-        status[stored.digest] = plain is not None and digest_of(stored.salt, plain) == stored.digest
+        if stored.nonce is None:
+            plain: bytes | None = stored.content
+        else:
+            try:
+                plain = decrypt(stored)
+            except FlowLoomError:
+                plain = None
+        digest = stored.digest
+        status[digest] = plain is not None and (
+            "sha256:" + sha256(stored.salt + plain).hexdigest() == digest
+        )
     return status
 
 
@@ -331,9 +341,9 @@ def verify_store(
         status = body_status(store.bodies(log), decrypt or (lambda b: None))
         report.bodies_checked = len(status)
     problems, count, roots = audit(
-        ((e.index, e.envelope, e.kind) for e in store.entries(log)),
+        store.rows(log),
         checkpoints=opened,
-        stored_leaves=lambda: store.level(log, 0),
+        stored_leaves=lambda start: store.level(log, 0, start),
         bodies=status,
         total=size,
         extra_sizes=[external.size] if external is not None else [],

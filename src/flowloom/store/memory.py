@@ -82,6 +82,12 @@ class MemoryStore:
             if kind is None or row.kind == kind:
                 yield row
 
+    def rows(
+        self, log: str, start: int = 0, end: int | None = None
+    ) -> Iterator[tuple[int, bytes, str]]:
+        for entry in self.entries(log, start, end):
+            yield entry.index, entry.envelope, entry.kind
+
     def entry(self, log: str, index: int) -> StoredEntry | None:
         with self._lock:
             self._check_open()

@@ -277,6 +277,12 @@ class PostgresStore:
                 return
             position = int(rows[-1][0]) + 1
 
+    def rows(
+        self, log: str, start: int = 0, end: int | None = None
+    ) -> Iterator[tuple[int, bytes, str]]:
+        for entry in self.entries(log, start, end):
+            yield entry.index, entry.envelope, entry.kind
+
     def entry(self, log: str, index: int) -> StoredEntry | None:
         rows = self._query(
             "SELECT idx, envelope, kind FROM entries WHERE log = %s AND idx = %s",

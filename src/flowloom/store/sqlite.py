@@ -196,39 +196,54 @@ class SQLiteStore:
         self, log: str, start: int = 0, end: int | None = None, kind: str | None = None
     ) -> Iterator[StoredEntry]:
         stop = end if end is not None else 2**62
-        sql = "SELECT idx, envelope, kind FROM entries WHERE log = ? AND idx >= ? AND idx < ?"
+        # CAST: a row edited by hand may hold TEXT; verification must still see bytes.
+        sql = (
+            "SELECT idx, CAST(envelope AS BLOB), kind FROM entries"
+            " WHERE log = ? AND idx >= ? AND idx < ?"
+        )
         params: tuple[object, ...] = (log, start, stop)
         if kind is not None:
             sql += " AND kind = ?"
             params += (kind,)
         sql += " ORDER BY idx"
         conn = self._conn()
+        make = StoredEntry._make
         try:
             cursor = conn.execute(sql, params)
             while True:
-                rows = cursor.fetchmany(4096)
+                rows = cursor.fetchmany(8192)
                 if not rows:
                     return
-                for idx, envelope, k in rows:
-                    # A row edited by hand may hold TEXT; verification must still see it.
-                    if not isinstance(envelope, bytes):
-                        envelope = str(envelope).encode("utf-8", "surrogateescape")
-                    yield StoredEntry(idx, envelope, k)
+                yield from map(make, rows)
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path, "reading entries") from exc
+
+    def rows(
+        self, log: str, start: int = 0, end: int | None = None
+    ) -> Iterator[tuple[int, bytes, str]]:
+        stop = end if end is not None else 2**62
+        conn = self._conn()
+        try:
+            cursor = conn.execute(
+                "SELECT idx, CAST(envelope AS BLOB), kind FROM entries"
+                " WHERE log = ? AND idx >= ? AND idx < ? ORDER BY idx",
+                (log, start, stop),
+            )
+            while True:
+                batch = cursor.fetchmany(8192)
+                if not batch:
+                    return
+                yield from batch
         except sqlite3.Error as exc:
             raise _translate(exc, self.path, "reading entries") from exc
 
     def entry(self, log: str, index: int) -> StoredEntry | None:
         rows = self._query(
-            "SELECT idx, envelope, kind FROM entries WHERE log = ? AND idx = ?",
+            "SELECT idx, CAST(envelope AS BLOB), kind FROM entries WHERE log = ? AND idx = ?",
             (log, index),
             "reading an entry",
         )
-        if not rows:
-            return None
-        idx, envelope, kind = rows[0]
-        if not isinstance(envelope, bytes):
-            envelope = str(envelope).encode("utf-8", "surrogateescape")
-        return StoredEntry(int(idx), envelope, str(kind))
+        return StoredEntry._make(rows[0]) if rows else None
 
     def nodes(self, log: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
         return _lookup_nodes(self._conn(), self.path, log, ids)
@@ -280,7 +295,9 @@ class SQLiteStore:
         conn = self._conn()
         try:
             cursor = conn.execute(
-                "SELECT digest, salt, content, nonce, subject FROM bodies WHERE log = ?", (log,)
+                "SELECT digest, salt, content, nonce, subject FROM bodies NOT INDEXED"
+                " WHERE log = ?",
+                (log,),
             )
             while True:
                 rows = cursor.fetchmany(1024)

@@ -33,7 +33,8 @@ CREATE TABLE bodies (
     nonce BYTEA,
     subject TEXT
 );
-CREATE INDEX bodies_subject ON bodies (log, subject);
+-- Partial: most bodies have no data subject and should not pay for this index.
+CREATE INDEX bodies_subject ON bodies (log, subject) WHERE subject IS NOT NULL;
 
 CREATE TABLE subject_keys (
     log TEXT NOT NULL,
