@@ -117,7 +117,10 @@ def load_settings(cwd: Path | None = None, env: Mapping[str, str] | None = None)
     if git is not None:
         top, common = git
         default_db = str(common / "flowloom" / "ledger.db")
-        default_project = top.name
+        # Name the project after the main worktree (the common dir's owner), so every
+        # worktree of a clone writes to the same log, not one log per folder.
+        main_tree = common.parent if common.name == ".git" else common
+        default_project = main_tree.name.removesuffix(".git") or top.name
         repo_file = top / ".flowloom" / "config.toml"
         repo_values = _read_toml(repo_file)
         if repo_values:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flowloom.config import Settings, load_settings
-from flowloom.services import Services, build_services
+
+if TYPE_CHECKING:
+    from flowloom.services import Services
 
 __all__ = ["AppContext"]
 
@@ -26,6 +29,8 @@ class AppContext:
 
     def services(self) -> Services:
         if self._services is None:
+            from flowloom.services import build_services
+
             self._services = build_services(self.settings())
         return self._services
 

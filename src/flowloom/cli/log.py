@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,6 +15,9 @@ from flowloom.ledger.canonical import parse_json
 from flowloom.ledger.log import consistency_text
 from flowloom.ledger.verify import VerifyReport, verify_store
 from flowloom.store.interface import StoredBody
+
+if TYPE_CHECKING:
+    from flowloom.services import Services
 
 __all__ = ["log"]
 
@@ -196,10 +199,19 @@ def _progress(enabled: bool) -> Any:
     help="A checkpoint kept elsewhere: detects rollback and forks.",
 )
 @click.option("--no-bodies", is_flag=True, help="Skip checking stored bodies.")
+@click.option(
+    "--remote",
+    metavar="NAME",
+    help="Verify the copy published on git remote NAME (refs/flowloom/log) instead.",
+)
 @click.pass_context
-def verify(ctx: click.Context, against: str | None, no_bodies: bool) -> None:
+def verify(ctx: click.Context, against: str | None, no_bodies: bool, remote: str | None) -> None:
     """Verify the whole log; exit 1 and name every bad entry when it does not."""
     services = _app(ctx).services()
+    if remote is not None:
+        if against is not None:
+            raise InputError("use --remote or --against, not both")
+        ctx.exit(_verify_remote(services, remote))
     ledger = services.ledger
     note = _read_text(against, "checkpoint file") if against else None
 
@@ -216,6 +228,29 @@ def verify(ctx: click.Context, against: str | None, no_bodies: bool) -> None:
         progress=_progress(sys.stderr.isatty()),
     )
     ctx.exit(_print_report(report, "the log"))
+
+
+def _verify_remote(services: Services, remote: str) -> int:
+    """`log verify --remote`: the published copy verifies and agrees with the local log."""
+    from flowloom.capture.git.replicate import LOG_REF, verify_remote
+    from flowloom.config import find_git_dirs
+
+    git = find_git_dirs(Path.cwd())
+    if git is None:
+        raise InputError("--remote needs a git repository; run it inside one")
+    report = verify_remote(git[0], services, remote)
+    problems = report.all_problems()
+    for problem in problems[:200]:
+        click.echo(problem.line())
+    where = f"{remote}'s {LOG_REF} ({report.commit[:12]})"
+    if report.ok:
+        click.echo(
+            f"ok: {where} verifies: {report.remote_size} entries, consistent with the local "
+            f"log ({report.local_size} entries)"
+        )
+        return 0
+    click.echo(f"FAILED: {where} does not verify: {len(problems)} problems", err=True)
+    return 1
 
 
 @log.command()

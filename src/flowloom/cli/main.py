@@ -7,9 +7,17 @@ in docs/exit-codes.md.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
+
+from flowloom.__main__ import dispatch_light
+
+# The console script imports this module before calling main(): hook commands
+# (flowloom/__main__.py LIGHT_COMMANDS) run here, before click and the CLI are imported.
+if os.path.basename(sys.argv[0]).removesuffix(".exe") == "flowloom":
+    dispatch_light(sys.argv)
 
 import click
 
@@ -20,7 +28,23 @@ from flowloom.errors import EXIT_USAGE, FlowLoomError
 __all__ = ["cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose commands are imported when run, so `flowloom X` loads only X."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_LAZY_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _LAZY_COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="flowloom")
 @click.option(
     "--database",
@@ -37,15 +61,22 @@ def cli(ctx: click.Context, database: str | None, project: str | None) -> None:
     ctx.call_on_close(app.close)
 
 
-def _register() -> None:
-    from flowloom.cli.demo import demo
-    from flowloom.cli.log import log
-
-    cli.add_command(log)
-    cli.add_command(demo)
-
-
-_register()
+_LAZY_COMMANDS = {
+    "log": "flowloom.cli.log:log",
+    "demo": "flowloom.cli.demo:demo",
+    "decide": "flowloom.cli.decide:decide",
+    "decision": "flowloom.cli.decide:decision",
+    "why": "flowloom.cli.why:why",
+    "init": "flowloom.cli.init:init",
+    "uninstall": "flowloom.cli.init:uninstall",
+    "status": "flowloom.cli.init:status",
+    "override": "flowloom.cli.init:override",
+    "git-hook": "flowloom.cli.init:git_hook",
+    "check": "flowloom.cli.check:check",
+    "hook": "flowloom.cli.hook:hook",
+    "record": "flowloom.cli.hook:record",
+    "import": "flowloom.cli.hook:import_",
+}
 
 
 def main(argv: list[str] | None = None) -> None:

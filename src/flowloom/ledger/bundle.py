@@ -42,7 +42,7 @@ from flowloom.ledger.tiles import (
     tile_path,
     tiles_for_size,
 )
-from flowloom.ledger.verify import Problem, VerifyReport, audit
+from flowloom.ledger.verify import Problem, VerifyReport, audit, body_ref
 
 __all__ = ["BUNDLE_FORMAT", "export_bundle", "verify_bundle"]
 
@@ -92,7 +92,7 @@ def export_bundle(
             chunk = [next(envelopes).envelope for _ in range(count)]
             blob = b"".join(len(e).to_bytes(2, "big") + e for e in chunk)
             _write(staging, entries_path(index, width), blob, files)
-            digests.extend(d for d in (_body_digest(e) for e in chunk) if d)
+            digests.extend(d for d in (body_ref(e) for e in chunk) if d)
         withheld: list[str] = []
         for digest in digests:
             stored = store.body(digest)
@@ -121,12 +121,6 @@ def export_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
-
-
-def _body_digest(envelope: bytes) -> str | None:
-    from flowloom.ledger.verify import _body_ref
-
-    return _body_ref(envelope)
 
 
 def _kind(envelope: bytes) -> str:

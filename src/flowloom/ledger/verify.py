@@ -22,7 +22,7 @@ from flowloom.ledger.checkpoint import Checkpoint, open_checkpoint
 from flowloom.ledger.note import Verifier
 from flowloom.store.interface import Store, StoredBody
 
-__all__ = ["BodyStatus", "Problem", "Progress", "VerifyReport", "audit", "verify_store"]
+__all__ = ["BodyStatus", "Problem", "Progress", "VerifyReport", "audit", "body_ref", "verify_store"]
 
 Progress = Callable[[int, int], None]  # (entries checked, entries in total)
 
@@ -63,7 +63,7 @@ class VerifyReport:
 BodyStatus = Mapping[str, bool]  # digest -> commitment holds; absent = not stored
 
 
-def _body_ref(envelope: bytes) -> str | None:
+def body_ref(envelope: bytes) -> str | None:
     """The top-level body digest of a canonical envelope, without parsing it.
 
     In canonical JSON the top-level keys are sorted (actor, body, git, kind, ...), and
@@ -124,7 +124,7 @@ def audit(
             expected = index
         append_leaf(sha256(b"\x00" + envelope).digest())
         if bodies is not None:
-            ref = _body_ref(envelope)
+            ref = body_ref(envelope)
             if ref is not None:
                 body_refs.append((index, ref))
             if kind == "erasure.tombstone":

@@ -1,0 +1,304 @@
+"""`flowloom hook <agent>`: the agent hook entry point, run before click is imported.
+
+An agent (Claude Code, Codex CLI, Cursor) runs this on every prompt and tool use, so it
+must be quick and must never get in the agent's way:
+
+- it reads the payload (stdin; for Codex notify, the JSON argument), turns it into
+  events with the agent's adapter, redacts them, and writes them to the spool, synced to
+  disk (`flowloom.capture.spool`), then starts a detached drainer that records the spool
+  into the ledger in order. Importing the ledger is what costs time, and the drainer
+  pays it, not the agent;
+- a file write with auto-commit on is the exception: it needs ledger indices for its
+  trailers, so that run records and commits in-process (`flowloom.capture.autocommit`);
+- a payload it cannot read becomes a capture.error event (the error text and the
+  payload's digest, never its content) and the hook still exits 0; so does anything
+  unexpected: only enforcement may block an agent, and capture is not enforcement;
+- it prints nothing, except the one answer Cursor expects from beforeSubmitPrompt
+  (``{"continue": true}``): Claude Code feeds some hooks' stdout to the model.
+
+Standard library only on this path; `python -X importtime -m flowloom hook …` shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from flowloom.capture.agents.common import (
+    Capture,
+    Event,
+    PayloadError,
+    Place,
+    capture_error,
+    locate,
+    now_ts,
+    save_session,
+)
+
+__all__ = ["AGENTS", "MAX_PAYLOAD_BYTES", "main", "run"]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+AGENTS = ("claude-code", "codex", "cursor")
+MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
+_PROMPT_KEPT_CHARS = 4000
+
+USAGE = """\
+usage: flowloom hook AGENT     (AGENT: claude-code, codex, cursor)
+
+Reads the agent's hook payload on stdin and records it in the ledger. Installed into
+the agent's settings by 'flowloom init'; not meant to be run by hand.
+"""
+
+
+def _adapter(agent: str) -> Callable[[dict[str, Any], Place], Capture]:
+    if agent == "claude-code":
+        from flowloom.capture.agents import claude_code
+
+        return claude_code.capture
+    if agent == "codex":
+        from flowloom.capture.agents import codex
+
+        return codex.capture
+    from flowloom.capture.agents import cursor
+
+    return cursor.capture
+
+
+def _read_payload(agent: str, rest: Sequence[str]) -> bytes:
+    if agent == "codex" and rest:  # notify passes the JSON as an argument
+        return rest[-1].encode("utf-8", "surrogateescape")
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None or sys.stdin.isatty():
+        return b""
+    data: bytes = stream.read(MAX_PAYLOAD_BYTES + 1)
+    if len(data) > MAX_PAYLOAD_BYTES:
+        while stream.read(1 << 20):  # drain it, so the agent's write does not fail
+            pass
+    return data
+
+
+def _working_directory(agent: str, payload: dict[str, Any]) -> str:
+    if agent == "cursor":
+        from flowloom.capture.agents.cursor import working_directory
+
+        found = working_directory(payload)
+    else:
+        cwd = payload.get("cwd")
+        found = cwd if isinstance(cwd, str) and cwd else None
+    if found and os.path.isdir(found):
+        return found
+    return os.getcwd()
+
+
+def _clean(text: str) -> str:
+    """Text that encodes as UTF-8 (lone surrogates from JSON escapes become U+FFFD)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        import re
+
+        return re.sub("[\ud800-\udfff]", "\ufffd", text)
+    return text
+
+
+def _clean_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, dict):
+        return {_clean(str(k)): _clean_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_value(v) for v in value]
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
+
+
+def redact_event(event: Event) -> None:
+    """Redact an event's body and every string in its meta, in place, counting."""
+    from flowloom.capture.redaction import Redactor
+
+    redactor = Redactor()
+    if event.data is not None:
+        event.data = _clean_value(redactor.value(event.data))
+        event.body = event.body_text()
+        event.data = None
+    elif event.body is not None:
+        event.body = _clean(redactor.text(event.body))
+    session = event.meta.pop("session", None)
+    meta = _clean_value(redactor.value(event.meta))
+    event.meta = meta if isinstance(meta, dict) else {}
+    if isinstance(session, str):  # an identifier: long and random is not a secret here
+        event.meta["session"] = _clean(redactor.text(session, entropy=False))
+    event.redactions = dict(redactor.counts)
+
+
+def _fallback_stdout(agent: str, raw: bytes) -> str:
+    """What an agent must read back even when the payload could not be handled."""
+    if agent == "cursor" and b"beforeSubmitPrompt" in raw:
+        return json.dumps({"continue": True})
+    return ""
+
+
+def _capture(agent: str, raw: bytes) -> tuple[Place, Capture]:
+    if not raw.strip():
+        place = locate(os.getcwd())
+        capture = Capture(None)
+        capture.add(capture_error(agent, "the hook received no payload", raw))
+        return place, capture
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        place = locate(os.getcwd())
+        capture = Capture(None)
+        error = f"the payload is over {MAX_PAYLOAD_BYTES} bytes; not recorded"
+        capture.add(capture_error(agent, error, raw[:MAX_PAYLOAD_BYTES]))
+        return place, capture
+    try:
+        payload = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        place = locate(os.getcwd())
+        capture = Capture(None)
+        reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        capture.add(capture_error(agent, f"the payload is not valid JSON: {reason}", raw))
+        return place, capture
+    if not isinstance(payload, dict):
+        place = locate(os.getcwd())
+        capture = Capture(None)
+        what = type(payload).__name__
+        capture.add(capture_error(agent, f"the payload is a JSON {what}, not an object", raw))
+        return place, capture
+    place = locate(_working_directory(agent, payload))
+    try:
+        return place, _adapter(agent)(payload, place)
+    except PayloadError as exc:
+        capture = Capture(None)
+        event_name = payload.get("hook_event_name") or payload.get("type")
+        capture.add(
+            capture_error(
+                agent,
+                f"unexpected payload: {exc}",
+                raw,
+                hook_event=str(event_name)[:80] if event_name is not None else None,
+            )
+        )
+        return place, capture
+
+
+def _hook(agent: str, raw: bytes) -> int:
+    if agent not in AGENTS:
+        # A misconfigured hook: say so once, record it, and still exit 0 (never block).
+        sys.stderr.write(
+            f"flowloom: error: unknown agent {agent[:40]!r} (use claude-code, codex or cursor)\n"
+        )
+        place = locate(os.getcwd())
+        capture = Capture(None)
+        capture.add(capture_error(agent, f"unknown agent {agent[:40]!r}", raw))
+    else:
+        place, capture = _capture(agent, raw)
+    for event in capture.events:
+        redact_event(event)
+    to_spool = capture.events
+    if capture.writes and place.top is not None:
+        from flowloom.capture.autocommit import read_policy, run
+
+        policy = read_policy(place.top)
+        if policy.get("auto_commit"):
+            to_spool = run(place, agent, capture, raw)
+            for event in to_spool:
+                if not event.redactions:
+                    redact_event(event)
+        elif policy.get("error"):
+            error = f"auto-commit skipped: {policy['error']}"
+            note = capture_error(agent, error, raw)
+            redact_event(note)
+            to_spool = [*capture.events, note]
+    from flowloom.capture import spool
+
+    name = None
+    if to_spool:
+        name = spool.write(place.spool_dir, agent, [e.to_json() for e in to_spool], now_ts())
+    updates = dict(capture.session_updates)
+    if capture.prompt_at is not None and name is not None and to_spool is capture.events:
+        prompt = capture.events[capture.prompt_at].body or ""
+        updates["prompt"] = {
+            "spool": name,
+            "pos": capture.prompt_at,
+            "text": prompt[:_PROMPT_KEPT_CHARS],
+            "at": now_ts(),
+        }
+        updates["decision"] = None  # a new exchange: its decision is not known yet
+    save_session(place, capture.session, updates)
+    spool.kick(place.spool_dir, place.top or place.cwd)
+    out = capture.stdout or _fallback_stdout(agent, raw)
+    if out:
+        sys.stdout.write(out + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def _last_resort(agent: str, raw: bytes, exc: BaseException) -> None:
+    """Something unexpected failed: keep a trace of it without troubling the agent."""
+    if os.environ.get("FLOWLOOM_DEBUG"):
+        import traceback
+
+        traceback.print_exc()
+    try:
+        from flowloom.capture import spool
+
+        place = locate(os.getcwd())
+        error = f"internal error in the {agent} hook: {type(exc).__name__}: {exc}"
+        event = capture_error(agent, error, raw)
+        redact_event(event)
+        spool.write(place.spool_dir, agent, [event.to_json()], now_ts())
+        spool.kick(place.spool_dir, place.top or place.cwd)
+    except BaseException:
+        sys.stderr.write(f"flowloom: hook error: {type(exc).__name__}: {exc}\n")
+    out = _fallback_stdout(agent, raw)
+    if out:
+        sys.stdout.write(out + "\n")
+
+
+def main(argv: Sequence[str]) -> int:
+    """`flowloom hook AGENT` (and the internal `flowloom hook --drain SPOOL CWD`)."""
+    if argv[:1] == ["--drain"]:
+        from flowloom.capture.spool import drain_main
+
+        return drain_main(argv[1:])
+    if not argv or argv[0] in ("-h", "--help"):
+        (sys.stdout if argv else sys.stderr).write(USAGE)
+        return 0 if argv else 2
+    agent = argv[0]
+    if sys.stdin is not None and sys.stdin.isatty() and not (agent == "codex" and argv[1:]):
+        # Someone typed it: there is no payload to wait for, and nothing to record.
+        sys.stderr.write(
+            "flowloom: error: no hook payload on stdin (agents run this command; "
+            "see 'flowloom hook --help')\n"
+        )
+        return 2
+    raw = b""
+    try:
+        raw = _read_payload(agent, argv[1:])
+        return _hook(agent, raw)
+    except BaseException as exc:  # a hook never breaks the agent's session
+        _last_resort(agent, raw, exc)
+        return 0
+
+
+def run(argv: Sequence[str]) -> int:
+    """`main`, then leave at once: the entry the light dispatch (`flowloom/__main__.py`) uses.
+
+    A hook's work is durable (fsynced) and its output flushed when `main` returns;
+    skipping the interpreter's teardown saves the agent several milliseconds per event.
+    """
+    import contextlib  # already loaded by `python -m`
+
+    code = main(argv)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

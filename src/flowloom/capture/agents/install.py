@@ -1,0 +1,456 @@
+"""Agent hook installation: which agents are here, and their hook settings in the repo.
+
+`flowloom init` calls these. Each agent's settings file is merged, never replaced: hooks
+the user or other tools configured stay as they are, FlowLoom's own entries (recognised
+by their command, `… -m flowloom hook <agent>`) are added once, and updated in place when
+the interpreter changed. Running it twice changes nothing the second time.
+
+- Claude Code: `.claude/settings.json`, ``{"hooks": {Event: [{"matcher", "hooks":
+  [{"type": "command", "command"}]}]}}`` for SessionStart, UserPromptSubmit,
+  PreToolUse (file-writing tools only: it keeps the before-state), PostToolUse, Stop,
+  SessionEnd.
+- Codex CLI: `.codex/hooks.json` in the same shape (SessionStart, UserPromptSubmit,
+  PreToolUse for apply_patch and Bash, which can carry a patch too, PostToolUse, Stop),
+  and `[features] codex_hooks = true` in `.codex/config.toml` for versions where hooks
+  are behind that flag (the line is marked ``# added by flowloom`` so uninstalling
+  removes only what it added).
+- Cursor: `.cursor/hooks.json`, ``{"version": 1, "hooks": {event: [{"command"}]}}`` for
+  sessionStart, sessionEnd, beforeSubmitPrompt, afterFileEdit, afterShellExecution,
+  afterMCPExecution, afterAgentResponse, stop.
+- Aider has no hooks: its chat history is imported with `flowloom import aider`.
+
+The hook command is the absolute path of the running interpreter, `-m flowloom hook
+<agent>`, so the hook works whatever is on the agent's PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from flowloom.errors import ConfigError, InputError
+
+__all__ = [
+    "AGENTS",
+    "HOOKED_AGENTS",
+    "agent_hook_status",
+    "detect_agents",
+    "hook_command",
+    "install_agent_hooks",
+    "uninstall_agent_hooks",
+]
+
+AGENTS = ("claude-code", "codex", "cursor", "aider")
+"""Every agent FlowLoom captures, in the order they are reported."""
+
+HOOKED_AGENTS = ("claude-code", "codex", "cursor")
+"""The agents that run hooks (Aider is imported from its history instead)."""
+
+_CLAUDE_EVENTS: dict[str, str | None] = {
+    "SessionStart": None,
+    "UserPromptSubmit": None,
+    "PreToolUse": "Write|Edit|MultiEdit|NotebookEdit",
+    "PostToolUse": None,
+    "Stop": None,
+    "SessionEnd": None,
+}
+_CODEX_EVENTS: dict[str, str | None] = {
+    "SessionStart": None,
+    "UserPromptSubmit": None,
+    "PreToolUse": "apply_patch|Bash",
+    "PostToolUse": None,
+    "Stop": None,
+}
+_CURSOR_EVENTS = (
+    "sessionStart",
+    "sessionEnd",
+    "beforeSubmitPrompt",
+    "afterFileEdit",
+    "afterShellExecution",
+    "afterMCPExecution",
+    "afterAgentResponse",
+    "stop",
+)
+_MARK = "# added by flowloom"
+
+
+def hook_command(agent: str, python: str | None = None) -> str:
+    """The shell command an agent runs: this interpreter, `-m flowloom hook <agent>`."""
+    return f"{shlex.quote(python or sys.executable)} -m flowloom hook {agent}"
+
+
+def _is_ours(command: object, agent: str) -> bool:
+    return isinstance(command, str) and command.rstrip().endswith(f"-m flowloom hook {agent}")
+
+
+def _interpreter_ok(command: str) -> bool:
+    try:
+        python = shlex.split(command)[0]
+    except (ValueError, IndexError):
+        return False
+    return os.path.isfile(python) and os.access(python, os.X_OK)
+
+
+def _check(agents: Sequence[str]) -> list[str]:
+    unknown = [a for a in agents if a not in AGENTS]
+    if unknown:
+        raise InputError(
+            f"unknown agent(s): {', '.join(unknown)}", hint=f"known: {', '.join(AGENTS)}"
+        )
+    return [a for a in agents if a in HOOKED_AGENTS]
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def detect_agents(repo_top: Path) -> list[str]:
+    """The agents in use here: their files in the repository or home, or on PATH."""
+    home = Path(os.environ.get("HOME") or Path.home())
+    markers = {
+        "claude-code": ([".claude", "CLAUDE.md"], [".claude", ".claude.json"], "claude"),
+        "codex": ([".codex", "AGENTS.md"], [".codex"], "codex"),
+        "cursor": ([".cursor", ".cursorrules"], [".cursor"], "cursor"),
+        "aider": (
+            [".aider.chat.history.md", ".aider.conf.yml", ".aider.input.history"],
+            [".aider.conf.yml"],
+            "aider",
+        ),
+    }
+    found = []
+    for agent in AGENTS:
+        in_repo, in_home, program = markers[agent]
+        if (
+            any((repo_top / name).exists() for name in in_repo)
+            or any((home / name).exists() for name in in_home)
+            or shutil.which(program) is not None
+        ):
+            found.append(agent)
+    return found
+
+
+# --------------------------------------------------------------------------- JSON files
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{path} is not valid JSON ({exc})", hint="fix it, then run flowloom init again"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object")
+    return data
+
+
+def _save_json(path: Path, data: dict[str, Any], before: dict[str, Any]) -> bool:
+    if data == before and path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".flowloom-tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    tmp.replace(path)
+    return True
+
+
+def _hooks_table(doc: dict[str, Any], path: Path) -> dict[str, Any]:
+    hooks = doc.setdefault("hooks", {})
+    if not isinstance(hooks, dict):
+        raise ConfigError(f"{path}: 'hooks' must be an object")
+    return hooks
+
+
+def _merge_grouped(
+    doc: dict[str, Any], path: Path, agent: str, events: dict[str, str | None], command: str
+) -> None:
+    """Claude Code / Codex shape: event → [{matcher, hooks: [{type, command}]}]."""
+    hooks = _hooks_table(doc, path)
+    for event, matcher in events.items():
+        groups = hooks.setdefault(event, [])
+        if not isinstance(groups, list):
+            raise ConfigError(f"{path}: hooks.{event} must be a list")
+        present = False
+        kept_groups = []
+        for group in groups:
+            if not isinstance(group, dict) or not isinstance(group.get("hooks"), list):
+                kept_groups.append(group)
+                continue
+            entries = group["hooks"]
+            same_matcher = group.get("matcher") == matcher
+            kept = []
+            for entry in entries:
+                command_here = entry.get("command") if isinstance(entry, dict) else None
+                if not _is_ours(command_here, agent):
+                    kept.append(entry)
+                elif same_matcher and command_here == command and not present:
+                    kept.append(entry)
+                    present = True
+            if kept or len(kept) == len(entries):
+                kept_groups.append({**group, "hooks": kept} if kept != entries else group)
+        if not present:
+            group = {"hooks": [{"type": "command", "command": command}]}
+            if matcher is not None:
+                group = {"matcher": matcher, **group}
+            kept_groups.append(group)
+        hooks[event] = kept_groups
+
+
+def _remove_grouped(doc: dict[str, Any], agent: str) -> None:
+    hooks = doc.get("hooks")
+    if not isinstance(hooks, dict):
+        return
+    for event in list(hooks):
+        groups = hooks[event]
+        if not isinstance(groups, list):
+            continue
+        kept_groups = []
+        for group in groups:
+            if not isinstance(group, dict) or not isinstance(group.get("hooks"), list):
+                kept_groups.append(group)
+                continue
+            kept = [
+                e
+                for e in group["hooks"]
+                if not (isinstance(e, dict) and _is_ours(e.get("command"), agent))
+            ]
+            if kept:
+                kept_groups.append({**group, "hooks": kept})
+        if kept_groups:
+            hooks[event] = kept_groups
+        else:
+            del hooks[event]
+    if not hooks:
+        del doc["hooks"]
+
+
+def _grouped_installed(doc: dict[str, Any], agent: str, events: dict[str, str | None]) -> bool:
+    hooks = doc.get("hooks")
+    if not isinstance(hooks, dict):
+        return False
+    for event in events:
+        commands = [
+            entry.get("command")
+            for group in hooks.get(event, [])
+            if isinstance(group, dict) and isinstance(group.get("hooks"), list)
+            for entry in group["hooks"]
+            if isinstance(entry, dict) and _is_ours(entry.get("command"), agent)
+        ]
+        if not any(isinstance(c, str) and _interpreter_ok(c) for c in commands):
+            return False
+    return True
+
+
+def _merge_cursor(doc: dict[str, Any], path: Path, command: str) -> None:
+    doc.setdefault("version", 1)
+    hooks = _hooks_table(doc, path)
+    for event in _CURSOR_EVENTS:
+        entries = hooks.setdefault(event, [])
+        if not isinstance(entries, list):
+            raise ConfigError(f"{path}: hooks.{event} must be a list")
+        kept = []
+        present = False
+        for entry in entries:
+            command_here = entry.get("command") if isinstance(entry, dict) else None
+            if not _is_ours(command_here, "cursor"):
+                kept.append(entry)
+            elif command_here == command and not present:
+                kept.append(entry)
+                present = True
+        if not present:
+            kept.append({"command": command})
+        hooks[event] = kept
+
+
+def _remove_cursor(doc: dict[str, Any]) -> None:
+    hooks = doc.get("hooks")
+    if not isinstance(hooks, dict):
+        return
+    for event in list(hooks):
+        entries = hooks[event]
+        if not isinstance(entries, list):
+            continue
+        kept = [
+            e for e in entries if not (isinstance(e, dict) and _is_ours(e.get("command"), "cursor"))
+        ]
+        if kept:
+            hooks[event] = kept
+        else:
+            del hooks[event]
+
+
+def _cursor_installed(doc: dict[str, Any]) -> bool:
+    hooks = doc.get("hooks")
+    if not isinstance(hooks, dict):
+        return False
+    for event in _CURSOR_EVENTS:
+        entries = hooks.get(event)
+        if not isinstance(entries, list) or not any(
+            isinstance(e, dict)
+            and _is_ours(e.get("command"), "cursor")
+            and _interpreter_ok(str(e.get("command")))
+            for e in entries
+        ):
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------- codex TOML
+
+
+def _codex_flag(config: Path) -> bool:
+    """Make sure `.codex/config.toml` turns hooks on; True when the file was written.
+
+    An explicit `codex_hooks = false` (or `hooks = false`) is the user's choice and is
+    kept.
+    """
+    try:
+        text = config.read_text("utf-8")
+    except FileNotFoundError:
+        text = ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {config}: {exc}") from exc
+    try:
+        features = tomllib.loads(text).get("features", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{config} is not valid TOML ({exc})", hint="fix it, then run flowloom init again"
+        ) from exc
+    if not isinstance(features, dict):
+        raise ConfigError(f"{config}: [features] must be a table")
+    if "codex_hooks" in features or "hooks" in features:
+        return False
+    line = f"codex_hooks = true  {_MARK}\n"
+    lines = text.splitlines(keepends=True)
+    for at, existing in enumerate(lines):
+        if existing.split("#", 1)[0].strip() == "[features]":
+            if not existing.endswith("\n"):
+                lines[at] = existing + "\n"
+            lines.insert(at + 1, line)
+            new_text = "".join(lines)
+            break
+    else:
+        if not text or text.endswith("\n\n"):
+            separator = ""
+        else:
+            separator = "\n" if text.endswith("\n") else "\n\n"
+        new_text = f"{text}{separator}[features]  {_MARK}\n{line}"
+    tomllib.loads(new_text)  # never write a file Codex cannot read
+    config.parent.mkdir(parents=True, exist_ok=True)
+    tmp = config.with_name(config.name + ".flowloom-tmp")
+    tmp.write_text(new_text, "utf-8")
+    tmp.replace(config)
+    return True
+
+
+def _remove_codex_flag(config: Path) -> bool:
+    try:
+        text = config.read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    lines = text.splitlines(keepends=True)
+    kept = [line for line in lines if not line.rstrip().endswith(_MARK)]
+    if len(kept) == len(lines):
+        return False
+    new_text = "".join(kept)
+    try:
+        tomllib.loads(new_text)
+    except tomllib.TOMLDecodeError:
+        return False  # leave a file we cannot edit safely alone
+    if new_text.strip():
+        config.write_text(new_text, "utf-8")
+    else:
+        config.unlink()
+    return True
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _paths(repo_top: Path) -> dict[str, Path]:
+    return {
+        "claude-code": repo_top / ".claude" / "settings.json",
+        "codex": repo_top / ".codex" / "hooks.json",
+        "codex-config": repo_top / ".codex" / "config.toml",
+        "cursor": repo_top / ".cursor" / "hooks.json",
+    }
+
+
+def install_agent_hooks(repo_top: Path, agents: Sequence[str]) -> list[str]:
+    """Install FlowLoom's hooks for `agents`; returns the files written (none if current)."""
+    paths = _paths(repo_top)
+    written: list[str] = []
+    for agent in _check(agents):
+        command = hook_command(agent)
+        path = paths[agent]
+        doc = _load_json(path)
+        before = json.loads(json.dumps(doc))
+        if agent == "claude-code":
+            _merge_grouped(doc, path, agent, _CLAUDE_EVENTS, command)
+        elif agent == "codex":
+            _merge_grouped(doc, path, agent, _CODEX_EVENTS, command)
+        else:
+            _merge_cursor(doc, path, command)
+        if _save_json(path, doc, before):
+            written.append(str(path))
+        if agent == "codex" and _codex_flag(paths["codex-config"]):
+            written.append(str(paths["codex-config"]))
+    return written
+
+
+def uninstall_agent_hooks(repo_top: Path, agents: Sequence[str]) -> list[str]:
+    """Remove FlowLoom's hooks for `agents`, leaving everything else; returns files changed."""
+    paths = _paths(repo_top)
+    changed: list[str] = []
+    for agent in _check(agents):
+        path = paths[agent]
+        if not path.exists():
+            continue
+        doc = _load_json(path)
+        before = json.loads(json.dumps(doc))
+        if agent == "cursor":
+            _remove_cursor(doc)
+        else:
+            _remove_grouped(doc, agent)
+        if doc != before:
+            if doc in ({}, {"version": 1}, {"version": 1, "hooks": {}}):
+                path.unlink()
+            else:
+                _save_json(path, doc, before)
+            changed.append(str(path))
+        if agent == "codex" and _remove_codex_flag(paths["codex-config"]):
+            changed.append(str(paths["codex-config"]))
+    return changed
+
+
+def agent_hook_status(repo_top: Path) -> dict[str, bool]:
+    """Per hooked agent: are all of FlowLoom's hooks installed, with a working interpreter?"""
+    paths = _paths(repo_top)
+    status: dict[str, bool] = {}
+    for agent in HOOKED_AGENTS:
+        try:
+            doc = _load_json(paths[agent])
+        except ConfigError:
+            status[agent] = False
+            continue
+        if agent == "claude-code":
+            status[agent] = _grouped_installed(doc, agent, _CLAUDE_EVENTS)
+        elif agent == "codex":
+            status[agent] = _grouped_installed(doc, agent, _CODEX_EVENTS)
+        else:
+            status[agent] = _cursor_installed(doc)
+    return status

@@ -1,0 +1,128 @@
+"""`flowloom check [REVS]…`: the CI gate over a range of commits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from flowloom.capture.check import CheckReport, check_commits, ci_branch, default_range
+from flowloom.capture.git.repo import GitRepo
+from flowloom.capture.policy import load_policy
+from flowloom.cli.context import AppContext
+from flowloom.decisions.records import DecisionBook
+from flowloom.errors import InputError
+from flowloom.ledger.log import Ledger
+
+__all__ = ["check"]
+
+
+def _app(ctx: click.Context) -> AppContext:
+    app = ctx.find_root().obj
+    assert isinstance(app, AppContext)
+    return app
+
+
+@click.command()
+@click.argument("revs", nargs=-1, metavar="[REV_RANGE]...")
+@click.option("--all", "all_commits", is_flag=True, help="Check every commit on HEAD.")
+@click.option(
+    "--branch",
+    help="The branch the commits go to (default: from CI variables, else the current branch).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@click.option("--record", is_flag=True, help="Record the verdict in the ledger (ci.result).")
+@click.option(
+    "--ledger-ref",
+    metavar="REF",
+    help="Judge against the log published in git at REF (refs/flowloom/log): CI without a server.",
+)
+@click.option(
+    "--vkey",
+    envvar="FLOWLOOM_VKEY",
+    help="The verifier key the published log must verify with (with --ledger-ref).",
+)
+@click.pass_context
+def check(
+    ctx: click.Context,
+    revs: tuple[str, ...],
+    all_commits: bool,
+    branch: str | None,
+    as_json: bool,
+    record: bool,
+    ledger_ref: str | None,
+    vkey: str | None,
+) -> None:
+    """Fail (exit 1) on any commit without a linked, approved decision.
+
+    REV_RANGE is in git's syntax (origin/main..HEAD); the default is the commits on HEAD
+    that are not on its upstream or the default branch.
+    """
+    repo = GitRepo.discover(Path.cwd())
+    if all_commits and revs:
+        raise InputError("give a range or --all, not both")
+    if all_commits:
+        selected, description = (["HEAD"] if repo.head() else []), "HEAD (all commits)"
+    elif revs:
+        selected, description = list(revs), " ".join(revs)
+    else:
+        selected, description = default_range(repo)
+    policy = load_policy(repo.cwd)
+    branch = branch or ci_branch() or repo.branch()
+    if ledger_ref is not None:
+        from flowloom.capture.git.replicate import load_published_log
+        from flowloom.ledger.note import Verifier
+
+        if not vkey:
+            raise InputError("--ledger-ref needs the key to trust: --vkey or FLOWLOOM_VKEY")
+        if record:
+            raise InputError("a published log is read-only: --record needs the team ledger")
+        ledger = load_published_log(repo.cwd, ledger_ref, Verifier.from_vkey(vkey.strip()))
+    else:
+        ledger = _app(ctx).services().ledger
+    book = DecisionBook(ledger, forbid_self_approval=policy.forbid_self_approval)
+    report = check_commits(repo, book, policy, selected, description=description, branch=branch)
+    if record:
+        _record(ledger, repo, report)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        _print(report)
+    ctx.exit(0 if report.ok else 1)
+
+
+def _print(report: CheckReport) -> None:
+    for verdict in report.failing:
+        for problem in verdict.problems:
+            click.echo(f"{verdict.sha[:12]} {verdict.subject}: {problem.message}")
+    where = f" for {report.branch}" if report.branch else ""
+    protected = " (protected)" if report.protected else ""
+    summary = (
+        f"{len(report.commits)} commits in {report.range}{where}{protected}: "
+        f"{report.linked} linked, {report.overridden} overridden"
+    )
+    if report.ok:
+        click.echo(f"ok: {summary}")
+    else:
+        click.echo(f"FAILED: {summary}, {len(report.failing)} failing", err=True)
+
+
+def _record(ledger: Ledger, repo: GitRepo, report: CheckReport) -> None:
+    refs: dict[str, Any] = {
+        "ok": report.ok,
+        "checked": len(report.commits),
+        "linked": report.linked,
+        "overridden": report.overridden,
+        "failing": len(report.failing),
+        "commits": [v.sha for v in report.failing][:100],
+    }
+    if report.branch:
+        refs["branch"] = report.branch
+    meta: dict[str, Any] = {"subject": report.range, "refs": refs}
+    head = repo.head()
+    git = {k: v for k, v in {"branch": repo.branch(), "head": head}.items() if v}
+    if git:
+        meta["git"] = git
+    ledger.record("ci.result", meta=meta)

@@ -1,0 +1,212 @@
+"""`flowloom decide` and `flowloom decision …`: record, show, list, approve, export."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from flowloom.capture.policy import load_policy
+from flowloom.capture.state import PendingLink, read_pending, write_pending
+from flowloom.cli.context import AppContext
+from flowloom.config import find_git_dirs
+from flowloom.decisions.records import RISKS, Decision, DecisionBook
+from flowloom.errors import InputError
+from flowloom.services import default_actor
+
+__all__ = ["decide", "decision"]
+
+
+def _app(ctx: click.Context) -> AppContext:
+    app = ctx.find_root().obj
+    assert isinstance(app, AppContext)
+    return app
+
+
+def _book(ctx: click.Context) -> DecisionBook:
+    git = find_git_dirs(Path.cwd())
+    # Outside a repository there is no committed policy: the default (forbid) applies.
+    forbid = load_policy(git[0]).forbid_self_approval if git else True
+    return DecisionBook(_app(ctx).services().ledger, forbid_self_approval=forbid)
+
+
+@click.command()
+@click.option("--title", required=True, help="What was decided, in a few words.")
+@click.option("--context", default="", help="The question or problem behind it.")
+@click.option("--option", "options", multiple=True, help="An option considered (repeatable).")
+@click.option("--choice", default="", help="The option chosen.")
+@click.option("--rationale", default="", help="Why it was chosen.")
+@click.option("--ticket", "tickets", multiple=True, help="A ticket id like ABC-123 (repeatable).")
+@click.option("--file", "files", multiple=True, help="A file the decision affects (repeatable).")
+@click.option("--risk", type=click.Choice(RISKS), default="low", show_default=True)
+@click.option("--session", help="The agent session the decision belongs to.")
+@click.option("--model", help="The AI model involved.")
+@click.option("--requested-by", help="Who asked for it (default: you).")
+@click.option("--prompt-entry", type=click.IntRange(min=0), help="Ledger index of the prompt.")
+@click.option("--response-entry", type=click.IntRange(min=0), help="Ledger index of the reply.")
+@click.option("--json", "as_json", is_flag=True, help="Print the recorded decision as JSON.")
+@click.pass_context
+def decide(
+    ctx: click.Context,
+    title: str,
+    context: str,
+    options: tuple[str, ...],
+    choice: str,
+    rationale: str,
+    tickets: tuple[str, ...],
+    files: tuple[str, ...],
+    risk: str,
+    session: str | None,
+    model: str | None,
+    requested_by: str | None,
+    prompt_entry: int | None,
+    response_entry: int | None,
+    as_json: bool,
+) -> None:
+    """Record a decision; the next commit in this repository is linked to it."""
+    recorded = _book(ctx).record(
+        title=title,
+        context=context,
+        options=options,
+        choice=choice,
+        rationale=rationale,
+        requested_by=requested_by or str(default_actor()["id"]),
+        session=session,
+        model=model,
+        files=files,
+        tickets=tickets,
+        risk=risk,
+        prompt_entry=prompt_entry,
+        response_entry=response_entry,
+    )
+    git = find_git_dirs(Path.cwd())
+    if git is not None:
+        previous = read_pending(git[1])
+        keep = previous is not None and (session is None or previous.session == session)
+        write_pending(
+            git[1],
+            PendingLink(
+                decision=recorded.id,
+                session=session or (previous.session if previous else None),
+                entry=recorded.entry,
+                agent=previous.agent if keep and previous else None,
+            ),
+        )
+    if as_json:
+        click.echo(json.dumps(recorded.to_json(), ensure_ascii=False))
+    else:
+        click.echo(recorded.id)
+    if git is None:
+        click.echo("note: not in a git repository, so no commit will be linked to it", err=True)
+
+
+@click.group()
+def decision() -> None:
+    """Decision records: show, list, approve, export as MADR."""
+
+
+def _show_text(d: Decision) -> None:
+    def row(label: str, value: object) -> None:
+        if value not in (None, "", ()):
+            click.echo(f"{label + ':':<14}{value}")
+
+    click.echo(f"{d.id}  {d.title}")
+    row("status", d.status)
+    row("risk", d.risk)
+    row("requested by", d.requested_by)
+    row("created", f"{d.created} (entry {d.entry})")
+    row("session", d.session)
+    row("model", d.model)
+    row("tickets", ", ".join(d.tickets))
+    row("files", ", ".join(d.files))
+    if d.context:
+        click.echo("context:")
+        for line in d.context.splitlines():
+            click.echo(f"  {line}")
+    if d.options:
+        click.echo("options:")
+        for option in d.options:
+            click.echo(f"  - {option}")
+    row("choice", d.choice)
+    row("rationale", d.rationale)
+    row("prompt", None if d.prompt_entry is None else f"entry {d.prompt_entry}")
+    row("reply", None if d.response_entry is None else f"entry {d.response_entry}")
+    if d.approvals:
+        click.echo("approvals:")
+        for a in d.approvals:
+            mark = "" if a.matches else "  (DIGEST MISMATCH: not an approval of this record)"
+            click.echo(f"  {a.meaning} by {a.approver} at {a.ts} (entry {a.entry}){mark}")
+
+
+@decision.command()
+@click.argument("decision_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def show(ctx: click.Context, decision_id: str, as_json: bool) -> None:
+    """Show one decision with its approvals."""
+    found = _book(ctx).get(decision_id)
+    if as_json:
+        click.echo(json.dumps(found.to_json(), ensure_ascii=False))
+    else:
+        _show_text(found)
+
+
+@decision.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def list_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List every decision, oldest first."""
+    for d in _book(ctx).list():
+        if as_json:
+            click.echo(json.dumps(d.to_json(), ensure_ascii=False))
+        else:
+            click.echo(f"{d.id}  {d.created[:10]}  {d.status:<8}  {d.risk:<6}  {d.title}")
+
+
+@decision.command()
+@click.argument("decision_id", metavar="ID")
+@click.option(
+    "--meaning",
+    type=click.Choice(["approved", "reviewed"]),
+    default="approved",
+    show_default=True,
+    help="What your signature means.",
+)
+@click.pass_context
+def approve(ctx: click.Context, decision_id: str, meaning: str) -> None:
+    """Approve (or mark reviewed) a decision as the current user."""
+    actor = default_actor()
+    approval = _book(ctx).approve(decision_id, str(actor["id"]), meaning)
+    click.echo(f"{decision_id} {meaning} by {approval.approver} (entry {approval.entry})")
+
+
+@decision.command()
+@click.argument("decision_id", metavar="ID")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write to FILE (default: stdout).")
+@click.option("--link-base", metavar="URL", help="Link ledger entries under this server URL.")
+@click.pass_context
+def export(ctx: click.Context, decision_id: str, out: str | None, link_base: str | None) -> None:
+    """Export a decision as a MADR 4 Markdown record."""
+    from flowloom.decisions.madr import to_madr
+
+    book = _book(ctx)
+    found = book.get(decision_id)
+    text = to_madr(
+        found, origin=book.ledger.origin, commits=book.commits(found.id), link_base=link_base
+    )
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    target = Path(out)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise InputError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    click.echo(f"wrote {out}", err=True)

@@ -1,0 +1,440 @@
+"""`flowloom init`, `uninstall`, `status`, `override`, `git-hook`: capture in a repository."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from flowloom.capture.agents.install import (
+    HOOKED_AGENTS,
+    agent_hook_status,
+    detect_agents,
+    install_agent_hooks,
+    uninstall_agent_hooks,
+)
+from flowloom.capture.git.hooks import HookState, hook_status, hooks_dir, install_hooks
+from flowloom.capture.git.hooks import uninstall_hooks as remove_hooks
+from flowloom.capture.git.repo import GitRepo
+from flowloom.capture.policy import (
+    OVERRIDE_TTL_S,
+    Override,
+    load_policy,
+    policy_file,
+    write_pending_override,
+    write_policy,
+)
+from flowloom.cli.context import AppContext
+from flowloom.errors import InputError
+
+__all__ = ["git_hook", "init", "override", "status", "uninstall"]
+
+STALE_AFTER_S = 600
+"""A commit this much newer than the last ledger event means capture missed it."""
+LOW_LINKED_SHARE = 0.8
+STATUS_COMMITS = 50
+
+
+def _app(ctx: click.Context) -> AppContext:
+    app = ctx.find_root().obj
+    assert isinstance(app, AppContext)
+    return app
+
+
+def _record_config_change(ctx: click.Context, repo: GitRepo, refs: dict[str, Any]) -> int:
+    services = _app(ctx).services()
+    meta: dict[str, Any] = {"subject": str(policy_file(Path(".")).as_posix()), "refs": refs}
+    git = {"branch": repo.branch(), "head": repo.head()}
+    git = {k: v for k, v in git.items() if v}
+    if git:
+        meta["git"] = git
+    return services.ledger.record("config.change", meta=meta).index
+
+
+def _refresh_hook_cache(repo: GitRepo) -> None:
+    from flowloom.capture.git.hookmain import refresh_cache
+    from flowloom.config import load_settings
+
+    top = repo.cwd
+    refresh_cache(top, repo.common_dir(), load_settings(top), load_policy(top))
+
+
+def _outside(path: Path, top: Path) -> bool:
+    try:
+        path.resolve().relative_to(top.resolve())
+    except ValueError:
+        return True
+    return False
+
+
+@click.command()
+@click.option(
+    "--agent",
+    "agents",
+    multiple=True,
+    type=click.Choice([*HOOKED_AGENTS, "all", "none"]),
+    help="Install hooks for this agent (repeatable; default: the agents detected here).",
+)
+@click.option(
+    "--ci",
+    type=click.Choice(["github", "gitlab"]),
+    help="Also write a CI job that runs `flowloom check` on pushed commits.",
+)
+@click.pass_context
+def init(ctx: click.Context, agents: tuple[str, ...], ci: str | None) -> None:
+    """Set up capture here: policy file, git hooks, agent hooks (and a CI job)."""
+    repo = GitRepo.discover(Path.cwd())
+    top = repo.cwd
+    changed: dict[str, Any] = {}
+
+    policy_status = write_policy(top)
+    click.echo(f"policy {policy_file(top).relative_to(top)}: {policy_status}")
+    if policy_status != "unchanged":
+        changed["policy"] = policy_status
+
+    directory = hooks_dir(repo)
+    click.echo(f"git hooks in {directory}:")
+    for change in install_hooks(repo):
+        click.echo(f"  {change.line()}")
+        if change.action != "unchanged":
+            changed.setdefault("hooks", {})[change.name] = change.action
+    if _outside(directory, top):
+        click.echo(
+            f"  note: core.hooksPath points outside this repository; the hooks do nothing in "
+            f"repositories without a [policy] in {policy_file(Path('.'))}"
+        )
+    if (top / ".pre-commit-config.yaml").exists():
+        click.echo(
+            "  note: pre-commit is configured; `pre-commit install` keeps FlowLoom's hooks"
+            " running (it moves them to <hook>.legacy and runs them)"
+        )
+
+    agent_changes = _install_agents(top, agents)
+    if agent_changes:
+        changed["agents"] = agent_changes
+
+    if ci:
+        from flowloom.capture.check import write_ci
+
+        for path, action in write_ci(top, ci):
+            click.echo(f"ci {path.relative_to(top)}: {action}")
+            if action.startswith("created"):
+                changed.setdefault("ci", []).append(str(path.relative_to(top)))
+
+    _refresh_hook_cache(repo)
+    if changed:
+        index = _record_config_change(ctx, repo, {"action": "init", **changed})
+        click.echo(f"recorded in the ledger as entry {index} (config.change)")
+    else:
+        click.echo("nothing to change: FlowLoom is set up here")
+    if policy_status == "created":
+        click.echo(
+            "next: commit the policy file; that first commit has no decision, so give a reason:\n"
+            f'  git add {policy_file(Path("."))} && FLOWLOOM_OVERRIDE="adopt FlowLoom" '
+            'git commit -m "Adopt FlowLoom"'
+        )
+
+
+def _install_agents(top: Path, agents: Sequence[str]) -> list[str]:
+    if "none" in agents:
+        click.echo("agent hooks: skipped (--agent none)")
+        return []
+    if "all" in agents:
+        chosen = list(HOOKED_AGENTS)
+    elif agents:
+        chosen = list(dict.fromkeys(agents))
+    else:
+        detected = detect_agents(top)
+        chosen = [a for a in detected if a in HOOKED_AGENTS]
+        if "aider" in detected:
+            click.echo("agent hooks: aider has none; import its history with flowloom import aider")
+    if not chosen:
+        click.echo("agent hooks: no agent detected (use --agent claude-code|codex|cursor|all)")
+        return []
+    written = install_agent_hooks(top, chosen)
+    where = f" (wrote {', '.join(written)})" if written else " (unchanged)"
+    click.echo(f"agent hooks: {', '.join(chosen)}{where}")
+    return written
+
+
+@click.command()
+@click.pass_context
+def uninstall(ctx: click.Context) -> None:
+    """Remove FlowLoom's hooks and restore the ones they chained; keep policy and ledger."""
+    repo = GitRepo.discover(Path.cwd())
+    top = repo.cwd
+    click.echo(f"git hooks in {hooks_dir(repo)}:")
+    removed: dict[str, str] = {}
+    for change in remove_hooks(repo):
+        click.echo(f"  {change.line()}")
+        if change.action != "absent":
+            removed[change.name] = change.action
+    agents = uninstall_agent_hooks(top, HOOKED_AGENTS)
+    click.echo("agent hooks: " + (f"removed from {', '.join(agents)}" if agents else "none"))
+    common = repo.common_dir() / "flowloom"
+    for name in ("hook-cache.json", "override.json"):
+        (common / name).unlink(missing_ok=True)
+    if removed or agents:
+        refs: dict[str, Any] = {"action": "uninstall", "hooks": removed}
+        if agents:
+            refs["agents"] = agents
+        index = _record_config_change(ctx, repo, refs)
+        click.echo(f"recorded in the ledger as entry {index} (config.change)")
+    click.echo(
+        f"kept: the policy file ({policy_file(Path('.'))}), the ledger and any CI job;"
+        " run flowloom init to set capture up again"
+    )
+
+
+@click.command()
+@click.argument("reason")
+@click.option("--approver", help="Who approved the override (required if the policy says so).")
+def override(reason: str, approver: str | None) -> None:
+    """Let the next commit through without a decision link, for REASON."""
+    repo = GitRepo.discover(Path.cwd())
+    policy = load_policy(repo.cwd)
+    if not policy.configured:
+        raise InputError(
+            "FlowLoom is not set up in this repository", hint="run flowloom init first"
+        )
+    pending = Override(reason.strip(), (approver or "").strip() or None)
+    problem = pending.problem(policy, str(repo.user()))
+    if problem:
+        raise InputError(problem)
+    write_pending_override(repo.common_dir(), pending)
+    if not policy.enforce:
+        click.echo("note: the policy does not enforce links (enforce = false)")
+    minutes = OVERRIDE_TTL_S // 60
+    click.echo(
+        f"the next commit may go without a decision link (within {minutes} minutes); "
+        "the override is recorded in the ledger when that commit uses it"
+    )
+
+
+@click.command(
+    "git-hook",
+    hidden=True,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def git_hook(args: tuple[str, ...]) -> None:
+    """Run a git hook (`python -m flowloom git-hook` does the same without click)."""
+    from flowloom.capture.git.hookmain import main as hook_main
+
+    raise SystemExit(hook_main(list(args)))
+
+
+# -- status ------------------------------------------------------------------------------
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 90:
+        return f"{int(seconds)} s ago"
+    if seconds < 5400:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.1f} days ago"
+
+
+def _hook_problem(state: HookState) -> str | None:
+    if not state.installed:
+        return "missing"
+    if not state.executable:
+        return "not executable"
+    if not state.interpreter_ok:
+        return f"its Python ({state.interpreter}) is gone"
+    if state.chained is not None and not state.chained_executable:
+        return f"chained hook {state.chained.name} is not executable"
+    return None
+
+
+def _linked_share(ctx: click.Context, repo: GitRepo) -> dict[str, Any]:
+    """How many commits since FlowLoom was adopted (the policy file added) are linked."""
+    from flowloom.capture.git.links import LinkFinder, LinkIndex
+
+    added = repo.run(
+        "log", "--diff-filter=A", "--format=%H", "HEAD", "--", ".flowloom/config.toml", check=False
+    ).split()
+    if repo.head() is None or not added:
+        return {"since": None, "commits": 0, "linked": 0, "share": None, "newest": None}
+    adopted = added[-1]
+    commits = repo.commits(f"{adopted}..HEAD", no_merges=True, limit=STATUS_COMMITS)
+    ledger = _app(ctx).services().ledger
+    finder = LinkFinder(repo, LinkIndex.from_store(ledger.store, ledger.log))
+    linked = 0
+    for commit in commits:
+        link = finder.find(commit)
+        if link is not None and link.linked and not link.missing:
+            linked += 1
+    return {
+        "since": adopted,
+        "commits": len(commits),
+        "linked": linked,
+        "share": linked / len(commits) if commits else None,
+        "newest": max((c.committed_at for c in commits), default=None),
+    }
+
+
+def _last_event(ctx: click.Context) -> dict[str, Any]:
+    ledger = _app(ctx).services().ledger
+    size = ledger.size()
+    checkpoint = ledger.store.latest_checkpoint(ledger.log)
+    database = _app(ctx).settings().database
+    result: dict[str, Any] = {
+        "database": database if "://" not in database else database.split("://", 1)[0] + "://…",
+        "size": size,
+        "checkpoint": checkpoint.size if checkpoint else None,
+        "last_event": None,
+        "last_check": None,
+    }
+    if size:
+        event = json.loads(ledger.entry(size - 1).envelope)
+        moment = datetime.fromisoformat(event["ts"])
+        result["last_event"] = {
+            "kind": event["kind"],
+            "ts": event["ts"],
+            "age_s": (datetime.now(UTC) - moment).total_seconds(),
+            "unix": moment.timestamp(),
+        }
+    last_check = None
+    for entry in ledger.store.entries(ledger.log, kind="ci.result"):
+        last_check = json.loads(entry.envelope)
+    if last_check is not None:
+        refs = last_check.get("refs", {})
+        result["last_check"] = {
+            "ts": last_check["ts"],
+            "ok": refs.get("ok"),
+            "range": last_check.get("subject"),
+            "failing": refs.get("failing"),
+        }
+    return result
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Say whether capture works here: hooks, agent hooks, ledger, linked commits."""
+    repo = GitRepo.discover(Path.cwd())
+    top = repo.cwd
+    policy = load_policy(top)
+    warnings: list[str] = []
+    if not policy.configured:
+        warnings.append("FlowLoom is not set up in this repository: run flowloom init")
+
+    hooks = hook_status(repo)
+    for state in hooks:
+        problem = _hook_problem(state)
+        if problem and policy.configured:
+            warnings.append(f"capture is broken: git hook {state.name} {problem}")
+
+    agents = agent_hook_status(top)
+    detected = set(detect_agents(top))
+    for agent, present in agents.items():
+        if not present and agent in detected and policy.configured:
+            warnings.append(f"{agent} is used here but its FlowLoom hooks are missing")
+
+    ledger = _last_event(ctx)
+    share = _linked_share(ctx, repo)
+    last = ledger["last_event"]
+    if share["newest"] is not None:
+        since = last["unix"] if last else 0.0
+        if share["newest"] > since + STALE_AFTER_S:
+            when = _ago(last["age_s"]) if last else "never"
+            warnings.append(
+                f"commits were made after the last ledger event ({when}): capture is not recording"
+            )
+    if share["share"] is not None and share["commits"] >= 5 and share["share"] < LOW_LINKED_SHARE:
+        warnings.append(
+            f"only {share['linked']} of {share['commits']} recent commits are linked to a decision"
+        )
+
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": not warnings,
+                    "repository": str(top),
+                    "branch": repo.branch(),
+                    "policy": {"configured": policy.configured, **policy.to_table()},
+                    "hooks_dir": str(hooks_dir(repo)),
+                    "hooks": [
+                        {
+                            "name": h.name,
+                            "path": str(h.path),
+                            "installed": h.installed,
+                            "executable": h.executable,
+                            "via": h.via,
+                            "interpreter": h.interpreter,
+                            "chained": str(h.chained) if h.chained else None,
+                            "chained_executable": h.chained_executable,
+                            "ok": h.healthy,
+                        }
+                        for h in hooks
+                    ],
+                    "agent_hooks": agents,
+                    "ledger": ledger,
+                    "linked": share,
+                    "warnings": warnings,
+                },
+                indent=2,
+            )
+        )
+        return
+    _print_status(repo, policy.configured, policy.enforce, hooks, agents, ledger, share)
+    for warning in warnings:
+        click.echo(f"WARNING: {warning}")
+    if not warnings:
+        click.echo("ok: capture is working")
+
+
+def _print_status(
+    repo: GitRepo,
+    configured: bool,
+    enforce: bool,
+    hooks: list[HookState],
+    agents: dict[str, bool],
+    ledger: dict[str, Any],
+    share: dict[str, Any],
+) -> None:
+    echo: Callable[[str], None] = click.echo
+    echo(f"repository: {repo.cwd} (branch {repo.branch() or 'detached'})")
+    if configured:
+        echo(f"policy: enforce = {'true' if enforce else 'false'}")
+    else:
+        echo("policy: none (not set up)")
+    echo(f"git hooks in {hooks_dir(repo)}:")
+    for state in hooks:
+        problem = _hook_problem(state)
+        chained = f", chains {state.chained.name}" if state.chained else ""
+        via = f" via {state.via}" if state.via and state.via != "hooks dir" else ""
+        echo(f"  {state.name:<19} {problem.upper() if problem else 'ok'}{via}{chained}")
+    echo(
+        "agent hooks: "
+        + ", ".join(f"{a} {'ok' if ok else 'not installed'}" for a, ok in agents.items())
+    )
+    last = ledger["last_event"]
+    checkpoint = ledger["checkpoint"]
+    echo(
+        f"ledger: {ledger['size']} entries, "
+        + (f"latest checkpoint at {checkpoint}" if checkpoint is not None else "no checkpoint")
+        + (f"; last event {_ago(last['age_s'])} ({last['kind']})" if last else "; no events")
+    )
+    if share["share"] is None:
+        echo("linked commits: none yet since FlowLoom was adopted")
+    else:
+        echo(
+            f"linked commits: {share['linked']} of {share['commits']} since FlowLoom was adopted"
+            f" ({share['share']:.0%})"
+        )
+    check = ledger["last_check"]
+    if check is None:
+        echo("last check: none recorded (flowloom check --record)")
+    else:
+        verdict = "ok" if check["ok"] else f"FAILED ({check['failing']} commits)"
+        echo(f"last check: {verdict} on {check['range']} at {check['ts']}")

@@ -1,0 +1,681 @@
+"""Decision records: what was decided, why, who asked, and who approved it.
+
+Data model (events in the ledger; the contract is docs/capture.md):
+
+- ``decision.record``: subject = the decision id (``D-`` + 10 lowercase hex), envelope
+  ``session`` = the work session, refs = the decision's fields: ``title, context,
+  options, choice, rationale, requested_by, session, model, files, tickets, risk,
+  prompt_entry, response_entry`` (empty and unset fields are left out).
+- ``decision.approve``: subject = the decision id, actor = the approver, refs =
+  ``meaning`` (approved / reviewed) and ``content_digest``: ``sha256:`` + hex SHA-256 of
+  the decision record's canonical envelope, so an approval names exactly what it approved.
+
+A record is never edited; reading scans only these two kinds (an indexed query) and
+parses only the envelopes whose bytes name the decision asked for. Light to import
+(standard library and flowloom.ledger only): agent hooks build decisions on every reply.
+Text arrives here already redacted.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+from flowloom.errors import InputError, NotFoundError
+from flowloom.ledger.canonical import canonicalize
+from flowloom.ledger.event import Event
+from flowloom.ledger.log import Ledger
+
+__all__ = [
+    "APPROVAL_MEANINGS",
+    "DECISION_ID",
+    "RISKS",
+    "Approval",
+    "Decision",
+    "DecisionBook",
+    "ExchangeDraft",
+    "SelfApprovalError",
+    "check_decision_id",
+    "content_digest",
+    "draft_from_exchange",
+    "extract_tickets",
+    "new_decision_id",
+    "record_meta",
+]
+
+DECISION_ID: Final = re.compile(r"D-[0-9a-f]{10}")
+"""The form of a decision id: ``D-`` and 10 lowercase hex digits."""
+
+RISKS: Final = ("low", "medium", "high")
+APPROVAL_MEANINGS: Final = ("approved", "reviewed")
+
+# Jira/Linear-style keys. Prefixes of standards and algorithms (SHA-256, UTF-8,
+# ISO-27001, GPT-4, ...) look the same and are not tickets.
+_TICKET: Final = re.compile(r"(?<![\w-])([A-Z][A-Z0-9]{1,9})-([1-9][0-9]{0,8})(?![\w-])")
+_NOT_TICKETS: Final = frozenset(
+    {
+        "AES", "CVE", "CWE", "ECMA", "GPT", "HTTP", "IEC", "IEEE", "ISO", "MD", "PEP",
+        "RFC", "RSA", "SHA", "SOC", "TLS", "UTF", "WCAG",
+    }
+)  # fmt: skip
+
+_TITLE_MAX = 120
+_CONTEXT_MAX = 1000
+_TEXT_MAX = 1000
+_OPTION_MAX = 200
+_OPTIONS_MAX = 12
+_HIGH_RISK_WORDS: Final = re.compile(
+    r"\b(security|auth|authn|authz|authenticat\w*|authori[sz]\w*|password\w*|secrets?|"
+    r"credentials?|encrypt\w*|crypto\w*|payments?|billing|migrations?|drop table|"
+    r"data loss|production|gdpr|pii|permissions?)\b",
+    re.IGNORECASE,
+)
+
+
+class SelfApprovalError(InputError):
+    """The policy forbids approving a decision one asked for or operated the AI for."""
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One ``decision.approve`` event."""
+
+    approver: str
+    meaning: str
+    ts: str
+    entry: int
+    content_digest: str
+    matches: bool  # the digest is the record's: the approval is of this exact content
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "approver": self.approver,
+            "meaning": self.meaning,
+            "ts": self.ts,
+            "entry": self.entry,
+            "content_digest": self.content_digest,
+            "matches": self.matches,
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A decision as recorded; ``entry`` and ``created`` come from its ledger event."""
+
+    id: str
+    title: str
+    context: str = ""
+    options: tuple[str, ...] = ()
+    choice: str = ""
+    rationale: str = ""
+    requested_by: str = ""
+    session: str | None = None
+    model: str | None = None
+    files: tuple[str, ...] = ()
+    tickets: tuple[str, ...] = ()
+    risk: str = "low"
+    prompt_entry: int | None = None
+    response_entry: int | None = None
+    created: str = ""
+    entry: int | None = None
+    recorded_by: Mapping[str, Any] = field(default_factory=dict)
+    content_digest: str = ""
+    approvals: tuple[Approval, ...] = ()
+
+    @property
+    def status(self) -> str:
+        """MADR status: accepted once someone approved it, proposed before."""
+        approved = any(a.meaning == "approved" and a.matches for a in self.approvals)
+        return "accepted" if approved else "proposed"
+
+    def refs(self) -> dict[str, Any]:
+        """The ``decision.record`` refs: the fields, unset and empty ones left out."""
+        refs: dict[str, Any] = {
+            "title": self.title,
+            "context": self.context,
+            "options": list(self.options),
+            "choice": self.choice,
+            "rationale": self.rationale,
+            "requested_by": self.requested_by,
+            "session": self.session,
+            "model": self.model,
+            "files": list(self.files),
+            "tickets": list(self.tickets),
+            "risk": self.risk,
+            "prompt_entry": self.prompt_entry,
+            "response_entry": self.response_entry,
+        }
+        return {k: v for k, v in refs.items() if v not in (None, "", [])}
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, **self.refs()}
+        for name in ("options", "files", "tickets"):
+            data.setdefault(name, [])
+        data.update(
+            {
+                "status": self.status,
+                "created": self.created,
+                "entry": self.entry,
+                "recorded_by": dict(self.recorded_by),
+                "content_digest": self.content_digest,
+                "approvals": [a.to_json() for a in self.approvals],
+            }
+        )
+        return data
+
+    @classmethod
+    def from_envelope(cls, index: int, envelope: bytes) -> Decision:
+        """Read a ``decision.record`` entry; refs of the wrong type are refused."""
+        event = Event.parse(envelope)
+        if event.kind != "decision.record" or event.subject is None:
+            raise InputError(f"entry {index} is not a decision record")
+        refs = event.refs
+        return cls(
+            id=event.subject,
+            title=_text(refs, "title", index),
+            context=_text(refs, "context", index),
+            options=_texts(refs, "options", index),
+            choice=_text(refs, "choice", index),
+            rationale=_text(refs, "rationale", index),
+            requested_by=_text(refs, "requested_by", index),
+            session=_text(refs, "session", index) or event.session,
+            model=_text(refs, "model", index) or None,
+            files=_texts(refs, "files", index),
+            tickets=_texts(refs, "tickets", index),
+            risk=_text(refs, "risk", index) or "low",
+            prompt_entry=_index(refs, "prompt_entry", index),
+            response_entry=_index(refs, "response_entry", index),
+            created=event.ts,
+            entry=index,
+            recorded_by=event.actor.to_json(),
+            content_digest=content_digest(envelope),
+        )
+
+
+def _text(refs: Mapping[str, Any], name: str, index: int) -> str:
+    value = refs.get(name, "")
+    if not isinstance(value, str):
+        raise InputError(f"decision record at entry {index}: {name} is not text")
+    return value
+
+
+def _texts(refs: Mapping[str, Any], name: str, index: int) -> tuple[str, ...]:
+    value = refs.get(name, ())
+    if not isinstance(value, tuple | list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"decision record at entry {index}: {name} is not a list of text")
+    return tuple(value)
+
+
+def _index(refs: Mapping[str, Any], name: str, index: int) -> int | None:
+    value = refs.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(f"decision record at entry {index}: {name} is not an entry index")
+    return value
+
+
+def content_digest(envelope: bytes) -> str:
+    """What an approval binds to: SHA-256 of the record's canonical envelope."""
+    return "sha256:" + hashlib.sha256(envelope).hexdigest()
+
+
+def new_decision_id() -> str:
+    """A fresh random decision id (40 bits: collisions are not a practical concern)."""
+    return "D-" + secrets.token_hex(5)
+
+
+def check_decision_id(decision_id: str) -> str:
+    if not DECISION_ID.fullmatch(decision_id):
+        raise InputError(
+            f"{decision_id!r} is not a decision id", hint="ids look like D-0123456789 (hex)"
+        )
+    return decision_id
+
+
+def extract_tickets(*texts: str) -> tuple[str, ...]:
+    """Ticket keys (ABC-123) mentioned in `texts`, in order of first mention."""
+    found: dict[str, None] = {}
+    for text in texts:
+        for match in _TICKET.finditer(text):
+            if match.group(1) not in _NOT_TICKETS:
+                found.setdefault(match.group(0), None)
+    return tuple(found)
+
+
+def record_meta(decision: Decision, *, actor: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The envelope fields (``meta``) of the ``decision.record`` event for `decision`."""
+    meta: dict[str, Any] = {"subject": decision.id, "refs": decision.refs()}
+    if decision.session:
+        meta["session"] = decision.session
+    if actor is not None:
+        meta["actor"] = dict(actor)
+    return meta
+
+
+def _needle(name: str, value: str) -> bytes:
+    """The exact bytes ``"name":"value"`` take in a canonical envelope."""
+    return canonicalize(name) + b":" + canonicalize(value)
+
+
+# -- drafting from a conversation ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExchangeDraft:
+    """A decision read out of a prompt and the reply that led to a change."""
+
+    title: str
+    context: str
+    choice: str
+    rationale: str
+    options: tuple[str, ...]
+    tickets: tuple[str, ...]
+    risk: str
+
+
+_BULLET = re.compile(r"^ ?(?:[-*+•]|\d{1,2}[.)])\s+(\S.*)$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|\n")
+
+
+def _clip(text: str, limit: int) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _without_code(text: str) -> list[str]:
+    lines: list[str] = []
+    fenced = False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            fenced = not fenced
+            lines.append("")
+            continue
+        lines.append("" if fenced else line.rstrip())
+    return lines
+
+
+def _paragraphs(lines: Iterable[str]) -> Iterator[list[str]]:
+    block: list[str] = []
+    for line in lines:
+        if line.strip():
+            block.append(line)
+        elif block:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def _first_sentence(text: str) -> tuple[str, str]:
+    """(first sentence, the rest) of a paragraph."""
+    parts = _SENTENCE_END.split(text.strip(), maxsplit=1)
+    first = parts[0].strip()
+    rest = parts[1].strip() if len(parts) > 1 else ""
+    return first, rest
+
+
+def _plain(text: str) -> str:
+    # Markdown emphasis and inline code markers say nothing a record needs.
+    return re.sub(r"(\*\*|__|`)", "", text).strip()
+
+
+def draft_from_exchange(prompt_text: str, reply_text: str, *, files: int = 0) -> ExchangeDraft:
+    """Read a decision out of a prompt and its reply (pure; nothing is recorded).
+
+    Title: the prompt's first sentence. Context: the prompt, clipped. Choice: the first
+    sentence of the reply's first prose paragraph; rationale: the rest of that paragraph
+    (or the next prose paragraph when it has one sentence). Options: the reply's
+    top-level bullet items. Risk: high when the prompt or reply touches security,
+    credentials, payments, migrations, data loss or production; medium when the change
+    spans five files or more; low otherwise.
+    """
+    prompt_paras = [" ".join(p) for p in _paragraphs(_without_code(prompt_text))]
+    first_prompt = _squash(prompt_paras[0]) if prompt_paras else ""
+    title = _clip(_plain(_first_sentence(first_prompt)[0]).rstrip(".:;,"), _TITLE_MAX)
+    context = _clip(prompt_text, _CONTEXT_MAX)
+
+    reply_lines = _without_code(reply_text)
+    options: list[str] = []
+    prose: list[str] = []
+    for block in _paragraphs(reply_lines):
+        text_lines: list[str] = []
+        for line in block:
+            bullet = _BULLET.match(line)
+            if bullet:
+                if len(options) < _OPTIONS_MAX:
+                    options.append(_clip(_plain(bullet.group(1)), _OPTION_MAX))
+            elif line.lstrip().startswith(("#", "|", ">")) or line.startswith("    "):
+                continue  # headings, tables, quotes, indented code
+            elif not text_lines and line.startswith(" "):
+                continue  # the continuation of a bullet item
+            else:
+                text_lines.append(line.strip())
+        if text_lines:
+            prose.append(_squash(" ".join(text_lines)))
+    choice, rationale = ("", "")
+    if prose:
+        choice, rationale = _first_sentence(prose[0])
+        if not rationale and len(prose) > 1:
+            rationale = prose[1]
+    haystack = f"{prompt_text}\n{reply_text}"
+    if _HIGH_RISK_WORDS.search(haystack):
+        risk = "high"
+    elif files >= 5:
+        risk = "medium"
+    else:
+        risk = "low"
+    return ExchangeDraft(
+        title=title or "Untitled decision",
+        context=context,
+        choice=_clip(_plain(choice), _TEXT_MAX),
+        rationale=_clip(_plain(rationale), _TEXT_MAX),
+        options=tuple(dict.fromkeys(o for o in options if o)),
+        tickets=extract_tickets(prompt_text, reply_text),
+        risk=risk,
+    )
+
+
+# -- the service --------------------------------------------------------------------------
+
+
+class DecisionBook:
+    """Records, reads and approves the decisions of one ledger."""
+
+    PROMPT_KINDS: Final = ("agent.prompt", "gateway.exchange")
+    RESPONSE_KINDS: Final = ("agent.response", "gateway.exchange")
+
+    def __init__(self, ledger: Ledger, *, forbid_self_approval: bool = True) -> None:
+        self.ledger = ledger
+        self.forbid_self_approval = forbid_self_approval
+
+    # -- writing --------------------------------------------------------------------
+
+    def record(
+        self,
+        *,
+        title: str,
+        requested_by: str,
+        context: str = "",
+        options: Sequence[str] = (),
+        choice: str = "",
+        rationale: str = "",
+        session: str | None = None,
+        model: str | None = None,
+        files: Sequence[str] = (),
+        tickets: Sequence[str] = (),
+        risk: str = "low",
+        prompt_entry: int | None = None,
+        response_entry: int | None = None,
+        actor: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        """Record a decision durably; tickets mentioned in the text are added."""
+        title = " ".join(title.split())
+        if not title:
+            raise InputError("a decision needs a title")
+        if risk not in RISKS:
+            raise InputError(f"risk must be one of {', '.join(RISKS)}, not {risk!r}")
+        requested_by = requested_by.strip()
+        if not requested_by:
+            raise InputError("a decision needs the person who requested it (requested_by)")
+        for ticket in tickets:
+            if not ticket.strip() or any(c.isspace() for c in ticket.strip()):
+                raise InputError(f"ticket {ticket!r} is not a ticket id (like ABC-123)")
+        self._check_entry(prompt_entry, "prompt_entry", self.PROMPT_KINDS)
+        self._check_entry(response_entry, "response_entry", self.RESPONSE_KINDS)
+        mentioned = extract_tickets(title, context, choice, rationale, *options)
+        decision = Decision(
+            id=new_decision_id(),
+            title=title,
+            context=context.strip(),
+            options=tuple(dict.fromkeys(o.strip() for o in options if o.strip())),
+            choice=choice.strip(),
+            rationale=rationale.strip(),
+            requested_by=requested_by,
+            session=session or None,
+            model=model or None,
+            files=tuple(dict.fromkeys(f for f in files if f)),
+            tickets=tuple(dict.fromkeys([*(t.strip() for t in tickets), *mentioned])),
+            risk=risk,
+            prompt_entry=prompt_entry,
+            response_entry=response_entry,
+        )
+        prepared = self.ledger.prepare("decision.record", meta=record_meta(decision, actor=actor))
+        ack = self.ledger.writer.append_many([prepared.entry])[0]
+        return Decision.from_envelope(ack.index, prepared.entry.envelope)
+
+    def from_exchange(
+        self,
+        prompt_text: str,
+        reply_text: str,
+        *,
+        requested_by: str,
+        session: str | None = None,
+        model: str | None = None,
+        files: Sequence[str] = (),
+        prompt_entry: int | None = None,
+        response_entry: int | None = None,
+        risk: str | None = None,
+        actor: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        """Record the decision a prompt and its reply led to (see `draft_from_exchange`)."""
+        draft = draft_from_exchange(prompt_text, reply_text, files=len(files))
+        return self.record(
+            title=draft.title,
+            context=draft.context,
+            options=draft.options,
+            choice=draft.choice,
+            rationale=draft.rationale,
+            requested_by=requested_by,
+            session=session,
+            model=model,
+            files=files,
+            tickets=draft.tickets,
+            risk=risk or draft.risk,
+            prompt_entry=prompt_entry,
+            response_entry=response_entry,
+            actor=actor,
+        )
+
+    def approve(
+        self,
+        decision_id: str,
+        approver: str,
+        meaning: str = "approved",
+        *,
+        approver_name: str | None = None,
+    ) -> Approval:
+        """Record an approval (or review) of the decision's exact recorded content."""
+        if meaning not in APPROVAL_MEANINGS:
+            raise InputError(
+                f"meaning must be one of {', '.join(APPROVAL_MEANINGS)}, not {meaning!r}"
+            )
+        approver = approver.strip()
+        if not approver:
+            raise InputError("an approval needs an approver")
+        decision = self.get(decision_id)
+        if self.forbid_self_approval:
+            involved = self.involved(decision)
+            if approver in involved:
+                raise SelfApprovalError(
+                    f"{approver} cannot approve {decision.id}: they {involved[approver]}",
+                    hint="the policy's forbid_self_approval asks for someone else's approval",
+                )
+        for earlier in decision.approvals:
+            if earlier.approver == approver and earlier.meaning == meaning:
+                raise InputError(
+                    f"{approver} already {meaning} {decision.id} (entry {earlier.entry})"
+                )
+        actor: dict[str, Any] = {"type": "human", "id": approver}
+        if approver_name:
+            actor["name"] = approver_name
+        prepared = self.ledger.prepare(
+            "decision.approve",
+            meta={
+                "actor": actor,
+                "subject": decision.id,
+                "refs": {"meaning": meaning, "content_digest": decision.content_digest},
+            },
+        )
+        ack = self.ledger.writer.append_many([prepared.entry])[0]
+        return Approval(
+            approver=approver,
+            meaning=meaning,
+            ts=prepared.event.ts,
+            entry=ack.index,
+            content_digest=decision.content_digest,
+            matches=True,
+        )
+
+    def involved(self, decision: Decision) -> dict[str, str]:
+        """Who may not approve `decision` under forbid_self_approval, and why."""
+        involved: dict[str, str] = {}
+        if decision.session:
+            for operator in self._session_operators(decision.session):
+                involved[operator] = f"operated the AI session {decision.session}"
+        if decision.recorded_by.get("type") == "human" and decision.recorded_by.get("id"):
+            involved[str(decision.recorded_by["id"])] = "recorded it"
+        if decision.requested_by:
+            involved[decision.requested_by] = "requested it"
+        return involved
+
+    def _session_operators(self, session: str) -> set[str]:
+        """The people who ran `session`: its session.start events' operator or human actor."""
+        needle = _needle("session", session)
+        operators: set[str] = set()
+        for entry in self._entries("session.start"):
+            if needle not in entry[1]:
+                continue
+            event = Event.parse(entry[1])
+            if event.session != session:
+                continue
+            operator = event.refs.get("operator")
+            if isinstance(operator, str) and operator:
+                operators.add(operator)
+            if event.actor.type == "human":
+                operators.add(event.actor.id)
+        return operators
+
+    def _check_entry(self, index: int | None, name: str, kinds: Sequence[str]) -> None:
+        if index is None:
+            return
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise InputError(f"{name} must be a ledger entry index, not {index!r}")
+        stored = self.ledger.store.entry(self.ledger.log, index)
+        if stored is None:
+            raise NotFoundError(
+                f"{name} {index} does not exist (the log has {self.ledger.size()} entries)"
+            )
+        if stored.kind not in kinds:
+            raise InputError(f"{name} {index} is a {stored.kind!r} entry, not {' or '.join(kinds)}")
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _entries(self, kind: str) -> Iterator[tuple[int, bytes]]:
+        for entry in self.ledger.store.entries(self.ledger.log, kind=kind):
+            yield entry.index, entry.envelope
+
+    def at(self, index: int, approvals: Iterable[int] = ()) -> Decision | None:
+        """The decision recorded at entry `index` with the approvals at `approvals`.
+
+        For callers that keep their own index of entries: None when the entry is not a
+        decision record; approval entries that are not approvals of it are skipped.
+        """
+        stored = self.ledger.store.entry(self.ledger.log, index)
+        if stored is None or stored.kind != "decision.record":
+            return None
+        found = Decision.from_envelope(index, stored.envelope)
+        checked: list[Approval] = []
+        for at in sorted(set(approvals)):
+            entry = self.ledger.store.entry(self.ledger.log, at)
+            if entry is not None and entry.kind == "decision.approve":
+                approval = _approval(at, entry.envelope, found)
+                if approval is not None:
+                    checked.append(approval)
+        return _with_approvals(found, checked)
+
+    def get(self, decision_id: str) -> Decision:
+        """The decision with this id, with its approvals; NotFoundError if none."""
+        check_decision_id(decision_id)
+        needle = _needle("subject", decision_id)
+        found: Decision | None = None
+        for index, envelope in self._entries("decision.record"):
+            if needle in envelope:
+                candidate = Decision.from_envelope(index, envelope)
+                if candidate.id == decision_id:
+                    found = candidate
+                    break  # ids are unique; the first record is the decision
+        if found is None:
+            raise NotFoundError(
+                f"no decision {decision_id} in this log",
+                hint="'flowloom decision list' shows the recorded decisions",
+            )
+        approvals = [
+            approval
+            for index, envelope in self._entries("decision.approve")
+            if needle in envelope
+            for approval in [_approval(index, envelope, found)]
+            if approval is not None
+        ]
+        return _with_approvals(found, approvals)
+
+    def commits(self, decision_id: str) -> builtins.list[tuple[int, str]]:
+        """(entry, commit sha) of every ``commit.link`` event naming the decision."""
+        needle = _needle("decision", check_decision_id(decision_id))
+        found: dict[str, int] = {}
+        for index, envelope in self._entries("commit.link"):
+            if needle not in envelope:
+                continue
+            event = Event.parse(envelope)
+            if event.refs.get("decision") == decision_id and event.subject:
+                found.setdefault(event.subject, index)
+        return sorted((index, sha) for sha, index in found.items())
+
+    def list(self) -> builtins.list[Decision]:
+        """Every decision, oldest first, with its approvals."""
+        decisions: dict[str, Decision] = {}
+        for index, envelope in self._entries("decision.record"):
+            decision = Decision.from_envelope(index, envelope)
+            decisions.setdefault(decision.id, decision)
+        approvals: dict[str, list[Approval]] = {}
+        for index, envelope in self._entries("decision.approve"):
+            event = Event.parse(envelope)
+            target = decisions.get(event.subject or "")
+            if target is None:
+                continue
+            approval = _approval(index, envelope, target)
+            if approval is not None:
+                approvals.setdefault(target.id, []).append(approval)
+        return [_with_approvals(d, approvals.get(d.id, [])) for d in decisions.values()]
+
+
+def _approval(index: int, envelope: bytes, decision: Decision) -> Approval | None:
+    event = Event.parse(envelope)
+    if event.kind != "decision.approve" or event.subject != decision.id:
+        return None
+    meaning = event.refs.get("meaning")
+    digest = event.refs.get("content_digest")
+    return Approval(
+        approver=event.actor.id,
+        meaning=meaning if isinstance(meaning, str) else "",
+        ts=event.ts,
+        entry=index,
+        content_digest=digest if isinstance(digest, str) else "",
+        matches=digest == decision.content_digest,
+    )
+
+
+def _with_approvals(decision: Decision, approvals: Sequence[Approval]) -> Decision:
+    if not approvals:
+        return decision
+    return replace(decision, approvals=tuple(approvals))

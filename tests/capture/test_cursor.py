@@ -1,0 +1,158 @@
+"""Cursor: `.cursor/hooks.json` payloads replayed into `flowloom hook cursor`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.capture.agent_sandbox import AgentSandbox
+
+CONTINUE = '{"continue": true}\n'
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> AgentSandbox:
+    box = AgentSandbox(tmp_path)
+    box.session = "c9d1a8f0-55aa-4d1e-8b7e-0f2d3c4b5a69"
+    return box
+
+
+def cursor(box: AgentSandbox, event: str, **fields: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "conversation_id": box.session,
+        "generation_id": "gen-0001",
+        "model": "claude-4.5-sonnet",
+        "hook_event_name": event,
+        "cursor_version": "2.0.77",
+        "workspace_roots": [str(box.repo)],
+        "user_email": "ann@example.com",
+    }
+    payload.update(fields)
+    return payload
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_a_cursor_session_is_recorded_and_its_edit_committed(box: AgentSandbox) -> None:
+    target = box.repo / "src" / "main.ts"
+    target.parent.mkdir()
+    target.write_text("const foo = 1\nexport default foo\n")
+    box.git("add", ".")
+    box.git("commit", "-q", "-m", "base")
+
+    box.hook_ok("cursor", cursor(box, "sessionStart", session_id=box.session))
+    box.hook_ok(
+        "cursor",
+        cursor(
+            box,
+            "beforeSubmitPrompt",
+            prompt="Bump foo to 2 (WEB-19)",
+            attachments=[{"type": "file", "filePath": str(target)}],
+        ),
+        stdout=CONTINUE,
+    )
+    target.write_text("const foo = 2\nexport default foo\n")
+    box.hook_ok(
+        "cursor",
+        cursor(
+            box,
+            "afterFileEdit",
+            file_path=str(target),
+            edits=[{"old_string": "const foo = 1", "new_string": "const foo = 2"}],
+        ),
+    )
+    box.hook_ok(
+        "cursor",
+        cursor(
+            box,
+            "afterShellExecution",
+            command="npm test",
+            cwd=str(box.repo),
+            output="1 passing",
+            duration=1530,
+        ),
+    )
+    box.hook_ok(
+        "cursor",
+        cursor(
+            box,
+            "afterMCPExecution",
+            tool_name="search_docs",
+            tool_input=json.dumps({"query": "foo"}),
+            result_json='{"hits": 0}',
+            duration=20,
+        ),
+    )
+    box.hook_ok("cursor", cursor(box, "afterAgentResponse", text="foo is now 2."))
+    box.hook_ok("cursor", cursor(box, "stop", status="completed", loop_count=0))
+    box.hook_ok("cursor", cursor(box, "sessionEnd", reason="user_close"))
+    box.settled()
+
+    events = box.events()
+    assert box.kinds(events) == [
+        "session.start",
+        "agent.prompt",
+        "artifact.write",
+        "decision.record",
+        "agent.tool",
+        "agent.tool",
+        "agent.response",
+        "session.end",
+    ]
+    assert all(
+        e["session"] == box.session and e["actor"]["id"] == "cursor"
+        for e in events
+        if e["kind"] != "key.generated"
+    )
+    prompt = box.events("agent.prompt")[0]
+    assert box.body(prompt) == "Bump foo to 2 (WEB-19)"
+    assert prompt["refs"]["attachments"] == [str(target)]
+    artifact = box.events("artifact.write")[0]
+    assert artifact["subject"] == "src/main.ts"
+    assert artifact["refs"]["before"] == sha(b"const foo = 1\nexport default foo\n")
+    assert artifact["refs"]["tool"] == "afterFileEdit"
+    assert "-const foo = 1\n+const foo = 2\n" in box.body(artifact)
+    shell, mcp = box.events("agent.tool")
+    assert shell["subject"] == "shell"
+    assert json.loads(box.body(shell))["input"]["command"] == "npm test"
+    assert mcp["subject"] == "search_docs"
+    assert box.body(box.events("agent.response")[0]) == "foo is now 2."
+    decision = box.events("decision.record")[0]
+    assert decision["refs"]["tickets"] == ["WEB-19"]
+    assert ("FlowLoom-Decision", decision["subject"]) in box.trailers()
+    assert box.message().startswith("Bump foo to 2 (WEB-19)\n")
+
+
+def test_before_submit_prompt_is_answered_even_when_the_payload_is_broken(
+    box: AgentSandbox,
+) -> None:
+    # the prompt is missing: recorded as a capture.error, but Cursor still reads "continue"
+    box.hook_ok("cursor", cursor(box, "beforeSubmitPrompt"), stdout=CONTINUE)
+    truncated = json.dumps(cursor(box, "beforeSubmitPrompt", prompt="hi"))[:-5]
+    box.hook_ok("cursor", truncated, stdout=CONTINUE)
+    box.settled()
+    assert box.kinds() == ["capture.error", "capture.error"]
+
+
+def test_an_edit_that_cannot_be_undone_records_the_new_content(box: AgentSandbox) -> None:
+    target = box.repo / "a.txt"
+    target.write_text("changed again by hand\n")
+    box.hook_ok(
+        "cursor",
+        cursor(
+            box,
+            "afterFileEdit",
+            file_path="a.txt",
+            edits=[{"old_string": "x", "new_string": "not in the file"}],
+        ),
+    )
+    box.settled()
+    artifact = box.events("artifact.write")[0]
+    assert artifact["refs"]["before"] == "unknown"
+    assert "+changed again by hand" in box.body(artifact)
