@@ -102,14 +102,18 @@ class Workspace:
         return elapsed
 
     def _drainer_running(self) -> bool:
-        needle = b"--drain\0" + str(self.spool).encode()
+        """A forked drainer is alive (before its exec it still looks like the hook)."""
+        repo = os.path.realpath(self.repo)
         for pid in os.listdir("/proc"):
-            if pid.isdigit():
-                try:
-                    if needle in Path("/proc", pid, "cmdline").read_bytes():
-                        return True
-                except OSError:
+            if not pid.isdigit():
+                continue
+            try:
+                if b"flowloom\0hook\0" not in Path("/proc", pid, "cmdline").read_bytes():
                     continue
+                if os.path.realpath(os.readlink(f"/proc/{pid}/cwd")) == repo:
+                    return True
+            except OSError:
+                continue
         return False
 
     def settle(self, timeout: float = 60.0) -> None:

@@ -100,16 +100,21 @@ class AgentSandbox(Sandbox):
     # -- the spool and the drainer -----------------------------------------------------
 
     def _drainer_running(self) -> bool:
-        needle = b"--drain\0" + str(self.spool_dir).encode()
+        """A hook's forked drainer is alive: before its exec it still looks like the hook
+        (`… flowloom hook …`), after it `… flowloom hook --drain …`; either way it works in
+        this repository."""
+        repo = os.path.realpath(self.repo)
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
             try:
                 cmdline = Path("/proc", entry, "cmdline").read_bytes()
+                if b"flowloom\0hook\0" not in cmdline:
+                    continue
+                if os.path.realpath(os.readlink(f"/proc/{entry}/cwd")) == repo:
+                    return True
             except OSError:
                 continue
-            if needle in cmdline:
-                return True
         return False
 
     def _lock_free(self) -> bool:
@@ -131,24 +136,12 @@ class AgentSandbox(Sandbox):
         return sorted(p.name for p in self.spool_dir.glob("*.json"))
 
     def drained(self, timeout: float = 60.0, *, empty: bool = False) -> None:
-        """Wait until every detached drainer of this repository has finished.
-
-        A drainer is forked by the hook and only shows as one once it has exec'd, so the
-        quiet state must last a moment before it counts (and, with `empty`, the spool
-        must be empty too).
-        """
+        """Wait until every detached drainer of this repository has finished (and, with
+        `empty`, the spool is empty)."""
         deadline = time.monotonic() + timeout
-        quiet_since: float | None = None
         while time.monotonic() < deadline:
             quiet = not self._drainer_running() and self._lock_free()
-            if quiet and empty and self.spooled():
-                quiet = False
-            now = time.monotonic()
-            if not quiet:
-                quiet_since = None
-            elif quiet_since is None:
-                quiet_since = now
-            elif now - quiet_since >= 0.3:
+            if quiet and not (empty and self.spooled()):
                 return
             time.sleep(0.02)
         log = self.state_dir / "capture.log"

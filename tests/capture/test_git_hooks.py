@@ -267,12 +267,17 @@ def test_pre_push_sends_the_log_ahead_of_the_branch(box: Sandbox, tmp_path: Path
     box.git("push", "-q", "origin", "main")
     listing = subprocess.run(
         ["git", "ls-tree", "-r", "--name-only", "refs/flowloom/log"],
-        cwd=remote, capture_output=True, text=True, check=True,
+        cwd=remote,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     entries = b"".join(
         subprocess.run(
             ["git", "cat-file", "blob", f"refs/flowloom/log:{path}"],
-            cwd=remote, capture_output=True, check=True,
+            cwd=remote,
+            capture_output=True,
+            check=True,
         ).stdout
         for path in listing
         if path.startswith("tile/entries/")
