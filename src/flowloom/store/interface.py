@@ -39,9 +39,11 @@ NodeId = tuple[int, int]
 NodeLookup = Callable[[Sequence[NodeId]], Mapping[NodeId, bytes]]
 
 
-@dataclass(frozen=True)
-class StoredBody:
-    """A body as kept in the database: content is ciphertext when `nonce` is set."""
+class StoredBody(NamedTuple):
+    """A body as kept in the database: content is ciphertext when `nonce` is set.
+
+    A tuple, like StoredEntry: verification reads one per entry.
+    """
 
     digest: str
     salt: bytes

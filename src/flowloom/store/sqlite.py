@@ -9,6 +9,7 @@ read the durable size inside their transaction.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 import threading
 import time
@@ -207,7 +208,7 @@ class SQLiteStore:
             params += (kind,)
         sql += " ORDER BY idx"
         conn = self._conn()
-        make = StoredEntry._make
+        make = functools.partial(tuple.__new__, StoredEntry)  # no per-row Python frames
         try:
             cursor = conn.execute(sql, params)
             while True:
@@ -293,18 +294,18 @@ class SQLiteStore:
 
     def bodies(self, log: str) -> Iterator[StoredBody]:
         conn = self._conn()
+        make = functools.partial(tuple.__new__, StoredBody)  # no per-row Python frames
         try:
             cursor = conn.execute(
-                "SELECT digest, salt, content, nonce, subject FROM bodies NOT INDEXED"
-                " WHERE log = ?",
+                "SELECT digest, CAST(salt AS BLOB), CAST(content AS BLOB), nonce, subject"
+                " FROM bodies NOT INDEXED WHERE log = ?",
                 (log,),
             )
             while True:
-                rows = cursor.fetchmany(1024)
+                rows = cursor.fetchmany(4096)
                 if not rows:
                     return
-                for row in rows:
-                    yield _body_from_row(row)
+                yield from map(make, rows)
         except sqlite3.Error as exc:
             raise _translate(exc, self.path, "reading bodies") from exc
 
