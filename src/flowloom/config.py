@@ -37,6 +37,13 @@ class Settings:
     batch_linger_ms: float = 0.0
     sources: tuple[str, ...] = field(default=())
 
+    @property
+    def last_verification_file(self) -> Path:
+        """Where `flowloom log verify` leaves its outcome for `flowloom status`."""
+        local = "://" not in self.database and self.database != ":memory:"
+        folder = Path(self.database).parent if local else self.home
+        return folder / f"last-verify-{self.project}.json"
+
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given fields replaced (command-line options)."""
         clean = {k: v for k, v in changes.items() if v is not None}

@@ -315,6 +315,16 @@ def _last_event(ctx: click.Context) -> dict[str, Any]:
     return result
 
 
+def _last_verification(ctx: click.Context) -> dict[str, Any] | None:
+    app = ctx.find_root().obj
+    assert isinstance(app, AppContext)
+    try:
+        data = json.loads(app.settings().last_verification_file.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -349,6 +359,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
             warnings.append(
                 f"commits were made after the last ledger event ({when}): capture is not recording"
             )
+    verification = _last_verification(ctx)
+    if verification is not None and not verification.get("ok"):
+        warnings.append(
+            f"the last `flowloom log verify` ({verification.get('ts')}) FAILED: "
+            f"{verification.get('problems')} problems"
+        )
     if share["share"] is not None and share["commits"] >= 5 and share["share"] < LOW_LINKED_SHARE:
         warnings.append(
             f"only {share['linked']} of {share['commits']} recent commits are linked to a decision"
@@ -378,6 +394,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
                         for h in hooks
                     ],
                     "agent_hooks": agents,
+                    "last_verification": verification,
                     "ledger": ledger,
                     "linked": share,
                     "warnings": warnings,
@@ -386,7 +403,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
             )
         )
         return
-    _print_status(repo, policy.configured, policy.enforce, hooks, agents, ledger, share)
+    _print_status(
+        repo, policy.configured, policy.enforce, hooks, agents, ledger, share, verification
+    )
     for warning in warnings:
         click.echo(f"WARNING: {warning}")
     if not warnings:
@@ -401,6 +420,7 @@ def _print_status(
     agents: dict[str, bool],
     ledger: dict[str, Any],
     share: dict[str, Any],
+    verification: dict[str, Any] | None,
 ) -> None:
     echo: Callable[[str], None] = click.echo
     echo(f"repository: {repo.cwd} (branch {repo.branch() or 'detached'})")
@@ -431,6 +451,14 @@ def _print_status(
         echo(
             f"linked commits: {share['linked']} of {share['commits']} since FlowLoom was adopted"
             f" ({share['share']:.0%})"
+        )
+    if verification is None:
+        echo("last verification: none (flowloom log verify)")
+    else:
+        verdict = "ok" if verification.get("ok") else "FAILED"
+        echo(
+            f"last verification: {verdict}, {verification.get('size')} entries, "
+            f"at {verification.get('ts')}"
         )
     check = ledger["last_check"]
     if check is None:

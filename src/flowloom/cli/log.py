@@ -227,7 +227,27 @@ def verify(ctx: click.Context, against: str | None, no_bodies: bool, remote: str
         check_bodies=not no_bodies,
         progress=_progress(sys.stderr.isatty()),
     )
+    _remember(services.settings.last_verification_file, report)
     ctx.exit(_print_report(report, "the log"))
+
+
+def _remember(path: Path, report: VerifyReport) -> None:
+    """Leave the outcome for `flowloom status`; failing to write it is not an error."""
+    from datetime import UTC, datetime
+
+    outcome = {
+        "ts": datetime.now(UTC).isoformat(timespec="seconds"),
+        "ok": report.ok,
+        "size": report.size,
+        "problems": len(report.problems),
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(outcome) + "\n")
+        tmp.replace(path)
+    except OSError:
+        pass
 
 
 def _verify_remote(services: Services, remote: str) -> int:
