@@ -19,12 +19,6 @@ from flowloom.ledger.log import Ledger
 __all__ = ["check"]
 
 
-def _app(ctx: click.Context) -> AppContext:
-    app = ctx.find_root().obj
-    assert isinstance(app, AppContext)
-    return app
-
-
 @click.command()
 @click.argument("revs", nargs=-1, metavar="[REV_RANGE]...")
 @click.option("--all", "all_commits", is_flag=True, help="Check every commit on HEAD.")
@@ -81,7 +75,7 @@ def check(
             raise InputError("a published log is read-only: --record needs the team ledger")
         ledger = load_published_log(repo.cwd, ledger_ref, Verifier.from_vkey(vkey.strip()))
     else:
-        ledger = _app(ctx).services().ledger
+        ledger = AppContext.of(ctx).services().ledger
     book = DecisionBook(ledger, forbid_self_approval=policy.forbid_self_approval)
     report = check_commits(repo, book, policy, selected, description=description, branch=branch)
     if record:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import click
+
 from flowloom.config import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -21,6 +23,13 @@ class AppContext:
     database: str | None
     project: str | None
     _services: Services | None = None
+
+    @staticmethod
+    def of(ctx: click.Context) -> AppContext:
+        """The AppContext the top-level `flowloom` group put on the root context."""
+        app = ctx.find_root().obj
+        assert isinstance(app, AppContext)
+        return app
 
     def settings(self) -> Settings:
         return load_settings(Path.cwd()).with_overrides(

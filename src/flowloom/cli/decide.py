@@ -20,17 +20,11 @@ from flowloom.services import default_actor
 __all__ = ["decide", "decision"]
 
 
-def _app(ctx: click.Context) -> AppContext:
-    app = ctx.find_root().obj
-    assert isinstance(app, AppContext)
-    return app
-
-
 def _book(ctx: click.Context) -> DecisionBook:
     git = find_git_dirs(Path.cwd())
     # Outside a repository there is no committed policy: the default (forbid) applies.
     forbid = load_policy(git[0]).forbid_self_approval if git else True
-    return DecisionBook(_app(ctx).services().ledger, forbid_self_approval=forbid)
+    return DecisionBook(AppContext.of(ctx).services().ledger, forbid_self_approval=forbid)
 
 
 @click.command()

@@ -24,12 +24,6 @@ from flowloom.errors import InputError
 __all__ = ["hook", "import_", "record"]
 
 
-def _app(ctx: click.Context) -> AppContext:
-    app = ctx.find_root().obj
-    assert isinstance(app, AppContext)
-    return app
-
-
 @click.command(
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     add_help_option=False,
@@ -40,7 +34,7 @@ def hook(ctx: click.Context, args: tuple[str, ...]) -> None:
     """Record an agent hook payload (stdin): AGENT is claude-code, codex or cursor."""
     from flowloom.capture.agents.hookmain import main
 
-    app = _app(ctx)  # top-level options reach the hook (and its drainer) as environment
+    app = AppContext.of(ctx)  # top-level options reach the hook (and its drainer) as environment
     for variable, value in (("FLOWLOOM_DATABASE", app.database), ("FLOWLOOM_PROJECT", app.project)):
         if value:
             os.environ[variable] = value
@@ -87,7 +81,7 @@ def record(
     actor = agent_actor(agent) if agent else None
     event = Event(kind, body, actor=actor, session=session, subject=subject)
     redact_event(event)
-    ledger = _app(ctx).services().ledger
+    ledger = AppContext.of(ctx).services().ledger
     index = record_events(ledger, [event.to_json()], agent or "cli", strict=True)[0]
     _report_redactions(event)
     click.echo(str(index))
@@ -118,7 +112,7 @@ def import_aider(ctx: click.Context, path: str | None) -> None:
     for event in events:
         redact_event(event)
     if events:
-        ledger = _app(ctx).services().ledger
+        ledger = AppContext.of(ctx).services().ledger
         record_events(ledger, [e.to_json() for e in events], "aider")
     job.save()
     redacted = sum(sum(e.redactions.values()) for e in events)

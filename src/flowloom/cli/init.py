@@ -39,14 +39,8 @@ LOW_LINKED_SHARE = 0.8
 STATUS_COMMITS = 50
 
 
-def _app(ctx: click.Context) -> AppContext:
-    app = ctx.find_root().obj
-    assert isinstance(app, AppContext)
-    return app
-
-
 def _record_config_change(ctx: click.Context, repo: GitRepo, refs: dict[str, Any]) -> int:
-    services = _app(ctx).services()
+    services = AppContext.of(ctx).services()
     meta: dict[str, Any] = {"subject": str(policy_file(Path(".")).as_posix()), "refs": refs}
     git = {"branch": repo.branch(), "head": repo.head()}
     git = {k: v for k, v in git.items() if v}
@@ -264,7 +258,7 @@ def _linked_share(ctx: click.Context, repo: GitRepo) -> dict[str, Any]:
         return {"since": None, "commits": 0, "linked": 0, "share": None, "newest": None}
     adopted = added[-1]
     commits = repo.commits(f"{adopted}..HEAD", no_merges=True, limit=STATUS_COMMITS)
-    ledger = _app(ctx).services().ledger
+    ledger = AppContext.of(ctx).services().ledger
     finder = LinkFinder(repo, LinkIndex.from_store(ledger.store, ledger.log))
     linked = 0
     for commit in commits:
@@ -281,10 +275,10 @@ def _linked_share(ctx: click.Context, repo: GitRepo) -> dict[str, Any]:
 
 
 def _last_event(ctx: click.Context) -> dict[str, Any]:
-    ledger = _app(ctx).services().ledger
+    ledger = AppContext.of(ctx).services().ledger
     size = ledger.size()
     checkpoint = ledger.store.latest_checkpoint(ledger.log)
-    database = _app(ctx).settings().database
+    database = AppContext.of(ctx).settings().database
     result: dict[str, Any] = {
         "database": database if "://" not in database else database.split("://", 1)[0] + "://…",
         "size": size,
@@ -316,8 +310,7 @@ def _last_event(ctx: click.Context) -> dict[str, Any]:
 
 
 def _last_verification(ctx: click.Context) -> dict[str, Any] | None:
-    app = ctx.find_root().obj
-    assert isinstance(app, AppContext)
+    app = AppContext.of(ctx)
     try:
         data = json.loads(app.settings().last_verification_file.read_text("utf-8"))
     except (OSError, ValueError):

@@ -22,12 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["log"]
 
 
-def _app(ctx: click.Context) -> AppContext:
-    app = ctx.find_root().obj
-    assert isinstance(app, AppContext)
-    return app
-
-
 def _read_bytes(source: str) -> bytes:
     if source == "-":
         return sys.stdin.buffer.read()
@@ -80,7 +74,7 @@ def append(
     """Append one event; prints its index and leaf hash once it is durable."""
     meta_value = _parse_meta(meta)
     body = _read_bytes(body_file) if body_file is not None else None
-    ledger = _app(ctx).services().ledger
+    ledger = AppContext.of(ctx).services().ledger
     ack = ledger.record(kind, body=body, meta=meta_value, data_subject=data_subject)
     if as_json:
         click.echo(json.dumps({"index": ack.index, "leaf_hash": ack.leaf_hash.hex()}))
@@ -98,7 +92,7 @@ def show(
     ctx: click.Context, start: int, kind: str | None, limit: int | None, as_json: bool
 ) -> None:
     """List events."""
-    ledger = _app(ctx).services().ledger
+    ledger = AppContext.of(ctx).services().ledger
     shown = 0
     for entry in ledger.store.entries(ledger.log, start=start, kind=kind):
         if limit is not None and shown >= limit:
@@ -122,7 +116,7 @@ def show(
 @click.pass_context
 def body(ctx: click.Context, digest: str) -> None:
     """Print the body stored under DIGEST (sha256:…)."""
-    ledger = _app(ctx).services().ledger
+    ledger = AppContext.of(ctx).services().ledger
     content = ledger.read_body(digest)
     if content is None:
         raise InputError(f"no body {digest}: never stored, or erased")
@@ -133,14 +127,14 @@ def body(ctx: click.Context, digest: str) -> None:
 @click.pass_context
 def checkpoint(ctx: click.Context) -> None:
     """Sign a checkpoint over everything durable and print it."""
-    click.echo(_app(ctx).services().ledger.checkpoint().note, nl=False)
+    click.echo(AppContext.of(ctx).services().ledger.checkpoint().note, nl=False)
 
 
 @log.command()
 @click.pass_context
 def vkey(ctx: click.Context) -> None:
     """Print the verifier key (public) of this log."""
-    click.echo(_app(ctx).services().ledger.verifier.vkey)
+    click.echo(AppContext.of(ctx).services().ledger.verifier.vkey)
 
 
 @log.command()
@@ -151,7 +145,7 @@ def vkey(ctx: click.Context) -> None:
 @click.pass_context
 def prove(ctx: click.Context, index: int, size: int | None) -> None:
     """Print a C2SP tlog-proof receipt for entry INDEX."""
-    receipt = _app(ctx).services().ledger.prove(index, size)
+    receipt = AppContext.of(ctx).services().ledger.prove(index, size)
     click.echo(receipt.text(), nl=False)
 
 
@@ -161,7 +155,7 @@ def prove(ctx: click.Context, index: int, size: int | None) -> None:
 @click.pass_context
 def consistency(ctx: click.Context, old: int, new: int | None) -> None:
     """Print a proof that the log at size OLD is a prefix of the checkpoint at NEW."""
-    target, proof = _app(ctx).services().ledger.consistency(old, new)
+    target, proof = AppContext.of(ctx).services().ledger.consistency(old, new)
     click.echo(consistency_text(old, proof, target.note), nl=False)
 
 
@@ -207,7 +201,7 @@ def _progress(enabled: bool) -> Any:
 @click.pass_context
 def verify(ctx: click.Context, against: str | None, no_bodies: bool, remote: str | None) -> None:
     """Verify the whole log; exit 1 and name every bad entry when it does not."""
-    services = _app(ctx).services()
+    services = AppContext.of(ctx).services()
     if remote is not None:
         if against is not None:
             raise InputError("use --remote or --against, not both")
@@ -280,7 +274,7 @@ def export(ctx: click.Context, directory: str) -> None:
     """Export a bundle (C2SP tlog-tiles layout, bodies, manifest) to DIRECTORY."""
     from flowloom.ledger.bundle import export_bundle
 
-    ledger = _app(ctx).services().ledger
+    ledger = AppContext.of(ctx).services().ledger
     manifest = export_bundle(ledger, Path(directory))
     click.echo(
         f"exported {manifest['size']} entries, {len(manifest['files'])} files to {directory}"
@@ -308,5 +302,5 @@ def verify_bundle_cmd(ctx: click.Context, directory: str, vkey_text: str) -> Non
 @click.pass_context
 def erase(ctx: click.Context, data_subject: str, reason: str) -> None:
     """Erase a data subject's bodies (GDPR Art. 17); the log still verifies."""
-    ack = _app(ctx).services().ledger.erase(data_subject, reason=reason)
+    ack = AppContext.of(ctx).services().ledger.erase(data_subject, reason=reason)
     click.echo(f"erased; tombstone at {ack.index}")

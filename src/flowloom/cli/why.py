@@ -79,8 +79,7 @@ def why(ctx: click.Context, location: str, as_json: bool) -> None:
     from flowloom.decisions.why import explain, index_path
 
     path, line = _location(location)
-    app = ctx.find_root().obj
-    assert isinstance(app, AppContext)
+    app = AppContext.of(ctx)
     git = find_git_dirs(Path.cwd())
     if git is None:
         raise InputError("'flowloom why' needs a git repository; run it inside one")

@@ -42,12 +42,11 @@ from flowloom.ledger.tiles import (
     tile_path,
     tiles_for_size,
 )
-from flowloom.ledger.verify import Problem, VerifyReport, audit, body_ref
+from flowloom.ledger.verify import Problem, VerifyReport, audit, body_ref, kind_of
 
 __all__ = ["BUNDLE_FORMAT", "export_bundle", "verify_bundle"]
 
 BUNDLE_FORMAT = "flowloom-bundle/v1"
-_KIND_KEY = b'"kind":"'
 
 
 def _write(root: Path, rel: str, data: bytes, files: dict[str, str]) -> None:
@@ -123,15 +122,6 @@ def export_bundle(
     return manifest
 
 
-def _kind(envelope: bytes) -> str:
-    at = envelope.find(_KIND_KEY)
-    if at < 0:
-        return ""
-    start = at + len(_KIND_KEY)
-    end = envelope.find(b'"', start)
-    return envelope[start:end].decode("ascii", "replace")
-
-
 def _decode_tolerant(data: bytes, expected: int) -> tuple[list[bytes], bool]:
     """Entries of a bundle, and whether it decoded cleanly into `expected` entries."""
     out: list[bytes] = []
@@ -176,7 +166,7 @@ def verify_bundle(directory: Path, verifier: Verifier) -> VerifyReport:
                     Problem(index * TILE_WIDTH + len(chunk), "modified", f"{rel} is damaged")
                 )
             for offset, envelope in enumerate(chunk):
-                yield index * TILE_WIDTH + offset, envelope, _kind(envelope)
+                yield index * TILE_WIDTH + offset, envelope, kind_of(envelope)
 
     levels = _read_tiles(directory, size, problems)
     bodies = _read_bodies(directory)

@@ -81,6 +81,15 @@ def body_ref(envelope: bytes) -> str | None:
     return envelope[start : start + _DIGEST_LEN].decode("ascii", "replace")
 
 
+def kind_of(envelope: bytes) -> str:
+    """The kind of a canonical envelope, without parsing it (see body_ref for why)."""
+    at = envelope.find(_KIND_KEY)
+    if at < 0:
+        return ""
+    start = at + len(_KIND_KEY)
+    return envelope[start : envelope.find(b'"', start)].decode("ascii", "replace")
+
+
 def _tombstoned(envelope: bytes) -> list[str]:
     try:
         data = json.loads(envelope)

@@ -196,6 +196,12 @@ class SQLiteStore:
     def entries(
         self, log: str, start: int = 0, end: int | None = None, kind: str | None = None
     ) -> Iterator[StoredEntry]:
+        make = functools.partial(tuple.__new__, StoredEntry)  # no per-row Python frames
+        return map(make, self.rows(log, start, end, kind))
+
+    def rows(
+        self, log: str, start: int = 0, end: int | None = None, kind: str | None = None
+    ) -> Iterator[tuple[int, bytes, str]]:
         stop = end if end is not None else 2**62
         # CAST: a row edited by hand may hold TEXT; verification must still see bytes.
         sql = (
@@ -206,30 +212,9 @@ class SQLiteStore:
         if kind is not None:
             sql += " AND kind = ?"
             params += (kind,)
-        sql += " ORDER BY idx"
-        conn = self._conn()
-        make = functools.partial(tuple.__new__, StoredEntry)  # no per-row Python frames
-        try:
-            cursor = conn.execute(sql, params)
-            while True:
-                rows = cursor.fetchmany(8192)
-                if not rows:
-                    return
-                yield from map(make, rows)
-        except sqlite3.Error as exc:
-            raise _translate(exc, self.path, "reading entries") from exc
-
-    def rows(
-        self, log: str, start: int = 0, end: int | None = None
-    ) -> Iterator[tuple[int, bytes, str]]:
-        stop = end if end is not None else 2**62
         conn = self._conn()
         try:
-            cursor = conn.execute(
-                "SELECT idx, CAST(envelope AS BLOB), kind FROM entries"
-                " WHERE log = ? AND idx >= ? AND idx < ? ORDER BY idx",
-                (log, start, stop),
-            )
+            cursor = conn.execute(sql + " ORDER BY idx", params)
             while True:
                 batch = cursor.fetchmany(8192)
                 if not batch:

@@ -32,7 +32,7 @@ from flowloom.capture.git.repo import GitError
 from flowloom.errors import NotFoundError
 from flowloom.ledger import merkle
 from flowloom.ledger.tiles import decode_entry_bundle, entries_path, entry_bundles_for_size
-from flowloom.ledger.verify import Problem, VerifyReport, body_ref
+from flowloom.ledger.verify import Problem, VerifyReport, body_ref, kind_of
 
 if TYPE_CHECKING:
     from flowloom.ledger.log import Ledger
@@ -395,8 +395,7 @@ def load_published_log(repo_top: Path, ref: str, verifier: Verifier) -> Ledger:
     pending = []
     for envelope in envelopes[: checkpoint.size]:
         referenced = body_ref(envelope)
-        kind_at = envelope.find(b'"kind":"') + 8
-        kind = envelope[kind_at : envelope.find(b'"', kind_at)].decode()
+        kind = kind_of(envelope)
         pending.append(
             PendingEntry(
                 envelope,
