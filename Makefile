@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean chromium
 
 $(BIN)/flowloom: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ lint: $(BIN)/flowloom
 typecheck: $(BIN)/flowloom
 	$(BIN)/mypy --strict src
 
-unit: $(BIN)/flowloom
+## chromium: the web tests drive the system's chromium (Playwright, no browser download)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || { echo "chromium is missing: apt-get install chromium"; exit 1; }
+
+unit: $(BIN)/flowloom chromium
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider
 
 bench: $(BIN)/flowloom

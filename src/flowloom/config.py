@@ -3,6 +3,10 @@
 Layering (later wins): built-in defaults < user config (~/.config/flowloom/config.toml)
 < repository config (.flowloom/config.toml) < environment (FLOWLOOM_*) < command-line
 options. Reading settings imports only the standard library, so hooks stay fast.
+
+The `[server]` table names the FlowLoom server this client sends its events to (`url`,
+`api_key_file`, `vkey`); the API key itself comes only from a file or FLOWLOOM_API_KEY,
+never from a config file that may be committed.
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ class Settings:
     batch_max_entries: int = 2000
     batch_linger_ms: float = 0.0
     sources: tuple[str, ...] = field(default=())
+    server_url: str | None = None
+    """The FlowLoom server events go to (FLOWLOOM_SERVER, `[server] url`); None: local only."""
+    api_key: str | None = field(default=None, repr=False)
+    """The API key (FLOWLOOM_API_KEY, or read from `api_key_file`); never printed."""
+    api_key_file: Path | None = None
+    server_vkey: str | None = None
+    """A verifier key to pin instead of trusting the server's on first use."""
 
     @property
     def last_verification_file(self) -> Path:
@@ -43,6 +54,17 @@ class Settings:
         local = "://" not in self.database and self.database != ":memory:"
         folder = Path(self.database).parent if local else self.home
         return folder / f"last-verify-{self.project}.json"
+
+    def server_api_key(self) -> str | None:
+        """The API key for `server_url`: FLOWLOOM_API_KEY, else the key file (read now).
+
+        Read on use, not on load, so a missing key file breaks only server commands.
+        """
+        if self.api_key:
+            return self.api_key
+        if self.api_key_file is not None:
+            return _read_api_key(self.api_key_file)
+        return None
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given fields replaced (command-line options)."""
@@ -80,7 +102,11 @@ def find_git_dirs(start: Path) -> tuple[Path, Path] | None:
     return top, common
 
 
+_SERVER_KEYS = ("url", "api_key_file", "vkey")
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
+    """The `[ledger]` values of a config file, plus its `[server]` client keys as server_*."""
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -91,7 +117,61 @@ def _read_toml(path: Path) -> dict[str, Any]:
     ledger = data.get("ledger", {})
     if not isinstance(ledger, dict):
         raise ConfigError(f"{path}: [ledger] must be a table")
-    return ledger
+    values = dict(ledger)
+    server = data.get("server", {})
+    if not isinstance(server, dict):
+        raise ConfigError(f"{path}: [server] must be a table")
+    if "api_key" in server:
+        raise ConfigError(
+            f"{path}: an API key does not belong in a config file",
+            hint="put it in a file named by [server] api_key_file, or in FLOWLOOM_API_KEY",
+        )
+    for key in _SERVER_KEYS:  # other [server] keys configure `flowloom serve`
+        if key in server:
+            value = server[key]
+            if not isinstance(value, str):
+                raise ConfigError(f"{path}: [server] {key} must be a string")
+            if key == "api_key_file":
+                value = str((path.parent / Path(value).expanduser()).resolve())
+            values[f"server_{key}"] = value
+    return values
+
+
+def _read_api_key(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the API key file {path}: {exc.strerror}",
+            hint="check [server] api_key_file or FLOWLOOM_API_KEY_FILE",
+        ) from exc
+    if not text or any(c.isspace() for c in text):
+        raise ConfigError(
+            f"the API key file {path} does not hold one API key",
+            hint="it must contain only the key (flk_...)",
+        )
+    return text
+
+
+def _server_settings(values: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    url = env.get("FLOWLOOM_SERVER") or values.get("server_url") or None
+    key_file_text = env.get("FLOWLOOM_API_KEY_FILE") or values.get("server_api_key_file")
+    key_file = Path(str(key_file_text)).expanduser() if key_file_text else None
+    vkey = env.get("FLOWLOOM_SERVER_VKEY") or values.get("server_vkey") or None
+    api_key = env.get("FLOWLOOM_API_KEY") or None
+    if url is not None:
+        url = str(url).rstrip("/")
+        if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
+            raise ConfigError(
+                f"server URL {url!r} is not an http(s) URL",
+                hint="set FLOWLOOM_SERVER or [server] url, e.g. https://flowloom.example.com",
+            )
+    return {
+        "server_url": url,
+        "api_key": api_key,
+        "api_key_file": key_file,
+        "server_vkey": str(vkey) if vkey else None,
+    }
 
 
 def _int_setting(name: str, value: object) -> int:
@@ -165,4 +245,5 @@ def load_settings(cwd: Path | None = None, env: Mapping[str, str] | None = None)
         origin=origin,
         max_body_bytes=max_body,
         sources=tuple(sources),
+        **_server_settings(values, env),
     )

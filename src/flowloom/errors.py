@@ -7,13 +7,17 @@ code the command line returns for it (documented in docs/exit-codes.md).
 from __future__ import annotations
 
 __all__ = [
+    "AuthError",
     "BodyTooLargeError",
+    "ConflictError",
     "ConfigError",
     "FlowLoomError",
     "ForeignDatabaseError",
     "InputError",
     "KeyFileError",
     "NotFoundError",
+    "PermissionDeniedError",
+    "RemoteError",
     "ProofError",
     "SignatureError",
     "StoreCorruptError",
@@ -29,6 +33,9 @@ EXIT_INPUT = 3
 EXIT_STORE = 4
 EXIT_CONFIG = 5
 EXIT_NOT_FOUND = 6
+EXIT_AUTH = 7
+EXIT_DENIED = 8
+EXIT_REMOTE = 9
 
 
 class FlowLoomError(Exception):
@@ -108,3 +115,28 @@ class ProofError(VerificationError):
 
 class SignatureError(VerificationError):
     """A signed note or checkpoint signature does not verify."""
+
+
+class ConflictError(InputError):
+    """The request clashes with what exists (a duplicate name, a stale state); HTTP 409."""
+
+
+class AuthError(FlowLoomError):
+    """Who is asking could not be established: no, wrong, expired or revoked credentials.
+
+    The server answers 401; the message never says which part of a credential was wrong.
+    """
+
+    exit_code = EXIT_AUTH
+
+
+class PermissionDeniedError(FlowLoomError):
+    """The caller is known but its role does not allow this action here; HTTP 403."""
+
+    exit_code = EXIT_DENIED
+
+
+class RemoteError(FlowLoomError):
+    """The FlowLoom server could not be reached or answered with an error."""
+
+    exit_code = EXIT_REMOTE

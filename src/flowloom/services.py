@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowloom.config import Settings
 from flowloom.errors import InputError
@@ -18,7 +19,18 @@ from flowloom.ledger.keys import KeyStore
 from flowloom.ledger.log import Ledger
 from flowloom.store.interface import Store
 
-__all__ = ["Services", "build_services", "default_actor", "open_store"]
+if TYPE_CHECKING:
+    from flowloom.server.settings import ServerSettings
+    from flowloom.server.state import ServerState
+
+__all__ = [
+    "AuditLedgers",
+    "Services",
+    "build_server",
+    "build_services",
+    "default_actor",
+    "open_store",
+]
 
 
 @dataclass
@@ -93,3 +105,109 @@ def build_services(settings: Settings, *, store: Store | None = None) -> Service
         store.close()
         raise
     return Services(settings=settings, store=store, keys=keys, ledger=ledger)
+
+
+def build_server(settings: ServerSettings, *, store: Store | None = None) -> ServerState:
+    """Wire the team server: one store for every project's log, the directory, keys.
+
+    Opening checks the database: an unreachable PostgreSQL raises StoreUnavailableError
+    here (exit code 4) rather than on the first request.
+    """
+    from flowloom.auth.directory import Directory
+    from flowloom.auth.permissions import Authorizer
+    from flowloom.server.idempotency import IdempotencyBook
+    from flowloom.server.metrics import Metrics
+    from flowloom.server.state import LedgerRegistry, ServerState
+
+    store = store or open_store(settings.database)
+    closers: list[Any] = []
+    try:
+        keys = KeyStore(settings.home)
+        ledgers = LedgerRegistry(
+            store,
+            keys,
+            origin=settings.origin,
+            max_body_bytes=settings.max_body_bytes,
+            batch_max_entries=settings.batch_max_entries,
+        )
+        directory = Directory(settings.database, audit=ledgers.audit)
+        closers.append(directory.close)
+        idempotency = IdempotencyBook(directory.engine)
+        oidc = None
+        if settings.oidc:
+            import httpx
+
+            from flowloom.auth.oidc import OidcClient, OidcSettings
+
+            oidc_settings = OidcSettings.from_mapping(settings.oidc, public_url=settings.public_url)
+            http = httpx.Client(timeout=oidc_settings.timeout_seconds)
+            closers.append(http.close)
+            oidc = OidcClient(oidc_settings, http)
+        return ServerState(
+            settings=settings,
+            store=store,
+            keys=keys,
+            ledgers=ledgers,
+            directory=directory,
+            authorizer=Authorizer(),
+            idempotency=idempotency,
+            metrics=Metrics(),
+            oidc=oidc,
+            closers=closers,
+            repositories=dict(settings.repositories),
+        )
+    except BaseException:
+        for close in reversed(closers):
+            close()
+        store.close()
+        raise
+
+
+class AuditLedgers:
+    """An audit callback for commands: each event goes to the ledger of its project.
+
+    Ledgers are built on first use over one shared store, the way build_services wires
+    them; events without a project go to the instance's own log. Recording needs no
+    signing key, so none is created here.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._store: Store | None = None
+        self._keys: KeyStore | None = None
+        self._ledgers: dict[str, Ledger] = {}
+
+    def _ledger(self, project: str) -> Ledger:
+        if project not in self._ledgers:
+            if self._store is None or self._keys is None:
+                self._store = open_store(self._settings.database)
+                self._keys = KeyStore(self._settings.home)
+            keys = self._keys
+            origin = (
+                self._settings.origin
+                if project == self._settings.project
+                else f"flowloom.local/{project}"
+            )
+            self._ledgers[project] = Ledger(
+                self._store,
+                log=project,
+                origin=origin,
+                signer=lambda: keys.signer(origin)[0],
+                cipher=lambda: BodyCipher(keys.master_key()),
+                actor=default_actor(),
+                max_body_bytes=self._settings.max_body_bytes,
+            )
+        return self._ledgers[project]
+
+    def __call__(self, kind: str, project: str | None, meta: Mapping[str, Any]) -> None:
+        from flowloom.auth.directory import INSTANCE_PROJECT
+
+        self._ledger(project or INSTANCE_PROJECT).record(kind, meta=meta)
+
+    def close(self) -> None:
+        for ledger in self._ledgers.values():
+            ledger.writer.close()
+        self._ledgers.clear()
+        if self._store is not None:
+            self._store.close()
+            self._store = None

@@ -147,8 +147,9 @@ def _approval_problems(
         excluded: set[str] = set()
         if policy.forbid_self_approval:
             excluded = names_of(str(commit.author))
-            for person in book.involved(decision):
-                excluded |= names_of(person)
+        # involved() names the requester and/or the AI session's operator, by policy.
+        for person in book.involved(decision):
+            excluded |= names_of(person)
         standing = [
             a
             for a in decision.approvals

@@ -6,7 +6,8 @@ defaults:
     enforce = true                      # commit-msg refuses unlinked commits
     protected_branches = ["main", "master"]   # names or fnmatch patterns ("release/*")
     require_approval_on_protected = true
-    forbid_self_approval = true         # approver ≠ commit author, ≠ session operator
+    forbid_self_approval = true         # approver ≠ commit author, ≠ decision's requester
+    forbid_approving_own_ai_session = true    # approver ≠ operator of the decision's AI session
     override_requires_approver = false
     auto_commit = true
     auto_push = false
@@ -57,6 +58,7 @@ class Policy:
     protected_branches: tuple[str, ...] = field(default=("main", "master"))
     require_approval_on_protected: bool = True
     forbid_self_approval: bool = True
+    forbid_approving_own_ai_session: bool = True
     override_requires_approver: bool = False
     auto_commit: bool = True
     auto_push: bool = False

@@ -36,9 +36,12 @@ __all__ = [
     "drain",
     "drain_main",
     "kick",
+    "note_recorded",
     "pending",
+    "read_record",
     "record_events",
     "recorded_index",
+    "recorded_names",
     "write",
 ]
 
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
+    from flowloom.config import Settings
     from flowloom.ledger.log import Ledger
     from flowloom.services import Services
 
@@ -65,12 +69,30 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def write(spool_dir: str, agent: str, events: Sequence[dict[str, Any]], created: str) -> str:
-    """Write one hook run's events durably; returns the spool file's name."""
+def write(
+    spool_dir: str,
+    agent: str,
+    events: Sequence[dict[str, Any]],
+    created: str,
+    *,
+    project: str | None = None,
+) -> str:
+    """Write one hook run's events durably; returns the spool file's name.
+
+    `project` pins the file to a project other than the drainer's (a server sends it
+    there); hooks leave it out.
+    """
     os.makedirs(spool_dir, mode=0o700, exist_ok=True)
     _counter[0] += 1
     name = f"{time.time_ns():020d}-{os.getpid():07d}-{_counter[0]:03d}.json"
-    record = {"v": SPOOL_VERSION, "agent": agent, "created": created, "events": list(events)}
+    record: dict[str, Any] = {
+        "v": SPOOL_VERSION,
+        "agent": agent,
+        "created": created,
+        "events": list(events),
+    }
+    if project is not None:
+        record["project"] = project
     data = json.dumps(record, ensure_ascii=False).encode("utf-8", "surrogatepass")
     tmp = os.path.join(spool_dir, ".tmp-" + name)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -184,6 +206,27 @@ def _journal_append(spool_dir: str, name: str, indices: Sequence[int]) -> None:
         os.replace(tmp, path)
 
 
+def recorded_names(spool_dir: str) -> set[str]:
+    """Names of the spool files the journal says were recorded (or sent)."""
+    return {line.partition(" ")[0] for line in _journal_lines(spool_dir)}
+
+
+def note_recorded(spool_dir: str, name: str, indices: Sequence[int]) -> None:
+    """Journal that spool file `name` was recorded at `indices`, before it is deleted."""
+    _journal_append(spool_dir, name, indices)
+
+
+def read_record(spool_dir: str, name: str) -> dict[str, Any]:
+    """The spool record in file `name`; ValueError or OSError when it cannot be used."""
+    with open(os.path.join(spool_dir, name), "rb") as fh:
+        record = json.loads(fh.read())
+    if not isinstance(record, dict) or not isinstance(record.get("events"), list):
+        raise ValueError("not a spool record")
+    if record.get("v") != SPOOL_VERSION:
+        raise ValueError(f"spool format version {record.get('v')!r} is not {SPOOL_VERSION}")
+    return record
+
+
 def recorded_index(spool_dir: str, name: str, position: int) -> int | None:
     """The ledger index of event `position` of spool file `name`, once recorded."""
     for line in reversed(_journal_lines(spool_dir)):
@@ -289,12 +332,7 @@ def record_events(
 def _drain_one(spool_dir: str, name: str, ledger: Ledger) -> None:
     path = os.path.join(spool_dir, name)
     try:
-        with open(path, "rb") as fh:
-            record = json.loads(fh.read())
-        if not isinstance(record, dict) or not isinstance(record.get("events"), list):
-            raise ValueError("not a spool record")
-        if record.get("v") != SPOOL_VERSION:
-            raise ValueError(f"spool format version {record.get('v')!r} is not {SPOOL_VERSION}")
+        record = read_record(spool_dir, name)
     except (OSError, ValueError) as exc:
         _quarantine(spool_dir, name, ledger, str(exc))
         return
@@ -380,6 +418,9 @@ def drain_main(argv: Sequence[str]) -> int:
         os.chdir(cwd)
     services: Services | None = None
     try:
+        settings = _load_settings()
+        if settings.server_url is not None:
+            return _send_main(spool_dir, state_dir, settings)
         while True:
             with SpoolLock(spool_dir) as lock:
                 if not lock.acquired:
@@ -406,10 +447,64 @@ def drain_main(argv: Sequence[str]) -> int:
     return 0
 
 
-def _open_services() -> Services:
+def _load_settings() -> Settings:
     from pathlib import Path
 
     from flowloom.config import load_settings
+
+    return load_settings(Path.cwd())
+
+
+def _open_services() -> Services:
     from flowloom.services import build_services
 
-    return build_services(load_settings(Path.cwd()))
+    return build_services(_load_settings())
+
+
+_CHECK_EVERY_S = 60.0
+
+
+def _send_main(spool_dir: str, state_dir: str, settings: Settings) -> int:
+    """The drainer with a server configured: send the spool (the outbox) to it, in order.
+
+    Stops at the first failure and leaves the rest spooled for the next drainer or
+    `flowloom sync` (an unreachable server is normal, not an error worth a non-zero exit
+    of a detached process; it is logged). After sending, it checks the server's log
+    against the kept checkpoint at most once a minute.
+    """
+    from flowloom.client.link import ServerLink
+    from flowloom.errors import FlowLoomError
+
+    try:
+        link = ServerLink.from_settings(settings, state_dir)
+    except FlowLoomError as exc:
+        _log(state_dir, f"send failed: {exc.diagnostics()}")
+        return 1
+    sent = 0
+    failed = False
+    while True:
+        with SpoolLock(spool_dir) as lock:
+            if not lock.acquired:
+                break  # another drainer is at work and will see our files
+            report = link.flush()
+            sent += report.sent
+            _cleanup(spool_dir, state_dir)
+        if report.error is not None:
+            _log(state_dir, f"send stopped: {report.error.diagnostics()}")
+            failed = True
+            break
+        if not report.remaining:
+            break
+    from flowloom.capture import pushqueue
+
+    if pushqueue.pending(state_dir):
+        pushqueue.process(state_dir, None)
+    if sent:
+        checked = link.trust().load().data.get("checked_epoch")
+        if not isinstance(checked, int | float) or time.time() - checked >= _CHECK_EVERY_S:
+            try:
+                link.check()
+            except FlowLoomError as exc:
+                _log(state_dir, f"server check failed: {exc.diagnostics()}")
+                return 1
+    return 1 if failed else 0

@@ -76,7 +76,11 @@ def check(
         ledger = load_published_log(repo.cwd, ledger_ref, Verifier.from_vkey(vkey.strip()))
     else:
         ledger = AppContext.of(ctx).services().ledger
-    book = DecisionBook(ledger, forbid_self_approval=policy.forbid_self_approval)
+    book = DecisionBook(
+        ledger,
+        forbid_self_approval=policy.forbid_self_approval,
+        forbid_approving_own_ai_session=policy.forbid_approving_own_ai_session,
+    )
     report = check_commits(repo, book, policy, selected, description=description, branch=branch)
     if record:
         _record(ledger, repo, report)

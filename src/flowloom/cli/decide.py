@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from flowloom.capture.policy import load_policy
+from flowloom.capture.policy import Policy, load_policy
 from flowloom.capture.state import PendingLink, read_pending, write_pending
 from flowloom.cli.context import AppContext
 from flowloom.config import find_git_dirs
@@ -23,8 +23,12 @@ __all__ = ["decide", "decision"]
 def _book(ctx: click.Context) -> DecisionBook:
     git = find_git_dirs(Path.cwd())
     # Outside a repository there is no committed policy: the default (forbid) applies.
-    forbid = load_policy(git[0]).forbid_self_approval if git else True
-    return DecisionBook(AppContext.of(ctx).services().ledger, forbid_self_approval=forbid)
+    policy = load_policy(git[0]) if git else Policy()
+    return DecisionBook(
+        AppContext.of(ctx).services().ledger,
+        forbid_self_approval=policy.forbid_self_approval,
+        forbid_approving_own_ai_session=policy.forbid_approving_own_ai_session,
+    )
 
 
 @click.command()

@@ -81,7 +81,27 @@ def record(
     actor = agent_actor(agent) if agent else None
     event = Event(kind, body, actor=actor, session=session, subject=subject)
     redact_event(event)
-    ledger = AppContext.of(ctx).services().ledger
+    app = AppContext.of(ctx)
+    settings = app.settings()
+    if settings.server_url is not None:  # through the outbox: docs/sync.md
+        from flowloom.capture.agents.common import now_ts
+        from flowloom.client.link import ServerLink
+        from flowloom.client.record import record_via_server
+
+        link = ServerLink.from_settings(settings, locate(os.getcwd()).state_dir)
+        done = record_via_server(link, [event.to_json()], agent or "cli", created=now_ts())
+        _report_redactions(event)
+        if done.indices[0] is None:
+            why = f" ({done.why.message})" if done.why is not None else ""
+            click.echo(
+                f"flowloom: queued for {link.server_url}{why}; {done.waiting} spool file(s) "
+                "waiting; 'flowloom sync' sends them",
+                err=True,
+            )
+            return
+        click.echo(str(done.indices[0]))
+        return
+    ledger = app.services().ledger
     index = record_events(ledger, [event.to_json()], agent or "cli", strict=True)[0]
     _report_redactions(event)
     click.echo(str(index))

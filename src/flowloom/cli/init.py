@@ -10,12 +10,15 @@ from typing import Any
 
 import click
 
+from flowloom.capture.agents.common import locate
 from flowloom.capture.agents.install import (
     HOOKED_AGENTS,
     agent_hook_status,
     detect_agents,
     install_agent_hooks,
+    install_mcp_server,
     uninstall_agent_hooks,
+    uninstall_mcp_server,
 )
 from flowloom.capture.git.hooks import HookState, hook_status, hooks_dir, install_hooks
 from flowloom.capture.git.hooks import uninstall_hooks as remove_hooks
@@ -29,6 +32,7 @@ from flowloom.capture.policy import (
     write_policy,
 )
 from flowloom.cli.context import AppContext
+from flowloom.client.status import server_warnings
 from flowloom.errors import InputError
 
 __all__ = ["git_hook", "init", "override", "status", "uninstall"]
@@ -107,9 +111,11 @@ def init(ctx: click.Context, agents: tuple[str, ...], ci: str | None) -> None:
             " running (it moves them to <hook>.legacy and runs them)"
         )
 
-    agent_changes = _install_agents(top, agents)
+    agent_changes, mcp_change = _install_agents(top, agents)
     if agent_changes:
         changed["agents"] = agent_changes
+    if mcp_change not in (None, "unchanged"):
+        changed["mcp"] = mcp_change
 
     if ci:
         from flowloom.capture.check import write_ci
@@ -133,10 +139,11 @@ def init(ctx: click.Context, agents: tuple[str, ...], ci: str | None) -> None:
         )
 
 
-def _install_agents(top: Path, agents: Sequence[str]) -> list[str]:
+def _install_agents(top: Path, agents: Sequence[str]) -> tuple[list[str], str | None]:
+    """Agent hooks for the chosen agents (and the MCP server entry for Claude Code)."""
     if "none" in agents:
         click.echo("agent hooks: skipped (--agent none)")
-        return []
+        return [], None
     if "all" in agents:
         chosen = list(HOOKED_AGENTS)
     elif agents:
@@ -148,11 +155,15 @@ def _install_agents(top: Path, agents: Sequence[str]) -> list[str]:
             click.echo("agent hooks: aider has none; import its history with flowloom import aider")
     if not chosen:
         click.echo("agent hooks: no agent detected (use --agent claude-code|codex|cursor|all)")
-        return []
+        return [], None
     written = install_agent_hooks(top, chosen)
     where = f" (wrote {', '.join(written)})" if written else " (unchanged)"
     click.echo(f"agent hooks: {', '.join(chosen)}{where}")
-    return written
+    mcp_change = None
+    if "claude-code" in chosen:
+        mcp_change = install_mcp_server(top)
+        click.echo(f"mcp server: .mcp.json {mcp_change} (flowloom mcp, for Claude Code)")
+    return written, mcp_change
 
 
 @click.command()
@@ -169,6 +180,9 @@ def uninstall(ctx: click.Context) -> None:
             removed[change.name] = change.action
     agents = uninstall_agent_hooks(top, HOOKED_AGENTS)
     click.echo("agent hooks: " + (f"removed from {', '.join(agents)}" if agents else "none"))
+    if uninstall_mcp_server(top):
+        agents.append(str(top / ".mcp.json"))
+        click.echo("mcp server: removed from .mcp.json")
     common = repo.common_dir() / "flowloom"
     for name in ("hook-cache.json", "override.json"):
         (common / name).unlink(missing_ok=True)
@@ -342,10 +356,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
         if not present and agent in detected and policy.configured:
             warnings.append(f"{agent} is used here but its FlowLoom hooks are missing")
 
+    settings = AppContext.of(ctx).settings()
+    warnings.extend(server_warnings(settings, locate(str(top)).state_dir))
     ledger = _last_event(ctx)
     share = _linked_share(ctx, repo)
     last = ledger["last_event"]
-    if share["newest"] is not None:
+    # With a server the events go there, so the local ledger's age says nothing.
+    if share["newest"] is not None and settings.server_url is None:
         since = last["unix"] if last else 0.0
         if share["newest"] > since + STALE_AFTER_S:
             when = _ago(last["age_s"]) if last else "never"

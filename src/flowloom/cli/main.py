@@ -62,6 +62,8 @@ def cli(ctx: click.Context, database: str | None, project: str | None) -> None:
 
 
 _LAZY_COMMANDS = {
+    "admin": "flowloom.cli.admin:admin",
+    "anchor": "flowloom.cli.anchor:anchor",
     "log": "flowloom.cli.log:log",
     "demo": "flowloom.cli.demo:demo",
     "decide": "flowloom.cli.decide:decide",
@@ -76,6 +78,15 @@ _LAZY_COMMANDS = {
     "hook": "flowloom.cli.hook:hook",
     "record": "flowloom.cli.hook:record",
     "import": "flowloom.cli.hook:import_",
+    "search": "flowloom.cli.search:search",
+    "memory": "flowloom.cli.memory:memory",
+    "mcp": "flowloom.cli.mcp:mcp",
+    "serve": "flowloom.cli.serve:serve",
+    "sync": "flowloom.cli.sync:sync",
+    "report": "flowloom.cli.report:report",
+    "dev": "flowloom.cli.dev:dev",
+    "gateway": "flowloom.cli.gateway:gateway",
+    "retention": "flowloom.cli.retention:retention",
 }
 
 

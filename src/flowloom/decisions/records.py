@@ -8,7 +8,9 @@ Data model (events in the ledger; the contract is docs/capture.md):
   prompt_entry, response_entry`` (empty and unset fields are left out).
 - ``decision.approve``: subject = the decision id, actor = the approver, refs =
   ``meaning`` (approved / reviewed) and ``content_digest``: ``sha256:`` + hex SHA-256 of
-  the decision record's canonical envelope, so an approval names exactly what it approved.
+  the decision record's canonical envelope, so an approval names exactly what it approved;
+  ``signature``: the index of the ``signature.apply`` entry when the approval was an
+  electronic signature (the team server; docs/signatures.md).
 
 A record is never edited; reading scans only these two kinds (an indexed query) and
 parses only the envelopes whose bytes name the decision asked for. Light to import
@@ -91,9 +93,11 @@ class Approval:
     entry: int
     content_digest: str
     matches: bool  # the digest is the record's: the approval is of this exact content
+    signature: int | None = None
+    """The ``signature.apply`` entry that signed this approval, when there is one."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "approver": self.approver,
             "meaning": self.meaning,
             "ts": self.ts,
@@ -101,6 +105,9 @@ class Approval:
             "content_digest": self.content_digest,
             "matches": self.matches,
         }
+        if self.signature is not None:
+            data["signature"] = self.signature
+        return data
 
 
 @dataclass(frozen=True)
@@ -395,9 +402,23 @@ class DecisionBook:
     PROMPT_KINDS: Final = ("agent.prompt", "gateway.exchange")
     RESPONSE_KINDS: Final = ("agent.response", "gateway.exchange")
 
-    def __init__(self, ledger: Ledger, *, forbid_self_approval: bool = True) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        forbid_self_approval: bool = True,
+        forbid_approving_own_ai_session: bool | None = None,
+    ) -> None:
+        """`forbid_self_approval`: the requester or recorder may not approve;
+        `forbid_approving_own_ai_session`: nor may the operator of the decision's AI
+        session (None: the same as `forbid_self_approval`)."""
         self.ledger = ledger
         self.forbid_self_approval = forbid_self_approval
+        self.forbid_approving_own_ai_session = (
+            forbid_self_approval
+            if forbid_approving_own_ai_session is None
+            else forbid_approving_own_ai_session
+        )
 
     # -- writing --------------------------------------------------------------------
 
@@ -494,8 +515,13 @@ class DecisionBook:
         meaning: str = "approved",
         *,
         approver_name: str | None = None,
+        signature: int | None = None,
     ) -> Approval:
-        """Record an approval (or review) of the decision's exact recorded content."""
+        """Record an approval (or review) of the decision's exact recorded content.
+
+        `signature` is the index of the ``signature.apply`` entry when the approval is an
+        electronic signature; it is kept in the event's refs.
+        """
         if meaning not in APPROVAL_MEANINGS:
             raise InputError(
                 f"meaning must be one of {', '.join(APPROVAL_MEANINGS)}, not {meaning!r}"
@@ -503,14 +529,22 @@ class DecisionBook:
         approver = approver.strip()
         if not approver:
             raise InputError("an approval needs an approver")
+        if signature is not None and (
+            isinstance(signature, bool) or not isinstance(signature, int) or signature < 0
+        ):
+            raise InputError(f"signature must be a ledger entry index, not {signature!r}")
         decision = self.get(decision_id)
-        if self.forbid_self_approval:
-            involved = self.involved(decision)
-            if approver in involved:
-                raise SelfApprovalError(
-                    f"{approver} cannot approve {decision.id}: they {involved[approver]}",
-                    hint="the policy's forbid_self_approval asks for someone else's approval",
-                )
+        involved = self.involved(decision)
+        if approver in involved:
+            key = (
+                "forbid_approving_own_ai_session"
+                if involved[approver].startswith("operated")
+                else "forbid_self_approval"
+            )
+            raise SelfApprovalError(
+                f"{approver} cannot approve {decision.id}: they {involved[approver]}",
+                hint=f"the policy's {key} asks for someone else's approval",
+            )
         for earlier in decision.approvals:
             if earlier.approver == approver and earlier.meaning == meaning:
                 raise InputError(
@@ -519,13 +553,12 @@ class DecisionBook:
         actor: dict[str, Any] = {"type": "human", "id": approver}
         if approver_name:
             actor["name"] = approver_name
+        refs: dict[str, Any] = {"meaning": meaning, "content_digest": decision.content_digest}
+        if signature is not None:
+            refs["signature"] = signature
         prepared = self.ledger.prepare(
             "decision.approve",
-            meta={
-                "actor": actor,
-                "subject": decision.id,
-                "refs": {"meaning": meaning, "content_digest": decision.content_digest},
-            },
+            meta={"actor": actor, "subject": decision.id, "refs": refs},
         )
         ack = self.ledger.writer.append_many([prepared.entry])[0]
         return Approval(
@@ -535,18 +568,24 @@ class DecisionBook:
             entry=ack.index,
             content_digest=decision.content_digest,
             matches=True,
+            signature=signature,
         )
 
     def involved(self, decision: Decision) -> dict[str, str]:
-        """Who may not approve `decision` under forbid_self_approval, and why."""
+        """Who may not approve `decision` under the policy, and why.
+
+        The operators of its AI session when `forbid_approving_own_ai_session`; whoever
+        recorded or requested it when `forbid_self_approval`.
+        """
         involved: dict[str, str] = {}
-        if decision.session:
+        if decision.session and self.forbid_approving_own_ai_session:
             for operator in self._session_operators(decision.session):
                 involved[operator] = f"operated the AI session {decision.session}"
-        if decision.recorded_by.get("type") == "human" and decision.recorded_by.get("id"):
-            involved[str(decision.recorded_by["id"])] = "recorded it"
-        if decision.requested_by:
-            involved[decision.requested_by] = "requested it"
+        if self.forbid_self_approval:
+            if decision.recorded_by.get("type") == "human" and decision.recorded_by.get("id"):
+                involved[str(decision.recorded_by["id"])] = "recorded it"
+            if decision.requested_by:
+                involved[decision.requested_by] = "requested it"
         return involved
 
     def _session_operators(self, session: str) -> set[str]:
@@ -665,6 +704,7 @@ def _approval(index: int, envelope: bytes, decision: Decision) -> Approval | Non
         return None
     meaning = event.refs.get("meaning")
     digest = event.refs.get("content_digest")
+    signature = event.refs.get("signature")
     return Approval(
         approver=event.actor.id,
         meaning=meaning if isinstance(meaning, str) else "",
@@ -672,6 +712,9 @@ def _approval(index: int, envelope: bytes, decision: Decision) -> Approval | Non
         entry=index,
         content_digest=digest if isinstance(digest, str) else "",
         matches=digest == decision.content_digest,
+        signature=signature
+        if isinstance(signature, int) and not isinstance(signature, bool)
+        else None,
     )
 
 

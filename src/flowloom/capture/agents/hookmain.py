@@ -9,7 +9,9 @@ must be quick and must never get in the agent's way:
   into the ledger in order. Importing the ledger is what costs time, and the drainer
   pays it, not the agent;
 - a file write with auto-commit on is the exception: it needs ledger indices for its
-  trailers, so that run records and commits in-process (`flowloom.capture.autocommit`);
+  trailers, so that run records and commits in-process (`flowloom.capture.autocommit`),
+  except when a server is configured: then the spool is the server's outbox
+  (`flowloom.client`) and the drainer sends it there, so auto-commit does not run;
 - a payload it cannot read becomes a capture.error event (the error text and the
   payload's digest, never its content) and the hook still exits 0; so does anything
   unexpected: only enforcement may block an agent, and capture is not enforcement;
@@ -139,6 +141,21 @@ def redact_event(event: Event) -> None:
     event.redactions = dict(redactor.counts)
 
 
+def _server_configured(top: str) -> bool:
+    """Whether events go to a server (FLOWLOOM_SERVER or `[server] url`); only asked when
+    auto-commit would run, a path that loads the ledger anyway."""
+    if os.environ.get("FLOWLOOM_SERVER"):
+        return True
+    try:
+        from pathlib import Path
+
+        from flowloom.config import load_settings
+
+        return load_settings(Path(top)).server_url is not None
+    except Exception:  # a broken config: auto-commit reports it when it opens the ledger
+        return False
+
+
 def _fallback_stdout(agent: str, raw: bytes) -> str:
     """What an agent must read back even when the payload could not be handled."""
     if agent == "cursor" and b"beforeSubmitPrompt" in raw:
@@ -207,7 +224,9 @@ def _hook(agent: str, raw: bytes) -> int:
         from flowloom.capture.autocommit import read_policy, run
 
         policy = read_policy(place.top)
-        if policy.get("auto_commit"):
+        if policy.get("auto_commit") and _server_configured(place.top):
+            pass  # the spool is the server's outbox; auto-commit records locally (docs/sync.md)
+        elif policy.get("auto_commit"):
             to_spool = run(place, agent, capture, raw)
             for event in to_spool:
                 if not event.redactions:

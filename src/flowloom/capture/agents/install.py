@@ -18,6 +18,10 @@ the interpreter changed. Running it twice changes nothing the second time.
   sessionStart, sessionEnd, beforeSubmitPrompt, afterFileEdit, afterShellExecution,
   afterMCPExecution, afterAgentResponse, stop.
 - Aider has no hooks: its chat history is imported with `flowloom import aider`.
+- The MCP server: `.mcp.json` at the top of the repository (Claude Code's project
+  scope, committed for the team), ``{"mcpServers": {"flowloom": {"command": "flowloom",
+  "args": ["mcp"]}}}``, merged with the servers already there. The command is the
+  `flowloom` on PATH, not this machine's interpreter, because the file is shared.
 
 The hook command is the absolute path of the running interpreter, `-m flowloom hook
 <agent>`, so the hook works whatever is on the agent's PATH.
@@ -44,7 +48,10 @@ __all__ = [
     "detect_agents",
     "hook_command",
     "install_agent_hooks",
+    "install_mcp_server",
+    "mcp_server_status",
     "uninstall_agent_hooks",
+    "uninstall_mcp_server",
 ]
 
 AGENTS = ("claude-code", "codex", "cursor", "aider")
@@ -454,3 +461,86 @@ def agent_hook_status(repo_top: Path) -> dict[str, bool]:
         else:
             status[agent] = _cursor_installed(doc)
     return status
+
+
+# --------------------------------------------------------------------------- MCP server
+
+MCP_SERVER_NAME = "flowloom"
+MCP_SERVER_ENTRY: dict[str, Any] = {"command": "flowloom", "args": ["mcp"]}
+
+
+def _mcp_path(repo_top: Path) -> Path:
+    return repo_top / ".mcp.json"
+
+
+def _mcp_servers(doc: dict[str, Any], path: Path) -> dict[str, Any]:
+    servers = doc.setdefault("mcpServers", {})
+    if not isinstance(servers, dict):
+        raise ConfigError(
+            f"{path}: 'mcpServers' must be an object", hint="fix it, then run flowloom init again"
+        )
+    return servers
+
+
+def _is_our_mcp_entry(entry: object) -> bool:
+    """A `flowloom` entry that runs `flowloom mcp` (however the user spelled the command)."""
+    if not isinstance(entry, dict):
+        return False
+    command, args = entry.get("command"), entry.get("args")
+    if not isinstance(command, str) or not isinstance(args, list):
+        return False
+    words = [Path(command).name.removesuffix(".exe"), *map(str, args)]
+    # `flowloom [options] mcp`, `python -m flowloom mcp`, `uvx flowloom mcp`, ...
+    return "flowloom" in words and "mcp" in words[words.index("flowloom") + 1 :]
+
+
+def install_mcp_server(repo_top: Path) -> str:
+    """Register `flowloom mcp` in `.mcp.json`: "created", "updated" or "unchanged".
+
+    Other servers stay as they are; an entry named flowloom that already runs
+    `flowloom mcp` (perhaps with its own env or an absolute path) is kept. A malformed
+    file raises ConfigError and is left untouched.
+    """
+    path = _mcp_path(repo_top)
+    existed = path.exists()
+    doc = _load_json(path)
+    before = json.loads(json.dumps(doc))
+    servers = _mcp_servers(doc, path)
+    if not _is_our_mcp_entry(servers.get(MCP_SERVER_NAME)):
+        servers[MCP_SERVER_NAME] = dict(MCP_SERVER_ENTRY)
+    if not _save_json(path, doc, before):
+        return "unchanged"
+    return "updated" if existed else "created"
+
+
+def uninstall_mcp_server(repo_top: Path) -> bool:
+    """Remove FlowLoom's entry from `.mcp.json` (only ours); True when the file changed.
+
+    The file is deleted when nothing else is left in it.
+    """
+    path = _mcp_path(repo_top)
+    if not path.exists():
+        return False
+    doc = _load_json(path)
+    servers = doc.get("mcpServers")
+    if not isinstance(servers, dict) or not _is_our_mcp_entry(servers.get(MCP_SERVER_NAME)):
+        return False
+    before = json.loads(json.dumps(doc))
+    del servers[MCP_SERVER_NAME]
+    if not servers:
+        del doc["mcpServers"]
+    if doc:
+        _save_json(path, doc, before)
+    else:
+        path.unlink()
+    return True
+
+
+def mcp_server_status(repo_top: Path) -> bool:
+    """Is `flowloom mcp` registered in the repository's `.mcp.json`?"""
+    try:
+        doc = _load_json(_mcp_path(repo_top))
+    except ConfigError:
+        return False
+    servers = doc.get("mcpServers")
+    return isinstance(servers, dict) and _is_our_mcp_entry(servers.get(MCP_SERVER_NAME))

@@ -1,0 +1,1364 @@
+"""Directory: the server's identity state — projects, users, teams, grants, keys, sessions.
+
+Data model (tables prefixed ``directory_``, in the same database as the ledger; schema in
+flowloom/auth/migrations/<dialect>/, versions in ``directory_migrations``):
+
+- projects(name, created_at): one per ledger log; "flowloom-instance" is reserved for
+  instance-wide security events.
+- users(id, email UNIQUE, name, kind user|service, password_hash argon2id, disabled,
+  oidc_issuer+oidc_subject UNIQUE, created_at). Service accounts are users of kind
+  "service", usually without email or password; they authenticate with API keys.
+- teams(id, name UNIQUE), team_members(team_id, user_id).
+- grants(user_id, project|"*", role) and team_grants(team_id, project|"*", role): one
+  row per role; the primary keys make granting idempotent under concurrency.
+- api_keys(id, user_id, name, prefix UNIQUE, key_hash SHA-256, scopes JSON list or NULL,
+  created_at, expires_at, revoked_at, last_used_at, rotated_from).
+- sessions(id, user_id, token_hash UNIQUE, via, created_at, last_seen_at, expires_at,
+  auth_time, reauthenticated_at, signed_before, ended_at).
+- login_failures(account, client, at): what throttling counts, shared by all processes.
+- oidc_states(state_hash, verifier, nonce, redirect, created_at): single-use, 10 minutes.
+
+No secret is stored: API keys and session tokens as SHA-256, passwords as argon2id, the
+CSRF token not at all (it is derived from the session token). Every change is a single
+statement or one transaction (BEGIN IMMEDIATE on SQLite, row locks on PostgreSQL), so
+several server processes can share the database. Every security-relevant action is
+reported to the injected `audit` callback as an ``auth.*`` event whose meta
+(actor/subject/refs) is ready for Ledger.record and never holds a secret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+from argon2 import PasswordHasher
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from flowloom.auth.apikeys import generate_key, key_matches, parse_key
+from flowloom.auth.passwords import Passwords
+from flowloom.auth.permissions import ALL_PROJECTS, validate_role, validate_scopes
+from flowloom.auth.principals import Principal
+from flowloom.auth.records import (
+    ApiKey,
+    Member,
+    OidcState,
+    Project,
+    Session,
+    Team,
+    User,
+    UserKind,
+)
+from flowloom.auth.schema import dialect_of, make_engine, migrate, translate
+from flowloom.auth.sessions import SessionPolicy, csrf_for, csrf_matches, hash_token, new_token
+from flowloom.auth.throttle import LoginThrottledError, ThrottlePolicy
+from flowloom.config import _PROJECT_RE
+from flowloom.errors import AuthError, ConflictError, InputError, NotFoundError
+
+__all__ = [
+    "INSTANCE_PROJECT",
+    "OIDC_STATE_TTL",
+    "ApiKey",
+    "AuditHook",
+    "Clock",
+    "Directory",
+    "LoginThrottledError",
+    "Member",
+    "OidcState",
+    "Project",
+    "Session",
+    "Team",
+    "User",
+]
+
+AuditHook = Callable[[str, str | None, Mapping[str, Any]], None]
+"""audit(kind, project or None for instance-wide, meta) — meta fits Ledger.record(meta=)."""
+Clock = Callable[[], datetime]
+
+INSTANCE_PROJECT = "flowloom-instance"
+"""The reserved project whose ledger holds instance-wide security events."""
+OIDC_STATE_TTL = timedelta(minutes=10)
+SYSTEM_ACTOR: Mapping[str, Any] = MappingProxyType({"type": "service", "id": "flowloom"})
+_ANONYMOUS: Mapping[str, Any] = MappingProxyType({"type": "human", "id": "anonymous"})
+_USER_KINDS: tuple[UserKind, ...] = ("user", "service")
+_VIA_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_SIGNIN_HINT = "sign in again"
+_USER_COLUMNS = (
+    "id, email, name, kind, disabled, created_at, password_hash IS NOT NULL AS has_password,"
+    " oidc_issuer, oidc_subject"
+)
+_KEY_COLUMNS = (
+    "id, user_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at,"
+    " rotated_from"
+)
+_SESSION_COLUMNS = (
+    "id, user_id, via, created_at, last_seen_at, expires_at, auth_time, reauthenticated_at,"
+    " signed_before, ended_at"
+)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_id(kind: str) -> str:
+    return f"{kind}_{secrets.token_hex(8)}"
+
+
+def _normal_email(email: str) -> str:
+    clean = email.strip().lower() if isinstance(email, str) else ""
+    local, at, domain = clean.partition("@")
+    if not at or not local or not domain or any(c.isspace() for c in clean) or len(clean) > 320:
+        raise InputError(f"{email!r} is not an email address", hint="give name@example.org")
+    return clean
+
+
+def _clean_name(name: str, what: str) -> str:
+    clean = " ".join(name.split()) if isinstance(name, str) else ""
+    if not clean or len(clean) > 200:
+        raise InputError(f"{what} must be 1 to 200 characters of text")
+    return clean
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Directory:
+    """Users, projects, teams, role grants, API keys and sessions in one database."""
+
+    def __init__(
+        self,
+        database: str | Engine,
+        *,
+        audit: AuditHook | None = None,
+        clock: Clock | None = None,
+        throttle: ThrottlePolicy | None = None,
+        sessions: SessionPolicy | None = None,
+        default_actor: Mapping[str, Any] | None = None,
+        password_hasher: PasswordHasher | None = None,
+    ) -> None:
+        """Open (and migrate) the directory in `database`: a URL or an SQLAlchemy engine.
+
+        `audit` receives every security event; `clock` returns the current aware UTC
+        time (tests move it); `default_actor` is the ledger actor for changes made
+        without a principal (the CLI passes the operating-system user).
+        """
+        self._owns_engine = not isinstance(database, Engine)
+        self._engine = make_engine(database) if isinstance(database, str) else database
+        self._dialect = dialect_of(self._engine)
+        self._audit_hook = audit
+        self._clock = clock or _utcnow
+        self._throttle = throttle or ThrottlePolicy()
+        self._sessions = sessions or SessionPolicy()
+        self._default_actor = dict(default_actor or SYSTEM_ACTOR)
+        self._passwords = Passwords(password_hasher)
+        try:
+            migrate(self._engine)
+        except BaseException:
+            if self._owns_engine:
+                self._engine.dispose()
+            raise
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def throttle_policy(self) -> ThrottlePolicy:
+        return self._throttle
+
+    @property
+    def session_policy(self) -> SessionPolicy:
+        return self._sessions
+
+    def close(self) -> None:
+        """Release the connections (only those of an engine this Directory made)."""
+        if self._owns_engine:
+            self._engine.dispose()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        now = self._clock()
+        if now.tzinfo is None:
+            raise ValueError("the directory clock must return an aware datetime")
+        return now.astimezone(UTC)
+
+    def _t(self, moment: datetime | None) -> Any:
+        """A timestamp as the dialect stores it."""
+        if moment is None:
+            return None
+        moment = moment.astimezone(UTC)
+        return moment if self._dialect == "postgres" else moment.strftime(_TS_FORMAT)
+
+    @staticmethod
+    def _dt(value: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return datetime.strptime(str(value), _TS_FORMAT).replace(tzinfo=UTC)
+
+    def _dt_opt(self, value: Any) -> datetime | None:
+        return None if value is None else self._dt(value)
+
+    @contextlib.contextmanager
+    def _tx(self, doing: str) -> Iterator[Connection]:
+        """One transaction; driver errors become StoreError (IntegrityError passes)."""
+        try:
+            with self._engine.begin() as conn:
+                yield conn
+        except IntegrityError:
+            raise
+        except DBAPIError as exc:
+            raise translate(exc, doing) from exc
+
+    def _lock(self) -> str:
+        """Row-lock suffix for SELECTs that precede an update (SQLite locks the file)."""
+        return " FOR UPDATE" if self._dialect == "postgres" else ""
+
+    def _actor(self, by: Principal | None) -> dict[str, Any]:
+        return by.actor() if by is not None else dict(self._default_actor)
+
+    def _audit(
+        self,
+        kind: str,
+        project: str | None,
+        *,
+        by: Principal | None,
+        subject: str | None,
+        refs: Mapping[str, Any],
+        actor: Mapping[str, Any] | None = None,
+    ) -> None:
+        if self._audit_hook is None:
+            return
+        meta: dict[str, Any] = {"actor": dict(actor) if actor else self._actor(by)}
+        if subject is not None:
+            meta["subject"] = subject
+        clean = {k: v for k, v in refs.items() if v is not None}
+        if by is not None:
+            clean["auth_via"] = by.via
+            if by.key_id:
+                clean["key_id"] = by.key_id
+        if clean:
+            meta["refs"] = clean
+        self._audit_hook(kind, project, meta)
+
+    # -- projects ---------------------------------------------------------------------
+
+    def create_project(self, name: str, *, by: Principal | None = None) -> Project:
+        """Register a project (its ledger log has the same name); ConflictError if taken."""
+        if not isinstance(name, str) or not _PROJECT_RE.match(name):
+            raise InputError(
+                f"{name!r} is not a valid project name",
+                hint="use letters, digits, '.', '_' or '-', starting with a letter or digit",
+            )
+        if name == INSTANCE_PROJECT:
+            raise InputError(
+                f"{INSTANCE_PROJECT!r} is reserved for instance-wide audit events",
+                hint="choose another project name",
+            )
+        now = self._now()
+        try:
+            with self._tx("creating a project") as conn:
+                conn.execute(
+                    text("INSERT INTO directory_projects (name, created_at) VALUES (:n, :t)"),
+                    {"n": name, "t": self._t(now)},
+                )
+        except IntegrityError:
+            raise ConflictError(
+                f"project {name!r} already exists", hint="choose another name"
+            ) from None
+        self._audit("auth.project_created", None, by=by, subject=name, refs={"project": name})
+        return Project(name=name, created_at=now)
+
+    def get_project(self, name: str) -> Project:
+        """The project `name`; NotFoundError if there is none."""
+        with self._tx("reading a project") as conn:
+            row = conn.execute(
+                text("SELECT name, created_at FROM directory_projects WHERE name = :n"),
+                {"n": name},
+            ).first()
+        if row is None:
+            raise NotFoundError(f"no project {name!r}", hint="list projects, or create it first")
+        return Project(name=row[0], created_at=self._dt(row[1]))
+
+    def list_projects(self) -> list[Project]:
+        """Every project, by name."""
+        with self._tx("listing projects") as conn:
+            rows = conn.execute(
+                text("SELECT name, created_at FROM directory_projects ORDER BY name")
+            ).all()
+        return [Project(name=r[0], created_at=self._dt(r[1])) for r in rows]
+
+    def _require_target(self, conn: Connection, project: str) -> None:
+        if project == ALL_PROJECTS:
+            return
+        found = conn.execute(
+            text("SELECT 1 FROM directory_projects WHERE name = :n"), {"n": project}
+        ).first()
+        if found is None:
+            raise NotFoundError(f"no project {project!r}", hint='create it first, or grant on "*"')
+
+    # -- users ------------------------------------------------------------------------
+
+    def _user(self, row: Any) -> User:
+        return User(
+            id=row[0],
+            email=row[1],
+            name=row[2],
+            kind=row[3],
+            disabled=bool(row[4]),
+            created_at=self._dt(row[5]),
+            has_password=bool(row[6]),
+            oidc_issuer=row[7],
+            oidc_subject=row[8],
+        )
+
+    def create_user(
+        self,
+        email: str | None,
+        name: str,
+        *,
+        password: str | None = None,
+        kind: str = "user",
+        by: Principal | None = None,
+    ) -> User:
+        """Add a person (kind "user") or a service account (kind "service")."""
+        if kind not in _USER_KINDS:
+            raise InputError(f"unknown user kind {kind!r}", hint="use 'user' or 'service'")
+        clean_email = _normal_email(email) if email is not None else None
+        if clean_email is None and kind == "user":
+            raise InputError("a user needs an email address", hint="give --email")
+        clean_name = _clean_name(name, "a user's name")
+        hashed = self._passwords.hash(password) if password is not None else None
+        user_id = _new_id("usr")
+        now = self._now()
+        try:
+            with self._tx("creating a user") as conn:
+                conn.execute(
+                    text(
+                        "INSERT INTO directory_users"
+                        " (id, email, name, kind, password_hash, disabled, created_at)"
+                        " VALUES (:id, :email, :name, :kind, :pw, :off, :t)"
+                    ),
+                    {
+                        "id": user_id,
+                        "email": clean_email,
+                        "name": clean_name,
+                        "kind": kind,
+                        "pw": hashed,
+                        "off": False,
+                        "t": self._t(now),
+                    },
+                )
+        except IntegrityError:
+            raise ConflictError(
+                f"a user with email {clean_email!r} already exists",
+                hint="use that account, or another email address",
+            ) from None
+        self._audit(
+            "auth.user_created",
+            None,
+            by=by,
+            subject=user_id,
+            refs={"user_id": user_id, "email": clean_email, "name": clean_name, "kind": kind},
+        )
+        return User(
+            id=user_id,
+            email=clean_email,
+            name=clean_name,
+            kind=kind,
+            disabled=False,
+            created_at=now,
+            has_password=hashed is not None,
+        )
+
+    def get_user(self, user_id: str) -> User:
+        """The user `user_id`; NotFoundError if there is none."""
+        with self._tx("reading a user") as conn:
+            row = conn.execute(
+                text(f"SELECT {_USER_COLUMNS} FROM directory_users WHERE id = :id"),
+                {"id": user_id},
+            ).first()
+        if row is None:
+            raise NotFoundError(f"no user {user_id!r}", hint="list users to find the id")
+        return self._user(row)
+
+    def user_by_email(self, email: str) -> User:
+        """The user with `email` (case-insensitive); NotFoundError if there is none."""
+        clean = _normal_email(email)
+        with self._tx("reading a user") as conn:
+            row = conn.execute(
+                text(f"SELECT {_USER_COLUMNS} FROM directory_users WHERE email = :e"),
+                {"e": clean},
+            ).first()
+        if row is None:
+            raise NotFoundError(f"no user with email {clean!r}", hint="create the user first")
+        return self._user(row)
+
+    def list_users(self) -> list[User]:
+        """Every user and service account, oldest first."""
+        with self._tx("listing users") as conn:
+            rows = conn.execute(
+                text(f"SELECT {_USER_COLUMNS} FROM directory_users ORDER BY created_at, id")
+            ).all()
+        return [self._user(r) for r in rows]
+
+    def set_password(self, user_id: str, password: str, *, by: Principal | None = None) -> None:
+        """Set or replace a user's password (at least 12 characters)."""
+        hashed = self._passwords.hash(password)
+        with self._tx("setting a password") as conn:
+            done = conn.execute(
+                text("UPDATE directory_users SET password_hash = :pw WHERE id = :id"),
+                {"pw": hashed, "id": user_id},
+            ).rowcount
+        if not done:
+            raise NotFoundError(f"no user {user_id!r}", hint="list users to find the id")
+        self._audit("auth.password_set", None, by=by, subject=user_id, refs={"user_id": user_id})
+
+    def disable_user(self, user_id: str, *, by: Principal | None = None) -> None:
+        """Stop a user from authenticating at all: keys and sessions stop working at once."""
+        now = self._t(self._now())
+        with self._tx("disabling a user") as conn:
+            done = conn.execute(
+                text("UPDATE directory_users SET disabled = :on WHERE id = :id"),
+                {"on": True, "id": user_id},
+            ).rowcount
+            conn.execute(
+                text(
+                    "UPDATE directory_sessions SET ended_at = :t"
+                    " WHERE user_id = :id AND ended_at IS NULL"
+                ),
+                {"t": now, "id": user_id},
+            )
+        if not done:
+            raise NotFoundError(f"no user {user_id!r}", hint="list users to find the id")
+        self._audit("auth.user_disabled", None, by=by, subject=user_id, refs={"user_id": user_id})
+
+    def upsert_oidc_user(self, issuer: str, subject: str, email: str | None, name: str) -> User:
+        """The user for an OIDC identity, created or linked (by email) on first sign-in.
+
+        The identity provider is trusted to have verified the email address (the OIDC
+        module passes it only then); an existing account with that email is linked once.
+        """
+        if not issuer or not subject:
+            raise InputError("an OIDC identity needs an issuer and a subject")
+        clean_email = _normal_email(email) if email else None
+        clean_name = _clean_name(name or clean_email or subject, "a user's name")
+        created = linked = False
+        for _attempt in range(3):
+            try:
+                with self._tx("signing in with OIDC") as conn:
+                    row = conn.execute(
+                        text(
+                            f"SELECT {_USER_COLUMNS} FROM directory_users"
+                            " WHERE oidc_issuer = :i AND oidc_subject = :s"
+                        ),
+                        {"i": issuer, "s": subject},
+                    ).first()
+                    if row is None and clean_email is not None:
+                        row = conn.execute(
+                            text(
+                                f"SELECT {_USER_COLUMNS} FROM directory_users WHERE email = :e"
+                                f"{self._lock()}"
+                            ),
+                            {"e": clean_email},
+                        ).first()
+                        if row is not None and row[7] is not None:
+                            raise AuthError(
+                                "this email address is linked to another sign-in identity",
+                                hint="sign in with the identity you used before",
+                            )
+                        if row is not None:
+                            conn.execute(
+                                text(
+                                    "UPDATE directory_users SET oidc_issuer = :i,"
+                                    " oidc_subject = :s WHERE id = :id"
+                                ),
+                                {"i": issuer, "s": subject, "id": row[0]},
+                            )
+                            linked = True
+                    if row is None:
+                        user_id = _new_id("usr")
+                        conn.execute(
+                            text(
+                                "INSERT INTO directory_users (id, email, name, kind, disabled,"
+                                " oidc_issuer, oidc_subject, created_at)"
+                                " VALUES (:id, :e, :n, 'user', :off, :i, :s, :t)"
+                            ),
+                            {
+                                "id": user_id,
+                                "e": clean_email,
+                                "n": clean_name,
+                                "off": False,
+                                "i": issuer,
+                                "s": subject,
+                                "t": self._t(self._now()),
+                            },
+                        )
+                        created = True
+                    else:
+                        user_id = row[0]
+                    user_row = conn.execute(
+                        text(f"SELECT {_USER_COLUMNS} FROM directory_users WHERE id = :id"),
+                        {"id": user_id},
+                    ).one()
+                break
+            except IntegrityError:
+                continue  # another process created the same identity: read it back
+        else:
+            raise ConflictError(
+                "could not create the account for this sign-in",
+                hint="the email address may belong to another account; ask an administrator",
+            )
+        user = self._user(user_row)
+        refs = {"user_id": user.id, "issuer": issuer, "email": user.email}
+        if created:
+            self._audit("auth.user_created", None, by=None, subject=user.id, refs=refs)
+        elif linked:
+            self._audit("auth.oidc_linked", None, by=None, subject=user.id, refs=refs)
+        return user
+
+    # -- grants -----------------------------------------------------------------------
+
+    def grant(self, user_id: str, project: str, role: str, *, by: Principal | None = None) -> None:
+        """Give `user_id` the `role` on `project` ("*": every project). Idempotent."""
+        validate_role(role)
+        with self._tx("granting a role") as conn:
+            self._require_target(conn, project)
+            if (
+                conn.execute(
+                    text("SELECT 1 FROM directory_users WHERE id = :id"), {"id": user_id}
+                ).first()
+                is None
+            ):
+                raise NotFoundError(f"no user {user_id!r}", hint="list users to find the id")
+            added = conn.execute(
+                text(
+                    "INSERT INTO directory_grants (user_id, project, role, created_at)"
+                    " VALUES (:u, :p, :r, :t) ON CONFLICT DO NOTHING"
+                ),
+                {"u": user_id, "p": project, "r": role, "t": self._t(self._now())},
+            ).rowcount
+        if added:
+            self._audit(
+                "auth.role_granted",
+                None if project == ALL_PROJECTS else project,
+                by=by,
+                subject=user_id,
+                refs={"user_id": user_id, "project": project, "role": role},
+            )
+
+    def revoke(self, user_id: str, project: str, role: str, *, by: Principal | None = None) -> None:
+        """Take `role` on `project` away from `user_id`; NotFoundError if not granted."""
+        validate_role(role)
+        with self._tx("revoking a role") as conn:
+            removed = conn.execute(
+                text(
+                    "DELETE FROM directory_grants WHERE user_id = :u AND project = :p AND role = :r"
+                ),
+                {"u": user_id, "p": project, "r": role},
+            ).rowcount
+        if not removed:
+            raise NotFoundError(
+                f"user {user_id!r} has no role {role!r} on {project!r}",
+                hint="list the project's members to see the grants",
+            )
+        self._audit(
+            "auth.role_revoked",
+            None if project == ALL_PROJECTS else project,
+            by=by,
+            subject=user_id,
+            refs={"user_id": user_id, "project": project, "role": role},
+        )
+
+    def _grants(self, conn: Connection, user_id: str) -> dict[str, frozenset[str]]:
+        rows = conn.execute(
+            text(
+                "SELECT project, role FROM directory_grants WHERE user_id = :u"
+                " UNION SELECT g.project, g.role FROM directory_team_grants g"
+                " JOIN directory_team_members m ON m.team_id = g.team_id WHERE m.user_id = :u"
+            ),
+            {"u": user_id},
+        ).all()
+        merged: dict[str, set[str]] = {}
+        for project, role in rows:
+            merged.setdefault(project, set()).add(role)
+        return {project: frozenset(roles) for project, roles in merged.items()}
+
+    def grants_of(self, user_id: str) -> dict[str, frozenset[str]]:
+        """Project (or "*") → roles of `user_id`, direct and through teams merged."""
+        with self._tx("reading grants") as conn:
+            return self._grants(conn, user_id)
+
+    def members(self, project: str) -> list[Member]:
+        """Users with a role on `project` (directly or through a team), by name."""
+        with self._tx("listing members") as conn:
+            self._require_target(conn, project)
+            rows = conn.execute(
+                text(
+                    "SELECT user_id, role, 1 FROM directory_grants WHERE project = :p"
+                    " UNION SELECT m.user_id, g.role, 0 FROM directory_team_grants g"
+                    " JOIN directory_team_members m ON m.team_id = g.team_id"
+                    " WHERE g.project = :p"
+                ),
+                {"p": project},
+            ).all()
+            roles: dict[str, set[str]] = {}
+            direct: dict[str, set[str]] = {}
+            for user_id, role, is_direct in rows:
+                roles.setdefault(user_id, set()).add(role)
+                if is_direct:
+                    direct.setdefault(user_id, set()).add(role)
+            users = [
+                self._user(r)
+                for r in conn.execute(
+                    text(
+                        f"SELECT {_USER_COLUMNS} FROM directory_users WHERE id IN"
+                        " (SELECT user_id FROM directory_grants WHERE project = :p"
+                        " UNION SELECT m.user_id FROM directory_team_grants g"
+                        " JOIN directory_team_members m ON m.team_id = g.team_id"
+                        " WHERE g.project = :p) ORDER BY name, id"
+                    ),
+                    {"p": project},
+                ).all()
+            ]
+        return [
+            Member(
+                user=u,
+                roles=frozenset(roles[u.id]),
+                direct_roles=frozenset(direct.get(u.id, set())),
+            )
+            for u in users
+        ]
+
+    # -- teams ------------------------------------------------------------------------
+
+    def create_team(self, name: str, *, by: Principal | None = None) -> Team:
+        """A new team; ConflictError if the name is taken."""
+        clean = _clean_name(name, "a team name")
+        team = Team(id=_new_id("team"), name=clean, created_at=self._now())
+        try:
+            with self._tx("creating a team") as conn:
+                conn.execute(
+                    text("INSERT INTO directory_teams (id, name, created_at) VALUES (:id, :n, :t)"),
+                    {"id": team.id, "n": clean, "t": self._t(team.created_at)},
+                )
+        except IntegrityError:
+            raise ConflictError(
+                f"team {clean!r} already exists", hint="choose another name"
+            ) from None
+        self._audit("auth.team_created", None, by=by, subject=team.id, refs={"team": clean})
+        return team
+
+    def get_team(self, name: str) -> Team:
+        """The team called `name` (or with id `name`); NotFoundError if none."""
+        with self._tx("reading a team") as conn:
+            row = conn.execute(
+                text("SELECT id, name, created_at FROM directory_teams WHERE name = :n OR id = :n"),
+                {"n": name},
+            ).first()
+        if row is None:
+            raise NotFoundError(f"no team {name!r}", hint="create the team first")
+        return Team(id=row[0], name=row[1], created_at=self._dt(row[2]))
+
+    def add_member(self, team: str, user_id: str, *, by: Principal | None = None) -> None:
+        """Put `user_id` in `team` (name or id). Idempotent."""
+        found = self.get_team(team)
+        try:
+            with self._tx("adding a team member") as conn:
+                added = conn.execute(
+                    text(
+                        "INSERT INTO directory_team_members (team_id, user_id)"
+                        " VALUES (:t, :u) ON CONFLICT DO NOTHING"
+                    ),
+                    {"t": found.id, "u": user_id},
+                ).rowcount
+        except IntegrityError:
+            raise NotFoundError(f"no user {user_id!r}", hint="list users to find the id") from None
+        if added:
+            self._audit(
+                "auth.team_member_added",
+                None,
+                by=by,
+                subject=user_id,
+                refs={"team": found.name, "user_id": user_id},
+            )
+
+    def grant_team(
+        self, team: str, project: str, role: str, *, by: Principal | None = None
+    ) -> None:
+        """Give every member of `team` the `role` on `project`. Idempotent."""
+        validate_role(role)
+        found = self.get_team(team)
+        with self._tx("granting a team role") as conn:
+            self._require_target(conn, project)
+            added = conn.execute(
+                text(
+                    "INSERT INTO directory_team_grants (team_id, project, role, created_at)"
+                    " VALUES (:tm, :p, :r, :t) ON CONFLICT DO NOTHING"
+                ),
+                {"tm": found.id, "p": project, "r": role, "t": self._t(self._now())},
+            ).rowcount
+        if added:
+            self._audit(
+                "auth.role_granted",
+                None if project == ALL_PROJECTS else project,
+                by=by,
+                subject=found.id,
+                refs={"team": found.name, "project": project, "role": role},
+            )
+
+    def revoke_team(
+        self, team: str, project: str, role: str, *, by: Principal | None = None
+    ) -> None:
+        """Take a team's `role` on `project` away; NotFoundError if it was not granted."""
+        validate_role(role)
+        found = self.get_team(team)
+        with self._tx("revoking a team role") as conn:
+            removed = conn.execute(
+                text(
+                    "DELETE FROM directory_team_grants"
+                    " WHERE team_id = :tm AND project = :p AND role = :r"
+                ),
+                {"tm": found.id, "p": project, "r": role},
+            ).rowcount
+        if not removed:
+            raise NotFoundError(f"team {found.name!r} has no role {role!r} on {project!r}")
+        self._audit(
+            "auth.role_revoked",
+            None if project == ALL_PROJECTS else project,
+            by=by,
+            subject=found.id,
+            refs={"team": found.name, "project": project, "role": role},
+        )
+
+    # -- API keys ---------------------------------------------------------------------
+
+    def _key(self, row: Any) -> ApiKey:
+        scopes = None if row[4] is None else frozenset(json.loads(row[4]))
+        return ApiKey(
+            id=row[0],
+            user_id=row[1],
+            name=row[2],
+            prefix=row[3],
+            scopes=scopes,
+            created_at=self._dt(row[5]),
+            expires_at=self._dt_opt(row[6]),
+            revoked_at=self._dt_opt(row[7]),
+            last_used_at=self._dt_opt(row[8]),
+            rotated_from=row[9],
+        )
+
+    def _insert_key(
+        self,
+        conn: Connection,
+        user_id: str,
+        name: str,
+        scopes: frozenset[str] | None,
+        expires_at: datetime | None,
+        rotated_from: str | None,
+        now: datetime,
+    ) -> tuple[ApiKey, str]:
+        # A prefix clash (1 in 36^8 per pair) is retried inside the same transaction
+        # through a savepoint, so the unique constraint is the only arbiter.
+        for _attempt in range(5):
+            generated = generate_key()
+            key = ApiKey(
+                id=_new_id("key"),
+                user_id=user_id,
+                name=name,
+                prefix=generated.prefix,
+                scopes=scopes,
+                created_at=now,
+                expires_at=expires_at,
+                revoked_at=None,
+                last_used_at=None,
+                rotated_from=rotated_from,
+            )
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        text(
+                            "INSERT INTO directory_api_keys (id, user_id, name, prefix,"
+                            " key_hash, scopes, created_at, expires_at, rotated_from)"
+                            " VALUES (:id, :u, :n, :p, :h, :s, :t, :x, :r)"
+                        ),
+                        {
+                            "id": key.id,
+                            "u": user_id,
+                            "n": name,
+                            "p": key.prefix,
+                            "h": generated.digest,
+                            "s": None if scopes is None else json.dumps(sorted(scopes)),
+                            "t": self._t(now),
+                            "x": self._t(expires_at),
+                            "r": rotated_from,
+                        },
+                    )
+            except IntegrityError:
+                continue
+            return key, generated.secret
+        raise ConflictError("could not allocate a unique API key prefix", hint="try again")
+
+    def create_key(
+        self,
+        user_id: str,
+        *,
+        name: str,
+        scopes: Iterable[str] | None = None,
+        expires_at: datetime | None = None,
+        by: Principal | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new API key for `user_id`: (its record, the secret — shown once, never again)."""
+        clean_name = _clean_name(name, "a key name")
+        clean_scopes = validate_scopes(None if scopes is None else list(scopes))
+        now = self._now()
+        if expires_at is not None:
+            if expires_at.tzinfo is None:
+                raise InputError("a key's expiry must carry a time zone")
+            if expires_at <= now:
+                raise InputError("a key's expiry must be in the future")
+        with self._tx("creating an API key") as conn:
+            user = conn.execute(
+                text("SELECT disabled FROM directory_users WHERE id = :id"), {"id": user_id}
+            ).first()
+            if user is None:
+                raise NotFoundError(f"no user {user_id!r}", hint="list users to find the id")
+            if user[0]:
+                raise InputError(f"user {user_id!r} is disabled", hint="enable the user first")
+            key, secret = self._insert_key(
+                conn, user_id, clean_name, clean_scopes, expires_at, None, now
+            )
+        self._audit(
+            "auth.key_created",
+            None,
+            by=by,
+            subject=key.id,
+            refs=self._key_refs(key),
+        )
+        return key, secret
+
+    def _key_refs(self, key: ApiKey) -> dict[str, Any]:
+        refs: dict[str, Any] = {
+            "key_id": key.id,
+            "user_id": key.user_id,
+            "name": key.name,
+            "prefix": key.prefix,
+        }
+        if key.scopes is not None:
+            refs["scopes"] = sorted(key.scopes)
+        if key.expires_at is not None:
+            refs["expires_at"] = _iso(key.expires_at)
+        return refs
+
+    def rotate_key(
+        self, key_id: str, *, overlap: timedelta, by: Principal | None = None
+    ) -> tuple[ApiKey, str]:
+        """A replacement key with the same owner, name and scopes; the old one keeps
+        working until now + `overlap` (sooner if it expired sooner), so deployments can
+        switch over without downtime."""
+        if overlap < timedelta(0):
+            raise InputError("the overlap of a key rotation cannot be negative")
+        now = self._now()
+        with self._tx("rotating an API key") as conn:
+            row = conn.execute(
+                text(f"SELECT {_KEY_COLUMNS} FROM directory_api_keys WHERE id = :id{self._lock()}"),
+                {"id": key_id},
+            ).first()
+            if row is None:
+                raise NotFoundError(f"no API key {key_id!r}", hint="list keys to find the id")
+            old = self._key(row)
+            if not old.active(now):
+                raise InputError(
+                    f"API key {key_id!r} is revoked or expired and cannot be rotated",
+                    hint="create a new key instead",
+                )
+            new_expiry = None
+            if old.expires_at is not None:
+                new_expiry = now + (old.expires_at - old.created_at)
+            old_until = now + overlap
+            if old.expires_at is not None and old.expires_at < old_until:
+                old_until = old.expires_at
+            conn.execute(
+                text("UPDATE directory_api_keys SET expires_at = :x WHERE id = :id"),
+                {"x": self._t(old_until), "id": key_id},
+            )
+            key, secret = self._insert_key(
+                conn, old.user_id, old.name, old.scopes, new_expiry, old.id, now
+            )
+        refs = self._key_refs(key)
+        refs["old_key_id"] = old.id
+        refs["old_key_expires_at"] = _iso(old_until)
+        self._audit("auth.key_rotated", None, by=by, subject=key.id, refs=refs)
+        return key, secret
+
+    def revoke_key(self, key_id: str, *, by: Principal | None = None) -> None:
+        """Stop a key from working, at once. Revoking a revoked key changes nothing."""
+        with self._tx("revoking an API key") as conn:
+            row = conn.execute(
+                text(f"SELECT {_KEY_COLUMNS} FROM directory_api_keys WHERE id = :id"),
+                {"id": key_id},
+            ).first()
+            if row is None:
+                raise NotFoundError(f"no API key {key_id!r}", hint="list keys to find the id")
+            changed = conn.execute(
+                text(
+                    "UPDATE directory_api_keys SET revoked_at = :t"
+                    " WHERE id = :id AND revoked_at IS NULL"
+                ),
+                {"t": self._t(self._now()), "id": key_id},
+            ).rowcount
+        if changed:
+            self._audit(
+                "auth.key_revoked", None, by=by, subject=key_id, refs=self._key_refs(self._key(row))
+            )
+
+    def get_key(self, key_id: str) -> ApiKey:
+        """The key `key_id` (never its secret); NotFoundError if none."""
+        with self._tx("reading an API key") as conn:
+            row = conn.execute(
+                text(f"SELECT {_KEY_COLUMNS} FROM directory_api_keys WHERE id = :id"),
+                {"id": key_id},
+            ).first()
+        if row is None:
+            raise NotFoundError(f"no API key {key_id!r}", hint="list keys to find the id")
+        return self._key(row)
+
+    def list_keys(self, user_id: str) -> list[ApiKey]:
+        """Every key of `user_id`, active or not, oldest first."""
+        with self._tx("listing API keys") as conn:
+            rows = conn.execute(
+                text(
+                    f"SELECT {_KEY_COLUMNS} FROM directory_api_keys WHERE user_id = :u"
+                    " ORDER BY created_at, id"
+                ),
+                {"u": user_id},
+            ).all()
+        return [self._key(r) for r in rows]
+
+    def principal_for_key(self, secret: str) -> Principal:
+        """Who presents API key `secret`; AuthError if it is unknown, expired, revoked or
+        its user is disabled (the message does not say which)."""
+        refused = AuthError("the API key is not valid", hint="check the key, or create a new one")
+        prefix = parse_key(secret) if isinstance(secret, str) else None
+        if prefix is None:
+            raise refused
+        now = self._now()
+        with self._tx("checking an API key") as conn:
+            row = conn.execute(
+                text(
+                    "SELECT k.id, k.key_hash, k.scopes, k.expires_at, k.revoked_at,"
+                    " u.id, u.email, u.name, u.kind, u.disabled, k.last_used_at"
+                    " FROM directory_api_keys k JOIN directory_users u ON u.id = k.user_id"
+                    " WHERE k.prefix = :p"
+                ),
+                {"p": prefix},
+            ).first()
+            if row is None or not key_matches(secret, row[1]):
+                raise refused
+            expires_at = self._dt_opt(row[3])
+            if row[4] is not None or (expires_at is not None and now >= expires_at) or row[9]:
+                raise refused
+            last_used = self._dt_opt(row[10])
+            # Touch at most every touch_interval: a write (and fsync) on every request
+            # would compete with the ledger's appends for the database.
+            if last_used is None or now - last_used >= self._sessions.touch_interval:
+                conn.execute(
+                    text("UPDATE directory_api_keys SET last_used_at = :t WHERE id = :id"),
+                    {"t": self._t(now), "id": row[0]},
+                )
+            grants = self._grants(conn, row[5])
+        return Principal(
+            user_id=row[5],
+            email=row[6],
+            name=row[7],
+            kind=row[8],
+            grants=MappingProxyType(grants),
+            scopes=None if row[2] is None else frozenset(json.loads(row[2])),
+            via="key",
+            key_id=row[0],
+        )
+
+    def principal_for_user(self, user_id: str, *, session_id: str | None = None) -> Principal:
+        """A session-style principal for `user_id` with its current grants (for tools that
+        act on behalf of a known user); AuthError if the user is disabled."""
+        user = self.get_user(user_id)
+        if user.disabled:
+            raise AuthError("this account is disabled", hint="ask an administrator")
+        return Principal(
+            user_id=user.id,
+            email=user.email,
+            name=user.name,
+            kind=user.kind,
+            grants=MappingProxyType(self.grants_of(user.id)),
+            scopes=None,
+            via="session",
+            session_id=session_id,
+        )
+
+    # -- passwords and throttling -------------------------------------------------------
+
+    def _failures(self, conn: Connection, column: str, value: str, now: datetime) -> list[datetime]:
+        rows = conn.execute(
+            text(f"SELECT at FROM directory_login_failures WHERE {column} = :v AND at > :since"),
+            {"v": value, "since": self._t(now - self._throttle.lookback)},
+        ).all()
+        return [self._dt(r[0]) for r in rows]
+
+    def locked_until(self, email: str, *, client: str) -> datetime | None:
+        """When sign-in for `email` from `client` is possible again, or None if it is now."""
+        account = email.strip().lower() if isinstance(email, str) else ""
+        now = self._now()
+        with self._tx("checking sign-in throttling") as conn:
+            return self._locked_until(conn, account, client, now)
+
+    def _locked_until(
+        self, conn: Connection, account: str, client: str, now: datetime
+    ) -> datetime | None:
+        by_account = self._throttle.locked_until(
+            self._failures(conn, "account", account, now),
+            now,
+            limit=self._throttle.max_failures,
+        )
+        by_client = self._throttle.locked_until(
+            self._failures(conn, "client", client, now),
+            now,
+            limit=self._throttle.client_max_failures,
+        )
+        ends = [t for t in (by_account, by_client) if t is not None]
+        return max(ends) if ends else None
+
+    def check_password(self, email: str, password: str, *, client: str) -> Principal:
+        """Who signs in with `email` and `password` from address `client`.
+
+        Raises AuthError for a wrong email or password (without saying which), a
+        disabled account, or too many recent failures for this account or address (the
+        hint says when to retry). Every failure is audited as auth.login_failed, without
+        the password; a success upgrades an outdated hash.
+        """
+        account = email.strip().lower() if isinstance(email, str) else ""
+        client = str(client or "unknown")[:200]
+        now = self._now()
+        with self._tx("checking sign-in throttling") as conn:
+            until = self._locked_until(conn, account, client, now)
+        if until is not None:
+            seconds = max(1, int((until - now).total_seconds() + 0.999))
+            self._login_failed(account, client, "throttled", retry_after=until)
+            raise LoginThrottledError(
+                "too many failed sign-in attempts",
+                hint=f"try again after {_iso(until)} (in {seconds} s)",
+                until=until,
+                retry_after=seconds,
+            )
+        with self._tx("reading a user") as conn:
+            row = conn.execute(
+                text("SELECT id, password_hash, disabled FROM directory_users WHERE email = :e"),
+                {"e": account},
+            ).first()
+        stored = None if row is None else row[1]
+        ok = self._passwords.verify(stored, password) if isinstance(password, str) else False
+        if not ok or row is None or row[2]:
+            reason = "bad_credentials" if not ok or row is None else "disabled"
+            with self._tx("recording a failed sign-in") as conn:
+                # Old failures can no longer lock anything: keep the table small.
+                conn.execute(
+                    text("DELETE FROM directory_login_failures WHERE at < :old"),
+                    {"old": self._t(now - self._throttle.lookback)},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO directory_login_failures (account, client, at)"
+                        " VALUES (:a, :c, :t)"
+                    ),
+                    {"a": account, "c": client, "t": self._t(now)},
+                )
+            self._login_failed(account, client, reason, user_id=None if row is None else row[0])
+            raise AuthError(
+                "wrong email or password, or the account is disabled",
+                hint="check them and try again; ask an administrator to reset a password",
+            )
+        user_id = str(row[0])
+        with self._tx("recording a sign-in") as conn:
+            if stored is not None and self._passwords.needs_rehash(stored):
+                conn.execute(
+                    text(
+                        "UPDATE directory_users SET password_hash = :pw"
+                        " WHERE id = :id AND password_hash = :old"
+                    ),
+                    {"pw": self._passwords.hash(password), "id": user_id, "old": stored},
+                )
+            conn.execute(
+                text("DELETE FROM directory_login_failures WHERE account = :a"), {"a": account}
+            )
+        return self.principal_for_user(user_id)
+
+    def _login_failed(
+        self,
+        account: str,
+        client: str,
+        reason: str,
+        *,
+        user_id: str | None = None,
+        retry_after: datetime | None = None,
+    ) -> None:
+        self._audit(
+            "auth.login_failed",
+            None,
+            by=None,
+            actor=_ANONYMOUS,
+            subject=account or None,
+            refs={
+                "email": account or None,
+                "user_id": user_id,
+                "client": client,
+                "reason": reason,
+                "retry_after": None if retry_after is None else _iso(retry_after),
+            },
+        )
+
+    # -- sessions ---------------------------------------------------------------------
+
+    def _session(self, row: Any) -> Session:
+        return Session(
+            id=row[0],
+            user_id=row[1],
+            via=row[2],
+            created_at=self._dt(row[3]),
+            last_seen_at=self._dt(row[4]),
+            expires_at=self._dt(row[5]),
+            auth_time=self._dt(row[6]),
+            reauthenticated_at=self._dt_opt(row[7]),
+            signed_before=bool(row[8]),
+            ended_at=self._dt_opt(row[9]),
+        )
+
+    def create_session(self, user_id: str, *, via: str) -> tuple[Session, str, str]:
+        """A new session after a successful sign-in: (record, cookie token, CSRF token).
+
+        Audited as auth.login. The token and CSRF token are returned once; only the
+        token's hash is kept.
+        """
+        if not isinstance(via, str) or not _VIA_RE.match(via):
+            raise InputError(f"unknown sign-in method {via!r}", hint="use 'password' or 'oidc'")
+        user = self.get_user(user_id)
+        if user.disabled:
+            raise AuthError("this account is disabled", hint="ask an administrator")
+        now = self._now()
+        token = new_token()
+        session = Session(
+            id=_new_id("ses"),
+            user_id=user_id,
+            via=via,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + self._sessions.lifetime,
+            auth_time=now,
+            reauthenticated_at=None,
+            signed_before=False,
+        )
+        with self._tx("creating a session") as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO directory_sessions (id, user_id, token_hash, via, created_at,"
+                    " last_seen_at, expires_at, auth_time, signed_before)"
+                    " VALUES (:id, :u, :h, :via, :t, :t, :x, :t, :f)"
+                ),
+                {
+                    "id": session.id,
+                    "u": user_id,
+                    "h": hash_token(token),
+                    "via": via,
+                    "t": self._t(now),
+                    "x": self._t(session.expires_at),
+                    "f": False,
+                },
+            )
+        self._audit(
+            "auth.login",
+            None,
+            by=None,
+            actor={
+                "type": "human" if user.kind == "user" else "service",
+                "id": user.id,
+                "name": user.name,
+            },
+            subject=user.id,
+            refs={"user_id": user.id, "session_id": session.id, "method": via},
+        )
+        return session, token, csrf_for(token)
+
+    def _live_session(self, conn: Connection, token: str, now: datetime) -> Session:
+        row = conn.execute(
+            text(f"SELECT {_SESSION_COLUMNS} FROM directory_sessions WHERE token_hash = :h"),
+            {"h": hash_token(token)},
+        ).first()
+        if row is None:
+            raise AuthError("not signed in", hint=_SIGNIN_HINT)
+        session = self._session(row)
+        if session.ended_at is not None:
+            raise AuthError("this session has ended", hint=_SIGNIN_HINT)
+        if now >= session.expires_at:
+            raise AuthError("this session has expired", hint=_SIGNIN_HINT)
+        if now >= session.last_seen_at + self._sessions.idle_timeout:
+            raise AuthError("this session timed out after inactivity", hint=_SIGNIN_HINT)
+        return session
+
+    def session_for_token(self, token: str) -> Session:
+        """The live session for cookie `token`; AuthError if unknown, ended or expired."""
+        if not isinstance(token, str) or not token:
+            raise AuthError("not signed in", hint=_SIGNIN_HINT)
+        with self._tx("reading a session") as conn:
+            return self._live_session(conn, token, self._now())
+
+    def principal_for_session(self, token: str) -> Principal:
+        """Who holds session cookie `token`; counts as activity for the idle timeout."""
+        if not isinstance(token, str) or not token:
+            raise AuthError("not signed in", hint=_SIGNIN_HINT)
+        now = self._now()
+        with self._tx("checking a session") as conn:
+            session = self._live_session(conn, token, now)
+            if now - session.last_seen_at >= self._sessions.touch_interval:
+                conn.execute(
+                    text("UPDATE directory_sessions SET last_seen_at = :t WHERE id = :id"),
+                    {"t": self._t(now), "id": session.id},
+                )
+            user = conn.execute(
+                text("SELECT email, name, kind, disabled FROM directory_users WHERE id = :id"),
+                {"id": session.user_id},
+            ).one()
+            if user[3]:
+                raise AuthError("this account is disabled", hint="ask an administrator")
+            grants = self._grants(conn, session.user_id)
+        return Principal(
+            user_id=session.user_id,
+            email=user[0],
+            name=user[1],
+            kind=user[2],
+            grants=MappingProxyType(grants),
+            scopes=None,
+            via="session",
+            session_id=session.id,
+        )
+
+    def get_session(self, session_id: str) -> Session:
+        """The session `session_id`, live or not; NotFoundError if none."""
+        with self._tx("reading a session") as conn:
+            row = conn.execute(
+                text(f"SELECT {_SESSION_COLUMNS} FROM directory_sessions WHERE id = :id"),
+                {"id": session_id},
+            ).first()
+        if row is None:
+            raise NotFoundError(f"no session {session_id!r}")
+        return self._session(row)
+
+    def csrf_token(self, token: str) -> str:
+        """The CSRF token of the live session `token` (for pages rendered after sign-in)."""
+        self.session_for_token(token)
+        return csrf_for(token)
+
+    def verify_csrf(self, token: str, csrf_token: str) -> bool:
+        """Whether `csrf_token` belongs to session `token` (constant-time)."""
+        if not isinstance(token, str) or not isinstance(csrf_token, str) or not token:
+            return False
+        return csrf_matches(token, csrf_token)
+
+    def end_session(self, token: str) -> None:
+        """Sign out: the session stops working at once. Audited as auth.logout."""
+        if not isinstance(token, str) or not token:
+            return
+        now = self._now()
+        with self._tx("ending a session") as conn:
+            row = conn.execute(
+                text(
+                    "UPDATE directory_sessions SET ended_at = :t"
+                    " WHERE token_hash = :h AND ended_at IS NULL RETURNING id, user_id"
+                ),
+                {"t": self._t(now), "h": hash_token(token)},
+            ).first()
+        if row is not None:
+            self._audit(
+                "auth.logout",
+                None,
+                by=None,
+                actor={"type": "human", "id": row[1]},
+                subject=row[1],
+                refs={"user_id": row[1], "session_id": row[0]},
+            )
+
+    def _touch_session(self, session_id: str, assignment: str, params: dict[str, Any]) -> None:
+        with self._tx("updating a session") as conn:
+            done = conn.execute(
+                text(f"UPDATE directory_sessions SET {assignment} WHERE id = :id"),
+                {**params, "id": session_id},
+            ).rowcount
+        if not done:
+            raise NotFoundError(f"no session {session_id!r}")
+
+    def mark_reauthenticated(self, session_id: str) -> None:
+        """Record that the user just re-entered credentials in this session."""
+        now = self._t(self._now())
+        self._touch_session(session_id, "reauthenticated_at = :t, last_seen_at = :t", {"t": now})
+
+    def mark_signed(self, session_id: str) -> None:
+        """Record that an electronic signature was applied in this session."""
+        self._touch_session(session_id, "signed_before = :on", {"on": True})
+
+    # -- OIDC login state ---------------------------------------------------------------
+
+    def put_oidc_state(self, state: str, verifier: str, nonce: str, redirect: str) -> None:
+        """Remember an OIDC login between redirect and callback (single use, 10 min)."""
+        now = self._now()
+        try:
+            with self._tx("saving OIDC state") as conn:
+                conn.execute(
+                    text("DELETE FROM directory_oidc_states WHERE created_at < :old"),
+                    {"old": self._t(now - OIDC_STATE_TTL)},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO directory_oidc_states"
+                        " (state_hash, verifier, nonce, redirect, created_at)"
+                        " VALUES (:h, :v, :n, :r, :t)"
+                    ),
+                    {
+                        "h": hashlib.sha256(state.encode()).hexdigest(),
+                        "v": verifier,
+                        "n": nonce,
+                        "r": redirect,
+                        "t": self._t(now),
+                    },
+                )
+        except IntegrityError:
+            raise ConflictError(
+                "this sign-in state was already used", hint="start the sign-in again"
+            ) from None
+
+    def take_oidc_state(self, state: str) -> OidcState:
+        """The OIDC login remembered for `state`, removed so it cannot be replayed;
+        AuthError when unknown, used or older than 10 minutes."""
+        now = self._now()
+        with self._tx("reading OIDC state") as conn:
+            row = conn.execute(
+                text(
+                    "DELETE FROM directory_oidc_states WHERE state_hash = :h"
+                    " RETURNING verifier, nonce, redirect, created_at"
+                ),
+                {"h": hashlib.sha256(str(state).encode()).hexdigest()},
+            ).first()
+        if row is None or now - self._dt(row[3]) > OIDC_STATE_TTL:
+            raise AuthError(
+                "the sign-in attempt is unknown or expired", hint="start the sign-in again"
+            )
+        return OidcState(
+            state=state, verifier=row[0], nonce=row[1], redirect=row[2], created_at=self._dt(row[3])
+        )

@@ -1,0 +1,307 @@
+"""`flowloom admin …`: bootstrap and manage the server's users, projects, roles and API keys.
+
+These commands work on the directory in the database directly (no server needed), as
+the operating-system user running them. Every change is also recorded in the ledger:
+project-scoped events in that project's log, instance-wide ones in the log of the
+reserved project "flowloom-instance".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+
+from flowloom.cli.context import AppContext
+from flowloom.errors import ConflictError, InputError
+from flowloom.services import AuditLedgers
+
+__all__ = ["admin", "parse_duration"]
+
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(value: str) -> timedelta:
+    """'90d', '24h', '30m', '2w', '45s' → timedelta; InputError otherwise."""
+    match = _DURATION_RE.match(value or "")
+    if match is None:
+        raise InputError(
+            f"{value!r} is not a duration", hint="write a number and a unit: 30m, 24h, 90d, 2w"
+        )
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@contextmanager
+def _directory(ctx: click.Context) -> Iterator[Any]:
+    from flowloom.auth.directory import Directory
+    from flowloom.services import default_actor
+
+    app = AppContext.of(ctx)
+    database = ctx.find_object(_AdminOptions)
+    url = (database.database if database else None) or app.settings().database
+    audit = AuditLedgers(app.settings().with_overrides(database=url))
+    directory = Directory(url, audit=audit, default_actor=default_actor())
+    try:
+        yield directory
+    finally:
+        directory.close()
+        audit.close()
+
+
+class _AdminOptions:
+    def __init__(self, database: str | None) -> None:
+        self.database = database
+
+
+def _read_password(from_stdin: bool, *, prompt: bool) -> str | None:
+    if from_stdin:
+        line = sys.stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        if password.endswith("\r"):
+            password = password[:-1]
+        if not password:
+            raise InputError("no password on standard input", hint="pipe one line to it")
+        return password
+    if prompt:
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return None
+
+
+def _fmt_time(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@click.group()
+@click.option(
+    "--database",
+    metavar="URL",
+    help="SQLite path or postgresql:// URL of the server database (default: settings).",
+)
+@click.pass_context
+def admin(ctx: click.Context, database: str | None) -> None:
+    """Manage users, projects, roles and API keys of a FlowLoom server."""
+    ctx.obj = _AdminOptions(database)
+
+
+@admin.command("create-owner")
+@click.option("--email", required=True, help="The owner's email address (their sign-in).")
+@click.option("--name", required=True, help="The owner's printed name.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--force-add", is_flag=True, help="Add another owner even if one exists.")
+@click.pass_context
+def create_owner(
+    ctx: click.Context, email: str, name: str, password_stdin: bool, force_add: bool
+) -> None:
+    """Create the first user, with the owner role on every project ("*")."""
+    with _directory(ctx) as directory:
+        if not force_add:
+            owners = [
+                u
+                for u in directory.list_users()
+                if "owner" in directory.grants_of(u.id).get("*", frozenset())
+            ]
+            if owners:
+                raise ConflictError(
+                    f"an owner already exists ({owners[0].email or owners[0].id})",
+                    hint="sign in as that owner, or pass --force-add to add another",
+                )
+        password = _read_password(password_stdin, prompt=True)
+        user = directory.create_user(email, name, password=password)
+        directory.grant(user.id, "*", "owner")
+    click.echo(f"created owner {user.email} ({user.id})")
+
+
+@admin.command("create-user")
+@click.option("--email", help="Email address (required for people).")
+@click.option("--name", required=True, help="Printed name.")
+@click.option(
+    "--kind",
+    type=click.Choice(["user", "service"]),
+    default="user",
+    show_default=True,
+    help="'service' for a machine account that uses API keys.",
+)
+@click.option("--password-stdin", is_flag=True, help="Read a password from standard input.")
+@click.option("--prompt-password", is_flag=True, help="Ask for a password.")
+@click.pass_context
+def create_user(
+    ctx: click.Context,
+    email: str | None,
+    name: str,
+    kind: str,
+    password_stdin: bool,
+    prompt_password: bool,
+) -> None:
+    """Create a user or service account (no password: OIDC sign-in or API keys only)."""
+    password = _read_password(password_stdin, prompt=prompt_password)
+    with _directory(ctx) as directory:
+        user = directory.create_user(email, name, password=password, kind=kind)
+    click.echo(f"created {kind} {user.email or user.name} ({user.id})")
+
+
+@admin.command("create-project")
+@click.argument("name")
+@click.pass_context
+def create_project(ctx: click.Context, name: str) -> None:
+    """Create a project (one ledger log of the same name)."""
+    with _directory(ctx) as directory:
+        project = directory.create_project(name)
+    click.echo(f"created project {project.name}")
+
+
+def _user_id(directory: Any, email: str) -> str:
+    if email.startswith("usr_"):
+        return str(directory.get_user(email).id)
+    return str(directory.user_by_email(email).id)
+
+
+_EMAIL_HELP = "The user's email address (or user id, usr_...)."
+
+
+@admin.command("grant")
+@click.option("--email", required=True, help=_EMAIL_HELP)
+@click.option("--project", required=True, help='Project name, or "*" for every project.')
+@click.option("--role", required=True, help="owner, admin, approver, developer, auditor, service.")
+@click.pass_context
+def grant(ctx: click.Context, email: str, project: str, role: str) -> None:
+    """Give a user a role on a project."""
+    with _directory(ctx) as directory:
+        directory.grant(_user_id(directory, email), project, role)
+    click.echo(f"granted {role} on {project} to {email}")
+
+
+@admin.command("revoke")
+@click.option("--email", required=True, help=_EMAIL_HELP)
+@click.option("--project", required=True, help='Project name, or "*".')
+@click.option("--role", required=True, help="The role to take away.")
+@click.pass_context
+def revoke(ctx: click.Context, email: str, project: str, role: str) -> None:
+    """Take a role on a project away from a user."""
+    with _directory(ctx) as directory:
+        directory.revoke(_user_id(directory, email), project, role)
+    click.echo(f"revoked {role} on {project} from {email}")
+
+
+@admin.command("create-key")
+@click.option("--email", required=True, help=_EMAIL_HELP)
+@click.option("--name", default="cli", show_default=True, help="A label for the key.")
+@click.option("--scope", "scopes", multiple=True, help="Limit to a permission (repeatable).")
+@click.option("--expires-in", help="Lifetime such as 90d, 24h (default: no expiry).")
+@click.pass_context
+def create_key(
+    ctx: click.Context, email: str, name: str, scopes: tuple[str, ...], expires_in: str | None
+) -> None:
+    """Create an API key; its secret is printed once, on standard output."""
+    expires_at = datetime.now(UTC) + parse_duration(expires_in) if expires_in else None
+    with _directory(ctx) as directory:
+        key, secret = directory.create_key(
+            _user_id(directory, email),
+            name=name,
+            scopes=list(scopes) if scopes else None,
+            expires_at=expires_at,
+        )
+    click.echo(
+        f"created API key {key.id} (flk_{key.prefix}_...); it is shown once, below:"
+        " store it now, it cannot be shown again",
+        err=True,
+    )
+    click.echo(secret)
+
+
+@admin.command("list-keys")
+@click.option("--email", required=True, help=_EMAIL_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def list_keys(ctx: click.Context, email: str, as_json: bool) -> None:
+    """List a user's API keys (never their secrets)."""
+    now = datetime.now(UTC)
+    with _directory(ctx) as directory:
+        keys = directory.list_keys(_user_id(directory, email))
+    rows = [
+        {
+            "id": k.id,
+            "prefix": k.prefix,
+            "name": k.name,
+            "scopes": None if k.scopes is None else sorted(k.scopes),
+            "created_at": _fmt_time(k.created_at),
+            "expires_at": None if k.expires_at is None else _fmt_time(k.expires_at),
+            "last_used_at": None if k.last_used_at is None else _fmt_time(k.last_used_at),
+            "status": "revoked"
+            if k.revoked_at is not None
+            else ("active" if k.active(now) else "expired"),
+        }
+        for k in keys
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        scopes = ",".join(row["scopes"]) if row["scopes"] else "all"
+        click.echo(
+            f"{row['id']}  flk_{row['prefix']}_…  {row['status']:<7}  {row['name']}"
+            f"  scopes={scopes}  expires={row['expires_at'] or '-'}"
+            f"  last_used={row['last_used_at'] or '-'}"
+        )
+
+
+@admin.command("rotate-key")
+@click.argument("key_id")
+@click.option(
+    "--overlap", default="24h", show_default=True, help="How long the old key keeps working."
+)
+@click.pass_context
+def rotate_key(ctx: click.Context, key_id: str, overlap: str) -> None:
+    """Replace an API key; the old one works until the overlap ends."""
+    with _directory(ctx) as directory:
+        key, secret = directory.rotate_key(key_id, overlap=parse_duration(overlap))
+    click.echo(
+        f"created API key {key.id} replacing {key_id} (which keeps working for {overlap});"
+        " the new secret is shown once, below: store it now",
+        err=True,
+    )
+    click.echo(secret)
+
+
+@admin.command("revoke-key")
+@click.argument("key_id")
+@click.pass_context
+def revoke_key(ctx: click.Context, key_id: str) -> None:
+    """Revoke an API key at once."""
+    with _directory(ctx) as directory:
+        directory.revoke_key(key_id)
+    click.echo(f"revoked API key {key_id}")
+
+
+@admin.command("list-users")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def list_users(ctx: click.Context, as_json: bool) -> None:
+    """List users and service accounts with their roles."""
+    with _directory(ctx) as directory:
+        rows = [
+            {
+                "id": u.id,
+                "email": u.email,
+                "name": u.name,
+                "kind": u.kind,
+                "disabled": u.disabled,
+                "grants": {p: sorted(r) for p, r in sorted(directory.grants_of(u.id).items())},
+            }
+            for u in directory.list_users()
+        ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        grants = "; ".join(f"{p}: {','.join(r)}" for p, r in row["grants"].items()) or "no roles"
+        state = " (disabled)" if row["disabled"] else ""
+        click.echo(
+            f"{row['id']}  {row['email'] or '-'}  {row['name']}  [{row['kind']}]{state}  {grants}"
+        )

@@ -1,0 +1,179 @@
+"""`flowloom gateway …`: run the LLM gateway (`serve`); key management lives in subcommands.
+
+`serve` runs only the gateway: one uvicorn worker with httptools and uvloop, recording
+every exchange into the ledger database. Subcommands are imported when run, so
+`flowloom gateway serve` loads neither the key tools nor anything else it does not use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from flowloom.cli.context import AppContext
+from flowloom.errors import InputError
+
+__all__ = ["gateway"]
+
+# Subcommands other parts own, imported on use (name -> "module:attr").
+# [access] adds its `gateway keys …` / `gateway providers …` groups here.
+_LAZY_SUBCOMMANDS = {
+    "keys": "flowloom.cli.gateway_keys:keys",
+    "providers": "flowloom.cli.gateway_keys:providers",
+}
+
+
+class _GatewayGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY_SUBCOMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        target = _LAZY_SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        found = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(found, click.Command)
+        return found
+
+
+@click.group(cls=_GatewayGroup)
+def gateway() -> None:
+    """The LLM gateway: provider-compatible endpoints that record every exchange."""
+
+
+_KINDS = ("anthropic", "openai", "azure", "gemini", "openai_compatible")
+
+
+@gateway.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Routing configuration (TOML, reloaded when it changes).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=4000, show_default=True, type=int)
+@click.option(
+    "--record",
+    type=click.Choice(["fail_closed", "spool"]),
+    default="fail_closed",
+    show_default=True,
+    help="When the ledger is unavailable: refuse requests, or spool and keep serving.",
+)
+@click.option(
+    "--spool",
+    "spool_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Spool file for --record spool (default: gateway-spool.jsonl in FlowLoom's home).",
+)
+@click.option(
+    "--upstream",
+    metavar="KIND=URL",
+    help="Without --config: send every call to one provider, e.g. anthropic=https://api.anthropic.com.",
+)
+@click.option(
+    "--upstream-key-ref",
+    metavar="NAME",
+    help="With --upstream: the stored provider key to use (see `flowloom gateway providers`).",
+)
+@click.option(
+    "--open-access",
+    is_flag=True,
+    help="Accept any caller key (no virtual keys, limits or budgets): local use only.",
+)
+@click.option("--otel", is_flag=True, help="Emit OpenTelemetry GenAI spans and metrics.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="warning",
+    show_default=True,
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    config_path: Path | None,
+    host: str,
+    port: int,
+    record: str,
+    spool_path: Path | None,
+    upstream: str | None,
+    upstream_key_ref: str | None,
+    open_access: bool,
+    otel: bool,
+    log_level: str,
+) -> None:
+    """Run the gateway (one worker); point ANTHROPIC_BASE_URL / OPENAI_BASE_URL at it."""
+    from flowloom.gateway.app import build_gateway
+    from flowloom.gateway.providers.interface import ProviderConfig
+
+    app_ctx = AppContext.of(ctx)
+    settings = app_ctx.settings()
+    provider = None
+    if upstream is not None:
+        kind, sep, url = upstream.partition("=")
+        if not sep or kind not in _KINDS or not url:
+            raise InputError(
+                f"--upstream {upstream!r} is not KIND=URL",
+                hint=f"KIND is one of {', '.join(_KINDS)}",
+            )
+        provider = ProviderConfig(
+            name=kind,
+            kind=kind,  # type: ignore[arg-type]
+            base_url=url,
+            api_key_ref=upstream_key_ref,
+        )
+    if open_access and host not in ("127.0.0.1", "localhost", "::1"):
+        raise InputError(
+            "--open-access lets anyone in: it is refused on a non-loopback host",
+            hint="create virtual keys with `flowloom gateway keys create` instead",
+        )
+    gw = build_gateway(
+        database=settings.database,
+        config_path=config_path,
+        record=record,
+        spool_path=spool_path,
+        project=settings.project,
+        home=settings.home,
+        provider=provider,
+        access_database="none" if open_access else None,
+        telemetry=otel,
+    )
+    _run(gw, host, port, log_level)
+
+
+def _run(app: object, host: str, port: int, log_level: str) -> None:
+    import uvicorn
+
+    # The recorder's thread must not hold the GIL for long while the event loop waits.
+    sys.setswitchinterval(0.0005)
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_level=log_level,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    click.echo(f"flowloom: gateway serving on http://{host}:{port}", err=True)
+    previous = signal.signal(signal.SIGTERM, _exit_cleanly)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)

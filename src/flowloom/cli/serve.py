@@ -1,0 +1,123 @@
+"""`flowloom serve`: run the team server (HTTP API) under uvicorn.
+
+SQLite by default, with no configuration (the same database the CLI uses); give a
+postgresql:// URL for a team, and start as many processes as you like over it.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import click
+
+from flowloom.cli.context import AppContext
+
+if TYPE_CHECKING:
+    from flowloom.server.state import ServerState
+
+__all__ = ["serve"]
+
+
+@click.command()
+@click.option("--database", metavar="URL", help="SQLite path or postgresql:// URL.")
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port to listen on (default 8470).")
+@click.option(
+    "--public-url",
+    metavar="URL",
+    help="The URL clients use; it names every project's log (default http://HOST:PORT).",
+)
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of the signing keys; share it between server processes.",
+)
+@click.option(
+    "--create-admin",
+    metavar="EMAIL",
+    help="Create an instance owner with this email, print its API key once, and exit.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    database: str | None,
+    host: str | None,
+    port: int | None,
+    public_url: str | None,
+    home: Path | None,
+    create_admin: str | None,
+    log_level: str,
+) -> None:
+    """Run the FlowLoom server: projects, users, keys and each project's ledger over HTTP."""
+    from flowloom.server.settings import load_server_settings
+    from flowloom.services import build_server
+
+    settings = load_server_settings().with_overrides(
+        database=database or AppContext.of(ctx).database,
+        host=host,
+        port=port,
+        public_url=public_url,
+        home=home,
+    )
+    server = build_server(settings)
+    try:
+        if create_admin is not None:
+            _create_admin(server, create_admin)
+            return
+        _run(server, log_level)
+    finally:
+        server.close()
+
+
+def _create_admin(server: ServerState, email: str) -> None:
+    from flowloom.auth.permissions import ALL_PROJECTS
+
+    user = server.directory.create_user(email, email.split("@")[0] or email)
+    server.directory.grant(user.id, ALL_PROJECTS, "owner")
+    _, secret = server.directory.create_key(user.id, name="bootstrap")
+    click.echo(f"created instance owner {email} (user {user.id}); API key, shown once:", err=True)
+    click.echo(secret)
+
+
+def _run(server: ServerState, log_level: str) -> None:
+    import uvicorn
+
+    from flowloom.server.app import create_app
+
+    settings = server.settings
+    app = create_app(server)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=log_level == "debug",
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    click.echo(
+        f"flowloom: serving on http://{settings.host}:{settings.port} "
+        f"(public URL {settings.public_url})",
+        err=True,
+    )
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again; let that
+    # end in SystemExit(0) rather than death by signal, so the caller's cleanup runs
+    # (flushing the writers, closing the pools) and the exit status says "clean stop".
+    previous = signal.signal(signal.SIGTERM, _exit_cleanly)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)

@@ -1,0 +1,367 @@
+"""Assess one framework over one period: run its checks and assemble the `Assessment`.
+
+`assess()` is the one entry point the CLI and the server call. It reads the log once
+(`LedgerView`), builds the change population from git when a repository is given,
+runs every check the framework's controls rely on, and derives each control's status
+from its checks. It writes nothing: a report is evidence about the record, not part of
+it (the caller may record an `export.generate` event for the report it writes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flowloom import __version__
+from flowloom.capture.git.repo import GitRepo
+from flowloom.capture.policy import Policy
+from flowloom.compliance.catalog import load_framework
+from flowloom.compliance.changes import Change, Population
+from flowloom.compliance.checks import CHECKS, CheckContext, anchor_point, run_check
+from flowloom.compliance.history import Entry, LedgerView, Period
+from flowloom.compliance.model import (
+    AnchorRow,
+    ApprovalRow,
+    Assessment,
+    AuditTrailRow,
+    ChangeRow,
+    CheckResult,
+    ControlResult,
+    ControlStatus,
+    Finding,
+    LedgerSummary,
+)
+from flowloom.compliance.settings import ComplianceSettings
+from flowloom.errors import InputError
+from flowloom.ledger import merkle
+from flowloom.ledger.event import format_ts
+from flowloom.ledger.log import Ledger
+
+__all__ = ["assess", "parse_period"]
+
+_TRAIL_KINDS = (
+    "decision.record",
+    "decision.approve",
+    "signature.apply",
+    "override.grant",
+    "config.change",
+    "erasure.tombstone",
+    "retention.set",
+    "commit.link",
+)
+
+
+def parse_period(start: str, end: str) -> Period:
+    """A period from two dates (YYYY-MM-DD, the end day included) or RFC 3339 times."""
+    begin = _moment(start, "--from", end_of_day=False)
+    finish = _moment(end, "--to", end_of_day=True)
+    if finish <= begin:
+        raise InputError(f"the period is empty: {start} is not before {end}")
+    return Period(begin, finish)
+
+
+def _moment(text: str, name: str, *, end_of_day: bool) -> datetime:
+    try:
+        if len(text) == 10:
+            day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+            return day + timedelta(days=1) if end_of_day else day
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(
+            f"{name} {text!r} is not a date", hint="use YYYY-MM-DD or an RFC 3339 time"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def assess(
+    ledger: Ledger,
+    *,
+    framework: str,
+    period: Period,
+    repo: GitRepo | None = None,
+    policy: Policy | None = None,
+    settings: ComplianceSettings | None = None,
+    now: datetime | None = None,
+    repository: str | None = None,
+    checks: Iterable[str] | None = None,
+) -> Assessment:
+    """Check `framework`'s controls over `period` of `ledger` (and `repo`, when given).
+
+    `policy` gives the protected branches (default: the capture defaults);
+    `settings` the override window and retention classes; `now` the time the
+    assessment is made (for windows still open); `checks` runs only those checks
+    (the controls that need others are then reported as not applicable).
+    """
+    spec = load_framework(framework)
+    policy = policy or Policy()
+    settings = settings or ComplianceSettings()
+    now = now or datetime.now(UTC)
+    view = LedgerView.load(ledger.store, ledger.log)
+    branches = settings.protected_branches or _protected(repo, policy)
+    population = None
+    if repo is not None:
+        from flowloom.decisions.records import DecisionBook
+
+        population = Population(repo, view, DecisionBook(ledger), branches=branches, period=period)
+    ctx = CheckContext(
+        ledger=ledger,
+        view=view,
+        period=period,
+        now=now,
+        policy=policy,
+        settings=settings,
+        repo=repo,
+        population=population,
+    )
+    wanted = list(spec.checks if checks is None else checks)
+    unknown = [c for c in wanted if c not in CHECKS]
+    if unknown:
+        raise InputError(f"unknown check(s): {', '.join(unknown)}", hint=", ".join(CHECKS))
+    results = [run_check(CHECKS[c], ctx) for c in CHECKS if c in wanted]
+    by_id = {r.check: r for r in results}
+    controls = tuple(_control_result(c, by_id) for c in spec.controls)
+    exceptions = tuple(f for r in results for f in r.findings)
+    models = _session_models(view)
+    return Assessment(
+        framework=spec.name,
+        framework_title=spec.title,
+        catalogue_version=spec.version,
+        period_from=format_ts(period.start),
+        period_to=format_ts(period.end),
+        generated_at=format_ts(now),
+        repository=repository or (str(repo.cwd) if repo is not None else ""),
+        branches=tuple(population.branches) if population is not None else tuple(branches),
+        project=ledger.log,
+        ledger=_ledger_summary(ctx, ledger, view),
+        verifier_version=f"flowloom {__version__}",
+        controls=controls,
+        checks=tuple(results),
+        changes=tuple(_change_row(ctx, c, exceptions, models) for c in ctx.changes()),
+        exceptions=exceptions,
+        audit_trail=tuple(_trail(ctx.view, period)),
+    )
+
+
+def _protected(repo: GitRepo | None, policy: Policy) -> tuple[str, ...]:
+    """The local branches the policy protects (names and patterns such as release/*)."""
+    if repo is None:
+        return tuple(b for b in policy.protected_branches if not any(c in b for c in "*?["))
+    names = repo.run("for-each-ref", "--format=%(refname:short)", "refs/heads/").split()
+    return tuple(sorted(b for b in names if policy.is_protected(b)))
+
+
+def _control_result(control: Any, results: dict[str, CheckResult]) -> ControlResult:
+    ran = [results[c] for c in control.checks if c in results]
+    status: ControlStatus
+    if not control.checks:
+        status = "manual"
+    elif any(r.status == "error" for r in ran):
+        status = "error"
+    elif any(r.status == "flag" for r in ran):
+        status = "flag"
+    elif any(r.status == "pass" for r in ran):
+        status = "pass"
+    else:
+        status = "not_applicable"
+    return ControlResult(
+        control=control, status=status, checks=tuple(r.check for r in ran), note=control.manual
+    )
+
+
+def _ledger_summary(ctx: CheckContext, ledger: Ledger, view: LedgerView) -> LedgerSummary:
+    report = ctx.verification()
+    latest = ledger.store.latest_checkpoint(ledger.log)
+    size = report.size
+    if latest is not None and latest.size == size:
+        root = latest.root
+    else:
+        root = merkle.root_at(size, ledger.lookup()) if size else merkle.EMPTY_ROOT
+    anchors = []
+    for entry in view.of("checkpoint.anchor"):
+        anchored_size, _ = anchor_point(entry)
+        kind = entry.event.refs.get("type")
+        where = entry.event.refs.get("where")
+        anchors.append(
+            AnchorRow(
+                entry=entry.index,
+                ts=entry.ts,
+                type=kind if isinstance(kind, str) else "unknown",
+                checkpoint_size=anchored_size,
+                detail=where if isinstance(where, str) else "",
+            )
+        )
+    note = "full verification of every entry, checkpoint and body"
+    if latest is not None and latest.size < size:
+        note += f"; entries from {latest.size} on are not yet covered by a signed checkpoint"
+    return LedgerSummary(
+        project=ledger.log,
+        origin=ledger.origin,
+        size=size,
+        root=root.hex(),
+        checkpoint_size=latest.size if latest is not None else None,
+        checkpoint_note=latest.note if latest is not None else None,
+        checkpoints_checked=report.checkpoints_checked,
+        vkey=ledger.verifier.vkey,
+        verified=report.ok,
+        problems=tuple(p.line() for p in report.problems),
+        anchors=tuple(anchors),
+        note=note,
+    )
+
+
+def _session_models(view: LedgerView) -> dict[str, list[str]]:
+    """The models (``model@version`` when the version is separate) each session used."""
+    found: dict[str, list[str]] = {}
+    for entry in view.of("session.start", "gateway.exchange"):
+        model = entry.event.refs.get("model")
+        if entry.event.session and isinstance(model, str) and model:
+            version = entry.event.refs.get("model_version")
+            named = f"{model}@{version}" if isinstance(version, str) else model
+            models = found.setdefault(entry.event.session, [])
+            if named not in models:
+                models.append(named)
+    return found
+
+
+def _change_row(
+    ctx: CheckContext,
+    change: Change,
+    findings: tuple[Finding, ...],
+    session_models: dict[str, list[str]],
+) -> ChangeRow:
+    sha = change.commit.sha
+    flags = tuple(dict.fromkeys(f.what for f in findings if f.commit == sha))
+    models = [m for session in change.sessions for m in session_models.get(session, ())]
+    models.extend(d.model for d in change.decisions if d.model)
+    tests = "none"
+    ci_entries: list[int] = []
+    population = ctx.population
+    for entry in ctx.view.of("ci.result"):
+        head = entry.event.git.head if entry.event.git is not None else None
+        if head is None or population is None:
+            continue
+        if head == sha or population.tree_of(head) == change.tree:
+            ci_entries.append(entry.index)
+            if entry.event.refs.get("ok") is True:
+                tests = "pass"
+            elif tests == "none":
+                tests = "fail"
+    override = change.overrides[0] if change.overrides else None
+    override_entry = None
+    link_entry = None
+    for member_sha, entry in change.link_entries.items():
+        link_entry = entry.index if member_sha == sha or link_entry is None else link_entry
+        recorded = entry.event.refs.get("override")
+        if isinstance(recorded, Mapping):
+            grant = recorded.get("grant")
+            if isinstance(grant, int) and not isinstance(grant, bool):
+                override_entry = grant
+    return ChangeRow(
+        commit=sha,
+        tree=change.tree,
+        branch=change.branch,
+        title=change.commit.subject,
+        author=str(change.commit.author),
+        committer=str(change.commit.committer),
+        committed_at=format_ts(change.committed_at),
+        link=_link_how(change),
+        decisions=tuple(d.id for d in change.decisions),
+        sessions=tuple(change.sessions),
+        models=tuple(dict.fromkeys(models)),
+        operators=tuple(_operators(ctx, change)),
+        approvals=tuple(
+            ApprovalRow(
+                approver=a.approver,
+                printed_name=a.printed_name,
+                meaning=a.meaning,
+                ts=a.ts,
+                entry=a.entry,
+                signature=a.signature,
+                decision=a.decision,
+                bound_to_tree=a.bound_to_tree,
+                independent=not (a.identities & change.excluded.keys()),
+            )
+            for a in change.approvals
+        ),
+        tests=tests,
+        ci_entries=tuple(ci_entries),
+        override=override,
+        override_entry=override_entry,
+        link_entry=link_entry,
+        flags=flags,
+    )
+
+
+def _operators(ctx: CheckContext, change: Change) -> list[str]:
+    from flowloom.compliance.changes import session_operators
+
+    found: list[str] = []
+    for session in change.sessions:
+        found.extend(sorted(session_operators(ctx.view, session)))
+    return list(dict.fromkeys(found))
+
+
+def _link_how(change: Change) -> str | None:
+    hows = [link.how for link in change.links.values() if link is not None]
+    if not change.links or len(hows) < len(change.links):
+        return None
+    return ",".join(dict.fromkeys(hows))
+
+
+def _trail(view: LedgerView, period: Period) -> Iterable[AuditTrailRow]:
+    """The Part 11 audit-trail view: who changed what, when, from what to what, and why."""
+    for entry in view.within(period):
+        if entry.kind not in _TRAIL_KINDS and not entry.kind.startswith(("auth.", "key.")):
+            continue
+        row = _trail_row(entry)
+        if row is not None:
+            yield row
+
+
+def _trail_row(entry: Entry) -> AuditTrailRow:
+    event = entry.event
+    refs = event.refs
+
+    def text(*keys: str) -> str | None:
+        for key in keys:
+            value = refs.get(key)
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, int) and not isinstance(value, bool):
+                return str(value)
+        return None
+
+    old = text("old", "previous")
+    new = text("new", "value")
+    why = text("reason", "rationale", "statement")
+    kind = entry.kind
+    if kind == "decision.record":
+        new = new or text("title")
+    elif kind in ("decision.approve", "signature.apply"):
+        new = new or text("meaning")
+        why = why or text("content_digest")
+    elif kind == "commit.link":
+        new = event.subject
+        why = why or text("decision")
+    elif kind == "retention.set":
+        new = text("action")
+    elif kind.startswith("auth.role"):
+        new = text("role")
+    elif kind == "erasure.tombstone":
+        bodies = refs.get("bodies")
+        old = f"{len(bodies)} bodies" if isinstance(bodies, tuple | list) else old
+        new = "erased"
+    return AuditTrailRow(
+        entry=entry.index,
+        ts=entry.ts,
+        actor=event.actor.id,
+        actor_name=event.actor.name,
+        action=kind,
+        record=event.subject or text("subject") or "",
+        old=old,
+        new=new,
+        why=why,
+    )

@@ -1,0 +1,1121 @@
+"""The automated checks: each reads the ledger (and git) for a period and returns evidence.
+
+A check is a function of a `CheckContext` returning a `CheckResult`; `CHECKS` maps each
+check id to its title, its function and what it cannot see (the same words are in
+docs/compliance.md). Findings of severity ``info`` are listed but do not flag a check:
+they are facts the auditor may want (an override that was approved, an anchor missing)
+rather than exceptions.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Final
+
+from flowloom.capture.git.repo import GitRepo
+from flowloom.capture.policy import Policy, names_of
+from flowloom.compliance.changes import Change, Population, git_object_digest
+from flowloom.compliance.history import Entry, LedgerView, Period
+from flowloom.compliance.model import CheckResult, CheckStatus, Finding, Severity
+from flowloom.compliance.retention import hold_covers, holds
+from flowloom.compliance.settings import ComplianceSettings, record_class
+from flowloom.decisions.records import DecisionBook, content_digest
+from flowloom.errors import FlowLoomError
+from flowloom.ledger import merkle
+from flowloom.ledger.event import format_ts
+from flowloom.ledger.log import Ledger
+from flowloom.ledger.verify import VerifyReport, verify_store
+
+__all__ = ["CHECKS", "CheckContext", "CheckSpec", "anchor_point", "run_check"]
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_MEANINGS = ("authored", "reviewed", "approved", "responsible")
+_APPROVING = ("approved", "reviewed")
+_VERSIONED = re.compile(r"\d")
+
+
+@dataclass
+class CheckContext:
+    """What every check reads; built once per assessment by flowloom.compliance.assess."""
+
+    ledger: Ledger
+    view: LedgerView
+    period: Period
+    now: datetime
+    policy: Policy
+    settings: ComplianceSettings
+    repo: GitRepo | None = None
+    population: Population | None = None
+    _changes: list[Change] | None = field(default=None, repr=False)
+    _verify: VerifyReport | None = field(default=None, repr=False)
+
+    @property
+    def book(self) -> DecisionBook:
+        return DecisionBook(self.ledger)
+
+    def changes(self) -> list[Change]:
+        """The change population (empty without a repository)."""
+        if self._changes is None:
+            self._changes = self.population.changes() if self.population is not None else []
+        return self._changes
+
+    def verification(self) -> VerifyReport:
+        """Full verification of the log: every entry, checkpoint and body."""
+        if self._verify is None:
+            ledger = self.ledger
+            self._verify = verify_store(
+                ledger.store,
+                ledger.log,
+                ledger.verifier,
+                decrypt=lambda stored: ledger.read_body(stored.digest),
+            )
+        return self._verify
+
+    def in_period(self, entries: Iterable[Entry]) -> list[Entry]:
+        return [e for e in entries if e.at in self.period]
+
+
+CheckFunction = Callable[[CheckContext], CheckResult]
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One check: its id, title, function and what it cannot see."""
+
+    id: str
+    title: str
+    run: CheckFunction
+    limits: str
+    needs_git: bool = False
+
+
+def _result(
+    spec_id: str,
+    findings: list[Finding],
+    *,
+    examined: int,
+    summary: str,
+    entries: Iterable[int] = (),
+    commits: Iterable[str] = (),
+) -> CheckResult:
+    spec = CHECKS[spec_id]
+    status: CheckStatus
+    if any(f.severity != "info" for f in findings):
+        status = "flag"
+    elif examined == 0:
+        status = "not_applicable"
+    else:
+        status = "pass"
+    return CheckResult(
+        check=spec_id,
+        title=spec.title,
+        status=status,
+        summary=summary,
+        findings=tuple(findings),
+        examined=examined,
+        evidence_entries=tuple(sorted(set(entries))),
+        evidence_commits=tuple(dict.fromkeys(commits)),
+        limits=spec.limits,
+    )
+
+
+def _finding(
+    check: str,
+    severity: Severity,
+    what: str,
+    message: str,
+    *,
+    commit: str | None = None,
+    entry: Entry | None = None,
+    index: int | None = None,
+    actor: str | None = None,
+    ts: str | None = None,
+    **details: Any,
+) -> Finding:
+    return Finding(
+        check=check,
+        severity=severity,
+        what=what,
+        message=message,
+        commit=commit,
+        entry=entry.index if entry is not None else index,
+        actor=actor if actor is not None else (entry.event.actor.id if entry else None),
+        ts=ts if ts is not None else (entry.ts if entry else None),
+        details={k: v for k, v in details.items() if v is not None},
+    )
+
+
+# -- segregation of duties --------------------------------------------------------------
+
+
+def check_segregation(ctx: CheckContext) -> CheckResult:
+    """Every change approved by someone else, the approval bound to the merged tree."""
+    name = "segregation_of_duties"
+    findings: list[Finding] = []
+    entries: list[int] = []
+    changes = ctx.changes()
+    for change in changes:
+        sha = change.commit.sha
+        when = format_ts(change.committed_at)
+        author = str(change.commit.author)
+        if not change.decisions:
+            if change.overrides and change.linked:
+                findings.append(
+                    _finding(
+                        name, "info", "override",
+                        f"{sha[:12]} reached {change.branch} under an override "
+                        "(its approval is judged by override_approval)",
+                        commit=sha, actor=author, ts=when, reason=change.overrides[0],
+                    )
+                )  # fmt: skip
+                continue
+            findings.append(
+                _finding(
+                    name, "high", "unapproved",
+                    f"{sha[:12]} on {change.branch} has no linked decision, so no approval",
+                    commit=sha, actor=author, ts=when,
+                )
+            )  # fmt: skip
+            continue
+        approving = [a for a in change.approvals if a.meaning == "approved" and a.matches]
+        independent = [a for a in approving if not (a.identities & change.excluded.keys())]
+        bound = [a for a in independent if a.bound_to_tree]
+        entries.extend(a.entry for a in change.approvals)
+        if bound:
+            continue
+        if independent:
+            findings.append(
+                _finding(
+                    name, "medium", "approval-not-bound-to-tree",
+                    f"{sha[:12]} was approved by "
+                    f"{independent[0].printed_name or independent[0].approver}, but no approval "
+                    f"names the merged tree {change.tree[:12]}",
+                    commit=sha, actor=author, ts=when, tree=change.tree,
+                    approvals=[a.entry for a in independent],
+                )
+            )  # fmt: skip
+        elif approving:
+            people = sorted({a.approver for a in approving})
+            why = sorted(
+                {
+                    change.excluded[i]
+                    for a in approving
+                    for i in a.identities & change.excluded.keys()
+                }
+            )
+            findings.append(
+                _finding(
+                    name, "high", "self-approved",
+                    f"{sha[:12]} was approved only by {', '.join(people)}, who "
+                    f"{' and '.join(why)}",
+                    commit=sha, actor=author, ts=when, approvers=people,
+                )
+            )  # fmt: skip
+        else:
+            findings.append(
+                _finding(
+                    name, "high", "unapproved",
+                    f"{sha[:12]} on {change.branch}: decision "
+                    f"{', '.join(d.id for d in change.decisions)} has no approval",
+                    commit=sha, actor=author, ts=when,
+                    decisions=[d.id for d in change.decisions],
+                )
+            )  # fmt: skip
+    return _result(
+        name,
+        findings,
+        examined=len(changes),
+        summary=f"{len(changes)} changes on protected branches; "
+        f"{_count(findings)} without an independent approval bound to the merged tree",
+        entries=entries,
+        commits=[c.commit.sha for c in changes],
+    )
+
+
+# -- completeness ---------------------------------------------------------------------
+
+
+def check_completeness(ctx: CheckContext) -> CheckResult:
+    """Commits in git == commits linked in the ledger; rewritten history and bypasses listed."""
+    name = "completeness"
+    findings: list[Finding] = []
+    population = ctx.population
+    if population is None:
+        return _no_git(name)
+    examined = 0
+    commits_seen: list[str] = []
+    reachable: dict[str, set[str]] = {}
+    for branch in population.branches:
+        commits = population.branch_commits(branch, first_parent=False)
+        reachable[branch] = set(population.repo.rev_list(f"refs/heads/{branch}"))
+        for commit in commits:
+            if commit.is_merge:
+                continue
+            examined += 1
+            commits_seen.append(commit.sha)
+            link = population.finder.find(commit)
+            when = format_ts(population.repo_time(commit))
+            author = str(commit.author)
+            recorded = population.link_entries.get(commit.sha)
+            if link is None or not link.linked:
+                findings.append(
+                    _finding(
+                        name, "high", "unlinked-commit",
+                        f"{commit.sha[:12]} on {branch} has no decision link and no commit.link "
+                        "event: a direct push, or a commit made with the hooks bypassed",
+                        commit=commit.sha, actor=author, ts=when, branch=branch,
+                    )
+                )  # fmt: skip
+            elif recorded is None and link.how in ("trailer", "override"):
+                findings.append(
+                    _finding(
+                        name, "medium", "link-not-recorded",
+                        f"{commit.sha[:12]} carries FlowLoom trailers but the ledger has no "
+                        "commit.link for it: its post-commit hook did not run",
+                        commit=commit.sha, actor=author, ts=when, branch=branch,
+                    )
+                )  # fmt: skip
+            elif link.override is not None and not link.decisions:
+                findings.append(
+                    _finding(
+                        name, "info", "override",
+                        f"{commit.sha[:12]} was let through by an override: {link.override}",
+                        commit=commit.sha, actor=author, ts=when, branch=branch,
+                    )
+                )  # fmt: skip
+    # Linked in the ledger but gone from the branch: history was rewritten after linking.
+    for entry in ctx.in_period(ctx.view.of("commit.link")):
+        linked_on = entry.event.refs.get("branch")
+        sha = entry.event.subject
+        if not isinstance(linked_on, str) or linked_on not in reachable or not sha:
+            continue
+        if sha not in reachable[linked_on]:
+            findings.append(
+                _finding(
+                    name, "high", "linked-commit-missing",
+                    f"the ledger linked {sha[:12]} on {linked_on}, but {linked_on} no longer "
+                    "contains it: the branch was rewritten (force push or reset)",
+                    commit=sha, entry=entry, branch=linked_on,
+                )
+            )  # fmt: skip
+    for branch in population.branches:
+        for move in population.moves[branch]:
+            if move.at not in ctx.period or set(move.old) == {"0"}:
+                continue
+            if not population.repo.is_ancestor(move.old, move.new):
+                findings.append(
+                    _finding(
+                        name, "high", "history-rewritten",
+                        f"{branch} moved from {move.old[:12]} to {move.new[:12]}, which does not "
+                        f"contain it ({move.message})",
+                        commit=move.new, ts=format_ts(move.at), branch=branch, old=move.old,
+                    )
+                )  # fmt: skip
+    return _result(
+        name,
+        findings,
+        examined=examined,
+        summary=f"{examined} commits on protected branches compared with the ledger's links; "
+        f"{_count(findings)} exceptions",
+        entries=[e.index for e in ctx.in_period(ctx.view.of("commit.link"))],
+        commits=commits_seen,
+    )
+
+
+# -- tested before deploy -------------------------------------------------------------------
+
+
+def check_tested(ctx: CheckContext) -> CheckResult:
+    """A passing CI verdict for each change's exact content before it reached the branch."""
+    name = "tested_before_deploy"
+    findings: list[Finding] = []
+    population = ctx.population
+    if population is None:
+        return _no_git(name)
+    results = ctx.view.of("ci.result")
+    evidence: list[int] = []
+    changes = ctx.changes()
+    for change in changes:
+        sha = change.commit.sha
+        relevant = []
+        for entry in results:
+            head = entry.event.git.head if entry.event.git is not None else None
+            if head is None:
+                continue
+            if head == sha or population.tree_of(head) == change.tree:
+                relevant.append(entry)
+        passing = [e for e in relevant if e.event.refs.get("ok") is True]
+        evidence.extend(e.index for e in passing)
+        when = format_ts(change.committed_at)
+        author = str(change.commit.author)
+        if not passing:
+            failing = [e for e in relevant if e.event.refs.get("ok") is not True]
+            what, verdict = ("tests-failed", "only failing") if failing else ("untested", "no")
+            findings.append(
+                _finding(
+                    name, "high", what,
+                    f"{sha[:12]} on {change.branch}: {verdict} CI verdicts for its content",
+                    commit=sha, actor=author, ts=when,
+                    ci_entries=[e.index for e in failing] or None,
+                )
+            )  # fmt: skip
+            continue
+        first = min(passing, key=lambda e: e.at)
+        if change.reached_at is not None and first.at > change.reached_at:
+            findings.append(
+                _finding(
+                    name, "medium", "tested-after-deploy",
+                    f"{sha[:12]} reached {change.branch} at {format_ts(change.reached_at)}, "
+                    f"before its first passing CI verdict (entry {first.index})",
+                    commit=sha, actor=author, ts=when, ci_entry=first.index,
+                )
+            )  # fmt: skip
+    return _result(
+        name,
+        findings,
+        examined=len(changes),
+        summary=f"{len(changes)} changes; {_count(findings)} without a passing CI verdict "
+        "before they reached the branch",
+        entries=evidence,
+        commits=[c.commit.sha for c in changes],
+    )
+
+
+# -- overrides --------------------------------------------------------------------------
+
+
+def check_overrides(ctx: CheckContext) -> CheckResult:
+    """Every emergency override approved afterwards by someone else within the window."""
+    name = "override_approval"
+    window = ctx.settings.override_approval_window
+    findings: list[Finding] = []
+    grants = ctx.in_period(ctx.view.of("override.grant"))
+    signatures = ctx.view.of("signature.apply")
+    evidence: list[int] = []
+    for grant in grants:
+        granter = names_of(grant.event.actor.id)
+        if grant.event.actor.name:
+            granter |= names_of(grant.event.actor.name)
+        approvals = [
+            s
+            for s in signatures
+            if s.event.subject == f"entry:{grant.index}"
+            and s.event.refs.get("meaning") in _APPROVING
+            and s.at >= grant.at
+        ]
+        independent = [a for a in approvals if not (_signer_names(a) & granter)]
+        timely = [a for a in independent if a.at - grant.at <= window]
+        reason = grant.event.refs.get("reason")
+        if timely:
+            evidence.extend([grant.index, timely[0].index])
+            findings.append(
+                _finding(
+                    name, "info", "override-approved",
+                    f"override at entry {grant.index} ({reason}) approved by "
+                    f"{timely[0].event.actor.name or timely[0].event.actor.id} at {timely[0].ts}",
+                    entry=grant, approval=timely[0].index,
+                )
+            )  # fmt: skip
+        elif independent:
+            late = independent[0]
+            findings.append(
+                _finding(
+                    name, "medium", "override-approved-late",
+                    f"override at entry {grant.index} was approved at {late.ts}, after the "
+                    f"{_hours(window)} h window",
+                    entry=grant, approval=late.index, reason=reason,
+                )
+            )  # fmt: skip
+        elif approvals:
+            findings.append(
+                _finding(
+                    name, "high", "override-self-approved",
+                    f"override at entry {grant.index} was approved only by the person who "
+                    "granted it",
+                    entry=grant, reason=reason,
+                )
+            )  # fmt: skip
+        elif ctx.now - grant.at <= window:
+            findings.append(
+                _finding(
+                    name, "info", "override-approval-pending",
+                    f"override at entry {grant.index} awaits approval (window open until "
+                    f"{format_ts(grant.at + window)})",
+                    entry=grant, reason=reason,
+                )
+            )  # fmt: skip
+        else:
+            findings.append(
+                _finding(
+                    name, "high", "override-unapproved",
+                    f"override at entry {grant.index} ({reason}) was never approved within "
+                    f"{_hours(window)} h",
+                    entry=grant, reason=reason,
+                )
+            )  # fmt: skip
+    return _result(
+        name,
+        findings,
+        examined=len(grants),
+        summary=f"{len(grants)} overrides; {_count(findings)} not approved by someone else "
+        f"within {_hours(window)} h",
+        entries=evidence,
+    )
+
+
+# -- trail integrity ------------------------------------------------------------------------
+
+
+def check_integrity(ctx: CheckContext) -> CheckResult:
+    """Full verification of the log, its checkpoints and bodies; anchors listed."""
+    name = "trail_integrity"
+    report = ctx.verification()
+    findings = [
+        _finding(name, "high", "verification-problem", problem.line(), index=problem.index)
+        for problem in report.problems
+    ]
+    latest = ctx.ledger.store.latest_checkpoint(ctx.ledger.log)
+    if latest is None:
+        findings.append(
+            _finding(name, "medium", "no-checkpoint", "the log has no signed checkpoint")
+        )
+    elif latest.size < report.size:
+        tail = [e for e in ctx.view.entries if e.index >= latest.size]
+        in_period = any(e.at < ctx.period.end for e in tail)
+        findings.append(
+            _finding(
+                name,
+                "low" if in_period else "info",
+                "unsigned-tail",
+                f"entries {latest.size}..{report.size - 1} are not yet covered by a signed "
+                "checkpoint ('flowloom log checkpoint' signs one)",
+            )
+        )
+    anchors = ctx.view.of("checkpoint.anchor")
+    for anchor in anchors:
+        size, root = anchor_point(anchor)
+        known = size is not None and root is not None and size <= report.size
+        if known and size is not None and root != merkle.root_at(size, ctx.ledger.lookup()):
+            findings.append(
+                    _finding(
+                        name, "high", "anchor-mismatch",
+                        f"anchor at entry {anchor.index} signs another tree at size {size} "
+                        "than this log holds",
+                        entry=anchor,
+                    )
+                )  # fmt: skip
+        if size is not None and size > report.size:
+            findings.append(
+                _finding(
+                    name, "high", "anchor-beyond-log",
+                    f"anchor at entry {anchor.index} covers {size} entries but the log has "
+                    f"{report.size}: the log was rolled back",
+                    entry=anchor,
+                )
+            )  # fmt: skip
+    if not anchors:
+        findings.append(
+            _finding(
+                name, "info", "no-anchor",
+                "no checkpoint is anchored outside the database (TSA, witness, object lock)",
+            )
+        )  # fmt: skip
+    return _result(
+        name,
+        findings,
+        examined=report.size,
+        summary=f"{report.size} entries, {report.checkpoints_checked} checkpoints and "
+        f"{report.bodies_checked} bodies verified; {len(report.problems)} problems; "
+        f"{len(anchors)} anchors",
+        entries=[a.index for a in anchors],
+    )
+
+
+# -- signatures ---------------------------------------------------------------------------
+
+
+def check_signatures(ctx: CheckContext) -> CheckResult:
+    """Signatures carry name, time, meaning and digest; approvals refer to their signature."""
+    name = "signature_manifestation"
+    findings: list[Finding] = []
+    signatures = ctx.in_period(ctx.view.of("signature.apply"))
+    for sig in signatures:
+        refs = sig.event.refs
+        missing = [
+            key
+            for key, ok in (
+                ("printed_name", bool(_text_ref(refs, "printed_name"))),
+                ("signer", bool(_text_ref(refs, "signer"))),
+                ("meaning", refs.get("meaning") in _MEANINGS),
+                ("content_digest", isinstance(refs.get("content_digest"), str)
+                 and _DIGEST.fullmatch(refs["content_digest"])),
+                ("components", bool(refs.get("components"))),
+                ("subject", bool(sig.event.subject)),
+            )
+            if not ok
+        ]  # fmt: skip
+        if missing:
+            findings.append(
+                _finding(
+                    name, "high", "signature-incomplete",
+                    f"signature at entry {sig.index} lacks {', '.join(missing)}",
+                    entry=sig, missing=missing,
+                )
+            )  # fmt: skip
+            continue
+        if refs.get("signer") != sig.event.actor.id:
+            findings.append(
+                _finding(
+                    name, "high", "signature-signer-mismatch",
+                    f"signature at entry {sig.index} names signer {refs.get('signer')} but was "
+                    f"recorded by {sig.event.actor.id}",
+                    entry=sig,
+                )
+            )  # fmt: skip
+        current = _current_digest(ctx, sig.event.subject or "")
+        if current is not None and current != refs.get("content_digest"):
+            findings.append(
+                _finding(
+                    name, "high", "signature-content-mismatch",
+                    f"signature at entry {sig.index} signed {refs.get('content_digest')} but "
+                    f"{sig.event.subject} is {current}",
+                    entry=sig,
+                )
+            )  # fmt: skip
+    approvals = ctx.in_period(ctx.view.of("decision.approve"))
+    for approval in approvals:
+        index = approval.event.refs.get("signature")
+        if not isinstance(index, int) or isinstance(index, bool):
+            findings.append(
+                _finding(
+                    name, "medium", "approval-unsigned",
+                    f"approval at entry {approval.index} of {approval.event.subject} is not an "
+                    "electronic signature",
+                    entry=approval,
+                )
+            )  # fmt: skip
+            continue
+        sig_entry = ctx.view.at(index)
+        problem = None
+        if sig_entry is None or sig_entry.kind != "signature.apply":
+            problem = f"entry {index} is not a signature"
+        elif sig_entry.event.subject != f"decision:{approval.event.subject}":
+            problem = f"signature {index} is of {sig_entry.event.subject}"
+        elif sig_entry.event.refs.get("content_digest") != approval.event.refs.get(
+            "content_digest"
+        ):
+            problem = f"signature {index} signed other content"
+        elif sig_entry.event.actor.id != approval.event.actor.id:
+            problem = f"signature {index} was applied by {sig_entry.event.actor.id}"
+        if problem is not None:
+            findings.append(
+                _finding(
+                    name, "high", "approval-signature-mismatch",
+                    f"approval at entry {approval.index}: {problem}",
+                    entry=approval, signature=index,
+                )
+            )  # fmt: skip
+    return _result(
+        name,
+        findings,
+        examined=len(signatures) + len(approvals),
+        summary=f"{len(signatures)} signatures and {len(approvals)} approvals; "
+        f"{_count(findings)} exceptions",
+        entries=[s.index for s in signatures],
+    )
+
+
+def anchor_point(anchor: Entry) -> tuple[int | None, bytes | None]:
+    """(tree size, root) a checkpoint.anchor event anchors, when it says."""
+    checkpoint = anchor.event.refs.get("checkpoint")
+    if not isinstance(checkpoint, Mapping):
+        return None, None
+    size = checkpoint.get("size")
+    if isinstance(size, bool) or not isinstance(size, int):
+        return None, None
+    try:
+        root = base64.b64decode(str(checkpoint.get("root", "")), validate=True)
+    except ValueError:
+        root = None
+    return size, root or None
+
+
+def _current_digest(ctx: CheckContext, subject: str) -> str | None:
+    kind, _, ref = subject.partition(":")
+    if kind == "entry" and ref.isdigit():
+        stored = ctx.ledger.store.entry(ctx.ledger.log, int(ref))
+        return content_digest(stored.envelope) if stored is not None else "missing"
+    if kind == "decision":
+        try:
+            return ctx.book.get(ref).content_digest
+        except FlowLoomError:
+            return "missing"
+    if kind in ("tree", "commit") and ref:
+        return git_object_digest(ref)
+    return None  # other subjects: the holder of the content checks the binding
+
+
+# -- access --------------------------------------------------------------------------------
+
+
+def check_access(ctx: CheckContext) -> CheckResult:
+    """No events from users after they were disabled, nor from keys after revocation."""
+    name = "access_revocation"
+    disabled: dict[str, Entry] = {}
+    revoked: dict[str, Entry] = {}
+    emails: dict[str, str] = {}  # user id -> email, so locally recorded events match too
+    security = sorted([*ctx.view.instance, *ctx.view.family("auth.")], key=lambda e: e.at)
+    for entry in security:
+        refs = entry.event.refs
+        if entry.kind == "auth.user_created":
+            user, email = refs.get("user_id"), refs.get("email")
+            if isinstance(user, str) and isinstance(email, str):
+                emails[user] = email
+    for entry in security:
+        refs = entry.event.refs
+        if entry.kind == "auth.user_disabled":
+            user = refs.get("user_id") or entry.event.subject
+            if isinstance(user, str):
+                disabled.setdefault(user, entry)
+                if user in emails:
+                    disabled.setdefault(emails[user], entry)
+        elif entry.kind == "auth.key_revoked":
+            key = refs.get("key_id") or entry.event.subject
+            if isinstance(key, str):
+                revoked.setdefault(key, entry)
+    findings: list[Finding] = []
+    examined = ctx.in_period(ctx.view.entries)
+    for entry in examined:
+        event = entry.event
+        actors = {event.actor.id}
+        submitted = event.refs.get("submitted_by")
+        if isinstance(submitted, Mapping) and isinstance(submitted.get("id"), str):
+            actors.add(submitted["id"])
+        for actor in sorted(actors):
+            gone = disabled.get(actor)
+            if gone is not None and entry.at > gone.at and entry is not gone:
+                findings.append(
+                    _finding(
+                        name, "high", "disabled-user-activity",
+                        f"{actor} acted ({entry.kind}, entry {entry.index}) after being disabled "
+                        f"at {gone.ts}",
+                        entry=entry, actor=actor, disabled_entry=gone.index, disabled_log=gone.log,
+                    )
+                )  # fmt: skip
+        for key_field in ("auth_key", "key_id"):
+            key = event.refs.get(key_field)
+            if not isinstance(key, str) or key not in revoked or entry.kind == "auth.key_revoked":
+                continue
+            gone = revoked[key]
+            if entry.at > gone.at:
+                findings.append(
+                    _finding(
+                        name, "high", "revoked-key-used",
+                        f"key {key} was used ({entry.kind}, entry {entry.index}) after its "
+                        f"revocation at {gone.ts}",
+                        entry=entry, key=key, revoked_entry=gone.index,
+                    )
+                )  # fmt: skip
+    return _result(
+        name,
+        findings,
+        examined=len(examined),
+        summary=f"{len(examined)} events checked against "
+        f"{len({e.index for e in disabled.values()})} disabled users and "
+        f"{len(revoked)} revoked keys; {_count(findings)} after revocation",
+        entries=[e.index for e in [*disabled.values(), *revoked.values()] if e.log == ctx.view.log],
+    )
+
+
+# -- retention and erasure --------------------------------------------------------------------
+
+
+def check_retention(ctx: CheckContext) -> CheckResult:
+    """Nothing purged before its retention ended; nothing erased under a legal hold."""
+    name = "retention"
+    findings: list[Finding] = []
+    all_holds = holds(ctx.view)
+    tombstones = ctx.in_period(ctx.view.of("erasure.tombstone"))
+    for tomb in tombstones:
+        refs = tomb.event.refs
+        digests = [d for d in refs.get("bodies", ()) if isinstance(d, str)]
+        subject = refs.get("subject") if isinstance(refs.get("subject"), str) else None
+        classes: list[str] = []
+        early: list[str] = []
+        for digest in digests:
+            owner = ctx.view.by_body.get(digest)
+            if owner is None:
+                continue
+            cls = record_class(owner.kind)
+            classes.append(cls)
+            if tomb.at < owner.at + ctx.settings.retention(cls):
+                early.append(digest)
+        held = [
+            h
+            for h in all_holds
+            if h.active(tomb.at) and hold_covers(h, subject=subject, classes=classes)
+        ]
+        if held:
+            findings.append(
+                _finding(
+                    name, "high", "erased-under-hold",
+                    f"tombstone at entry {tomb.index} erased bodies under legal hold "
+                    f"{', '.join(h.id for h in held)}",
+                    entry=tomb, holds=[h.id for h in held],
+                )
+            )  # fmt: skip
+        elif early and refs.get("purpose") == "retention":
+            findings.append(
+                _finding(
+                    name, "high", "purged-early",
+                    f"retention purge at entry {tomb.index} removed {len(early)} bodies before "
+                    "their retention period ended",
+                    entry=tomb, bodies=early,
+                )
+            )  # fmt: skip
+        elif early:
+            findings.append(
+                _finding(
+                    name, "info", "erased-on-request",
+                    f"tombstone at entry {tomb.index} erased {len(early)} bodies before their "
+                    f"retention ended, on request: {refs.get('reason')}",
+                    entry=tomb,
+                )
+            )  # fmt: skip
+    hold_events = ctx.in_period(ctx.view.of("retention.set"))
+    return _result(
+        name,
+        findings,
+        examined=len(tombstones) + len(hold_events),
+        summary=f"{len(tombstones)} erasures and {len(hold_events)} retention events; "
+        f"{_count(findings)} against the retention policy or a legal hold",
+        entries=[e.index for e in [*tombstones, *hold_events]],
+    )
+
+
+def check_erasure(ctx: CheckContext) -> CheckResult:
+    """Every erased body has a tombstone, really is gone, and the chain still verifies."""
+    name = "erasure"
+    findings: list[Finding] = []
+    tombstones = ctx.in_period(ctx.view.of("erasure.tombstone"))
+    store, log = ctx.ledger.store, ctx.ledger.log
+    for tomb in tombstones:
+        refs = tomb.event.refs
+        if not str(refs.get("reason", "")).strip():
+            findings.append(
+                _finding(
+                    name, "medium", "erasure-without-reason",
+                    f"tombstone at entry {tomb.index} gives no reason", entry=tomb,
+                )
+            )  # fmt: skip
+        left = [d for d in refs.get("bodies", ()) if isinstance(d, str) and store.body(d)]
+        subject = refs.get("subject")
+        key_left = isinstance(subject, str) and store.subject_key(log, subject) is not None
+        if left or key_left:
+            findings.append(
+                _finding(
+                    name, "high", "erasure-incomplete",
+                    f"tombstone at entry {tomb.index}: {len(left)} bodies"
+                    f"{' and the subject key' if key_left else ''} are still stored",
+                    entry=tomb, bodies=left,
+                )
+            )  # fmt: skip
+    report = ctx.verification()
+    for problem in report.problems:
+        if problem.what == "body missing":
+            findings.append(
+                _finding(
+                    name, "high", "body-missing-without-tombstone",
+                    f"entry {problem.index}: its body is gone and no tombstone records an "
+                    "erasure",
+                    index=problem.index,
+                )
+            )  # fmt: skip
+    chain_ok = not [p for p in report.problems if p.what != "body missing"]
+    if tombstones and not chain_ok:
+        findings.append(
+            _finding(
+                name, "high", "chain-broken-after-erasure",
+                "the log does not verify after erasures (see trail_integrity)",
+            )
+        )  # fmt: skip
+    return _result(
+        name,
+        findings,
+        examined=len(tombstones),
+        summary=f"{len(tombstones)} erasures; the chain "
+        f"{'verifies' if chain_ok else 'does NOT verify'}; {_count(findings)} exceptions",
+        entries=[t.index for t in tombstones],
+    )
+
+
+# -- AI traceability ---------------------------------------------------------------------------
+
+
+def check_ai_traceability(ctx: CheckContext) -> CheckResult:
+    """Every AI-assisted commit links to a recorded session with its model and version."""
+    name = "ai_traceability"
+    population = ctx.population
+    if population is None:
+        return _no_git(name)
+    findings: list[Finding] = []
+    sessions: dict[str, list[Entry]] = {}
+    for entry in ctx.view.of("session.start", "gateway.exchange"):
+        if entry.event.session:
+            sessions.setdefault(entry.event.session, []).append(entry)
+    examined = 0
+    evidence: list[int] = []
+    seen: set[str] = set()
+    for change in ctx.changes():
+        decision_models = {d.session: d.model for d in change.decisions if d.session}
+        for member in change.members:
+            if member.sha in seen:
+                continue
+            seen.add(member.sha)
+            link = change.links.get(member.sha)
+            member_sessions = _member_sessions(change, member.sha, population)
+            if link is not None:
+                for decision in change.decisions:
+                    if decision.id in link.decisions and decision.session:
+                        member_sessions.append(decision.session)
+            member_sessions = list(dict.fromkeys(member_sessions))
+            models_only = [
+                d.model for d in change.decisions
+                if link is not None and d.id in link.decisions and d.model and not d.session
+            ]  # fmt: skip
+            if not member_sessions and not models_only:
+                continue  # no sign of AI assistance
+            examined += 1
+            when = format_ts(population.repo_time(member))
+            if not member_sessions:
+                findings.append(
+                    _finding(
+                        name, "medium", "no-session",
+                        f"{member.sha[:12]} was made with {models_only[0]} but links to no session",
+                        commit=member.sha, actor=str(member.author), ts=when,
+                    )
+                )  # fmt: skip
+                continue
+            for session in member_sessions:
+                recorded = sessions.get(session, [])
+                evidence.extend(e.index for e in recorded)
+                if not recorded:
+                    findings.append(
+                        _finding(
+                            name, "high", "session-unrecorded",
+                            f"{member.sha[:12]} names session {session}, which the ledger does "
+                            "not record",
+                            commit=member.sha, actor=str(member.author), ts=when, session=session,
+                        )
+                    )  # fmt: skip
+                    continue
+                model, version = _model_of(recorded, decision_models.get(session))
+                if model is None:
+                    findings.append(
+                        _finding(
+                            name, "medium", "model-unknown",
+                            f"{member.sha[:12]}: session {session} does not record its model",
+                            commit=member.sha, actor=str(member.author), ts=when, session=session,
+                        )
+                    )  # fmt: skip
+                elif version is None:
+                    findings.append(
+                        _finding(
+                            name, "low", "model-version-unknown",
+                            f"{member.sha[:12]}: session {session} records model {model} "
+                            "without a version",
+                            commit=member.sha, actor=str(member.author), ts=when,
+                            session=session, model=model,
+                        )
+                    )  # fmt: skip
+    return _result(
+        name,
+        findings,
+        examined=examined,
+        summary=f"{examined} AI-assisted commits; {_count(findings)} without a recorded "
+        "session, model and version",
+        entries=evidence,
+    )
+
+
+def _member_sessions(change: Change, sha: str, population: Population) -> list[str]:
+    found: list[str] = []
+    entry = change.link_entries.get(sha)
+    if entry is not None:
+        session = entry.event.session or entry.event.refs.get("session")
+        if isinstance(session, str):
+            found.append(session)
+    for member in change.members:
+        if member.sha == sha:
+            from flowloom.capture.git.trailers import Links
+
+            found.extend(Links.of(member.message, population.comment_char).sessions)
+    return found
+
+
+def _model_of(entries: list[Entry], fallback: str | None) -> tuple[str | None, str | None]:
+    model: str | None = None
+    version: str | None = None
+    for entry in entries:
+        refs = entry.event.refs
+        value = refs.get("model")
+        if isinstance(value, str) and value and model is None:
+            model = value
+        for key in ("model_version", "version"):
+            found = refs.get(key)
+            if isinstance(found, str) and found and version is None:
+                version = found
+    model = model or fallback
+    if model is not None and version is None and _VERSIONED.search(model):
+        version = model  # a pinned id such as claude-sonnet-4-5-20250929 names its version
+    return model, version
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _no_git(name: str) -> CheckResult:
+    spec = CHECKS[name]
+    return CheckResult(
+        check=name,
+        title=spec.title,
+        status="not_applicable",
+        summary="no git repository was given, so this check could not look at commits",
+        limits=spec.limits,
+    )
+
+
+def _count(findings: list[Finding]) -> int:
+    return sum(1 for f in findings if f.severity != "info")
+
+
+def _hours(window: Any) -> int:
+    return int(window.total_seconds() // 3600)
+
+
+def _text_ref(refs: Mapping[str, Any], key: str) -> str | None:
+    value = refs.get(key)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _signer_names(entry: Entry) -> set[str]:
+    names = names_of(entry.event.actor.id)
+    for key in ("printed_name", "email", "signer"):
+        value = entry.event.refs.get(key)
+        if isinstance(value, str) and value:
+            names |= names_of(value)
+    if entry.event.actor.name:
+        names |= names_of(entry.event.actor.name)
+    return names
+
+
+def run_check(spec: CheckSpec, ctx: CheckContext) -> CheckResult:
+    """Run one check; an unexpected FlowLoom error becomes status `error`, not a crash."""
+    try:
+        return spec.run(ctx)
+    except FlowLoomError as exc:
+        return CheckResult(
+            check=spec.id,
+            title=spec.title,
+            status="error",
+            summary=f"the check could not run: {exc}",
+            limits=spec.limits,
+        )
+
+
+CHECKS: Final[Mapping[str, CheckSpec]] = MappingProxyType(
+    {
+        spec.id: spec
+        for spec in (
+            CheckSpec(
+                "segregation_of_duties",
+                "Segregation of duties: independent approval bound to the merged tree",
+                check_segregation,
+                "Identities are compared by id, email, its local part and name; one person "
+                "using two accounts is not detected. A decision approval is bound to a tree when "
+                "it was given after a commit.link of that decision recorded the same tree, or "
+                "when a signature names tree:<id> or commit:<sha>.",
+                needs_git=True,
+            ),
+            CheckSpec(
+                "completeness",
+                "Completeness: commits in git equal commits linked in the ledger",
+                check_completeness,
+                "Force pushes are seen through the local reflog (absent on most bare server "
+                "repositories) and through commit.link events of commits the branch lost; a "
+                "rewrite of commits never linked and never in a reflog is invisible. A direct "
+                "push and a commit made with --no-verify look the same: an unlinked commit.",
+                needs_git=True,
+            ),
+            CheckSpec(
+                "tested_before_deploy",
+                "Tested before deploy: a passing CI verdict before the change reached the branch",
+                check_tested,
+                "Reads ci.result events (flowloom check --record) by the commit or tree they "
+                "name; other CI systems' results are not seen. When the change reached the branch "
+                "is known only from the reflog.",
+                needs_git=True,
+            ),
+            CheckSpec(
+                "override_approval",
+                "Emergency overrides approved afterwards within the policy window",
+                check_overrides,
+                "An approval is a signature over entry:<override index> by someone other than "
+                "the person who granted it; an approver named in a trailer is not an approval.",
+            ),
+            CheckSpec(
+                "trail_integrity",
+                "Trail integrity: full verification, checkpoints and anchors",
+                check_integrity,
+                "Verification uses the store's own checkpoints; a rollback of the whole "
+                "database is caught only against a checkpoint or anchor kept elsewhere. Anchors "
+                "are listed from checkpoint.anchor events; their tokens are verified by the "
+                "anchors module, not here.",
+            ),
+            CheckSpec(
+                "signature_manifestation",
+                "Signature manifestation and linking",
+                check_signatures,
+                "Content binding is recomputed for decision:<id> and entry:<n> subjects; other "
+                "subjects are checked by whoever holds the content. Re-authentication itself "
+                "happened on the server and is seen only as the recorded components.",
+            ),
+            CheckSpec(
+                "access_revocation",
+                "Access: no activity from disabled users or revoked keys",
+                check_access,
+                "Reads auth.user_disabled and auth.key_revoked events (project and instance "
+                "logs). Events recorded locally without the server carry no key id and are "
+                "matched by actor id only.",
+            ),
+            CheckSpec(
+                "retention",
+                "Retention respected and legal holds honoured",
+                check_retention,
+                "Judges erasures recorded by tombstones against the retention classes in force "
+                "when the report runs and the holds recorded by retention.set events.",
+            ),
+            CheckSpec(
+                "erasure",
+                "Erasures handled: tombstones, bodies gone, chain still verifies",
+                check_erasure,
+                "Only bodies are erased; envelopes (and so pseudonymous metadata) stay by design.",
+            ),
+            CheckSpec(
+                "ai_traceability",
+                "AI traceability: AI-assisted commits link to a session with model and version",
+                check_ai_traceability,
+                "A commit counts as AI-assisted when it, its commit.link or its decision names a "
+                "session or model. A model id containing a digit is taken as pinned (it names "
+                "its version); aliases such as 'sonnet' are reported as unversioned.",
+                needs_git=True,
+            ),
+        )
+    }
+)
+"""Every check by id, in report order."""

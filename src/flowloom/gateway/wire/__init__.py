@@ -1,0 +1,1 @@
+"""Wire formats: SSE framing, and for each provider format the few fields the gateway reads."""

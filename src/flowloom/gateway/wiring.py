@@ -1,0 +1,110 @@
+"""Wiring one gateway: ledger store, router, access, recorder and telemetry, built once.
+
+Kept apart from the app so that importing the ASGI pipeline does not import SQLAlchemy,
+the router's configuration loader or OpenTelemetry; `build()` imports what it uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flowloom.errors import ConfigError
+from flowloom.gateway.app import Gateway, GatewaySettings
+from flowloom.gateway.ports import AccessPort, OpenAccess, RouterPort, SingleProviderRouter
+from flowloom.gateway.providers.interface import ProviderConfig
+from flowloom.gateway.recorder import Recorder
+
+if TYPE_CHECKING:
+    from flowloom.gateway.recorder import ObserveHook
+
+__all__ = ["build"]
+
+
+def build(
+    *,
+    database: str,
+    config_path: Path | None,
+    record: str,
+    spool_path: Path | None,
+    project: str,
+    home: Path | None,
+    settings: GatewaySettings | None,
+    provider: ProviderConfig | None,
+    access_database: str | None,
+    telemetry: bool,
+) -> Gateway:
+    from flowloom.config import DEFAULT_MAX_BODY_BYTES
+    from flowloom.ledger.keys import KeyStore
+    from flowloom.server.state import LedgerRegistry
+    from flowloom.services import open_store
+
+    if record not in ("fail_closed", "spool"):
+        raise ConfigError(f"unknown recording policy {record!r}", hint="use fail_closed or spool")
+    settings = settings or GatewaySettings(default_project=project)
+    home = home or Path.home() / ".local" / "share" / "flowloom"
+    closers: list[Any] = []
+    store = open_store(database)
+    closers.append(store.close)
+    try:
+        keys = KeyStore(home)
+        ledgers = LedgerRegistry(
+            store,
+            keys,
+            origin=lambda name: f"flowloom.local/{name}",
+            max_body_bytes=DEFAULT_MAX_BODY_BYTES,
+        )
+        closers.append(ledgers.close)
+        router: RouterPort
+        if config_path is not None:
+            from flowloom.gateway.routing import Router
+
+            router = Router(config_path)
+        elif provider is not None:
+            router = SingleProviderRouter(provider)
+        else:
+            raise ConfigError(
+                "the gateway has no routing configuration",
+                hint="pass --config gateway.toml (see docs/gateway-routing.md)",
+            )
+        access: AccessPort
+        if access_database == "none":
+            access = OpenAccess()
+        else:
+            from flowloom.gateway.access import Access
+
+            real = Access(
+                access_database or database,
+                master_key_loader=keys.master_key,
+                audit=ledgers.audit,
+            )
+            closers.append(real.close)
+            access = real
+        observe: ObserveHook | None = None
+        if telemetry:
+            from flowloom.gateway.otel import Telemetry
+
+            observe = Telemetry().observe
+        if spool_path is None and record == "spool":
+            spool_path = home / "gateway-spool.jsonl"
+        recorder = Recorder(
+            ledgers.get,
+            default_project=settings.default_project,
+            mode="spool" if record == "spool" else "fail_closed",
+            spool_path=spool_path,
+            max_body_bytes=DEFAULT_MAX_BODY_BYTES,
+            observe=observe,
+        )
+        gateway = Gateway(
+            router=router,
+            access=access,
+            recorder=recorder,
+            settings=settings,
+            closers=closers,
+        )
+        recorder.settle = gateway.settle
+        return gateway
+    except BaseException:
+        for close in reversed(closers):
+            close()
+        raise

@@ -1,0 +1,12 @@
+"""The FlowLoom team server: the HTTP API over the ledger, the directory and signatures.
+
+`create_app(server)` assembles the FastAPI application from a `ServerState`, which
+`flowloom.services.build_server(settings)` wires; `flowloom serve` runs it under uvicorn.
+"""
+
+from __future__ import annotations
+
+__all__ = ["INSTANCE_PROJECT"]
+
+INSTANCE_PROJECT = "flowloom-instance"
+"""The reserved project whose ledger holds instance-wide security events."""

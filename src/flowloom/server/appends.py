@@ -1,0 +1,206 @@
+"""Appending through the API: client events become sealed ledger entries.
+
+The server decides what the client may not: the project (from the path) and the actor
+(from the principal; a service account may name another actor, and is then kept as
+``refs.submitted_by``). Bodies are redacted before they are sealed. A batch is prepared
+whole first (all or nothing) and written in one writer call, so it is one transaction.
+Client ``event_id`` keys make retries safe: a repeat returns the first index.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flowloom.auth.principals import Principal
+from flowloom.capture.redaction import Redactor
+from flowloom.errors import InputError
+from flowloom.ledger import merkle
+from flowloom.ledger.event import Event, validate_kind
+from flowloom.ledger.log import Ledger
+from flowloom.server.idempotency import IdempotencyBook
+from flowloom.server.models import EventIn
+from flowloom.store.interface import PendingEntry
+
+__all__ = ["Appended", "append_events"]
+
+
+@dataclass(frozen=True)
+class Appended:
+    """What one submitted event became: its index and leaf hash, or an earlier one's."""
+
+    index: int
+    leaf_hash: str
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    entry: PendingEntry
+    actor: dict[str, Any]
+    kind: str
+    redactions: dict[str, int]
+
+
+def _where(position: int | None) -> str:
+    return "" if position is None else f"events[{position}]: "
+
+
+def _body_bytes(event: EventIn, redactor: Redactor, position: int | None) -> bytes | None:
+    if event.body is not None and event.body_b64 is not None:
+        raise InputError(f"{_where(position)}give either body or body_b64, not both")
+    if event.body is not None:
+        return _utf8(redactor.text(event.body), position)
+    if event.body_b64 is not None:
+        try:
+            raw = base64.b64decode(event.body_b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise InputError(
+                f"{_where(position)}body_b64 is not valid base64",
+                hint="use standard base64 (A-Z a-z 0-9 + /, = padding)",
+            ) from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw  # binary content: nothing textual to redact
+        return _utf8(redactor.text(text), position)
+    return None
+
+
+def _utf8(text: str, position: int | None) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, sent as a JSON \ud800 escape
+        raise InputError(
+            f"{_where(position)}body is not valid Unicode (it holds a lone surrogate)",
+            hint="send text as UTF-8, or binary content as body_b64",
+        ) from None
+
+
+def _prepare(
+    ledger: Ledger, event: EventIn, principal: Principal, position: int | None
+) -> _Prepared:
+    try:
+        validate_kind(event.kind)
+        redactor = Redactor()
+        body = _body_bytes(event, redactor, position)
+        refs: dict[str, Any] = dict(event.refs or {})
+        actor = principal.actor()
+        if event.actor is not None:
+            claimed = event.actor.model_dump(exclude_none=True)
+            if principal.kind == "service":
+                refs["submitted_by"] = actor
+                actor = claimed
+            else:
+                # A person records as themselves; what the client claimed is kept.
+                refs["reported_actor"] = claimed
+        meta: dict[str, Any] = {"actor": actor}
+        if event.session is not None:
+            meta["session"] = event.session
+        if event.git is not None:
+            meta["git"] = event.git.model_dump(exclude_none=True)
+        if event.subject is not None:
+            meta["subject"] = event.subject
+        if refs:
+            meta["refs"] = refs
+        prepared = ledger.prepare(event.kind, body=body, meta=meta, data_subject=event.data_subject)
+        entry = prepared.entry
+        if event.ts is not None:
+            # The client's clock: rebuild the envelope with it (validated strictly).
+            envelope = prepared.event.to_json()
+            envelope["ts"] = event.ts
+            canonical = Event.from_json(envelope).canonical()
+            entry = PendingEntry(
+                envelope=canonical,
+                leaf_hash=merkle.leaf_hash(canonical),
+                kind=entry.kind,
+                body=entry.body,
+            )
+    except InputError as exc:
+        if position is None or exc.message.startswith("events["):
+            raise
+        raise type(exc)(f"{_where(position)}{exc.message}", hint=exc.hint) from exc
+    return _Prepared(entry, actor, event.kind, dict(redactor.counts))
+
+
+def append_events(
+    ledger: Ledger,
+    events: Sequence[EventIn],
+    principal: Principal,
+    idempotency: IdempotencyBook,
+    *,
+    batch: bool,
+) -> list[Appended]:
+    """Append `events` (all or nothing) and return one Appended per event, in order."""
+    ids = [e.event_id for e in events if e.event_id is not None]
+    claim = idempotency.claim(ledger.log, ids)
+    results: list[Appended | None] = [None] * len(events)
+    fresh: list[tuple[int, _Prepared]] = []
+    first_position: dict[str, int] = {}
+    try:
+        for position, event in enumerate(events):
+            if event.event_id is not None:
+                if event.event_id in claim.done:
+                    index, leaf = claim.done[event.event_id]
+                    results[position] = Appended(index, leaf, True)
+                    continue
+                if event.event_id in first_position:
+                    continue  # the same id twice in one batch: the first one's answer
+                first_position[event.event_id] = position
+            where = position if batch else None
+            fresh.append((position, _prepare(ledger, event, principal, where)))
+        entries = [p.entry for _, p in fresh]
+        if len(entries) == 1:
+            acks = [ledger.writer.append(entries[0])]  # group commit with other requests
+        else:
+            acks = ledger.writer.append_many(entries)  # one transaction for the batch
+    except BaseException:
+        idempotency.release(ledger.log, claim.claimed)
+        raise
+    settled: list[tuple[str, int, str]] = []
+    for (position, _), ack in zip(fresh, acks, strict=True):
+        results[position] = Appended(ack.index, ack.leaf_hash.hex(), False)
+        event_id = events[position].event_id
+        if event_id is not None:
+            settled.append((event_id, ack.index, ack.leaf_hash.hex()))
+    idempotency.settle(ledger.log, settled)
+    for position, event in enumerate(events):
+        if results[position] is None and event.event_id is not None:
+            first = results[first_position[event.event_id]]
+            assert first is not None
+            results[position] = Appended(first.index, first.leaf_hash, True)
+    _record_redactions(ledger, fresh, acks_indices=[a.index for a in acks])
+    done = [r for r in results if r is not None]
+    assert len(done) == len(events)
+    return done
+
+
+def _record_redactions(
+    ledger: Ledger, fresh: Sequence[tuple[int, _Prepared]], *, acks_indices: Sequence[int]
+) -> None:
+    """One redaction.apply event per event whose body had secrets (counts, never secrets)."""
+    entries: list[PendingEntry] = []
+    for (_, prepared), index in zip(fresh, acks_indices, strict=True):
+        if not prepared.redactions:
+            continue
+        counts = prepared.redactions
+        entries.append(
+            ledger.prepare(
+                "redaction.apply",
+                meta={
+                    "actor": prepared.actor,
+                    "subject": prepared.kind,
+                    "refs": {
+                        "entry": index,
+                        "kind": prepared.kind,
+                        "counts": counts,
+                        "total": sum(counts.values()),
+                    },
+                },
+            ).entry
+        )
+    if entries:
+        ledger.writer.append_many(entries)

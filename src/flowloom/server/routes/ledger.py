@@ -1,0 +1,275 @@
+"""Ledger routes: append (one or a batch), read, checkpoints, proofs, bundles.
+
+Every route is under /api/v1/projects/{project}/ledger and passes `authorize()`:
+ledger.append to write, ledger.checkpoint to sign, ledger.read for everything else.
+Text formats are the interoperable ones: C2SP signed notes, tlog-proof receipts, the
+tlog-witness consistency shape, and a tar of the tlog-tiles export bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import FileResponse, PlainTextResponse, Response
+from starlette.background import BackgroundTask
+
+from flowloom.auth.principals import Principal
+from flowloom.errors import InputError, NotFoundError
+from flowloom.ledger import merkle
+from flowloom.ledger.log import Ledger, consistency_text
+from flowloom.server.appends import append_events
+from flowloom.server.deps import authorize, get_server
+from flowloom.server.errors import ERROR_RESPONSES, RequestTooLargeError
+from flowloom.server.models import (
+    MAX_INDEX,
+    AppendAck,
+    BatchAck,
+    BatchIn,
+    EntriesOut,
+    EntryOut,
+    EventIn,
+)
+from flowloom.server.routes import API_PREFIX
+from flowloom.server.state import ServerState
+from flowloom.store.interface import StoredEntry
+
+__all__ = ["entry_out", "router"]
+
+router = APIRouter(
+    prefix=API_PREFIX + "/projects/{project}/ledger", tags=["ledger"], responses=ERROR_RESPONSES
+)
+
+_TEXT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}}
+}
+_PAGE_MAX = 1000
+
+
+def entry_out(entry: StoredEntry) -> EntryOut:
+    return EntryOut(
+        index=entry.index,
+        kind=entry.kind,
+        envelope=json.loads(entry.envelope),
+        leaf_hash=merkle.leaf_hash(entry.envelope).hex(),
+    )
+
+
+def _ledger(server: ServerState, project: str) -> Ledger:
+    return server.ledger(project)
+
+
+@router.post("/entries", status_code=201, response_model=AppendAck, summary="Append one event")
+def append_one(
+    project: str,
+    event: EventIn,
+    principal: Annotated[Principal, Depends(authorize("ledger.append"))],
+    server: Annotated[ServerState, Depends(get_server)],
+) -> AppendAck:
+    ledger = _ledger(server, project)
+    [done] = append_events(ledger, [event], principal, server.idempotency, batch=False)
+    server.metrics.appends.labels("entries").inc(0 if done.duplicate else 1)
+    return AppendAck(index=done.index, leaf_hash=done.leaf_hash, duplicate=done.duplicate)
+
+
+@router.post(
+    "/batch",
+    status_code=201,
+    response_model=BatchAck,
+    summary="Append up to 1000 events in one transaction",
+)
+def append_batch(
+    project: str,
+    batch: BatchIn,
+    principal: Annotated[Principal, Depends(authorize("ledger.append"))],
+    server: Annotated[ServerState, Depends(get_server)],
+) -> BatchAck:
+    limit = server.settings.max_batch_events
+    if len(batch.events) > limit:
+        raise RequestTooLargeError(
+            f"a batch holds at most {limit} events, this one has {len(batch.events)}",
+            hint="split it into several batches",
+        )
+    ledger = _ledger(server, project)
+    done = append_events(ledger, batch.events, principal, server.idempotency, batch=True)
+    server.metrics.appends.labels("batch").inc(sum(1 for d in done if not d.duplicate))
+    return BatchAck(
+        indices=[d.index for d in done],
+        leaf_hashes=[d.leaf_hash for d in done],
+        duplicates=[d.duplicate for d in done],
+    )
+
+
+@router.get("/entries", response_model=EntriesOut, summary="Read entries, a page at a time")
+def list_entries(
+    project: str,
+    principal: Annotated[Principal, Depends(authorize("ledger.read"))],
+    server: Annotated[ServerState, Depends(get_server)],
+    start: int = Query(0, ge=0, le=MAX_INDEX),
+    limit: int = Query(100, ge=1, le=_PAGE_MAX),
+    kind: str | None = Query(None, min_length=1, max_length=200),
+) -> EntriesOut:
+    ledger = _ledger(server, project)
+    size = ledger.size()
+    if kind is None:
+        end = min(size, start + limit)
+        rows = list(ledger.store.entries(project, start, end)) if start < end else []
+        following = end if end < size else None
+    else:
+        rows = []
+        following = None
+        for entry in ledger.store.entries(project, start, size, kind):
+            if len(rows) == limit:
+                following = entry.index
+                break
+            rows.append(entry)
+    return EntriesOut(entries=[entry_out(e) for e in rows], size=size, next=following)
+
+
+@router.get("/entries/{index}", response_model=EntryOut, summary="Read one entry")
+def get_entry(
+    project: str,
+    index: int,
+    principal: Annotated[Principal, Depends(authorize("ledger.read"))],
+    server: Annotated[ServerState, Depends(get_server)],
+) -> EntryOut:
+    return entry_out(_ledger(server, project).entry(_index(index)))
+
+
+@router.get(
+    "/entries/{index}/body",
+    response_class=Response,
+    summary="Read an entry's body (decrypted)",
+    responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}},
+)
+def get_body(
+    project: str,
+    index: int,
+    principal: Annotated[Principal, Depends(authorize("ledger.read"))],
+    server: Annotated[ServerState, Depends(get_server)],
+) -> Response:
+    ledger = _ledger(server, project)
+    entry = ledger.entry(_index(index))
+    digest = json.loads(entry.envelope).get("body")
+    if not isinstance(digest, str):
+        raise NotFoundError(f"entry {index} has no body")
+    content = ledger.read_body(digest)
+    if content is None:
+        raise NotFoundError(f"the body of entry {index} was erased or is not stored here")
+    return Response(content, media_type="application/octet-stream")
+
+
+@router.get(
+    "/checkpoint",
+    response_class=PlainTextResponse,
+    responses=_TEXT,
+    summary="The latest signed checkpoint (signed now if the log grew)",
+)
+def get_checkpoint(
+    project: str,
+    principal: Annotated[Principal, Depends(authorize("ledger.read"))],
+    server: Annotated[ServerState, Depends(get_server)],
+) -> PlainTextResponse:
+    return PlainTextResponse(_ledger(server, project).checkpoint_at(None).note)
+
+
+@router.post(
+    "/checkpoint",
+    response_class=PlainTextResponse,
+    responses=_TEXT,
+    summary="Sign a checkpoint over the durable log now",
+)
+def sign_checkpoint(
+    project: str,
+    principal: Annotated[Principal, Depends(authorize("ledger.checkpoint"))],
+    server: Annotated[ServerState, Depends(get_server)],
+) -> PlainTextResponse:
+    return PlainTextResponse(_ledger(server, project).checkpoint().note)
+
+
+@router.get(
+    "/vkey", response_class=PlainTextResponse, responses=_TEXT, summary="The log's verifier key"
+)
+def get_vkey(
+    project: str,
+    principal: Annotated[Principal, Depends(authorize("ledger.read"))],
+    server: Annotated[ServerState, Depends(get_server)],
+) -> PlainTextResponse:
+    return PlainTextResponse(_ledger(server, project).verifier.vkey + "\n")
+
+
+@router.get(
+    "/proof/inclusion",
+    response_class=PlainTextResponse,
+    responses=_TEXT,
+    summary="A C2SP tlog-proof receipt for one entry",
+)
+def inclusion_proof(
+    project: str,
+    principal: Annotated[Principal, Depends(authorize("ledger.read"))],
+    server: Annotated[ServerState, Depends(get_server)],
+    index: int = Query(ge=0, le=MAX_INDEX),
+    size: int | None = Query(None, ge=1, le=MAX_INDEX),
+) -> PlainTextResponse:
+    return PlainTextResponse(_ledger(server, project).prove(index, size).text())
+
+
+@router.get(
+    "/proof/consistency",
+    response_class=PlainTextResponse,
+    responses=_TEXT,
+    summary="A consistency proof between two tree sizes (tlog-witness shape)",
+)
+def consistency_proof(
+    project: str,
+    principal: Annotated[Principal, Depends(authorize("ledger.read"))],
+    server: Annotated[ServerState, Depends(get_server)],
+    old: int = Query(ge=0, le=MAX_INDEX),
+    new: int | None = Query(None, ge=1, le=MAX_INDEX),
+) -> PlainTextResponse:
+    target, proof = _ledger(server, project).consistency(old, new)
+    return PlainTextResponse(consistency_text(old, proof, target.note))
+
+
+@router.get(
+    "/bundle",
+    response_class=FileResponse,
+    summary="The whole log as a tar of the tlog-tiles export bundle",
+    responses={200: {"content": {"application/x-tar": {"schema": {"type": "string"}}}}},
+)
+def get_bundle(
+    project: str,
+    principal: Annotated[Principal, Depends(authorize("ledger.read"))],
+    server: Annotated[ServerState, Depends(get_server)],
+) -> FileResponse:
+    from flowloom.ledger.bundle import export_bundle
+
+    ledger = _ledger(server, project)
+    work = Path(tempfile.mkdtemp(prefix="flowloom-bundle-"))
+    try:
+        export_bundle(ledger, work / "bundle", withhold_subject_bodies=False)
+        archive = work / f"{project}.tar"
+        with tarfile.open(archive, "w") as tar:
+            tar.add(work / "bundle", arcname=project)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return FileResponse(
+        archive,
+        media_type="application/x-tar",
+        filename=f"{project}-bundle.tar",
+        background=BackgroundTask(shutil.rmtree, work, ignore_errors=True),
+    )
+
+
+def _index(index: int) -> int:
+    if index < 0:
+        raise InputError("the index must not be negative")
+    if index > MAX_INDEX:
+        raise InputError(f"the index must be at most {MAX_INDEX}")
+    return index

@@ -1,0 +1,186 @@
+"""Server settings: where the database and keys are, the public URL, request limits.
+
+Layering (later wins): built-in defaults < the ``[server]`` table of the user config
+file (~/.config/flowloom/config.toml) < environment ``FLOWLOOM_SERVER_*`` < command-line
+options of ``flowloom serve``. The database and home default to the CLI's settings, so
+a first ``flowloom serve`` needs no configuration at all.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flowloom.config import DEFAULT_MAX_BODY_BYTES, load_settings
+from flowloom.errors import ConfigError
+
+__all__ = ["ServerSettings", "load_server_settings"]
+
+DEFAULT_PORT = 8470
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything the server process needs before it opens the database."""
+
+    database: str
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    public_url: str = ""
+    """The URL clients use; it names every project's log (origin = host/path/project)."""
+    max_request_bytes: int = 32 * 1024 * 1024
+    max_batch_events: int = 1000
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    batch_max_entries: int = 2000
+    cookie_secure: bool | None = None
+    """Mark the session cookie Secure; None: only when public_url is https."""
+    repositories: Mapping[str, Path] = field(default_factory=dict)
+    """[server.repositories]: project → path of a clone the server may read, for the
+    git-based compliance checks and signatures over trees and commits; usually empty."""
+    oidc: Mapping[str, Any] | None = None
+    """The [server.oidc] table with FLOWLOOM_SERVER_OIDC_* applied, validated when the
+    server is built (flowloom.auth.oidc.OidcSettings); None: single sign-on is off."""
+
+    def __post_init__(self) -> None:
+        if not self.public_url:
+            object.__setattr__(self, "public_url", f"http://{self.host}:{self.port}")
+        parts = urlsplit(self.public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                f"public_url {self.public_url!r} is not an http(s) URL",
+                hint="use the address clients reach, e.g. https://flowloom.example.com",
+            )
+        for name in ("port", "max_request_bytes", "max_batch_events", "max_body_bytes"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"server setting {name} must not be negative")
+
+    @property
+    def origin_prefix(self) -> str:
+        """The public URL without its scheme: logs are named '<prefix>/<project>'."""
+        parts = urlsplit(self.public_url)
+        return (parts.netloc + parts.path).rstrip("/")
+
+    def origin(self, project: str) -> str:
+        return f"{self.origin_prefix}/{project}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return urlsplit(self.public_url).scheme == "https"
+
+    def with_overrides(self, **changes: Any) -> ServerSettings:
+        """A copy with the given fields replaced; None means 'not given'."""
+        clean = {k: v for k, v in changes.items() if v is not None}
+        derived = self.public_url == f"http://{self.host}:{self.port}"
+        if ("host" in clean or "port" in clean) and "public_url" not in clean and derived:
+            clean["public_url"] = ""  # derived again from the new host/port
+        return replace(self, **clean)
+
+
+_ENV_PREFIX = "FLOWLOOM_SERVER_"
+
+
+def _coerce(name: str, value: object, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"server setting {name} must be true or false, got {value!r}")
+    if kind is int:
+        try:
+            return int(str(value))
+        except ValueError:
+            raise ConfigError(f"server setting {name} must be an integer, got {value!r}") from None
+    if kind is Path:
+        return Path(str(value))
+    return str(value)
+
+
+_KINDS: dict[str, type] = {
+    "database": str,
+    "home": Path,
+    "host": str,
+    "port": int,
+    "public_url": str,
+    "max_request_bytes": int,
+    "max_batch_events": int,
+    "max_body_bytes": int,
+    "batch_max_entries": int,
+    "cookie_secure": bool,
+}
+
+
+_SUBTABLES = frozenset({"oidc", "repositories"})
+# The client's keys share the [server] table (docs/sync.md); the server ignores them.
+_CLIENT_KEYS = frozenset({"url", "api_key_file", "vkey"})
+"""Tables inside [server] that their own modules validate."""
+
+
+def _server_table(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    table = data.get("server", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [server] must be a table")
+    unknown = sorted(set(table) - set(_KINDS) - _SUBTABLES - _CLIENT_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown [server] setting(s): {', '.join(unknown)}",
+            hint=f"known: {', '.join(_KINDS)}",
+        )
+    return table
+
+
+def _repositories(table: object) -> dict[str, Path]:
+    if table is None:
+        return {}
+    if not isinstance(table, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in table.items()
+    ):
+        raise ConfigError(
+            "[server.repositories] must map project names to repository paths",
+            hint='e.g. acme = "/srv/git/acme.git"',
+        )
+    return {project: Path(path) for project, path in table.items()}
+
+
+def load_server_settings(
+    cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> ServerSettings:
+    """Settings for `flowloom serve` before command-line options are applied."""
+    env = os.environ if env is None else env
+    base = load_settings(cwd, env)
+    values: dict[str, Any] = {"database": base.database, "home": base.home}
+    values["max_body_bytes"] = base.max_body_bytes
+    user_home = Path(env.get("HOME", str(Path.home())))
+    xdg_config = Path(env.get("XDG_CONFIG_HOME") or user_home / ".config")
+    table = _server_table(xdg_config / "flowloom" / "config.toml")
+    oidc_table = table.pop("oidc", None)
+    values["repositories"] = _repositories(table.pop("repositories", None))
+    values.update(table)
+    for name in _KINDS:
+        raw = env.get(_ENV_PREFIX + name.upper())
+        if raw:
+            values[name] = raw
+    known = {f.name for f in fields(ServerSettings)}
+    typed = {k: _coerce(k, v, _KINDS[k]) for k, v in values.items() if k in known and k in _KINDS}
+    typed["repositories"] = values["repositories"]
+    from flowloom.auth.oidc import oidc_config  # validated later, once public_url is final
+
+    return ServerSettings(**typed, oidc=oidc_config(oidc_table, env))

@@ -1,0 +1,164 @@
+"""Administration pages: members and roles of a project, one's API keys, users.
+
+Each action checks the same permissions as the API (project.admin to grant and revoke
+roles, key.self / key.admin for keys, instance.admin for users) through `authorize()`,
+so a hidden button is never the only protection. A new API key's secret is shown once,
+on the page that answers its creation (not cached, never shown again).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from flowloom.auth.permissions import PERMISSION_DESCRIPTIONS, ROLE_DESCRIPTIONS, ROLE_PERMISSIONS
+from flowloom.auth.principals import Principal
+from flowloom.auth.signatures import SigningPolicy
+from flowloom.server.deps import authorize, authorize_anywhere, get_server, require
+from flowloom.server.state import ServerState
+from flowloom.server.web.session import WEB_PREFIX, WebRoute, base_context, html
+from flowloom.server.web.state import WebState, web_state
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=WEB_PREFIX, route_class=WebRoute, include_in_schema=False)
+
+Server = Annotated[ServerState, Depends(get_server)]
+Web = Annotated[WebState, Depends(web_state)]
+RoleName = Annotated[str, Path(pattern="^(owner|admin|approver|developer|auditor|service)$")]
+
+
+@router.get("/projects/{project}/members", response_class=HTMLResponse)
+def members_page(
+    project: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(authorize("project.read"))],
+    server: Server,
+    web: Web,
+) -> Response:
+    context = base_context(
+        request,
+        principal,
+        project=project,
+        title=f"{project} — members",
+        nav="members",
+        members=server.directory.members(project),
+        roles=tuple(ROLE_PERMISSIONS),
+        role_descriptions=ROLE_DESCRIPTIONS,
+    )
+    return html(web.render("web/members.html", context))
+
+
+@router.post("/projects/{project}/members")
+def grant_role(
+    project: str,
+    principal: Annotated[Principal, Depends(authorize("project.admin"))],
+    server: Server,
+    email: Annotated[str, Form(min_length=3, max_length=320)],
+    role: Annotated[str, Form(pattern="^(owner|admin|approver|developer|auditor|service)$")],
+) -> Response:
+    user = server.directory.user_by_email(email)
+    server.directory.grant(user.id, project, role, by=principal)
+    return RedirectResponse(f"{WEB_PREFIX}/projects/{project}/members", status_code=303)
+
+
+@router.post("/projects/{project}/members/{user_id}/{role}/revoke")
+def revoke_role(
+    project: str,
+    user_id: Annotated[str, Path(max_length=200)],
+    role: RoleName,
+    principal: Annotated[Principal, Depends(authorize("project.admin"))],
+    server: Server,
+) -> Response:
+    server.directory.revoke(user_id, project, role, by=principal)
+    return RedirectResponse(f"{WEB_PREFIX}/projects/{project}/members", status_code=303)
+
+
+def _keys_page(
+    request: Request, principal: Principal, server: ServerState, web: WebState, secret: str | None
+) -> str:
+    now = datetime.now(UTC)
+    keys = server.directory.list_keys(principal.user_id)
+    context = base_context(
+        request,
+        principal,
+        title="Your API keys",
+        nav="keys",
+        keys=[(k, k.active(now)) for k in keys],
+        secret=secret,
+    )
+    return web.render("web/keys.html", context)
+
+
+@router.get("/keys", response_class=HTMLResponse)
+def keys_page(
+    request: Request,
+    principal: Annotated[Principal, Depends(authorize_anywhere("key.self"))],
+    server: Server,
+    web: Web,
+) -> Response:
+    return html(_keys_page(request, principal, server, web, None))
+
+
+@router.post("/keys", response_class=HTMLResponse)
+def create_key(
+    request: Request,
+    principal: Annotated[Principal, Depends(authorize_anywhere("key.self"))],
+    server: Server,
+    web: Web,
+    name: Annotated[str, Form(min_length=1, max_length=100)],
+) -> Response:
+    _, secret = server.directory.create_key(principal.user_id, name=name, by=principal)
+    return html(_keys_page(request, principal, server, web, secret), 201)
+
+
+@router.post("/keys/{key_id}/revoke")
+def revoke_key(
+    key_id: Annotated[str, Path(max_length=200)],
+    principal: Annotated[Principal, Depends(authorize_anywhere("key.self"))],
+    server: Server,
+) -> Response:
+    existing = server.directory.get_key(key_id)
+    require(server, principal, owner_id=existing.user_id)
+    server.directory.revoke_key(key_id, by=principal)
+    return RedirectResponse(f"{WEB_PREFIX}/keys", status_code=303)
+
+
+@router.get("/admin", response_class=HTMLResponse)
+def admin_page(
+    request: Request,
+    principal: Annotated[Principal, Depends(authorize("instance.admin"))],
+    server: Server,
+    web: Web,
+) -> Response:
+    users = server.directory.list_users()
+    policy = SigningPolicy()
+    context = base_context(
+        request,
+        principal,
+        title="Administration",
+        nav="admin",
+        users=[(u, server.directory.grants_of(u.id)) for u in users],
+        roles=tuple(ROLE_PERMISSIONS),
+        role_permissions=ROLE_PERMISSIONS,
+        permissions=PERMISSION_DESCRIPTIONS,
+        policy=policy,
+        oidc=server.oidc is not None,
+        settings=server.settings,
+    )
+    return html(web.render("web/admin.html", context))
+
+
+@router.post("/admin/users")
+def create_user(
+    principal: Annotated[Principal, Depends(authorize("instance.admin"))],
+    server: Server,
+    email: Annotated[str, Form(min_length=3, max_length=320)],
+    name: Annotated[str, Form(min_length=1, max_length=200)],
+    password: Annotated[str | None, Form(max_length=1024)] = None,
+) -> Response:
+    server.directory.create_user(email, name, password=password or None, by=principal)
+    return RedirectResponse(f"{WEB_PREFIX}/admin", status_code=303)

@@ -1,0 +1,193 @@
+"""The compliance dashboard: each framework's controls over a period, exceptions, reports.
+
+Assessments come from `flowloom.compliance.assess.assess` over the project's ledger and
+no repository (the server holds no work tree, so checks that need git report their
+controls as not applicable; run ``flowloom report`` in a clone for those). An
+assessment reads the whole log, so it is cached per (framework, period, log size): a
+dashboard is computed once per growth of the log, not per request. Reports are written
+by the renderers of `flowloom.compliance.reports.RENDERERS` and downloaded. As in the
+API's report routes, all of this needs audit.read (owners, admins, auditors).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from starlette.background import BackgroundTask
+
+from flowloom.auth.principals import Principal
+from flowloom.compliance.assess import assess, parse_period
+from flowloom.compliance.catalog import load_catalog
+from flowloom.compliance.model import Assessment
+from flowloom.errors import InputError
+from flowloom.server.deps import authorize, get_server
+from flowloom.server.state import ServerState
+from flowloom.server.web.charts import bar_chart
+from flowloom.server.web.session import WEB_PREFIX, WebRoute, base_context, html
+from flowloom.server.web.state import WebState, web_state
+
+__all__ = ["REPORT_FORMATS", "router"]
+
+router = APIRouter(
+    prefix=WEB_PREFIX + "/projects/{project}/compliance",
+    route_class=WebRoute,
+    include_in_schema=False,
+)
+
+Server = Annotated[ServerState, Depends(get_server)]
+Web = Annotated[WebState, Depends(web_state)]
+Reader = Annotated[Principal, Depends(authorize("audit.read"))]
+
+REPORT_FORMATS: dict[str, tuple[str, str, str]] = {
+    "html": ("HTML report", "html", "text/html"),
+    "pdf": ("PDF report", "pdf", "application/pdf"),
+    "json": ("JSON assessment", "json", "application/json"),
+    "csv": ("Changes (CSV)", "csv", "text/csv"),
+    "exceptions-csv": ("Exceptions (CSV)", "csv", "text/csv"),
+    "audit-trail-csv": ("Audit trail (CSV)", "csv", "text/csv"),
+    "controls-csv": ("Controls (CSV)", "csv", "text/csv"),
+    "zip": ("Evidence pack (ZIP, with the ledger bundle)", "zip", "application/zip"),
+}
+"""Format → (label, file extension, media type) offered for download."""
+_STATUS_ORDER = ("flag", "error", "pass", "manual", "not_applicable")
+
+
+def _period(start: str | None, end: str | None) -> tuple[str, str]:
+    today = datetime.now(UTC).date()
+    return (start or (today - timedelta(days=90)).isoformat(), end or today.isoformat())
+
+
+def _assessment(
+    server: ServerState, web: WebState, project: str, framework: str, start: str, end: str
+) -> Assessment:
+    ledger = server.ledger(project)
+    period = parse_period(start, end)
+    key = ("assessment", project, framework, start, end, ledger.size())
+    return web.assessments.get(
+        key, lambda: assess(ledger, framework=framework, period=period, repository="")
+    )
+
+
+@router.get("", response_class=HTMLResponse)
+def dashboard(
+    project: str,
+    request: Request,
+    principal: Reader,
+    server: Server,
+    web: Web,
+    start: str | None = Query(None, alias="from", max_length=40),
+    end: str | None = Query(None, alias="to", max_length=40),
+) -> Response:
+    start, end = _period(start, end)
+    parse_period(start, end)
+    frameworks = []
+    size = server.ledger(project).size()
+    for name, spec in sorted(load_catalog().items()):
+        cached = web.assessments.peek(("assessment", project, name, start, end, size))
+        counts = Counter(c.status for c in cached.controls) if cached is not None else None
+        frameworks.append(
+            {"name": name, "title": spec.title, "controls": len(spec.controls), "counts": counts}
+        )
+    context = base_context(
+        request,
+        principal,
+        project=project,
+        title=f"{project} — compliance",
+        nav="compliance",
+        frameworks=frameworks,
+        start=start,
+        end=end,
+    )
+    return html(web.render("web/compliance.html", context))
+
+
+@router.get("/{framework}", response_class=HTMLResponse)
+def framework_page(
+    project: str,
+    framework: str,
+    request: Request,
+    principal: Reader,
+    server: Server,
+    web: Web,
+    start: str | None = Query(None, alias="from", max_length=40),
+    end: str | None = Query(None, alias="to", max_length=40),
+    check: str | None = Query(None, max_length=100),
+) -> Response:
+    start, end = _period(start, end)
+    assessment = _assessment(server, web, project, framework, start, end)
+    counts: Counter[str] = Counter(c.status for c in assessment.controls)
+    chart = bar_chart(
+        "controls-by-status",
+        "Controls by status",
+        [(s.replace("_", " "), float(counts.get(s, 0))) for s in _STATUS_ORDER],
+        limit=0,
+    )
+    selected = None
+    if check:
+        selected = next((r for r in assessment.checks if r.check == check), None)
+        if selected is None:
+            raise InputError(f"no check {check!r} ran in this assessment")
+    results = {r.check: r for r in assessment.checks}
+    context = base_context(
+        request,
+        principal,
+        project=project,
+        title=f"{project} — {assessment.framework_title}",
+        nav="compliance",
+        assessment=assessment,
+        counts=counts,
+        chart=chart,
+        results=results,
+        selected=selected,
+        start=start,
+        end=end,
+        formats=REPORT_FORMATS,
+        framework=framework,
+    )
+    return html(web.render("web/framework.html", context))
+
+
+@router.get("/{framework}/report")
+def report_download(
+    project: str,
+    framework: str,
+    principal: Reader,
+    server: Server,
+    web: Web,
+    start: str | None = Query(None, alias="from", max_length=40),
+    end: str | None = Query(None, alias="to", max_length=40),
+    format: str = Query("html", max_length=40),
+) -> Response:
+    from flowloom.compliance.reports import render
+
+    if format not in REPORT_FORMATS:
+        raise InputError(f"unknown report format {format!r}", hint=", ".join(REPORT_FORMATS))
+    start, end = _period(start, end)
+    assessment = _assessment(server, web, project, framework, start, end)
+    _, extension, media = REPORT_FORMATS[format]
+    work = Path(tempfile.mkdtemp(prefix="flowloom-report-"))
+    try:
+        bundle_dir = None
+        if format == "zip":
+            from flowloom.ledger.bundle import export_bundle
+
+            bundle_dir = work / "bundle"
+            export_bundle(server.ledger(project), bundle_dir, withhold_subject_bodies=True)
+        name = f"{project}-{framework}-{start}-{end}-{format}.{extension}"
+        out = render(format, assessment, work / name, bundle_dir=bundle_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return FileResponse(
+        out,
+        media_type=media,
+        filename=name,
+        background=BackgroundTask(shutil.rmtree, work, ignore_errors=True),
+    )

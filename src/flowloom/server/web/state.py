@@ -1,0 +1,85 @@
+"""WebState: what the web pages share in one server process — templates and caches.
+
+Built on first use and kept on the application's state (never module-level), beside
+the ServerState it reads from. Its caches hold only what the ledger can rebuild:
+project summaries (updated incrementally), compliance assessments and full
+verifications, each keyed by the log size they describe, so a grown log misses.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+from fastapi import Request
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from flowloom.server.deps import get_server
+from flowloom.server.state import ServerState
+from flowloom.server.web.summary import SummaryBook
+
+__all__ = ["WebState", "web_state"]
+
+T = TypeVar("T")
+_CACHE_SIZE = 32
+
+
+class _Cache:
+    """A small LRU of computed results; a value is computed outside the lock."""
+
+    def __init__(self, size: int = _CACHE_SIZE) -> None:
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                found: T = self._items[key]
+                return found
+        value = compute()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return value
+
+    def peek(self, key: Hashable) -> Any | None:
+        with self._lock:
+            return self._items.get(key)
+
+
+class WebState:
+    """Templates (autoescaped Jinja2) and the derived-data caches of the web pages."""
+
+    def __init__(self, server: ServerState) -> None:
+        self.server = server
+        self.templates = Environment(
+            loader=PackageLoader("flowloom.server", "templates"),
+            autoescape=True,
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.summaries = SummaryBook(server.store)
+        self.assessments = _Cache()
+        self.verifications = _Cache(8)
+
+    def render(self, template: str, context: dict[str, Any]) -> str:
+        return self.templates.get_template(template).render(context)
+
+
+def web_state(request: Request) -> WebState:
+    """The WebState of this application, created on the first web request."""
+    app_state = request.app.state
+    found = getattr(app_state, "flowloom_web", None)
+    if isinstance(found, WebState):
+        return found
+    # Two first requests racing may each build one; the last stored wins and the other
+    # is dropped, losing nothing the ledger cannot rebuild.
+    found = WebState(get_server(request))
+    app_state.flowloom_web = found
+    return found

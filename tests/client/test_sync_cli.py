@@ -1,0 +1,189 @@
+"""`flowloom sync` and the agent hooks with a server configured, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.capture.agent_sandbox import AgentSandbox
+from tests.client.conftest import PROJECT, LiveServer
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> AgentSandbox:
+    return AgentSandbox(tmp_path)
+
+
+def connect(box: AgentSandbox, server: LiveServer, key: str) -> None:
+    box.env.update(
+        {"FLOWLOOM_SERVER": server.url, "FLOWLOOM_API_KEY": key, "FLOWLOOM_PROJECT": PROJECT}
+    )
+
+
+def prompts(server: LiveServer, key: str) -> list[str]:
+    return [
+        server.body(key, int(e["index"]))
+        for e in server.entries(key)
+        if e["kind"] == "agent.prompt"
+    ]
+
+
+def test_a_claude_code_prompt_goes_to_the_server(server: LiveServer, box: AgentSandbox) -> None:
+    _, key = server.provision()
+    server.start()
+    connect(box, server, key)
+    box.hook_ok("claude-code", box.claude("UserPromptSubmit", prompt="hello, server"))
+    box.settled()
+    assert prompts(server, key) == ["hello, server"]
+    [entry] = [e for e in server.entries(key) if e["kind"] == "agent.prompt"]
+    envelope = entry["envelope"]
+    assert isinstance(envelope, dict)
+    assert envelope["session"] == box.session
+    assert envelope["refs"]["reported_actor"]["id"] == "claude-code"
+    assert not (box.state_dir / "ledger.db").exists()  # nothing went to a local ledger
+
+
+def test_hooks_spool_while_the_server_is_down_and_sync_delivers_in_order(
+    sqlite_server: LiveServer, box: AgentSandbox
+) -> None:
+    _, key = sqlite_server.provision()
+    connect(box, sqlite_server, key)
+    for text in ("first", "second"):
+        box.hook_ok("claude-code", box.claude("UserPromptSubmit", prompt=text))
+        box.drained()
+    assert len(box.spooled()) == 2
+    assert "cannot reach the FlowLoom server" in (box.state_dir / "capture.log").read_text()
+    status = box.ok("sync", "status")
+    assert "outbox: 2 spool file(s) waiting" in status
+    assert "cannot reach" in status
+    down = box.flowloom("sync")
+    assert down.returncode == 9, down.stderr
+    assert "2 spool file(s) still queued" in down.stdout
+    sqlite_server.start()
+    out = box.ok("sync")
+    assert "sent 2 event(s)" in out
+    assert "pinned the log's key" in out and "trust on first use" in out
+    box.hook_ok("claude-code", box.claude("UserPromptSubmit", prompt="third"))
+    box.settled()
+    assert prompts(sqlite_server, key) == ["first", "second", "third"]
+    out = box.ok("sync")
+    assert "nothing to send" in out and "consistent with checkpoint" in out
+    info = json.loads(box.ok("sync", "status", "--json"))
+    assert info["waiting"] == 0 and info["alarm"] is None and info["last_error"] is None
+    assert key not in box.ok("sync", "status") + json.dumps(info)
+
+
+def test_sync_reports_a_server_that_rewrote_history(
+    server: LiveServer, other_database: str, box: AgentSandbox, tmp_path: Path
+) -> None:
+    _, key = server.provision()
+    server.start()
+    connect(box, server, key)
+    box.hook_ok("claude-code", box.claude("UserPromptSubmit", prompt="on record"))
+    box.settled()
+    assert "verified" in box.ok("sync")  # the drainer pinned the key after sending
+    server.stop()
+    other = LiveServer(tmp_path, other_database, port=server.port)
+    try:
+        _, other_key = other.provision()
+        other.start()
+        connect(box, other, other_key)
+        result = box.flowloom("sync", "--check-only")
+        assert result.returncode == 1, result.stderr
+        assert "the server rewrote history" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert "ALARM: " in box.ok("sync", "status")
+        # events captured meanwhile stay queued, not sent to the suspect server
+        box.hook_ok("claude-code", box.claude("UserPromptSubmit", prompt="held"))
+        box.drained()
+        assert len(box.spooled()) == 1
+        assert box.flowloom("sync").returncode == 1
+        repinned = box.ok("sync", "--repin")
+        assert "forgot the pinned key" in repinned and "sent 1 event(s)" in repinned
+        assert prompts(other, other_key) == ["held"]
+    finally:
+        other.stop()
+
+
+def test_a_revoked_key_is_reported_and_the_events_kept(
+    sqlite_server: LiveServer, box: AgentSandbox
+) -> None:
+    user, key = sqlite_server.provision()
+    sqlite_server.start()
+    connect(box, sqlite_server, key)
+    box.hook_ok("claude-code", box.claude("UserPromptSubmit", prompt="kept"))
+    box.settled()
+    sqlite_server.revoke_keys(user)
+    box.hook_ok("claude-code", box.claude("UserPromptSubmit", prompt="after revocation"))
+    box.drained()
+    assert len(box.spooled()) == 1
+    result = box.flowloom("sync")
+    assert result.returncode == 7, result.stderr
+    assert "refused the API key (401)" in result.stderr
+    assert key not in result.stderr + result.stdout
+    _, fresh = sqlite_server.provision()
+    box.env["FLOWLOOM_API_KEY"] = fresh
+    assert "sent 1 event(s)" in box.ok("sync")
+    assert prompts(sqlite_server, fresh) == ["kept", "after revocation"]
+
+
+def test_sync_without_a_server_or_key_says_what_to_set(box: AgentSandbox) -> None:
+    result = box.flowloom("sync")
+    assert result.returncode == 5
+    assert "no server is configured" in result.stderr and "FLOWLOOM_SERVER" in result.stderr
+    assert "server: none configured" in box.ok("sync", "status")
+    result = box.flowloom("sync", env={"FLOWLOOM_SERVER": "http://127.0.0.1:9"})
+    assert result.returncode == 5 and "no API key" in result.stderr
+    result = box.flowloom("sync", env={"FLOWLOOM_SERVER": "ftp://example"})
+    assert result.returncode == 5 and "not an http(s) URL" in result.stderr
+
+
+def test_the_hook_stays_light_with_a_server_configured(
+    sqlite_server: LiveServer, box: AgentSandbox
+) -> None:
+    _, key = sqlite_server.provision()
+    sqlite_server.start()
+    connect(box, sqlite_server, key)
+    payload = json.dumps(box.claude("UserPromptSubmit", prompt="light")).encode()
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "flowloom", "hook", "claude-code"],
+        input=payload,
+        cwd=box.repo,
+        env=box.env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0 and result.stdout == b""
+    imported = {
+        line.split("|")[-1].strip()
+        for line in result.stderr.decode().splitlines()
+        if line.startswith("import time:")
+    }
+    for heavy in ("click", "cryptography", "psycopg", "sqlite3", "flowloom.client.http"):
+        assert heavy not in imported, heavy
+    box.settled()
+    assert prompts(sqlite_server, key) == ["light"]
+
+
+def test_an_agents_file_write_goes_to_the_server_and_is_not_auto_committed(
+    sqlite_server: LiveServer, box: AgentSandbox
+) -> None:
+    from tests.capture.test_autocommit import agent_writes
+
+    box.write("README.md", "project\n")
+    box.git("add", "README.md")
+    box.git("commit", "-q", "-m", "initial")
+    _, key = sqlite_server.provision()
+    sqlite_server.start()
+    connect(box, sqlite_server, key)
+    agent_writes(box, "loader.py", "def load():\n    pass\n", "t1")
+    box.settled()
+    assert len(box.commits()) == 1  # auto-commit records locally: off with a server
+    kinds = [e["kind"] for e in sqlite_server.entries(key)]
+    assert "artifact.write" in kinds
+    assert not (box.state_dir / "ledger.db").exists()

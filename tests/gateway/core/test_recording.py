@@ -1,0 +1,115 @@
+"""Recording policies with a broken ledger: fail closed, or spool and replay."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from flowloom.gateway.mock import MockServer
+from flowloom.gateway.recorder import Exchange, exchange_record
+from tests.gateway.core.conftest import mock_config
+from tests.gateway.core.harness import RunningGateway, run_gateway
+
+BODY = {"model": "claude-x", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def call(run: RunningGateway, n: int = 0) -> httpx.Response:
+    body = {**BODY, "messages": [{"role": "user", "content": f"message {n}"}]}
+    return httpx.post(run.url + "/v1/messages", json=body, headers={"x-api-key": "k"})
+
+
+def wait_for(predicate: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def recorded_messages(run: RunningGateway) -> list[str]:
+    return [e["_body"]["request"]["messages"][0]["content"] for e in run.events()]
+
+
+def test_fail_closed_refuses_while_the_ledger_is_down(
+    tmp_path: Path, mock_provider: MockServer
+) -> None:
+    with run_gateway(tmp_path, provider=mock_config(mock_provider)) as run:
+        assert call(run, 0).status_code == 200
+        run.flush()
+        run.ledgers.break_store()
+        assert call(run, 1).status_code == 200  # served before anyone knew
+        recorder = run.gateway.recorder
+        wait_for(lambda: not recorder.available)
+        refused = call(run, 2)
+        assert refused.status_code == 503
+        assert refused.json()["error"]["type"] == "overloaded_error"
+        assert "cannot record" in refused.json()["error"]["message"]
+        assert httpx.get(run.url + "/readyz").status_code == 503
+        run.ledgers.mend()
+        wait_for(lambda: recorder.available)
+        assert call(run, 3).status_code == 200
+        # Nothing served went unrecorded; the refused request was never served.
+        assert recorded_messages(run) == ["message 0", "message 1", "message 3"]
+
+
+def test_spool_keeps_serving_and_replays_in_order(
+    tmp_path: Path, mock_provider: MockServer
+) -> None:
+    with run_gateway(tmp_path, provider=mock_config(mock_provider), mode="spool") as run:
+        assert call(run, 0).status_code == 200
+        run.flush()
+        run.ledgers.break_store()
+        for n in range(1, 6):
+            assert call(run, n).status_code == 200
+        recorder = run.gateway.recorder
+        run.flush()
+        assert recorder.status()["spooled"] >= 5
+        spool = tmp_path / "spool.jsonl"
+        assert spool.exists()
+        assert b"message 3" in spool.read_bytes()
+        run.ledgers.mend()
+        wait_for(lambda: not spool.exists())
+        assert call(run, 6).status_code == 200
+        assert recorded_messages(run) == [f"message {n}" for n in range(7)]
+
+
+def test_a_full_spool_falls_back_to_fail_closed(tmp_path: Path, mock_provider: MockServer) -> None:
+    with run_gateway(
+        tmp_path, provider=mock_config(mock_provider), mode="spool", spool_max_bytes=100
+    ) as run:
+        run.ledgers.break_store()
+        assert call(run, 1).status_code == 200
+        recorder = run.gateway.recorder
+        wait_for(lambda: not recorder.available)
+        refused = call(run, 2)
+        assert refused.status_code == 503
+        assert "spool is full" in refused.json()["error"]["message"]
+        run.ledgers.mend()
+        wait_for(lambda: recorder.available)
+        assert call(run, 3).status_code == 200
+        assert recorded_messages(run) == ["message 1", "message 3"]
+
+
+def test_secrets_are_redacted_before_recording() -> None:
+    secret = "sk-ant-api03-" + "k7Q" * 30 + "AA"
+    exchange = Exchange(
+        endpoint="/v1/messages",
+        format="anthropic",
+        model="claude-x",
+        stream=False,
+        request=b'{"model":"claude-x","messages":[{"role":"user","content":"key '
+        + secret.encode()
+        + b'"}]}',
+        response=b'{"type":"message","content":[],"usage":{"input_tokens":3,"output_tokens":4}}',
+        status=200,
+        started_at=time.time(),
+        latency_s=0.01,
+        session="s-1",
+    )
+    record = exchange_record(exchange, default_project="p", max_body_bytes=1 << 20)
+    assert secret.encode() not in record.body
+    assert b"[REDACTED:" in record.body
+    assert record.meta["refs"]["input_tokens"] == 3
+    assert record.meta["refs"]["output_tokens"] == 4
+    assert record.meta["session"] == "s-1"

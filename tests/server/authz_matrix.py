@@ -1,0 +1,308 @@
+"""The authorization matrix as data: for every route, who may call it.
+
+Written independently of the code's permission table (flowloom.auth.permissions), from
+the roles described in the contract, so a wrong table entry or a forgotten
+`authorize()` shows up as a mismatch. test_authz_matrix.py calls every route of the app
+as every principal, on the principal's own project and on another one, and checks that
+exactly the principals listed here get through. A route of the app missing here fails.
+
+Principals: the six roles, each granted on the project "alpha" only; "instance_owner",
+owner on "*"; "anonymous", no credentials. For a route with {project}, `own` is who may
+call it on alpha and `other` who may call it on beta (nobody but "*" grants). Routes
+without {project} use `own` only, except key routes, where `other` means another
+user's key.
+
+To add a route: add a row (and, if the default request does not fit, a `request`
+recipe: a function of the Ctx that returns the path values, query and JSON body).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+PRINCIPALS = (
+    "owner",
+    "admin",
+    "approver",
+    "developer",
+    "auditor",
+    "service",
+    "instance_owner",
+    "anonymous",
+)
+
+
+class Ctx(Protocol):
+    """What a request recipe may use (implemented by the test)."""
+
+    who: str
+    """The principal making the request."""
+    project: str
+    """The project the request is about (alpha for own, beta for other)."""
+    own: bool
+    index: int
+    """An entry of the project with a body."""
+
+    def grant(self, who: str, project: str, role: str) -> None: ...
+
+    def user_id(self, who: str) -> str: ...
+
+    def spare_key(self, who: str) -> str:
+        """A fresh API key id of `who` (the caller, or "victim"), safe to rotate/revoke."""
+        ...
+
+    def fresh(self, prefix: str) -> str:
+        """A name never used before in this run."""
+        ...
+
+
+@dataclass(frozen=True)
+class Call:
+    path: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, Any] = field(default_factory=dict)
+    json: Any = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    own: frozenset[str]
+    other: frozenset[str] | None = None
+    """Who may call it on another project / another user's thing; None: not scoped."""
+    request: Callable[[Ctx], Call] | None = None
+    ok: frozenset[int] = frozenset()
+    """4xx statuses that still mean 'allowed' (besides 2xx/3xx) for this route."""
+
+
+def _set(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+EVERYONE = _set(*PRINCIPALS)
+AUTHENTICATED = EVERYONE - {"anonymous"}
+STAR = _set("instance_owner")
+ALL_ROLES = _set("owner", "admin", "approver", "developer", "auditor", "service", "instance_owner")
+READERS = ALL_ROLES
+APPENDERS = _set("owner", "admin", "approver", "developer", "service", "instance_owner")
+CHECKPOINTERS = _set("owner", "admin", "developer", "service", "instance_owner")
+PROJECT_ADMINS = _set("owner", "admin", "instance_owner")
+AUDITORS = _set("owner", "admin", "auditor", "instance_owner")
+OWN_KEYS = _set("owner", "admin", "approver", "developer", "auditor", "instance_owner")
+NOBODY: frozenset[str] = frozenset()
+
+_EVENT = {"kind": "agent.prompt", "body": "hello", "session": "s-1"}
+
+
+def _grant(ctx: Ctx) -> Call:
+    return Call(path={"user_id": ctx.user_id("victim"), "role": "auditor"})
+
+
+def _revoke(ctx: Ctx) -> Call:
+    ctx.grant("victim", ctx.project, "auditor")
+    return _grant(ctx)
+
+
+def _key_target(ctx: Ctx) -> Call:
+    owner = ctx.who if ctx.own and ctx.who != "anonymous" else "victim"
+    return Call(path={"key_id": ctx.spare_key(owner)})
+
+
+def _key_create(ctx: Ctx) -> Call:
+    body: dict[str, Any] = {"name": ctx.fresh("k")}
+    if not ctx.own:
+        body["user_id"] = ctx.user_id("victim")
+    return Call(json=body)
+
+
+def _key_list(ctx: Ctx) -> Call:
+    return Call(query={} if ctx.own else {"user_id": ctx.user_id("victim")})
+
+
+def _team_member(ctx: Ctx) -> Call:
+    return Call(path={"team": "matrix-team", "user_id": ctx.user_id("victim")})
+
+
+P = "/api/v1/projects/{project}"
+L = P + "/ledger"
+
+MATRIX: dict[tuple[str, str], Rule] = {
+    # -- public --------------------------------------------------------------------
+    ("GET", "/healthz"): Rule(EVERYONE),
+    ("GET", "/readyz"): Rule(EVERYONE),
+    ("GET", "/metrics"): Rule(EVERYONE),
+    ("GET", "/openapi.json"): Rule(EVERYONE),
+    ("GET", "/docs"): Rule(EVERYONE),
+    ("GET", "/docs/oauth2-redirect"): Rule(EVERYONE),
+    ("POST", "/api/v1/auth/login"): Rule(
+        EVERYONE,
+        request=lambda ctx: Call(
+            json={"email": "login@example.org", "password": "correct horse battery staple"}
+        ),
+    ),
+    # -- identity --------------------------------------------------------------------
+    ("POST", "/api/v1/auth/logout"): Rule(AUTHENTICATED),
+    ("GET", "/api/v1/me"): Rule(AUTHENTICATED),
+    ("GET", "/api/v1/projects"): Rule(AUTHENTICATED),
+    ("POST", "/api/v1/projects"): Rule(
+        STAR, request=lambda ctx: Call(json={"name": ctx.fresh("proj")})
+    ),
+    ("GET", "/api/v1/users"): Rule(STAR),
+    ("POST", "/api/v1/users"): Rule(
+        STAR,
+        request=lambda ctx: Call(
+            json={"email": ctx.fresh("u") + "@example.org", "name": "New Person"}
+        ),
+    ),
+    ("POST", "/api/v1/teams"): Rule(STAR, request=lambda ctx: Call(json={"name": ctx.fresh("t")})),
+    ("PUT", "/api/v1/teams/{team}/members/{user_id}"): Rule(STAR, request=_team_member),
+    # -- keys: own keys need key.self somewhere; anyone's need key.admin on "*" -------
+    ("GET", "/api/v1/keys"): Rule(OWN_KEYS, other=STAR, request=_key_list),
+    ("POST", "/api/v1/keys"): Rule(OWN_KEYS, other=STAR, request=_key_create),
+    ("POST", "/api/v1/keys/{key_id}/rotate"): Rule(OWN_KEYS, other=STAR, request=_key_target),
+    ("DELETE", "/api/v1/keys/{key_id}"): Rule(OWN_KEYS, other=STAR, request=_key_target),
+    # -- projects --------------------------------------------------------------------
+    ("GET", P): Rule(READERS, other=STAR),
+    ("GET", P + "/members"): Rule(READERS, other=STAR),
+    ("PUT", P + "/members/{user_id}/{role}"): Rule(PROJECT_ADMINS, other=STAR, request=_grant),
+    ("DELETE", P + "/members/{user_id}/{role}"): Rule(PROJECT_ADMINS, other=STAR, request=_revoke),
+    ("GET", P + "/audit"): Rule(AUDITORS, other=STAR),
+    # -- ledger ----------------------------------------------------------------------
+    ("POST", L + "/entries"): Rule(APPENDERS, other=STAR, request=lambda ctx: Call(json=_EVENT)),
+    ("POST", L + "/batch"): Rule(
+        APPENDERS, other=STAR, request=lambda ctx: Call(json={"events": [_EVENT, _EVENT]})
+    ),
+    ("GET", L + "/entries"): Rule(READERS, other=STAR),
+    ("GET", L + "/entries/{index}"): Rule(READERS, other=STAR),
+    ("GET", L + "/entries/{index}/body"): Rule(READERS, other=STAR),
+    ("GET", L + "/checkpoint"): Rule(READERS, other=STAR),
+    ("POST", L + "/checkpoint"): Rule(CHECKPOINTERS, other=STAR),
+    ("GET", L + "/vkey"): Rule(READERS, other=STAR),
+    ("GET", L + "/proof/inclusion"): Rule(
+        READERS, other=STAR, request=lambda ctx: Call(query={"index": ctx.index})
+    ),
+    ("GET", L + "/proof/consistency"): Rule(
+        READERS, other=STAR, request=lambda ctx: Call(query={"old": 1})
+    ),
+    ("GET", L + "/bundle"): Rule(READERS, other=STAR),
+}
+"""(method, route template) → Rule. Other helpers: add your routes' rows below."""
+
+# -- decisions and electronic signatures (decision.read / decision.approve) ----------------
+# The requests carry an invalid id or digest: a principal that passes authorize() gets
+# 422 from validation (dependencies run first), one that does not gets 403/404.
+DECISION_READERS = _set("owner", "admin", "approver", "developer", "auditor", "instance_owner")
+SIGNERS = _set("owner", "admin", "approver", "instance_owner")
+_INVALID = frozenset({422})
+_BAD_DECISION = Call(path={"decision_id": "not-a-decision"})
+_BAD_SIGNATURE = Call(path={"sig_id": "-1"})
+MATRIX.update(
+    {
+        ("GET", P + "/decisions"): Rule(DECISION_READERS, other=STAR),
+        ("GET", P + "/decisions/{decision_id}"): Rule(
+            DECISION_READERS, other=STAR, request=lambda ctx: _BAD_DECISION, ok=_INVALID
+        ),
+        ("POST", P + "/decisions/{decision_id}/approve"): Rule(
+            SIGNERS, other=STAR, request=lambda ctx: _BAD_DECISION, ok=_INVALID
+        ),
+        ("POST", P + "/signatures"): Rule(
+            SIGNERS,
+            other=STAR,
+            request=lambda ctx: Call(
+                json={"subject": "entry:0", "content_digest": "not-a-digest", "meaning": "approved"}
+            ),
+            ok=_INVALID,
+        ),
+        ("GET", P + "/signatures/{sig_id}"): Rule(
+            DECISION_READERS, other=STAR, request=lambda ctx: _BAD_SIGNATURE, ok=_INVALID
+        ),
+        ("GET", P + "/signatures/{sig_id}/verify"): Rule(
+            DECISION_READERS, other=STAR, request=lambda ctx: _BAD_SIGNATURE, ok=_INVALID
+        ),
+    }
+)
+
+# -- single sign-on (public: the identity provider authenticates) ---------------------
+# Without a [server.oidc] table both answer 404 (not configured), and a callback without
+# a pending login 400, for everyone alike. OIDC helper: replace with sharper rows.
+_SSO_OFF = frozenset({400, 404})
+MATRIX.setdefault(("GET", "/api/v1/auth/oidc/login"), Rule(EVERYONE, ok=_SSO_OFF))
+MATRIX.setdefault(("GET", "/api/v1/auth/oidc/callback"), Rule(EVERYONE, ok=_SSO_OFF))
+
+# -- compliance: reports (audit.read), the catalogue (project.read), legal holds ----------
+# A report over one quiet day as JSON: real, and cheap enough to generate per principal.
+_REPORT = {"framework": "sox", "from": "2026-01-01", "to": "2026-01-01", "format": "json"}
+MATRIX.update(
+    {
+        ("GET", P + "/reports/frameworks"): Rule(READERS, other=STAR),
+        ("POST", P + "/reports"): Rule(
+            AUDITORS, other=STAR, request=lambda ctx: Call(json=_REPORT)
+        ),
+        ("GET", P + "/compliance/holds"): Rule(AUDITORS, other=STAR),
+        ("POST", P + "/compliance/holds"): Rule(
+            PROJECT_ADMINS,
+            other=STAR,
+            request=lambda ctx: Call(
+                json={"action": "hold", "id": ctx.fresh("LH-"), "reason": "matrix"}
+            ),
+        ),
+    }
+)
+
+# -- web interface (HTML pages under /ui; same authorize() as the API) ------------------
+# Forms posted with an API key and no form body: a principal that passes authorize()
+# gets 422 (or the page's own 400), one that does not gets 403/404 first. Anonymous
+# visitors get the sign-in page with status 401; redirects (303) are followed.
+W = "/ui/projects/{project}"
+_QUIET = {"from": "2026-01-01", "to": "2026-01-01"}
+MATRIX.update(
+    {
+        ("GET", "/"): Rule(AUTHENTICATED),
+        ("GET", "/ui"): Rule(AUTHENTICATED),
+        ("GET", "/ui/login"): Rule(EVERYONE),
+        ("POST", "/ui/login"): Rule(EVERYONE, ok=_INVALID),
+        ("POST", "/ui/logout"): Rule(AUTHENTICATED),
+        ("GET", "/ui/static/{name}"): Rule(
+            EVERYONE, request=lambda ctx: Call(path={"name": "web.css"})
+        ),
+        ("GET", "/ui/keys"): Rule(OWN_KEYS),
+        ("POST", "/ui/keys"): Rule(OWN_KEYS, ok=_INVALID),
+        ("POST", "/ui/keys/{key_id}/revoke"): Rule(OWN_KEYS, other=STAR, request=_key_target),
+        ("GET", "/ui/admin"): Rule(STAR),
+        ("POST", "/ui/admin/users"): Rule(STAR, ok=_INVALID),
+        ("GET", W): Rule(READERS, other=STAR),
+        ("GET", W + "/timeline"): Rule(READERS, other=STAR),
+        ("GET", W + "/entries/{index}"): Rule(READERS, other=STAR),
+        ("GET", W + "/decisions"): Rule(DECISION_READERS, other=STAR),
+        ("GET", W + "/decisions/{decision_id}"): Rule(
+            DECISION_READERS, other=STAR, request=lambda ctx: _BAD_DECISION, ok=_INVALID
+        ),
+        ("POST", W + "/decisions/{decision_id}/approve"): Rule(
+            SIGNERS, other=STAR, request=lambda ctx: _BAD_DECISION, ok=_INVALID
+        ),
+        ("GET", W + "/why"): Rule(
+            READERS, other=STAR, request=lambda ctx: Call(query={"path": "src/x.py"})
+        ),
+        ("GET", W + "/ledger"): Rule(READERS, other=STAR),
+        ("GET", W + "/ledger/verify"): Rule(READERS, other=STAR),
+        ("GET", W + "/ledger/receipt"): Rule(
+            READERS, other=STAR, request=lambda ctx: Call(query={"index": ctx.index})
+        ),
+        ("POST", W + "/ledger/verify-receipt"): Rule(READERS, other=STAR, ok=frozenset({400})),
+        ("GET", W + "/usage"): Rule(READERS, other=STAR),
+        ("GET", W + "/members"): Rule(READERS, other=STAR),
+        ("POST", W + "/members"): Rule(PROJECT_ADMINS, other=STAR, ok=_INVALID),
+        ("POST", W + "/members/{user_id}/{role}/revoke"): Rule(
+            PROJECT_ADMINS, other=STAR, request=_revoke
+        ),
+        ("GET", W + "/compliance"): Rule(AUDITORS, other=STAR),
+        ("GET", W + "/compliance/{framework}"): Rule(
+            AUDITORS, other=STAR, request=lambda ctx: Call(path={"framework": "sox"}, query=_QUIET)
+        ),
+        ("GET", W + "/compliance/{framework}/report"): Rule(
+            AUDITORS,
+            other=STAR,
+            request=lambda ctx: Call(path={"framework": "sox"}, query={**_QUIET, "format": "json"}),
+        ),
+    }
+)
