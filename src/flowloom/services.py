@@ -143,6 +143,15 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
             http = httpx.Client(timeout=oidc_settings.timeout_seconds)
             closers.append(http.close)
             oidc = OidcClient(oidc_settings, http)
+        from flowloom.server.gateway_view import GatewayView
+
+        # Opened on first use: the gateway's tables, by default in this very database.
+        gateway = GatewayView(
+            settings.gateway.database or directory.engine,
+            config=settings.gateway.config,
+            master_key_loader=keys.master_key,
+        )
+        closers.append(gateway.close)
         return ServerState(
             settings=settings,
             store=store,
@@ -155,6 +164,7 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
             oidc=oidc,
             closers=closers,
             repositories=dict(settings.repositories),
+            gateway=gateway,
         )
     except BaseException:
         for close in reversed(closers):

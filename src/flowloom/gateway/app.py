@@ -107,6 +107,7 @@ class _Call:
     ttft: float | None = None
     response_started: bool = False
     error_kind: str | None = None
+    usage: Tokens | None = None
 
 
 class _UpstreamFailed(Exception):
@@ -418,6 +419,7 @@ class Gateway:
                 traceparent=call.headers.get("traceparent"),
                 user_agent=call.headers.get("user-agent"),
                 max_tokens=info.max_tokens if info is not None else None,
+                usage=call.usage,
             )
         )
 
@@ -661,7 +663,9 @@ class Gateway:
         if target.format != call.fmt:
             from flowloom.gateway.translate import translate_request
 
-            translated = translate_request(parsed, call.fmt, target.format, model=target.model)
+            translated = translate_request(
+                parsed, call.fmt, target.format, model=target.model, stream=info.stream
+            )
             return json.dumps(translated, ensure_ascii=False, separators=(",", ":")).encode()
         if call.fmt == "gemini" or parsed.get("model") == target.model:
             return call.body  # untouched: unknown fields and byte order as the caller sent them
@@ -822,7 +826,13 @@ class Gateway:
         if target.format != call.fmt:
             from flowloom.gateway.translate import StreamTranslator
 
-            translator = StreamTranslator(target.format, call.fmt, model=info.model)
+            options = call.parsed.get("stream_options") if call.parsed else None
+            include_usage = call.fmt != "openai" or (
+                isinstance(options, dict) and options.get("include_usage") is True
+            )
+            translator = StreamTranslator(
+                target.format, call.fmt, model=info.model, include_usage=include_usage
+            )
         splitter = SseSplitter()
         kept: list[bytes] = []
         kept_bytes = 0
@@ -931,6 +941,14 @@ class Gateway:
             finished = True
             if watcher is not None and not watcher.done():
                 watcher.cancel()
+            if translator is not None:
+                if translator.error is not None and call.error is None:
+                    call.error = f"translation: {translator.error}"
+                withheld = translator.withheld_usage
+                if withheld is not None:
+                    from flowloom.gateway.translate.common import usage_numbers
+
+                    call.usage = Tokens(*usage_numbers(withheld))
             call.response = b"".join(kept)
             if truncated:
                 call.error = (call.error + "; " if call.error else "") + "stream record truncated"

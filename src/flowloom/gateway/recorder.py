@@ -92,6 +92,7 @@ class Exchange:
     traceparent: str | None = None
     user_agent: str | None = None
     max_tokens: int | None = None
+    usage: Tokens | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -169,6 +170,8 @@ def exchange_record(
             tokens = wire_for(exchange.format).usage(response)
         except Exception:  # a malformed usage object must not lose the record
             tokens = Tokens()
+    if tokens.total == 0 and exchange.usage is not None:
+        tokens = exchange.usage  # reported upstream, withheld from the caller
     estimated = False
     if tokens.total == 0 and exchange.status < 400 and response is not None:
         # The provider reported no usage (an OpenAI stream without include_usage):

@@ -16,7 +16,11 @@ from flowloom.gateway.providers.interface import ProviderConfig
 from flowloom.gateway.recorder import Recorder
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from flowloom.gateway.recorder import ObserveHook
+    from flowloom.gateway.routing.model import ConfigChange
+    from flowloom.server.state import LedgerRegistry
 
 __all__ = ["build"]
 
@@ -59,7 +63,7 @@ def build(
         if config_path is not None:
             from flowloom.gateway.routing import Router
 
-            router = Router(config_path)
+            router = Router(config_path, on_change=_change_recorder(ledgers, settings))
         elif provider is not None:
             router = SingleProviderRouter(provider)
         else:
@@ -108,3 +112,31 @@ def build(
         for close in reversed(closers):
             close()
         raise
+
+
+def _change_recorder(
+    ledgers: LedgerRegistry, settings: GatewaySettings
+) -> Callable[[ConfigChange], None]:
+    """Records every load and every rejected reload of the routing policy (config.change)."""
+
+    def record(change: ConfigChange) -> None:
+        refs = {
+            "setting": "gateway.routing",
+            "ok": change.ok,
+            "digest": change.digest,
+            "previous_digest": change.previous_digest,
+            "error": change.error,
+            "providers": change.providers,
+            "models": change.models,
+        }
+        ledgers.audit(
+            "config.change",
+            settings.default_project,
+            {
+                "actor": {"type": "service", "id": "gateway"},
+                "subject": change.path,
+                "refs": {k: v for k, v in refs.items() if v is not None},
+            },
+        )
+
+    return record

@@ -73,7 +73,9 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
         "redaction.apply": "Secrets or personal data were redacted before content was stored.",
         "erasure.tombstone": "A body was erased (its key and salt destroyed): who, what, why.",
         "retention.set": "A retention period or legal hold was set or lifted.",
-        "checkpoint.anchor": "A signed checkpoint was anchored elsewhere (git ref, witness, TSA, S3 Object Lock).",
+        "checkpoint.anchor": (
+            "A signed checkpoint was anchored elsewhere (git ref, witness, TSA, S3 Object Lock)."
+        ),
         "export.generate": "An evidence bundle, report or export was produced.",
         "capture.error": "Capture failed or was partial, so that a gap in the record is visible.",
     }

@@ -19,9 +19,24 @@ from urllib.parse import urlsplit
 from flowloom.config import DEFAULT_MAX_BODY_BYTES, load_settings
 from flowloom.errors import ConfigError
 
-__all__ = ["ServerSettings", "load_server_settings"]
+__all__ = ["GatewaySettings", "ServerSettings", "load_server_settings"]
 
 DEFAULT_PORT = 8470
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """[server.gateway]: where the server reads the LLM gateway's state (never writes it).
+
+    The gateway (`flowloom gateway serve`, another process) keeps its virtual keys,
+    budgets, spend and sealed provider keys in its access tables, by default in the
+    database it records into; its routing policy is a TOML file.
+    """
+
+    database: str | None = None
+    """The database holding the gateway's access tables; None: the server's own."""
+    config: Path | None = None
+    """The gateway's routing policy file (for the providers and policy page); optional."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,8 @@ class ServerSettings:
     oidc: Mapping[str, Any] | None = None
     """The [server.oidc] table with FLOWLOOM_SERVER_OIDC_* applied, validated when the
     server is built (flowloom.auth.oidc.OidcSettings); None: single sign-on is off."""
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    """[server.gateway] with FLOWLOOM_SERVER_GATEWAY_DATABASE / _CONFIG applied."""
 
     def __post_init__(self) -> None:
         if not self.public_url:
@@ -121,7 +138,7 @@ _KINDS: dict[str, type] = {
 }
 
 
-_SUBTABLES = frozenset({"oidc", "repositories"})
+_SUBTABLES = frozenset({"oidc", "repositories", "gateway"})
 # The client's keys share the [server] table (docs/sync.md); the server ignores them.
 _CLIENT_KEYS = frozenset({"url", "api_key_file", "vkey"})
 """Tables inside [server] that their own modules validate."""
@@ -160,6 +177,22 @@ def _repositories(table: object) -> dict[str, Path]:
     return {project: Path(path) for project, path in table.items()}
 
 
+def _gateway(table: object, env: Mapping[str, str]) -> GatewaySettings:
+    if table is None:
+        table = {}
+    if not isinstance(table, dict) or not all(
+        key in ("database", "config") and isinstance(value, str) and value
+        for key, value in table.items()
+    ):
+        raise ConfigError(
+            "[server.gateway] takes database and config, both strings",
+            hint='e.g. config = "/etc/flowloom/gateway.toml"',
+        )
+    database = env.get(_ENV_PREFIX + "GATEWAY_DATABASE") or table.get("database")
+    config = env.get(_ENV_PREFIX + "GATEWAY_CONFIG") or table.get("config")
+    return GatewaySettings(database=database, config=Path(config) if config else None)
+
+
 def load_server_settings(
     cwd: Path | None = None, env: Mapping[str, str] | None = None
 ) -> ServerSettings:
@@ -173,6 +206,7 @@ def load_server_settings(
     table = _server_table(xdg_config / "flowloom" / "config.toml")
     oidc_table = table.pop("oidc", None)
     values["repositories"] = _repositories(table.pop("repositories", None))
+    gateway = _gateway(table.pop("gateway", None), env)
     values.update(table)
     for name in _KINDS:
         raw = env.get(_ENV_PREFIX + name.upper())
@@ -183,4 +217,4 @@ def load_server_settings(
     typed["repositories"] = values["repositories"]
     from flowloom.auth.oidc import oidc_config  # validated later, once public_url is final
 
-    return ServerSettings(**typed, oidc=oidc_config(oidc_table, env))
+    return ServerSettings(**typed, oidc=oidc_config(oidc_table, env), gateway=gateway)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from flowloom.auth.directory import Directory
     from flowloom.auth.oidc import OidcClient
     from flowloom.auth.permissions import Authorizer
+    from flowloom.server.gateway_view import GatewayView
     from flowloom.server.idempotency import IdempotencyBook
     from flowloom.server.metrics import Metrics
 
@@ -145,6 +146,8 @@ class ServerState:
     closers: list[Callable[[], None]] = field(default_factory=list)
     repositories: dict[str, Path] = field(default_factory=dict)
     """Project → a clone the server may read (from [server.repositories])."""
+    gateway: GatewayView | None = None
+    """The LLM gateway's budgets, keys, providers and policy (read-only, opened on use)."""
 
     def ledger(self, project: str) -> Ledger:
         return self.ledgers.get(project)

@@ -25,7 +25,7 @@ def test_create_shows_the_secret_once_and_stores_only_its_hash(
         from sqlalchemy import text
 
         rows = conn.execute(text("SELECT * FROM gateway_vkeys")).all()
-    assert secret not in repr(rows) and secret.split("_")[2] not in repr(rows)
+    assert secret not in repr(rows) and secret.split("_", 2)[2] not in repr(rows)
     assert audit.kinds() == ["auth.vkey_created"]
     _kind, project, meta = audit.events[0]
     assert project == "acme" and meta["subject"] == key.id

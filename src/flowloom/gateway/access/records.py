@@ -15,6 +15,8 @@ from typing import Literal
 
 __all__ = [
     "Admission",
+    "BudgetScope",
+    "BudgetStatus",
     "Cost",
     "OwnerKind",
     "Period",
@@ -27,6 +29,7 @@ __all__ = [
 
 OwnerKind = Literal["user", "team", "project"]
 Period = Literal["day", "month"]
+BudgetScope = Literal["key", "project"]
 
 
 @dataclass(frozen=True)
@@ -146,3 +149,42 @@ class UsageRow:
     cache_read_tokens: int
     cache_write_tokens: int
     cost_usd: float
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """One budget and what its scope spent in the current period, for reports and pages.
+
+    ``scope`` "project": the budget shared by every key bound to ``project``; "key": one
+    virtual key's own budget (``key_id``, ``prefix`` and ``name`` say which). The period
+    runs from ``period_start`` (a UTC day, 'YYYY-MM-DD') to ``period_end``, the same
+    bounds admission uses. ``spent_usd`` is the settled spend the database holds (plus
+    what the reading process has not flushed yet).
+    """
+
+    scope: BudgetScope
+    project: str | None
+    budget_usd: float
+    period: Period
+    period_start: str
+    period_end: datetime
+    spent_usd: float
+    key_id: str | None = None
+    prefix: str | None = None
+    name: str | None = None
+
+    @property
+    def remaining_usd(self) -> float:
+        return max(self.budget_usd - self.spent_usd, 0.0)
+
+    @property
+    def exhausted(self) -> bool:
+        """True when admission refuses requests until the period ends."""
+        return self.spent_usd >= self.budget_usd
+
+    @property
+    def used(self) -> float:
+        """The share of the budget spent, 0 to 1 (1 for a spent zero budget)."""
+        if self.budget_usd <= 0:
+            return 1.0 if self.exhausted else 0.0
+        return min(self.spent_usd / self.budget_usd, 1.0)

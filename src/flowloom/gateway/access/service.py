@@ -56,6 +56,7 @@ from flowloom.gateway.access.limits import SlidingWindow
 from flowloom.gateway.access.prices import PriceTable, cost_of, load_price_file
 from flowloom.gateway.access.records import (
     Admission,
+    BudgetStatus,
     Cost,
     OwnerKind,
     Period,
@@ -558,6 +559,63 @@ class Access:
         with self._lock:
             return self._project_budgets.get(project)
 
+    def budgets(self, project: str) -> list[BudgetStatus]:
+        """The budgets `project`'s requests count against, with their current spend.
+
+        The project's own budget first (when it has one), then the budgets of its live
+        keys (bound to the project, neither revoked nor expired), oldest key first. Read
+        from the database, not this process's trackers, so the spend of every gateway
+        process is included as of its last flush; the periods are those admit() uses.
+        """
+        now = self._clock()
+        scopes: list[tuple[str, float, Period, VirtualKey | None]] = []
+        with self._tx("reading budgets") as conn:
+            row = conn.execute(
+                text("SELECT budget_usd, period FROM gateway_project_budgets WHERE project = :p"),
+                {"p": project},
+            ).first()
+            if row is not None:
+                scopes.append(
+                    ("project:" + project, float(row.budget_usd), _period(row.period), None)
+                )
+            keys = conn.execute(
+                text(
+                    f"SELECT {_KEY_COLUMNS} FROM gateway_vkeys WHERE project = :p"
+                    " AND revoked_at IS NULL AND budget_usd IS NOT NULL ORDER BY created_at, id"
+                ),
+                {"p": project},
+            ).all()
+            for vkey in map(self._vkey, keys):
+                if vkey.budget_usd is None:
+                    continue
+                if vkey.expires_at is not None and vkey.expires_at.timestamp() <= now:
+                    continue
+                scopes.append(("key:" + vkey.id, vkey.budget_usd, vkey.period, vkey))
+            spent = [
+                self._period_spend(conn, scope, self._calendar.bounds(period, now)[0])
+                for scope, _, period, _ in scopes
+            ]
+        found: list[BudgetStatus] = []
+        for (scope, budget_usd, period, key), total in zip(scopes, spent, strict=True):
+            start, end = self._calendar.bounds(period, now)
+            with self._lock:
+                total += self._pending_cost(scope, start)
+            found.append(
+                BudgetStatus(
+                    scope="key" if key is not None else "project",
+                    project=project,
+                    budget_usd=budget_usd,
+                    period=period,
+                    period_start=start,
+                    period_end=datetime.fromtimestamp(end, UTC),
+                    spent_usd=total,
+                    key_id=key.id if key is not None else None,
+                    prefix=key.prefix if key is not None else None,
+                    name=key.name if key is not None else None,
+                )
+            )
+        return found
+
     def _load_project_budgets(self) -> None:
         with self._tx("reading project budgets") as conn:
             rows = conn.execute(
@@ -721,18 +779,10 @@ class Access:
 
     def _load_tracker(self, scope: str, start: str, now: float) -> None:
         """Re-read a scope's period spend (caller holds _flush_lock, so no flush runs)."""
-        kind, _, name = scope.partition(":")
-        column = "key_id" if kind == "key" else "project"
         with self._tx("reading spend") as conn:
-            total = conn.execute(
-                text(
-                    "SELECT COALESCE(SUM(cost_usd), 0) FROM gateway_usage"
-                    f" WHERE {column} = :name AND day >= :start"
-                ),
-                {"name": name, "start": start},
-            ).scalar()
+            total = self._period_spend(conn, scope, start)
         with self._lock:
-            base = float(total or 0.0) + self._pending_cost(scope, start)
+            base = total + self._pending_cost(scope, start)
             tracker = self._trackers.get(scope)
             if tracker is not None and tracker.period_start == start:
                 tracker.base = base
@@ -742,6 +792,20 @@ class Access:
                 self._trackers[scope] = BudgetTracker(
                     start, base=base, reserved=reserved, last_used=now
                 )
+
+    @staticmethod
+    def _period_spend(conn: Connection, scope: str, start: str) -> float:
+        """What `scope` ("key:<id>" or "project:<name>") spent in the database since `start`."""
+        kind, _, name = scope.partition(":")
+        column = "key_id" if kind == "key" else "project"
+        total = conn.execute(
+            text(
+                "SELECT COALESCE(SUM(cost_usd), 0) FROM gateway_usage"
+                f" WHERE {column} = :name AND day >= :start"
+            ),
+            {"name": name, "start": start},
+        ).scalar()
+        return float(total or 0.0)
 
     def settle(self, admission: Admission, *, provider: str, model: str, usage: Usage) -> Cost:
         """Record what an admitted request used and cost; returns the cost.

@@ -568,6 +568,15 @@ class _OpenAIEncoder:
     def close(self) -> list[SseEvent]:
         return []
 
+    @property
+    def usage(self) -> Event:
+        """The usage the stream reported, in Anthropic's shape (kept even when not sent)."""
+        return self._usage
+
+    @property
+    def include_usage(self) -> bool:
+        return self._include_usage
+
 
 def _caller_error(fmt: Format, event: Mapping[str, Any]) -> dict[str, Any]:
     inner = event.get("error") or {}
@@ -928,6 +937,18 @@ class StreamTranslator:
             return out
         except TranslationError as exc:
             return self._fail(exc)
+
+    @property
+    def withheld_usage(self) -> Event | None:
+        """Usage the caller did not ask to see (Chat Completions without include_usage).
+
+        Anthropic's shape; None when the caller's stream carries its usage itself. The
+        gateway records it so that accounting does not fall back to an estimate.
+        """
+        encoder = self._encoder
+        if isinstance(encoder, _OpenAIEncoder) and not encoder.include_usage:
+            return encoder.usage
+        return None
 
     def _fail(self, exc: TranslationError) -> list[SseEvent]:
         self.error = exc.message

@@ -8,8 +8,12 @@ caller receives what the provider sent, one event per write, in order. Parsing i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+# SSE ends a line with CRLF, CR or LF only; str.splitlines would also split on U+2028 etc.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 __all__ = ["SseEvent", "SseSplitter", "iter_events", "parse_event", "serialize"]
 
@@ -83,7 +87,7 @@ def parse_event(raw: bytes | str) -> SseEvent | None:
     ident: str | None = None
     data: list[str] = []
     seen_data = False
-    for line in text.splitlines():
+    for line in _LINE_BREAK.split(text):
         if not line or line.startswith(":"):
             continue
         name, colon, value = line.partition(":")
