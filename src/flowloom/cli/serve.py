@@ -9,13 +9,14 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from flowloom.cli.context import AppContext
 
 if TYPE_CHECKING:
+    from flowloom.gateway.app import Gateway
     from flowloom.server.state import ServerState
 
 __all__ = ["serve"]
@@ -41,6 +42,26 @@ __all__ = ["serve"]
     help="Create an instance owner with this email, print its API key once, and exit.",
 )
 @click.option(
+    "--gateway",
+    "gateway_config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also serve the LLM gateway's provider routes (/v1/…, /v1beta/…, /openai/…) "
+    "with this routing file; it records into the server's ledgers.",
+)
+@click.option(
+    "--gateway-record",
+    type=click.Choice(["fail_closed", "spool"]),
+    default="fail_closed",
+    show_default=True,
+    help="With --gateway: refuse calls, or spool and keep serving, while the ledger is down.",
+)
+@click.option(
+    "--gateway-project",
+    metavar="PROJECT",
+    help="With --gateway: the project recording exchanges of keys bound to none "
+    "(default: the instance's own log).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
@@ -55,6 +76,9 @@ def serve(
     public_url: str | None,
     home: Path | None,
     create_admin: str | None,
+    gateway_config: Path | None,
+    gateway_record: str,
+    gateway_project: str | None,
     log_level: str,
 ) -> None:
     """Run the FlowLoom server: projects, users, keys and each project's ledger over HTTP."""
@@ -73,9 +97,37 @@ def serve(
         if create_admin is not None:
             _create_admin(server, create_admin)
             return
-        _run(server, log_level)
+        gateway = None
+        if gateway_config is not None:
+            gateway = _gateway(server, gateway_config, gateway_record, gateway_project)
+        _run(server, log_level, gateway)
     finally:
         server.close()
+
+
+def _gateway(server: ServerState, config: Path, record: str, project: str | None) -> Gateway:
+    """The gateway over the server's own ledgers and database (virtual keys included)."""
+    from flowloom.gateway.app import GatewaySettings
+    from flowloom.gateway.wiring import build
+    from flowloom.server import INSTANCE_PROJECT
+
+    default_project = project or INSTANCE_PROJECT
+    if project is not None:
+        server.directory.get_project(project)  # NotFoundError names it before start-up
+    settings = server.settings
+    return build(
+        database=settings.database,
+        config_path=config,
+        record=record,
+        spool_path=None,
+        project=default_project,
+        home=settings.home,
+        settings=GatewaySettings(default_project=default_project),
+        provider=None,
+        access_database=None,
+        telemetry=False,
+        ledgers=server.ledgers,
+    )
 
 
 def _create_admin(server: ServerState, email: str) -> None:
@@ -88,13 +140,17 @@ def _create_admin(server: ServerState, email: str) -> None:
     click.echo(secret)
 
 
-def _run(server: ServerState, log_level: str) -> None:
+def _run(server: ServerState, log_level: str, gateway: Gateway | None = None) -> None:
     import uvicorn
 
     from flowloom.server.app import create_app
 
     settings = server.settings
-    app = create_app(server)
+    app: Any = create_app(server)
+    if gateway is not None:
+        from flowloom.server.gateway_mount import GatewayMount
+
+        app = GatewayMount(app, gateway)
     config = uvicorn.Config(
         app,
         host=settings.host,

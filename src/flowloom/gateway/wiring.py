@@ -37,7 +37,13 @@ def build(
     provider: ProviderConfig | None,
     access_database: str | None,
     telemetry: bool,
+    ledgers: LedgerRegistry | None = None,
 ) -> Gateway:
+    """A gateway over the ledger database `database` (see app.build_gateway).
+
+    `ledgers` lets the team server share its own ledgers (same store, same origins and
+    signing keys) when it serves the gateway's routes in its process.
+    """
     from flowloom.config import DEFAULT_MAX_BODY_BYTES
     from flowloom.ledger.keys import KeyStore
     from flowloom.server.state import LedgerRegistry
@@ -48,17 +54,18 @@ def build(
     settings = settings or GatewaySettings(default_project=project)
     home = home or Path.home() / ".local" / "share" / "flowloom"
     closers: list[Any] = []
-    store = open_store(database)
-    closers.append(store.close)
+    keys = KeyStore(home)
     try:
-        keys = KeyStore(home)
-        ledgers = LedgerRegistry(
-            store,
-            keys,
-            origin=lambda name: f"flowloom.local/{name}",
-            max_body_bytes=DEFAULT_MAX_BODY_BYTES,
-        )
-        closers.append(ledgers.close)
+        if ledgers is None:
+            store = open_store(database)
+            closers.append(store.close)
+            ledgers = LedgerRegistry(
+                store,
+                keys,
+                origin=lambda name: f"flowloom.local/{name}",
+                max_body_bytes=DEFAULT_MAX_BODY_BYTES,
+            )
+            closers.append(ledgers.close)
         router: RouterPort
         if config_path is not None:
             from flowloom.gateway.routing import Router
