@@ -138,3 +138,58 @@ def test_serve_with_gateway_records_into_the_projects_ledger(
         assert report.ok, report
     finally:
         store.close()
+
+
+def test_standalone_gateway_with_the_servers_public_url_signs_as_the_server(
+    tmp_path: Path, mock_provider: MockServer
+) -> None:
+    import anthropic
+
+    from flowloom.gateway.app import build_gateway
+    from flowloom.server.settings import ServerSettings
+    from flowloom.server.state import ServerState
+    from flowloom.services import build_server
+    from tests.gateway.core.harness import start_gateway
+
+    database = str(tmp_path / "server.db")
+    home = tmp_path / "home"
+    world = make_world(database, home, public_url="https://flowloom.test/team")
+    server: ServerState = world.server
+    server.ledger(OWN).record("agent.prompt", meta={"subject": "before the gateway"})
+    vkey = server.ledger(OWN).verifier.vkey
+    world.close()
+    with Access(database, master_key_loader=KeyStore(home).master_key) as access:
+        _, secret = access.create_key(name="ci", project=OWN)
+    config = tmp_path / "gateway.toml"
+    config.write_text(CONFIG.format(url=mock_provider.url))
+
+    gateway = build_gateway(
+        database=database, config_path=config, home=home, origin_prefix="flowloom.test/team"
+    )
+    run = start_gateway(gateway, None)  # type: ignore[arg-type]
+    try:
+        claude = anthropic.Anthropic(base_url=run.url, api_key=secret, max_retries=0)
+        claude.messages.create(
+            model="claude", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+        )
+    finally:
+        run.stop()
+
+    # The server signs a checkpoint over the gateway's appends with its key for the log;
+    # the gateway generated no key of its own (which would be a key.generated event).
+    server = build_server(
+        ServerSettings(database=database, home=home, public_url="https://flowloom.test/team")
+    )
+    try:
+        server.ledger(OWN).checkpoint()
+    finally:
+        server.close()
+    store = open_store(database)
+    try:
+        kinds = [entry.kind for entry in store.entries(OWN, 0, store.size(OWN))]
+        assert kinds.count("gateway.exchange") == 1
+        assert kinds.count("key.generated") == 1
+        report = verify_store(store, OWN, Verifier.from_vkey(vkey))
+        assert report.ok, report
+    finally:
+        store.close()

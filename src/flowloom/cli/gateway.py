@@ -92,6 +92,12 @@ _KINDS = ("anthropic", "openai", "azure", "gemini", "openai_compatible")
 )
 @click.option("--otel", is_flag=True, help="Emit OpenTelemetry GenAI spans and metrics.")
 @click.option(
+    "--public-url",
+    metavar="URL",
+    help="Name project logs as the team server at URL does, to record into its database "
+    "(with the same keys: FLOWLOOM_HOME).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="warning",
@@ -109,6 +115,7 @@ def serve(
     upstream_key_ref: str | None,
     open_access: bool,
     otel: bool,
+    public_url: str | None,
     log_level: str,
 ) -> None:
     """Run the gateway (one worker); point ANTHROPIC_BASE_URL / OPENAI_BASE_URL at it."""
@@ -146,6 +153,7 @@ def serve(
         provider=provider,
         access_database="none" if open_access else None,
         telemetry=otel,
+        origin_prefix=_origin_prefix(public_url),
     )
     _run(gw, host, port, log_level)
 
@@ -177,3 +185,18 @@ def _run(app: object, host: str, port: int, log_level: str) -> None:
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
+
+
+def _origin_prefix(public_url: str | None) -> str:
+    """What the team server at `public_url` puts before '/<project>' in its log names."""
+    if public_url is None:
+        return "flowloom.local"
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(public_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InputError(
+            f"--public-url {public_url!r} is not an http(s) URL",
+            hint="give the team server's public URL, e.g. https://flowloom.example.com",
+        )
+    return (parts.netloc + parts.path).rstrip("/")

@@ -1105,6 +1105,7 @@ def build_gateway(
     provider: ProviderConfig | None = None,
     access_database: str | None = None,
     telemetry: bool = False,
+    origin_prefix: str = "flowloom.local",
 ) -> Gateway:
     """Wire a gateway over the ledger database `database`.
 
@@ -1125,4 +1126,5 @@ def build_gateway(
         provider=provider,
         access_database=access_database,
         telemetry=telemetry,
+        origin_prefix=origin_prefix,
     )

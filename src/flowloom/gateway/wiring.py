@@ -38,11 +38,14 @@ def build(
     access_database: str | None,
     telemetry: bool,
     ledgers: LedgerRegistry | None = None,
+    origin_prefix: str = "flowloom.local",
 ) -> Gateway:
     """A gateway over the ledger database `database` (see app.build_gateway).
 
     `ledgers` lets the team server share its own ledgers (same store, same origins and
-    signing keys) when it serves the gateway's routes in its process.
+    signing keys) when it serves the gateway's routes in its process. Otherwise a
+    project's log is named '<origin_prefix>/<project>': the team server's prefix (its
+    public URL without the scheme) when recording into the server's database.
     """
     from flowloom.config import DEFAULT_MAX_BODY_BYTES
     from flowloom.ledger.keys import KeyStore
@@ -62,7 +65,7 @@ def build(
             ledgers = LedgerRegistry(
                 store,
                 keys,
-                origin=lambda name: f"flowloom.local/{name}",
+                origin=lambda name: f"{origin_prefix}/{name}",
                 max_body_bytes=DEFAULT_MAX_BODY_BYTES,
             )
             closers.append(ledgers.close)
