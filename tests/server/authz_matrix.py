@@ -269,6 +269,7 @@ MATRIX.update(
         ("POST", "/ui/keys"): Rule(OWN_KEYS, ok=_INVALID),
         ("POST", "/ui/keys/{key_id}/revoke"): Rule(OWN_KEYS, other=STAR, request=_key_target),
         ("GET", "/ui/admin"): Rule(STAR),
+        ("GET", "/ui/admin/gateway"): Rule(STAR),
         ("POST", "/ui/admin/users"): Rule(STAR, ok=_INVALID),
         ("GET", W): Rule(READERS, other=STAR),
         ("GET", W + "/timeline"): Rule(READERS, other=STAR),

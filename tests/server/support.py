@@ -101,9 +101,14 @@ def live_server(server: ServerState) -> Iterator[str]:
 
 
 def serve_process(
-    database: str, home: Path, port: int, *, public_url: str = "http://flowloom.test"
+    database: str,
+    home: Path,
+    port: int,
+    *,
+    public_url: str = "http://flowloom.test",
+    extra: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
-    """Start `python -m flowloom serve` (a real process) on `port`."""
+    """Start `python -m flowloom serve` (a real process) on `port`, with `extra` options."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src")
     env["FLOWLOOM_HOME"] = str(home)
@@ -123,6 +128,7 @@ def serve_process(
             str(home),
             "--log-level",
             "warning",
+            *extra,
         ],
         env=env,
         cwd=home.parent,

@@ -3,17 +3,22 @@ signed-in browser-like client (real HTTP form posts, the session cookie, CSRF fi
 
 `populate` adds to a tests.server.support World: passwords for the approver and the
 auditor, a conversation (prompt, reply, file writes with diffs), a decision recorded by
-the developer, a commit link, gateway exchanges with usage and cost.
+the developer, a commit link, gateway exchanges with usage and cost. `populate_gateway`
+adds what a gateway sharing the server's database leaves in its access tables: virtual
+keys, budgets and spend on both projects, and a stored provider key.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from flowloom.decisions.records import DecisionBook
+from flowloom.gateway.access.records import Usage, VirtualKey
+from flowloom.gateway.access.service import Access, AccessSettings
 from tests.server.support import OWN, World
 
 PASSWORD = "correct horse battery staple"
@@ -110,6 +115,70 @@ def populate(world: World, project: str = OWN) -> Populated:
         )
     ledger.checkpoint()
     return Populated(decision.id, prompt, write)
+
+
+# A model at $0.50 per input token, so spend is easy to read in the budget tables.
+GATEWAY_PRICES = {"testco": {"claude-half": {"input": 500_000.0, "output": 500_000.0}}}
+PROVIDER_SECRET = "sk-ant-api03-NEVER-SHOWN-ON-A-PAGE"
+
+
+@dataclass(frozen=True)
+class GatewayData:
+    ci: VirtualKey
+    """alpha, owned by the project: $5/month, $4.50 spent (near the limit)."""
+    laptop: VirtualKey
+    """alpha, owned by a user: $1/day, $1.50 spent (exhausted), expires in 30 days."""
+    revoked: VirtualKey
+    """alpha, revoked: never shown."""
+    other: VirtualKey
+    """beta: $7/month, $3 spent; never shown on alpha's pages."""
+    secrets: tuple[str, ...]
+    """Every virtual key secret and the provider key: no page may hold any of them."""
+
+
+def populate_gateway(world: World) -> GatewayData:
+    """Keys, budgets and spend as `flowloom gateway` leaves them in the server's database."""
+    access = Access(
+        world.server.settings.database,
+        master_key_loader=world.server.keys.master_key,
+        prices=GATEWAY_PRICES,
+        settings=AccessSettings(background=False),
+    )
+    try:
+        access.set_project_budget(OWN, 20, period="month")
+        ci, ci_secret = access.create_key(
+            name="ci-pipeline",
+            project=OWN,
+            models=["claude-*", "gpt-4o"],
+            rpm=60,
+            tpm=200_000,
+            budget_usd=5,
+            period="month",
+        )
+        laptop, laptop_secret = access.create_key(
+            name="ada-laptop",
+            owner_user="ada@example.org",
+            project=OWN,
+            budget_usd=1,
+            period="day",
+            expires_at=datetime.now(UTC) + timedelta(days=30),
+        )
+        revoked, revoked_secret = access.create_key(name="retired-key", project=OWN, budget_usd=9)
+        other, other_secret = access.create_key(name="beta-only-key", project="beta", budget_usd=7)
+        for key, tokens in ((ci, 9), (laptop, 3), (other, 6)):
+            admitted = access.admit(key, model="claude-half", est_tokens=0)
+            access.settle(admitted, provider="testco", model="claude-half", usage=Usage(tokens, 0))
+        access.revoke_key(revoked.id)
+        access.set_provider_key("anthropic", PROVIDER_SECRET)
+    finally:
+        access.close()
+    return GatewayData(
+        ci=ci,
+        laptop=laptop,
+        revoked=revoked,
+        other=other,
+        secrets=(ci_secret, laptop_secret, revoked_secret, other_secret, PROVIDER_SECRET),
+    )
 
 
 def csrf_of(page: str) -> str:

@@ -1,7 +1,7 @@
 """End to end in real headless Chromium (Playwright driving the system's chromium):
 sign in, browse the timeline, open a decision, approve it with re-authentication,
-generate and download a report, see a chart render. Screenshots are kept under
-test-artifacts/web/ (ignored by git) for people to look at.
+generate and download a report, see a chart and the budgets render. Screenshots are
+kept under test-artifacts/web/ (ignored by git) for people to look at.
 
 Chromium is the system's (/usr/bin/chromium, or FLOWLOOM_CHROMIUM); Playwright downloads
 no browser. Without it these tests are skipped locally and fail under CI=true.
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.server.support import ROOT, World
-from tests.web.support import PASSWORD, Populated
+from tests.web.support import PASSWORD, Populated, populate_gateway
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -105,6 +105,8 @@ def test_review_and_approve_a_decision_in_the_browser(
 def test_generate_and_download_a_report_and_see_charts(
     page: object, web_world: tuple[World, Populated], web_url: str, tmp_path: Path
 ) -> None:
+    world, _ = web_world
+    gateway = populate_gateway(world)  # budgets and keys, as the gateway keeps them
     expect = sync_api.expect
     p: object = page
     _sign_in(p, web_url, "auditor@example.org", "/ui/projects/alpha/usage")
@@ -117,6 +119,15 @@ def test_generate_and_download_a_report_and_see_charts(
     box = bars.first.bounding_box()
     assert box is not None and box["width"] > 50 and box["height"] > 5
     chart.screenshot(path=str(ARTIFACTS / "04-chart.png"))
+    # The budgets: spend against each budget as a meter with its share in words.
+    budgets = p.locator("table.budgets")  # type: ignore[attr-defined]
+    expect(budgets.locator("meter")).to_have_count(3)
+    expect(budgets.get_by_text("exhausted")).to_be_visible()
+    meter = budgets.get_by_role("meter").nth(1)
+    expect(meter).to_have_attribute("value", "0.9000")
+    assert (meter.bounding_box() or {"width": 0})["width"] > 50
+    expect(p.locator("table.vkeys")).to_contain_text(gateway.ci.prefix)  # type: ignore[attr-defined]
+    budgets.screenshot(path=str(ARTIFACTS / "05-budgets.png"))
     _shot(p, "05-usage")
     p.goto(web_url + "/ui/projects/alpha/compliance")  # type: ignore[attr-defined]
     p.get_by_role("link", name="21 CFR Part 11", exact=False).first.click()  # type: ignore[attr-defined]

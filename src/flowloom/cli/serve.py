@@ -7,6 +7,7 @@ postgresql:// URL for a team, and start as many processes as you like over it.
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -92,6 +93,9 @@ def serve(
         public_url=public_url,
         home=home,
     )
+    if gateway_config is not None:
+        # The providers page shows the policy of the gateway served here.
+        settings = settings.with_overrides(gateway=replace(settings.gateway, config=gateway_config))
     server = build_server(settings)
     try:
         if create_admin is not None:

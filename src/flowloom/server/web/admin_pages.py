@@ -1,15 +1,17 @@
-"""Administration pages: members and roles of a project, one's API keys, users.
+"""Administration pages: members and roles of a project, one's API keys, users, and the
+LLM gateway's providers and routing policy.
 
 Each action checks the same permissions as the API (project.admin to grant and revoke
-roles, key.self / key.admin for keys, instance.admin for users) through `authorize()`,
-so a hidden button is never the only protection. A new API key's secret is shown once,
-on the page that answers its creation (not cached, never shown again).
+roles, key.self / key.admin for keys, instance.admin for users and for the gateway,
+which serves every project) through `authorize()`, so a hidden button is never the only
+protection. A new API key's secret is shown once, on the page that answers its creation
+(not cached, never shown again).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -17,10 +19,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from flowloom.auth.permissions import PERMISSION_DESCRIPTIONS, ROLE_DESCRIPTIONS, ROLE_PERMISSIONS
 from flowloom.auth.principals import Principal
 from flowloom.auth.signatures import SigningPolicy
+from flowloom.errors import FlowLoomError
 from flowloom.server.deps import authorize, authorize_anywhere, get_server, require
+from flowloom.server.gateway_view import provider_entries
 from flowloom.server.state import ServerState
 from flowloom.server.web.session import WEB_PREFIX, WebRoute, base_context, html
 from flowloom.server.web.state import WebState, web_state
+
+if TYPE_CHECKING:  # the gateway's modules load on first use, not with the server
+    from flowloom.gateway.access.records import ProviderKeyInfo
+    from flowloom.server.gateway_view import RoutingPolicy
 
 __all__ = ["router"]
 
@@ -162,3 +170,45 @@ def create_user(
 ) -> Response:
     server.directory.create_user(email, name, password=password or None, by=principal)
     return RedirectResponse(f"{WEB_PREFIX}/admin", status_code=303)
+
+
+@router.get("/admin/gateway", response_class=HTMLResponse)
+def gateway_page(
+    request: Request,
+    principal: Annotated[Principal, Depends(authorize("instance.admin"))],
+    server: Server,
+    web: Web,
+) -> Response:
+    """The gateway's providers (and whether their upstream keys are stored) and its
+    routing policy, read-only; names and times of keys, never key material."""
+    view = server.gateway
+    policy: RoutingPolicy | None = None
+    policy_error: str | None = None
+    keys_error: str | None = "this server was built without a gateway view"
+    stored: list[ProviderKeyInfo] = []
+    if view is not None:
+        keys_error = None
+        try:
+            policy = view.policy()
+        except FlowLoomError as exc:
+            policy_error = exc.diagnostics()
+        try:
+            stored = view.provider_keys()
+        except FlowLoomError as exc:
+            keys_error = exc.diagnostics()
+    providers, unreferenced = provider_entries(policy, stored)
+    context = base_context(
+        request,
+        principal,
+        title="Gateway providers and policy",
+        nav="gateway",
+        configured=view is not None and view.config_path is not None,
+        config_path=str(view.config_path) if view is not None and view.config_path else None,
+        policy=policy,
+        policy_error=policy_error,
+        providers=providers,
+        unreferenced=unreferenced,
+        stored=stored,
+        keys_error=keys_error,
+    )
+    return html(web.render("web/gateway.html", context))

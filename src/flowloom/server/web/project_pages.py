@@ -1,8 +1,9 @@
 """The pages of one project: overview, timeline, entries, decisions, why, ledger, usage.
 
 Every route is under /ui/projects/{project} and passes the API's `authorize()`:
-ledger.read to look at the record, decision.read for decisions, decision.approve to
-approve one (a Part 11 signature with re-authentication, as the API does it). Pages
+ledger.read to look at the record (and the gateway's budgets and keys of the project),
+decision.read for decisions, decision.approve to approve one (a Part 11 signature with
+re-authentication — a password, or a fresh single sign-on — as the API does it). Pages
 read bounded slices of the log (see flowloom.server.web.timeline) or the incremental
 summary (flowloom.server.web.summary), never the whole log per request.
 """
@@ -12,12 +13,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from flowloom.auth.principals import Principal
+from flowloom.auth.records import Session
 from flowloom.auth.signatures import ReauthCredentials, SignatureMeaning
 from flowloom.decisions.records import APPROVAL_MEANINGS, Decision
 from flowloom.errors import FlowLoomError, InputError, NotFoundError
@@ -340,11 +343,17 @@ def _decision_context(
     signing: dict[str, Any] | None = None
     if "decision.approve" in can and principal.kind == "user":
         first = True
+        sso = None
         if principal.via == "session" and principal.session_id:
-            first = not server.directory.get_session(principal.session_id).signed_before
+            session = server.directory.get_session(principal.session_id)
+            first = not session.signed_before
+            if session.via == "oidc":
+                here = f"{WEB_PREFIX}/projects/{project}/decisions/{decision.id}"
+                sso = _sso_reauth(server, session, service.policy.sso_reauth_max_age, here)
         signing = {
             "printed_name": server.directory.get_user(principal.user_id).name,
             "email_needed": first,
+            "sso": sso,
             "meanings": [
                 {"value": m, "statement": SignatureMeaning(m).statement} for m in APPROVAL_MEANINGS
             ],
@@ -364,6 +373,29 @@ def _decision_context(
         error=None,
         signed=None,
     )
+
+
+def _sso_reauth(
+    server: ServerState, session: Session, window: timedelta, here: str
+) -> dict[str, Any]:
+    """How a single sign-on session signs: no password, a fresh sign-in at the provider.
+
+    The link runs the authorization-code flow with prompt=login and max_age=0 and comes
+    back to this page; the callback marks the session re-authenticated, and the signature
+    service accepts that mark for `window` (SigningPolicy.sso_reauth_max_age).
+    """
+    fresh_until = None
+    if session.reauthenticated_at is not None:
+        until = session.reauthenticated_at + window
+        if until > datetime.now(UTC):
+            fresh_until = until
+    back = quote(here + "#sign-title", safe="/")
+    return {
+        "configured": server.oidc is not None,
+        "link": f"/api/v1/auth/oidc/login?reauth=1&redirect={back}",
+        "fresh_until": fresh_until,
+        "minutes": max(int(window.total_seconds() // 60), 1),
+    }
 
 
 @router.get("/decisions/{decision_id}", response_class=HTMLResponse)
@@ -390,16 +422,20 @@ def approve(
     server: Server,
     web: Web,
     meaning: Annotated[str, Form(pattern="^(approved|reviewed)$")],
-    password: Annotated[str, Form(min_length=1, max_length=1024)],
+    password: Annotated[str | None, Form(max_length=1024)] = None,
     email: Annotated[str | None, Form(max_length=320)] = None,
 ) -> Response:
+    """Sign and approve. Without a password, a single sign-on session signs on the strength
+    of a recent re-authentication at the identity provider (the signature service decides)."""
     client = request.client.host if request.client is not None else "unknown"
     try:
         done = signature_service(server).approve_decision(
             principal,
             project,
             decision_id,
-            credentials=ReauthCredentials(password=password, email=email or None, client=client),
+            credentials=ReauthCredentials(
+                password=password or None, email=email or None, client=client
+            ),
             meaning=meaning,
         )
     except FlowLoomError as exc:
@@ -643,5 +679,28 @@ def usage_page(
             ("Model", usage.by_model),
             ("Key", usage.by_key),
         ],
+        gateway=_gateway_budgets(server, project),
     )
     return html(web.render("web/usage.html", context))
+
+
+def _gateway_budgets(server: ServerState, project: str) -> dict[str, Any]:
+    """The gateway's budgets and virtual keys of `project`, or why they cannot be shown.
+
+    Only what is bound to this project: keys of other projects, and keys bound to none,
+    are never read here. A gateway that cannot be read leaves the rest of the page as is.
+    """
+    view = server.gateway
+    if view is None:
+        return {"error": "this server was built without a gateway view", "budgets": [], "vkeys": []}
+    try:
+        budgets = view.budgets(project)
+        keys = view.keys(project)
+    except FlowLoomError as exc:
+        return {"error": exc.diagnostics(), "budgets": [], "vkeys": []}
+    now = datetime.now(UTC)
+    return {
+        "error": None,
+        "budgets": budgets,
+        "vkeys": [(k, k.expires_at is not None and k.expires_at <= now) for k in keys],
+    }
