@@ -33,7 +33,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -133,6 +133,14 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _no_user(user_id: str) -> NotFoundError:
+    return NotFoundError(f"no user {user_id!r}", hint="list users to find the id")
+
+
+def _no_key(key_id: str) -> NotFoundError:
+    return NotFoundError(f"no API key {key_id!r}", hint="list keys to find the id")
+
+
 class Directory:
     """Users, projects, teams, role grants, API keys and sessions in one database."""
 
@@ -221,6 +229,29 @@ class Directory:
         except DBAPIError as exc:
             raise translate(exc, doing) from exc
 
+    def _one(self, doing: str, sql: str, params: Mapping[str, Any], absent: NotFoundError) -> Any:
+        """The first row `sql` selects, in a transaction of its own; `absent` if none."""
+        with self._tx(doing) as conn:
+            row = conn.execute(text(sql), params).first()
+        if row is None:
+            raise absent
+        return row
+
+    def _all(self, doing: str, sql: str, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
+        """Every row `sql` selects, in a transaction of its own."""
+        with self._tx(doing) as conn:
+            return conn.execute(text(sql), params).all()
+
+    def _insert(
+        self, doing: str, sql: str, params: Mapping[str, Any], taken: str, hint: str
+    ) -> None:
+        """One INSERT; ConflictError(`taken`, `hint`) when a unique constraint refuses it."""
+        try:
+            with self._tx(doing) as conn:
+                conn.execute(text(sql), params)
+        except IntegrityError:
+            raise ConflictError(taken, hint=hint) from None
+
     def _lock(self) -> str:
         """Row-lock suffix for SELECTs that precede an update (SQLite locks the file)."""
         return " FOR UPDATE" if self._dialect == "postgres" else ""
@@ -252,6 +283,25 @@ class Directory:
             meta["refs"] = clean
         self._audit_hook(kind, project, meta)
 
+    def _audit_role(
+        self,
+        kind: str,
+        project: str,
+        role: str,
+        *,
+        by: Principal | None,
+        subject: str,
+        grantee: Mapping[str, Any],
+    ) -> None:
+        """A role granted or revoked, audited in the project's ledger ("*": instance-wide)."""
+        self._audit(
+            kind,
+            None if project == ALL_PROJECTS else project,
+            by=by,
+            subject=subject,
+            refs={**grantee, "project": project, "role": role},
+        )
+
     # -- projects ---------------------------------------------------------------------
 
     def create_project(self, name: str, *, by: Principal | None = None) -> Project:
@@ -267,36 +317,31 @@ class Directory:
                 hint="choose another project name",
             )
         now = self._now()
-        try:
-            with self._tx("creating a project") as conn:
-                conn.execute(
-                    text("INSERT INTO directory_projects (name, created_at) VALUES (:n, :t)"),
-                    {"n": name, "t": self._t(now)},
-                )
-        except IntegrityError:
-            raise ConflictError(
-                f"project {name!r} already exists", hint="choose another name"
-            ) from None
+        self._insert(
+            "creating a project",
+            "INSERT INTO directory_projects (name, created_at) VALUES (:n, :t)",
+            {"n": name, "t": self._t(now)},
+            f"project {name!r} already exists",
+            "choose another name",
+        )
         self._audit("auth.project_created", None, by=by, subject=name, refs={"project": name})
         return Project(name=name, created_at=now)
 
     def get_project(self, name: str) -> Project:
         """The project `name`; NotFoundError if there is none."""
-        with self._tx("reading a project") as conn:
-            row = conn.execute(
-                text("SELECT name, created_at FROM directory_projects WHERE name = :n"),
-                {"n": name},
-            ).first()
-        if row is None:
-            raise NotFoundError(f"no project {name!r}", hint="list projects, or create it first")
+        row = self._one(
+            "reading a project",
+            "SELECT name, created_at FROM directory_projects WHERE name = :n",
+            {"n": name},
+            NotFoundError(f"no project {name!r}", hint="list projects, or create it first"),
+        )
         return Project(name=row[0], created_at=self._dt(row[1]))
 
     def list_projects(self) -> list[Project]:
         """Every project, by name."""
-        with self._tx("listing projects") as conn:
-            rows = conn.execute(
-                text("SELECT name, created_at FROM directory_projects ORDER BY name")
-            ).all()
+        rows = self._all(
+            "listing projects", "SELECT name, created_at FROM directory_projects ORDER BY name"
+        )
         return [Project(name=r[0], created_at=self._dt(r[1])) for r in rows]
 
     def _require_target(self, conn: Connection, project: str) -> None:
@@ -342,29 +387,23 @@ class Directory:
         hashed = self._passwords.hash(password) if password is not None else None
         user_id = _new_id("usr")
         now = self._now()
-        try:
-            with self._tx("creating a user") as conn:
-                conn.execute(
-                    text(
-                        "INSERT INTO directory_users"
-                        " (id, email, name, kind, password_hash, disabled, created_at)"
-                        " VALUES (:id, :email, :name, :kind, :pw, :off, :t)"
-                    ),
-                    {
-                        "id": user_id,
-                        "email": clean_email,
-                        "name": clean_name,
-                        "kind": kind,
-                        "pw": hashed,
-                        "off": False,
-                        "t": self._t(now),
-                    },
-                )
-        except IntegrityError:
-            raise ConflictError(
-                f"a user with email {clean_email!r} already exists",
-                hint="use that account, or another email address",
-            ) from None
+        self._insert(
+            "creating a user",
+            "INSERT INTO directory_users"
+            " (id, email, name, kind, password_hash, disabled, created_at)"
+            " VALUES (:id, :email, :name, :kind, :pw, :off, :t)",
+            {
+                "id": user_id,
+                "email": clean_email,
+                "name": clean_name,
+                "kind": kind,
+                "pw": hashed,
+                "off": False,
+                "t": self._t(now),
+            },
+            f"a user with email {clean_email!r} already exists",
+            "use that account, or another email address",
+        )
         self._audit(
             "auth.user_created",
             None,
@@ -384,33 +423,21 @@ class Directory:
 
     def get_user(self, user_id: str) -> User:
         """The user `user_id`; NotFoundError if there is none."""
-        with self._tx("reading a user") as conn:
-            row = conn.execute(
-                text(f"SELECT {_USER_COLUMNS} FROM directory_users WHERE id = :id"),
-                {"id": user_id},
-            ).first()
-        if row is None:
-            raise NotFoundError(f"no user {user_id!r}", hint="list users to find the id")
-        return self._user(row)
+        sql = f"SELECT {_USER_COLUMNS} FROM directory_users WHERE id = :id"
+        return self._user(self._one("reading a user", sql, {"id": user_id}, _no_user(user_id)))
 
     def user_by_email(self, email: str) -> User:
         """The user with `email` (case-insensitive); NotFoundError if there is none."""
         clean = _normal_email(email)
-        with self._tx("reading a user") as conn:
-            row = conn.execute(
-                text(f"SELECT {_USER_COLUMNS} FROM directory_users WHERE email = :e"),
-                {"e": clean},
-            ).first()
-        if row is None:
-            raise NotFoundError(f"no user with email {clean!r}", hint="create the user first")
-        return self._user(row)
+        sql = f"SELECT {_USER_COLUMNS} FROM directory_users WHERE email = :e"
+        absent = NotFoundError(f"no user with email {clean!r}", hint="create the user first")
+        return self._user(self._one("reading a user", sql, {"e": clean}, absent))
 
     def list_users(self) -> list[User]:
         """Every user and service account, oldest first."""
-        with self._tx("listing users") as conn:
-            rows = conn.execute(
-                text(f"SELECT {_USER_COLUMNS} FROM directory_users ORDER BY created_at, id")
-            ).all()
+        rows = self._all(
+            "listing users", f"SELECT {_USER_COLUMNS} FROM directory_users ORDER BY created_at, id"
+        )
         return [self._user(r) for r in rows]
 
     def set_password(self, user_id: str, password: str, *, by: Principal | None = None) -> None:
@@ -422,7 +449,7 @@ class Directory:
                 {"pw": hashed, "id": user_id},
             ).rowcount
         if not done:
-            raise NotFoundError(f"no user {user_id!r}", hint="list users to find the id")
+            raise _no_user(user_id)
         self._audit("auth.password_set", None, by=by, subject=user_id, refs={"user_id": user_id})
 
     def disable_user(self, user_id: str, *, by: Principal | None = None) -> None:
@@ -441,7 +468,7 @@ class Directory:
                 {"t": now, "id": user_id},
             )
         if not done:
-            raise NotFoundError(f"no user {user_id!r}", hint="list users to find the id")
+            raise _no_user(user_id)
         self._audit("auth.user_disabled", None, by=by, subject=user_id, refs={"user_id": user_id})
 
     def upsert_oidc_user(self, issuer: str, subject: str, email: str | None, name: str) -> User:
@@ -541,7 +568,7 @@ class Directory:
                 ).first()
                 is None
             ):
-                raise NotFoundError(f"no user {user_id!r}", hint="list users to find the id")
+                raise _no_user(user_id)
             added = conn.execute(
                 text(
                     "INSERT INTO directory_grants (user_id, project, role, created_at)"
@@ -550,12 +577,13 @@ class Directory:
                 {"u": user_id, "p": project, "r": role, "t": self._t(self._now())},
             ).rowcount
         if added:
-            self._audit(
+            self._audit_role(
                 "auth.role_granted",
-                None if project == ALL_PROJECTS else project,
+                project,
+                role,
                 by=by,
                 subject=user_id,
-                refs={"user_id": user_id, "project": project, "role": role},
+                grantee={"user_id": user_id},
             )
 
     def revoke(self, user_id: str, project: str, role: str, *, by: Principal | None = None) -> None:
@@ -573,12 +601,8 @@ class Directory:
                 f"user {user_id!r} has no role {role!r} on {project!r}",
                 hint="list the project's members to see the grants",
             )
-        self._audit(
-            "auth.role_revoked",
-            None if project == ALL_PROJECTS else project,
-            by=by,
-            subject=user_id,
-            refs={"user_id": user_id, "project": project, "role": role},
+        self._audit_role(
+            "auth.role_revoked", project, role, by=by, subject=user_id, grantee={"user_id": user_id}
         )
 
     def _grants(self, conn: Connection, user_id: str) -> dict[str, frozenset[str]]:
@@ -647,28 +671,24 @@ class Directory:
         """A new team; ConflictError if the name is taken."""
         clean = _clean_name(name, "a team name")
         team = Team(id=_new_id("team"), name=clean, created_at=self._now())
-        try:
-            with self._tx("creating a team") as conn:
-                conn.execute(
-                    text("INSERT INTO directory_teams (id, name, created_at) VALUES (:id, :n, :t)"),
-                    {"id": team.id, "n": clean, "t": self._t(team.created_at)},
-                )
-        except IntegrityError:
-            raise ConflictError(
-                f"team {clean!r} already exists", hint="choose another name"
-            ) from None
+        self._insert(
+            "creating a team",
+            "INSERT INTO directory_teams (id, name, created_at) VALUES (:id, :n, :t)",
+            {"id": team.id, "n": clean, "t": self._t(team.created_at)},
+            f"team {clean!r} already exists",
+            "choose another name",
+        )
         self._audit("auth.team_created", None, by=by, subject=team.id, refs={"team": clean})
         return team
 
     def get_team(self, name: str) -> Team:
         """The team called `name` (or with id `name`); NotFoundError if none."""
-        with self._tx("reading a team") as conn:
-            row = conn.execute(
-                text("SELECT id, name, created_at FROM directory_teams WHERE name = :n OR id = :n"),
-                {"n": name},
-            ).first()
-        if row is None:
-            raise NotFoundError(f"no team {name!r}", hint="create the team first")
+        row = self._one(
+            "reading a team",
+            "SELECT id, name, created_at FROM directory_teams WHERE name = :n OR id = :n",
+            {"n": name},
+            NotFoundError(f"no team {name!r}", hint="create the team first"),
+        )
         return Team(id=row[0], name=row[1], created_at=self._dt(row[2]))
 
     def add_member(self, team: str, user_id: str, *, by: Principal | None = None) -> None:
@@ -684,7 +704,7 @@ class Directory:
                     {"t": found.id, "u": user_id},
                 ).rowcount
         except IntegrityError:
-            raise NotFoundError(f"no user {user_id!r}", hint="list users to find the id") from None
+            raise _no_user(user_id) from None
         if added:
             self._audit(
                 "auth.team_member_added",
@@ -710,12 +730,13 @@ class Directory:
                 {"tm": found.id, "p": project, "r": role, "t": self._t(self._now())},
             ).rowcount
         if added:
-            self._audit(
+            self._audit_role(
                 "auth.role_granted",
-                None if project == ALL_PROJECTS else project,
+                project,
+                role,
                 by=by,
                 subject=found.id,
-                refs={"team": found.name, "project": project, "role": role},
+                grantee={"team": found.name},
             )
 
     def revoke_team(
@@ -734,12 +755,13 @@ class Directory:
             ).rowcount
         if not removed:
             raise NotFoundError(f"team {found.name!r} has no role {role!r} on {project!r}")
-        self._audit(
+        self._audit_role(
             "auth.role_revoked",
-            None if project == ALL_PROJECTS else project,
+            project,
+            role,
             by=by,
             subject=found.id,
-            refs={"team": found.name, "project": project, "role": role},
+            grantee={"team": found.name},
         )
 
     # -- API keys ---------------------------------------------------------------------
@@ -833,7 +855,7 @@ class Directory:
                 text("SELECT disabled FROM directory_users WHERE id = :id"), {"id": user_id}
             ).first()
             if user is None:
-                raise NotFoundError(f"no user {user_id!r}", hint="list users to find the id")
+                raise _no_user(user_id)
             if user[0]:
                 raise InputError(f"user {user_id!r} is disabled", hint="enable the user first")
             key, secret = self._insert_key(
@@ -876,7 +898,7 @@ class Directory:
                 {"id": key_id},
             ).first()
             if row is None:
-                raise NotFoundError(f"no API key {key_id!r}", hint="list keys to find the id")
+                raise _no_key(key_id)
             old = self._key(row)
             if not old.active(now):
                 raise InputError(
@@ -910,7 +932,7 @@ class Directory:
                 {"id": key_id},
             ).first()
             if row is None:
-                raise NotFoundError(f"no API key {key_id!r}", hint="list keys to find the id")
+                raise _no_key(key_id)
             changed = conn.execute(
                 text(
                     "UPDATE directory_api_keys SET revoked_at = :t"
@@ -925,25 +947,17 @@ class Directory:
 
     def get_key(self, key_id: str) -> ApiKey:
         """The key `key_id` (never its secret); NotFoundError if none."""
-        with self._tx("reading an API key") as conn:
-            row = conn.execute(
-                text(f"SELECT {_KEY_COLUMNS} FROM directory_api_keys WHERE id = :id"),
-                {"id": key_id},
-            ).first()
-        if row is None:
-            raise NotFoundError(f"no API key {key_id!r}", hint="list keys to find the id")
-        return self._key(row)
+        sql = f"SELECT {_KEY_COLUMNS} FROM directory_api_keys WHERE id = :id"
+        return self._key(self._one("reading an API key", sql, {"id": key_id}, _no_key(key_id)))
 
     def list_keys(self, user_id: str) -> list[ApiKey]:
         """Every key of `user_id`, active or not, oldest first."""
-        with self._tx("listing API keys") as conn:
-            rows = conn.execute(
-                text(
-                    f"SELECT {_KEY_COLUMNS} FROM directory_api_keys WHERE user_id = :u"
-                    " ORDER BY created_at, id"
-                ),
-                {"u": user_id},
-            ).all()
+        rows = self._all(
+            "listing API keys",
+            f"SELECT {_KEY_COLUMNS} FROM directory_api_keys WHERE user_id = :u"
+            " ORDER BY created_at, id",
+            {"u": user_id},
+        )
         return [self._key(r) for r in rows]
 
     def principal_for_key(self, secret: str) -> Principal:
@@ -1252,14 +1266,9 @@ class Directory:
 
     def get_session(self, session_id: str) -> Session:
         """The session `session_id`, live or not; NotFoundError if none."""
-        with self._tx("reading a session") as conn:
-            row = conn.execute(
-                text(f"SELECT {_SESSION_COLUMNS} FROM directory_sessions WHERE id = :id"),
-                {"id": session_id},
-            ).first()
-        if row is None:
-            raise NotFoundError(f"no session {session_id!r}")
-        return self._session(row)
+        sql = f"SELECT {_SESSION_COLUMNS} FROM directory_sessions WHERE id = :id"
+        absent = NotFoundError(f"no session {session_id!r}")
+        return self._session(self._one("reading a session", sql, {"id": session_id}, absent))
 
     def csrf_token(self, token: str) -> str:
         """The CSRF token of the live session `token` (for pages rendered after sign-in)."""

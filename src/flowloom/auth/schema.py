@@ -13,18 +13,17 @@ server processes starting together apply each step once.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from flowloom.errors import ForeignDatabaseError, InputError, StoreError, StoreUnavailableError
+from flowloom.store.migrate import Migration, load_migrations
+from flowloom.store.sqlmigrations import apply_migrations, dialect_of
 
 __all__ = [
     "DirectoryMigration",
@@ -34,41 +33,16 @@ __all__ = [
     "migrate",
 ]
 
-_NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-_APPLICATION_ID = 0x464C4F4D  # the ledger's mark ("FLOM"); a FlowLoom file either way
 _BUSY_TIMEOUT_MS = 60_000
 _MIGRATION_LOCK = 0x464C4F4D_44495200  # an arbitrary constant naming "the directory schema"
 
-
-@dataclass(frozen=True)
-class DirectoryMigration:
-    """One schema step of the directory."""
-
-    version: int
-    name: str
-    sql: str
+DirectoryMigration = Migration
+"""One schema step of the directory."""
 
 
-def load_directory_migrations(dialect: str) -> list[DirectoryMigration]:
+def load_directory_migrations(dialect: str) -> list[Migration]:
     """The directory migrations for `dialect` ("sqlite" or "postgres"), in order."""
-    folder = resources.files("flowloom.auth").joinpath("migrations", dialect)
-    found: list[DirectoryMigration] = []
-    for item in folder.iterdir():
-        match = _NAME_RE.match(item.name)
-        if match:
-            found.append(
-                DirectoryMigration(int(match.group(1)), match.group(2), item.read_text("utf-8"))
-            )
-    found.sort(key=lambda m: m.version)
-    versions = [m.version for m in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"{dialect} directory migrations are not numbered 1..n: {versions}")
-    return found
-
-
-def dialect_of(engine: Engine) -> str:
-    """ "sqlite" or "postgres"."""
-    return "postgres" if engine.dialect.name == "postgresql" else "sqlite"
+    return load_migrations(dialect, "flowloom.auth", "directory migrations")
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -131,73 +105,19 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def _split(sql: str) -> list[str]:
-    return [s.strip() for s in sql.split(";\n") if s.strip() and not _only_comments(s)]
-
-
-def _only_comments(statement: str) -> bool:
-    return all(not line.strip() or line.strip().startswith("--") for line in statement.splitlines())
-
-
 def migrate(engine: Engine) -> None:
     """Apply the directory migrations this database lacks, each exactly once."""
-    dialect = dialect_of(engine)
-    known = load_directory_migrations(dialect)
     try:
-        with engine.begin() as conn:
-            if dialect == "postgres":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
-                conn.execute(
-                    text(
-                        "CREATE TABLE IF NOT EXISTS directory_migrations ("
-                        " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-                        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-                    )
-                )
-            else:
-                _check_sqlite_owner(conn)
-                conn.execute(
-                    text(
-                        "CREATE TABLE IF NOT EXISTS directory_migrations ("
-                        " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-                        " applied_at TEXT NOT NULL"
-                        " DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
-                    )
-                )
-            applied = {
-                int(row[0])
-                for row in conn.execute(text("SELECT version FROM directory_migrations"))
-            }
-            if applied and max(applied) > len(known):
-                raise StoreError(
-                    f"the directory schema is newer ({max(applied)}) than this FlowLoom knows",
-                    hint="upgrade FlowLoom",
-                )
-            for migration in known:
-                if migration.version in applied:
-                    continue
-                for statement in _split(migration.sql):
-                    conn.exec_driver_sql(statement)
-                conn.execute(
-                    text("INSERT INTO directory_migrations (version, name) VALUES (:v, :n)"),
-                    {"v": migration.version, "n": migration.name},
-                )
+        apply_migrations(
+            engine,
+            package="flowloom.auth",
+            schema="directory",
+            table="directory_migrations",
+            lock=_MIGRATION_LOCK,
+            foreign_hint="point --database at a FlowLoom ledger or at a new path",
+        )
     except DBAPIError as exc:
         raise translate(exc, "applying directory migrations") from exc
-
-
-def _check_sqlite_owner(conn: Connection) -> None:
-    """Refuse an SQLite file some other program made; mark a new file as FlowLoom's."""
-    app_id = int(conn.exec_driver_sql("PRAGMA application_id").scalar() or 0)
-    if app_id == _APPLICATION_ID:
-        return
-    tables = conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type='table'").scalar()
-    if app_id != 0 or tables:
-        raise ForeignDatabaseError(
-            "the database is an SQLite file that FlowLoom did not create",
-            hint="point --database at a FlowLoom ledger or at a new path",
-        )
-    conn.exec_driver_sql(f"PRAGMA application_id={_APPLICATION_ID}")
 
 
 def translate(exc: DBAPIError, doing: str) -> StoreError:

@@ -31,17 +31,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
 
 from flowloom.errors import StoreError
 from flowloom.memory.interface import Hit
 from flowloom.memory.query import Terms
+from flowloom.store.migrate import load_migrations
 
 if TYPE_CHECKING:
     from flowloom.store.interface import Store
@@ -60,7 +59,6 @@ MAX_INDEXED_CHARS: Final = 100_000
 """Text beyond this many characters of one body is not indexed (PostgreSQL caps a
 tsvector at 1 MB, and nobody reads a snippet from the middle of a 16 MB prompt)."""
 
-_NAME_RE: Final = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _SNIPPET_WORDS: Final = 16
 RANK_WINDOW: Final = 1000
 FILTER_WINDOW: Final = 2000
@@ -121,19 +119,6 @@ class SearchSpec:
 def _clean(text: str) -> str:
     # PostgreSQL text cannot hold NUL; neither index needs it.
     return text.replace("\x00", " ")[:MAX_INDEXED_CHARS]
-
-
-def _migrations(dialect: str) -> list[tuple[int, str, str]]:
-    folder = resources.files("flowloom.memory").joinpath("migrations", dialect)
-    found = []
-    for item in folder.iterdir():
-        match = _NAME_RE.match(item.name)
-        if match:
-            found.append((int(match.group(1)), match.group(2), item.read_text("utf-8")))
-    found.sort()
-    if [v for v, _, _ in found] != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"memory {dialect} migrations are not numbered 1..n")
-    return found
 
 
 def _sqlite_statements(script: str) -> Iterator[str]:
@@ -400,7 +385,7 @@ class MemoryIndex:
             self._execute("COMMIT")
 
     def _migrate(self) -> None:
-        known = _migrations(self.dialect)
+        known = load_migrations(self.dialect, "flowloom.memory", "memory migrations")
         try:
             # The common case, an up-to-date index, takes no lock.
             row = self._execute("SELECT MAX(version) FROM memory_migrations").fetchone()
@@ -421,16 +406,17 @@ class MemoryIndex:
                     f"the memory index was written by a newer FlowLoom (schema {max(applied)})",
                     hint="upgrade FlowLoom",
                 )
-            for version, name, sql in known:
-                if version in applied:
+            for migration in known:
+                if migration.version in applied:
                     continue
                 if self._sqlite is not None:
-                    for statement in _sqlite_statements(sql):
+                    for statement in _sqlite_statements(migration.sql):
                         self._execute(statement)
                 else:
-                    self._execute(sql)
+                    self._execute(migration.sql)
                 self._execute(
-                    "INSERT INTO memory_migrations (version, name) VALUES (?, ?)", (version, name)
+                    "INSERT INTO memory_migrations (version, name) VALUES (?, ?)",
+                    (migration.version, migration.name),
                 )
 
     @contextlib.contextmanager

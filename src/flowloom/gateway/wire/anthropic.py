@@ -6,7 +6,14 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flowloom.gateway.wire.common import RequestInfo, Tokens, as_int, estimate_tokens
+from flowloom.gateway.wire.common import (
+    JsonWire,
+    RequestInfo,
+    Tokens,
+    as_int,
+    has_content_part,
+    request_info,
+)
 from flowloom.gateway.wire.sse import SseEvent
 
 __all__ = ["AnthropicWire"]
@@ -22,35 +29,23 @@ _ERROR_TYPES = {
     503: "overloaded_error",
     529: "overloaded_error",
 }
+_IMAGE_TYPES = ("image", "document")
 
 
-def _has_images(messages: Any) -> bool:
-    if not isinstance(messages, list):
-        return False
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, list):
-            for block in content:
-                if isinstance(block, dict) and block.get("type") in ("image", "document"):
-                    return True
-    return False
-
-
-class AnthropicWire:
+class AnthropicWire(JsonWire):
     """The Anthropic Messages format."""
 
     name = "anthropic"
 
     @staticmethod
     def peek(body: Mapping[str, Any], *, size: int, model: str | None = None) -> RequestInfo:
-        max_tokens = body.get("max_tokens")
-        return RequestInfo(
-            model=model or str(body.get("model") or ""),
+        return request_info(
+            model or str(body.get("model") or ""),
             stream=body.get("stream") is True,
             has_tools=bool(body.get("tools")),
-            has_images=_has_images(body.get("messages")),
-            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
-            est_input_tokens=estimate_tokens(size),
+            has_images=has_content_part(body.get("messages"), _IMAGE_TYPES),
+            max_tokens=body.get("max_tokens"),
+            size=size,
         )
 
     @staticmethod
@@ -120,22 +115,12 @@ class AnthropicWire:
         return message
 
     @staticmethod
-    def error_body(status: int, message: str) -> bytes:
+    def error_object(status: int, message: str) -> dict[str, Any]:
         kind = _ERROR_TYPES.get(status, "api_error")
-        return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
+        return {"type": "error", "error": {"type": kind, "message": message}}
 
-    @staticmethod
-    def stream_error(status: int, message: str) -> bytes:
-        kind = _ERROR_TYPES.get(status, "api_error")
-        data = json.dumps({"type": "error", "error": {"type": kind, "message": message}})
-        return f"event: error\ndata: {data}\n\n".encode()
-
-    @staticmethod
-    def error_message(body: Mapping[str, Any]) -> str | None:
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        return None
+    def stream_error(self, status: int, message: str) -> bytes:
+        return f"event: error\ndata: {json.dumps(self.error_object(status, message))}\n\n".encode()
 
     @staticmethod
     def models(ids: Iterable[str]) -> bytes:

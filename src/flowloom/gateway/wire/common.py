@@ -2,14 +2,26 @@
 
 `RequestInfo` holds the few fields routing needs; `Tokens` the usage counts a response
 reports. Both are filled by the per-format modules without copying the body.
+`JsonWire` is what those modules share: errors as JSON objects with a "message".
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RequestInfo", "Tokens", "as_int", "classify_error", "estimate_tokens"]
+__all__ = [
+    "JsonWire",
+    "RequestInfo",
+    "Tokens",
+    "as_int",
+    "classify_error",
+    "estimate_tokens",
+    "has_content_part",
+    "request_info",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +54,11 @@ class Tokens:
     def total(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    @classmethod
+    def cached_inside(cls, prompt: int, output: int, cached: int) -> Tokens:
+        """Counts from a prompt count that includes the `cached` tokens (OpenAI, Gemini)."""
+        return cls(input_tokens=max(prompt - cached, 0), output_tokens=output, cache_read=cached)
+
 
 def as_int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
@@ -50,6 +67,55 @@ def as_int(value: Any) -> int:
 def estimate_tokens(body_len: int) -> int:
     """A cheap input-token estimate from the body size (about four bytes per token)."""
     return body_len // 4 + 1
+
+
+def request_info(
+    model: str, *, stream: bool, has_tools: bool, has_images: bool, max_tokens: Any, size: int
+) -> RequestInfo:
+    """A peeked request: `max_tokens` counts when it is an int, the input is estimated."""
+    return RequestInfo(
+        model,
+        stream,
+        has_tools,
+        has_images,
+        max_tokens if isinstance(max_tokens, int) else None,
+        estimate_tokens(size),
+    )
+
+
+def has_content_part(items: Any, types: tuple[str, ...]) -> bool:
+    """Whether some message of the list `items` has a content part of one of `types`."""
+    if not isinstance(items, list):
+        return False
+    for item in items:
+        parts = item.get("content") if isinstance(item, dict) else None
+        if isinstance(parts, list):
+            for part in parts:
+                if isinstance(part, dict) and part.get("type") in types:
+                    return True
+    return False
+
+
+class JsonWire:
+    """Errors of a JSON format: bodies from `error_object`, the message read back."""
+
+    @staticmethod
+    def error_object(status: int, message: str) -> dict[str, Any]:
+        """The error response object of this format for `status` and `message`."""
+        raise NotImplementedError
+
+    def error_body(self, status: int, message: str) -> bytes:
+        return json.dumps(self.error_object(status, message)).encode()
+
+    def stream_error(self, status: int, message: str) -> bytes:
+        return f"data: {json.dumps(self.error_object(status, message))}\n\n".encode()
+
+    @staticmethod
+    def error_message(body: Mapping[str, Any]) -> str | None:
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        return None
 
 
 _CONTEXT_MARKERS = (

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flowloom.gateway.wire.common import RequestInfo, Tokens, as_int, estimate_tokens
+from flowloom.gateway.wire.common import JsonWire, RequestInfo, Tokens, as_int, request_info
 from flowloom.gateway.wire.sse import SseEvent
 
 __all__ = ["GeminiWire"]
@@ -44,22 +44,22 @@ def _has_images(contents: Any) -> bool:
     return False
 
 
-class GeminiWire:
+class GeminiWire(JsonWire):
     """The Gemini generateContent / streamGenerateContent format."""
 
     name = "gemini"
+    error_object = staticmethod(_error)
 
     @staticmethod
     def peek(body: Mapping[str, Any], *, size: int, model: str | None = None) -> RequestInfo:
         config = body.get("generationConfig")
-        max_tokens = config.get("maxOutputTokens") if isinstance(config, dict) else None
-        return RequestInfo(
-            model=model or "",
+        return request_info(
+            model or "",
             stream=False,  # the path says whether a Gemini call streams
             has_tools=bool(body.get("tools")),
             has_images=_has_images(body.get("contents")),
-            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
-            est_input_tokens=estimate_tokens(size),
+            max_tokens=config.get("maxOutputTokens") if isinstance(config, dict) else None,
+            size=size,
         )
 
     @staticmethod
@@ -67,12 +67,10 @@ class GeminiWire:
         usage = response.get("usageMetadata")
         if not isinstance(usage, dict):
             return Tokens()
-        cached = as_int(usage.get("cachedContentTokenCount"))
-        return Tokens(
-            input_tokens=max(as_int(usage.get("promptTokenCount")) - cached, 0),
-            output_tokens=as_int(usage.get("candidatesTokenCount"))
-            + as_int(usage.get("thoughtsTokenCount")),
-            cache_read=cached,
+        return Tokens.cached_inside(
+            as_int(usage.get("promptTokenCount")),
+            as_int(usage.get("candidatesTokenCount")) + as_int(usage.get("thoughtsTokenCount")),
+            as_int(usage.get("cachedContentTokenCount")),
         )
 
     @staticmethod
@@ -112,21 +110,6 @@ class GeminiWire:
                         slot[key] = value
         result["candidates"] = [candidates[i] for i in sorted(candidates)]
         return result
-
-    @staticmethod
-    def error_body(status: int, message: str) -> bytes:
-        return json.dumps(_error(status, message)).encode()
-
-    @staticmethod
-    def stream_error(status: int, message: str) -> bytes:
-        return f"data: {json.dumps(_error(status, message))}\n\n".encode()
-
-    @staticmethod
-    def error_message(body: Mapping[str, Any]) -> str | None:
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        return None
 
     @staticmethod
     def models(ids: Iterable[str]) -> bytes:

@@ -6,10 +6,23 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flowloom.gateway.wire.common import RequestInfo, Tokens, as_int, estimate_tokens
+from flowloom.gateway.wire.common import (
+    JsonWire,
+    RequestInfo,
+    Tokens,
+    as_int,
+    has_content_part,
+    request_info,
+)
 from flowloom.gateway.wire.sse import SseEvent
 
-__all__ = ["OpenAIChatWire", "openai_error_body", "openai_error_type"]
+__all__ = [
+    "OpenAIChatWire",
+    "openai_error_body",
+    "openai_error_type",
+    "openai_models",
+    "openai_usage",
+]
 
 _ERROR_TYPES = {
     400: ("invalid_request_error", "invalid_request"),
@@ -31,47 +44,48 @@ def openai_error_body(status: int, message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
-def _has_images(messages: Any) -> bool:
-    if not isinstance(messages, list):
-        return False
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and part.get("type") in ("image_url", "input_image"):
-                    return True
-    return False
+def openai_usage(response: Mapping[str, Any], prompt: str, output: str, details: str) -> Tokens:
+    """The counts of an OpenAI ``usage`` object, named by the API (Chat or Responses)."""
+    usage = response.get("usage")
+    if not isinstance(usage, dict):
+        return Tokens()
+    found = usage.get(details)
+    return Tokens.cached_inside(
+        as_int(usage.get(prompt)),
+        as_int(usage.get(output)),
+        as_int(found.get("cached_tokens")) if isinstance(found, dict) else 0,
+    )
 
 
-class OpenAIChatWire:
+def openai_models(ids: Iterable[str]) -> bytes:
+    data = [{"id": i, "object": "model", "created": 0, "owned_by": "flowloom"} for i in ids]
+    return json.dumps({"object": "list", "data": data}).encode()
+
+
+_IMAGE_TYPES = ("image_url", "input_image")
+
+
+class OpenAIChatWire(JsonWire):
     """The OpenAI Chat Completions format (also Azure OpenAI and OpenAI-compatible servers)."""
 
     name = "openai"
+    error_object = staticmethod(openai_error_body)
+    models = staticmethod(openai_models)
 
     @staticmethod
     def peek(body: Mapping[str, Any], *, size: int, model: str | None = None) -> RequestInfo:
-        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-        return RequestInfo(
-            model=model or str(body.get("model") or ""),
+        return request_info(
+            model or str(body.get("model") or ""),
             stream=body.get("stream") is True,
             has_tools=bool(body.get("tools") or body.get("functions")),
-            has_images=_has_images(body.get("messages")),
-            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
-            est_input_tokens=estimate_tokens(size),
+            has_images=has_content_part(body.get("messages"), _IMAGE_TYPES),
+            max_tokens=body.get("max_completion_tokens", body.get("max_tokens")),
+            size=size,
         )
 
     @staticmethod
     def usage(response: Mapping[str, Any]) -> Tokens:
-        usage = response.get("usage")
-        if not isinstance(usage, dict):
-            return Tokens()
-        details = usage.get("prompt_tokens_details")
-        cached = as_int(details.get("cached_tokens")) if isinstance(details, dict) else 0
-        return Tokens(
-            input_tokens=max(as_int(usage.get("prompt_tokens")) - cached, 0),
-            output_tokens=as_int(usage.get("completion_tokens")),
-            cache_read=cached,
-        )
+        return openai_usage(response, "prompt_tokens", "completion_tokens", "prompt_tokens_details")
 
     @staticmethod
     def reassemble(events: Iterable[SseEvent]) -> dict[str, Any]:
@@ -133,23 +147,3 @@ class OpenAIChatWire:
                     slot["finish_reason"] = choice["finish_reason"]
         result["choices"] = [choices[i] for i in sorted(choices)]
         return result
-
-    @staticmethod
-    def error_body(status: int, message: str) -> bytes:
-        return json.dumps(openai_error_body(status, message)).encode()
-
-    @staticmethod
-    def stream_error(status: int, message: str) -> bytes:
-        return f"data: {json.dumps(openai_error_body(status, message))}\n\n".encode()
-
-    @staticmethod
-    def error_message(body: Mapping[str, Any]) -> str | None:
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        return None
-
-    @staticmethod
-    def models(ids: Iterable[str]) -> bytes:
-        data = [{"id": i, "object": "model", "created": 0, "owned_by": "flowloom"} for i in ids]
-        return json.dumps({"object": "list", "data": data}).encode()
