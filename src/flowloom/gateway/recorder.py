@@ -498,7 +498,11 @@ class Recorder:
         if self._ledger_ok:
             log.error("the ledger is unavailable (%s: %s)", type(exc).__name__, exc)
         self._ledger_ok = False
-        self.reason = f"the ledger is unavailable: {type(exc).__name__}: {exc}"[:300]
+        if self._spool_full:
+            # What refuses requests is the full spool; a failed replay must not hide that.
+            self.reason = "the ledger is unavailable and the spool is full"
+        else:
+            self.reason = f"the ledger is unavailable: {type(exc).__name__}: {exc}"[:300]
 
     def _retry(self) -> None:
         if self.mode == "spool":
