@@ -417,3 +417,41 @@ def test_no_secret_reaches_the_database_through_any_capture_path(tmp_path: Path)
         redacted_entry = box.events()[event["refs"]["entry"]]
         assert redacted_entry["kind"] == event["refs"]["kind"]
     assert {s.kind for s in CORPUS} <= counted
+
+
+def test_the_one_scan_fast_path_skips_only_text_no_rule_could_touch() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from flowloom.capture.redaction import _RULES, _any_trigger
+
+    triggers = sorted({t for rule in _RULES for t in rule.triggers})
+
+    def recase(text: str, flips: list[bool]) -> str:
+        return "".join(
+            c.swapcase() if flip else c
+            for c, flip in zip(text, flips + [False] * len(text), strict=False)
+        )
+
+    piece = st.one_of(
+        st.text(alphabet=string.printable, max_size=12),
+        st.builds(recase, st.sampled_from(triggers), st.lists(st.booleans(), max_size=12)),
+        st.sampled_from([t[:-1] for t in triggers if len(t) > 1]),
+    )
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(piece, max_size=6).map("".join))
+    def check(text: str) -> None:
+        if _any_trigger().search(text) is None:
+            lowered = text.lower()
+            for rule in _RULES:
+                haystack = lowered if rule.lower else text
+                assert not any(t in haystack for t in rule.triggers), (rule.kind, text)
+        else:
+            assert any(
+                t in (text.lower() if rule.lower else text)
+                for rule in _RULES
+                for t in rule.triggers
+            )
+
+    check()

@@ -26,6 +26,7 @@ What was redacted is counted per type (`Redactor.counts`), never kept: the
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -318,6 +319,21 @@ def _looks_random(token: str, before: str) -> bool:
     return _shannon(token.rstrip("=")) >= ENTROPY_THRESHOLD
 
 
+@functools.cache
+def _any_trigger() -> re.Pattern[str]:
+    """One pattern for every rule's triggers (lowercase ones case-insensitively).
+
+    For ASCII text, no match means no rule's trigger test can pass, so the rules are
+    skipped after a single scan. Compiled on first use: hooks import this module.
+    """
+    parts = []
+    for rule in _RULES:
+        for trigger in rule.triggers:
+            escaped = re.escape(trigger)
+            parts.append(f"(?i:{escaped})" if rule.lower else escaped)
+    return re.compile("|".join(parts))
+
+
 class Redactor:
     """Redacts strings and counts what it redacted, per type, across calls."""
 
@@ -338,8 +354,12 @@ class Redactor:
         """
         if len(text) < 8:
             return text
+        if text.isascii() and _any_trigger().search(text) is None:
+            rules: tuple[_Rule, ...] = ()  # the common case: one scan, no rule can match
+        else:
+            rules = _RULES
         lowered: str | None = None
-        for rule in _RULES:
+        for rule in rules:
             if rule.lower:
                 if lowered is None:
                     lowered = text.lower()
