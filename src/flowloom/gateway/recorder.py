@@ -276,10 +276,7 @@ class Recorder:
         max_body_bytes: int = 16 * 1024 * 1024,
         settle: SettleHook | None = None,
         observe: ObserveHook | None = None,
-        linger_s: float = 0.005,
     ) -> None:
-        """`linger_s`: how long the writer waits after the first exchange for more, so that
-        under load one commit carries many (the caller never waits for it)."""
         if mode == "spool" and spool_path is None:
             raise ValueError("the spool mode needs a spool_path")
         self._ledger_for = ledger_for
@@ -290,7 +287,6 @@ class Recorder:
         self._capacity = capacity
         self._max_batch = max_batch
         self._retry_s = retry_interval_s
-        self._linger_s = linger_s
         self._max_body = max_body_bytes
         self.settle = settle
         self.observe = observe
@@ -397,8 +393,6 @@ class Recorder:
                 stopping = True
             else:
                 batch.append(first)
-                if self._linger_s > 0 and self._queue.qsize() < self._max_batch:
-                    time.sleep(self._linger_s)  # gather a group commit's worth
             while len(batch) < self._max_batch:
                 try:
                     item = self._queue.get_nowait()
