@@ -57,7 +57,7 @@ from flowloom.auth.records import (
     User,
     UserKind,
 )
-from flowloom.auth.schema import dialect_of, make_engine, migrate, translate
+from flowloom.auth.schema import READ_ONLY, dialect_of, make_engine, migrate, translate
 from flowloom.auth.sessions import SessionPolicy, csrf_for, csrf_matches, hash_token, new_token
 from flowloom.auth.throttle import LoginThrottledError, ThrottlePolicy
 from flowloom.config import _PROJECT_RE
@@ -229,9 +229,20 @@ class Directory:
         except DBAPIError as exc:
             raise translate(exc, doing) from exc
 
+    @contextlib.contextmanager
+    def _read(self, doing: str) -> Iterator[Connection]:
+        """One transaction that only reads: on SQLite it takes no write lock."""
+        try:
+            with self._engine.connect() as conn:
+                conn.execution_options(**{READ_ONLY: True})
+                with conn.begin():
+                    yield conn
+        except DBAPIError as exc:
+            raise translate(exc, doing) from exc
+
     def _one(self, doing: str, sql: str, params: Mapping[str, Any], absent: NotFoundError) -> Any:
         """The first row `sql` selects, in a transaction of its own; `absent` if none."""
-        with self._tx(doing) as conn:
+        with self._read(doing) as conn:
             row = conn.execute(text(sql), params).first()
         if row is None:
             raise absent
@@ -239,7 +250,7 @@ class Directory:
 
     def _all(self, doing: str, sql: str, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
         """Every row `sql` selects, in a transaction of its own."""
-        with self._tx(doing) as conn:
+        with self._read(doing) as conn:
             return conn.execute(text(sql), params).all()
 
     def _insert(
@@ -621,7 +632,7 @@ class Directory:
 
     def grants_of(self, user_id: str) -> dict[str, frozenset[str]]:
         """Project (or "*") → roles of `user_id`, direct and through teams merged."""
-        with self._tx("reading grants") as conn:
+        with self._read("reading grants") as conn:
             return self._grants(conn, user_id)
 
     def members(self, project: str) -> list[Member]:
@@ -968,7 +979,7 @@ class Directory:
         if prefix is None:
             raise refused
         now = self._now()
-        with self._tx("checking an API key") as conn:
+        with self._read("checking an API key") as conn:
             row = conn.execute(
                 text(
                     "SELECT k.id, k.key_hash, k.scopes, k.expires_at, k.revoked_at,"
@@ -983,15 +994,16 @@ class Directory:
             expires_at = self._dt_opt(row[3])
             if row[4] is not None or (expires_at is not None and now >= expires_at) or row[9]:
                 raise refused
-            last_used = self._dt_opt(row[10])
-            # Touch at most every touch_interval: a write (and fsync) on every request
-            # would compete with the ledger's appends for the database.
-            if last_used is None or now - last_used >= self._sessions.touch_interval:
+            grants = self._grants(conn, row[5])
+        last_used = self._dt_opt(row[10])
+        # Touch at most every touch_interval: a write (and fsync) on every request would
+        # compete with the ledger's appends for the database.
+        if last_used is None or now - last_used >= self._sessions.touch_interval:
+            with self._tx("noting an API key's use") as conn:
                 conn.execute(
                     text("UPDATE directory_api_keys SET last_used_at = :t WHERE id = :id"),
                     {"t": self._t(now), "id": row[0]},
                 )
-            grants = self._grants(conn, row[5])
         return Principal(
             user_id=row[5],
             email=row[6],

@@ -26,6 +26,7 @@ from flowloom.store.migrate import Migration, load_migrations
 from flowloom.store.sqlmigrations import apply_migrations, dialect_of
 
 __all__ = [
+    "READ_ONLY",
     "DirectoryMigration",
     "dialect_of",
     "load_directory_migrations",
@@ -60,8 +61,15 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+READ_ONLY = "flowloom_read_only"
+"""Execution option of a connection whose transactions only read (see Directory._read)."""
+
+
 def _sqlite_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the write lock up front (no upgrade deadlocks); readers must not, or
+    # every sign-in check would queue behind the ledger's commits for the file's lock.
+    read_only = conn.get_execution_options().get(READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
