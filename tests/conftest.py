@@ -120,3 +120,17 @@ def store(request: pytest.FixtureRequest) -> Store:
     fixture = {"sqlite": "sqlite_store", "postgres": "pg_store", "memory": "memory_store"}
     result: Store = request.getfixturevalue(fixture[request.param])
     return result
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL: an SQLite file path, or a PostgreSQL URL with its own schema."""
+    if request.param == "sqlite":
+        return str(tmp_path / "test.db")
+    url: str = request.getfixturevalue("pg_url")
+    return url

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from argon2 import PasswordHasher
 from flowloom.auth.directory import Directory
 from flowloom.auth.sessions import SessionPolicy
 from flowloom.auth.throttle import ThrottlePolicy
+from tests.support.audit import AuditLog as AuditLog  # re-exported for the tests
 
 
 def fast_hasher() -> PasswordHasher:
@@ -32,36 +32,6 @@ class FakeClock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
-
-
-@dataclass
-class AuditLog:
-    """Collects audit callbacks: (kind, project, meta)."""
-
-    events: list[tuple[str, str | None, Mapping[str, Any]]] = field(default_factory=list)
-
-    def __call__(self, kind: str, project: str | None, meta: Mapping[str, Any]) -> None:
-        self.events.append((kind, project, meta))
-
-    def kinds(self) -> list[str]:
-        return [e[0] for e in self.events]
-
-    def of(self, kind: str) -> list[tuple[str, str | None, Mapping[str, Any]]]:
-        return [e for e in self.events if e[0] == kind]
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A database URL: an SQLite file path, or a PostgreSQL URL with its own schema."""
-    if request.param == "sqlite":
-        return str(tmp_path / "ledger.db")
-    url: str = request.getfixturevalue("pg_url")
-    return url
 
 
 @pytest.fixture

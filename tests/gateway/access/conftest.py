@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flowloom.gateway.access import Access
 from flowloom.gateway.access.service import AccessSettings
+from tests.support.audit import AuditLog as AuditLog  # re-exported for the tests
 
 MASTER_KEY = bytes(range(32))
 START = datetime(2025, 1, 31, 23, 0, tzinfo=UTC).timestamp()
@@ -45,31 +44,9 @@ class FakeClock:
         self.now += seconds
 
 
-@dataclass
-class AuditLog:
-    """Collects audit callbacks: (kind, project, meta)."""
-
-    events: list[tuple[str, str | None, Mapping[str, Any]]] = field(default_factory=list)
-
-    def __call__(self, kind: str, project: str | None, meta: Mapping[str, Any]) -> None:
-        json.dumps(meta)  # must be plain JSON, as Ledger.record needs
-        self.events.append((kind, project, meta))
-
-    def kinds(self) -> list[str]:
-        return [e[0] for e in self.events]
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "gateway.db")
-    url: str = request.getfixturevalue("pg_url")
-    return url
+@pytest.fixture
+def database(db_url: str) -> str:
+    return db_url
 
 
 @pytest.fixture
