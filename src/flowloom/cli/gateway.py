@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import gc
 import importlib
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 
 import click
 
@@ -181,15 +179,9 @@ def _run(app: object, host: str, port: int, log_level: str) -> None:
         timeout_graceful_shutdown=10,
     )
     click.echo(f"flowloom: gateway serving on http://{host}:{port}", err=True)
-    previous = signal.signal(signal.SIGTERM, _exit_cleanly)
-    try:
-        uvicorn.Server(config).run()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    from flowloom.cli.uvicorn_run import run_until_stopped
 
-
-def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
+    run_until_stopped(config)
 
 
 def _origin_prefix(public_url: str | None) -> str:
@@ -198,10 +190,12 @@ def _origin_prefix(public_url: str | None) -> str:
         return "flowloom.local"
     from urllib.parse import urlsplit
 
+    from flowloom.server.settings import origin_prefix_of
+
     parts = urlsplit(public_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InputError(
             f"--public-url {public_url!r} is not an http(s) URL",
             hint="give the team server's public URL, e.g. https://flowloom.example.com",
         )
-    return (parts.netloc + parts.path).rstrip("/")
+    return origin_prefix_of(public_url)

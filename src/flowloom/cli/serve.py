@@ -6,10 +6,8 @@ postgresql:// URL for a team, and start as many processes as you like over it.
 
 from __future__ import annotations
 
-import signal
 from dataclasses import replace
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -169,15 +167,6 @@ def _run(server: ServerState, log_level: str, gateway: Gateway | None = None) ->
         f"(public URL {settings.public_url})",
         err=True,
     )
-    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again; let that
-    # end in SystemExit(0) rather than death by signal, so the caller's cleanup runs
-    # (flushing the writers, closing the pools) and the exit status says "clean stop".
-    previous = signal.signal(signal.SIGTERM, _exit_cleanly)
-    try:
-        uvicorn.Server(config).run()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    from flowloom.cli.uvicorn_run import run_until_stopped
 
-
-def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
+    run_until_stopped(config)

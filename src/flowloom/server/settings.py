@@ -19,9 +19,15 @@ from urllib.parse import urlsplit
 from flowloom.config import DEFAULT_MAX_BODY_BYTES, load_settings
 from flowloom.errors import ConfigError
 
-__all__ = ["GatewaySettings", "ServerSettings", "load_server_settings"]
+__all__ = ["GatewaySettings", "ServerSettings", "load_server_settings", "origin_prefix_of"]
 
 DEFAULT_PORT = 8470
+
+
+def origin_prefix_of(public_url: str) -> str:
+    """What a server at `public_url` puts before '/<project>' in its log names."""
+    parts = urlsplit(public_url)
+    return (parts.netloc + parts.path).rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -80,8 +86,7 @@ class ServerSettings:
     @property
     def origin_prefix(self) -> str:
         """The public URL without its scheme: logs are named '<prefix>/<project>'."""
-        parts = urlsplit(self.public_url)
-        return (parts.netloc + parts.path).rstrip("/")
+        return origin_prefix_of(self.public_url)
 
     def origin(self, project: str) -> str:
         return f"{self.origin_prefix}/{project}"
