@@ -297,13 +297,20 @@ class Recorder:
         self._held: list[Finalized] = []  # fail_closed: finalized but not yet durable
         self._ledger_ok = True
         self._spool_full = False
-        self.reason: str | None = None
+        self._error: str | None = None  # the last ledger failure, while it lasts
         self.recorded = 0
         self.spooled = 0
         self.replayed = 0
         self._idle = threading.Condition(self._lock)
 
     # -- hot path ----------------------------------------------------------------------
+
+    @property
+    def reason(self) -> str | None:
+        """Why the recorder refuses requests or cannot write now; None when all is well."""
+        if self._spool_full:
+            return "the ledger is unavailable and the spool is full"
+        return None if self._ledger_ok else self._error
 
     @property
     def available(self) -> bool:
@@ -491,18 +498,13 @@ class Recorder:
         if not self._ledger_ok:
             log.warning("the ledger accepts writes again; the gateway serves again")
         self._ledger_ok = True
-        self.reason = None
         return len(held)
 
     def _fail(self, exc: BaseException) -> None:
         if self._ledger_ok:
             log.error("the ledger is unavailable (%s: %s)", type(exc).__name__, exc)
         self._ledger_ok = False
-        if self._spool_full:
-            # What refuses requests is the full spool; a failed replay must not hide that.
-            self.reason = "the ledger is unavailable and the spool is full"
-        else:
-            self.reason = f"the ledger is unavailable: {type(exc).__name__}: {exc}"[:300]
+        self._error = f"the ledger is unavailable: {type(exc).__name__}: {exc}"[:300]
 
     def _retry(self) -> None:
         if self.mode == "spool":
@@ -511,7 +513,6 @@ class Recorder:
             self._release(self._flush_held())
         else:
             self._ledger_ok = True  # nothing held: let the next request try again
-            self.reason = None
 
     # -- spool ---------------------------------------------------------------------------
 
@@ -554,7 +555,6 @@ class Recorder:
             if not self._spool_full:
                 log.error("the gateway spool is full; refusing new requests (fail-closed)")
             self._spool_full = True
-            self.reason = "the ledger is unavailable and the spool is full"
         fd = os.open(self._spool_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, data)
@@ -599,4 +599,3 @@ class Recorder:
         if not self._ledger_ok:
             log.warning("the ledger accepts writes again; the spool was replayed")
         self._ledger_ok = True
-        self.reason = None

@@ -23,7 +23,9 @@ ANTHROPIC_BODY = {
     "max_tokens": 100,
     "messages": [{"role": "user", "content": "Write a few words."}],
 }
-_IDS = re.compile(r'"(id|item_id|created|created_at|responseId|sequence_number)":\s*("[^"]*"|\d+)')
+_IDS = re.compile(
+    r'"(id|item_id|created|created_at|completed_at|responseId|sequence_number)":\s*("[^"]*"|\d+)'
+)
 
 
 def events_of(raw: bytes) -> list[tuple[str | None, str]]:
