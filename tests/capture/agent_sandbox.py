@@ -101,14 +101,16 @@ class AgentSandbox(Sandbox):
     def _drainer_running(self) -> bool:
         """A hook's forked drainer is alive: before its exec it still looks like the hook
         (`… flowloom hook …`), after it `… flowloom hook --drain …`; either way it works in
-        this repository."""
+        this repository. In the middle of its exec the kernel shows an empty command line
+        (the new memory has no arguments yet), so a process in this repository with an
+        empty command line counts too; a zombie has no working directory and does not."""
         repo = os.path.realpath(self.repo)
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
             try:
                 cmdline = Path("/proc", entry, "cmdline").read_bytes()
-                if b"flowloom\0hook\0" not in cmdline:
+                if cmdline and b"flowloom\0hook\0" not in cmdline:
                     continue
                 if os.path.realpath(os.readlink(f"/proc/{entry}/cwd")) == repo:
                     return True
