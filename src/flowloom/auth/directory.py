@@ -213,7 +213,7 @@ class Directory:
     def _dt(value: Any) -> datetime:
         if isinstance(value, datetime):
             return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-        return datetime.strptime(str(value), _TS_FORMAT).replace(tzinfo=UTC)
+        return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
 
     def _dt_opt(self, value: Any) -> datetime | None:
         return None if value is None else self._dt(value)

@@ -28,7 +28,7 @@ from flowloom.auth.oidc import (
 )
 from flowloom.auth.principals import Principal
 from flowloom.errors import AuthError, InputError, NotFoundError
-from flowloom.server.deps import SESSION_COOKIE, get_server
+from flowloom.server.deps import SESSION_COOKIE, server_of
 from flowloom.server.errors import ERROR_RESPONSES
 from flowloom.server.routes import API_PREFIX
 from flowloom.server.routes.session import set_session_cookie
@@ -69,7 +69,7 @@ def oidc_login(
     reauth: bool = Query(False, description="make the provider ask for credentials again"),
 ) -> Response:
     """Redirect to the identity provider; `reauth=1` asks it to prompt again (for signing)."""
-    server = get_server(request)
+    server = server_of(request)
     client = _client(server)
     target = relative_redirect(redirect)
     try:
@@ -105,7 +105,7 @@ def oidc_callback(
     error: str | None = None,
 ) -> Response:
     """Verify the provider's answer, sign the user in and return to the starting page."""
-    server = get_server(request)
+    server = server_of(request)
     client = _client(server)
     try:
         pending = _take_state(server, request, state)

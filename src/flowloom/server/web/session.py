@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from flowloom.auth.oidc import relative_redirect
 from flowloom.auth.principals import Principal
 from flowloom.errors import FlowLoomError, InputError, PermissionDeniedError
-from flowloom.server.deps import CSRF_HEADER, SESSION_COOKIE, get_server
+from flowloom.server.deps import CSRF_HEADER, SESSION_COOKIE, server_of
 from flowloom.server.errors import status_of
 from flowloom.server.web.state import web_state
 
@@ -60,7 +60,7 @@ async def web_session(request: Request) -> None:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return
-    server = get_server(request)
+    server = server_of(request)
     principal = await run_in_threadpool(server.directory.principal_for_session, token)
     if request.method not in _SAFE_METHODS:
         sent: Any = request.headers.get(CSRF_HEADER)
@@ -138,7 +138,7 @@ def error_page(request: Request, status: int, message: str, hint: str | None) ->
     token = request.cookies.get(SESSION_COOKIE)
     if isinstance(principal, Principal) and principal.via == "session" and token:
         try:
-            csrf = get_server(request).directory.csrf_token(token)
+            csrf = server_of(request).directory.csrf_token(token)
         except FlowLoomError:
             csrf = ""
     body = web_state(request).render(
@@ -189,7 +189,7 @@ def base_context(
     request: Request, principal: Principal, *, project: str | None = None, **extra: Any
 ) -> dict[str, Any]:
     """What every signed-in page's template gets: who, where, what they may do, the CSRF token."""
-    server = get_server(request)
+    server = server_of(request)
     csrf = ""
     token = request.cookies.get(SESSION_COOKIE)
     if principal.via == "session" and token:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from flowloom.server.deps import get_server
+from flowloom.server.deps import server_of
 from flowloom.server.state import ServerState
 from flowloom.server.web.summary import SummaryBook
 
@@ -80,6 +80,6 @@ def web_state(request: Request) -> WebState:
         return found
     # Two first requests racing may each build one; the last stored wins and the other
     # is dropped, losing nothing the ledger cannot rebuild.
-    found = WebState(get_server(request))
+    found = WebState(server_of(request))
     app_state.flowloom_web = found
     return found
