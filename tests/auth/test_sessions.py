@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +110,28 @@ def test_disabling_ends_sessions(directory: Directory) -> None:
 
 def test_csrf_is_derived_not_stored() -> None:
     assert csrf_for("token-a") == csrf_for("token-a") != csrf_for("token-b")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_checks_answer_while_another_process_holds_the_write_lock(
+    make_directory: DirectoryFactory, clock: FakeClock, tmp_path: Path
+) -> None:
+    """SQLite: session and API-key checks only read (the activity touch is a separate,
+    throttled write), so they answer while the ledger holds the database's write lock."""
+    db = tmp_path / "shared.db"
+    directory = make_directory(database=str(db))
+    user_id = _user(directory)
+    _, token, _ = directory.create_session(user_id, via="password")
+    _, secret = directory.create_key(user_id, name="ci")
+    directory.principal_for_session(token)
+    directory.principal_for_key(secret)  # both touched now; the next touch is due later
+    writer = sqlite3.connect(db, timeout=0)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # what a ledger append holds while it commits
+        clock.advance(seconds=1)
+        assert directory.principal_for_session(token).user_id == user_id
+        assert directory.principal_for_key(secret).user_id == user_id
+        assert directory.session_for_token(token).user_id == user_id
+    finally:
+        writer.rollback()
+        writer.close()

@@ -1243,7 +1243,7 @@ class Directory:
         """The live session for cookie `token`; AuthError if unknown, ended or expired."""
         if not isinstance(token, str) or not token:
             raise AuthError("not signed in", hint=_SIGNIN_HINT)
-        with self._tx("reading a session") as conn:
+        with self._read("reading a session") as conn:
             return self._live_session(conn, token, self._now())
 
     def principal_for_session(self, token: str) -> Principal:
@@ -1251,13 +1251,8 @@ class Directory:
         if not isinstance(token, str) or not token:
             raise AuthError("not signed in", hint=_SIGNIN_HINT)
         now = self._now()
-        with self._tx("checking a session") as conn:
+        with self._read("checking a session") as conn:
             session = self._live_session(conn, token, now)
-            if now - session.last_seen_at >= self._sessions.touch_interval:
-                conn.execute(
-                    text("UPDATE directory_sessions SET last_seen_at = :t WHERE id = :id"),
-                    {"t": self._t(now), "id": session.id},
-                )
             user = conn.execute(
                 text("SELECT email, name, kind, disabled FROM directory_users WHERE id = :id"),
                 {"id": session.user_id},
@@ -1265,6 +1260,18 @@ class Directory:
             if user[3]:
                 raise AuthError("this account is disabled", hint="ask an administrator")
             grants = self._grants(conn, session.user_id)
+        # As for API keys: the check only reads, and the activity touch is its own short
+        # write at most every touch_interval, so page views do not queue for the write
+        # lock behind the ledger's commits.
+        if now - session.last_seen_at >= self._sessions.touch_interval:
+            with self._tx("noting a session's activity") as conn:
+                conn.execute(
+                    text(
+                        "UPDATE directory_sessions SET last_seen_at = :t"
+                        " WHERE id = :id AND ended_at IS NULL"
+                    ),
+                    {"t": self._t(now), "id": session.id},
+                )
         return Principal(
             user_id=session.user_id,
             email=user[0],
