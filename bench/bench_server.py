@@ -17,6 +17,8 @@ The peer, measured in the same run on the same database: the same events recorde
 in-process, no HTTP, by the same number of threads: ``Ledger.record`` per event for
 ``single``, ``Ledger.prepare`` + one ``LogWriter.append_many`` per batch for ``batch``.
 The ratio (server / peer) is what the HTTP layer, authentication and JSON cost.
+``server_cpu_ms_per_event`` is the server process's CPU time per acknowledged event:
+single appends are bound by it (one Python process, about one core busy).
 
 Afterwards the log is checkpointed, verified with ``verify_store`` and checked for
 contiguous indices (``server_log_verified`` must be true).
@@ -136,6 +138,13 @@ def _start_server(bench: BenchDB, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("the server did not become ready within 60 s")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used: the server is one Python process,
+    so at about one core's worth per second it is CPU-bound, whatever it waits on."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -218,14 +227,19 @@ def _bench_store(bench: BenchDB, args: argparse.Namespace) -> None:
     base = f"http://127.0.0.1:{port}"
     context = {"store": kind, "n": n, "clients": clients, "batch": args.batch, **machine()}
     http_rates: dict[str, float] = {}
+    cpu_per_event: dict[str, float] = {}
     try:
         note(f"{kind}: {n} single appends over HTTP, {clients} clients")
+        cpu = _cpu_seconds(process.pid)
         elapsed, acked = _run_threads(_http_single(base, key), split(list(range(n)), clients))
         http_rates["single"] = acked / elapsed
+        cpu_per_event["single"] = (_cpu_seconds(process.pid) - cpu) / acked
         note(f"{kind}: {n} appends in batches of {args.batch} over HTTP")
         numbers = list(range(n, 2 * n))
+        cpu = _cpu_seconds(process.pid)
         elapsed, acked = _run_threads(_http_batch(base, key, args.batch), split(numbers, clients))
         http_rates["batch"] = acked / elapsed
+        cpu_per_event["batch"] = (_cpu_seconds(process.pid) - cpu) / acked
     finally:
         _stop(process)
 
@@ -268,6 +282,7 @@ def _bench_store(bench: BenchDB, args: argparse.Namespace) -> None:
             peer_value=peer_rates[mode],
             ratio=ratio(http_rates[mode], peer_rates[mode]),
             ratio_def="server / peer",
+            server_cpu_ms_per_event=round(cpu_per_event[mode] * 1000, 3),
         )
     signer, _ = KeyStore(bench.home).signer(f"{PUBLIC_URL.split('://')[1]}/{PROJECT}")
     size = bench.store.size(PROJECT)
