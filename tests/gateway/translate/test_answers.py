@@ -219,8 +219,8 @@ def test_translate_error_between_formats() -> None:
 def test_error_event_shapes(fmt: str) -> None:
     event = error_event(fmt, 503, "upstream went away")  # type: ignore[arg-type]
     data = json.loads(event.data)
-    if fmt == "anthropic":
-        assert event.event == "error" and data["error"]["type"] == "api_error"
+    if fmt == "anthropic":  # the gateway's own 503 in Anthropic's words: overloaded
+        assert event.event == "error" and data["error"]["type"] == "overloaded_error"
     elif fmt == "responses":
         assert (
             event.event == "error"
@@ -229,6 +229,16 @@ def test_error_event_shapes(fmt: str) -> None:
         )
     else:
         assert event.event is None and data["error"]["message"] == "upstream went away"
+
+
+@pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 413, 422, 429, 500, 502, 503, 504])
+def test_gateway_and_translated_anthropic_errors_agree(status: int) -> None:
+    from flowloom.gateway.translate import error_body
+    from flowloom.gateway.wire.anthropic import AnthropicWire
+
+    own = AnthropicWire.error_object(status, "m")["error"]["type"]
+    translated = error_body("anthropic", status, "m")["error"]["type"]
+    assert own == translated
 
 
 def test_broken_upstream_stream_is_a_translation_error() -> None:

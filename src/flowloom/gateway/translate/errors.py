@@ -15,6 +15,7 @@ from typing import Any
 
 from flowloom.errors import InputError
 from flowloom.gateway.providers.interface import Format
+from flowloom.gateway.wire.anthropic import ANTHROPIC_ERROR_TYPES
 from flowloom.gateway.wire.sse import SseEvent
 
 __all__ = [
@@ -32,20 +33,6 @@ class TranslationError(InputError):
     status = 400
 
 
-_ANTHROPIC_TYPES: Mapping[int, str] = MappingProxyType(
-    {
-        400: "invalid_request_error",
-        401: "authentication_error",
-        402: "billing_error",
-        403: "permission_error",
-        404: "not_found_error",
-        413: "request_too_large",
-        429: "rate_limit_error",
-        500: "api_error",
-        504: "timeout_error",
-        529: "overloaded_error",
-    }
-)
 _OPENAI_TYPES: Mapping[int, str] = MappingProxyType(
     {
         400: "invalid_request_error",
@@ -78,7 +65,7 @@ _GEMINI_STATUS: Mapping[int, str] = MappingProxyType(
         529: "UNAVAILABLE",
     }
 )
-_ANTHROPIC_KINDS = frozenset(_ANTHROPIC_TYPES.values())
+_ANTHROPIC_KINDS = frozenset(ANTHROPIC_ERROR_TYPES.values())
 _OPENAI_KINDS = frozenset(_OPENAI_TYPES.values())
 _STATUS_OF_KIND: Mapping[str, int] = MappingProxyType(
     {
@@ -128,7 +115,7 @@ def error_body(
     """
     if fmt == "anthropic":
         if kind not in _ANTHROPIC_KINDS:
-            kind = _kind_for(_ANTHROPIC_TYPES, status, "invalid_request_error")
+            kind = _kind_for(ANTHROPIC_ERROR_TYPES, status, "invalid_request_error")
         return {"type": "error", "error": {"type": kind, "message": message}}
     if fmt == "gemini":
         return {

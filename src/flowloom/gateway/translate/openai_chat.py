@@ -498,13 +498,26 @@ def openai_to_anthropic_request(body: Mapping[str, Any], *, model: str) -> dict[
     elif isinstance(choice, Mapping):
         name = (choice.get("function") or {}).get("name")
         tool_choice = {"type": "tool", "name": name}
-    if body.get("parallel_tool_calls") is False and tools:
+    user = body.get("user") or body.get("safety_identifier")
+    return finish_anthropic_request(out, body, bool(tools), tool_choice, user, extra)
+
+
+def finish_anthropic_request(
+    out: dict[str, Any],
+    body: Mapping[str, Any],
+    has_tools: bool,
+    tool_choice: dict[str, Any] | None,
+    user: object,
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The end both OpenAI formats' requests share as Anthropic Messages: parallel tool
+    use, the end user's id, the stream flag and the fields passed through unknown."""
+    if body.get("parallel_tool_calls") is False and has_tools:
         tool_choice = tool_choice or {"type": "auto"}
         if tool_choice["type"] != "none":
             tool_choice["disable_parallel_tool_use"] = True
     if tool_choice is not None:
         out["tool_choice"] = tool_choice
-    user = body.get("user") or body.get("safety_identifier")
     if isinstance(user, str) and user:
         out["metadata"] = {"user_id": user}
     if body.get("stream"):

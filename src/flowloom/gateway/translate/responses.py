@@ -25,8 +25,8 @@ from flowloom.gateway.translate.common import (
     usage_numbers,
 )
 from flowloom.gateway.translate.errors import TranslationError
-from flowloom.gateway.translate.extras import EXTRA_KEY, json_format
-from flowloom.gateway.translate.openai_chat import image_block
+from flowloom.gateway.translate.extras import json_format
+from flowloom.gateway.translate.openai_chat import finish_anthropic_request, image_block
 
 __all__ = [
     "anthropic_to_responses_request",
@@ -176,20 +176,8 @@ def responses_to_anthropic_request(body: Mapping[str, Any], *, model: str) -> di
         tool_choice = {"type": "any"}
     elif isinstance(choice, Mapping) and choice.get("type") == "function":
         tool_choice = {"type": "tool", "name": choice.get("name")}
-    if body.get("parallel_tool_calls") is False and tools:
-        tool_choice = tool_choice or {"type": "auto"}
-        if tool_choice["type"] != "none":
-            tool_choice["disable_parallel_tool_use"] = True
-    if tool_choice is not None:
-        out["tool_choice"] = tool_choice
     user = body.get("safety_identifier") or body.get("user")
-    if isinstance(user, str) and user:
-        out["metadata"] = {"user_id": user}
-    if body.get("stream"):
-        out["stream"] = True
-    if extra:
-        out[EXTRA_KEY] = extra
-    return out
+    return finish_anthropic_request(out, body, bool(tools), tool_choice, user, extra)
 
 
 def responses_usage(usage: Any) -> dict[str, Any]:

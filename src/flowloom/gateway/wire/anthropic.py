@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from flowloom.gateway.wire.common import (
@@ -16,19 +17,26 @@ from flowloom.gateway.wire.common import (
 )
 from flowloom.gateway.wire.sse import SseEvent
 
-__all__ = ["AnthropicWire"]
+__all__ = ["ANTHROPIC_ERROR_TYPES", "AnthropicWire"]
 
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    503: "overloaded_error",
-    529: "overloaded_error",
-}
+ANTHROPIC_ERROR_TYPES: Mapping[int, str] = MappingProxyType(
+    {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        402: "billing_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "request_too_large",
+        429: "rate_limit_error",
+        500: "api_error",
+        503: "overloaded_error",
+        504: "timeout_error",
+        529: "overloaded_error",
+    }
+)
+"""Anthropic's error type for each HTTP status, for the gateway's own errors and for
+errors translated from other formats (503, which Anthropic does not send, is the
+gateway's "no provider can take it now": overloaded, which clients retry)."""
 _IMAGE_TYPES = ("image", "document")
 
 
@@ -116,7 +124,9 @@ class AnthropicWire(JsonWire):
 
     @staticmethod
     def error_object(status: int, message: str) -> dict[str, Any]:
-        kind = _ERROR_TYPES.get(status, "api_error")
+        kind = ANTHROPIC_ERROR_TYPES.get(status) or (
+            "invalid_request_error" if status < 500 else "api_error"
+        )
         return {"type": "error", "error": {"type": kind, "message": message}}
 
     def stream_error(self, status: int, message: str) -> bytes:
