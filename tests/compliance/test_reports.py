@@ -12,14 +12,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import html
-import http.server
 import importlib
 import itertools
 import json
 import re
 import shutil
 import subprocess
-import threading
 import zipfile
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -59,6 +57,7 @@ from flowloom.errors import InputError
 from flowloom.ledger.bundle import export_bundle
 from flowloom.store.sqlite import SQLiteStore
 from tests.support.ledgers import fill, make_ledger
+from tests.support.loopback import LoopbackServer, Reply, Request
 
 ROOT = Path(__file__).resolve().parents[2]
 SELF_APPROVED = "5f0c2a9e4b7d81c3a6e2f9d04b1c7a8e3d2f6b90"
@@ -636,22 +635,15 @@ def test_pdf_of_a_large_population_is_real(tmp_path: Path) -> None:
 def test_pdf_and_html_fetch_nothing(tmp_path: Path) -> None:
     hits: list[str] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            hits.append(self.path)
-            self.send_response(404)
-            self.end_headers()
+    def answer(request: Request) -> Reply:
+        hits.append(request.path)
+        return Reply.text(404, "not found")
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = LoopbackServer(answer).start()
     secret = tmp_path / "secret.css"
     secret.write_text("body { background: red }")
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+        url = server.url
         page = (
             f'<html lang="en"><head><link rel="stylesheet" href="{url}/a.css">'
             f'<link rel="stylesheet" href="{secret.as_uri()}"></head><body>'
@@ -661,8 +653,7 @@ def test_pdf_and_html_fetch_nothing(tmp_path: Path) -> None:
         )
         data = html_to_pdf(page)
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
     assert hits == []
     assert "Offline" in pdf_text(data)[0]
 

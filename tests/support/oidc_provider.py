@@ -16,7 +16,6 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -24,6 +23,8 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlu
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from tests.support.loopback import LoopbackServer, Reply, Request
 
 __all__ = ["Misbehaviour", "OidcProvider", "ProviderUser", "SigningKey"]
 
@@ -105,14 +106,6 @@ class _Code:
     used: bool = False
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, provider: OidcProvider) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.provider = provider
-
-
 class OidcProvider:
     """The provider; use as a context manager, then `register_client` the relying party."""
 
@@ -137,26 +130,19 @@ class OidcProvider:
         self._codes: dict[str, _Code] = {}
         self._lock = threading.Lock()
         self._foreign: SigningKey | None = None
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http: LoopbackServer | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> OidcProvider:
-        self._server = _Server(self)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._http = LoopbackServer(self._serve).start()
         return self
 
     def stop(self) -> None:
         """Shut the provider down; later requests to it fail to connect (IdP down)."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
 
     def __enter__(self) -> OidcProvider:
         return self.start()
@@ -171,8 +157,8 @@ class OidcProvider:
 
     @property
     def port(self) -> int:
-        assert self._server is not None, "start the provider first"
-        return int(self._server.server_address[1])
+        assert self._http is not None, "start the provider first"
+        return self._http.port
 
     @property
     def issuer(self) -> str:
@@ -344,62 +330,29 @@ class OidcProvider:
             key = self._foreign
         return jwt.encode(claims, key.private, key.alg, headers=headers)
 
+    # -- HTTP ---------------------------------------------------------------------------
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: pytest shows failures, not every request."""
-
-    def do_GET(self) -> None:
-        provider = self.server.provider
-        parts = urlsplit(self.path)
-        with provider._lock:
-            provider.requests.append(parts.path)
-        if parts.path == "/.well-known/openid-configuration":
-            self._json(200, provider.discovery())
-        elif parts.path == "/jwks":
-            self._json(200, provider.jwks())
-        elif parts.path == "/authorize":
-            params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-            status, target = provider.authorize(params)
+    def _serve(self, request: Request) -> Reply:
+        with self._lock:
+            self.requests.append(request.path)
+        if request.method == "POST":
+            if request.path != "/token":
+                return Reply.text(404, "not found")
+            form = {k: v[-1] for k, v in parse_qs(request.body.decode()).items()}
+            return _json(*self.token(form, request.headers.get("Authorization")))
+        if request.path == "/.well-known/openid-configuration":
+            return _json(200, self.discovery())
+        if request.path == "/jwks":
+            return _json(200, self.jwks())
+        if request.path == "/authorize":
+            params = {k: v[-1] for k, v in parse_qs(request.query).items()}
+            status, target = self.authorize(params)
             if status == 302:
-                self.send_response(302)
-                self.send_header("Location", target)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-            else:
-                self._text(status, target)
-        else:
-            self._text(404, "not found")
+                return Reply(302, headers={"Location": target})
+            return Reply.text(status, target)
+        return Reply.text(404, "not found")
 
-    def do_POST(self) -> None:
-        provider = self.server.provider
-        parts = urlsplit(self.path)
-        with provider._lock:
-            provider.requests.append(parts.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length).decode()
-        if parts.path != "/token":
-            self._text(404, "not found")
-            return
-        form = {k: v[-1] for k, v in parse_qs(raw).items()}
-        status, body = provider.token(form, self.headers.get("Authorization"))
-        self._json(status, body)
 
-    def _json(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _text(self, status: int, text: str) -> None:
-        data = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def _json(status: int, body: dict[str, Any]) -> Reply:
+    headers = {"Cache-Control": "no-store"}
+    return Reply(status, json.dumps(body).encode(), "application/json", headers)

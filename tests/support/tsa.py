@@ -14,7 +14,6 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from asn1crypto import algos, cms, tsp  # type: ignore[import-untyped]
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from flowloom.compliance.anchors.tsa import TimeStampResp
+from tests.support.loopback import LoopbackServer, Reply, Request
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -183,15 +183,13 @@ class LocalTsa:
     authority: Authority = field(default_factory=Authority.create)
     mode: str = "ok"
     requests: int = 0
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
+    _http: LoopbackServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/tsr"
+        assert self._http is not None, "start the TSA first"
+        return self._http.url + "/tsr"
 
     def answer(self, body: bytes) -> tuple[int, str, bytes]:
         with self._lock:
@@ -233,33 +231,17 @@ class LocalTsa:
         return 200, "application/timestamp-reply", reply.dump()
 
     def start(self) -> LocalTsa:
-        tsa = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                if self.headers.get("Content-Type") != "application/timestamp-query":
-                    status, ctype, payload = 415, "text/plain", b"wrong content type\n"
-                else:
-                    status, ctype, payload = tsa.answer(body)
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._http = LoopbackServer(self._serve).start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._http is not None:
+            self._http.stop()
+
+    def _serve(self, request: Request) -> Reply:
+        if request.method != "POST":
+            return Reply.text(405, "POST a timestamp query\n")
+        if request.headers.get("Content-Type") != "application/timestamp-query":
+            return Reply.text(415, "wrong content type\n")
+        status, ctype, payload = self.answer(request.body)
+        return Reply(status, payload, ctype)

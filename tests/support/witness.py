@@ -15,7 +15,6 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -25,6 +24,7 @@ from flowloom.errors import FlowLoomError
 from flowloom.ledger.checkpoint import Checkpoint
 from flowloom.ledger.merkle import verify_consistency
 from flowloom.ledger.note import Verifier, open_note
+from tests.support.loopback import LoopbackServer, Reply, Request
 
 
 @dataclass
@@ -38,8 +38,7 @@ class LocalWitness:
     refused: list[int] = field(default_factory=list)
     clock: Any = time.time
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
+    _http: LoopbackServer | None = None
 
     @property
     def public_key(self) -> bytes:
@@ -57,9 +56,8 @@ class LocalWitness:
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        assert self._http is not None, "start the witness first"
+        return self._http.url
 
     def cosign(self, text: str) -> str:
         timestamp = int(self.clock())
@@ -115,33 +113,15 @@ class LocalWitness:
         return 200, "text/plain; charset=utf-8", self.cosign(signed_text)
 
     def start(self) -> LocalWitness:
-        witness = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                if self.path != "/add-checkpoint":
-                    status, ctype, payload = 404, "text/plain", "not found\n"
-                else:
-                    length = int(self.headers.get("Content-Length", "0"))
-                    status, ctype, payload = witness.handle(self.rfile.read(length))
-                data = payload.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._http = LoopbackServer(self._serve).start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._http is not None:
+            self._http.stop()
+
+    def _serve(self, request: Request) -> Reply:
+        if request.method != "POST" or request.path != "/add-checkpoint":
+            return Reply.text(404, "not found\n")
+        status, ctype, payload = self.handle(request.body)
+        return Reply(status, payload.encode(), ctype)
