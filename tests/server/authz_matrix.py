@@ -158,8 +158,10 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("PUT", "/api/v1/teams/{team}/members/{user_id}"): Rule(STAR, request=_team_member),
     # -- keys: own keys need key.self somewhere; anyone's need key.admin on "*" -------
     ("GET", "/api/v1/keys"): Rule(OWN_KEYS, other=STAR, request=_key_list),
-    ("POST", "/api/v1/keys"): Rule(OWN_KEYS, other=STAR, request=_key_create),
-    ("POST", "/api/v1/keys/{key_id}/rotate"): Rule(OWN_KEYS, other=STAR, request=_key_target),
+    # a secret goes to its owner: nobody makes one for another person (the victim is a
+    # person; service accounts: tests/server/test_keys_minting.py)
+    ("POST", "/api/v1/keys"): Rule(OWN_KEYS, other=NOBODY, request=_key_create),
+    ("POST", "/api/v1/keys/{key_id}/rotate"): Rule(OWN_KEYS, other=NOBODY, request=_key_target),
     ("DELETE", "/api/v1/keys/{key_id}"): Rule(OWN_KEYS, other=STAR, request=_key_target),
     # -- projects --------------------------------------------------------------------
     ("GET", P): Rule(READERS, other=STAR),

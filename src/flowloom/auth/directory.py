@@ -61,7 +61,13 @@ from flowloom.auth.schema import READ_ONLY, dialect_of, make_engine, migrate, tr
 from flowloom.auth.sessions import SessionPolicy, csrf_for, csrf_matches, hash_token, new_token
 from flowloom.auth.throttle import LoginThrottledError, ThrottlePolicy
 from flowloom.config import _PROJECT_RE
-from flowloom.errors import AuthError, ConflictError, InputError, NotFoundError
+from flowloom.errors import (
+    AuthError,
+    ConflictError,
+    InputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 
 __all__ = [
     "INSTANCE_PROJECT",
@@ -131,6 +137,35 @@ def _clean_name(name: str, what: str) -> str:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _mintable(
+    by: Principal | None, owner_id: str, owner_kind: str, scopes: frozenset[str] | None
+) -> frozenset[str] | None:
+    """The scopes a new secret for `owner_id` may carry when `by` makes it.
+
+    A secret goes only to the person it belongs to (a service account's may be made for
+    it), and a key never reaches beyond the key that made it: without scopes of its own
+    it takes the maker's. `by` None is the administrator's bootstrap path.
+    """
+    if by is None:
+        return scopes
+    if by.user_id != owner_id and owner_kind != "service":
+        raise PermissionDeniedError(
+            "only its owner can create or rotate a person's API key",
+            hint="ask them to create it; an administrator may list and revoke it",
+        )
+    if by.scopes is None:
+        return scopes
+    if scopes is None:
+        return by.scopes
+    beyond = scopes - by.scopes
+    if beyond:
+        raise PermissionDeniedError(
+            "a key cannot have scopes the key creating it lacks: " + ", ".join(sorted(beyond)),
+            hint="create it with a key that has those scopes",
+        )
+    return scopes
 
 
 def _no_user(user_id: str) -> NotFoundError:
@@ -863,12 +898,13 @@ class Directory:
                 raise InputError("a key's expiry must be in the future")
         with self._tx("creating an API key") as conn:
             user = conn.execute(
-                text("SELECT disabled FROM directory_users WHERE id = :id"), {"id": user_id}
+                text("SELECT disabled, kind FROM directory_users WHERE id = :id"), {"id": user_id}
             ).first()
             if user is None:
                 raise _no_user(user_id)
             if user[0]:
                 raise InputError(f"user {user_id!r} is disabled", hint="enable the user first")
+            clean_scopes = _mintable(by, user_id, user[1], clean_scopes)
             key, secret = self._insert_key(
                 conn, user_id, clean_name, clean_scopes, expires_at, None, now
             )
@@ -911,6 +947,14 @@ class Directory:
             if row is None:
                 raise _no_key(key_id)
             old = self._key(row)
+            kind = conn.execute(
+                text("SELECT kind FROM directory_users WHERE id = :id"), {"id": old.user_id}
+            ).scalar_one()
+            if _mintable(by, old.user_id, kind, old.scopes) != old.scopes:
+                raise PermissionDeniedError(
+                    f"API key {key_id!r} reaches beyond the key you are using",
+                    hint="rotate it with a key that has at least its scopes",
+                )
             if not old.active(now):
                 raise InputError(
                     f"API key {key_id!r} is revoked or expired and cannot be rotated",

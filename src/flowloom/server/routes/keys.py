@@ -1,7 +1,10 @@
 """API keys: create, list, rotate and revoke one's own (key.self), or anyone's (key.admin).
 
-Managing another user's keys needs key.admin instance-wide: keys belong to users, not
-to projects. The secret is in the response once and never again.
+Listing and revoking another user's keys needs key.admin instance-wide: keys belong to
+users, not to projects. Making a secret for someone else (create, rotate) is narrower:
+only for a service account, and only by an instance administrator, since whoever holds
+the secret acts as its owner. The Directory also keeps a new key within the scopes of
+the key that made it. The secret is in the response once and never again.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from flowloom.auth.permissions import ALL_PROJECTS
 from flowloom.auth.principals import Principal
 from flowloom.server.deps import authenticated, get_server, require
 from flowloom.server.errors import ERROR_RESPONSES
@@ -22,6 +26,12 @@ from flowloom.server.views import key_out
 __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX + "/keys", tags=["keys"], responses=ERROR_RESPONSES)
+
+
+def _require_minting(server: ServerState, principal: Principal, *, owner_id: str) -> None:
+    require(server, principal, owner_id=owner_id)
+    if owner_id != principal.user_id:
+        server.authorizer.check(principal, "instance.admin", ALL_PROJECTS)
 
 
 @router.get("", response_model=list[ApiKeyOut], summary="API keys (yours, or a user's)")
@@ -42,7 +52,7 @@ def create_key(
     server: Annotated[ServerState, Depends(get_server)],
 ) -> KeySecretOut:
     owner = body.user_id or principal.user_id
-    require(server, principal, owner_id=owner)
+    _require_minting(server, principal, owner_id=owner)
     key, secret = server.directory.create_key(
         owner, name=body.name, scopes=body.scopes, expires_at=body.expires_at, by=principal
     )
@@ -62,7 +72,7 @@ def rotate_key(
     body: KeyRotateIn | None = None,
 ) -> KeySecretOut:
     existing = server.directory.get_key(key_id)
-    require(server, principal, owner_id=existing.user_id)
+    _require_minting(server, principal, owner_id=existing.user_id)
     overlap = timedelta(seconds=(body or KeyRotateIn()).overlap_seconds)
     key, secret = server.directory.rotate_key(key_id, overlap=overlap, by=principal)
     return KeySecretOut(key=key_out(key), secret=secret)
