@@ -49,20 +49,22 @@ class Services:
 
 def open_store(url: str) -> Store:
     """A store for `url`: a PostgreSQL URL, sqlite:///path, or a plain file path."""
-    if url.startswith(("postgresql://", "postgres://")):
-        from flowloom.store.postgres import PostgresStore  # heavy: only when asked for
+    from flowloom.store.urls import sqlite_path
 
-        return PostgresStore(url)
-    if url.startswith("sqlite:///"):
-        url = url[len("sqlite:///") - 1 :]
-    elif "://" in url:
+    try:
+        path = sqlite_path(url)
+    except ValueError:
         raise InputError(
             f"unsupported database URL {url!r}",
             hint="use a file path, sqlite:///path or postgresql://user@host/db",
-        )
+        ) from None
+    if path is None:
+        from flowloom.store.postgres import PostgresStore  # heavy: only when asked for
+
+        return PostgresStore(url)
     from flowloom.store.sqlite import SQLiteStore
 
-    return SQLiteStore(url)
+    return SQLiteStore(path)
 
 
 def default_actor() -> dict[str, Any]:

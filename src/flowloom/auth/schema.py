@@ -24,6 +24,7 @@ from sqlalchemy.pool import StaticPool
 from flowloom.errors import ForeignDatabaseError, InputError, StoreError, StoreUnavailableError
 from flowloom.store.migrate import Migration, load_migrations
 from flowloom.store.sqlmigrations import apply_migrations, dialect_of
+from flowloom.store.urls import sqlite_path
 
 __all__ = [
     "READ_ONLY",
@@ -74,7 +75,13 @@ def _sqlite_begin(conn: Connection) -> None:
 
 def make_engine(url: str) -> Engine:
     """An engine for a ledger database URL: a path, sqlite:///path or postgresql://..."""
-    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+    try:
+        path = sqlite_path(url)
+    except ValueError as exc:
+        raise InputError(
+            str(exc), hint="use a file path, sqlite:///path or postgresql://user@host/db"
+        ) from None
+    if path is None:
         rest = url.split("://", 1)[1]
         return create_engine(
             "postgresql+psycopg://" + rest,
@@ -83,15 +90,6 @@ def make_engine(url: str) -> Engine:
             max_overflow=5,
             connect_args={"connect_timeout": 5, "application_name": "flowloom-directory"},
         )
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///") - 1 :] if url.startswith("sqlite:////") else url[10:]
-    elif "://" in url:
-        raise InputError(
-            f"unsupported database URL scheme {url.split('://', 1)[0]!r}",
-            hint="use a file path, sqlite:///path or postgresql://user@host/db",
-        )
-    else:
-        path = url
     if path == ":memory:":
         engine = create_engine(
             "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from flowloom.errors import ConfigError, StoreUnavailableError
+from flowloom.store.urls import sqlite_path
 
 if TYPE_CHECKING:  # the gateway's modules are imported on first use, not at start-up
     from sqlalchemy.engine import Engine
@@ -193,13 +194,11 @@ def provider_entries(
 
 def _sqlite_file(url: str) -> Path | None:
     """The file an SQLite database URL names (None for PostgreSQL or in-memory)."""
-    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+    try:
+        path = sqlite_path(url)
+    except ValueError:
         return None
-    if url.startswith("sqlite:///"):
-        url = url[len("sqlite:///") - 1 :] if url.startswith("sqlite:////") else url[10:]
-    elif "://" in url:
-        return None
-    return None if url == ":memory:" else Path(url)
+    return None if path is None or path == ":memory:" else Path(path)
 
 
 class GatewayView:

@@ -236,10 +236,15 @@ def refresh_cache(repo_top: Path, common_dir: Path, settings: Settings, policy: 
 
 def _recorded_in_sqlite(database: str, log: str, decisions: Sequence[str]) -> bool | None:
     """Whether a SQLite ledger records every decision; None when it cannot tell."""
-    if database.startswith("sqlite:///"):
-        database = database[len("sqlite:///") - 1 :]
-    elif "://" in database or not os.path.isfile(database):
+    from flowloom.store.urls import sqlite_path
+
+    try:
+        path = sqlite_path(database)
+    except ValueError:
         return None
+    if path is None or not os.path.isfile(path):
+        return None
+    database = path
     import json
     import sqlite3
 
