@@ -265,6 +265,24 @@ def test_login_form_has_its_own_csrf_and_sends_unauthenticated_visitors_to_it(
         assert good.status_code == 303 and good.headers["location"] == "/ui"
 
 
+def test_signing_in_again_works_with_a_stale_session_cookie(
+    web_world: tuple[World, Populated], web_url: str
+) -> None:
+    world, _ = web_world
+    with httpx.Client(base_url=web_url) as client:
+        assert sign_in(client, "approver@example.org").status_code == 200
+        stale = client.cookies.get("flowloom_session")
+        assert stale
+        world.server.directory.end_session(stale)  # as after an idle timeout
+        assert client.get(P + "/timeline").status_code == 401
+        again = sign_in(client, "approver@example.org")
+        assert again.status_code == 200 and str(again.url).endswith("/ui")
+        assert client.cookies.get("flowloom_session") not in (None, stale)
+        assert client.get(P + "/timeline").status_code == 200
+        # signed in, the form still works (its own double-submit token, no session CSRF)
+        assert sign_in(client, "approver@example.org").status_code == 200
+
+
 def test_keys_show_the_secret_once_and_revoke(
     web_world: tuple[World, Populated], web_url: str
 ) -> None:

@@ -42,14 +42,17 @@ Web = Annotated[WebState, Depends(web_state)]
 _STATIC = {"web.css": "text/css; charset=utf-8", "web.js": "text/javascript; charset=utf-8"}
 
 pages = APIRouter(prefix=WEB_PREFIX, route_class=WebRoute, include_in_schema=False)
+signin = APIRouter(prefix=WEB_PREFIX, route_class=WebRoute, include_in_schema=False)
+"""The sign-in form: outside `web_session`, so a stale or ended session's cookie does
+not stand in the way of signing in again."""
 
 
-@pages.get("/login", response_class=HTMLResponse)
+@signin.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str | None = None) -> Response:
     return login_page(request, next_path=next)
 
 
-@pages.post("/login", response_class=HTMLResponse)
+@signin.post("/login", response_class=HTMLResponse)
 def login(
     request: Request,
     server: Server,
@@ -130,5 +133,6 @@ def home() -> Response:
 router = APIRouter()
 for _pages in (pages, project_pages.router, compliance_pages.router, admin_pages.router):
     router.include_router(_pages, dependencies=[Depends(web_session)])
+router.include_router(signin)
 router.include_router(root)
 router.include_router(static)

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from flowloom.auth.oidc import relative_redirect
 from flowloom.auth.principals import Principal
+from flowloom.auth.sessions import csrf_for
 from flowloom.errors import FlowLoomError, InputError, PermissionDeniedError
 from flowloom.server.deps import CSRF_HEADER, SESSION_COOKIE, server_of
 from flowloom.server.errors import status_of
@@ -137,10 +138,7 @@ def error_page(request: Request, status: int, message: str, hint: str | None) ->
     csrf = ""
     token = request.cookies.get(SESSION_COOKIE)
     if isinstance(principal, Principal) and principal.via == "session" and token:
-        try:
-            csrf = server_of(request).directory.csrf_token(token)
-        except FlowLoomError:
-            csrf = ""
+        csrf = csrf_for(token)  # the session was checked when the principal was made
     body = web_state(request).render(
         "web/error.html",
         {
@@ -193,7 +191,7 @@ def base_context(
     csrf = ""
     token = request.cookies.get(SESSION_COOKIE)
     if principal.via == "session" and token:
-        csrf = server.directory.csrf_token(token)
+        csrf = csrf_for(token)  # the session was checked when the principal was made
     can = server.authorizer.permissions(principal, project)
     context: dict[str, Any] = {
         "principal": principal,
