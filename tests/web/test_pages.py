@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 import httpx
 import pytest
 
+from flowloom.ledger.event import Event
 from tests.server.support import World
 from tests.web.support import FILE, PASSWORD, Populated, csrf_of, sign_in
 
@@ -347,5 +348,13 @@ def test_report_download_and_openapi_stays_api_only(
         report = client.get(P + "/compliance/part11/report", params={"format": "json"})
         assert report.status_code == 200 and "attachment" in report.headers["content-disposition"]
         assert report.json()["framework"] == "part11"
+        # a download from the web is an export like any other: recorded, with its digest
+        store = web_world[0].server.store
+        [stored] = list(store.entries("alpha", kind="export.generate"))
+        assert report.headers["x-flowloom-export-entry"] == str(stored.index)
+        export = Event.parse(stored.envelope).to_json()
+        assert export["refs"]["via"] == "web"
+        assert export["refs"]["sha256"] == report.headers["x-flowloom-sha256"]
+        assert export["actor"]["id"] == web_world[0].user_ids["auditor"]
         paths = httpx.get(web_url + "/openapi.json").json()["paths"]
         assert not [p for p in paths if p.startswith("/ui") or p == "/"]

@@ -31,7 +31,8 @@ __all__ = ["report"]
     "fmt",
     default="json",
     show_default=True,
-    help="html, pdf, json, csv (change population) or zip (evidence pack).",
+    help="html, pdf, json, csv (change population), zip (evidence pack), exceptions-csv, "
+    "audit-trail-csv or controls-csv.",
 )
 @click.option(
     "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output file."

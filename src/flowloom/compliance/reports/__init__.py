@@ -56,8 +56,18 @@ RENDERERS: Final[Mapping[str, Renderer]] = MappingProxyType(
     }
 )
 
-FORMATS: Final = ("html", "pdf", "json", "csv", "zip")
-"""The formats `flowloom report --format` offers; the rest of RENDERERS are parts of a pack."""
+FORMATS: Final = (
+    "html",
+    "pdf",
+    "json",
+    "csv",
+    "zip",
+    "exceptions-csv",
+    "audit-trail-csv",
+    "controls-csv",
+)
+"""The formats `flowloom report --format`, the API and the web pages offer (the
+chain-verification statement is part of the pack)."""
 
 
 def render(fmt: str, assessment: Assessment, out: Path, *, bundle_dir: Path | None = None) -> Path:

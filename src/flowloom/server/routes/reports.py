@@ -68,6 +68,7 @@ __all__ = [
     "ReportIn",
     "git_subject_resolvers",
     "project_repository",
+    "report_response",
     "router",
 ]
 
@@ -76,7 +77,9 @@ MAX_PERIOD: Final = timedelta(days=1096)
 MAX_LOG_ENTRIES: Final = 250_000
 """The largest log the server assesses in memory; larger logs: `flowloom report`."""
 
-ReportFormat = Literal["html", "pdf", "json", "csv", "zip"]
+ReportFormat = Literal[
+    "html", "pdf", "json", "csv", "zip", "exceptions-csv", "audit-trail-csv", "controls-csv"
+]
 """The formats of `flowloom report --format` (flowloom.compliance.reports.FORMATS)."""
 
 _MEDIA: Final[Mapping[str, str]] = {
@@ -85,6 +88,9 @@ _MEDIA: Final[Mapping[str, str]] = {
     "json": "application/json",
     "csv": "text/csv",
     "zip": "application/zip",
+    "exceptions-csv": "text/csv",
+    "audit-trail-csv": "text/csv",
+    "controls-csv": "text/csv",
 }
 _LIMITER_ATTR = "flowloom_report_limiter"
 _DATE = r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})?)?$"
@@ -421,6 +427,7 @@ def _generate(
     period: Period,
     principal: Principal,
     work: Path,
+    via: str,
 ) -> _Generated:
     """Assess, render into `work`, record the export; runs in a worker thread."""
     from flowloom.compliance.assess import assess
@@ -453,7 +460,9 @@ def _generate(
         repository=str(repo.cwd) if repo is not None else "",
     )
     last_day = (period.end - timedelta(microseconds=1)).date()  # the end is excluded
-    filename = f"{project}-{body.framework}-{period.start.date()}-{last_day}.{body.format}"
+    kind, _, extension = body.format.rpartition("-")  # exceptions-csv → exceptions, csv
+    name = "-".join(p for p in (project, body.framework, kind) if p)
+    filename = f"{name}-{period.start.date()}-{last_day}.{extension}"
     written = render(body.format, assessment, work / filename, bundle_dir=bundle_dir)
     digest = _sha256(written)
     refs: dict[str, Any] = {
@@ -463,7 +472,7 @@ def _generate(
         "format": body.format,
         "flagged": assessment.flagged,
         "sha256": digest,
-        "via": "api",
+        "via": via,
     }
     ack = ledger.record(
         "export.generate",
@@ -518,6 +527,23 @@ async def generate_report(
     principal: Annotated[Principal, Depends(authorize("audit.read"))],
     server: Annotated[ServerState, Depends(get_server)],
 ) -> Response:
+    return await report_response(request, server, project, body, principal, via="api")
+
+
+async def report_response(
+    request: Request,
+    server: ServerState,
+    project: str,
+    body: ReportIn,
+    principal: Principal,
+    *,
+    via: str,
+    download: bool = False,
+) -> Response:
+    """Generate the report `body` asks for (one at a time per process, within the server's
+    limits), record the export, and answer with the file (`download`: JSON too). The API
+    and the web pages both come here, so every report that leaves the server is in the
+    ledger."""
     if project == INSTANCE_PROJECT:
         raise PermissionDeniedError(
             f"{INSTANCE_PROJECT} holds the server's own security events; report on a project",
@@ -527,14 +553,14 @@ async def generate_report(
     work = Path(tempfile.mkdtemp(prefix="flowloom-report-"))
     try:
         done = await anyio.to_thread.run_sync(
-            partial(_generate, server, project, body, period, principal, work),
+            partial(_generate, server, project, body, period, principal, work, via),
             limiter=_limiter(request),
         )
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     headers = {"X-FlowLoom-SHA256": done.sha256, "X-FlowLoom-Export-Entry": str(done.entry)}
-    if body.format == "json":
+    if body.format == "json" and not download:  # the API answers JSON inline
         try:
             content = done.path.read_bytes()
         finally:

@@ -5,22 +5,20 @@ no repository (the server holds no work tree, so checks that need git report the
 controls as not applicable; run ``flowloom report`` in a clone for those). An
 assessment reads the whole log, so it is cached per (framework, period, log size): a
 dashboard is computed once per growth of the log, not per request. Reports are written
-by the renderers of `flowloom.compliance.reports.RENDERERS` and downloaded. As in the
-API's report routes, all of this needs audit.read (owners, admins, auditors).
+by the API's report route (`report_response`: the same limits, and each download is
+recorded as an export.generate event). As in the API's report routes, all of this needs
+audit.read (owners, admins, auditors).
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
-from starlette.background import BackgroundTask
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
 
 from flowloom.auth.principals import Principal
 from flowloom.compliance.assess import assess, parse_period
@@ -28,6 +26,7 @@ from flowloom.compliance.catalog import load_catalog
 from flowloom.compliance.model import Assessment
 from flowloom.errors import InputError
 from flowloom.server.deps import authorize, get_server
+from flowloom.server.routes.reports import ReportIn, report_response
 from flowloom.server.state import ServerState
 from flowloom.server.web.charts import bar_chart
 from flowloom.server.web.session import WEB_PREFIX, WebRoute, base_context, html
@@ -155,39 +154,26 @@ def framework_page(
 
 
 @router.get("/{framework}/report")
-def report_download(
+async def report_download(
     project: str,
     framework: str,
+    request: Request,
     principal: Reader,
     server: Server,
-    web: Web,
     start: str | None = Query(None, alias="from", max_length=40),
     end: str | None = Query(None, alias="to", max_length=40),
     format: str = Query("html", max_length=40),
 ) -> Response:
-    from flowloom.compliance.reports import render
-
+    """The API's report (same limits, recorded as an export), as a download."""
     if format not in REPORT_FORMATS:
         raise InputError(f"unknown report format {format!r}", hint=", ".join(REPORT_FORMATS))
     start, end = _period(start, end)
-    assessment = _assessment(server, web, project, framework, start, end)
-    _, extension, media = REPORT_FORMATS[format]
-    work = Path(tempfile.mkdtemp(prefix="flowloom-report-"))
     try:
-        bundle_dir = None
-        if format == "zip":
-            from flowloom.ledger.bundle import export_bundle
-
-            bundle_dir = work / "bundle"
-            export_bundle(server.ledger(project), bundle_dir, withhold_subject_bodies=True)
-        name = f"{project}-{framework}-{start}-{end}-{format}.{extension}"
-        out = render(format, assessment, work / name, bundle_dir=bundle_dir)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return FileResponse(
-        out,
-        media_type=media,
-        filename=name,
-        background=BackgroundTask(shutil.rmtree, work, ignore_errors=True),
+        body = ReportIn.model_validate(
+            {"framework": framework, "from": start, "to": end, "format": format}
+        )
+    except ValidationError as exc:
+        raise InputError(f"not a report this server makes: {exc.errors()[0]['msg']}") from None
+    return await report_response(
+        request, server, project, body, principal, via="web", download=True
     )
