@@ -157,9 +157,8 @@ def test_anchor_commands_and_rollback_detection(
         assert len(fails) == 3, result.stdout
         assert "holds checkpoint 8, but the database has only 5 entries" in fails[0]
         assert "s3 bucket cli-locked" in fails[1] and "rolled back" in fails[1]
-        assert (
-            "has cosigned size 12 but this log has only 5"
-        )  # the probe above advanced it in fails[2]
+        # the probe above advanced the witness to 12
+        assert "has cosigned size 12 but this log has only 5" in fails[2]
         assert "anchor check(s) failed" in result.stderr
 
         again = fl("anchor", "witness", "--url", witness.url, "--vkey", witness.vkey)

@@ -716,7 +716,10 @@ class MemoryIndex:
     def _search_postgres(self, spec: SearchSpec, where: str, params: list[Any]) -> list[Any]:
         """Rank the newest RANK_WINDOW matches with ts_rank; headlines for the best only."""
         sql = (
-            "SELECT h.id, h.kind, h.ref, h.title, ts_headline('english', h.body, h.q, "
+            # the headline comes from the title when it matches there (as FTS5's snippet
+            # takes the best column), else from the body
+            "SELECT h.id, h.kind, h.ref, h.title, ts_headline('english', "
+            "CASE WHEN to_tsvector('english', h.title) @@ h.q THEN h.title ELSE h.body END, h.q, "
             "'StartSel=«, StopSel=», MaxWords=24, MinWords=8, MaxFragments=1, "
             "FragmentDelimiter=…'), h.rank, h.entry, h.ts, h.commit_sha, h.author, h.session, "
             "substr(h.body, 1, 400) FROM ("
