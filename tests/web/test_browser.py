@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright import sync_api
 
+from tests.conftest import in_ci
 from tests.server.support import ROOT, World
 from tests.web.support import PASSWORD, Populated, populate_gateway
-
-sync_api = pytest.importorskip("playwright.sync_api")
 
 ARTIFACTS = ROOT / "test-artifacts" / "web"
 
@@ -33,7 +33,7 @@ def _chromium() -> str | None:
 def browser() -> Iterator[object]:
     executable = _chromium()
     if executable is None:
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail(
                 "chromium is missing: the web tests need it under CI (apt-get install chromium)"
             )
