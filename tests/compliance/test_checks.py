@@ -230,3 +230,26 @@ def test_protected_branch_patterns_select_the_population(world: World) -> None:
     assert result.branches == ("release/1.0",)
     assert [c.commit for c in result.changes] == [sha]
     assert flagged(result.check("segregation_of_duties")) == {("unapproved", sha)}
+
+
+def test_a_tree_signature_counts_only_with_the_tree_s_own_digest(world: World) -> None:
+    """A signature naming tree:<id> approves that tree only if the digest it signed is
+    that tree's; one over another digest approves nothing (even from before the period,
+    where the signature check would not list it)."""
+    from flowloom.compliance.changes import git_object_digest
+
+    world.user(RITA)
+    commits = {}
+    for name, digest_of in (("right", None), ("wrong", "0" * 40)):
+        decision = world.decide(f"Change {name}", BOB, session=None, model=None)
+        sha = world.commit(
+            f"{name}.py", f"{name}\n", f"Change {name}", who=BOB,
+            trailers={"FlowLoom-Decision": decision},
+        )  # fmt: skip
+        world.link(sha, "main", who=BOB, decision=decision)
+        tree = world.repo.tree(sha)
+        world.sign(f"tree:{tree}", git_object_digest(digest_of or tree), RITA)
+        world.clock.advance(hours=1)
+        commits[name] = sha
+    flags = flagged(run(world).check("segregation_of_duties"))
+    assert {sha for _, sha in flags} == {commits["wrong"]}, flags

@@ -365,7 +365,7 @@ def assert_no_claims(name: str, text: str, quoted: tuple[str, ...] = ()) -> None
 
 def test_registry_offers_each_format_with_one_signature(tmp_path: Path) -> None:
     assert set(FORMATS) <= set(RENDERERS)
-    assert {"html", "pdf", "json", "csv", "zip"} == set(FORMATS)
+    assert {"html", "pdf", "json", "csv", "zip"} < set(FORMATS)
     assessment = make_assessment(3)
     for fmt in ("html", "json", "csv", "exceptions-csv", "audit-trail-csv", "controls-csv"):
         out = tmp_path / f"out-{fmt}"

@@ -330,7 +330,8 @@ class Population:
                     entry=entry.index,
                     signature=entry.index,
                     decision=None,
-                    matches=True,
+                    # the signed digest must be the one of the object it names
+                    matches=refs.get("content_digest") == git_object_digest(ref),
                     bound_to_tree=True,
                 )
             )
