@@ -251,6 +251,38 @@ def test_requests_per_minute_limit_answers_429_in_the_callers_format(world: Worl
     assert len(world.upstream()) == 2, "a refused call reached the provider"
 
 
+def test_a_fallback_uses_no_more_of_the_callers_rate_limit(world: World) -> None:
+    """rpm counts the caller's requests: one that falls back twice is still one."""
+    client = anthropic_client(world, world.key(rpm=2))
+    world.mock.add_fault(529, model="claude-primary", times=1, retry_after=0)
+    world.mock.add_fault(500, model="claude-eu", times=1)
+    assert ask(client).content[0].text  # served by the third target
+    assert ask(client).content[0].text  # the second request of two is still allowed
+    import anthropic
+
+    with pytest.raises(anthropic.RateLimitError):
+        ask(client)
+
+
+def test_count_tokens_honours_the_keys_allow_list_and_rate_limit(world: World) -> None:
+    import anthropic
+
+    def count(secret: str, model: str = "claude") -> Any:
+        return anthropic_client(world, secret).messages.count_tokens(
+            model=model, messages=[{"role": "user", "content": "hi"}]
+        )
+
+    with pytest.raises(anthropic.PermissionDeniedError):
+        count(world.key(models=["other-*"]))
+    # allowed only the OpenAI-format target: the Anthropic ones are not asked to count
+    assert count(world.key(models=["gpt-*"])).input_tokens > 0
+    assert world.upstream() == [], "a count went to a target the key may not use"
+    limited = world.key(rpm=1)
+    assert count(limited).input_tokens > 0
+    with pytest.raises(anthropic.RateLimitError):
+        count(limited)
+
+
 def test_tokens_per_minute_limit(world: World) -> None:
     secret = world.key(tpm=200)
     big = "word " * 2000  # about 2,500 tokens by the gateway's estimate

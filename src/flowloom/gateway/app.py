@@ -506,14 +506,27 @@ class Gateway:
             extra = [(b"retry-after", str(max(1, int(retry + 0.999))).encode())]
         await self._fail(call, wire, send, status, exc.diagnostics(), extra)
 
-    def _admit(self, vkey: VirtualKey, target: Target, info: RequestInfo) -> Admission:
-        """Admit under the requested name; a key allowing only the upstream model also passes."""
+    def _allowed_model(self, vkey: VirtualKey, target: Target, info: RequestInfo) -> str:
+        """The name the key may use for `target`: the requested one, or else the upstream
+        model's; PermissionDeniedError when it allows neither."""
         try:
-            return self.access.admit(vkey, model=info.model, est_tokens=info.est_input_tokens)
+            self.access.check_model(vkey, info.model)
+            return info.model
         except PermissionDeniedError:
             if target.model == info.model:
                 raise
-            return self.access.admit(vkey, model=target.model, est_tokens=info.est_input_tokens)
+            self.access.check_model(vkey, target.model)
+            return target.model
+
+    def _admit(self, call: _Call, target: Target) -> None:
+        """Admit the call once, at its first allowed target: rate limits and budgets count
+        a caller's request, not the gateway's fallbacks. Later targets (fallbacks, the
+        retry) are only checked against the key's allow-list."""
+        vkey, info = call.vkey, call.info
+        assert vkey is not None and info is not None
+        model = self._allowed_model(vkey, target, info)
+        if call.admission is None:
+            call.admission = self.access.admit(vkey, model=model, est_tokens=info.est_input_tokens)
 
     async def _cascade(
         self, call: _Call, wire: Wire, send: Send, receive: Receive, cascade: list[Target]
@@ -530,7 +543,7 @@ class Gateway:
         while pending:
             target = pending.pop(0)
             try:
-                admission = self._admit(vkey, target, info)
+                self._admit(call, target)
             except PermissionDeniedError as exc:
                 denied = denied or exc
                 call.attempts.append(
@@ -540,9 +553,6 @@ class Gateway:
             except FlowLoomError as exc:
                 await self._fail_flowloom(call, wire, send, exc)
                 return
-            if call.admission is not None:
-                self.access.release(call.admission)
-            call.admission = admission
             began = time.perf_counter()
             try:
                 await self._attempt(call, wire, send, receive, target, deadline)
@@ -956,12 +966,35 @@ class Gateway:
     async def _count_tokens(
         self, call: _Call, wire: Wire, send: Send, cascade: list[Target]
     ) -> None:
-        """Forward to an Anthropic-format target; otherwise answer with an estimate."""
-        info = call.info
-        assert info is not None
+        """Forward to an Anthropic-format target; otherwise answer with an estimate.
+
+        The key's allow-list and rate limit apply as to any call (only targets it may
+        use are asked, and a key allowing none of them is refused).
+        """
+        info, vkey = call.info, call.vkey
+        assert info is not None and vkey is not None
+        allowed: list[Target] = []
+        denied: PermissionDeniedError | None = None
         for target in cascade:
+            try:
+                self._allowed_model(vkey, target, info)
+            except PermissionDeniedError as exc:
+                denied = denied or exc
+                continue
+            allowed.append(target)
+        try:
+            if not allowed:
+                assert denied is not None
+                raise denied
+            self._admit(call, allowed[0])
+        except FlowLoomError as exc:
+            await self._fail_flowloom(call, wire, send, exc)
+            return
+        if call.admission is not None:  # counted against rpm; counting costs no tokens
+            self.access.release(call.admission)
+            call.admission = None
+        for target in allowed:
             if target.format == "anthropic":
-                call.op = "count_tokens"
                 try:
                     await self._attempt(
                         call,

@@ -48,6 +48,8 @@ class RouterPort(Protocol):
 class AccessPort(Protocol):
     def authenticate(self, secret: str) -> VirtualKey: ...
 
+    def check_model(self, vkey: VirtualKey, model: str) -> None: ...
+
     def admit(self, vkey: VirtualKey, *, model: str, est_tokens: int) -> Admission: ...
 
     def settle(self, admission: Admission, *, provider: str, model: str, usage: Usage) -> Cost: ...
@@ -138,6 +140,9 @@ class OpenAccess:
         if self._required is not None and secret != self._required:
             raise AuthError("the gateway key is missing or wrong", hint="use a valid virtual key")
         return self._key
+
+    def check_model(self, vkey: VirtualKey, model: str) -> None:
+        return None  # open access: every model
 
     def admit(self, vkey: VirtualKey, *, model: str, est_tokens: int) -> Admission:
         return Admission(

@@ -687,6 +687,16 @@ class Access:
                 )
         return scopes
 
+    def check_model(self, vkey: VirtualKey, model: str) -> None:
+        """PermissionDeniedError (403) when `model` is outside the key's allow-list."""
+        if vkey.models is not None and not any(
+            fnmatch.fnmatchcase(model, pattern) for pattern in vkey.models
+        ):
+            raise PermissionDeniedError(
+                f"the virtual key {vkey.prefix} may not use model {model!r}",
+                hint="allowed: " + ", ".join(vkey.models),
+            )
+
     def admit(self, vkey: VirtualKey, *, model: str, est_tokens: int) -> Admission:
         """Let one request for `model` of about `est_tokens` tokens through, or refuse it.
 
@@ -695,13 +705,7 @@ class Access:
         BudgetExceededError (429) when the key's or its project's budget is spent.
         Nothing is counted for a refused request.
         """
-        if vkey.models is not None and not any(
-            fnmatch.fnmatchcase(model, pattern) for pattern in vkey.models
-        ):
-            raise PermissionDeniedError(
-                f"the virtual key {vkey.prefix} may not use model {model!r}",
-                hint="allowed: " + ", ".join(vkey.models),
-            )
+        self.check_model(vkey, model)
         est_tokens = max(int(est_tokens), 0)
         now = self._clock()
         scopes = self._scopes(vkey)
