@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +147,26 @@ def test_audit_events_never_hold_secrets(access: Access, audit: AuditLog) -> Non
     dumped = json.dumps([e[2] for e in audit.events])
     for secret_text in (secret, secret.split("_", 2)[2], "very-secret", "rotated-secret"):
         assert secret_text not in dumped
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_lookups_answer_while_the_write_lock_is_held(
+    open_access: OpenAccess, tmp_path: Path
+) -> None:
+    """SQLite: key checks, provider keys, budgets and usage only read, so a gateway
+    sharing the database with a busy ledger does not stall on its event loop."""
+    db = tmp_path / "shared.db"
+    access = open_access(database=str(db))
+    _, secret = access.create_key(name="ci", project="acme", budget_usd=5.0)
+    access.set_provider_key("anthropic", "sk-ant-test-123")
+    fresh = open_access(database=str(db))  # empty caches: every answer below is a read
+    writer = sqlite3.connect(db, timeout=0)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # what a ledger commit holds
+        assert fresh.authenticate(secret).project == "acme"
+        assert fresh.provider_key("anthropic") == "sk-ant-test-123"
+        assert [b.scope for b in fresh.budgets("acme")]
+        assert [k.project for k in fresh.list_keys(project="acme")] == ["acme"]
+    finally:
+        writer.rollback()
+        writer.close()

@@ -40,7 +40,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from flowloom.auth.schema import make_engine, translate
+from flowloom.auth.schema import READ_ONLY, make_engine, translate
 from flowloom.errors import (
     AuthError,
     FlowLoomError,
@@ -247,6 +247,19 @@ class Access:
         except DBAPIError as exc:
             raise translate(exc, doing) from exc
 
+    @contextlib.contextmanager
+    def _read(self, doing: str) -> Iterator[Connection]:
+        """A transaction that only reads: on SQLite a deferred one, so key checks and
+        lookups never wait for the write lock behind the ledger's commits (the gateway
+        calls them on its event loop)."""
+        try:
+            with self._engine.connect() as conn:
+                conn.execution_options(**{READ_ONLY: True})
+                with conn.begin():
+                    yield conn
+        except DBAPIError as exc:
+            raise translate(exc, doing) from exc
+
     def _audit(
         self,
         kind: str,
@@ -416,7 +429,7 @@ class Access:
 
     def get_key(self, key: str) -> VirtualKey:
         """The virtual key with id or prefix `key` (revoked ones too); NotFoundError."""
-        with self._tx("reading a virtual key") as conn:
+        with self._read("reading a virtual key") as conn:
             row = conn.execute(
                 text(f"SELECT {_KEY_COLUMNS} FROM gateway_vkeys WHERE id = :k OR prefix = :k"),
                 {"k": key},
@@ -439,7 +452,7 @@ class Access:
         if not include_revoked:
             where.append("revoked_at IS NULL")
         clause = (" WHERE " + " AND ".join(where)) if where else ""
-        with self._tx("listing virtual keys") as conn:
+        with self._read("listing virtual keys") as conn:
             rows = conn.execute(
                 text(f"SELECT {_KEY_COLUMNS} FROM gateway_vkeys{clause} ORDER BY created_at, id"),
                 params,
@@ -569,7 +582,7 @@ class Access:
         """
         now = self._clock()
         scopes: list[tuple[str, float, Period, VirtualKey | None]] = []
-        with self._tx("reading budgets") as conn:
+        with self._read("reading budgets") as conn:
             row = conn.execute(
                 text("SELECT budget_usd, period FROM gateway_project_budgets WHERE project = :p"),
                 {"p": project},
@@ -617,7 +630,7 @@ class Access:
         return found
 
     def _load_project_budgets(self) -> None:
-        with self._tx("reading project budgets") as conn:
+        with self._read("reading project budgets") as conn:
             rows = conn.execute(
                 text("SELECT project, budget_usd, period FROM gateway_project_budgets")
             ).all()
@@ -651,7 +664,7 @@ class Access:
         prefix = vkeys.parse(secret)
         row = None
         if prefix is not None:
-            with self._tx("checking a virtual key") as conn:
+            with self._read("checking a virtual key") as conn:
                 row = conn.execute(
                     text(f"SELECT {_KEY_COLUMNS} FROM gateway_vkeys WHERE prefix = :p"),
                     {"p": prefix},
@@ -783,7 +796,7 @@ class Access:
 
     def _load_tracker(self, scope: str, start: str, now: float) -> None:
         """Re-read a scope's period spend (caller holds _flush_lock, so no flush runs)."""
-        with self._tx("reading spend") as conn:
+        with self._read("reading spend") as conn:
             total = self._period_spend(conn, scope, start)
         with self._lock:
             base = total + self._pending_cost(scope, start)
@@ -877,7 +890,7 @@ class Access:
             cached = self._provider_keys.get(ref)
         if cached is not None:
             return cached[0]
-        with self._tx("reading a provider key") as conn:
+        with self._read("reading a provider key") as conn:
             row = conn.execute(
                 text("SELECT sealed FROM gateway_provider_keys WHERE name = :n"), {"n": ref}
             ).first()
@@ -953,7 +966,7 @@ class Access:
 
     def list_provider_keys(self) -> list[ProviderKeyInfo]:
         """The stored provider keys' names and times (never the keys)."""
-        with self._tx("listing provider keys") as conn:
+        with self._read("listing provider keys") as conn:
             rows = conn.execute(
                 text("SELECT name, created_at, updated_at FROM gateway_provider_keys ORDER BY name")
             ).all()
@@ -1000,7 +1013,7 @@ class Access:
                 params[name] = value
         self.flush()
         clause = (" WHERE " + " AND ".join(where)) if where else ""
-        with self._tx("reading usage") as conn:
+        with self._read("reading usage") as conn:
             rows = conn.execute(
                 text(
                     f"SELECT {column} AS grp, SUM(requests) AS requests,"
