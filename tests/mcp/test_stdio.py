@@ -183,9 +183,33 @@ def test_record_decision_redacts_secrets(world: World) -> None:
             )
         )
         assert secret not in json.dumps(recorded)
+        # memory writes are redacted by the memory service, as from the CLI and imports
+        await client.call_tool(
+            "create_entities",
+            {
+                "entities": [
+                    {
+                        "name": "provider-key",
+                        "entityType": "component",
+                        "observations": [f"was {secret}", f"commit {'ab12' * 10} rotated it"],
+                    }
+                ]
+            },
+        )
+        await client.call_tool(
+            "add_observations",
+            {"observations": [{"entityName": "provider-key", "contents": [f"also {secret}"]}]},
+        )
 
     session(world, body)
     assert secret not in json.dumps(world.box.events("decision.record"))
+    with world.box.services() as services:
+        bodies = [
+            services.ledger.read_body(e["body"]) for e in world.box.events() if e.get("body")
+        ]
+    stored = b"".join(b for b in bodies if b is not None).decode("utf-8", "replace")
+    assert "provider-key" in stored and secret not in stored
+    assert "ab12" * 10 in stored  # a commit id is not a secret (no entropy rule here)
 
 
 def test_memory_graph_tools_then_search(world: World) -> None:

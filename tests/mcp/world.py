@@ -149,6 +149,8 @@ def http_server(
             process.kill()
             process.wait(10)
         reader.join(10)
+        # SIGTERM is a clean stop: exit status 0, after the server's own cleanup
+        assert process.returncode == 0, f"exit {process.returncode}: {''.join(lines)[-2000:]}"
         assert process.stdout is not None
         stdout = process.stdout.read()
         process.stdout.close()

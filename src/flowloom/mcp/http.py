@@ -141,7 +141,10 @@ def serve_http(app: ASGIApp, *, host: str, port: int, log_level: str = "warning"
             )
         await task
 
+    from flowloom.cli.uvicorn_run import sigterm_exits_cleanly
+
     try:
-        asyncio.run(main())
+        with sigterm_exits_cleanly():  # so the caller's cleanup runs on SIGTERM
+            asyncio.run(main())
     finally:
         sock.close()

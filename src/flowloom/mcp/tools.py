@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from flowloom.capture.redaction import redact_text
-from flowloom.decisions.records import RISKS, DecisionBook, check_decision_id
+from flowloom.decisions.records import DecisionBook, check_decision_id
 from flowloom.errors import InputError, NotFoundError
 from flowloom.ledger.log import Ledger
 
@@ -200,9 +200,7 @@ class ProjectTools:
         response_entry: int | None = None,
     ) -> dict[str, Any]:
         """Record a decision as a ``decision.record`` event; returns it as recorded."""
-        if risk not in RISKS:
-            raise InputError(f"risk must be one of {', '.join(RISKS)}, not {risk!r}")
-        recorded = self.book.record(
+        recorded = self.book.record(  # it checks `risk`
             title=_redacted(title),
             context=_redacted(context),
             options=[_redacted(o) for o in options],
@@ -317,7 +315,7 @@ class ProjectTools:
         memory = self._memory()
         created = memory.create_entities(
             [
-                Entity(name, entity_type, tuple(_redacted(o) for o in observations))
+                Entity(name, entity_type, tuple(observations))  # Memory redacts them
                 for name, entity_type, observations in entities
             ],
             meta=self._meta(caller),
@@ -346,7 +344,7 @@ class ProjectTools:
         memory = self._memory()
         added = memory.add_observations(
             [
-                Observations(name, tuple(_redacted(c) for c in contents))
+                Observations(name, tuple(contents))  # Memory redacts them
                 for name, contents in observations
             ],
             meta=self._meta(caller),
