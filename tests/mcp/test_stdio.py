@@ -204,9 +204,7 @@ def test_record_decision_redacts_secrets(world: World) -> None:
     session(world, body)
     assert secret not in json.dumps(world.box.events("decision.record"))
     with world.box.services() as services:
-        bodies = [
-            services.ledger.read_body(e["body"]) for e in world.box.events() if e.get("body")
-        ]
+        bodies = [services.ledger.read_body(e["body"]) for e in world.box.events() if e.get("body")]
     stored = b"".join(b for b in bodies if b is not None).decode("utf-8", "replace")
     assert "provider-key" in stored and secret not in stored
     assert "ab12" * 10 in stored  # a commit id is not a secret (no entropy rule here)
