@@ -314,13 +314,15 @@ def test_session_cookie_needs_csrf(world: World) -> None:
         assert wrong.status_code == 401
 
 
-def test_a_repeat_while_the_first_append_runs_gets_409(
+def test_a_repeat_while_the_first_append_runs_is_told_to_retry(
     client: TestClient, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world.server.idempotency.claim(OWN, ["in-flight"])  # as if another request held it
     event = {"kind": "agent.prompt", "event_id": "in-flight"}
     busy = client.post(f"{L}/entries", json=event)
-    assert busy.status_code == 409 and busy.json()["error"]["code"] == "conflict"
+    # retry soon (not 409: clients give a refused event up; this one must be retried)
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "5"
+    assert "in progress" in busy.json()["error"]["message"]
     monkeypatch.setattr(idempotency_module, "STALE_AFTER_S", 0.0)  # that server died
     taken = client.post(f"{L}/entries", json=event)
     assert taken.status_code == 201 and not taken.json()["duplicate"]
@@ -349,7 +351,7 @@ def test_concurrent_repeats_append_once(world: World) -> None:
             thread.start()
         for thread in threads:
             thread.join()
-    assert {status for status, _ in answers} <= {201, 409}
+    assert {status for status, _ in answers} <= {201, 503}
     appended = [body for status, body in answers if status == 201 and not body["duplicate"]]
     assert len(appended) == 1
     assert {b["index"] for s, b in answers if s == 201} == {appended[0]["index"]}

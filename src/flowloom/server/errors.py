@@ -96,7 +96,7 @@ _DESCRIPTIONS = {
     409: "The request clashes with the current state.",
     413: "The request body is over the server's limit.",
     422: "The request does not match the schema.",
-    503: "The database cannot be reached; retry later.",
+    503: "The database cannot be reached, or the same append is in progress; retry later.",
 }
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -10,7 +10,7 @@ Data model (one table beside the ledger, in the same database, created on open):
 
 Protocol: claim the ids, append, settle the claims with the indices (or release them if
 the append failed). A repeat of a settled id returns the first index; a repeat while the
-first append is still in progress gets ConflictError (409, retry shortly). A claim left
+first append is still in progress gets AppendInProgressError (503 with Retry-After). A claim left
 unsettled for `STALE_AFTER_S` (its server died between the append and the settling) is
 taken over by the next attempt, which appends again: at least once, never lost.
 """
@@ -28,9 +28,9 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from flowloom.errors import ConflictError, StoreUnavailableError
+from flowloom.errors import StoreError, StoreUnavailableError
 
-__all__ = ["STALE_AFTER_S", "Claim", "IdempotencyBook"]
+__all__ = ["STALE_AFTER_S", "AppendInProgressError", "Claim", "IdempotencyBook"]
 
 SCHEMA_VERSION = 1
 STALE_AFTER_S = 120.0
@@ -106,7 +106,7 @@ class IdempotencyBook:
         return sqlite_dialect.insert(_book).on_conflict_do_nothing()
 
     def claim(self, project: str, event_ids: Iterable[str]) -> Claim:
-        """Claim `event_ids` for appending; ConflictError if another append holds one."""
+        """Claim `event_ids` for appending; AppendInProgressError if another append holds one."""
         ids = sorted(set(event_ids))
         if not ids:
             return Claim({}, frozenset())
@@ -205,9 +205,17 @@ class IdempotencyBook:
             raise StoreUnavailableError("the database does not answer") from exc
 
 
-def _in_progress(ids: list[str]) -> ConflictError:
+class AppendInProgressError(StoreError):
+    """Another request is appending these event ids: retry soon (HTTP 503, Retry-After).
+
+    Not a conflict (409), which clients take as final: a client whose first attempt
+    timed out must retry, not give the event up.
+    """
+
+
+def _in_progress(ids: list[str]) -> AppendInProgressError:
     shown = ", ".join(repr(e) for e in ids[:3]) + (" ..." if len(ids) > 3 else "")
-    return ConflictError(
+    return AppendInProgressError(
         f"an append with event_id {shown} is in progress",
         hint="retry in a few seconds: a repeat then returns the first index",
     )
