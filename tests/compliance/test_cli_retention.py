@@ -156,10 +156,17 @@ def test_hold_blocks_purge_until_released(setup: Setup, capsys: pytest.CaptureFi
     assert code == 3 and "already in force" in err
     assert "under legal hold LH-1" in str(plan(capsys)[alice]["blocked"])
 
+    # Outside a repository the committed periods are unknown: no silent defaults.
+    code, _, err = run(capsys, "purge", "--reason", "retention ended")
+    assert code == 3 and "--default-periods" in err
+    assert stored(setup) == {"alice": True, "bob": True, "carol": True}
+
     # Naming a held subject purges nothing at all; the general purge leaves it alone.
-    code, _, err = run(capsys, "purge", "--subject", "alice", "--reason", "retention ended")
+    code, _, err = run(
+        capsys, "purge", "--default-periods", "--subject", "alice", "--reason", "retention ended"
+    )
     assert code == 3 and "refusing to purge" in err
-    code, out, err = run(capsys, "purge", "--reason", "retention ended")
+    code, out, err = run(capsys, "purge", "--default-periods", "--reason", "retention ended")
     assert code == 0, err
     assert "nothing was due" in out
     assert stored(setup) == {"alice": True, "bob": True, "carol": True}
@@ -174,7 +181,9 @@ def test_hold_blocks_purge_until_released(setup: Setup, capsys: pytest.CaptureFi
     code, out, _ = run(capsys, "holds")
     assert "no legal hold is in force" in out
 
-    code, out, err = run(capsys, "purge", "--reason", "retention ended", "--json")
+    code, out, err = run(
+        capsys, "purge", "--default-periods", "--reason", "retention ended", "--json"
+    )
     assert code == 0, err
     result = json.loads(out)
     [purged] = result["purged"]

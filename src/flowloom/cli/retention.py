@@ -34,8 +34,12 @@ def _ledger(ctx: click.Context) -> Ledger:
     return AppContext.of(ctx).services().ledger
 
 
-def _settings() -> ComplianceSettings:
-    """The committed [compliance] settings of the repository here (defaults without one)."""
+def _settings(*, purging: bool = False, default_periods: bool = False) -> ComplianceSettings:
+    """The committed [compliance] settings of the repository here (defaults without one).
+
+    A purge destroys bodies for good, so it does not fall back to the default periods
+    silently: outside a repository it needs `--default-periods`.
+    """
     from flowloom.capture.git.repo import GitError, GitRepo
     from flowloom.compliance.settings import load_compliance_settings
 
@@ -43,6 +47,12 @@ def _settings() -> ComplianceSettings:
         top = GitRepo.discover(Path.cwd()).top()
     except GitError:
         top = None
+    if top is None and purging and not default_periods:
+        raise InputError(
+            "not in a git repository: the project's committed retention periods are unknown",
+            hint="run the purge in the project's repository, or pass --default-periods to "
+            "purge by FlowLoom's default periods",
+        )
     return load_compliance_settings(top)
 
 
@@ -206,17 +216,27 @@ def plan(ctx: click.Context, as_json: bool) -> None:
     "Refuses, purging nothing, if any is not due or is held.",
 )
 @click.option("--reason", required=True, help="Why, as recorded in each tombstone.")
+@click.option(
+    "--default-periods",
+    is_flag=True,
+    help="Outside a repository: purge by FlowLoom's default retention periods.",
+)
 @_JSON
 @click.pass_context
 def purge_command(
-    ctx: click.Context, subjects: tuple[str, ...], reason: str, as_json: bool
+    ctx: click.Context,
+    subjects: tuple[str, ...],
+    reason: str,
+    default_periods: bool,
+    as_json: bool,
 ) -> None:
     """Purge the bodies whose retention ended and that no legal hold covers."""
     from flowloom.compliance.retention import purge
 
     ledger = _ledger(ctx)
     chosen = [_pseudonym(ledger, s) for s in subjects] if subjects else None
-    result = purge(ledger, _settings(), now=datetime.now(UTC), reason=reason, subjects=chosen)
+    settings = _settings(purging=True, default_periods=default_periods)
+    result = purge(ledger, settings, now=datetime.now(UTC), reason=reason, subjects=chosen)
     if as_json:
         click.echo(
             json.dumps(
