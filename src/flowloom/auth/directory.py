@@ -45,7 +45,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from flowloom.auth.apikeys import generate_key, key_matches, parse_key
 from flowloom.auth.passwords import Passwords
-from flowloom.auth.permissions import ALL_PROJECTS, validate_role, validate_scopes
+from flowloom.auth.permissions import (
+    ALL_PROJECTS,
+    INSTANCE_PROJECT,
+    validate_role,
+    validate_scopes,
+)
 from flowloom.auth.principals import Principal
 from flowloom.auth.records import (
     ApiKey,
@@ -89,8 +94,6 @@ AuditHook = Callable[[str, str | None, Mapping[str, Any]], None]
 """audit(kind, project or None for instance-wide, meta) — meta fits Ledger.record(meta=)."""
 Clock = Callable[[], datetime]
 
-INSTANCE_PROJECT = "flowloom-instance"
-"""The reserved project whose ledger holds instance-wide security events."""
 OIDC_STATE_TTL = timedelta(minutes=10)
 SYSTEM_ACTOR: Mapping[str, Any] = MappingProxyType({"type": "service", "id": "flowloom"})
 _ANONYMOUS: Mapping[str, Any] = MappingProxyType({"type": "human", "id": "anonymous"})

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ALL_PROJECTS",
     "INSTANCE_ONLY_PERMISSIONS",
+    "INSTANCE_PROJECT",
     "PERMISSIONS",
     "PERMISSION_DESCRIPTIONS",
     "ROLES",
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 ALL_PROJECTS: Final = "*"
+INSTANCE_PROJECT: Final = "flowloom-instance"
+"""The reserved project whose ledger holds the instance's own security events."""
 """The grant target meaning every project, instance-wide."""
 
 PERMISSION_DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(

@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from flowloom.auth.permissions import INSTANCE_PROJECT
 from flowloom.decisions.records import (
     APPROVAL_MEANINGS,
     Approval,
@@ -82,8 +83,6 @@ __all__ = [
 ]
 
 SIGNATURE_KIND: Final = "signature.apply"
-INSTANCE_PROJECT: Final = "flowloom-instance"
-"""Where the Directory's instance-wide events (users created, disabled) are recorded."""
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _SUBJECT = re.compile(r"[a-z][a-z0-9_.-]{0,31}:[^\s]{1,200}")

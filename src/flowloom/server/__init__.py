@@ -8,5 +8,4 @@ from __future__ import annotations
 
 __all__ = ["INSTANCE_PROJECT"]
 
-INSTANCE_PROJECT = "flowloom-instance"
-"""The reserved project whose ledger holds instance-wide security events."""
+from flowloom.auth.permissions import INSTANCE_PROJECT

@@ -31,6 +31,7 @@ from flowloom.errors import (
     RemoteError,
     VerificationError,
 )
+from flowloom.ledger.event import format_ts
 
 if TYPE_CHECKING:
     from flowloom.compliance.anchors.book import AnchorBook, AnchoredEntry
@@ -84,10 +85,6 @@ def _checkpoint_in(tar_bytes: bytes) -> str:
             return member.read().decode("utf-8")
     except (tarfile.TarError, KeyError, UnicodeDecodeError) as exc:
         raise VerificationError("the S3 object is not a FlowLoom bundle with a checkpoint") from exc
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class S3Anchor:
@@ -212,7 +209,7 @@ class S3Anchor:
             size=checkpoint.size,
             root=checkpoint.root,
             where=f"s3://{self.bucket}/{key}",
-            anchored_at=_rfc3339(now),
+            anchored_at=format_ts(now),
             note=note,
             evidence={
                 "bucket": self.bucket,
@@ -222,7 +219,7 @@ class S3Anchor:
                 "sha256": digest.hex(),
                 "bytes": len(data),
                 "mode": LOCK_MODE,
-                "retain_until": _rfc3339(retain_until),
+                "retain_until": format_ts(retain_until),
             },
         )
 
@@ -298,7 +295,7 @@ class S3Anchor:
                     size=checkpoint.size,
                     root=checkpoint.root,
                     where=f"s3://{self.bucket}/{key}",
-                    anchored_at=_rfc3339(modified) if isinstance(modified, datetime) else "",
+                    anchored_at=format_ts(modified) if isinstance(modified, datetime) else "",
                     note=note,
                     evidence={
                         "bucket": self.bucket,
@@ -308,7 +305,7 @@ class S3Anchor:
                         "sha256": hashlib.sha256(data).hexdigest(),
                         "bytes": len(data),
                         "mode": str(head.get("ObjectLockMode", "")),
-                        "retain_until": _rfc3339(until if isinstance(until, datetime) else _EPOCH),
+                        "retain_until": format_ts(until if isinstance(until, datetime) else _EPOCH),
                     },
                 )
             if not page.get("IsTruncated"):

@@ -31,6 +31,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from flowloom.compliance.anchors.interface import AnchorRecord, checkpoint_text, parse_checkpoint
 from flowloom.errors import ConfigError, InputError, RemoteError, VerificationError
+from flowloom.ledger.event import format_ts
 
 __all__ = [
     "TIMESTAMP_QUERY",
@@ -399,7 +400,7 @@ class TsaAnchor:
             size=checkpoint.size,
             root=checkpoint.root,
             where=self.url or "",
-            anchored_at=_rfc3339(info.gen_time),
+            anchored_at=format_ts(info.gen_time),
             note=note,
             evidence={
                 "token": base64.b64encode(token).decode("ascii"),
@@ -422,9 +423,5 @@ class TsaAnchor:
             raise VerificationError("the tsa anchor record has no readable token") from exc
         digest = hashlib.sha256(checkpoint_text(note).encode("utf-8")).digest()
         info = verify_token(token, digest, nonce=nonce, trust=self.trust, pinned_cert_sha256=pinned)
-        if _rfc3339(info.gen_time) != record.anchored_at:
+        if format_ts(info.gen_time) != record.anchored_at:
             raise VerificationError("time-stamp token: genTime differs from the recorded time")
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

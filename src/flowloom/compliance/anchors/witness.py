@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from flowloom.compliance.anchors.interface import AnchorRecord, checkpoint_text, parse_checkpoint
 from flowloom.errors import ConfigError, InputError, RemoteError, VerificationError
+from flowloom.ledger.event import format_ts
 from flowloom.ledger.note import _b64decode, is_valid_key_name
 
 __all__ = [
@@ -263,7 +264,7 @@ class WitnessAnchor:
             size=checkpoint.size,
             root=checkpoint.root,
             where=self.url or "",
-            anchored_at=moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            anchored_at=format_ts(moment),
             note=note,
             evidence={
                 "witness": self.witness.name,
