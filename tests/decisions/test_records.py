@@ -143,7 +143,9 @@ def test_approval_binds_the_record_content(ledger: Ledger, book: DecisionBook) -
     assert envelope["kind"] == "decision.approve"
     assert envelope["subject"] == decision.id
     assert envelope["actor"] == {"type": "human", "id": "bob", "name": "Bob B"}
-    assert envelope["refs"] == {"meaning": "approved", "content_digest": decision.content_digest}
+    refs = dict(envelope["refs"])
+    assert set(refs.pop("attestation")) == {"key", "sig"}
+    assert refs == {"meaning": "approved", "content_digest": decision.content_digest}
     reviewed = book.approve(decision.id, "carol", "reviewed")
     again = book.get(decision.id)
     assert [(a.approver, a.meaning, a.matches) for a in again.approvals] == [

@@ -21,6 +21,7 @@ from flowloom.errors import (
     VerificationError,
 )
 from flowloom.ledger import merkle
+from flowloom.ledger.attest import attest, is_authority_kind
 from flowloom.ledger.body import SealedBody, commit_body, subject_pseudonym
 from flowloom.ledger.event import Event, format_ts
 from flowloom.ledger.writer import Ack, LogWriter
@@ -140,6 +141,10 @@ class Ledger:
         if sealed is not None:
             envelope["body"] = sealed.digest
         event = Event.from_json(envelope)
+        if is_authority_kind(kind):
+            # Written here, by FlowLoom's own code: bind the log key's attestation in, so
+            # readers can tell it from an event someone appended by hand (ledger/attest.py).
+            event = Event.from_json(attest(event.to_json(), self.signer))
         canonical = event.canonical()
         return Prepared(
             event,
