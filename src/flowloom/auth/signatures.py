@@ -30,6 +30,7 @@ first, so a forbidden approval leaves no signature behind.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -57,7 +58,9 @@ from flowloom.errors import (
 )
 from flowloom.ledger import merkle
 from flowloom.ledger.event import Event, parse_ts
+from flowloom.ledger.identity import canonical_identity
 from flowloom.ledger.log import Ledger
+from flowloom.ledger.provenance import Trust, judge
 from flowloom.ledger.receipt import verify_receipt
 
 if TYPE_CHECKING:
@@ -339,12 +342,12 @@ DEFAULT_SUBJECTS: Final[Mapping[str, SubjectResolver]] = {
 
 
 def identities_of(principal: Principal) -> set[str]:
-    """The lowercased names one person may appear under in a decision: user id, email,
+    """The canonical names one person may appear under in a decision: user id, email,
     the email's local part, printed name. Segregation of duties compares against all."""
     names = {principal.user_id, principal.name}
     if principal.email:
         names |= {principal.email, principal.email.split("@", 1)[0]}
-    return {name.strip().lower() for name in names if name and name.strip()}
+    return {canonical_identity(name) for name in names if name and name.strip()}
 
 
 def _names_of(ident: str) -> set[str]:
@@ -352,7 +355,7 @@ def _names_of(ident: str) -> set[str]:
     name, _, rest = ident.partition("<")
     email = rest.split(">", 1)[0].strip()
     parts = {ident.strip(), name.strip(), email, email.split("@", 1)[0]}
-    return {part.lower() for part in parts if part}
+    return {canonical_identity(part) for part in parts if part.strip()}
 
 
 class SignatureService:
@@ -367,12 +370,18 @@ class SignatureService:
         *,
         subjects: Mapping[str, SubjectResolver] | None = None,
         instance_project: str = INSTANCE_PROJECT,
+        trust_for: Callable[[str], Trust] | None = None,
     ) -> None:
         """`ledger_for(project)` gives a project's ledger; `clock` returns aware UTC time
         (for the SSO re-authentication window); `subjects` adds digest resolvers for
-        subject types beyond ``decision`` and ``entry``."""
+        subject types beyond ``decision`` and ``entry``; `trust_for(project)` says whose
+        attestations prove an event (default: the project's own signing key, this
+        server's)."""
         self.directory = directory
         self._ledger_for = ledger_for
+        self._trust_for = trust_for or (
+            lambda project: Trust.of_server([ledger_for(project).verifier])
+        )
         self._clock = clock or (lambda: datetime.now(UTC))
         self.policy = policy or SigningPolicy()
         self._subjects = {**DEFAULT_SUBJECTS, **(subjects or {})}
@@ -544,6 +553,7 @@ class SignatureService:
             self._ledger_for(project),
             forbid_self_approval=self.policy.forbid_self_approval,
             forbid_approving_own_ai_session=self.policy.forbid_approving_own_ai_session,
+            trust=self._trust_for(project),
         )
 
     def check_segregation(self, principal: Principal, project: str, decision: Decision) -> None:
@@ -589,8 +599,9 @@ class SignatureService:
         book = self.book(project)
         decision = book.get(decision_id)
         self.check_segregation(principal, project, decision)
+        mine = identities_of(principal)
         for earlier in decision.approvals:
-            if earlier.approver == principal.user_id and earlier.meaning == meaning.value:
+            if earlier.verified and earlier.approver in mine and earlier.meaning == meaning.value:
                 raise ConflictError(
                     f"you already {meaning.value} {decision.id} (entry {earlier.entry})",
                     hint="an approval stands once given; nothing more is needed",
@@ -683,6 +694,13 @@ class SignatureService:
                         f"signed {record.content_digest}",
                     )
                 )
+        proven = judge(json.loads(envelope), self._trust_for(project))
+        if proven.origin == "server":
+            checks.append(
+                SignatureCheck("origin", "pass", "written by this server's signing endpoint")
+            )
+        else:
+            checks.append(SignatureCheck("origin", "fail", f"unverified: {proven.reason}"))
         checks.append(self._signer_check(record))
         if record.method in _METHODS and record.components:
             checks.append(
@@ -738,8 +756,11 @@ class SignatureService:
             ledger = self._ledger_for(self._instance_project)
         except FlowLoomError:
             return None
+        trust = self._trust_for(self._instance_project)
         for entry in ledger.store.entries(ledger.log, kind="auth.user_disabled"):
             event = Event.parse(entry.envelope)
+            if not judge(event.to_json(), trust).attested:
+                continue  # only the server's own record of a disabling counts
             if event.subject == user_id or event.refs.get("user_id") == user_id:
                 return parse_ts(event.ts)
         return None

@@ -150,10 +150,10 @@ def _approval_problems(
         # involved() names the requester and/or the AI session's operator, by policy.
         for person in book.involved(decision):
             excluded |= names_of(person)
+        # Only proven approvals count (a server's attestation or the approver's own SSH
+        # signature): an approval someone appended by hand names whoever they like.
         standing = [
-            a
-            for a in decision.approvals
-            if a.meaning == "approved" and a.matches and not (names_of(a.approver) & excluded)
+            a for a in decision.approvals if a.counts and not (names_of(a.approver) & excluded)
         ]
         if not standing:
             others = " by someone other than the author and the session's operator"

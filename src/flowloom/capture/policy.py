@@ -253,11 +253,13 @@ OVERRIDE_TTL_S = 3600
 
 
 def names_of(ident: str) -> set[str]:
-    """The ways one person is named, lowercased: `Name <email>` gives name, email, user."""
+    """The ways one person is named, canonical: `Name <email>` gives name, email, user."""
+    from flowloom.ledger.identity import canonical_identity
+
     name, _, rest = ident.partition("<")
     email = rest.split(">", 1)[0].strip()
     parts = {name.strip(), email, email.split("@", 1)[0]}
-    return {part.lower() for part in parts if part}
+    return {canonical_identity(part) for part in parts if part}
 
 
 def _pending_override_path(git_common_dir: Path) -> Path:

@@ -136,7 +136,11 @@ def _show_text(d: Decision) -> None:
         click.echo("approvals:")
         for a in d.approvals:
             mark = "" if a.matches else "  (DIGEST MISMATCH: not an approval of this record)"
-            click.echo(f"  {a.meaning} by {a.approver} at {a.ts} (entry {a.entry}){mark}")
+            if not a.verified:
+                mark += f"  (does not count: {a.unverified_reason})"
+            else:
+                mark += f"  (verified: {a.via})"
+            click.echo(f"  {a.describe()} at {a.ts} (entry {a.entry}){mark}")
 
 
 @decision.command()

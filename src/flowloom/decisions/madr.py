@@ -56,8 +56,12 @@ def to_madr(
     `commits` are the (entry, sha) of its ``commit.link`` events; `link_base`, when
     given (a FlowLoom server URL), turns entry references into links.
     """
-    approvers = [a.approver for a in decision.approvals if a.meaning == "approved" and a.matches]
-    reviewers = [a.approver for a in decision.approvals if a.meaning == "reviewed" and a.matches]
+    approvers = [a.approver for a in decision.approvals if a.counts]
+    reviewers = [
+        a.approver
+        for a in decision.approvals
+        if a.meaning == "reviewed" and a.matches and a.verified
+    ]
     makers = list(dict.fromkeys([decision.requested_by, *approvers]))
     lines = [
         "---",
@@ -108,8 +112,10 @@ def to_madr(
     if decision.approvals:
         for approval in decision.approvals:
             stale = "" if approval.matches else " (of different content: not valid for this record)"
+            if not approval.verified:
+                stale += f" (unverified, does not count: {approval.unverified_reason})"
             lines.append(
-                f"* {approval.meaning.capitalize()} by {approval.approver} on "
+                f"* {approval.describe().capitalize()} on "
                 f"{approval.ts[:10]}, {_entry(approval.entry, origin, link_base)}{stale}."
             )
     else:

@@ -31,7 +31,9 @@ from typing import Any, Final
 from flowloom.errors import InputError, NotFoundError
 from flowloom.ledger.canonical import canonicalize
 from flowloom.ledger.event import Event
-from flowloom.ledger.log import Ledger
+from flowloom.ledger.identity import canonical_identity
+from flowloom.ledger.log import EnvelopeSigner, Ledger
+from flowloom.ledger.provenance import NOBODY, Trust, judge
 
 __all__ = [
     "APPROVAL_MEANINGS",
@@ -85,7 +87,7 @@ class SelfApprovalError(InputError):
 
 @dataclass(frozen=True)
 class Approval:
-    """One ``decision.approve`` event."""
+    """One ``decision.approve`` event, and what is proven about who made it."""
 
     approver: str
     meaning: str
@@ -95,6 +97,18 @@ class Approval:
     matches: bool  # the digest is the record's: the approval is of this exact content
     signature: int | None = None
     """The ``signature.apply`` entry that signed this approval, when there is one."""
+    verified: bool = False
+    """The approver is proven: a trusted server attested it, or their SSH key signed it."""
+    via: str = "none"
+    """How it is proven: "server", "ssh"; or "log"/"none" when the person is not."""
+    unverified_reason: str = ""
+    tree: str | None = None
+    """The git tree the approver signed, when the approval names one."""
+
+    @property
+    def counts(self) -> bool:
+        """An approval that counts: of this exact content, by a proven person."""
+        return self.meaning == "approved" and self.matches and self.verified
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -104,10 +118,23 @@ class Approval:
             "entry": self.entry,
             "content_digest": self.content_digest,
             "matches": self.matches,
+            "verified": self.verified,
+            "via": self.via,
         }
+        if self.unverified_reason:
+            data["unverified_reason"] = self.unverified_reason
         if self.signature is not None:
             data["signature"] = self.signature
+        if self.tree is not None:
+            data["tree"] = self.tree
         return data
+
+    def describe(self) -> str:
+        """For people: "approved by bob" or "unverified approval by bob"."""
+        what = {"approved": "approval", "reviewed": "review"}.get(self.meaning, self.meaning)
+        if self.verified:
+            return f"{self.meaning} by {self.approver}"
+        return f"unverified {what} by {self.approver}"
 
 
 @dataclass(frozen=True)
@@ -136,8 +163,8 @@ class Decision:
 
     @property
     def status(self) -> str:
-        """MADR status: accepted once someone approved it, proposed before."""
-        approved = any(a.meaning == "approved" and a.matches for a in self.approvals)
+        """MADR status: accepted once a proven person approved it, proposed before."""
+        approved = any(a.counts for a in self.approvals)
         return "accepted" if approved else "proposed"
 
     def refs(self) -> dict[str, Any]:
@@ -408,11 +435,14 @@ class DecisionBook:
         *,
         forbid_self_approval: bool = True,
         forbid_approving_own_ai_session: bool | None = None,
+        trust: Trust = NOBODY,
     ) -> None:
         """`forbid_self_approval`: the requester or recorder may not approve;
         `forbid_approving_own_ai_session`: nor may the operator of the decision's AI
-        session (None: the same as `forbid_self_approval`)."""
+        session (None: the same as `forbid_self_approval`); `trust`: whose attestations
+        and signatures prove an approver (an approval proven by neither never counts)."""
         self.ledger = ledger
+        self.trust = trust
         self.forbid_self_approval = forbid_self_approval
         self.forbid_approving_own_ai_session = (
             forbid_self_approval
@@ -516,11 +546,16 @@ class DecisionBook:
         *,
         approver_name: str | None = None,
         signature: int | None = None,
+        tree: str | None = None,
+        sign: EnvelopeSigner | None = None,
     ) -> Approval:
         """Record an approval (or review) of the decision's exact recorded content.
 
         `signature` is the index of the ``signature.apply`` entry when the approval is an
-        electronic signature; it is kept in the event's refs.
+        electronic signature (the team server); `sign` adds the approver's own signature
+        to the envelope (git's SSH signing, without a server), and `tree` names the git
+        tree the approver looked at. Only the server's endpoint or a person's signature
+        makes the approval count (`Approval.verified`).
         """
         if meaning not in APPROVAL_MEANINGS:
             raise InputError(
@@ -535,18 +570,23 @@ class DecisionBook:
             raise InputError(f"signature must be a ledger entry index, not {signature!r}")
         decision = self.get(decision_id)
         involved = self.involved(decision)
-        if approver in involved:
+        who = canonical_identity(approver)
+        if who in involved:
             key = (
                 "forbid_approving_own_ai_session"
-                if involved[approver].startswith("operated")
+                if involved[who].startswith("operated")
                 else "forbid_self_approval"
             )
             raise SelfApprovalError(
-                f"{approver} cannot approve {decision.id}: they {involved[approver]}",
+                f"{approver} cannot approve {decision.id}: they {involved[who]}",
                 hint=f"the policy's {key} asks for someone else's approval",
             )
         for earlier in decision.approvals:
-            if earlier.approver == approver and earlier.meaning == meaning:
+            if (
+                earlier.verified
+                and canonical_identity(earlier.approver) == who
+                and earlier.meaning == meaning
+            ):
                 raise InputError(
                     f"{approver} already {meaning} {decision.id} (entry {earlier.entry})"
                 )
@@ -556,20 +596,17 @@ class DecisionBook:
         refs: dict[str, Any] = {"meaning": meaning, "content_digest": decision.content_digest}
         if signature is not None:
             refs["signature"] = signature
+        if tree is not None:
+            refs["tree"] = tree
         prepared = self.ledger.prepare(
             "decision.approve",
             meta={"actor": actor, "subject": decision.id, "refs": refs},
+            sign=sign,
         )
         ack = self.ledger.writer.append_many([prepared.entry])[0]
-        return Approval(
-            approver=approver,
-            meaning=meaning,
-            ts=prepared.event.ts,
-            entry=ack.index,
-            content_digest=decision.content_digest,
-            matches=True,
-            signature=signature,
-        )
+        approval = _approval(ack.index, prepared.entry.envelope, decision, self.trust)
+        assert approval is not None
+        return approval
 
     def involved(self, decision: Decision) -> dict[str, str]:
         """Who may not approve `decision` under the policy, and why.
@@ -580,12 +617,14 @@ class DecisionBook:
         involved: dict[str, str] = {}
         if decision.session and self.forbid_approving_own_ai_session:
             for operator in self._session_operators(decision.session):
-                involved[operator] = f"operated the AI session {decision.session}"
+                involved[canonical_identity(operator)] = (
+                    f"operated the AI session {decision.session}"
+                )
         if self.forbid_self_approval:
             if decision.recorded_by.get("type") == "human" and decision.recorded_by.get("id"):
-                involved[str(decision.recorded_by["id"])] = "recorded it"
+                involved[canonical_identity(str(decision.recorded_by["id"]))] = "recorded it"
             if decision.requested_by:
-                involved[decision.requested_by] = "requested it"
+                involved[canonical_identity(decision.requested_by)] = "requested it"
         return involved
 
     def _session_operators(self, session: str) -> set[str]:
@@ -638,7 +677,7 @@ class DecisionBook:
         for at in sorted(set(approvals)):
             entry = self.ledger.store.entry(self.ledger.log, at)
             if entry is not None and entry.kind == "decision.approve":
-                approval = _approval(at, entry.envelope, found)
+                approval = _approval(at, entry.envelope, found, self.trust)
                 if approval is not None:
                     checked.append(approval)
         return _with_approvals(found, checked)
@@ -663,7 +702,7 @@ class DecisionBook:
             approval
             for index, envelope in self._entries("decision.approve")
             if needle in envelope
-            for approval in [_approval(index, envelope, found)]
+            for approval in [_approval(index, envelope, found, self.trust)]
             if approval is not None
         ]
         return _with_approvals(found, approvals)
@@ -692,21 +731,27 @@ class DecisionBook:
             target = decisions.get(event.subject or "")
             if target is None:
                 continue
-            approval = _approval(index, envelope, target)
+            approval = _approval(index, envelope, target, self.trust)
             if approval is not None:
                 approvals.setdefault(target.id, []).append(approval)
         return [_with_approvals(d, approvals.get(d.id, [])) for d in decisions.values()]
 
 
-def _approval(index: int, envelope: bytes, decision: Decision) -> Approval | None:
+def _approval(index: int, envelope: bytes, decision: Decision, trust: Trust) -> Approval | None:
     event = Event.parse(envelope)
     if event.kind != "decision.approve" or event.subject != decision.id:
         return None
     meaning = event.refs.get("meaning")
     digest = event.refs.get("content_digest")
     signature = event.refs.get("signature")
+    tree = event.refs.get("tree")
+    proven = judge(event.to_json(), trust)
     return Approval(
-        approver=event.actor.id,
+        approver=proven.identity or event.actor.id,
+        verified=proven.identity is not None,
+        via=proven.origin,
+        unverified_reason=proven.reason,
+        tree=tree if isinstance(tree, str) else None,
         meaning=meaning if isinstance(meaning, str) else "",
         ts=event.ts,
         entry=index,

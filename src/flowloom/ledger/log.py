@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from flowloom.ledger.note import Signer, Verifier
     from flowloom.ledger.receipt import Receipt
 
-__all__ = ["META_FIELDS", "Ledger", "Prepared"]
+__all__ = ["META_FIELDS", "EnvelopeSigner", "Ledger", "Prepared"]
 
 # Envelope fields a caller may set through --meta; the rest FlowLoom sets itself.
 META_FIELDS = frozenset({"actor", "session", "git", "subject", "refs"})
@@ -48,6 +48,8 @@ Clock = Callable[[], datetime]
 # needs neither the signing key nor OpenSSL.
 SignerLoader = Callable[[], "Signer"]
 CipherLoader = Callable[[], "BodyCipher"]
+EnvelopeSigner = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+"""Adds a person's own signature to an envelope (git SSH signing; ledger/provenance.py)."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,13 @@ class Ledger:
         body: bytes | None = None,
         meta: Mapping[str, Any] | None = None,
         data_subject: str | None = None,
+        sign: EnvelopeSigner | None = None,
     ) -> Prepared:
-        """Validate and seal an event without storing anything."""
+        """Validate and seal an event without storing anything.
+
+        `sign` returns the envelope with the acting person's signature added; it runs
+        before the log's attestation, which then covers that signature too.
+        """
         meta = dict(meta or {})
         unknown = sorted(set(meta) - META_FIELDS)
         if unknown:
@@ -141,6 +148,8 @@ class Ledger:
         if sealed is not None:
             envelope["body"] = sealed.digest
         event = Event.from_json(envelope)
+        if sign is not None:
+            event = Event.from_json(sign(event.to_json()))
         if is_authority_kind(kind):
             # Written here, by FlowLoom's own code: bind the log key's attestation in, so
             # readers can tell it from an event someone appended by hand (ledger/attest.py).

@@ -1,8 +1,13 @@
 """Appending through the API: client events become sealed ledger entries.
 
 The server decides what the client may not: the project (from the path) and the actor
-(from the principal; a service account may name another actor, and is then kept as
-``refs.submitted_by``). Bodies are redacted before they are sealed. A batch is prepared
+(from the principal). A person always records as themselves; an actor they name is kept
+as the claim ``refs.reported_actor``. A service account may record for an AI agent (the
+agent is the actor, the account ``refs.submitted_by``) but never as a person or another
+service: such a claim is kept as ``refs.reported_actor`` too. Authority-bearing kinds
+(approvals, signatures, ``auth.*``, ``key.*``, holds, erasure, anchors, exports, CI
+verdicts: `flowloom.ledger.attest`) are refused here with 403, naming the endpoint that
+enforces their rule. Bodies are redacted before they are sealed. A batch is prepared
 whole first (all or nothing) and written in one writer call, so it is one transaction.
 Client ``event_id`` keys make retries safe: a repeat returns the first index.
 """
@@ -17,15 +22,43 @@ from typing import Any
 
 from flowloom.auth.principals import Principal
 from flowloom.capture.redaction import Redactor
-from flowloom.errors import InputError
+from flowloom.errors import InputError, PermissionDeniedError
 from flowloom.ledger import merkle
+from flowloom.ledger.attest import ATTESTATION_FIELD, is_authority_kind
 from flowloom.ledger.event import Event, validate_kind
 from flowloom.ledger.log import Ledger
 from flowloom.server.idempotency import IdempotencyBook
 from flowloom.server.models import EventIn
 from flowloom.store.interface import PendingEntry
 
-__all__ = ["Appended", "append_events"]
+__all__ = ["Appended", "append_events", "refuse_authority"]
+
+_WHERE_INSTEAD = {
+    "decision.approve": "POST /api/v1/projects/{project}/decisions/{id}/approve "
+    "(an electronic signature, with re-authentication and segregation of duties)",
+    "signature.apply": "POST /api/v1/projects/{project}/signatures (with re-authentication)",
+    "retention.set": "POST or DELETE /api/v1/projects/{project}/compliance/holds",
+    "export.generate": "GET /api/v1/projects/{project}/reports, which records the export itself",
+    "erasure.tombstone": "'flowloom log erase' run by an operator on the server's database",
+    "checkpoint.anchor": "'flowloom anchor' run by an operator on the server's database",
+    "ci.result": "'flowloom check' in CI, which records its verdict where it runs",
+    "auth": "nothing: the server records sign-ins, keys, users and roles as they happen",
+    "key": "nothing: the server records its own key events (generation, rotation)",
+}
+_RESERVED_REFS = frozenset({ATTESTATION_FIELD, "submitted_by", "reported_actor"})
+"""Refs the server sets; a client that sends them is refused, not silently overridden."""
+
+
+def refuse_authority(kind: str, where: str = "") -> None:
+    """Raise PermissionDeniedError (403) when `kind` may only be written by its endpoint."""
+    if not is_authority_kind(kind):
+        return
+    instead = _WHERE_INSTEAD.get(kind) or _WHERE_INSTEAD[kind.partition(".")[0]]
+    raise PermissionDeniedError(
+        f"{where}{kind} events carry authority and are written only by the endpoint that "
+        "enforces their rule, never through the generic append",
+        hint=f"use {instead}",
+    )
 
 
 @dataclass(frozen=True)
@@ -85,17 +118,25 @@ def _prepare(
 ) -> _Prepared:
     try:
         validate_kind(event.kind)
+        refuse_authority(event.kind, _where(position))
+        reserved = sorted(_RESERVED_REFS & set(event.refs or {}))
+        if reserved:
+            raise InputError(
+                f"{_where(position)}refs.{reserved[0]} is set by the server, not the client"
+            )
         redactor = Redactor()
         body = _body_bytes(event, redactor, position)
         refs: dict[str, Any] = dict(event.refs or {})
         actor = principal.actor()
         if event.actor is not None:
             claimed = event.actor.model_dump(exclude_none=True)
-            if principal.kind == "service":
+            if principal.kind == "service" and claimed.get("type") == "agent":
+                # A service account records for the AI agent it runs.
                 refs["submitted_by"] = actor
                 actor = claimed
-            else:
-                # A person records as themselves; what the client claimed is kept.
+            elif claimed != actor:
+                # Nobody writes as a person (or another service) by naming them: the
+                # authenticated principal is the actor, the claim is kept as a claim.
                 refs["reported_actor"] = claimed
         meta: dict[str, Any] = {"actor": actor}
         if event.session is not None:
