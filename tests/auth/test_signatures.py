@@ -425,8 +425,11 @@ def test_approval_is_a_signature_and_the_approve_event_names_it(world: World) ->
     assert approve.refs["signature"] == done.signature.id
     assert approve.refs["content_digest"] == done.signature.content_digest
     assert approve.actor.id == world.bob.id and approve.actor.name == "Robert Q. Approver"
-    got = DecisionBook(world.ledger()).get(decision)
+    # Read without trusting the server's key, the approval is the server's word only.
+    assert DecisionBook(world.ledger()).get(decision).status == "proposed"
+    got = service.book(PROJECT).get(decision)
     assert got.status == "accepted"
+    assert got.approvals[0].verified and got.approvals[0].via == "server"
     assert got.approvals[0].signature == done.signature.id
     assert got.to_json()["approvals"][0]["signature"] == done.signature.id
 
@@ -494,6 +497,7 @@ def test_verify_passes_and_the_receipt_verifies_offline_against_the_vkey(world: 
     assert {c.name: c.status for c in verdict.checks} == {
         "included": "pass",
         "content": "pass",
+        "origin": "pass",
         "signer": "pass",
         "reauthentication": "pass",
     }

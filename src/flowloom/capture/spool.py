@@ -247,12 +247,14 @@ def _prepared(ledger: Ledger, event: dict[str, Any], agent: str, strict: bool = 
     """The ledger entry for one spooled event; a capture.error in its place if refused."""
     from flowloom.capture.agents.common import digest
     from flowloom.errors import FlowLoomError
+    from flowloom.ledger.attest import refuse_generic
 
     kind = str(event.get("kind", ""))
     meta: dict[str, Any] = event["meta"] if isinstance(event.get("meta"), dict) else {}
     body = event.get("body")
     data = body.encode("utf-8", "replace") if isinstance(body, str) else None
     try:
+        refuse_generic(kind)  # a spool file is anyone's to write: no authority through it
         return ledger.prepare(kind, body=data, meta=meta).entry
     except FlowLoomError as exc:
         if strict:

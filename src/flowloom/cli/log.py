@@ -11,6 +11,7 @@ import click
 
 from flowloom.cli.context import AppContext
 from flowloom.errors import InputError
+from flowloom.ledger.attest import refuse_generic
 from flowloom.ledger.canonical import parse_json
 from flowloom.ledger.log import consistency_text
 from flowloom.ledger.verify import VerifyReport, verify_store
@@ -72,6 +73,7 @@ def append(
     as_json: bool,
 ) -> None:
     """Append one event; prints its index and leaf hash once it is durable."""
+    refuse_generic(kind)
     meta_value = _parse_meta(meta)
     body = _read_bytes(body_file) if body_file is not None else None
     ledger = AppContext.of(ctx).services().ledger

@@ -290,6 +290,7 @@ class Outbox:
         sources: list[tuple[_File, int, dict[str, Any]]] = []
         for item in group:
             for position, event in enumerate(item.events):
+                event = self._unless_authority(item, event, report)
                 batch.append(
                     server_event(
                         event, ts=item.created, event_id=self._event_id(item.name, position)
@@ -325,6 +326,24 @@ class Outbox:
             f"{group[0].project}"
             + (f" (indices {min(indices)}..{max(indices)})" if indices else "")
         )
+
+    def _unless_authority(
+        self, item: _File, event: dict[str, Any], report: FlushReport
+    ) -> dict[str, Any]:
+        """`event`, or a capture.error in its place when its kind carries authority.
+
+        The server refuses those through the append it syncs to (403), and a 403 would
+        stop the outbox for good: say here, once, where such an event must be made.
+        """
+        from flowloom.ledger.attest import refuse_generic
+
+        try:
+            refuse_generic(str(event.get("kind", "")))
+        except FlowLoomError as exc:
+            report.replaced += 1
+            self.observer(f"not synced: {exc.message}; {exc.hint}")
+            return _error_event(event, item.agent, f"{exc.message}; {exc.hint}")
+        return event
 
     def _send_one(
         self,

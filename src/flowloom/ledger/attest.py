@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from flowloom.errors import PermissionDeniedError
 from flowloom.ledger.canonical import canonicalize
 
 if TYPE_CHECKING:
@@ -36,11 +37,13 @@ __all__ = [
     "ATTESTATION_FIELD",
     "AUTHORITY_FAMILIES",
     "AUTHORITY_KINDS",
+    "WRITTEN_BY",
     "Attestation",
     "attest",
     "attestation_of",
     "attested_by",
     "is_authority_kind",
+    "refuse_generic",
     "unattested",
 ]
 
@@ -67,9 +70,40 @@ ATTESTATION_CONTEXT: Final = b"flowloom-attestation/v1\n"
 """Prefix of every attested message, so the signature means nothing in another context."""
 
 
+WRITTEN_BY: Final = {
+    "decision.approve": "'flowloom decision approve ID' (signed with your SSH signing key), "
+    "or on a team server POST /api/v1/projects/{project}/decisions/{id}/approve "
+    "(an electronic signature, with re-authentication and segregation of duties)",
+    "signature.apply": "a team server's POST /api/v1/projects/{project}/signatures "
+    "(with re-authentication)",
+    "retention.set": "'flowloom retention hold' / 'release', or on a team server "
+    "POST or DELETE /api/v1/projects/{project}/compliance/holds",
+    "export.generate": "'flowloom report' or 'flowloom log export', or a team server's "
+    "GET /api/v1/projects/{project}/reports: each records its export itself",
+    "erasure.tombstone": "'flowloom log erase'",
+    "checkpoint.anchor": "'flowloom anchor'",
+    "ci.result": "'flowloom check --record' in CI",
+    "auth": "nothing: FlowLoom records sign-ins, keys, users and roles as they happen",
+    "key": "nothing: FlowLoom records its key events itself ('flowloom log rotate-key')",
+}
+"""Where each authority-bearing kind is written instead (for the refusal's hint)."""
+
+
 def is_authority_kind(kind: str) -> bool:
     """Whether events of `kind` carry authority (written only where their rule is enforced)."""
     return kind in AUTHORITY_KINDS or kind.partition(".")[0] in AUTHORITY_FAMILIES
+
+
+def refuse_generic(kind: str, where: str = "") -> None:
+    """Refuse (PermissionDeniedError; HTTP 403) a generic append of an authority kind."""
+    if not is_authority_kind(kind):
+        return
+    instead = WRITTEN_BY.get(kind) or WRITTEN_BY[kind.partition(".")[0]]
+    raise PermissionDeniedError(
+        f"{where}{kind} events carry authority and are written only where their rule is "
+        "enforced, never through a generic append",
+        hint=f"use {instead}",
+    )
 
 
 @dataclass(frozen=True)

@@ -22,43 +22,19 @@ from typing import Any
 
 from flowloom.auth.principals import Principal
 from flowloom.capture.redaction import Redactor
-from flowloom.errors import InputError, PermissionDeniedError
+from flowloom.errors import InputError
 from flowloom.ledger import merkle
-from flowloom.ledger.attest import ATTESTATION_FIELD, is_authority_kind
+from flowloom.ledger.attest import ATTESTATION_FIELD, refuse_generic
 from flowloom.ledger.event import Event, validate_kind
 from flowloom.ledger.log import Ledger
 from flowloom.server.idempotency import IdempotencyBook
 from flowloom.server.models import EventIn
 from flowloom.store.interface import PendingEntry
 
-__all__ = ["Appended", "append_events", "refuse_authority"]
+__all__ = ["Appended", "append_events"]
 
-_WHERE_INSTEAD = {
-    "decision.approve": "POST /api/v1/projects/{project}/decisions/{id}/approve "
-    "(an electronic signature, with re-authentication and segregation of duties)",
-    "signature.apply": "POST /api/v1/projects/{project}/signatures (with re-authentication)",
-    "retention.set": "POST or DELETE /api/v1/projects/{project}/compliance/holds",
-    "export.generate": "GET /api/v1/projects/{project}/reports, which records the export itself",
-    "erasure.tombstone": "'flowloom log erase' run by an operator on the server's database",
-    "checkpoint.anchor": "'flowloom anchor' run by an operator on the server's database",
-    "ci.result": "'flowloom check' in CI, which records its verdict where it runs",
-    "auth": "nothing: the server records sign-ins, keys, users and roles as they happen",
-    "key": "nothing: the server records its own key events (generation, rotation)",
-}
 _RESERVED_REFS = frozenset({ATTESTATION_FIELD, "submitted_by", "reported_actor"})
 """Refs the server sets; a client that sends them is refused, not silently overridden."""
-
-
-def refuse_authority(kind: str, where: str = "") -> None:
-    """Raise PermissionDeniedError (403) when `kind` may only be written by its endpoint."""
-    if not is_authority_kind(kind):
-        return
-    instead = _WHERE_INSTEAD.get(kind) or _WHERE_INSTEAD[kind.partition(".")[0]]
-    raise PermissionDeniedError(
-        f"{where}{kind} events carry authority and are written only by the endpoint that "
-        "enforces their rule, never through the generic append",
-        hint=f"use {instead}",
-    )
 
 
 @dataclass(frozen=True)
@@ -118,7 +94,7 @@ def _prepare(
 ) -> _Prepared:
     try:
         validate_kind(event.kind)
-        refuse_authority(event.kind, _where(position))
+        refuse_generic(event.kind, _where(position))
         reserved = sorted(_RESERVED_REFS & set(event.refs or {}))
         if reserved:
             raise InputError(
