@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean chromium
+.PHONY: demo test lint typecheck unit bench clean chromium openssh
 
 $(BIN)/flowloom: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,11 @@ typecheck: $(BIN)/flowloom
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || { echo "chromium is missing: apt-get install chromium"; exit 1; }
 
-unit: $(BIN)/flowloom chromium
+## openssh: approvals are signed and checked with the system's ssh-keygen
+openssh:
+	@command -v ssh-keygen >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client >/dev/null; } || { echo "ssh-keygen is missing: apt-get install openssh-client"; exit 1; }
+
+unit: $(BIN)/flowloom chromium openssh
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider
 
 bench: $(BIN)/flowloom

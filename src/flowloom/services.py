@@ -20,6 +20,7 @@ from flowloom.ledger.log import Ledger
 from flowloom.store.interface import Store
 
 if TYPE_CHECKING:
+    from flowloom.ledger.note import Verifier
     from flowloom.server.settings import ServerSettings
     from flowloom.server.state import ServerState
 
@@ -29,6 +30,7 @@ __all__ = [
     "build_server",
     "build_services",
     "default_actor",
+    "log_attesters",
     "open_store",
 ]
 
@@ -74,6 +76,13 @@ def default_actor() -> dict[str, Any]:
     except (KeyError, OSError):
         user = os.environ.get("USER", "unknown")
     return {"type": "human", "id": user}
+
+
+def log_attesters(services: Services) -> list[Verifier]:
+    """The keys whose attestations prove that FlowLoom itself wrote an event in this log."""
+    if not services.keys.has_signer(services.settings.origin):
+        return []
+    return [services.ledger.verifier]
 
 
 def build_services(settings: Settings, *, store: Store | None = None) -> Services:

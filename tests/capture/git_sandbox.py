@@ -16,9 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from flowloom.capture.git.repo import GitRepo
+from flowloom.capture.signers import ALLOWED_SIGNERS_PATH, GitKeyApprover
 from flowloom.config import load_settings
 from flowloom.decisions.records import DecisionBook
 from flowloom.services import Services, build_services
+from tests.support.sshkeys import SshKey, make_key
 
 DECISION = "D-0123456789"
 OTHER_DECISION = "D-abcdef0123"
@@ -205,9 +208,34 @@ class Sandbox:
                 },
             ).index
 
+    def ssh_key(self, person: str) -> SshKey:
+        """`person`'s own SSH signing key (made once, with the real ssh-keygen)."""
+        directory = self.root / "sshkeys"
+        key = directory / person.replace("@", "_at_")
+        if key.exists():
+            return SshKey(key, key.with_name(key.name + ".pub"))
+        return make_key(directory, key.name)
+
+    def allow_signers(self, *people: str) -> None:
+        """Commit `.flowloom/allowed_signers` listing each person's key (as `person` or
+        `person@example.com`), on the current branch (a governed commit, overridden here)."""
+        lines = []
+        for person in people:
+            principal = person if "@" in person else f"{person}@example.com"
+            lines.append(f'{principal} namespaces="flowloom" {self.ssh_key(person).public_line}')
+        path = self.repo / ALLOWED_SIGNERS_PATH
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
+        self.git("add", ALLOWED_SIGNERS_PATH)
+        self.git("commit", "-q", "-m", "allowed signers", env={"FLOWLOOM_OVERRIDE": "signers"})
+
     def approve(self, decision: str, approver: str) -> None:
+        """`approver` approves with their own SSH key (listed by `allow_signers`)."""
+        signer = GitKeyApprover(GitRepo(self.repo), key=self.ssh_key(approver).private)
         with self.services() as services:
-            DecisionBook(services.ledger, forbid_self_approval=False).approve(decision, approver)
+            DecisionBook(services.ledger, forbid_self_approval=False).approve(
+                decision, signer.identity(), sign=signer.sign
+            )
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         with self.services() as services:

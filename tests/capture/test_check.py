@@ -15,6 +15,7 @@ def box(tmp_path: Path) -> Sandbox:
     sandbox = Sandbox(tmp_path)
     sandbox.commit_ok("initial commit", extra=("--no-verify",))
     sandbox.init()
+    sandbox.allow_signers("ann", "bob", "carol")
     sandbox.record_decision(DECISION, requested_by="bob")
     sandbox.git("checkout", "-q", "-b", "feature")
     return sandbox
@@ -130,7 +131,7 @@ def test_all_and_explicit_ranges(box: Sandbox) -> None:
     code, data = report(box, "--all")
     # The commit made before FlowLoom was adopted has no link.
     assert code == 1
-    assert data["checked"] == 3
+    assert data["checked"] == 4  # initial, adoption, allowed signers, one
     code, data = report(box, "HEAD~1..HEAD")
     assert code == 0 and data["checked"] == 1
 

@@ -354,6 +354,8 @@ def _names_of(ident: str) -> set[str]:
     # "Name <email>" → name, email, the email's local part (as flowloom.capture.policy).
     name, _, rest = ident.partition("<")
     email = rest.split(">", 1)[0].strip()
+    if not email and "@" in name:  # a bare email names its user too
+        email = name
     parts = {ident.strip(), name.strip(), email, email.split("@", 1)[0]}
     return {canonical_identity(part) for part in parts if part.strip()}
 

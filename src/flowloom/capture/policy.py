@@ -258,8 +258,10 @@ def names_of(ident: str) -> set[str]:
 
     name, _, rest = ident.partition("<")
     email = rest.split(">", 1)[0].strip()
+    if not email and "@" in name:  # a bare email names its user too
+        email = name
     parts = {name.strip(), email, email.split("@", 1)[0]}
-    return {canonical_identity(part) for part in parts if part}
+    return {canonical_identity(part) for part in parts if part.strip()}
 
 
 def _pending_override_path(git_common_dir: Path) -> Path:

@@ -11,10 +11,12 @@ import click
 from flowloom.capture.check import CheckReport, check_commits, ci_branch, default_range
 from flowloom.capture.git.repo import GitRepo
 from flowloom.capture.policy import load_policy
+from flowloom.capture.signers import range_base, repo_trust
 from flowloom.cli.context import AppContext
 from flowloom.decisions.records import DecisionBook
 from flowloom.errors import InputError
 from flowloom.ledger.log import Ledger
+from flowloom.services import log_attesters
 
 __all__ = ["check"]
 
@@ -73,13 +75,19 @@ def check(
             raise InputError("--ledger-ref needs the key to trust: --vkey or FLOWLOOM_VKEY")
         if record:
             raise InputError("a published log is read-only: --record needs the team ledger")
-        ledger = load_published_log(repo.cwd, ledger_ref, Verifier.from_vkey(vkey.strip()))
+        trusted = Verifier.from_vkey(vkey.strip())
+        ledger = load_published_log(repo.cwd, ledger_ref, trusted)
+        attesters = [trusted]
     else:
-        ledger = AppContext.of(ctx).services().ledger
+        services = AppContext.of(ctx).services()
+        ledger, attesters = services.ledger, log_attesters(services)
+    # Approvals count when the approver's SSH key signed them, by the allowed-signers file
+    # at the base of the range: a change never brings the key that approves it.
     book = DecisionBook(
         ledger,
         forbid_self_approval=policy.forbid_self_approval,
         forbid_approving_own_ai_session=policy.forbid_approving_own_ai_session,
+        trust=repo_trust(attesters, repo, range_base(repo, selected)),
     )
     report = check_commits(repo, book, policy, selected, description=description, branch=branch)
     if record:

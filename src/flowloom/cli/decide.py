@@ -9,13 +9,15 @@ from pathlib import Path
 
 import click
 
+from flowloom.capture.git.repo import GitRepo
 from flowloom.capture.policy import Policy, load_policy
+from flowloom.capture.signers import GitKeyApprover, repo_trust
 from flowloom.capture.state import PendingLink, read_pending, write_pending
 from flowloom.cli.context import AppContext
 from flowloom.config import find_git_dirs
 from flowloom.decisions.records import RISKS, Decision, DecisionBook
 from flowloom.errors import InputError
-from flowloom.services import default_actor
+from flowloom.services import default_actor, log_attesters
 
 __all__ = ["decide", "decision"]
 
@@ -24,10 +26,13 @@ def _book(ctx: click.Context) -> DecisionBook:
     git = find_git_dirs(Path.cwd())
     # Outside a repository there is no committed policy: the default (forbid) applies.
     policy = load_policy(git[0]) if git else Policy()
+    services = AppContext.of(ctx).services()
+    repo = GitRepo.discover(Path.cwd()) if git else None
     return DecisionBook(
-        AppContext.of(ctx).services().ledger,
+        services.ledger,
         forbid_self_approval=policy.forbid_self_approval,
         forbid_approving_own_ai_session=policy.forbid_approving_own_ai_session,
+        trust=repo_trust(log_attesters(services), repo),
     )
 
 
@@ -177,11 +182,41 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
     show_default=True,
     help="What your signature means.",
 )
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The SSH key to sign with (default: git's user.signingkey, gpg.format ssh).",
+)
 @click.pass_context
-def approve(ctx: click.Context, decision_id: str, meaning: str) -> None:
-    """Approve (or mark reviewed) a decision as the current user."""
-    actor = default_actor()
-    approval = _book(ctx).approve(decision_id, str(actor["id"]), meaning)
+def approve(ctx: click.Context, decision_id: str, meaning: str, key: Path | None) -> None:
+    """Approve (or mark reviewed) a decision, signed with your own SSH signing key.
+
+    You are whoever the committed .flowloom/allowed_signers lists for the key; the
+    approval names the decision's exact content and the tree at HEAD.
+    """
+    settings = AppContext.of(ctx).settings()
+    if settings.server_url is not None:
+        raise InputError(
+            f"this project records to the team server {settings.server_url}: approvals "
+            "there are electronic signatures",
+            hint="approve on the decision's page, or POST "
+            "/api/v1/projects/{project}/decisions/{id}/approve",
+        )
+    if find_git_dirs(Path.cwd()) is None:
+        raise InputError(
+            "an approval is signed with your git SSH key and checked against the "
+            "repository's allowed signers: run it inside the repository"
+        )
+    repo = GitRepo.discover(Path.cwd())
+    approver = GitKeyApprover(repo, key=key)
+    identity = approver.identity()
+    tree = repo.tree("HEAD") if repo.resolve("HEAD") else None
+    approval = _book(ctx).approve(decision_id, identity, meaning, tree=tree, sign=approver.sign)
+    if not approval.verified:  # signed, yet not provable: say so rather than pretend
+        raise InputError(
+            f"the approval was recorded (entry {approval.entry}) but does not verify: "
+            f"{approval.unverified_reason}"
+        )
     click.echo(f"{decision_id} {meaning} by {approval.approver} (entry {approval.entry})")
 
 

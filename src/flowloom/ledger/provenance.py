@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from flowloom.errors import FlowLoomError
 from flowloom.ledger.attest import ATTESTATION_FIELD, attested_by, is_authority_kind, unattested
 from flowloom.ledger.canonical import canonicalize
-from flowloom.ledger.event import parse_ts
 from flowloom.ledger.identity import canonical_identity
 
 if TYPE_CHECKING:
@@ -118,14 +117,12 @@ def _actor_id(envelope: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def judge(envelope: Mapping[str, Any], trust: Trust, *, at: datetime | None = None) -> Provenance:
-    """What `trust` may believe of `envelope` (a parsed event), never raising for bad input."""
+    """What `trust` may believe of `envelope` (a parsed event), never raising for bad input.
+
+    A signer's key validity is checked at `at` (default: now), never at the event's own
+    time, which the signer wrote and could have backdated past the key's expiry.
+    """
     actor_type, actor_id = _actor_id(envelope)
-    if at is None:
-        ts = envelope.get("ts")
-        try:
-            at = parse_ts(ts)
-        except FlowLoomError:
-            at = None
     refs = envelope.get("refs")
     armored = refs.get(SSH_SIGNATURE_FIELD) if isinstance(refs, Mapping) else None
     if isinstance(armored, str) and trust.ssh is not None:
