@@ -40,6 +40,7 @@ def test_check_against_the_published_log(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q", "-b", "main", "--bare", str(remote)], check=True)
     box.init("--agent", "none")
     box.git("remote", "add", "origin", str(remote))
+    box.allow_signers("carol@example.com")
     box.record_decision()
     box.approve(DECISION, "carol@example.com")  # protected branch: someone else approves
     box.commit_ok(f"linked change\n\nFlowLoom-Decision: {DECISION}")
@@ -49,7 +50,7 @@ def test_check_against_the_published_log(tmp_path: Path) -> None:
     ci = _ci_clone(box, remote, tmp_path)
     passed = _check(box, ci, vkey)
     assert passed.returncode == 0, passed.stdout + passed.stderr
-    assert "2 commits" in passed.stdout  # not a vacuous pass
+    assert "3 commits" in passed.stdout  # not a vacuous pass
 
     sneaky = box.commit_without_hooks("sneaky change")
     box.git("push", "-q", "--no-verify", "origin", "main")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.sshkeys import make_key
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Alice",
     "GIT_AUTHOR_EMAIL": "alice@example.com",
@@ -61,6 +63,16 @@ class Repo:
         done = self.fl(*args, user=user)
         assert done.returncode == 0, done.stderr
         return done.stdout
+
+    def allow_signers(self, *people: str) -> dict[str, Path]:
+        """Commit .flowloom/allowed_signers with a real ssh-keygen key per person."""
+        made = {p: make_key(self.top.parent / "sshkeys", p) for p in people}
+        lines = [f'{p} namespaces="flowloom" {key.public_line}' for p, key in made.items()]
+        (self.top / ".flowloom").mkdir(exist_ok=True)
+        (self.top / ".flowloom" / "allowed_signers").write_text("\n".join(lines) + "\n")
+        self.git("add", ".flowloom")
+        self.git("commit", "-qm", "allowed signers")
+        return {p: key.private for p, key in made.items()}
 
 
 @pytest.fixture
@@ -135,12 +147,18 @@ def test_list_approve_and_export(repo: Repo, tmp_path: Path) -> None:
     assert [line.split()[0] for line in listed] == [first, second]
     assert "proposed" in listed[0] and listed[1].endswith("Two")
 
-    refused = _one_line_error(repo.fl("decision", "approve", first), 3)
+    keys = repo.allow_signers("alice", "bob", "carol")
+    refused = _one_line_error(repo.fl("decision", "approve", first, "--key", str(keys["alice"])), 3)
     assert f"alice cannot approve {first}: they requested it" in refused
-    approved = repo.ok("decision", "approve", first, user="bob")
+    # The OS user name is nobody's proof: USER=bob with alice's key is still alice.
+    refused = _one_line_error(
+        repo.fl("decision", "approve", first, "--key", str(keys["alice"]), user="bob"), 3
+    )
+    assert "alice cannot approve" in refused
+    approved = repo.ok("decision", "approve", first, "--key", str(keys["bob"]))
     assert approved.startswith(f"{first} approved by bob (entry ")
-    _one_line_error(repo.fl("decision", "approve", first, user="bob"), 3)
-    repo.ok("decision", "approve", first, "--meaning", "reviewed", user="carol")
+    _one_line_error(repo.fl("decision", "approve", first, "--key", str(keys["bob"])), 3)
+    repo.ok("decision", "approve", first, "--meaning", "reviewed", "--key", str(keys["carol"]))
     shown = json.loads(repo.ok("decision", "show", first, "--json"))
     assert shown["status"] == "accepted"
     assert [(a["approver"], a["meaning"]) for a in shown["approvals"]] == [
@@ -161,8 +179,9 @@ def test_list_approve_and_export(repo: Repo, tmp_path: Path) -> None:
 def test_policy_can_allow_self_approval(repo: Repo) -> None:
     (repo.top / ".flowloom").mkdir()
     (repo.top / ".flowloom" / "config.toml").write_text("[policy]\nforbid_self_approval = false\n")
+    keys = repo.allow_signers("alice")
     decision_id = repo.ok("decide", "--title", "Mine").strip()
-    assert repo.ok("decision", "approve", decision_id).startswith(
+    assert repo.ok("decision", "approve", decision_id, "--key", str(keys["alice"])).startswith(
         f"{decision_id} approved by alice"
     )
 

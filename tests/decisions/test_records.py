@@ -18,6 +18,8 @@ from flowloom.decisions.records import (
 )
 from flowloom.errors import InputError, NotFoundError
 from flowloom.ledger.log import Ledger
+from flowloom.ledger.note import Signer
+from flowloom.ledger.provenance import Trust
 from flowloom.store.sqlite import SQLiteStore
 from tests.support.ledgers import make_ledger
 
@@ -33,7 +35,8 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
 
 @pytest.fixture
 def book(ledger: Ledger) -> DecisionBook:
-    return DecisionBook(ledger)
+    """Read as a team server reads its own log: its attestations prove the approver."""
+    return DecisionBook(ledger, trust=Trust.of_server([ledger.verifier]))
 
 
 def _envelope(ledger: Ledger, index: int) -> dict[str, object]:
@@ -161,6 +164,29 @@ def test_approval_binds_the_record_content(ledger: Ledger, book: DecisionBook) -
         book.approve(decision.id, "dave", "signed")
     with pytest.raises(NotFoundError):
         book.approve("D-0123456789", "dave")
+
+
+def test_an_approval_counts_only_under_a_trust_that_proves_the_approver(
+    ledger: Ledger, book: DecisionBook
+) -> None:
+    decision = book.record(title="Ship it", requested_by="alice")
+    book.approve(decision.id, "bob")
+    assert book.get(decision.id).status == "accepted"
+    # Trusting nobody, or only the log's own key (which anyone at this machine holds):
+    # the approval is shown, labelled, and does not count.
+    for trust in (Trust(), Trust.of_log([ledger.verifier])):
+        again = DecisionBook(ledger, trust=trust).get(decision.id)
+        [approval] = again.approvals
+        assert again.status == "proposed"
+        assert not approval.verified and not approval.counts
+        assert approval.describe() == "unverified approval by bob"
+        assert approval.unverified_reason
+    # Under another server's key, this server's attestation proves nothing.
+    foreign_key = Signer.generate(ledger.origin)  # same name, another key
+    trust = Trust.of_server([foreign_key.verifier()])
+    foreign = DecisionBook(ledger, trust=trust).get(decision.id)
+    assert foreign.status == "proposed"
+    assert foreign.approvals[0].unverified_reason == "attested by a key this reader does not trust"
 
 
 def test_an_approval_of_other_content_does_not_count(ledger: Ledger, book: DecisionBook) -> None:

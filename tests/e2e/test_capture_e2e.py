@@ -118,6 +118,7 @@ FLOWS: dict[str, Callable[[AgentSandbox], None]] = {
 def test_agent_change_is_captured_committed_gated_and_explained(agent: str, tmp_path: Path) -> None:
     box = AgentSandbox(tmp_path)
     box.init("--agent", agent)
+    box.allow_signers("reviewer@example.com")
 
     FLOWS[agent](box)
     box.settled()
