@@ -36,6 +36,7 @@ from flowloom.ledger.body import digest_of
 from flowloom.ledger.canonical import canonicalize
 from flowloom.ledger.event import Event
 from flowloom.ledger.log import Ledger
+from flowloom.ledger.provenance import NOBODY, Trust
 
 __all__ = [
     "BlameLine",
@@ -341,9 +342,9 @@ class LinkIndex:
 class _Finder:
     """Decisions and links, through the index when there is one, else by scanning."""
 
-    def __init__(self, ledger: Ledger, index_path: Path | None) -> None:
+    def __init__(self, ledger: Ledger, index_path: Path | None, trust: Trust) -> None:
         self.ledger = ledger
-        self.book = DecisionBook(ledger)
+        self.book = DecisionBook(ledger, trust=trust)
         self.index: LinkIndex | None = None
         if index_path is not None:
             try:
@@ -435,18 +436,25 @@ def _check(ledger: Ledger, role: str, index: int, kinds: tuple[str, ...]) -> Ent
 
 
 def explain(
-    ledger: Ledger, cwd: Path, path: str, line: int, *, index_path: Path | None = None
+    ledger: Ledger,
+    cwd: Path,
+    path: str,
+    line: int,
+    *,
+    index_path: Path | None = None,
+    trust: Trust = NOBODY,
 ) -> WhyAnswer:
     """Answer "why is line `line` of `path` here?" from git and the ledger.
 
     `index_path` names the look-up cache (`LinkIndex`) to use and keep current; without
-    it the ledger is read by kind on every question.
+    it the ledger is read by kind on every question. `trust` decides which approvals
+    are shown as proven.
     """
     blame = blame_line(cwd, path, line)
     if _ZERO.fullmatch(blame.commit):
         raise NotFoundError(f"{path}:{line} is not committed yet, so no decision is linked to it")
     named = commit_decisions(cwd, blame.commit)
-    finder = _Finder(ledger, index_path)
+    finder = _Finder(ledger, index_path, trust)
     try:
         decision, linked_by, link_entry = _find(finder, cwd, blame, named)
     finally:

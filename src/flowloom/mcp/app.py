@@ -19,12 +19,23 @@ from flowloom.mcp.tools import ProjectTools
 from flowloom.mcp.worker import Worker
 
 if TYPE_CHECKING:
+    from flowloom.ledger.provenance import Trust
     from flowloom.memory.interface import MemoryService
     from flowloom.services import Services
 
 __all__ = ["open_backend", "run_http", "run_stdio"]
 
 _log = logging.getLogger("flowloom.mcp")
+
+
+def _trust(services: Services, repo_top: Path | None) -> Trust:
+    """Approvals proven by the log's keys and the repository's allowed signers."""
+    from flowloom.capture.git.repo import GitRepo
+    from flowloom.capture.signers import repo_trust
+    from flowloom.services import log_attesters
+
+    repo = GitRepo(repo_top) if repo_top is not None else None
+    return repo_trust(log_attesters(services), repo)
 
 
 def open_backend(settings: Settings, cwd: Path, *, http: bool) -> Backend:
@@ -47,6 +58,7 @@ def open_backend(settings: Settings, cwd: Path, *, http: bool) -> Backend:
             index_path=index_path(common) if common is not None else None,
             git_common_dir=common,
             link_next_commit=not http,
+            trust=_trust(services, repo_top),
             closers=closers,
         )
         if not http:

@@ -23,6 +23,7 @@ from flowloom.capture.redaction import redact_text
 from flowloom.decisions.records import DecisionBook, check_decision_id
 from flowloom.errors import InputError, NotFoundError
 from flowloom.ledger.log import Ledger
+from flowloom.ledger.provenance import NOBODY, Trust
 
 if TYPE_CHECKING:
     from flowloom.memory.interface import MemoryService
@@ -80,6 +81,8 @@ class ProjectTools:
     index_path: Path | None = None
     git_common_dir: Path | None = None
     link_next_commit: bool = False
+    trust: Trust = NOBODY
+    """Which approvals are proven (the repository's allowed signers, the log's keys)."""
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -91,7 +94,7 @@ class ProjectTools:
 
     @property
     def book(self) -> DecisionBook:
-        return DecisionBook(self.ledger)
+        return DecisionBook(self.ledger, trust=self.trust)
 
     def why(self, file: str, line: int) -> dict[str, Any]:
         """The decision, prompt and reply behind line `line` of `file`, proved."""
@@ -111,7 +114,9 @@ class ProjectTools:
                 f"line {line} is past the end of {relative} ({lines} lines)",
                 hint="give a line number within the file",
             )
-        answer = explain(self.ledger, self.repo_top, relative, line, index_path=self.index_path)
+        answer = explain(
+            self.ledger, self.repo_top, relative, line, index_path=self.index_path, trust=self.trust
+        )
         return answer.to_json()
 
     def _repo_file(self, file: str) -> str:
