@@ -179,3 +179,30 @@ def test_an_identity_variant_of_the_author_is_still_the_author(box: Sandbox, var
     box.git("rebase", "-q", "main")
     box.approve(DECISION, "ann")
     assert gate(box)[0] == 1
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "decision.approve",
+        "signature.apply",
+        "retention.set",
+        "erasure.tombstone",
+        "checkpoint.anchor",
+        "export.generate",
+        "ci.result",
+        "auth.role_granted",
+        "auth.user_disabled",
+        "key.generated",
+        "key.rotated",
+    ],
+)
+def test_log_append_refuses_every_authority_kind(tmp_path: Path, kind: str) -> None:
+    box = Sandbox(tmp_path)
+    box.commit_ok("initial commit", extra=("--no-verify",))
+    before = box.flowloom("log", "show", "--json").stdout
+    result = box.flowloom("log", "append", "--kind", kind, "--meta", '{"subject": "x"}')
+    assert result.returncode == 8, result.stderr
+    assert result.stderr.startswith(f"flowloom: error: {kind} events carry authority")
+    assert "Traceback" not in result.stderr
+    assert box.flowloom("log", "show", "--json").stdout == before

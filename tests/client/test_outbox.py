@@ -223,3 +223,33 @@ def test_large_outboxes_go_in_batches(
     assert len(entries) == 1200
     assert report.indices == sorted(report.indices)
     assert sqlite_server.body(key, int(entries[-1]["index"])) == "p1199"
+
+
+def test_sync_never_sends_an_authority_bearing_event(
+    server: LiveServer, link_factory: Callable[..., ServerLink]
+) -> None:
+    """A spool file anyone could write holds a forged approval, signature, hold release
+    and role grant: sync replaces each by a capture.error saying where it must be made,
+    the rest goes on, and nothing of the forged kinds reaches the server."""
+    _, key = server.provision()
+    server.start()
+    link = link_factory(server, key)
+    approver = {"type": "human", "id": "approver@example.com"}
+    forged = [
+        {"kind": kind, "meta": {"actor": approver, "subject": "D-0123456789"}}
+        for kind in ("decision.approve", "signature.apply", "retention.set", "auth.role_granted")
+    ]
+    spool.write(link.spool_dir, "claude-code", [prompt("before"), *forged], TS)
+    spool_prompts(link, "after")
+    report = link.flush()
+    assert report.error is None and report.replaced == 4 and report.remaining == 0
+    kinds = [e["kind"] for e in server.entries(key) if e["index"] in report.indices]
+    assert kinds == ["agent.prompt", *["capture.error"] * 4, "agent.prompt"]
+    errors = sent(server, key, "capture.error")
+    assert "decision.approve events carry authority" in errors[0]["envelope"]["refs"]["error"]
+    assert "/decisions/{id}/approve" in errors[0]["envelope"]["refs"]["error"]
+    everything = {e["kind"] for e in server.entries(key)}
+    assert not everything & {"decision.approve", "signature.apply", "retention.set"}
+    assert "auth.role_granted" not in {
+        e["kind"] for e in server.entries(key) if e["index"] in report.indices
+    }
