@@ -32,6 +32,7 @@ __all__ = [
     "default_actor",
     "log_attesters",
     "open_store",
+    "server_keys",
 ]
 
 
@@ -83,6 +84,16 @@ def log_attesters(services: Services) -> list[Verifier]:
     if not services.keys.has_signer(services.settings.origin):
         return []
     return [services.ledger.verifier]
+
+
+def server_keys(settings: Settings) -> list[Verifier]:
+    """The team server's key this clone pins (server_vkey), whose attestations also
+    prove who acted: the server authenticated them."""
+    if not settings.server_vkey:
+        return []
+    from flowloom.ledger.note import Verifier
+
+    return [Verifier.from_vkey(settings.server_vkey.strip())]
 
 
 def build_services(settings: Settings, *, store: Store | None = None) -> Services:

@@ -75,12 +75,20 @@ def range_base(repo: GitRepo, revs: Sequence[str]) -> str:
     return "HEAD"
 
 
-def repo_trust(attesters: Sequence[Verifier], repo: GitRepo | None, rev: str = "HEAD") -> Trust:
-    """A local reader's trust: the log's own keys, and the people the file at `rev` lists."""
+def repo_trust(
+    attesters: Sequence[Verifier],
+    repo: GitRepo | None,
+    rev: str = "HEAD",
+    *,
+    servers: Sequence[Verifier] = (),
+) -> Trust:
+    """A local reader's trust: the log's own keys, the pinned team server's, and the
+    people the allowed-signers file at `rev` lists."""
     signers = None
     if repo is not None and repo.resolve(rev):
         signers = allowed_signers_at(repo, rev)
-    return Trust.of_log(attesters, SignersCheck(signers) if signers is not None else None)
+    ssh = SignersCheck(signers) if signers is not None else None
+    return Trust.of_log(attesters, ssh, servers=servers)
 
 
 class GitKeyApprover:

@@ -16,7 +16,7 @@ from flowloom.cli.context import AppContext
 from flowloom.decisions.records import DecisionBook
 from flowloom.errors import InputError
 from flowloom.ledger.log import Ledger
-from flowloom.services import log_attesters
+from flowloom.services import log_attesters, server_keys
 
 __all__ = ["check"]
 
@@ -81,13 +81,19 @@ def check(
     else:
         services = AppContext.of(ctx).services()
         ledger, attesters = services.ledger, log_attesters(services)
+    servers = server_keys(AppContext.of(ctx).settings())
     # Approvals count when the approver's SSH key signed them, by the allowed-signers file
     # at the base of the range: a change never brings the key that approves it.
     book = DecisionBook(
         ledger,
         forbid_self_approval=policy.forbid_self_approval,
         forbid_approving_own_ai_session=policy.forbid_approving_own_ai_session,
-        trust=repo_trust(attesters, repo, range_base(repo, selected)),
+        trust=repo_trust(
+            attesters,
+            repo,
+            range_base(repo, selected),
+            servers=server_keys(AppContext.of(ctx).settings()),
+        ),
     )
     report = check_commits(repo, book, policy, selected, description=description, branch=branch)
     if record:

@@ -17,7 +17,7 @@ from flowloom.cli.context import AppContext
 from flowloom.config import find_git_dirs
 from flowloom.decisions.records import RISKS, Decision, DecisionBook
 from flowloom.errors import InputError
-from flowloom.services import default_actor, log_attesters
+from flowloom.services import default_actor, log_attesters, server_keys
 
 __all__ = ["decide", "decision"]
 
@@ -32,7 +32,7 @@ def _book(ctx: click.Context) -> DecisionBook:
         services.ledger,
         forbid_self_approval=policy.forbid_self_approval,
         forbid_approving_own_ai_session=policy.forbid_approving_own_ai_session,
-        trust=repo_trust(log_attesters(services), repo),
+        trust=repo_trust(log_attesters(services), repo, servers=server_keys(services.settings)),
     )
 
 

@@ -5,10 +5,10 @@ So readers (decision status, signature checks, the CI gate, compliance checks, t
 pages and reports) ask `judge()` before they count an approval, a signature, a hold or an
 audit fact, and count it only when its origin is proven:
 
-- **attested** by a key the reader trusts (`Trust.attesters`): FlowLoom's own endpoint
-  or command wrote it (`flowloom.ledger.attest`). When those keys are a team server's,
-  which authenticated the person before writing (`Trust.authenticates`), the event's
-  actor is proven too.
+- **attested** by a key the reader trusts: FlowLoom's own endpoint or command wrote it
+  (`flowloom.ledger.attest`). When the key is a team server's (`Trust.servers`), which
+  authenticated the person before writing, the event's human actor is proven too; a
+  log's own key (`Trust.attesters`) proves only that FlowLoom's command wrote it.
 - **signed by the person** with their own SSH key (``refs.ssh_signature``, git's SSH
   signing), whose key the project's allowed-signers file lists for that identity
   (`Trust.ssh`). This is how approvals made without a server are proven.
@@ -54,20 +54,29 @@ class SshCheck(Protocol):
 
 @dataclass(frozen=True)
 class Trust:
-    """What a reader believes: which attesting keys, and which people's SSH keys."""
+    """What a reader believes: which keys attest, and which people's SSH keys sign."""
 
+    servers: tuple[Verifier, ...] = ()
+    """Keys of team servers, which authenticate a person before writing in their name:
+    their attestation proves the origin and the (human) actor."""
     attesters: tuple[Verifier, ...] = ()
-    authenticates: bool = False
-    """The attesters are a server that authenticated the actor before writing."""
+    """Keys of logs whose attestation proves only that FlowLoom's own command wrote the
+    event (a local log's key: anyone at that machine holds it)."""
     ssh: SshCheck | None = None
 
     @classmethod
     def of_server(cls, keys: Iterable[Verifier]) -> Trust:
-        return cls(attesters=tuple(keys), authenticates=True)
+        return cls(servers=tuple(keys))
 
     @classmethod
-    def of_log(cls, keys: Iterable[Verifier], ssh: SshCheck | None = None) -> Trust:
-        return cls(attesters=tuple(keys), authenticates=False, ssh=ssh)
+    def of_log(
+        cls,
+        keys: Iterable[Verifier],
+        ssh: SshCheck | None = None,
+        *,
+        servers: Iterable[Verifier] = (),
+    ) -> Trust:
+        return cls(servers=tuple(servers), attesters=tuple(keys), ssh=ssh)
 
 
 NOBODY: Final = Trust()
@@ -140,17 +149,17 @@ def judge(envelope: Mapping[str, Any], trust: Trust, *, at: datetime | None = No
         ssh_problem = "it is SSH-signed, but no allowed-signers file was given to check it"
     else:
         ssh_problem = ""
-    key = attested_by(envelope, trust.attesters)
-    if key is not None:
-        if trust.authenticates and actor_type == "human" and actor_id:
+    if attested_by(envelope, trust.servers) is not None:
+        if actor_type == "human" and actor_id:
             return Provenance("server", canonical_identity(actor_id))
-        origin = "server" if trust.authenticates else "log"
+        return Provenance("server", None, ssh_problem)
+    if attested_by(envelope, trust.attesters) is not None:
         reason = ssh_problem or (
             "written by FlowLoom's command, but no signature proves who the person was"
             if actor_type == "human"
             else ""
         )
-        return Provenance(origin, None, reason)
+        return Provenance("log", None, reason)
     if ssh_problem:
         return Provenance("none", None, ssh_problem)
     kind = envelope.get("kind")

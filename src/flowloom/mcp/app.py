@@ -32,10 +32,10 @@ def _trust(services: Services, repo_top: Path | None) -> Trust:
     """Approvals proven by the log's keys and the repository's allowed signers."""
     from flowloom.capture.git.repo import GitRepo
     from flowloom.capture.signers import repo_trust
-    from flowloom.services import log_attesters
+    from flowloom.services import log_attesters, server_keys
 
     repo = GitRepo(repo_top) if repo_top is not None else None
-    return repo_trust(log_attesters(services), repo)
+    return repo_trust(log_attesters(services), repo, servers=server_keys(services.settings))
 
 
 def open_backend(settings: Settings, cwd: Path, *, http: bool) -> Backend:
