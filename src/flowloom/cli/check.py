@@ -92,7 +92,7 @@ def check(
             attesters,
             repo,
             range_base(repo, selected),
-            servers=server_keys(AppContext.of(ctx).settings()),
+            servers=servers,
         ),
     )
     report = check_commits(repo, book, policy, selected, description=description, branch=branch)
