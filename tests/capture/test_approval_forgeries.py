@@ -23,6 +23,7 @@ from flowloom.ledger.canonical import canonicalize
 from flowloom.ledger.event import now_ts
 from flowloom.store.interface import PendingEntry
 from tests.capture.git_sandbox import DECISION, Sandbox
+from tests.support.forgeries import FORGED_KINDS
 from tests.support.sshkeys import make_key
 
 
@@ -181,22 +182,7 @@ def test_an_identity_variant_of_the_author_is_still_the_author(box: Sandbox, var
     assert gate(box)[0] == 1
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "decision.approve",
-        "signature.apply",
-        "retention.set",
-        "erasure.tombstone",
-        "checkpoint.anchor",
-        "export.generate",
-        "ci.result",
-        "auth.role_granted",
-        "auth.user_disabled",
-        "key.generated",
-        "key.rotated",
-    ],
-)
+@pytest.mark.parametrize("kind", FORGED_KINDS)
 def test_log_append_refuses_every_authority_kind(tmp_path: Path, kind: str) -> None:
     box = Sandbox(tmp_path)
     box.commit_ok("initial commit", extra=("--no-verify",))

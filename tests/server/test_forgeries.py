@@ -13,21 +13,11 @@ import httpx
 import pytest
 
 from flowloom.decisions.records import DecisionBook
-from flowloom.ledger.attest import AUTHORITY_KINDS
 from flowloom.ledger.provenance import Trust, judge
 from tests.server.support import OWN, World, live_server
+from tests.support.forgeries import FORGED_KINDS
 
 L = f"/api/v1/projects/{OWN}/ledger"
-
-FORGED_KINDS = (
-    *sorted(AUTHORITY_KINDS),
-    "auth.role_granted",
-    "auth.login",
-    "auth.key_revoked",
-    "auth.user_disabled",
-    "key.generated",
-    "key.rotated",
-)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
