@@ -358,6 +358,7 @@ def test_the_documented_offboarding_commands(admin: Admin) -> None:
             "auth.role_granted",
             "auth.role_revoked",
             "auth.user_disabled",
+            "auth.key_revoked",  # Lee's key, revoked by the disabling
             "auth.user_enabled",
             "auth.user_deleted",
             "auth.role_revoked",  # Lee's developer role on payments, removed by the deletion

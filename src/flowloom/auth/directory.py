@@ -569,8 +569,8 @@ class Directory:
 
     def _cut_off(
         self, conn: Connection, user_id: str, now: datetime
-    ) -> tuple[list[str], list[str]]:
-        """End every session and revoke every API key of `user_id`: (sessions, keys)."""
+    ) -> tuple[list[str], list[ApiKey]]:
+        """End every session and revoke every API key of `user_id`: (session ids, keys)."""
         sessions = conn.execute(
             text(
                 "UPDATE directory_sessions SET ended_at = :t"
@@ -581,15 +581,24 @@ class Directory:
         keys = conn.execute(
             text(
                 "UPDATE directory_api_keys SET revoked_at = :t"
-                " WHERE user_id = :id AND revoked_at IS NULL RETURNING id"
+                f" WHERE user_id = :id AND revoked_at IS NULL RETURNING {_KEY_COLUMNS}"
             ),
             {"t": self._t(now), "id": user_id},
         ).all()
-        return sorted(str(r[0]) for r in sessions), sorted(str(r[0]) for r in keys)
+        revoked = sorted((self._key(r) for r in keys), key=lambda k: (k.created_at, k.id))
+        return sorted(str(r[0]) for r in sessions), revoked
+
+    def _audit_keys_revoked(self, keys: Sequence[ApiKey], by: Principal | None, why: str) -> None:
+        """One auth.key_revoked per key, as when revoked one by one, so whoever follows a
+        key (the access checks) sees it end."""
+        for key in keys:
+            refs = {**self._key_refs(key), "reason": why}
+            self._audit("auth.key_revoked", None, by=by, subject=key.id, refs=refs)
 
     def disable_user(self, user_id: str, *, by: Principal | None = None) -> User:
         """Stop a user from authenticating at all: their sessions end and their API keys
-        are revoked, at once. Enabling them again restores sign-in, not the keys.
+        are revoked, at once (audited as auth.user_disabled, then auth.key_revoked per
+        key). Enabling them again restores sign-in, not the keys.
 
         Refused for one's own account, for an instance owner unless `by` is one, and for
         the last instance owner. Disabling a disabled user changes nothing.
@@ -610,12 +619,9 @@ class Directory:
                 None,
                 by=by,
                 subject=user_id,
-                refs={
-                    "user_id": user_id,
-                    "sessions_ended": sessions or None,
-                    "keys_revoked": keys or None,
-                },
+                refs={"user_id": user_id, "sessions_ended": sessions or None},
             )
+        self._audit_keys_revoked(keys, by, "user disabled")
         return self.get_user(user_id)
 
     def enable_user(self, user_id: str, *, by: Principal | None = None) -> User:
@@ -700,10 +706,10 @@ class Directory:
             refs={
                 "user_id": user_id,
                 "sessions_ended": sessions or None,
-                "keys_revoked": keys or None,
                 "teams_left": sorted(str(r[0]) for r in teams) or None,
             },
         )
+        self._audit_keys_revoked(keys, by, "user deleted")
         return self.get_user(user_id)
 
     def upsert_oidc_user(self, issuer: str, subject: str, email: str | None, name: str) -> User:
