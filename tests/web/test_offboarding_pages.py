@@ -95,8 +95,8 @@ def test_disable_enable_delete_from_the_admin_page(
 def test_team_roles_on_the_members_page(web_world: tuple[World, Populated], web_url: str) -> None:
     world, _ = web_world
     directory = world.server.directory
-    directory.create_team("reviewers")
-    directory.add_member("reviewers", world.user_ids["auditor"])
+    directory.create_team("code reviewers")
+    directory.add_member("code reviewers", world.user_ids["auditor"])
     members = f"/ui/projects/{OWN}/members"
     with httpx.Client(base_url=web_url) as owner, httpx.Client(base_url=web_url) as auditor:
         sign_in(owner, "owner@example.org")  # owner of alpha: project.admin there
@@ -106,18 +106,18 @@ def test_team_roles_on_the_members_page(web_world: tuple[World, Populated], web_
         assert 'action="/ui/projects/alpha/teams"' in page
         granted = owner.post(
             f"/ui/projects/{OWN}/teams",
-            data={"csrf_token": csrf_of(page), "team": "reviewers", "role": "approver"},
+            data={"csrf_token": csrf_of(page), "team": "code reviewers", "role": "approver"},
         )
         assert granted.status_code == 303 and granted.headers["location"] == members
         assert "approver" in directory.grants_of(world.user_ids["auditor"])[OWN]
         page = owner.get(members).text
         _post_forms_have_csrf(page)
-        revoke = f"/ui/projects/{OWN}/teams/reviewers/approver/revoke"
+        revoke = f"/ui/projects/{OWN}/teams/code%20reviewers/approver/revoke"
         assert f'action="{revoke}"' in page
         # The auditor (a member of the team, not a project admin) sees no revoke button
         # and is refused when posting the form anyway.
         their_page = auditor.get(members).text
-        assert f'action="{revoke}"' not in their_page and "reviewers" in their_page
+        assert f'action="{revoke}"' not in their_page and "code reviewers" in their_page
         refused = auditor.post(revoke, data={"csrf_token": csrf_of(their_page)})
         assert refused.status_code == 403
         assert owner.post(revoke, data={"csrf_token": csrf_of(page)}).status_code == 303
@@ -132,7 +132,7 @@ def test_team_roles_on_the_members_page(web_world: tuple[World, Populated], web_
         (e.kind, e.refs["role"], e.actor.id)
         for kind in ("auth.role_granted", "auth.role_revoked")
         for e in _events(world, OWN, kind)
-        if e.refs.get("team") == "reviewers"
+        if e.refs.get("team") == "code reviewers"
     ]
     assert changes == [
         ("auth.role_granted", "approver", owner_id),
