@@ -9,6 +9,7 @@ from collections.abc import Callable
 from argon2 import PasswordHasher
 
 from flowloom.auth.directory import Directory
+from flowloom.auth.schema import load_directory_migrations
 from tests.auth.conftest import AuditLog, DirectoryFactory
 
 WORKERS = 4
@@ -119,7 +120,10 @@ def test_processes_open_a_new_database_together(db_url: str) -> None:
             from sqlalchemy import text
 
             versions = conn.execute(text("SELECT version FROM directory_migrations")).all()
-        assert [v[0] for v in versions] == [1]
+        expected = load_directory_migrations(
+            "postgres" if db_url.startswith("postgresql") else "sqlite"
+        )
+        assert [v[0] for v in versions] == [m.version for m in expected]
     finally:
         directory.close()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from datetime import timedelta
@@ -15,7 +16,7 @@ import pytest
 
 from flowloom.auth.directory import INSTANCE_PROJECT, Directory
 from flowloom.cli.admin import parse_duration
-from flowloom.errors import InputError
+from flowloom.errors import AuthError, InputError
 from flowloom.services import open_store
 
 PASSWORD = "correct horse battery staple"
@@ -275,5 +276,154 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
         "rotate-key",
         "revoke-key",
         "list-users",
+        "user",
+        "team",
     ):
         assert command in out
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "auth.md"
+
+
+def _documented_offboarding() -> list[list[str]]:
+    """The `flowloom admin …` lines of docs/auth.md's "Offboarding and roles" block."""
+    section = DOCS.read_text("utf-8").split("## Offboarding and roles", 1)[1]
+    block = section.split("```", 2)[1]
+    lines = [line for line in block.splitlines() if line.startswith("flowloom admin ")]
+    return [shlex.split(line)[2:] for line in lines]
+
+
+def _offboarding_world(admin: Admin) -> dict[str, str]:
+    admin.ok(
+        "create-owner",
+        "--email",
+        "olive@example.org",
+        "--name",
+        "Olive Owner",
+        "--password-stdin",
+        input=PASSWORD + "\n",
+    )
+    admin.ok("create-project", "payments")
+    admin.ok("create-user", "--email", "nia@example.org", "--name", "Nia New")
+    admin.ok(
+        "create-user",
+        "--email",
+        "lee@example.org",
+        "--name",
+        "Lee Leaver",
+        "--password-stdin",
+        input=PASSWORD + "\n",
+    )
+    admin.ok("grant", "--email", "lee@example.org", "--project", "payments", "--role", "developer")
+    ids = {u["email"]: u["id"] for u in json.loads(admin.ok("user", "list", "--json"))}
+    ids["lee-key"] = admin.ok("create-key", "--email", "lee@example.org").strip()
+    return ids
+
+
+def test_the_documented_offboarding_commands(admin: Admin) -> None:
+    commands = _documented_offboarding()
+    assert len(commands) == 10, commands
+    ids = _offboarding_world(admin)
+    olive, lee = ids["olive@example.org"], ids["lee@example.org"]
+    out = [admin.ok(*command) for command in commands]
+    assert out[3].split() == ["payments", "payments", "developer"]  # team roles
+    assert out[4].split() == ["payments", "developer", "(team", "payments)"]  # user grants
+    assert f"deleted lee@example.org: {lee} remains" in out[8]
+    listing = out[9]
+    assert f"{lee}  -  deleted user  [user] (deleted)  no roles" in listing
+    assert "lee@example.org" not in listing and "Lee Leaver" not in listing
+
+    directory = Directory(admin.database)
+    try:
+        gone = directory.get_user(lee)
+        assert gone.deleted_at is not None and gone.email is None and not gone.has_password
+        with pytest.raises(AuthError):
+            directory.principal_for_key(ids["lee-key"])
+        assert directory.effective_grants(ids["nia@example.org"]) == []  # the team's role left
+        assert directory.team_members("payments")[0].email == "nia@example.org"
+    finally:
+        directory.close()
+
+    # Every change is in the ledger, by Olive, labelled as made from the command line.
+    by_cli = [
+        e
+        for log in (INSTANCE_PROJECT, "payments")
+        for e in admin.envelopes(log)
+        if e["refs"].get("auth_via") == "cli"  # type: ignore[union-attr]
+    ]
+    assert sorted(str(e["kind"]) for e in by_cli) == sorted(
+        [
+            "auth.team_created",
+            "auth.team_member_added",
+            "auth.role_granted",
+            "auth.role_revoked",
+            "auth.user_disabled",
+            "auth.key_revoked",  # Lee's key, revoked by the disabling
+            "auth.user_enabled",
+            "auth.user_deleted",
+            "auth.role_revoked",  # Lee's developer role on payments, removed by the deletion
+        ]
+    )
+    for event in by_cli:
+        assert event["actor"] == {"type": "human", "id": olive, "name": "Olive Owner"}
+        assert event["refs"]["os_user"]  # type: ignore[index]
+    deleted = next(e for e in by_cli if e["kind"] == "auth.user_deleted")
+    assert deleted["subject"] == lee and "lee@example.org" not in json.dumps(deleted)
+
+
+def test_offboarding_refusals(admin: Admin) -> None:
+    ids = _offboarding_world(admin)
+    as_olive = ("--as", "olive@example.org")
+
+    def refused(code: int, text: str, *args: str) -> None:
+        result = admin(*args)
+        assert result.returncode == code, (args, result.stdout, result.stderr)
+        assert text in result.stderr and "Traceback" not in result.stderr
+        if code != 2:  # usage errors are click's, with the usage line
+            assert result.stderr.count("\n") == 1, result.stderr
+
+    refused(8, "your own account", "user", "disable", "olive@example.org", *as_olive)
+    refused(
+        8, "not an instance owner", "user", "disable", "lee@example.org", "--as", "nia@example.org"
+    )
+    refused(6, "no user", "user", "disable", "lee@example.org", "--as", "nobody@example.org")
+    refused(3, "pass --yes", "user", "delete", "lee@example.org", *as_olive)
+    refused(
+        6,
+        "no team",
+        "team",
+        "grant",
+        "nobody",
+        "--project",
+        "payments",
+        "--role",
+        "developer",
+        *as_olive,
+    )
+    refused(2, "--as", "user", "disable", "lee@example.org")  # --as is required
+    # A second owner, disabled, cannot act; and Olive is then the last owner left.
+    admin.ok(
+        "create-owner",
+        "--email",
+        "otto@example.org",
+        "--name",
+        "Otto",
+        "--password-stdin",
+        "--force-add",
+        input=PASSWORD + "\n",
+    )
+    admin.ok("user", "disable", "otto@example.org", *as_olive)
+    refused(7, "disabled", "user", "disable", "lee@example.org", "--as", "otto@example.org")
+    refused(
+        3,
+        "without an owner",
+        "revoke",
+        "--email",
+        "olive@example.org",
+        "--project",
+        "*",
+        "--role",
+        "owner",
+    )
+    admin.ok("user", "delete", "lee@example.org", "--yes", *as_olive)
+    refused(3, "cannot be enabled", "user", "enable", ids["lee@example.org"], *as_olive)

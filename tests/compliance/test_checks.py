@@ -253,3 +253,25 @@ def test_a_tree_signature_counts_only_with_the_tree_s_own_digest(world: World) -
         commits[name] = sha
     flags = flagged(run(world).check("segregation_of_duties"))
     assert {sha for _, sha in flags} == {commits["wrong"]}, flags
+
+
+def test_a_user_enabled_again_may_act_but_not_while_disabled_or_deleted(world: World) -> None:
+    world.user(RITA)
+    rita = world.users[RITA[1]].id
+    actor = {"type": "human", "id": rita, "name": RITA[0]}
+    before = world.ledger.record("agent.prompt", meta={"actor": actor}).index
+    steps: list[int] = []
+    for change in (
+        world.directory.disable_user,
+        world.directory.enable_user,
+        world.directory.delete_user,
+    ):
+        world.clock.advance(hours=1)
+        change(rita)
+        world.clock.advance(hours=1)
+        steps.append(world.ledger.record("agent.prompt", meta={"actor": actor}).index)
+    world.ledger.checkpoint()
+    during, after, late = steps
+    found = flagged(run(world).check("access_revocation"))
+    assert found == {("disabled-user-activity", during), ("disabled-user-activity", late)}
+    assert before not in {e for _, e in found} and after not in {e for _, e in found}

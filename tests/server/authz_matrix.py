@@ -47,6 +47,12 @@ class Ctx(Protocol):
 
     def grant(self, who: str, project: str, role: str) -> None: ...
 
+    def grant_team(self, team: str, project: str, role: str) -> None: ...
+
+    def person(self, *, disabled: bool = False) -> str:
+        """The id of a new user (a role on nobody's project), safe to disable or delete."""
+        ...
+
     def user_id(self, who: str) -> str: ...
 
     def spare_key(self, who: str) -> str:
@@ -123,6 +129,23 @@ def _team_member(ctx: Ctx) -> Call:
     return Call(path={"team": "matrix-team", "user_id": ctx.user_id("victim")})
 
 
+def _person(ctx: Ctx) -> Call:
+    return Call(path={"user_id": ctx.person()})
+
+
+def _disabled_person(ctx: Ctx) -> Call:
+    return Call(path={"user_id": ctx.person(disabled=True)})
+
+
+def _team_role(ctx: Ctx) -> Call:
+    return Call(path={"team": "matrix-team", "role": "auditor"})
+
+
+def _team_revoke(ctx: Ctx) -> Call:
+    ctx.grant_team("matrix-team", ctx.project, "auditor")
+    return _team_role(ctx)
+
+
 P = "/api/v1/projects/{project}"
 L = P + "/ledger"
 
@@ -156,6 +179,15 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ),
     ("POST", "/api/v1/teams"): Rule(STAR, request=lambda ctx: Call(json={"name": ctx.fresh("t")})),
     ("PUT", "/api/v1/teams/{team}/members/{user_id}"): Rule(STAR, request=_team_member),
+    # -- offboarding and teams' roles -------------------------------------------------
+    ("POST", "/api/v1/users/{user_id}/disable"): Rule(STAR, request=_person),
+    ("POST", "/api/v1/users/{user_id}/enable"): Rule(STAR, request=_disabled_person),
+    ("DELETE", "/api/v1/users/{user_id}"): Rule(STAR, request=_person),
+    ("GET", "/api/v1/users/{user_id}/grants"): Rule(
+        STAR, request=lambda ctx: Call(path={"user_id": ctx.user_id("victim")})
+    ),
+    ("GET", "/api/v1/teams"): Rule(STAR),
+    ("GET", "/api/v1/teams/{team}/roles"): Rule(STAR, request=_team_role),
     # -- keys: own keys need key.self somewhere; anyone's need key.admin on "*" -------
     ("GET", "/api/v1/keys"): Rule(OWN_KEYS, other=STAR, request=_key_list),
     # a secret goes to its owner: nobody makes one for another person (the victim is a
@@ -168,6 +200,8 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", P + "/members"): Rule(READERS, other=STAR),
     ("PUT", P + "/members/{user_id}/{role}"): Rule(PROJECT_ADMINS, other=STAR, request=_grant),
     ("DELETE", P + "/members/{user_id}/{role}"): Rule(PROJECT_ADMINS, other=STAR, request=_revoke),
+    ("PUT", P + "/teams/{team}/{role}"): Rule(PROJECT_ADMINS, other=STAR, request=_team_role),
+    ("DELETE", P + "/teams/{team}/{role}"): Rule(PROJECT_ADMINS, other=STAR, request=_team_revoke),
     ("GET", P + "/audit"): Rule(AUDITORS, other=STAR),
     # -- ledger ----------------------------------------------------------------------
     ("POST", L + "/entries"): Rule(APPENDERS, other=STAR, request=lambda ctx: Call(json=_EVENT)),
@@ -273,6 +307,10 @@ MATRIX.update(
         ("GET", "/ui/admin"): Rule(STAR),
         ("GET", "/ui/admin/gateway"): Rule(STAR),
         ("POST", "/ui/admin/users"): Rule(STAR, ok=_INVALID),
+        ("POST", "/ui/admin/users/{user_id}/disable"): Rule(STAR, request=_person),
+        ("POST", "/ui/admin/users/{user_id}/enable"): Rule(STAR, request=_disabled_person),
+        ("GET", "/ui/admin/users/{user_id}/delete"): Rule(STAR, request=_person),
+        ("POST", "/ui/admin/users/{user_id}/delete"): Rule(STAR, request=_person, ok=_INVALID),
         ("GET", W): Rule(READERS, other=STAR),
         ("GET", W + "/timeline"): Rule(READERS, other=STAR),
         ("GET", W + "/entries/{index}"): Rule(READERS, other=STAR),
@@ -297,6 +335,10 @@ MATRIX.update(
         ("POST", W + "/members"): Rule(PROJECT_ADMINS, other=STAR, ok=_INVALID),
         ("POST", W + "/members/{user_id}/{role}/revoke"): Rule(
             PROJECT_ADMINS, other=STAR, request=_revoke
+        ),
+        ("POST", W + "/teams"): Rule(PROJECT_ADMINS, other=STAR, ok=_INVALID),
+        ("POST", W + "/teams/{team}/{role}/revoke"): Rule(
+            PROJECT_ADMINS, other=STAR, request=_team_revoke
         ),
         ("GET", W + "/compliance"): Rule(AUDITORS, other=STAR),
         ("GET", W + "/compliance/{framework}"): Rule(

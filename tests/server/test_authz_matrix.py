@@ -32,6 +32,16 @@ class MatrixCtx:
     def grant(self, who: str, project: str, role: str) -> None:
         self.world.server.directory.grant(self.world.user_ids[who], project, role)
 
+    def grant_team(self, team: str, project: str, role: str) -> None:
+        self.world.server.directory.grant_team(team, project, role)
+
+    def person(self, *, disabled: bool = False) -> str:
+        directory = self.world.server.directory
+        user = directory.create_user(self.fresh("p") + "@example.org", "Spare Person")
+        if disabled:
+            directory.disable_user(user.id)
+        return user.id
+
     def user_id(self, who: str) -> str:
         return self.world.user_ids[who]
 

@@ -144,3 +144,26 @@ def test_generate_and_download_a_report_and_see_charts(
     # The auditor sees the decision but no way to approve it.
     p.goto(web_url + "/ui/projects/alpha/decisions")  # type: ignore[attr-defined]
     expect(p.get_by_role("button", name="Sign and approve")).to_have_count(0)  # type: ignore[attr-defined]
+
+
+def test_offboard_a_person_from_the_admin_page(
+    page: object, web_world: tuple[World, Populated], web_url: str
+) -> None:
+    """Disable (accepting the browser's confirmation), then delete after typing the email."""
+    world, _ = web_world
+    world.server.directory.set_password(world.user_ids["instance_owner"], PASSWORD)
+    expect = sync_api.expect
+    p: object = page
+    p.on("dialog", lambda dialog: dialog.accept())  # type: ignore[attr-defined]
+    _sign_in(p, web_url, "root@example.org", "/ui/admin")
+    expect(p.get_by_role("heading", name="Administration")).to_be_visible()  # type: ignore[attr-defined]
+    p.get_by_role("button", name="Disable Developer Person").click()  # type: ignore[attr-defined]
+    expect(p.get_by_role("button", name="Enable Developer Person")).to_be_visible()  # type: ignore[attr-defined]
+    assert world.server.directory.get_user(world.user_ids["developer"]).disabled
+    p.get_by_role("link", name="Delete Developer Person…").click()  # type: ignore[attr-defined]
+    p.get_by_label("Type developer@example.org to confirm").fill("developer@example.org")  # type: ignore[attr-defined]
+    _shot(p, "07-delete-user")
+    p.get_by_role("button", name="Delete Developer Person").click()  # type: ignore[attr-defined]
+    expect(p.get_by_role("heading", name="Administration")).to_be_visible()  # type: ignore[attr-defined]
+    expect(p.get_by_text("developer@example.org")).to_have_count(0)  # type: ignore[attr-defined]
+    assert world.server.directory.get_user(world.user_ids["developer"]).deleted_at is not None

@@ -6,8 +6,10 @@ flowloom/auth/migrations/<dialect>/, versions in ``directory_migrations``):
 - projects(name, created_at): one per ledger log; "flowloom-instance" is reserved for
   instance-wide security events.
 - users(id, email UNIQUE, name, kind user|service, password_hash argon2id, disabled,
-  oidc_issuer+oidc_subject UNIQUE, created_at). Service accounts are users of kind
-  "service", usually without email or password; they authenticate with API keys.
+  oidc_issuer+oidc_subject UNIQUE, created_at, deleted_at). Service accounts are users of
+  kind "service", usually without email or password; they authenticate with API keys. A
+  deleted user keeps its row and id, without personal data, so the ledger's past events
+  still resolve to "a deleted user".
 - teams(id, name UNIQUE), team_members(team_id, user_id).
 - grants(user_id, project|"*", role) and team_grants(team_id, project|"*", role): one
   row per role; the primary keys make granting idempotent under concurrency.
@@ -51,9 +53,10 @@ from flowloom.auth.permissions import (
     validate_role,
     validate_scopes,
 )
-from flowloom.auth.principals import Principal
+from flowloom.auth.principals import Principal, PrincipalVia
 from flowloom.auth.records import (
     ApiKey,
+    Grant,
     Member,
     OidcState,
     Project,
@@ -75,12 +78,14 @@ from flowloom.errors import (
 )
 
 __all__ = [
+    "DELETED_USER_NAME",
     "INSTANCE_PROJECT",
     "OIDC_STATE_TTL",
     "ApiKey",
     "AuditHook",
     "Clock",
     "Directory",
+    "Grant",
     "LoginThrottledError",
     "Member",
     "OidcState",
@@ -95,6 +100,8 @@ AuditHook = Callable[[str, str | None, Mapping[str, Any]], None]
 Clock = Callable[[], datetime]
 
 OIDC_STATE_TTL = timedelta(minutes=10)
+DELETED_USER_NAME = "deleted user"
+"""The name a deleted user's row keeps (the real one is erased with the email)."""
 SYSTEM_ACTOR: Mapping[str, Any] = MappingProxyType({"type": "service", "id": "flowloom"})
 _ANONYMOUS: Mapping[str, Any] = MappingProxyType({"type": "human", "id": "anonymous"})
 _USER_KINDS: tuple[UserKind, ...] = ("user", "service")
@@ -103,7 +110,7 @@ _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _SIGNIN_HINT = "sign in again"
 _USER_COLUMNS = (
     "id, email, name, kind, disabled, created_at, password_hash IS NOT NULL AS has_password,"
-    " oidc_issuer, oidc_subject"
+    " oidc_issuer, oidc_subject, deleted_at"
 )
 _KEY_COLUMNS = (
     "id, user_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at,"
@@ -328,6 +335,9 @@ class Directory:
             clean["auth_via"] = by.via
             if by.key_id:
                 clean["key_id"] = by.key_id
+            if by.via == "cli":
+                # Named with `flowloom admin ... --as`, not authenticated: say who ran it.
+                clean["os_user"] = self._default_actor.get("id")
         if clean:
             meta["refs"] = clean
         self._audit_hook(kind, project, meta)
@@ -415,6 +425,7 @@ class Directory:
             has_password=bool(row[6]),
             oidc_issuer=row[7],
             oidc_subject=row[8],
+            deleted_at=self._dt_opt(row[9]),
         )
 
     def create_user(
@@ -501,24 +512,205 @@ class Directory:
             raise _no_user(user_id)
         self._audit("auth.password_set", None, by=by, subject=user_id, refs={"user_id": user_id})
 
-    def disable_user(self, user_id: str, *, by: Principal | None = None) -> None:
-        """Stop a user from authenticating at all: keys and sessions stop working at once."""
-        now = self._t(self._now())
+    # -- user lifecycle: disable, enable, delete -----------------------------------------
+
+    def _owners(self, conn: Connection, *, lock: bool) -> list[str]:
+        """Enabled users holding "owner" on "*", directly or through a team.
+
+        With `lock`, their rows are locked (PostgreSQL) so that two changes that could
+        each remove an owner run one after the other, and the second sees the first.
+        """
+        rows = conn.execute(
+            text(
+                "SELECT id FROM directory_users WHERE disabled = :off AND id IN"
+                " (SELECT user_id FROM directory_grants WHERE project = :all AND role = 'owner'"
+                " UNION SELECT m.user_id FROM directory_team_grants g"
+                " JOIN directory_team_members m ON m.team_id = g.team_id"
+                " WHERE g.project = :all AND g.role = 'owner') ORDER BY id"
+                + (self._lock() if lock else "")
+            ),
+            {"off": False, "all": ALL_PROJECTS},
+        ).all()
+        return [str(r[0]) for r in rows]
+
+    def _keep_an_owner(self, conn: Connection, before: Sequence[str]) -> None:
+        """Refuse (rolling the transaction back) a change that left no instance owner."""
+        if before and not self._owners(conn, lock=False):
+            raise ConflictError(
+                'that would leave the instance without an owner (owner on "*")',
+                hint='make another user owner on "*" first',
+            )
+
+    def _target(self, conn: Connection, user_id: str, by: Principal | None, doing: str) -> User:
+        """The user `by` wants to `doing` (locked), once the rules allow it: nobody acts on
+        their own account, and only an instance owner acts on an instance owner."""
+        row = conn.execute(
+            text(f"SELECT {_USER_COLUMNS} FROM directory_users WHERE id = :id{self._lock()}"),
+            {"id": user_id},
+        ).first()
+        if row is None:
+            raise _no_user(user_id)
+        user = self._user(row)
+        if by is None:
+            return user
+        if by.user_id == user.id:
+            raise PermissionDeniedError(
+                f"you cannot {doing} your own account", hint="ask another administrator"
+            )
+        owner = "owner"
+        if owner in self._grants(conn, user.id).get(ALL_PROJECTS, frozenset()) and (
+            owner not in by.grants.get(ALL_PROJECTS, frozenset())
+        ):
+            raise PermissionDeniedError(
+                f"{user.name} is an instance owner: only an instance owner can {doing} them",
+                hint="ask an instance owner",
+            )
+        return user
+
+    def _cut_off(
+        self, conn: Connection, user_id: str, now: datetime
+    ) -> tuple[list[str], list[ApiKey]]:
+        """End every session and revoke every API key of `user_id`: (session ids, keys)."""
+        sessions = conn.execute(
+            text(
+                "UPDATE directory_sessions SET ended_at = :t"
+                " WHERE user_id = :id AND ended_at IS NULL RETURNING id"
+            ),
+            {"t": self._t(now), "id": user_id},
+        ).all()
+        keys = conn.execute(
+            text(
+                "UPDATE directory_api_keys SET revoked_at = :t"
+                f" WHERE user_id = :id AND revoked_at IS NULL RETURNING {_KEY_COLUMNS}"
+            ),
+            {"t": self._t(now), "id": user_id},
+        ).all()
+        revoked = sorted((self._key(r) for r in keys), key=lambda k: (k.created_at, k.id))
+        return sorted(str(r[0]) for r in sessions), revoked
+
+    def _audit_keys_revoked(self, keys: Sequence[ApiKey], by: Principal | None, why: str) -> None:
+        """One auth.key_revoked per key, as when revoked one by one, so whoever follows a
+        key (the access checks) sees it end."""
+        for key in keys:
+            refs = {**self._key_refs(key), "reason": why}
+            self._audit("auth.key_revoked", None, by=by, subject=key.id, refs=refs)
+
+    def disable_user(self, user_id: str, *, by: Principal | None = None) -> User:
+        """Stop a user from authenticating at all: their sessions end and their API keys
+        are revoked, at once (audited as auth.user_disabled, then auth.key_revoked per
+        key). Enabling them again restores sign-in, not the keys.
+
+        Refused for one's own account, for an instance owner unless `by` is one, and for
+        the last instance owner. Disabling a disabled user changes nothing.
+        """
+        now = self._now()
         with self._tx("disabling a user") as conn:
-            done = conn.execute(
+            owners = self._owners(conn, lock=True)
+            user = self._target(conn, user_id, by, "disable")
+            conn.execute(
                 text("UPDATE directory_users SET disabled = :on WHERE id = :id"),
                 {"on": True, "id": user_id},
-            ).rowcount
+            )
+            sessions, keys = self._cut_off(conn, user_id, now)
+            self._keep_an_owner(conn, owners)
+        if not user.disabled or sessions or keys:
+            self._audit(
+                "auth.user_disabled",
+                None,
+                by=by,
+                subject=user_id,
+                refs={"user_id": user_id, "sessions_ended": sessions or None},
+            )
+        self._audit_keys_revoked(keys, by, "user disabled")
+        return self.get_user(user_id)
+
+    def enable_user(self, user_id: str, *, by: Principal | None = None) -> User:
+        """Let a disabled user sign in again. Their revoked API keys stay revoked (they
+        make new ones); a deleted user cannot be enabled. Idempotent."""
+        with self._tx("enabling a user") as conn:
+            user = self._target(conn, user_id, by, "enable")
+            if user.deleted_at is not None:
+                raise ConflictError(
+                    f"user {user_id!r} was deleted and cannot be enabled again",
+                    hint="create a new account",
+                )
+            conn.execute(
+                text("UPDATE directory_users SET disabled = :off WHERE id = :id"),
+                {"off": False, "id": user_id},
+            )
+        if user.disabled:
+            self._audit(
+                "auth.user_enabled", None, by=by, subject=user_id, refs={"user_id": user_id}
+            )
+        return self.get_user(user_id)
+
+    def delete_user(self, user_id: str, *, by: Principal | None = None) -> User:
+        """Erase a user's personal data from the directory, keeping the row and its id.
+
+        Email, name, password hash and single sign-on link are removed (the name becomes
+        DELETED_USER_NAME), the account is disabled, sessions end, keys are revoked, its
+        roles and team memberships are removed. The ledger is append-only and is not
+        edited: its past events keep naming the id, which now reads as a deleted user.
+        The same rules as for disabling apply. Deleting a deleted user changes nothing.
+        """
+        now = self._now()
+        with self._tx("deleting a user") as conn:
+            owners = self._owners(conn, lock=True)
+            user = self._target(conn, user_id, by, "delete")
+            if user.deleted_at is not None:
+                return user
             conn.execute(
                 text(
-                    "UPDATE directory_sessions SET ended_at = :t"
-                    " WHERE user_id = :id AND ended_at IS NULL"
+                    "UPDATE directory_users SET email = NULL, name = :name,"
+                    " password_hash = NULL, oidc_issuer = NULL, oidc_subject = NULL,"
+                    " disabled = :on, deleted_at = :t WHERE id = :id"
                 ),
-                {"t": now, "id": user_id},
+                {"name": DELETED_USER_NAME, "on": True, "t": self._t(now), "id": user_id},
             )
-        if not done:
-            raise _no_user(user_id)
-        self._audit("auth.user_disabled", None, by=by, subject=user_id, refs={"user_id": user_id})
+            sessions, keys = self._cut_off(conn, user_id, now)
+            roles = conn.execute(
+                text("DELETE FROM directory_grants WHERE user_id = :id RETURNING project, role"),
+                {"id": user_id},
+            ).all()
+            teams = conn.execute(
+                text(
+                    "SELECT t.name FROM directory_team_members m"
+                    " JOIN directory_teams t ON t.id = m.team_id WHERE m.user_id = :id"
+                ),
+                {"id": user_id},
+            ).all()
+            conn.execute(
+                text("DELETE FROM directory_team_members WHERE user_id = :id"), {"id": user_id}
+            )
+            if user.email is not None:
+                conn.execute(
+                    text("DELETE FROM directory_login_failures WHERE account = :e"),
+                    {"e": user.email},
+                )
+            self._keep_an_owner(conn, owners)
+        # Each project's own audit trail shows the role ending, as for any revocation.
+        for project, role in sorted((str(r[0]), str(r[1])) for r in roles):
+            self._audit_role(
+                "auth.role_revoked",
+                project,
+                role,
+                by=by,
+                subject=user_id,
+                grantee={"user_id": user_id, "reason": "user deleted"},
+            )
+        self._audit(
+            "auth.user_deleted",
+            None,
+            by=by,
+            subject=user_id,
+            refs={
+                "user_id": user_id,
+                "sessions_ended": sessions or None,
+                "teams_left": sorted(str(r[0]) for r in teams) or None,
+            },
+        )
+        self._audit_keys_revoked(keys, by, "user deleted")
+        return self.get_user(user_id)
 
     def upsert_oidc_user(self, issuer: str, subject: str, email: str | None, name: str) -> User:
         """The user for an OIDC identity, created or linked (by email) on first sign-in.
@@ -611,13 +803,7 @@ class Directory:
         validate_role(role)
         with self._tx("granting a role") as conn:
             self._require_target(conn, project)
-            if (
-                conn.execute(
-                    text("SELECT 1 FROM directory_users WHERE id = :id"), {"id": user_id}
-                ).first()
-                is None
-            ):
-                raise _no_user(user_id)
+            self._require_live(conn, user_id)
             added = conn.execute(
                 text(
                     "INSERT INTO directory_grants (user_id, project, role, created_at)"
@@ -635,16 +821,35 @@ class Directory:
                 grantee={"user_id": user_id},
             )
 
+    def _require_live(self, conn: Connection, user_id: str) -> None:
+        """NotFoundError for an unknown user, ConflictError for a deleted one."""
+        row = conn.execute(
+            text("SELECT deleted_at FROM directory_users WHERE id = :id"), {"id": user_id}
+        ).first()
+        if row is None:
+            raise _no_user(user_id)
+        if row[0] is not None:
+            raise ConflictError(f"user {user_id!r} was deleted", hint="grant to someone else")
+
+    def _owners_if(self, conn: Connection, project: str, role: str) -> list[str]:
+        """The instance owners, locked, when revoking `role` on `project` may remove one."""
+        if project == ALL_PROJECTS and role == "owner":
+            return self._owners(conn, lock=True)
+        return []
+
     def revoke(self, user_id: str, project: str, role: str, *, by: Principal | None = None) -> None:
-        """Take `role` on `project` away from `user_id`; NotFoundError if not granted."""
+        """Take `role` on `project` away from `user_id`; NotFoundError if not granted,
+        ConflictError if it would leave the instance without an owner."""
         validate_role(role)
         with self._tx("revoking a role") as conn:
+            owners = self._owners_if(conn, project, role)
             removed = conn.execute(
                 text(
                     "DELETE FROM directory_grants WHERE user_id = :u AND project = :p AND role = :r"
                 ),
                 {"u": user_id, "p": project, "r": role},
             ).rowcount
+            self._keep_an_owner(conn, owners)
         if not removed:
             raise NotFoundError(
                 f"user {user_id!r} has no role {role!r} on {project!r}",
@@ -672,6 +877,29 @@ class Directory:
         """Project (or "*") → roles of `user_id`, direct and through teams merged."""
         with self._read("reading grants") as conn:
             return self._grants(conn, user_id)
+
+    def effective_grants(self, user_id: str) -> list[Grant]:
+        """Every role `user_id` holds, each with where it comes from (the user, or a team),
+        by project and role; NotFoundError for an unknown user."""
+        with self._read("reading grants") as conn:
+            if (
+                conn.execute(
+                    text("SELECT 1 FROM directory_users WHERE id = :id"), {"id": user_id}
+                ).first()
+                is None
+            ):
+                raise _no_user(user_id)
+            rows = conn.execute(
+                text(
+                    "SELECT project, role, NULL FROM directory_grants WHERE user_id = :u"
+                    " UNION SELECT g.project, g.role, t.name FROM directory_team_grants g"
+                    " JOIN directory_team_members m ON m.team_id = g.team_id"
+                    " JOIN directory_teams t ON t.id = g.team_id WHERE m.user_id = :u"
+                ),
+                {"u": user_id},
+            ).all()
+        found = [Grant(project=r[0], role=r[1], team=r[2]) for r in rows]
+        return sorted(found, key=lambda g: (g.project, g.role, g.team or ""))
 
     def members(self, project: str) -> list[Member]:
         """Users with a role on `project` (directly or through a team), by name."""
@@ -740,11 +968,51 @@ class Directory:
         )
         return Team(id=row[0], name=row[1], created_at=self._dt(row[2]))
 
+    def list_teams(self) -> list[Team]:
+        """Every team, by name."""
+        rows = self._all(
+            "listing teams", "SELECT id, name, created_at FROM directory_teams ORDER BY name"
+        )
+        return [Team(id=r[0], name=r[1], created_at=self._dt(r[2])) for r in rows]
+
+    def team_members(self, team: str) -> list[User]:
+        """The users in `team` (name or id), by name; NotFoundError if no such team."""
+        found = self.get_team(team)
+        rows = self._all(
+            "listing team members",
+            f"SELECT {_USER_COLUMNS} FROM directory_users WHERE id IN"
+            " (SELECT user_id FROM directory_team_members WHERE team_id = :t) ORDER BY name, id",
+            {"t": found.id},
+        )
+        return [self._user(r) for r in rows]
+
+    def team_grants(self, *, team: str | None = None, project: str | None = None) -> list[Grant]:
+        """Roles granted to teams — to `team` (name or id) and/or on `project` when given —
+        by project, team and role."""
+        where = []
+        params: dict[str, Any] = {}
+        if team is not None:
+            where.append("g.team_id = :t")
+            params["t"] = self.get_team(team).id
+        if project is not None:
+            where.append("g.project = :p")
+            params["p"] = project
+        rows = self._all(
+            "listing team roles",
+            "SELECT g.project, g.role, t.name FROM directory_team_grants g"
+            " JOIN directory_teams t ON t.id = g.team_id"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY g.project, t.name, g.role",
+            params,
+        )
+        return [Grant(project=r[0], role=r[1], team=r[2]) for r in rows]
+
     def add_member(self, team: str, user_id: str, *, by: Principal | None = None) -> None:
         """Put `user_id` in `team` (name or id). Idempotent."""
         found = self.get_team(team)
         try:
             with self._tx("adding a team member") as conn:
+                self._require_live(conn, user_id)
                 added = conn.execute(
                     text(
                         "INSERT INTO directory_team_members (team_id, user_id)"
@@ -791,10 +1059,12 @@ class Directory:
     def revoke_team(
         self, team: str, project: str, role: str, *, by: Principal | None = None
     ) -> None:
-        """Take a team's `role` on `project` away; NotFoundError if it was not granted."""
+        """Take a team's `role` on `project` away; NotFoundError if it was not granted,
+        ConflictError if it would leave the instance without an owner."""
         validate_role(role)
         found = self.get_team(team)
         with self._tx("revoking a team role") as conn:
+            owners = self._owners_if(conn, project, role)
             removed = conn.execute(
                 text(
                     "DELETE FROM directory_team_grants"
@@ -802,6 +1072,7 @@ class Directory:
                 ),
                 {"tm": found.id, "p": project, "r": role},
             ).rowcount
+            self._keep_an_owner(conn, owners)
         if not removed:
             raise NotFoundError(f"team {found.name!r} has no role {role!r} on {project!r}")
         self._audit_role(
@@ -1062,9 +1333,11 @@ class Directory:
             key_id=row[0],
         )
 
-    def principal_for_user(self, user_id: str, *, session_id: str | None = None) -> Principal:
-        """A session-style principal for `user_id` with its current grants (for tools that
-        act on behalf of a known user); AuthError if the user is disabled."""
+    def principal_for_user(
+        self, user_id: str, *, session_id: str | None = None, via: PrincipalVia = "session"
+    ) -> Principal:
+        """A principal for `user_id` with its current grants (for tools that act on behalf
+        of a known user; `via` says how it was named); AuthError if the user is disabled."""
         user = self.get_user(user_id)
         if user.disabled:
             raise AuthError("this account is disabled", hint="ask an administrator")
@@ -1075,7 +1348,7 @@ class Directory:
             kind=user.kind,
             grants=MappingProxyType(self.grants_of(user.id)),
             scopes=None,
-            via="session",
+            via=via,
             session_id=session_id,
         )
 

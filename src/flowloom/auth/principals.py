@@ -14,7 +14,8 @@ from typing import Any, Literal
 __all__ = ["Principal", "PrincipalKind", "PrincipalVia"]
 
 PrincipalKind = Literal["user", "service"]
-PrincipalVia = Literal["key", "session"]
+PrincipalVia = Literal["key", "session", "cli"]
+"""How the principal was established; "cli": named with `flowloom admin ... --as`."""
 
 
 @dataclass(frozen=True)

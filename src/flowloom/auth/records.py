@@ -12,6 +12,7 @@ from typing import Literal
 
 __all__ = [
     "ApiKey",
+    "Grant",
     "Member",
     "OidcState",
     "Project",
@@ -37,6 +38,9 @@ class User:
     has_password: bool = False
     oidc_issuer: str | None = None
     oidc_subject: str | None = None
+    deleted_at: datetime | None = None
+    """When the account was deleted: its personal data is gone, its id stays, so the
+    ledger's past events still resolve to "a deleted user"."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,16 @@ class Member:
     user: User
     roles: frozenset[str]
     direct_roles: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One role a user holds on a project ("*": every project), and where it comes from."""
+
+    project: str
+    role: str
+    team: str | None = None
+    """The team whose grant it is; None for a grant to the user directly."""
 
 
 @dataclass(frozen=True)

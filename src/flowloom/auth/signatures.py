@@ -753,16 +753,25 @@ class SignatureService:
         )
 
     def _disabled_at(self, user_id: str) -> datetime | None:
-        """When the instance log first recorded `user_id` being disabled, if it did."""
+        """When the instance log says `user_id`'s current disabled spell began (a user can
+        be disabled, enabled again and disabled again), if it says so."""
         try:
             ledger = self._ledger_for(self._instance_project)
         except FlowLoomError:
             return None
         trust = self._trust_for(self._instance_project)
-        for entry in ledger.store.entries(ledger.log, kind="auth.user_disabled"):
-            event = Event.parse(entry.envelope)
-            if not judge(event.to_json(), trust).attested:
-                continue  # only the server's own record of a disabling counts
-            if event.subject == user_id or event.refs.get("user_id") == user_id:
-                return parse_ts(event.ts)
-        return None
+        changes: list[tuple[int, str, datetime]] = []
+        for kind in ("auth.user_disabled", "auth.user_enabled", "auth.user_deleted"):
+            for entry in ledger.store.entries(ledger.log, kind=kind):
+                event = Event.parse(entry.envelope)
+                if not judge(event.to_json(), trust).attested:
+                    continue  # only the server's own record of a change counts
+                if event.subject == user_id or event.refs.get("user_id") == user_id:
+                    changes.append((entry.index, kind, parse_ts(event.ts)))
+        since: datetime | None = None
+        for _, kind, moment in sorted(changes):
+            if kind == "auth.user_enabled":
+                since = None
+            elif since is None:
+                since = moment
+        return since

@@ -1,9 +1,13 @@
 """`flowloom admin …`: bootstrap and manage the server's users, projects, roles and API keys.
 
-These commands work on the directory in the database directly (no server needed), as
-the operating-system user running them. Every change is also recorded in the ledger:
-project-scoped events in that project's log, instance-wide ones in the log of the
-reserved project "flowloom-instance".
+These commands work on the directory in the database directly (no server needed).
+Bootstrap commands act as the operating-system user running them; offboarding and team
+commands (`admin user …`, `admin team …`) act as the instance owner named with `--as`,
+who must exist, be enabled and hold owner on "*", so the Directory's rules (nobody acts
+on themselves, only owners on owners) apply. `--as` is a claim by whoever can reach the
+database, not a sign-in: the events also carry `auth_via: cli` and the operating-system
+user. Every change is also recorded in the ledger: project-scoped events in that
+project's log, instance-wide ones in the log of the reserved project "flowloom-instance".
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 import click
 
 from flowloom.cli.context import AppContext
-from flowloom.errors import ConflictError, InputError
+from flowloom.errors import ConflictError, InputError, PermissionDeniedError
 from flowloom.services import AuditLedgers
 
 __all__ = ["admin", "parse_duration"]
@@ -279,11 +283,11 @@ def revoke_key(ctx: click.Context, key_id: str) -> None:
     click.echo(f"revoked API key {key_id}")
 
 
-@admin.command("list-users")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-def list_users(ctx: click.Context, as_json: bool) -> None:
-    """List users and service accounts with their roles."""
+def _state(user: Any) -> str:
+    return "deleted" if user.deleted_at is not None else "disabled" if user.disabled else "active"
+
+
+def _echo_users(ctx: click.Context, as_json: bool) -> None:
     with _directory(ctx) as directory:
         rows = [
             {
@@ -292,6 +296,7 @@ def list_users(ctx: click.Context, as_json: bool) -> None:
                 "name": u.name,
                 "kind": u.kind,
                 "disabled": u.disabled,
+                "state": _state(u),
                 "grants": {p: sorted(r) for p, r in sorted(directory.grants_of(u.id).items())},
             }
             for u in directory.list_users()
@@ -301,7 +306,170 @@ def list_users(ctx: click.Context, as_json: bool) -> None:
         return
     for row in rows:
         grants = "; ".join(f"{p}: {','.join(r)}" for p, r in row["grants"].items()) or "no roles"
-        state = " (disabled)" if row["disabled"] else ""
+        state = "" if row["state"] == "active" else f" ({row['state']})"
         click.echo(
             f"{row['id']}  {row['email'] or '-'}  {row['name']}  [{row['kind']}]{state}  {grants}"
         )
+
+
+@admin.command("list-users")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def list_users(ctx: click.Context, as_json: bool) -> None:
+    """List users and service accounts with their roles (same as `user list`)."""
+    _echo_users(ctx, as_json)
+
+
+# -- offboarding and teams: acting as a named instance owner -------------------------------
+
+_AS_HELP = "Act as this instance owner (email or usr_ id); recorded as the actor."
+
+
+def _acting(directory: Any, who: str) -> Any:
+    """The principal `--as` names, once it is an enabled instance owner."""
+    principal = directory.principal_for_user(_user_id(directory, who), via="cli")
+    if "owner" not in principal.grants.get("*", frozenset()):
+        raise PermissionDeniedError(
+            f'{who} is not an instance owner (owner on "*")',
+            hint="name an instance owner with --as",
+        )
+    return principal
+
+
+@admin.group("user")
+def user_group() -> None:
+    """List, disable, enable or delete users."""
+
+
+@user_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def user_list(ctx: click.Context, as_json: bool) -> None:
+    """List users and service accounts with their state and roles."""
+    _echo_users(ctx, as_json)
+
+
+@user_group.command("disable")
+@click.argument("user")
+@click.option("--as", "acting", required=True, metavar="OWNER", help=_AS_HELP)
+@click.pass_context
+def user_disable(ctx: click.Context, user: str, acting: str) -> None:
+    """Disable USER (email or usr_ id): their sessions end and API keys are revoked at once."""
+    with _directory(ctx) as directory:
+        done = directory.disable_user(_user_id(directory, user), by=_acting(directory, acting))
+    click.echo(f"disabled {user} ({done.id}): sessions ended, API keys revoked")
+
+
+@user_group.command("enable")
+@click.argument("user")
+@click.option("--as", "acting", required=True, metavar="OWNER", help=_AS_HELP)
+@click.pass_context
+def user_enable(ctx: click.Context, user: str, acting: str) -> None:
+    """Enable USER again: sign-in works; revoked API keys stay revoked."""
+    with _directory(ctx) as directory:
+        done = directory.enable_user(_user_id(directory, user), by=_acting(directory, acting))
+    click.echo(f"enabled {user} ({done.id})")
+
+
+@user_group.command("delete")
+@click.argument("user")
+@click.option("--as", "acting", required=True, metavar="OWNER", help=_AS_HELP)
+@click.option("--yes", is_flag=True, help="Confirm: deleting cannot be undone.")
+@click.pass_context
+def user_delete(ctx: click.Context, user: str, acting: str, yes: bool) -> None:
+    """Delete USER: erase their email, name, password and sign-on link; keep their id."""
+    if not yes:
+        raise InputError(
+            "deleting a user erases their personal data and cannot be undone",
+            hint="pass --yes to confirm, or disable the user instead",
+        )
+    with _directory(ctx) as directory:
+        done = directory.delete_user(_user_id(directory, user), by=_acting(directory, acting))
+    click.echo(f"deleted {user}: {done.id} remains, as a deleted user")
+
+
+@user_group.command("grants")
+@click.argument("user")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def user_grants(ctx: click.Context, user: str, as_json: bool) -> None:
+    """List USER's effective roles, direct and through teams."""
+    with _directory(ctx) as directory:
+        grants = directory.effective_grants(_user_id(directory, user))
+    rows = [{"project": g.project, "role": g.role, "team": g.team} for g in grants]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        via = f"team {row['team']}" if row["team"] else "direct"
+        click.echo(f"{row['project']}  {row['role']}  ({via})")
+
+
+@admin.group("team")
+def team_group() -> None:
+    """Create teams, add members, grant, revoke and list teams' roles."""
+
+
+@team_group.command("create")
+@click.argument("team")
+@click.option("--as", "acting", required=True, metavar="OWNER", help=_AS_HELP)
+@click.pass_context
+def team_create(ctx: click.Context, team: str, acting: str) -> None:
+    """Create a team."""
+    with _directory(ctx) as directory:
+        created = directory.create_team(team, by=_acting(directory, acting))
+    click.echo(f"created team {created.name} ({created.id})")
+
+
+@team_group.command("add-member")
+@click.argument("team")
+@click.argument("user")
+@click.option("--as", "acting", required=True, metavar="OWNER", help=_AS_HELP)
+@click.pass_context
+def team_add_member(ctx: click.Context, team: str, user: str, acting: str) -> None:
+    """Put USER (email or usr_ id) in TEAM."""
+    with _directory(ctx) as directory:
+        directory.add_member(team, _user_id(directory, user), by=_acting(directory, acting))
+    click.echo(f"added {user} to team {team}")
+
+
+@team_group.command("grant")
+@click.argument("team")
+@click.option("--project", required=True, help='Project name, or "*" for every project.')
+@click.option("--role", required=True, help="owner, admin, approver, developer, auditor, service.")
+@click.option("--as", "acting", required=True, metavar="OWNER", help=_AS_HELP)
+@click.pass_context
+def team_grant(ctx: click.Context, team: str, project: str, role: str, acting: str) -> None:
+    """Give every member of TEAM a role on a project."""
+    with _directory(ctx) as directory:
+        directory.grant_team(team, project, role, by=_acting(directory, acting))
+    click.echo(f"granted {role} on {project} to team {team}")
+
+
+@team_group.command("revoke")
+@click.argument("team")
+@click.option("--project", required=True, help='Project name, or "*".')
+@click.option("--role", required=True, help="The role to take away.")
+@click.option("--as", "acting", required=True, metavar="OWNER", help=_AS_HELP)
+@click.pass_context
+def team_revoke(ctx: click.Context, team: str, project: str, role: str, acting: str) -> None:
+    """Take a role on a project away from TEAM."""
+    with _directory(ctx) as directory:
+        directory.revoke_team(team, project, role, by=_acting(directory, acting))
+    click.echo(f"revoked {role} on {project} from team {team}")
+
+
+@team_group.command("roles")
+@click.argument("team", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def team_roles(ctx: click.Context, team: str | None, as_json: bool) -> None:
+    """List the roles of TEAM, or of every team."""
+    with _directory(ctx) as directory:
+        grants = directory.team_grants(team=team)
+    rows = [{"team": g.team, "project": g.project, "role": g.role} for g in grants]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['team']}  {row['project']}  {row['role']}")

@@ -664,9 +664,10 @@ def _current_digest(ctx: CheckContext, subject: str) -> str | None:
 
 
 def check_access(ctx: CheckContext) -> CheckResult:
-    """No events from users after they were disabled, nor from keys after revocation."""
+    """No events from users while they were disabled, nor from keys after revocation."""
     name = "access_revocation"
-    disabled: dict[str, Entry] = {}
+    # user id (and email) -> its disabled spells: (disabled or deleted, enabled again or None)
+    spells: dict[str, list[tuple[Entry, Entry | None]]] = {}
     revoked: dict[str, Entry] = {}
     emails: dict[str, str] = {}  # user id -> email, so locally recorded events match too
     security = sorted([*ctx.view.instance, *ctx.view.family("auth.")], key=lambda e: e.at)
@@ -678,16 +679,22 @@ def check_access(ctx: CheckContext) -> CheckResult:
                 emails[user] = email
     for entry in security:
         refs = entry.event.refs
-        if entry.kind == "auth.user_disabled":
+        if entry.kind in ("auth.user_disabled", "auth.user_deleted", "auth.user_enabled"):
             user = refs.get("user_id") or entry.event.subject
-            if isinstance(user, str):
-                disabled.setdefault(user, entry)
-                if user in emails:
-                    disabled.setdefault(emails[user], entry)
+            if not isinstance(user, str):
+                continue
+            for who in {user, emails.get(user, user)}:
+                seen = spells.setdefault(who, [])
+                still = bool(seen) and seen[-1][1] is None
+                if entry.kind == "auth.user_enabled" and still:
+                    seen[-1] = (seen[-1][0], entry)
+                elif entry.kind != "auth.user_enabled" and not still:
+                    seen.append((entry, None))
         elif entry.kind == "auth.key_revoked":
             key = refs.get("key_id") or entry.event.subject
             if isinstance(key, str):
                 revoked.setdefault(key, entry)
+    disabled = list({id(s): s for seen in spells.values() for s, _ in seen}.values())
     findings: list[Finding] = []
     examined = ctx.in_period(ctx.view.entries)
     for entry in examined:
@@ -697,8 +704,15 @@ def check_access(ctx: CheckContext) -> CheckResult:
         if isinstance(submitted, Mapping) and isinstance(submitted.get("id"), str):
             actors.add(submitted["id"])
         for actor in sorted(actors):
-            gone = disabled.get(actor)
-            if gone is not None and entry.at > gone.at and entry is not gone:
+            gone = next(
+                (
+                    start
+                    for start, end in spells.get(actor, ())
+                    if entry.at > start.at and (end is None or entry.at < end.at)
+                ),
+                None,
+            )
+            if gone is not None and entry is not gone:
                 findings.append(
                     _finding(
                         name, "high", "disabled-user-activity",
@@ -726,9 +740,9 @@ def check_access(ctx: CheckContext) -> CheckResult:
         findings,
         examined=len(examined),
         summary=f"{len(examined)} events checked against "
-        f"{len({e.index for e in disabled.values()})} disabled users and "
+        f"{len({s.index for s in disabled})} disabled users and "
         f"{len(revoked)} revoked keys; {_count(findings)} after revocation",
-        entries=[e.index for e in [*disabled.values(), *revoked.values()] if e.log == ctx.view.log],
+        entries=[e.index for e in [*disabled, *revoked.values()] if e.log == ctx.view.log],
     )
 
 

@@ -79,6 +79,8 @@ class LedgerView:
             for kind in (
                 "auth.user_created",
                 "auth.user_disabled",
+                "auth.user_enabled",
+                "auth.user_deleted",
                 "auth.key_revoked",
                 "auth.key_rotated",
             ):

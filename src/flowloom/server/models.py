@@ -20,6 +20,7 @@ __all__ = [
     "EntryOut",
     "EventIn",
     "GitIn",
+    "GrantOut",
     "KeyCreateIn",
     "KeyRotateIn",
     "KeySecretOut",
@@ -147,6 +148,18 @@ class UserOut(BaseModel):
     kind: str
     disabled: bool
     created_at: datetime
+    deleted_at: datetime | None = Field(
+        default=None,
+        description="When the user was deleted: email and name are then erased, the id stays.",
+    )
+
+
+class GrantOut(BaseModel):
+    project: str = Field(description='A project, or "*" for every project.')
+    role: str
+    team: str | None = Field(
+        default=None, description="The team the role comes through; null for a direct grant."
+    )
 
 
 class MemberOut(BaseModel):

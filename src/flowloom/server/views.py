@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flowloom.auth.principals import Principal
-from flowloom.auth.records import ApiKey, Member, Team, User
-from flowloom.server.models import ApiKeyOut, MemberOut, MeOut, TeamOut, UserOut
+from flowloom.auth.records import ApiKey, Grant, Member, Team, User
+from flowloom.server.models import ApiKeyOut, GrantOut, MemberOut, MeOut, TeamOut, UserOut
 
-__all__ = ["key_out", "me_out", "member_out", "team_out", "user_out"]
+__all__ = ["grant_out", "key_out", "me_out", "member_out", "team_out", "user_out"]
 
 
 def user_out(user: User) -> UserOut:
@@ -17,7 +17,12 @@ def user_out(user: User) -> UserOut:
         kind=user.kind,
         disabled=user.disabled,
         created_at=user.created_at,
+        deleted_at=user.deleted_at,
     )
+
+
+def grant_out(grant: Grant) -> GrantOut:
+    return GrantOut(project=grant.project, role=grant.role, team=grant.team)
 
 
 def member_out(member: Member) -> MemberOut:

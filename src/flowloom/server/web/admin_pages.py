@@ -1,11 +1,14 @@
-"""Administration pages: members and roles of a project, one's API keys, users, and the
-LLM gateway's providers and routing policy.
+"""Administration pages: members and roles of a project (people's and teams'), one's API
+keys, users (add, disable, enable, delete), teams, and the LLM gateway's providers and
+routing policy.
 
 Each action checks the same permissions as the API (project.admin to grant and revoke
 roles, key.self / key.admin for keys, instance.admin for users and for the gateway,
 which serves every project) through `authorize()`, so a hidden button is never the only
-protection. A new API key's secret is shown once, on the page that answers its creation
-(not cached, never shown again).
+protection; the Directory applies the offboarding rules (not oneself, owners only by
+owners, never the last owner). A new API key's secret is shown once, on the page that
+answers its creation (not cached, never shown again). Deleting a user asks first, on a
+page of its own, for the user's email (or name) to be typed.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from flowloom.auth.permissions import PERMISSION_DESCRIPTIONS, ROLE_DESCRIPTIONS, ROLE_PERMISSIONS
 from flowloom.auth.principals import Principal
 from flowloom.auth.signatures import SigningPolicy
-from flowloom.errors import FlowLoomError
+from flowloom.errors import FlowLoomError, InputError
 from flowloom.server.deps import authorize, authorize_anywhere, get_server, require
 from flowloom.server.gateway_view import provider_entries
 from flowloom.server.state import ServerState
@@ -37,6 +40,10 @@ router = APIRouter(prefix=WEB_PREFIX, route_class=WebRoute, include_in_schema=Fa
 Server = Annotated[ServerState, Depends(get_server)]
 Web = Annotated[WebState, Depends(web_state)]
 RoleName = Annotated[str, Path(pattern="^(owner|admin|approver|developer|auditor|service)$")]
+RoleField = Annotated[str, Form(pattern="^(owner|admin|approver|developer|auditor|service)$")]
+UserId = Annotated[str, Path(max_length=200)]
+InstanceAdmin = Annotated[Principal, Depends(authorize("instance.admin"))]
+ProjectAdmin = Annotated[Principal, Depends(authorize("project.admin"))]
 
 
 @router.get("/projects/{project}/members", response_class=HTMLResponse)
@@ -54,6 +61,8 @@ def members_page(
         title=f"{project} — members",
         nav="members",
         members=server.directory.members(project),
+        team_grants=server.directory.team_grants(project=project),
+        teams=server.directory.list_teams(),
         roles=tuple(ROLE_PERMISSIONS),
         role_descriptions=ROLE_DESCRIPTIONS,
     )
@@ -82,6 +91,30 @@ def revoke_role(
     server: Server,
 ) -> Response:
     server.directory.revoke(user_id, project, role, by=principal)
+    return RedirectResponse(f"{WEB_PREFIX}/projects/{project}/members", status_code=303)
+
+
+@router.post("/projects/{project}/teams")
+def grant_team_role(
+    project: str,
+    principal: ProjectAdmin,
+    server: Server,
+    team: Annotated[str, Form(min_length=1, max_length=200)],
+    role: RoleField,
+) -> Response:
+    server.directory.grant_team(team, project, role, by=principal)
+    return RedirectResponse(f"{WEB_PREFIX}/projects/{project}/members", status_code=303)
+
+
+@router.post("/projects/{project}/teams/{team}/{role}/revoke")
+def revoke_team_role(
+    project: str,
+    team: Annotated[str, Path(max_length=200)],
+    role: RoleName,
+    principal: ProjectAdmin,
+    server: Server,
+) -> Response:
+    server.directory.revoke_team(team, project, role, by=principal)
     return RedirectResponse(f"{WEB_PREFIX}/projects/{project}/members", status_code=303)
 
 
@@ -142,14 +175,19 @@ def admin_page(
     server: Server,
     web: Web,
 ) -> Response:
-    users = server.directory.list_users()
+    directory = server.directory
+    users = directory.list_users()
     policy = SigningPolicy()
     context = base_context(
         request,
         principal,
         title="Administration",
         nav="admin",
-        users=[(u, server.directory.grants_of(u.id)) for u in users],
+        users=[(u, directory.grants_of(u.id)) for u in users],
+        teams=[
+            (t, directory.team_members(t.id), directory.team_grants(team=t.id))
+            for t in directory.list_teams()
+        ],
         roles=tuple(ROLE_PERMISSIONS),
         role_permissions=ROLE_PERMISSIONS,
         permissions=PERMISSION_DESCRIPTIONS,
@@ -169,6 +207,53 @@ def create_user(
     password: Annotated[str | None, Form(max_length=1024)] = None,
 ) -> Response:
     server.directory.create_user(email, name, password=password or None, by=principal)
+    return RedirectResponse(f"{WEB_PREFIX}/admin", status_code=303)
+
+
+@router.post("/admin/users/{user_id}/disable")
+def disable_user(user_id: UserId, principal: InstanceAdmin, server: Server) -> Response:
+    server.directory.disable_user(user_id, by=principal)
+    return RedirectResponse(f"{WEB_PREFIX}/admin", status_code=303)
+
+
+@router.post("/admin/users/{user_id}/enable")
+def enable_user(user_id: UserId, principal: InstanceAdmin, server: Server) -> Response:
+    server.directory.enable_user(user_id, by=principal)
+    return RedirectResponse(f"{WEB_PREFIX}/admin", status_code=303)
+
+
+@router.get("/admin/users/{user_id}/delete", response_class=HTMLResponse)
+def delete_user_page(
+    user_id: UserId, request: Request, principal: InstanceAdmin, server: Server, web: Web
+) -> Response:
+    """The confirmation step: what deleting erases, and a field to type the name into."""
+    user = server.directory.get_user(user_id)
+    context = base_context(
+        request,
+        principal,
+        title=f"Delete {user.name}",
+        nav="admin",
+        user=user,
+        confirm_with=user.email or user.name,
+    )
+    return html(web.render("web/delete_user.html", context))
+
+
+@router.post("/admin/users/{user_id}/delete")
+def delete_user(
+    user_id: UserId,
+    principal: InstanceAdmin,
+    server: Server,
+    confirm: Annotated[str, Form(max_length=500)],
+) -> Response:
+    user = server.directory.get_user(user_id)
+    expected = user.email or user.name
+    if user.deleted_at is None and confirm.strip().lower() != expected.lower():
+        raise InputError(
+            f"type {expected} to confirm the deletion",
+            hint="go back to the confirmation page and type it exactly",
+        )
+    server.directory.delete_user(user_id, by=principal)
     return RedirectResponse(f"{WEB_PREFIX}/admin", status_code=303)
 
 
