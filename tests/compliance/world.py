@@ -26,6 +26,7 @@ from flowloom.decisions.records import DecisionBook, content_digest
 from flowloom.ledger.body import BodyCipher
 from flowloom.ledger.keys import KeyStore
 from flowloom.ledger.log import Ledger
+from flowloom.ledger.provenance import Trust
 from flowloom.store.sqlite import SQLiteStore
 
 PROJECT = "acme"
@@ -73,6 +74,12 @@ class World:
     expected: dict[str, Any] = field(default_factory=dict)
     users: dict[str, Any] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def trust(self) -> Trust:
+        """What a reader believes here: the world plays a team server, whose keys (the
+        project's and the instance log's) attest what its endpoints wrote."""
+        return Trust.of_server([self.ledger.verifier, self.instance.verifier])
 
     # -- git --------------------------------------------------------------------------
 
