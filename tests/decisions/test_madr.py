@@ -11,6 +11,7 @@ import pytest
 from flowloom.decisions.madr import to_madr
 from flowloom.decisions.records import Decision, DecisionBook
 from flowloom.ledger.log import Ledger
+from flowloom.ledger.provenance import Trust
 from flowloom.store.sqlite import SQLiteStore
 from tests.support.ledgers import make_ledger
 
@@ -43,7 +44,7 @@ def _front_matter(text: str) -> dict[str, str]:
 def _full_decision(ledger: Ledger) -> tuple[DecisionBook, Decision]:
     prompt = ledger.record("agent.prompt", body=b"cache it").index
     reply = ledger.record("agent.response", body=b"lru").index
-    book = DecisionBook(ledger)
+    book = DecisionBook(ledger, trust=Trust.of_server([ledger.verifier]))
     decision = book.record(
         title="Cache price lookups",
         context="Lookups take 300 ms.\nSee PAY-12.",

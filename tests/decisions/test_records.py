@@ -18,6 +18,7 @@ from flowloom.decisions.records import (
 )
 from flowloom.errors import InputError, NotFoundError
 from flowloom.ledger.log import Ledger
+from flowloom.ledger.provenance import NOBODY, Trust
 from flowloom.store.sqlite import SQLiteStore
 from tests.support.ledgers import make_ledger
 
@@ -33,7 +34,9 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
 
 @pytest.fixture
 def book(ledger: Ledger) -> DecisionBook:
-    return DecisionBook(ledger)
+    # Read as a team server reads its own log: its key attests what its endpoints wrote,
+    # after authenticating the person, so the approver of an attested approval is proven.
+    return DecisionBook(ledger, trust=Trust.of_server([ledger.verifier]))
 
 
 def _envelope(ledger: Ledger, index: int) -> dict[str, object]:
@@ -163,6 +166,19 @@ def test_approval_binds_the_record_content(ledger: Ledger, book: DecisionBook) -
         book.approve("D-0123456789", "dave")
 
 
+def test_only_a_proven_approver_counts(ledger: Ledger, book: DecisionBook) -> None:
+    decision = book.record(title="Ship it", requested_by="alice")
+    book.approve(decision.id, "bob")
+    assert book.get(decision.id).status == "accepted"
+    # The log's own key proves FlowLoom's command wrote it, not who ran the command.
+    for trust in (Trust.of_log([ledger.verifier]), NOBODY):
+        [approval] = DecisionBook(ledger, trust=trust).get(decision.id).approvals
+        assert not approval.verified and not approval.counts
+        assert approval.describe() == "unverified approval by bob"
+        assert approval.unverified_reason
+        assert DecisionBook(ledger, trust=trust).get(decision.id).status == "proposed"
+
+
 def test_an_approval_of_other_content_does_not_count(ledger: Ledger, book: DecisionBook) -> None:
     decision = book.record(title="Ship it", requested_by="alice")
     ledger.record(
@@ -209,7 +225,7 @@ def test_self_approval_is_refused_by_default(ledger: Ledger, book: DecisionBook)
             book.approve(decision.id, person)
     assert ledger.size() == size
     assert book.approve(decision.id, "zed").approver == "zed"
-    lenient = DecisionBook(ledger, forbid_self_approval=False)
+    lenient = DecisionBook(ledger, forbid_self_approval=False, trust=book.trust)
     assert lenient.approve(decision.id, "alice").approver == "alice"
 
 

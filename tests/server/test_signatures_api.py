@@ -193,6 +193,7 @@ def test_verify_endpoint_and_offline_receipt(world: World, base: str) -> None:
     assert {c["name"]: c["status"] for c in result["checks"]} == {
         "included": "pass",
         "content": "pass",
+        "origin": "pass",
         "signer": "pass",
         "reauthentication": "pass",
     }
