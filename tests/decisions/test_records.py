@@ -18,7 +18,8 @@ from flowloom.decisions.records import (
 )
 from flowloom.errors import InputError, NotFoundError
 from flowloom.ledger.log import Ledger
-from flowloom.ledger.provenance import NOBODY, Trust
+from flowloom.ledger.note import Signer
+from flowloom.ledger.provenance import Trust
 from flowloom.store.sqlite import SQLiteStore
 from tests.support.ledgers import make_ledger
 
@@ -34,8 +35,7 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
 
 @pytest.fixture
 def book(ledger: Ledger) -> DecisionBook:
-    # Read as a team server reads its own log: its key attests what its endpoints wrote,
-    # after authenticating the person, so the approver of an attested approval is proven.
+    """Read as a team server reads its own log: its attestations prove the approver."""
     return DecisionBook(ledger, trust=Trust.of_server([ledger.verifier]))
 
 
@@ -166,17 +166,27 @@ def test_approval_binds_the_record_content(ledger: Ledger, book: DecisionBook) -
         book.approve("D-0123456789", "dave")
 
 
-def test_only_a_proven_approver_counts(ledger: Ledger, book: DecisionBook) -> None:
+def test_an_approval_counts_only_under_a_trust_that_proves_the_approver(
+    ledger: Ledger, book: DecisionBook
+) -> None:
     decision = book.record(title="Ship it", requested_by="alice")
     book.approve(decision.id, "bob")
     assert book.get(decision.id).status == "accepted"
-    # The log's own key proves FlowLoom's command wrote it, not who ran the command.
-    for trust in (Trust.of_log([ledger.verifier]), NOBODY):
-        [approval] = DecisionBook(ledger, trust=trust).get(decision.id).approvals
+    # Trusting nobody, or only the log's own key (which anyone at this machine holds):
+    # the approval is shown, labelled, and does not count.
+    for trust in (Trust(), Trust.of_log([ledger.verifier])):
+        again = DecisionBook(ledger, trust=trust).get(decision.id)
+        [approval] = again.approvals
+        assert again.status == "proposed"
         assert not approval.verified and not approval.counts
         assert approval.describe() == "unverified approval by bob"
         assert approval.unverified_reason
-        assert DecisionBook(ledger, trust=trust).get(decision.id).status == "proposed"
+    # Under another server's key, this server's attestation proves nothing.
+    foreign_key = Signer.generate(ledger.origin)  # same name, another key
+    trust = Trust.of_server([foreign_key.verifier()])
+    foreign = DecisionBook(ledger, trust=trust).get(decision.id)
+    assert foreign.status == "proposed"
+    assert foreign.approvals[0].unverified_reason == "attested by a key this reader does not trust"
 
 
 def test_an_approval_of_other_content_does_not_count(ledger: Ledger, book: DecisionBook) -> None:
@@ -225,7 +235,7 @@ def test_self_approval_is_refused_by_default(ledger: Ledger, book: DecisionBook)
             book.approve(decision.id, person)
     assert ledger.size() == size
     assert book.approve(decision.id, "zed").approver == "zed"
-    lenient = DecisionBook(ledger, forbid_self_approval=False, trust=book.trust)
+    lenient = DecisionBook(ledger, forbid_self_approval=False)
     assert lenient.approve(decision.id, "alice").approver == "alice"
 
 
