@@ -28,7 +28,7 @@ from flowloom.ledger.body import subject_pseudonym
 from flowloom.ledger.verify import verify_store
 from flowloom.store.interface import Store
 from tests.compliance.world import ANN, CAROL, INSTANCE, PROJECT, RITA, World, at, empty_world
-from tests.support.forgery import FORGERIES, Forgery, forge
+from tests.support.forged_rows import FORGERIES, Forgery, forge
 
 PERIOD = parse_period("2026-03-01", "2026-03-31")
 
@@ -193,9 +193,19 @@ def _build(world: World, how: Forgery, other_home: Path) -> Forged:
         instance=True,
     )
     w.directory.disable_user(w.users[CAROL[1]].id)
+    rita_key = w.principal(RITA).key_id
+    f.forge(
+        "revoked",
+        "auth.key_revoked",
+        {"subject": rita_key, "refs": {"key_id": rita_key}},
+        instance=True,
+    )
     w.clock.set(at(7))
     for person in (RITA, CAROL):
         f.real[person[1]] = w.ledger.record("agent.prompt", meta={"actor": _human(w, person)}).index
+    f.real["rita_key_use"] = w.ledger.record(
+        "agent.tool", meta={"actor": _human(w, RITA), "refs": {"auth_key": rita_key}}
+    ).index
 
     # Security and ledger facts, forged.
     f.forge(
@@ -325,6 +335,8 @@ def test_no_check_counts_a_forged_event(forged: Forged) -> None:
     access = _flags(result.check("access_revocation"))
     assert ("disabled-user-activity", real[CAROL[1]]) in access
     assert ("disabled-user-activity", real[RITA[1]]) not in access
+    assert ("revoked-key-used", real["rita_key_use"]) not in access
+    assert not {w for w, _ in access} - {"disabled-user-activity"}
 
     # Integrity: the forged anchor is not an anchor; each forgery is listed once, as such.
     integrity = result.check("trail_integrity")

@@ -22,7 +22,7 @@ import pytest
 from flowloom.decisions.records import DecisionBook
 from flowloom.ledger.body import subject_pseudonym
 from tests.server.support import OWN, World, live_server, make_world
-from tests.support.forgery import FORGERIES, Forgery, forge
+from tests.support.forged_rows import FORGERIES, Forgery, forge
 from tests.web.support import PASSWORD, sign_in
 
 P = f"/api/v1/projects/{OWN}"
