@@ -55,7 +55,16 @@ def test_json_report_is_written_and_exits_zero_despite_flags(
     assert data["period_to"] == "2026-04-01T00:00:00.000000Z"
     assert len(data["changes"]) == 7
     whats = {f["what"] for f in data["exceptions"]}
-    assert {"unlinked-commit", "self-approved", "untested"} <= whats
+    assert {"unlinked-commit", "unapproved", "untested"} <= whats
+    # The command line proves no person yet (no allowed-signers file is read): every
+    # approval of the month is shown as unverified and none counts, so none is
+    # "self-approved" either.
+    assert "self-approved" not in whats
+    sod = [f for f in data["exceptions"] if f["check"] == "segregation_of_duties"]
+    d1_approval = env.expected["d1"]
+    assert any(
+        "unverified approval by" in f["message"] and d1_approval in f["message"] for f in sod
+    )
     captured = capsys.readouterr()
     assert "evidence for sox controls" in captured.out
     assert "certified" not in captured.out + out.read_text()

@@ -34,6 +34,7 @@ def march(world: World) -> Assessment:
         world.ledger,
         framework="sox",
         period=parse_period("2026-03-01", "2026-03-31"),
+        trust=world.trust,
         repo=world.repo,
         policy=Policy(),
         now=NOW,
@@ -179,6 +180,7 @@ def test_period_excludes_what_lies_outside(world: World) -> None:
         world.ledger,
         framework="sox",
         period=parse_period("2026-04-01", "2026-04-30"),
+        trust=world.trust,
         repo=world.repo,
         now=NOW,
         checks=list(CHECKS),
@@ -196,6 +198,7 @@ def test_every_framework_assesses(world: World) -> None:
             world.ledger,
             framework=framework,
             period=parse_period("2026-03-01", "2026-03-31"),
+            trust=world.trust,
             repo=world.repo,
             now=NOW,
         )
@@ -208,6 +211,7 @@ def test_report_without_git(world: World, tmp_path: Path) -> None:
         world.ledger,
         framework="part11",
         period=parse_period("2026-03-01", "2026-03-31"),
+        trust=world.trust,
         now=NOW,
     )
     assert result.changes == ()

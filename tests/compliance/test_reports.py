@@ -55,6 +55,7 @@ from flowloom.compliance.reports.html import render_html
 from flowloom.compliance.reports.pdf import html_to_pdf, render_pdf
 from flowloom.errors import InputError
 from flowloom.ledger.bundle import export_bundle
+from flowloom.ledger.provenance import Trust
 from flowloom.store.sqlite import SQLiteStore
 from tests.support.ledgers import fill, make_ledger
 from tests.support.loopback import LoopbackServer, Reply, Request
@@ -531,6 +532,7 @@ def test_exceptions_audit_trail_and_controls_csv(tmp_path: Path) -> None:
         "main",
         "main, release/*",
         "release branches need review too",
+        "",  # an event that counts: nothing unverified about it
     ]
     assert trail[2][7] == ""  # no new value: the role is gone
     controls = _read_csv(render("controls-csv", assessment, tmp_path / "controls.csv"))
@@ -876,7 +878,8 @@ def _real_assessment(assess_module: Any, tmp_path: Path) -> Assessment:
         fill(ledger, 12)
         ledger.checkpoint()
         period = assess_module.parse_period("2026-01-01", "2027-12-31")
-        result = assess_module.assess(ledger, framework="part11", period=period)
+        trust = Trust.of_log([ledger.verifier])
+        result = assess_module.assess(ledger, framework="part11", period=period, trust=trust)
         assert isinstance(result, Assessment)
         return result
     finally:

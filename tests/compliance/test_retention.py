@@ -25,6 +25,7 @@ from flowloom.errors import ConfigError, ConflictError, InputError
 from flowloom.ledger.body import BodyCipher, subject_pseudonym
 from flowloom.ledger.keys import KeyStore
 from flowloom.ledger.log import Ledger
+from flowloom.ledger.provenance import Trust
 from flowloom.ledger.verify import verify_store
 from flowloom.store.sqlite import SQLiteStore
 from tests.compliance.world import Clock
@@ -61,9 +62,14 @@ def ledger(tmp_path: Path, clock: Clock) -> Iterator[Ledger]:
     store.close()
 
 
+def trusting(ledger: Ledger) -> Trust:
+    """The log's own key: what FlowLoom's retention commands write counts."""
+    return Trust.of_log([ledger.verifier])
+
+
 def prompt(ledger: Ledger, subject: str | None, text: bytes, kind: str = "agent.prompt") -> str:
     index = ledger.record(kind, body=text, data_subject=subject).index
-    event = LedgerView.load(ledger.store, ledger.log).at(index)
+    event = LedgerView.load(ledger.store, ledger.log, trusting(ledger)).at(index)
     assert event is not None and event.event.body is not None
     return event.event.body
 
@@ -82,14 +88,14 @@ def test_nothing_is_purged_before_its_time(ledger: Ledger, clock: Clock) -> None
     digest = prompt(ledger, "alice", b"alice's prompt")
     alice = subject_pseudonym(ledger.log, "alice")
     clock.advance(days=29)
-    result = purge(ledger, SETTINGS, now=clock.now)
+    result = purge(ledger, SETTINGS, now=clock.now, trust=trusting(ledger))
     assert result.purged == []
     [refused] = result.refused
     assert refused.subject == alice and "retention runs until 2025-02-09" in (refused.blocked or "")
     with pytest.raises(ConflictError, match="refusing to purge"):
-        purge(ledger, SETTINGS, now=clock.now, subjects=[alice])
+        purge(ledger, SETTINGS, now=clock.now, trust=trusting(ledger), subjects=[alice])
     assert ledger.read_body(digest) == b"alice's prompt"
-    assert not LedgerView.load(ledger.store, ledger.log).of("erasure.tombstone")
+    assert not LedgerView.load(ledger.store, ledger.log, trusting(ledger)).of("erasure.tombstone")
 
 
 def test_due_bodies_are_purged_through_a_tombstone_and_the_chain_verifies(
@@ -99,13 +105,19 @@ def test_due_bodies_are_purged_through_a_tombstone_and_the_chain_verifies(
     kept = prompt(ledger, None, b"a plain diff", kind="artifact.write")
     ledger.checkpoint()
     clock.advance(days=31)
-    result = purge(ledger, SETTINGS, now=clock.now, actor={"type": "service", "id": "retention"})
+    result = purge(
+        ledger,
+        SETTINGS,
+        now=clock.now,
+        trust=trusting(ledger),
+        actor={"type": "service", "id": "retention"},
+    )
     alice = subject_pseudonym(ledger.log, "alice")
     [(subject, tombstone, erased)] = result.purged
     assert subject == alice and erased == (digest,)
     event = ledger.entry(tombstone)
     assert event.kind == "erasure.tombstone"
-    tomb = LedgerView.load(ledger.store, ledger.log).at(tombstone)
+    tomb = LedgerView.load(ledger.store, ledger.log, trusting(ledger)).at(tombstone)
     assert tomb is not None
     assert tomb.event.refs["purpose"] == "retention" and tomb.event.refs["bodies"] == (digest,)
     assert tomb.event.actor.id == "retention"
@@ -125,15 +137,17 @@ def test_a_legal_hold_blocks_the_purge_until_released(ledger: Ledger, clock: Clo
     place_hold(ledger, "LH-1", reason="litigation", data_subject="bob")
     clock.advance(days=40)
     with pytest.raises(ConflictError, match="legal hold LH-1"):
-        purge(ledger, SETTINGS, now=clock.now, subjects=[bob, carol])
+        purge(ledger, SETTINGS, now=clock.now, trust=trusting(ledger), subjects=[bob, carol])
     assert ledger.store.body_digests(ledger.log, carol)  # all or nothing
-    result = purge(ledger, SETTINGS, now=clock.now)
+    result = purge(ledger, SETTINGS, now=clock.now, trust=trusting(ledger))
     assert [p[0] for p in result.purged] == [carol]
     assert [r.subject for r in result.refused] == [bob]
-    release_hold(ledger, "LH-1", reason="case closed")
+    release_hold(ledger, "LH-1", reason="case closed", trust=trusting(ledger))
     clock.advance(minutes=1)
-    assert [p[0] for p in purge(ledger, SETTINGS, now=clock.now).purged] == [bob]
-    [hold] = holds(LedgerView.load(ledger.store, ledger.log))
+    assert [
+        p[0] for p in purge(ledger, SETTINGS, now=clock.now, trust=trusting(ledger)).purged
+    ] == [bob]
+    [hold] = holds(LedgerView.load(ledger.store, ledger.log, trusting(ledger)))
     assert hold.id == "LH-1" and hold.released_at is not None
 
 
@@ -141,14 +155,14 @@ def test_a_class_hold_covers_every_subject_of_that_class(ledger: Ledger, clock: 
     prompt(ledger, "dave", b"dave's prompt")
     place_hold(ledger, "LH-2", reason="regulator inquiry", scope="class:conversation")
     clock.advance(days=400)
-    [plan] = plan_purge(ledger, SETTINGS, now=clock.now)
+    [plan] = plan_purge(ledger, SETTINGS, now=clock.now, trust=trusting(ledger))
     assert plan.blocked == "under legal hold LH-2"
     with pytest.raises(InputError, match="not 'all'"):
         place_hold(ledger, "LH-3", reason="x", scope="class:nonsense")
     with pytest.raises(InputError, match="no legal hold"):
-        release_hold(ledger, "LH-9", reason="x")
+        release_hold(ledger, "LH-9", reason="x", trust=trusting(ledger))
     with pytest.raises(InputError, match="needs a reason"):
-        purge(ledger, SETTINGS, now=clock.now, reason=" ")
+        purge(ledger, SETTINGS, now=clock.now, trust=trusting(ledger), reason=" ")
 
 
 def test_record_classes_and_settings(tmp_path: Path) -> None:

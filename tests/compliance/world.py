@@ -26,6 +26,8 @@ from flowloom.decisions.records import DecisionBook, content_digest
 from flowloom.ledger.body import BodyCipher
 from flowloom.ledger.keys import KeyStore
 from flowloom.ledger.log import Ledger
+from flowloom.ledger.provenance import Trust
+from flowloom.store.interface import Store
 from flowloom.store.sqlite import SQLiteStore
 
 PROJECT = "acme"
@@ -64,7 +66,7 @@ def at(day: int, hour: int = 9, month: int = 3) -> datetime:
 class World:
     root: Path
     clock: Clock
-    store: SQLiteStore
+    store: Store
     ledger: Ledger
     instance: Ledger
     directory: Directory
@@ -73,6 +75,12 @@ class World:
     expected: dict[str, Any] = field(default_factory=dict)
     users: dict[str, Any] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def trust(self) -> Trust:
+        """What a reader believes here: the world plays a team server, whose keys (the
+        project's and the instance log's) attest what its endpoints wrote."""
+        return Trust.of_server([self.ledger.verifier, self.instance.verifier])
 
     # -- git --------------------------------------------------------------------------
 
@@ -242,12 +250,13 @@ def build_world(root: Path) -> World:
     return world
 
 
-def empty_world(root: Path, start: datetime | None = None) -> World:
-    """The same pieces with nothing in them yet: a repository without commits, empty logs."""
+def empty_world(root: Path, start: datetime | None = None, *, store: Store | None = None) -> World:
+    """The same pieces with nothing in them yet: a repository without commits, empty logs
+    (in `store` when given, an SQLite file otherwise)."""
     (root / "home").mkdir(parents=True)
     (root / "repo").mkdir()
     clock = Clock(start or at(20, month=2))
-    store = SQLiteStore(root / "ledger.db")
+    store = store or SQLiteStore(root / "ledger.db")
     keys = KeyStore(root / "flowloom-home")
 
     def ledger_for(log: str) -> Ledger:

@@ -11,6 +11,7 @@ import click
 from flowloom.config import Settings, load_settings
 
 if TYPE_CHECKING:
+    from flowloom.ledger.provenance import Trust
     from flowloom.services import Services
 
 __all__ = ["AppContext"]
@@ -42,6 +43,17 @@ class AppContext:
 
             self._services = build_services(self.settings())
         return self._services
+
+    def trust(self) -> Trust:
+        """What the command line believes when it reads authority-bearing events.
+
+        Events attested by this log's own key (FlowLoom's commands wrote them); no person
+        is proven by that alone, so approvals and signatures do not count yet. The one
+        place to widen it (e.g. the repository's SSH allowed signers).
+        """
+        from flowloom.ledger.provenance import Trust
+
+        return Trust.of_log([self.services().ledger.verifier])
 
     def close(self) -> None:
         if self._services is not None:

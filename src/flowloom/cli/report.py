@@ -87,11 +87,13 @@ def report(
             git = None
     policy = load_policy(git.top()) if git is not None else Policy(configured=False)
     settings = load_compliance_settings(git.top() if git is not None else None)
-    services = AppContext.of(ctx).services()
+    app = AppContext.of(ctx)
+    services = app.services()
     assessment = assess(
         services.ledger,
         framework=framework,
         period=period,
+        trust=app.trust(),
         repo=git,
         policy=policy,
         settings=settings,

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from flowloom.compliance.retention import Hold, PurgeCandidate
     from flowloom.compliance.settings import ComplianceSettings
     from flowloom.ledger.log import Ledger
+    from flowloom.ledger.provenance import Trust
 
 __all__ = ["retention"]
 
@@ -32,6 +33,11 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 def _ledger(ctx: click.Context) -> Ledger:
     return AppContext.of(ctx).services().ledger
+
+
+def _trust(ctx: click.Context) -> Trust:
+    """Whose holds and releases count (one appended by hand neither holds nor releases)."""
+    return AppContext.of(ctx).trust()
 
 
 def _settings(*, purging: bool = False, default_periods: bool = False) -> ComplianceSettings:
@@ -129,7 +135,7 @@ def hold(
     if data_subject is not None and record_class is not None:
         raise InputError("give --subject or --class, not both", hint="place two holds instead")
     ledger = _ledger(ctx)
-    view = LedgerView.load(ledger.store, ledger.log)
+    view = LedgerView.load(ledger.store, ledger.log, _trust(ctx))
     if any(h.id == hold_id and h.released_at is None for h in holds(view)):
         raise ConflictError(
             f"legal hold {hold_id} is already in force",
@@ -156,7 +162,7 @@ def release(ctx: click.Context, hold_id: str, reason: str, as_json: bool) -> Non
     """Release a legal hold; what it kept becomes subject to retention again."""
     from flowloom.compliance.retention import release_hold
 
-    index = release_hold(_ledger(ctx), hold_id, reason=reason)
+    index = release_hold(_ledger(ctx), hold_id, reason=reason, trust=_trust(ctx))
     if as_json:
         click.echo(json.dumps({"hold": hold_id, "entry": index}))
     else:
@@ -175,7 +181,7 @@ def list_holds(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     ledger = _ledger(ctx)
     found = [
         h
-        for h in holds(LedgerView.load(ledger.store, ledger.log))
+        for h in holds(LedgerView.load(ledger.store, ledger.log, _trust(ctx)))
         if show_all or h.released_at is None
     ]
     if as_json:
@@ -195,7 +201,7 @@ def plan(ctx: click.Context, as_json: bool) -> None:
     """Show each data subject's stored bodies, when retention ends, and what blocks a purge."""
     from flowloom.compliance.retention import plan_purge
 
-    plans = plan_purge(_ledger(ctx), _settings(), now=datetime.now(UTC))
+    plans = plan_purge(_ledger(ctx), _settings(), now=datetime.now(UTC), trust=_trust(ctx))
     if as_json:
         click.echo(json.dumps([_candidate_json(p) for p in plans], indent=1))
         return
@@ -236,7 +242,14 @@ def purge_command(
     ledger = _ledger(ctx)
     chosen = [_pseudonym(ledger, s) for s in subjects] if subjects else None
     settings = _settings(purging=True, default_periods=default_periods)
-    result = purge(ledger, settings, now=datetime.now(UTC), reason=reason, subjects=chosen)
+    result = purge(
+        ledger,
+        settings,
+        now=datetime.now(UTC),
+        trust=_trust(ctx),
+        reason=reason,
+        subjects=chosen,
+    )
     if as_json:
         click.echo(
             json.dumps(

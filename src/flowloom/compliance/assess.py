@@ -5,6 +5,11 @@
 runs every check the framework's controls rely on, and derives each control's status
 from its checks. It writes nothing: a report is evidence about the record, not part of
 it (the caller may record an `export.generate` event for the report it writes).
+
+The caller says what it trusts (`Trust`: the server's keys on the server, the log's
+key and the allowed signers in a clone): only authority-bearing events whose origin
+that trust proves count as approvals, signatures, holds, CI verdicts, anchors or audit
+facts; the others are reported as unverified (flowloom.compliance.history).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from flowloom.errors import InputError
 from flowloom.ledger import merkle
 from flowloom.ledger.event import format_ts
 from flowloom.ledger.log import Ledger
+from flowloom.ledger.provenance import Trust
 
 __all__ = ["assess", "parse_period"]
 
@@ -81,6 +87,7 @@ def assess(
     *,
     framework: str,
     period: Period,
+    trust: Trust,
     repo: GitRepo | None = None,
     policy: Policy | None = None,
     settings: ComplianceSettings | None = None,
@@ -90,7 +97,9 @@ def assess(
 ) -> Assessment:
     """Check `framework`'s controls over `period` of `ledger` (and `repo`, when given).
 
-    `policy` gives the protected branches (default: the capture defaults);
+    `trust` says whose attestations and signatures prove an authority-bearing event
+    (nothing else counts); `policy` gives the protected branches (default: the capture
+    defaults);
     `settings` the override window and retention classes; `now` the time the
     assessment is made (for windows still open); `checks` runs only those checks
     (the controls that need others are then reported as not applicable).
@@ -99,13 +108,14 @@ def assess(
     policy = policy or Policy()
     settings = settings or ComplianceSettings()
     now = now or datetime.now(UTC)
-    view = LedgerView.load(ledger.store, ledger.log)
+    view = LedgerView.load(ledger.store, ledger.log, trust)
     branches = settings.protected_branches or _protected(repo, policy)
     population = None
     if repo is not None:
         from flowloom.decisions.records import DecisionBook
 
-        population = Population(repo, view, DecisionBook(ledger), branches=branches, period=period)
+        book = DecisionBook(ledger, trust=trust)
+        population = Population(repo, view, book, branches=branches, period=period)
     ctx = CheckContext(
         ledger=ledger,
         view=view,
@@ -316,12 +326,10 @@ def _trail(view: LedgerView, period: Period) -> Iterable[AuditTrailRow]:
     for entry in view.within(period):
         if entry.kind not in _TRAIL_KINDS and not entry.kind.startswith(("auth.", "key.")):
             continue
-        row = _trail_row(entry)
-        if row is not None:
-            yield row
+        yield _trail_row(entry, None if view.counts(entry) else view.note(entry))
 
 
-def _trail_row(entry: Entry) -> AuditTrailRow:
+def _trail_row(entry: Entry, unverified: str | None) -> AuditTrailRow:
     event = entry.event
     refs = event.refs
 
@@ -364,4 +372,5 @@ def _trail_row(entry: Entry) -> AuditTrailRow:
         old=old,
         new=new,
         why=why,
+        unverified=unverified,
     )

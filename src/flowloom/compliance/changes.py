@@ -6,6 +6,10 @@ change this module gathers what the checks judge — the links of the commits it
 brings (decisions, sessions, overrides), the approvals of those decisions and any
 signature over the merged tree, the people who may not approve it, and when the branch
 moved to it according to the reflog (when the reflog is there).
+
+Only proven approvals are gathered: a decision approval whose approver the book's
+`Trust` proves (`Approval.verified`), a signature whose signer it proves. The others
+are kept as notes (`Change.unverified`) so a report shows them for what they are.
 """
 
 from __future__ import annotations
@@ -60,6 +64,11 @@ class ChangeApproval:
     matches: bool  # the approval names the decision's exact recorded content
     bound_to_tree: bool
 
+    @property
+    def counts(self) -> bool:
+        """An approval (not a review) of the exact content; its person is proven."""
+        return self.meaning == "approved" and self.matches
+
 
 @dataclass
 class Change:
@@ -74,7 +83,9 @@ class Change:
     decisions: list[Decision] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)
     excluded: dict[str, str] = field(default_factory=dict)  # identity -> why they may not approve
-    approvals: list[ChangeApproval] = field(default_factory=list)
+    approvals: list[ChangeApproval] = field(default_factory=list)  # proven ones only
+    unverified: list[tuple[int, str]] = field(default_factory=list)
+    """(entry, "unverified approval by bob at entry 12: not counted (why)")."""
     reached_at: datetime | None = None  # when the branch moved to it (reflog)
 
     @property
@@ -144,7 +155,9 @@ class Population:
             if entry.event.subject:
                 self.link_entries.setdefault(entry.event.subject, entry)
         self.moves = {b: branch_moves(repo, b) for b in self.branches}
+        # Only signatures whose signer is proven; the others are noted per change.
         self.signatures = {e.index: e for e in view.of("signature.apply")}
+        self.unproven_signatures = view.unverified("signature.apply")
         # tree -> decision -> the commit.link entries that linked that exact tree to it
         self.tree_links: dict[str, dict[str, list[int]]] = {}
         for entry in view.of("commit.link"):
@@ -269,7 +282,18 @@ class Population:
         link_trees = self.tree_links.get(change.tree, {})
         for decision in change.decisions:
             for approval in decision.approvals:
-                signature = signatures.get(approval.signature) if approval.signature else None
+                if not approval.verified:
+                    change.unverified.append(
+                        (
+                            approval.entry,
+                            f"{approval.describe()} of {decision.id} at entry {approval.entry}: "
+                            f"not counted ({approval.unverified_reason or 'origin unproven'})",
+                        )
+                    )
+                    continue
+                signature = (
+                    signatures.get(approval.signature) if approval.signature is not None else None
+                )
                 identities = names_of(approval.approver)
                 printed = None
                 if signature is not None:
@@ -303,15 +327,11 @@ class Population:
                     )
                 )
         # Signatures over the merged content itself: tree:<id> or commit:<sha>.
+        for entry in self.unproven_signatures:
+            if self._signs(entry, change):
+                change.unverified.append((entry.index, self.view.note(entry)))
         for entry in signatures.values():
-            kind, _, ref = (entry.event.subject or "").partition(":")
-            if kind == "tree":
-                bound = ref == change.tree
-            elif kind == "commit":
-                bound = ref == change.commit.sha or self.tree_of(ref) == change.tree
-            else:
-                continue
-            if not bound:
+            if not self._signs(entry, change):
                 continue
             refs = entry.event.refs
             identities = names_of(entry.event.actor.id)
@@ -331,11 +351,21 @@ class Population:
                     signature=entry.index,
                     decision=None,
                     # the signed digest must be the one of the object it names
-                    matches=refs.get("content_digest") == git_object_digest(ref),
+                    matches=refs.get("content_digest")
+                    == git_object_digest((entry.event.subject or "").partition(":")[2]),
                     bound_to_tree=True,
                 )
             )
         return approvals
+
+    def _signs(self, entry: Entry, change: Change) -> bool:
+        """Whether a signature names the change's merged content (tree:<id>, commit:<sha>)."""
+        kind, _, ref = (entry.event.subject or "").partition(":")
+        if kind == "tree":
+            return ref == change.tree
+        if kind == "commit":
+            return ref == change.commit.sha or self.tree_of(ref) == change.tree
+        return False
 
 
 def git_object_digest(object_id: str) -> str:

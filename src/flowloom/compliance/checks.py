@@ -5,6 +5,12 @@ check id to its title, its function and what it cannot see (the same words are i
 docs/compliance.md). Findings of severity ``info`` are listed but do not flag a check:
 they are facts the auditor may want (an override that was approved, an anchor missing)
 rather than exceptions.
+
+Checks count only the authority-bearing events whose origin the assessment's `Trust`
+proves (`LedgerView.of`): a forged approval, signature, hold, CI verdict, anchor or
+erasure never counts. Each one is listed once, by trail_integrity, as what it is
+("unverified approval by bob at entry 12: not counted"), and the check it would have
+satisfied names it beside its own finding.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ class CheckContext:
 
     @property
     def book(self) -> DecisionBook:
-        return DecisionBook(self.ledger)
+        return DecisionBook(self.ledger, trust=self.view.trust)
 
     def changes(self) -> list[Change]:
         """The change population (empty without a repository)."""
@@ -182,12 +188,13 @@ def check_segregation(ctx: CheckContext) -> CheckResult:
                 )
             )  # fmt: skip
             continue
-        approving = [a for a in change.approvals if a.meaning == "approved" and a.matches]
+        approving = [a for a in change.approvals if a.counts]
         independent = [a for a in approving if not (a.identities & change.excluded.keys())]
         bound = [a for a in independent if a.bound_to_tree]
         entries.extend(a.entry for a in change.approvals)
         if bound:
             continue
+        unverified = _notes(change.unverified)
         if independent:
             findings.append(
                 _finding(
@@ -196,7 +203,7 @@ def check_segregation(ctx: CheckContext) -> CheckResult:
                     f"{independent[0].printed_name or independent[0].approver}, but no approval "
                     f"names the merged tree {change.tree[:12]}",
                     commit=sha, actor=author, ts=when, tree=change.tree,
-                    approvals=[a.entry for a in independent],
+                    approvals=[a.entry for a in independent], **unverified,
                 )
             )  # fmt: skip
         elif approving:
@@ -213,7 +220,7 @@ def check_segregation(ctx: CheckContext) -> CheckResult:
                     name, "high", "self-approved",
                     f"{sha[:12]} was approved only by {', '.join(people)}, who "
                     f"{' and '.join(why)}",
-                    commit=sha, actor=author, ts=when, approvers=people,
+                    commit=sha, actor=author, ts=when, approvers=people, **unverified,
                 )
             )  # fmt: skip
         else:
@@ -221,9 +228,10 @@ def check_segregation(ctx: CheckContext) -> CheckResult:
                 _finding(
                     name, "high", "unapproved",
                     f"{sha[:12]} on {change.branch}: decision "
-                    f"{', '.join(d.id for d in change.decisions)} has no approval",
+                    f"{', '.join(d.id for d in change.decisions)} has no proven approval"
+                    + _also(change.unverified),
                     commit=sha, actor=author, ts=when,
-                    decisions=[d.id for d in change.decisions],
+                    decisions=[d.id for d in change.decisions], **unverified,
                 )
             )  # fmt: skip
     return _result(
@@ -338,17 +346,23 @@ def check_tested(ctx: CheckContext) -> CheckResult:
     if population is None:
         return _no_git(name)
     results = ctx.view.of("ci.result")
+    forged = ctx.view.unverified("ci.result")
     evidence: list[int] = []
     changes = ctx.changes()
+
+    def verdicts_of(change: Change, pool: list[Entry]) -> list[Entry]:
+        found = []
+        for entry in pool:
+            head = entry.event.git.head if entry.event.git is not None else None
+            if head is not None and (
+                head == change.commit.sha or population.tree_of(head) == change.tree
+            ):
+                found.append(entry)
+        return found
+
     for change in changes:
         sha = change.commit.sha
-        relevant = []
-        for entry in results:
-            head = entry.event.git.head if entry.event.git is not None else None
-            if head is None:
-                continue
-            if head == sha or population.tree_of(head) == change.tree:
-                relevant.append(entry)
+        relevant = verdicts_of(change, results)
         passing = [e for e in relevant if e.event.refs.get("ok") is True]
         evidence.extend(e.index for e in passing)
         when = format_ts(change.committed_at)
@@ -356,12 +370,14 @@ def check_tested(ctx: CheckContext) -> CheckResult:
         if not passing:
             failing = [e for e in relevant if e.event.refs.get("ok") is not True]
             what, verdict = ("tests-failed", "only failing") if failing else ("untested", "no")
+            unproven = [(e.index, ctx.view.note(e)) for e in verdicts_of(change, forged)]
             findings.append(
                 _finding(
                     name, "high", what,
-                    f"{sha[:12]} on {change.branch}: {verdict} CI verdicts for its content",
+                    f"{sha[:12]} on {change.branch}: {verdict} CI verdicts for its content"
+                    + _also(unproven),
                     commit=sha, actor=author, ts=when,
-                    ci_entries=[e.index for e in failing] or None,
+                    ci_entries=[e.index for e in failing] or None, **_notes(unproven),
                 )
             )  # fmt: skip
             continue
@@ -396,8 +412,12 @@ def check_overrides(ctx: CheckContext) -> CheckResult:
     findings: list[Finding] = []
     grants = ctx.in_period(ctx.view.of("override.grant"))
     signatures = ctx.view.of("signature.apply")
+    forged = ctx.view.unverified("signature.apply")
     evidence: list[int] = []
     for grant in grants:
+        unproven = [
+            (s.index, ctx.view.note(s)) for s in forged if s.event.subject == f"entry:{grant.index}"
+        ]
         granter = names_of(grant.event.actor.id)
         if grant.event.actor.name:
             granter |= names_of(grant.event.actor.name)
@@ -445,8 +465,8 @@ def check_overrides(ctx: CheckContext) -> CheckResult:
                 _finding(
                     name, "info", "override-approval-pending",
                     f"override at entry {grant.index} awaits approval (window open until "
-                    f"{format_ts(grant.at + window)})",
-                    entry=grant, reason=reason,
+                    f"{format_ts(grant.at + window)})" + _also(unproven),
+                    entry=grant, reason=reason, **_notes(unproven),
                 )
             )  # fmt: skip
         else:
@@ -454,8 +474,8 @@ def check_overrides(ctx: CheckContext) -> CheckResult:
                 _finding(
                     name, "high", "override-unapproved",
                     f"override at entry {grant.index} ({reason}) was never approved within "
-                    f"{_hours(window)} h",
-                    entry=grant, reason=reason,
+                    f"{_hours(window)} h" + _also(unproven),
+                    entry=grant, reason=reason, **_notes(unproven),
                 )
             )  # fmt: skip
     return _result(
@@ -525,15 +545,44 @@ def check_integrity(ctx: CheckContext) -> CheckResult:
                 "no checkpoint is anchored outside the database (TSA, witness, object lock)",
             )
         )  # fmt: skip
+    unproven = _unverified_findings(ctx, name)
+    findings.extend(unproven)
     return _result(
         name,
         findings,
         examined=report.size,
         summary=f"{report.size} entries, {report.checkpoints_checked} checkpoints and "
         f"{report.bodies_checked} bodies verified; {len(report.problems)} problems; "
-        f"{len(anchors)} anchors",
+        f"{len(anchors)} anchors; {len(unproven)} authority-bearing events whose origin is "
+        "not proven (not counted)",
         entries=[a.index for a in anchors],
     )
+
+
+def _unverified_findings(ctx: CheckContext, name: str) -> list[Finding]:
+    """Every authority-bearing event of the period that does not count, once each.
+
+    One with no trusted attestation was not written where its rule is enforced (forged,
+    or written by a key this reader does not trust): medium. One FlowLoom's own command
+    wrote, but whose person nothing proves (a local approval without the approver's
+    signature), is listed for information: the check it would satisfy flags the gap.
+    """
+    findings = []
+    for entry in ctx.in_period([*ctx.view.unverified(), *ctx.view.instance_unverified]):
+        proven = ctx.view.provenance(entry)
+        findings.append(
+            _finding(
+                name,
+                "info" if proven.attested else "medium",
+                "person-unproven" if proven.attested else "unverified-event",
+                ctx.view.note(entry),
+                entry=entry,
+                kind=entry.kind,
+                log=entry.log if entry.log != ctx.view.log else None,
+                reason=proven.reason or None,
+            )
+        )
+    return findings
 
 
 # -- signatures ---------------------------------------------------------------------------
@@ -840,6 +889,24 @@ def check_erasure(ctx: CheckContext) -> CheckResult:
                 )
             )  # fmt: skip
     report = ctx.verification()
+    # The verifier accepts any tombstone as the reason a body is gone; a tombstone that
+    # does not count explains nothing.
+    erased = {d for t in ctx.view.of("erasure.tombstone") for d in _bodies(t)}
+    for tomb in ctx.in_period(ctx.view.unverified("erasure.tombstone")):
+        for digest in _bodies(tomb):
+            owner = ctx.view.by_body.get(digest)
+            if digest in erased or owner is None:
+                continue
+            if store.body(digest) is None:
+                erased.add(digest)  # reported once
+                findings.append(
+                    _finding(
+                        name, "high", "body-missing-without-tombstone",
+                        f"entry {owner.index}: its body is gone and only an unverified "
+                        f"tombstone (entry {tomb.index}) records an erasure",
+                        index=owner.index, tombstone=tomb.index,
+                    )
+                )  # fmt: skip
     for problem in report.problems:
         if problem.what == "body missing":
             findings.append(
@@ -1006,6 +1073,23 @@ def _no_git(name: str) -> CheckResult:
 
 def _count(findings: list[Finding]) -> int:
     return sum(1 for f in findings if f.severity != "info")
+
+
+def _bodies(tomb: Entry) -> list[str]:
+    bodies = tomb.event.refs.get("bodies", ())
+    return [d for d in bodies if isinstance(d, str)] if isinstance(bodies, tuple | list) else []
+
+
+def _notes(unverified: list[tuple[int, str]]) -> dict[str, Any]:
+    """Finding details naming the unverified events that did not count."""
+    if not unverified:
+        return {}
+    return {"unverified": [entry for entry, _ in unverified]}
+
+
+def _also(unverified: list[tuple[int, str]]) -> str:
+    """A message tail: "; unverified approval by bob at entry 12: not counted (…)"."""
+    return "".join(f"; {note}" for _, note in unverified)
 
 
 def _hours(window: Any) -> int:

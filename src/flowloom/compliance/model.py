@@ -348,6 +348,9 @@ class AuditTrailRow:
     old: str | None  # the previous value, when the event says it
     new: str | None
     why: str | None  # reason, meaning or rationale
+    unverified: str | None = None
+    """Why the event does not count, when it carries authority its origin does not prove
+    ("unverified approval by bob at entry 12: not counted (...)"); None when it counts."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -360,6 +363,7 @@ class AuditTrailRow:
             "old": self.old,
             "new": self.new,
             "why": self.why,
+            "unverified": self.unverified,
         }
 
     @classmethod
@@ -374,6 +378,7 @@ class AuditTrailRow:
             old=data.get("old"),
             new=data.get("new"),
             why=data.get("why"),
+            unverified=data.get("unverified"),
         )
 
 

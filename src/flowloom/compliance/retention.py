@@ -15,7 +15,10 @@ Legal holds are ``retention.set`` events::
             | "subject:<pseudonym>", "reason": "..."}
     refs = {"action": "release", "hold": "<hold id>", "reason": "..."}
 
-A hold applies from its event until the release event of the same hold id.
+A hold applies from its event until the release event of the same hold id. A hold or a
+release counts only when its origin is proven under the reader's `Trust` (written by
+FlowLoom's own command or the server's holds endpoint, with its attestation): one
+appended by hand neither holds nor releases anything (`LedgerView.of`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from flowloom.errors import ConflictError, InputError
 from flowloom.ledger.body import subject_pseudonym
 from flowloom.ledger.event import format_ts
 from flowloom.ledger.log import Ledger
+from flowloom.ledger.provenance import Trust
 
 __all__ = [
     "Hold",
@@ -99,10 +103,16 @@ def place_hold(
 
 
 def release_hold(
-    ledger: Ledger, hold_id: str, *, reason: str, actor: Mapping[str, Any] | None = None
+    ledger: Ledger,
+    hold_id: str,
+    *,
+    reason: str,
+    trust: Trust,
+    actor: Mapping[str, Any] | None = None,
 ) -> int:
-    """Record the end of a legal hold; NotFoundError-like InputError when it is not active."""
-    view = LedgerView.load(ledger.store, ledger.log)
+    """Record the end of a legal hold; InputError when no hold of that id is in force
+    (under `trust`: a hold appended by hand is not one)."""
+    view = LedgerView.load(ledger.store, ledger.log, trust)
     if not any(h.id == hold_id and h.released_at is None for h in holds(view)):
         raise InputError(f"no legal hold {hold_id!r} is in force", hint="list holds first")
     refs = {"action": "release", "hold": hold_id, "reason": reason}
@@ -113,7 +123,8 @@ def release_hold(
 
 
 def holds(view: LedgerView) -> list[Hold]:
-    """Every legal hold the log records, with its release when there is one."""
+    """Every legal hold the log records, with its release when there is one; only holds
+    and releases whose origin the view's trust proves count."""
     found: dict[str, Hold] = {}
     ordered: list[Hold] = []
     for entry in view.of("retention.set"):
@@ -176,10 +187,11 @@ class PurgeResult:
 
 
 def plan_purge(
-    ledger: Ledger, settings: ComplianceSettings, *, now: datetime
+    ledger: Ledger, settings: ComplianceSettings, *, now: datetime, trust: Trust
 ) -> list[PurgeCandidate]:
-    """Every data subject with stored bodies, and whether retention lets it go at `now`."""
-    view = LedgerView.load(ledger.store, ledger.log)
+    """Every data subject with stored bodies, and whether retention lets it go at `now`
+    (under the holds `trust` believes)."""
+    view = LedgerView.load(ledger.store, ledger.log, trust)
     by_subject: dict[str, list[str]] = {}
     for stored in ledger.store.bodies(ledger.log):
         if stored.subject is not None:
@@ -218,6 +230,7 @@ def purge(
     settings: ComplianceSettings,
     *,
     now: datetime,
+    trust: Trust,
     reason: str = "retention period ended",
     subjects: Sequence[str] | None = None,
     actor: Mapping[str, Any] | None = None,
@@ -230,7 +243,7 @@ def purge(
     """
     if not reason.strip():
         raise InputError("a purge needs a reason")
-    plans = plan_purge(ledger, settings, now=now)
+    plans = plan_purge(ledger, settings, now=now, trust=trust)
     result = PurgeResult()
     if subjects is not None:
         wanted = set(subjects)

@@ -13,6 +13,7 @@ __all__ = [
     "ActorIn",
     "ApiKeyOut",
     "AppendAck",
+    "AuditEntryOut",
     "AuditOut",
     "BatchAck",
     "BatchIn",
@@ -116,8 +117,21 @@ class EntriesOut(BaseModel):
     next: int | None = Field(description="The start of the next page, or null at the end.")
 
 
+class AuditEntryOut(EntryOut):
+    verified: bool = Field(
+        description="Written by this server's endpoint (its attestation verifies); only "
+        "verified events are facts of the audit trail"
+    )
+    origin: str = Field(
+        description="server (this server's endpoint wrote it), log, ssh, or none (unproven)"
+    )
+    unverified_reason: str | None = Field(
+        default=None, description="Why an unverified event is not believed"
+    )
+
+
 class AuditOut(BaseModel):
-    entries: list[EntryOut]
+    entries: list[AuditEntryOut]
     size: int
     next: int | None
 

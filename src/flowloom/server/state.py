@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from flowloom.ledger.body import BodyCipher
 from flowloom.ledger.keys import KeyStore
 from flowloom.ledger.log import META_FIELDS, Ledger
+from flowloom.ledger.provenance import Trust
 from flowloom.ledger.writer import LogWriter
 from flowloom.server import INSTANCE_PROJECT
 from flowloom.server.settings import ServerSettings
@@ -151,6 +152,19 @@ class ServerState:
 
     def ledger(self, project: str) -> Ledger:
         return self.ledgers.get(project)
+
+    def trust(self, project: str) -> Trust:
+        """What every reader on this server believes of `project`'s events: attestations by
+        this server's keys (the project's, and the instance log's, where users are
+        disabled and keys revoked), written by the endpoint that authenticated the actor.
+        An authority-bearing event without one (appended around the endpoints) never counts.
+        """
+        keys = [self.ledger(project).verifier]
+        if project != INSTANCE_PROJECT and self.keys.has_signer(
+            self.settings.origin(INSTANCE_PROJECT)
+        ):
+            keys.append(self.ledger(INSTANCE_PROJECT).verifier)
+        return Trust.of_server(keys)
 
     def audit(self, kind: str, project: str | None, meta: Mapping[str, Any]) -> None:
         """Record a security event in `project`'s ledger, or the instance's when None."""

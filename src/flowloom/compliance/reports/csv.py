@@ -94,6 +94,7 @@ AUDIT_TRAIL_COLUMNS: Final = (
     "old",
     "new",
     "why",
+    "unverified",
 )
 
 CONTROL_COLUMNS: Final = (
@@ -198,6 +199,7 @@ def audit_trail_row(row: AuditTrailRow) -> list[str]:
         row.old,
         row.new,
         row.why,
+        row.unverified,
     ]
     return [safe_cell(v) for v in values]
 

@@ -4,7 +4,9 @@ Under /api/v1/projects/{project}/decisions. Reading needs decision.read. Approvi
 decision.approve and is a 21 CFR Part 11 electronic signature: the approver re-enters
 credentials, the server records ``signature.apply`` over the decision's content digest
 and then ``decision.approve`` naming that signature. The project's segregation-of-duties
-policy refuses (403) approving one's own decision or one's own AI session's.
+policy refuses (403) approving one's own decision or one's own AI session's. Only
+approvals this server's keys attest count (`ServerState.trust`): one appended around the
+endpoint is listed with ``verified: false`` and never makes a decision accepted.
 """
 
 from __future__ import annotations
@@ -49,6 +51,16 @@ class ApprovalOut(BaseModel):
     signature: int | None = Field(
         default=None, description="The signature.apply entry the approval was signed with"
     )
+    verified: bool = Field(
+        description="The approver is proven (this server's endpoint recorded it after "
+        "authenticating them, or their own key signed it); an unverified approval never "
+        "counts"
+    )
+    via: str = Field(description="How it is proven: server, ssh; log or none when it is not")
+    unverified_reason: str | None = Field(
+        default=None, description="Why an unverified approval is not believed"
+    )
+    tree: str | None = Field(default=None, description="The git tree the approver signed")
 
 
 class DecisionOut(BaseModel):
@@ -66,7 +78,9 @@ class DecisionOut(BaseModel):
     risk: str | None = None
     prompt_entry: int | None = None
     response_entry: int | None = None
-    status: Literal["proposed", "accepted"]
+    status: Literal["proposed", "accepted"] = Field(
+        description="accepted once a verified approval of this exact content counts"
+    )
     created: str
     entry: int | None
     recorded_by: dict[str, Any]

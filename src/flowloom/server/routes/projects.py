@@ -1,7 +1,10 @@
 """Projects, their members, and their security audit trail.
 
 Listing shows only the projects the caller holds a role on (all of them for a "*"
-grant); everything under /projects/{project} passes `authorize()`.
+grant); everything under /projects/{project} passes `authorize()`. The audit trail lists
+the security events (``auth.*``, ``key.*``) this server's keys attest; an event appended
+around the endpoints is not an audit fact, and is listed, labelled unverified, only when
+asked for (``include_unverified``).
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from flowloom.auth.principals import Principal
 from flowloom.auth.records import Project
+from flowloom.ledger.attest import AUTHORITY_FAMILIES
+from flowloom.ledger.provenance import judge_bytes
 from flowloom.server.deps import authenticated, authorize, get_server
 from flowloom.server.errors import ERROR_RESPONSES
 from flowloom.server.models import (
     MAX_INDEX,
+    AuditEntryOut,
     AuditOut,
-    EntryOut,
     MemberOut,
     ProjectIn,
     ProjectOut,
@@ -127,17 +132,32 @@ def audit_trail(
     server: Annotated[ServerState, Depends(get_server)],
     start: int = Query(0, ge=0, le=MAX_INDEX),
     limit: int = Query(100, ge=1, le=1000),
+    include_unverified: bool = Query(
+        False, description="Also list security events whose origin is not proven, labelled"
+    ),
 ) -> AuditOut:
     ledger = server.ledger(project)
+    trust = server.trust(project)
     size = ledger.size()
-    found: list[EntryOut] = []
+    found: list[AuditEntryOut] = []
     following: int | None = None
-    # auth.* is an open family: filter by prefix while reading in index order.
+    families = tuple(f"{family}." for family in AUTHORITY_FAMILIES)
+    # auth.* and key.* are open families: filter by prefix while reading in index order.
     for entry in ledger.store.entries(project, start, size):
-        if not entry.kind.startswith("auth."):
+        if not entry.kind.startswith(families):
+            continue
+        proven = judge_bytes(entry.envelope, trust)
+        if not proven.attested and not include_unverified:
             continue
         if len(found) == limit:
             following = entry.index
             break
-        found.append(entry_out(entry))
+        found.append(
+            AuditEntryOut(
+                **entry_out(entry).model_dump(),
+                verified=proven.attested,
+                origin=proven.origin,
+                unverified_reason=None if proven.attested else proven.reason,
+            )
+        )
     return AuditOut(entries=found, size=size, next=following)

@@ -11,7 +11,9 @@ Under /api/v1/projects/{project}:
   time per process, over a bounded period and log; every report is recorded as an
   ``export.generate`` event whose SHA-256 is the one of the bytes returned;
 - ``GET  compliance/holds`` the legal holds (audit.read) and ``POST compliance/holds``
-  places or releases one (project.admin), as ``retention.set`` events.
+  places or releases one (project.admin), as ``retention.set`` events. Only holds and
+  releases this server's keys attest count (`ServerState.trust`); the listing shows the
+  others apart, as unverified.
 
 The server examines git only when a repository is configured for the project (the
 server state's ``repositories``: project → path); otherwise the commit checks report
@@ -52,7 +54,7 @@ from flowloom.server.state import ServerState
 if TYPE_CHECKING:
     from flowloom.auth.signatures import SubjectResolver
     from flowloom.capture.git.repo import GitRepo
-    from flowloom.compliance.history import Period
+    from flowloom.compliance.history import LedgerView, Period
     from flowloom.compliance.model import Assessment
     from flowloom.compliance.retention import Hold
     from flowloom.ledger.log import Ledger
@@ -66,6 +68,7 @@ __all__ = [
     "HoldOut",
     "HoldsOut",
     "ReportIn",
+    "UnverifiedHoldOut",
     "git_subject_resolvers",
     "project_repository",
     "report_response",
@@ -312,8 +315,20 @@ class HoldOut(BaseModel):
     active: bool
 
 
+class UnverifiedHoldOut(BaseModel):
+    entry: int
+    ts: str
+    action: str | None
+    id: str | None
+    note: str = Field(description="Why it does not count: it holds or releases nothing")
+
+
 class HoldsOut(BaseModel):
     holds: list[HoldOut]
+    unverified: list[UnverifiedHoldOut] = Field(
+        default_factory=list,
+        description="retention.set events whose origin is not proven: not counted",
+    )
 
 
 def _hold_out(hold: Hold) -> HoldOut:
@@ -331,11 +346,17 @@ def _hold_out(hold: Hold) -> HoldOut:
     )
 
 
-def _holds(ledger: Ledger) -> list[Hold]:
+def _view(server: ServerState, project: str) -> LedgerView:
     from flowloom.compliance.history import LedgerView
+
+    ledger = server.ledger(project)
+    return LedgerView.load(ledger.store, ledger.log, server.trust(project))
+
+
+def _holds(server: ServerState, project: str) -> list[Hold]:
     from flowloom.compliance.retention import holds
 
-    return holds(LedgerView.load(ledger.store, ledger.log))
+    return holds(_view(server, project))
 
 
 # -- the catalogue -----------------------------------------------------------------------
@@ -454,6 +475,7 @@ def _generate(
         ledger,
         framework=body.framework,
         period=period,
+        trust=server.trust(project),
         repo=repo,
         policy=policy,
         settings=settings,
@@ -585,8 +607,27 @@ def list_holds(
     server: Annotated[ServerState, Depends(get_server)],
     active: bool = False,
 ) -> HoldsOut:
-    found = _holds(server.ledger(project))
-    return HoldsOut(holds=[_hold_out(h) for h in found if not active or h.released_at is None])
+    from flowloom.compliance.retention import holds
+
+    view = _view(server, project)
+    found = holds(view)
+    unverified = []
+    for entry in view.unverified("retention.set"):
+        refs = entry.event.refs
+        action, hold_id = refs.get("action"), refs.get("hold")
+        unverified.append(
+            UnverifiedHoldOut(
+                entry=entry.index,
+                ts=entry.ts,
+                action=action if isinstance(action, str) else None,
+                id=hold_id if isinstance(hold_id, str) else None,
+                note=view.note(entry),
+            )
+        )
+    return HoldsOut(
+        holds=[_hold_out(h) for h in found if not active or h.released_at is None],
+        unverified=unverified,
+    )
 
 
 @router.post(
@@ -604,7 +645,7 @@ def change_hold(
     from flowloom.compliance.retention import place_hold, release_hold
 
     ledger = server.ledger(project)
-    in_force = {h.id for h in _holds(ledger) if h.released_at is None}
+    in_force = {h.id for h in _holds(server, project) if h.released_at is None}
     if body.action == "hold":
         if body.id in in_force:
             raise ConflictError(
@@ -629,6 +670,12 @@ def change_hold(
                 f"no legal hold {body.id} is in force in {project}",
                 hint="GET .../compliance/holds lists them",
             )
-        release_hold(ledger, body.id, reason=body.reason, actor=principal.actor())
-    latest = [h for h in _holds(ledger) if h.id == body.id]
+        release_hold(
+            ledger,
+            body.id,
+            reason=body.reason,
+            trust=server.trust(project),
+            actor=principal.actor(),
+        )
+    latest = [h for h in _holds(server, project) if h.id == body.id]
     return _hold_out(latest[-1])

@@ -55,7 +55,8 @@ def signature_service(server: ServerState) -> SignatureService:
     The segregation-of-duties policy is the server's ``signing_policy`` when it has one
     (the defaults otherwise: both rules on, SSO re-authentication within 5 minutes).
     ``tree:`` and ``commit:`` subjects are checked against the project's configured
-    repository; without one their binding is reported ``unchecked``.
+    repository; without one their binding is reported ``unchecked``. Approvals and
+    signatures count only when this server's keys attest them (`ServerState.trust`).
     """
     from flowloom.server.routes.reports import git_subject_resolvers, project_repository
 
@@ -65,6 +66,7 @@ def signature_service(server: ServerState) -> SignatureService:
         server.ledger,
         policy=policy if isinstance(policy, SigningPolicy) else SigningPolicy(),
         subjects=git_subject_resolvers(lambda project: project_repository(server, project)),
+        trust_for=server.trust,
     )
 
 

@@ -69,8 +69,10 @@ def _assessment(
     ledger = server.ledger(project)
     period = parse_period(start, end)
     key = ("assessment", project, framework, start, end, ledger.size())
+    trust = server.trust(project)
     return web.assessments.get(
-        key, lambda: assess(ledger, framework=framework, period=period, repository="")
+        key,
+        lambda: assess(ledger, framework=framework, period=period, trust=trust, repository=""),
     )
 
 

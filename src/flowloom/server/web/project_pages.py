@@ -99,7 +99,7 @@ def overview(
     )
     kinds = bar_chart("events-by-kind", "Events by kind", summary.kinds.items(), limit=10)
     status, why = _health(summary.last_ts, now)
-    recent = read_page(ledger, TimelineQuery(limit=15))
+    recent = read_page(ledger, TimelineQuery(limit=15), server.trust(project))
     context = base_context(
         request,
         principal,
@@ -162,7 +162,7 @@ def timeline(
     if fulltext and query.text:
         hits = _memory_search(ledger, query)
     else:
-        page = read_page(ledger, query)
+        page = read_page(ledger, query, server.trust(project))
     filters = {
         "kind": kind or "",
         "actor": actor or "",
@@ -262,7 +262,7 @@ def entry_page(
         title=f"{project} — entry {index}",
         nav="timeline",
         index=index,
-        row=event_row(index, stored.envelope, stored.kind),
+        row=event_row(index, stored.envelope, stored.kind, server.trust(project)),
         envelope=json.dumps(envelope, indent=2, ensure_ascii=False, sort_keys=True),
         leaf_hash=merkle.leaf_hash(stored.envelope).hex(),
         body=body,

@@ -5,19 +5,23 @@ windows of index ranges and stops once it has a page of matches or has looked at
 `scan_budget` entries; the next page continues from where the walk stopped. A kind
 filter reads the kind index, so it may look much further back for the same cost. Time
 bounds assume entries are in time order (true of server-assigned times): ``until``
-starts the walk by a binary search, ``since`` ends it at the first older entry.
+starts the walk by a binary search, ``since`` ends it at the first older entry. Given the
+server's `Trust`, an authority-bearing event whose origin is not proven (an approval, a
+hold, a role grant appended around its endpoint) is labelled unverified on its row.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from flowloom.ledger.attest import is_authority_kind
 from flowloom.ledger.log import Ledger
+from flowloom.ledger.provenance import Trust, judge_bytes
 
-__all__ = ["EventRow", "TimelinePage", "TimelineQuery", "event_row", "read_page"]
+__all__ = ["EventRow", "TimelinePage", "TimelineQuery", "event_row", "labelled", "read_page"]
 
 _WINDOW = 512
 _SUMMARY_MAX = 160
@@ -48,6 +52,8 @@ class EventRow:
     session: str
     summary: str
     has_body: bool
+    unverified: str = ""
+    """Why an authority-bearing event does not count (its origin is not proven)."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +79,19 @@ def _refs_summary(refs: Mapping[str, Any]) -> str:
     return text if len(text) <= _SUMMARY_MAX else text[: _SUMMARY_MAX - 1] + "…"
 
 
-def event_row(index: int, envelope: bytes, kind: str) -> EventRow:
-    """One entry as the timeline shows it (malformed envelopes still get a row)."""
+def labelled(row: EventRow, envelope: bytes, trust: Trust | None) -> EventRow:
+    """`row`, labelled unverified when it carries authority `trust` does not prove."""
+    if trust is None or not is_authority_kind(row.kind):
+        return row
+    proven = judge_bytes(envelope, trust)
+    if proven.attested:
+        return row
+    return replace(row, unverified=proven.reason or "its origin is not proven")
+
+
+def event_row(index: int, envelope: bytes, kind: str, trust: Trust | None = None) -> EventRow:
+    """One entry as the timeline shows it (malformed envelopes still get a row);
+    with `trust`, an authority-bearing event it does not prove is labelled unverified."""
     try:
         event = json.loads(envelope)
     except ValueError:
@@ -84,7 +101,7 @@ def event_row(index: int, envelope: bytes, kind: str) -> EventRow:
     actor = event.get("actor") if isinstance(event.get("actor"), dict) else {}
     refs = event.get("refs") if isinstance(event.get("refs"), dict) else {}
     assert isinstance(actor, dict) and isinstance(refs, dict)
-    return EventRow(
+    row = EventRow(
         index=index,
         kind=kind,
         ts=str(event.get("ts", "")),
@@ -95,6 +112,7 @@ def event_row(index: int, envelope: bytes, kind: str) -> EventRow:
         summary=_refs_summary(refs),
         has_body=isinstance(event.get("body"), str),
     )
+    return labelled(row, envelope, trust)
 
 
 def _matches(row: EventRow, envelope: bytes, query: TimelineQuery) -> bool:
@@ -134,8 +152,9 @@ def _start_before(ledger: Ledger, size: int, until: str) -> int:
     return low
 
 
-def read_page(ledger: Ledger, query: TimelineQuery) -> TimelinePage:
-    """The newest `query.limit` matching entries before `query.before` (bounded work)."""
+def read_page(ledger: Ledger, query: TimelineQuery, trust: Trust | None = None) -> TimelinePage:
+    """The newest `query.limit` matching entries before `query.before` (bounded work);
+    `trust` labels the authority-bearing events it does not prove."""
     size = ledger.size()
     start = size if query.before is None else max(0, min(query.before, size))
     if query.until and query.before is None:
@@ -154,7 +173,7 @@ def read_page(ledger: Ledger, query: TimelineQuery) -> TimelinePage:
                 reached_since = True
                 break
             if _matches(row, envelope, query):
-                rows.append(row)
+                rows.append(labelled(row, envelope, trust))
                 if len(rows) == query.limit:
                     older = index
                     break
