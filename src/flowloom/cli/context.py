@@ -44,16 +44,24 @@ class AppContext:
             self._services = build_services(self.settings())
         return self._services
 
-    def trust(self) -> Trust:
+    def trust(self, rev: str = "HEAD") -> Trust:
         """What the command line believes when it reads authority-bearing events.
 
-        Events attested by this log's own key (FlowLoom's commands wrote them); no person
-        is proven by that alone, so approvals and signatures do not count yet. The one
-        place to widen it (e.g. the repository's SSH allowed signers).
+        Attestations by this log's own key (FlowLoom's commands wrote them; no person is
+        proven by that alone), by the team server this clone pins (`server_vkey`: it
+        authenticated the person), and approvals signed with an SSH key that the
+        repository's allowed-signers file at `rev` lists for the approver.
         """
-        from flowloom.ledger.provenance import Trust
+        from flowloom.capture.git.repo import GitRepo
+        from flowloom.capture.signers import repo_trust
+        from flowloom.config import find_git_dirs
+        from flowloom.services import log_attesters, server_keys
 
-        return Trust.of_log([self.services().ledger.verifier])
+        services = self.services()
+        repo = GitRepo.discover(Path.cwd()) if find_git_dirs(Path.cwd()) else None
+        return repo_trust(
+            log_attesters(services), repo, rev, servers=server_keys(services.settings)
+        )
 
     def close(self) -> None:
         if self._services is not None:

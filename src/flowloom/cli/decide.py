@@ -11,13 +11,13 @@ import click
 
 from flowloom.capture.git.repo import GitRepo
 from flowloom.capture.policy import Policy, load_policy
-from flowloom.capture.signers import GitKeyApprover, repo_trust
+from flowloom.capture.signers import GitKeyApprover
 from flowloom.capture.state import PendingLink, read_pending, write_pending
 from flowloom.cli.context import AppContext
 from flowloom.config import find_git_dirs
 from flowloom.decisions.records import RISKS, Decision, DecisionBook
 from flowloom.errors import InputError
-from flowloom.services import default_actor, log_attesters, server_keys
+from flowloom.services import default_actor
 
 __all__ = ["decide", "decision"]
 
@@ -26,13 +26,12 @@ def _book(ctx: click.Context) -> DecisionBook:
     git = find_git_dirs(Path.cwd())
     # Outside a repository there is no committed policy: the default (forbid) applies.
     policy = load_policy(git[0]) if git else Policy()
-    services = AppContext.of(ctx).services()
-    repo = GitRepo.discover(Path.cwd()) if git else None
+    app = AppContext.of(ctx)
     return DecisionBook(
-        services.ledger,
+        app.services().ledger,
         forbid_self_approval=policy.forbid_self_approval,
         forbid_approving_own_ai_session=policy.forbid_approving_own_ai_session,
-        trust=repo_trust(log_attesters(services), repo, servers=server_keys(services.settings)),
+        trust=app.trust(),
     )
 
 

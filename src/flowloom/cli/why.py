@@ -9,12 +9,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from flowloom.capture.git.repo import GitRepo
-from flowloom.capture.signers import repo_trust
 from flowloom.cli.context import AppContext
 from flowloom.config import find_git_dirs
 from flowloom.errors import InputError
-from flowloom.services import log_attesters, server_keys
 
 if TYPE_CHECKING:
     from flowloom.decisions.why import EntryCheck, WhyAnswer
@@ -86,14 +83,13 @@ def why(ctx: click.Context, location: str, as_json: bool) -> None:
     git = find_git_dirs(Path.cwd())
     if git is None:
         raise InputError("'flowloom why' needs a git repository; run it inside one")
-    services = app.services()
-    trust = repo_trust(
-        log_attesters(services),
-        GitRepo.discover(Path.cwd()),
-        servers=server_keys(services.settings),
-    )
     answer = explain(
-        services.ledger, Path.cwd(), path, line, index_path=index_path(git[1]), trust=trust
+        app.services().ledger,
+        Path.cwd(),
+        path,
+        line,
+        index_path=index_path(git[1]),
+        trust=app.trust(),
     )
     if as_json:
         click.echo(json.dumps(answer.to_json(), ensure_ascii=False))
