@@ -213,7 +213,9 @@ def test_forwarded_for_is_believed_from_a_trusted_proxy(tmp_path: Path) -> None:
     database, home = _process_world(tmp_path)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process = serve_process(database, home, port, extra=("--trusted-proxies", "127.0.0.1/32"))
+    process = serve_process(
+        database, home, port, extra=("--trusted-proxies", "10.0.0.0/8,127.0.0.1/32")
+    )
     try:
         wait_ready(base, process)
         for i in range(5):
@@ -302,6 +304,7 @@ def test_every_route_family_has_the_security_headers(tmp_path: Path, public_url:
                 httpx.get(base + "/api/v1/bug", timeout=60),  # 500 (uvicorn then hangs up)
                 http.get("/openapi.json"),
                 http.get("/docs"),
+                http.get("/docs/oauth2-redirect"),
                 http.get("/healthz"),
                 http.get("/metrics"),
                 http.get("/nowhere"),  # 404

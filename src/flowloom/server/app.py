@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowloom import __version__
-from flowloom.server.edge import docs_page, edge
+from flowloom.server.edge import docs_page, edge, oauth2_redirect_page
 from flowloom.server.errors import ErrorBody, install_error_handlers
 from flowloom.server.metrics import Metrics
 from flowloom.server.routes import routers
@@ -27,6 +27,7 @@ from flowloom.server.state import ServerState
 
 __all__ = ["BodyLimit", "RequestMetrics", "create_app"]
 
+_OAUTH2_REDIRECT = "/docs/oauth2-redirect"
 _DESCRIPTION = """\
 FlowLoom's team server: projects, users, roles and API keys, and each project's
 append-only, verifiable ledger. Authenticate with `Authorization: Bearer flk_...`
@@ -56,9 +57,14 @@ def create_app(server: ServerState) -> FastAPI:
     )
     app.state.flowloom = server
 
+    # FastAPI's own /docs pages, served here to give them a policy of their own.
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        return docs_page("/openapi.json", "FlowLoom - Swagger UI")
+        return docs_page("/openapi.json", "FlowLoom - Swagger UI", _OAUTH2_REDIRECT)
+
+    @app.get(_OAUTH2_REDIRECT, include_in_schema=False)
+    def docs_oauth2_redirect() -> HTMLResponse:
+        return oauth2_redirect_page()
 
     install_error_handlers(app)
     for router in routers():

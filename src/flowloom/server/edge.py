@@ -21,7 +21,7 @@ import re
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from starlette.datastructures import URL
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,7 +29,14 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from flowloom.server.settings import ServerSettings
 
-__all__ = ["DEFAULT_CSP", "PublicRedirects", "SecurityHeaders", "docs_page", "edge"]
+__all__ = [
+    "DEFAULT_CSP",
+    "PublicRedirects",
+    "SecurityHeaders",
+    "docs_page",
+    "edge",
+    "oauth2_redirect_page",
+]
 
 DEFAULT_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -121,19 +128,35 @@ class PublicRedirects:
         return urlunsplit(rebuilt).encode("latin-1")
 
 
-def docs_page(openapi_url: str, title: str) -> HTMLResponse:
-    """FastAPI's Swagger UI page with a policy of its own that allows exactly what it
-    loads: the bundle and stylesheet from their CDN, its one inline script (by hash),
-    the OpenAPI document and "try it out" calls to this server."""
-    page = get_swagger_ui_html(openapi_url=openapi_url, title=title)
+def _script_hashes(page: HTMLResponse) -> str:
+    """The CSP sources that allow exactly the inline scripts of `page`."""
     body = bytes(page.body).decode("utf-8")
-    hashes = " ".join(
+    return " ".join(
         "'sha256-" + base64.b64encode(hashlib.sha256(s.encode("utf-8")).digest()).decode() + "'"
         for s in _INLINE_SCRIPT.findall(body)
     )
+
+
+def docs_page(openapi_url: str, title: str, oauth2_redirect_url: str) -> HTMLResponse:
+    """FastAPI's Swagger UI page with a policy of its own that allows exactly what it
+    loads: the bundle and stylesheet from their CDN, its one inline script (by hash),
+    the OpenAPI document and "try it out" calls to this server."""
+    page = get_swagger_ui_html(
+        openapi_url=openapi_url, title=title, oauth2_redirect_url=oauth2_redirect_url
+    )
     page.headers["Content-Security-Policy"] = (
-        f"default-src 'none'; script-src {_DOCS_CDN} {hashes}; "
+        f"default-src 'none'; script-src {_DOCS_CDN} {_script_hashes(page)}; "
         f"style-src {_DOCS_CDN} 'unsafe-inline'; img-src 'self' data: {_DOCS_FAVICON}; "
         "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+    return page
+
+
+def oauth2_redirect_page() -> HTMLResponse:
+    """Swagger UI's OAuth2 redirect page, its inline script allowed by hash."""
+    page = get_swagger_ui_oauth2_redirect_html()
+    page.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; script-src {_script_hashes(page)}; base-uri 'none'; "
+        "frame-ancestors 'none'"
     )
     return page
