@@ -35,6 +35,7 @@ from tests.server.support import (
     wait_ready,
 )
 from tests.support.gated_hasher import GatedHasher
+from tests.web.support import populate
 
 PASSWORD = "correct horse battery staple"
 EMAIL = "approver@example.org"
@@ -162,6 +163,26 @@ def test_parallel_web_sign_in_evaluates_at_most_the_limit(any_world: World) -> N
         page = send(PASSWORD)
         assert page.status_code == 429 and "too many failed sign-in attempts" in page.text
         assert 'name="password"' in page.text  # the form again, to retry later
+
+
+def test_an_approver_cannot_be_kept_from_signing(any_world: World) -> None:
+    """The e-signature's re-authentication shares the throttle: failures from one address
+    make that address wait (429), and the approver signs from their own at once."""
+    world = any_world
+    made = populate(world)
+    approve = f"/api/v1/projects/alpha/decisions/{made.decision}/approve"
+    key = world.headers("approver")
+    with live_server(world.server) as base:
+        with httpx.Client(base_url=base, headers=key, timeout=60) as attacker:
+            for i in range(world.server.directory.throttle_policy.max_failures):
+                wrong = {"email": EMAIL, "password": f"wrong password {i}"}
+                assert attacker.post(approve, json=wrong).status_code == 401
+            waiting = attacker.post(approve, json={"email": EMAIL, "password": PASSWORD})
+            assert _throttled(waiting), waiting.text
+        elsewhere = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(base_url=base, headers=key, transport=elsewhere, timeout=60) as own:
+            signed = own.post(approve, json={"email": EMAIL, "password": PASSWORD})
+            assert signed.status_code == 201, signed.text
 
 
 # -- proxies ------------------------------------------------------------------------------
