@@ -98,14 +98,14 @@ AuditHook = Callable[[str, str | None, Mapping[str, Any]], None]
 Clock = Callable[[], datetime]
 
 OIDC_STATE_TTL = timedelta(minutes=10)
-_LATEST_EXPIRY = datetime(3000, 1, 1, tzinfo=UTC)
-"""Key expiries stay far from the calendar's end, so rotation's arithmetic cannot overflow."""
 SYSTEM_ACTOR: Mapping[str, Any] = MappingProxyType({"type": "service", "id": "flowloom"})
 _ANONYMOUS: Mapping[str, Any] = MappingProxyType({"type": "human", "id": "anonymous"})
 _USER_KINDS: tuple[UserKind, ...] = ("user", "service")
 _VIA_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _THROTTLE_LOCK = 0x464C5448  # advisory-lock namespace of the sign-in throttle ("FLTH")
+_LATEST_EXPIRY = datetime(3000, 1, 1, tzinfo=UTC)
+"""Key expiries stay far from the calendar's end, so rotation's arithmetic cannot overflow."""
 _SIGNIN_HINT = "sign in again"
 _USER_COLUMNS = (
     "id, email, name, kind, disabled, created_at, password_hash IS NOT NULL AS has_password,"
