@@ -213,6 +213,12 @@ def test_period_parsing() -> None:
         parse_period("March", "2026-03-31")
     with pytest.raises(InputError, match="empty"):
         parse_period("2026-03-31", "2026-03-01")
+    for start, end in [("2026-01-01", "9999-12-31"), ("1969-12-31", "2026-01-01")]:
+        with pytest.raises(InputError, match="out of range"):
+            parse_period(start, end)
+    with pytest.raises(InputError, match="out of range"):  # past the calendar in UTC
+        parse_period("2026-01-01", "9999-12-31T23:00:00-05:00")
+    assert parse_period("1970-01-01", "8999-12-31").end.year == 9000
 
 
 def test_protected_branch_patterns_select_the_population(world: World) -> None:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -77,13 +78,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def live_server(server: ServerState) -> Iterator[str]:
-    """Serve `server` over loopback HTTP in a thread; yields the base URL."""
+def live_server(server: ServerState, app: Any = None) -> Iterator[str]:
+    """Serve `server` (or `app`, made from it) over loopback HTTP in a thread; yields the
+    base URL. Proxy headers are left to the app, as `flowloom serve` does."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(server), log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app or create_app(server), log_level="warning", lifespan="off", proxy_headers=False
+    )
     runner = uvicorn.Server(config)
     thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -5,6 +5,7 @@ never reaches beyond the key that made it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -13,10 +14,14 @@ import pytest
 from flowloom.auth.permissions import ALL_PROJECTS
 from tests.server.support import World, live_server, make_world
 
+PASSWORD = "correct horse battery staple"
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    world = make_world(str(tmp_path / "server.db"), tmp_path / "home")
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    sqlite = request.param == "sqlite"
+    database = str(tmp_path / "server.db") if sqlite else request.getfixturevalue("pg_url")
+    world = make_world(database, tmp_path / "home")
     directory = world.server.directory
     star_admin = directory.create_user("ops@example.org", "Ops Admin")
     directory.grant(star_admin.id, ALL_PROJECTS, "admin")  # key.admin on "*", not an owner
@@ -111,3 +116,63 @@ def test_a_scoped_key_makes_keys_no_wider_than_itself(world: World, http: httpx.
     [full] = [k for k in directory.list_keys(developer) if k.scopes is None]
     rotated = http.post(f"/api/v1/keys/{full.id}/rotate", headers=as_narrow)
     assert rotated.status_code == 403, rotated.text
+
+
+def _expiry(answer: httpx.Response) -> datetime:
+    return datetime.fromisoformat(answer.json()["key"]["expires_at"].replace("Z", "+00:00"))
+
+
+def test_a_key_never_outlives_the_key_that_made_it(world: World, http: httpx.Client) -> None:
+    directory = world.server.directory
+    developer = world.user_ids["developer"]
+    soon = datetime.now(UTC) + timedelta(seconds=20)
+    short, secret = directory.create_key(developer, name="short", expires_at=soon)
+    as_short = {"Authorization": f"Bearer {secret}"}
+    assert short.expires_at is not None
+
+    child = http.post("/api/v1/keys", json={"name": "child"}, headers=as_short)
+    assert child.status_code == 201, child.text
+    assert _expiry(child) == short.expires_at  # none asked: the maker's expiry
+    later = (soon + timedelta(days=1)).isoformat()
+    longer = http.post("/api/v1/keys", json={"name": "x", "expires_at": later}, headers=as_short)
+    assert longer.status_code == 403, longer.text
+    assert "cannot outlive the key creating it" in longer.json()["error"]["message"]
+    earlier = (soon - timedelta(seconds=10)).isoformat()
+    shorter = http.post("/api/v1/keys", json={"name": "y", "expires_at": earlier}, headers=as_short)
+    assert shorter.status_code == 201 and _expiry(shorter) < short.expires_at
+    # A grandchild made by the child is bounded the same way.
+    as_child = {"Authorization": f"Bearer {child.json()['secret']}"}
+    grandchild = http.post("/api/v1/keys", json={"name": "grandchild"}, headers=as_child)
+    assert grandchild.status_code == 201 and _expiry(grandchild) == short.expires_at
+    # Rotating a key that never expires, with the short-lived one: the replacement does not
+    # outlive the key that made it either.
+    [forever] = [k for k in directory.list_keys(developer) if k.name == "test"]
+    assert forever.expires_at is None
+    rotated = http.post(f"/api/v1/keys/{forever.id}/rotate", headers=as_short)
+    assert rotated.status_code == 201, rotated.text
+    assert _expiry(rotated) == short.expires_at
+    # Keys that do not expire still make keys that do not expire.
+    unbounded = http.post("/api/v1/keys", json={"name": "z"}, headers=world.headers("auditor"))
+    assert unbounded.status_code == 201 and unbounded.json()["key"]["expires_at"] is None
+
+
+def test_a_key_made_in_a_session_follows_the_session_policy(
+    world: World, http: httpx.Client
+) -> None:
+    directory = world.server.directory
+    developer = world.user_ids["developer"]
+    directory.set_password(developer, PASSWORD)
+    signed_in = http.post(
+        "/api/v1/auth/login", json={"email": "developer@example.org", "password": PASSWORD}
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    csrf = {"X-CSRF-Token": signed_in.json()["csrf_token"]}
+    lifetime = directory.session_policy.key_lifetime
+    before = datetime.now(UTC)
+    made = http.post("/api/v1/keys", json={"name": "from the browser"}, headers=csrf)
+    assert made.status_code == 201, made.text
+    assert before + lifetime <= _expiry(made) <= datetime.now(UTC) + lifetime
+    far = (datetime.now(UTC) + lifetime + timedelta(days=1)).isoformat()
+    refused = http.post("/api/v1/keys", json={"name": "far", "expires_at": far}, headers=csrf)
+    assert refused.status_code == 403, refused.text
+    assert "limit of a sign-in session" in refused.json()["error"]["message"]

@@ -17,7 +17,9 @@ flowloom/auth/migrations/<dialect>/, versions in ``directory_migrations``):
   created_at, expires_at, revoked_at, last_used_at, rotated_from).
 - sessions(id, user_id, token_hash UNIQUE, via, created_at, last_seen_at, expires_at,
   auth_time, reauthenticated_at, signed_before, ended_at).
-- login_failures(account, client, at): what throttling counts, shared by all processes.
+- login_failures(account, client, at): sign-in attempts the throttle counts, shared by all
+  processes; each is reserved before its password is evaluated and removed on success
+  (`client` is the throttle's address key, flowloom.auth.throttle.client_key).
 - oidc_states(state_hash, verifier, nonce, redirect, created_at): single-use, 10 minutes.
 
 No secret is stored: API keys and session tokens as SHA-256, passwords as argon2id, the
@@ -33,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -67,7 +70,7 @@ from flowloom.auth.records import (
 )
 from flowloom.auth.schema import READ_ONLY, dialect_of, make_engine, migrate, translate
 from flowloom.auth.sessions import SessionPolicy, csrf_for, csrf_matches, hash_token, new_token
-from flowloom.auth.throttle import LoginThrottledError, ThrottlePolicy
+from flowloom.auth.throttle import LoginThrottledError, ThrottlePolicy, client_key
 from flowloom.config import _PROJECT_RE
 from flowloom.errors import (
     AuthError,
@@ -107,6 +110,9 @@ _ANONYMOUS: Mapping[str, Any] = MappingProxyType({"type": "human", "id": "anonym
 _USER_KINDS: tuple[UserKind, ...] = ("user", "service")
 _VIA_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_THROTTLE_LOCK = 0x464C5448  # advisory-lock namespace of the sign-in throttle ("FLTH")
+_LATEST_EXPIRY = datetime(3000, 1, 1, tzinfo=UTC)
+"""Key expiries stay far from the calendar's end, so rotation's arithmetic cannot overflow."""
 _SIGNIN_HINT = "sign in again"
 _USER_COLUMNS = (
     "id, email, name, kind, disabled, created_at, password_hash IS NOT NULL AS has_password,"
@@ -1170,6 +1176,11 @@ class Directory:
                 raise InputError("a key's expiry must carry a time zone")
             if expires_at <= now:
                 raise InputError("a key's expiry must be in the future")
+            if expires_at >= _LATEST_EXPIRY:
+                raise InputError(
+                    f"a key's expiry must be before {_LATEST_EXPIRY.date()}",
+                    hint="leave the expiry out for a key that does not expire",
+                )
         with self._tx("creating an API key") as conn:
             user = conn.execute(
                 text("SELECT disabled, kind FROM directory_users WHERE id = :id"), {"id": user_id}
@@ -1179,6 +1190,7 @@ class Directory:
             if user[0]:
                 raise InputError(f"user {user_id!r} is disabled", hint="enable the user first")
             clean_scopes = _mintable(by, user_id, user[1], clean_scopes)
+            expires_at = self._mintable_expiry(conn, by, expires_at, now)
             key, secret = self._insert_key(
                 conn, user_id, clean_name, clean_scopes, expires_at, None, now
             )
@@ -1190,6 +1202,46 @@ class Directory:
             refs=self._key_refs(key),
         )
         return key, secret
+
+    def _expiry_limit(
+        self, conn: Connection, by: Principal | None, now: datetime
+    ) -> tuple[datetime, str] | None:
+        """The latest expiry a key made by `by` may have, and why; None: no limit.
+
+        A key never outlives the key that made it; a key made in a session lives at most
+        the session policy's key_lifetime. `by` None is the administrator's path.
+        """
+        if by is None:
+            return None
+        if by.via == "key" and by.key_id:
+            row = conn.execute(
+                text("SELECT expires_at FROM directory_api_keys WHERE id = :id"),
+                {"id": by.key_id},
+            ).first()
+            until = None if row is None else self._dt_opt(row[0])
+            return None if until is None else (until, "the key creating it")
+        if by.via == "session":
+            days = self._sessions.key_lifetime.days
+            return now + self._sessions.key_lifetime, f"the {days}-day limit of a sign-in session"
+        return None
+
+    def _mintable_expiry(
+        self, conn: Connection, by: Principal | None, wanted: datetime | None, now: datetime
+    ) -> datetime | None:
+        """The expiry of a new key `by` makes: `wanted`, or the maker's limit when none is
+        asked; PermissionDeniedError when `wanted` is later than the limit."""
+        limit = self._expiry_limit(conn, by, now)
+        if limit is None:
+            return wanted
+        until, why = limit
+        if wanted is None:
+            return until
+        if wanted > until:
+            raise PermissionDeniedError(
+                f"a key cannot outlive {why}: it must expire by {_iso(until)}",
+                hint="ask for an earlier expiry, or leave it out to get the latest allowed",
+            )
+        return wanted
 
     def _key_refs(self, key: ApiKey) -> dict[str, Any]:
         refs: dict[str, Any] = {
@@ -1237,6 +1289,9 @@ class Directory:
             new_expiry = None
             if old.expires_at is not None:
                 new_expiry = now + (old.expires_at - old.created_at)
+            limit = self._expiry_limit(conn, by, now)
+            if limit is not None and (new_expiry is None or new_expiry > limit[0]):
+                new_expiry = limit[0]  # the replacement never outlives its maker either
             old_until = now + overlap
             if old.expires_at is not None and old.expires_at < old_until:
                 old_until = old.expires_at
@@ -1354,59 +1409,80 @@ class Directory:
 
     # -- passwords and throttling -------------------------------------------------------
 
-    def _failures(self, conn: Connection, column: str, value: str, now: datetime) -> list[datetime]:
+    def _attempt_times(
+        self, conn: Connection, account: str, client: str, now: datetime
+    ) -> tuple[list[datetime], list[datetime]]:
+        """(this account's from `client`, anyone's from `client`) attempt times that count."""
         rows = conn.execute(
-            text(f"SELECT at FROM directory_login_failures WHERE {column} = :v AND at > :since"),
-            {"v": value, "since": self._t(now - self._throttle.lookback)},
+            text("SELECT account, at FROM directory_login_failures WHERE client = :c AND at > :s"),
+            {"c": client, "s": self._t(now - self._throttle.lookback)},
         ).all()
-        return [self._dt(r[0]) for r in rows]
+        times = [(r[0], self._dt(r[1])) for r in rows]
+        return [t for a, t in times if a == account], [t for _, t in times]
 
     def locked_until(self, email: str, *, client: str) -> datetime | None:
         """When sign-in for `email` from `client` is possible again, or None if it is now."""
         account = email.strip().lower() if isinstance(email, str) else ""
         now = self._now()
-        with self._tx("checking sign-in throttling") as conn:
-            return self._locked_until(conn, account, client, now)
+        with self._read("checking sign-in throttling") as conn:
+            pair, anyone = self._attempt_times(conn, account, client_key(client), now)
+        return self._throttle.wait_until(pair, anyone, now)
 
-    def _locked_until(
-        self, conn: Connection, account: str, client: str, now: datetime
-    ) -> datetime | None:
-        by_account = self._throttle.locked_until(
-            self._failures(conn, "account", account, now),
-            now,
-            limit=self._throttle.max_failures,
+    def _reserve_attempt(self, account: str, client: str) -> int:
+        """Count a sign-in attempt before its password is evaluated; LoginThrottledError
+        when the throttle says to wait.
+
+        The check and the count are one transaction under a lock per address (BEGIN
+        IMMEDIATE on SQLite, an advisory lock on PostgreSQL), so parallel attempts see
+        each other's rows and at most the free number of them reaches the password hash.
+        The row stays as a failure unless the attempt succeeds; the id names it.
+        """
+        key = client_key(client)
+        with self._tx("checking sign-in throttling") as conn:
+            if self._dialect == "postgres":
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(CAST(:ns AS integer), hashtext(:k))"),
+                    {"ns": _THROTTLE_LOCK, "k": key},
+                )
+            now = self._now()  # under the lock: no attempt counted after it is older
+            pair, anyone = self._attempt_times(conn, account, key, now)
+            until = self._throttle.wait_until(pair, anyone, now)
+            if until is None:
+                # Attempts too old to matter: keep the table small.
+                conn.execute(
+                    text("DELETE FROM directory_login_failures WHERE at <= :old"),
+                    {"old": self._t(now - self._throttle.lookback)},
+                )
+                reserved = conn.execute(
+                    text(
+                        "INSERT INTO directory_login_failures (account, client, at)"
+                        " VALUES (:a, :c, :t) RETURNING id"
+                    ),
+                    {"a": account, "c": key, "t": self._t(now)},
+                ).scalar_one()
+                return int(reserved)
+        seconds = max(1, math.ceil((until - now).total_seconds()))
+        self._login_failed(account, client, "throttled", retry_after=until)
+        raise LoginThrottledError(
+            "too many failed sign-in attempts",
+            hint=f"try again after {_iso(until)} (in {seconds} s)",
+            until=until,
+            retry_after=seconds,
         )
-        by_client = self._throttle.locked_until(
-            self._failures(conn, "client", client, now),
-            now,
-            limit=self._throttle.client_max_failures,
-        )
-        ends = [t for t in (by_account, by_client) if t is not None]
-        return max(ends) if ends else None
 
     def check_password(self, email: str, password: str, *, client: str) -> Principal:
         """Who signs in with `email` and `password` from address `client`.
 
-        Raises AuthError for a wrong email or password (without saying which), a
-        disabled account, or too many recent failures for this account or address (the
-        hint says when to retry). Every failure is audited as auth.login_failed, without
-        the password; a success upgrades an outdated hash.
+        Raises LoginThrottledError (an AuthError) while the throttle says to wait, before
+        any password is evaluated; AuthError for a wrong email or password (without
+        saying which) or a disabled account. Every failure is audited as
+        auth.login_failed, without the password; a success clears this account's
+        failures from this address and upgrades an outdated hash.
         """
         account = email.strip().lower() if isinstance(email, str) else ""
         client = str(client or "unknown")[:200]
-        now = self._now()
-        with self._tx("checking sign-in throttling") as conn:
-            until = self._locked_until(conn, account, client, now)
-        if until is not None:
-            seconds = max(1, int((until - now).total_seconds() + 0.999))
-            self._login_failed(account, client, "throttled", retry_after=until)
-            raise LoginThrottledError(
-                "too many failed sign-in attempts",
-                hint=f"try again after {_iso(until)} (in {seconds} s)",
-                until=until,
-                retry_after=seconds,
-            )
-        with self._tx("reading a user") as conn:
+        attempt = self._reserve_attempt(account, client)
+        with self._read("reading a user") as conn:
             row = conn.execute(
                 text("SELECT id, password_hash, disabled FROM directory_users WHERE email = :e"),
                 {"e": account},
@@ -1415,19 +1491,6 @@ class Directory:
         ok = self._passwords.verify(stored, password) if isinstance(password, str) else False
         if not ok or row is None or row[2]:
             reason = "bad_credentials" if not ok or row is None else "disabled"
-            with self._tx("recording a failed sign-in") as conn:
-                # Old failures can no longer lock anything: keep the table small.
-                conn.execute(
-                    text("DELETE FROM directory_login_failures WHERE at < :old"),
-                    {"old": self._t(now - self._throttle.lookback)},
-                )
-                conn.execute(
-                    text(
-                        "INSERT INTO directory_login_failures (account, client, at)"
-                        " VALUES (:a, :c, :t)"
-                    ),
-                    {"a": account, "c": client, "t": self._t(now)},
-                )
             self._login_failed(account, client, reason, user_id=None if row is None else row[0])
             raise AuthError(
                 "wrong email or password, or the account is disabled",
@@ -1443,8 +1506,13 @@ class Directory:
                     ),
                     {"pw": self._passwords.hash(password), "id": user_id, "old": stored},
                 )
+            # This attempt and the failures before it; attempts still in flight stay.
             conn.execute(
-                text("DELETE FROM directory_login_failures WHERE account = :a"), {"a": account}
+                text(
+                    "DELETE FROM directory_login_failures"
+                    " WHERE account = :a AND client = :c AND id <= :id"
+                ),
+                {"a": account, "c": client_key(client), "id": attempt},
             )
         return self.principal_for_user(user_id)
 

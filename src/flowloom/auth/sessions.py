@@ -31,10 +31,15 @@ class SessionPolicy:
     """The absolute limit, however active the session."""
     touch_interval: timedelta = timedelta(seconds=30)
     """Record activity at most this often, so reads do not all become writes."""
+    key_lifetime: timedelta = timedelta(days=90)
+    """The longest an API key made in a session may live: a stolen session cookie must
+    not turn into a credential that never expires."""
 
     def __post_init__(self) -> None:
         if self.idle_timeout <= timedelta(0) or self.lifetime <= timedelta(0):
             raise ValueError("session timeouts must be positive")
+        if self.key_lifetime <= timedelta(0):
+            raise ValueError("the key lifetime of a session must be positive")
 
 
 def new_token() -> str:

@@ -31,6 +31,11 @@ __all__ = ["serve"]
     help="The URL clients use; it names every project's log (default http://HOST:PORT).",
 )
 @click.option(
+    "--trusted-proxies",
+    metavar="CIDR[,CIDR]",
+    help="Reverse proxies whose X-Forwarded-For/-Proto are believed (default: none).",
+)
+@click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory of the signing keys; share it between server processes.",
@@ -73,6 +78,7 @@ def serve(
     host: str | None,
     port: int | None,
     public_url: str | None,
+    trusted_proxies: str | None,
     home: Path | None,
     create_admin: str | None,
     gateway_config: Path | None,
@@ -89,6 +95,7 @@ def serve(
         host=host,
         port=port,
         public_url=public_url,
+        trusted_proxies=trusted_proxies,
         home=home,
     )
     if gateway_config is not None:
@@ -161,6 +168,9 @@ def _run(server: ServerState, log_level: str, gateway: Gateway | None = None) ->
         access_log=log_level == "debug",
         server_header=False,
         timeout_graceful_shutdown=10,
+        # Proxy headers are the app's to judge (flowloom.server.edge, --trusted-proxies);
+        # uvicorn's default would believe them from loopback.
+        proxy_headers=False,
     )
     click.echo(
         f"flowloom: serving on http://{settings.host}:{settings.port} "

@@ -46,6 +46,11 @@ from flowloom.ledger.provenance import Trust
 
 __all__ = ["assess", "parse_period"]
 
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+"""Periods stay far from the calendar's ends, so the checks' date arithmetic cannot
+overflow (a period ending 9999-12-31 would)."""
+
 _TRAIL_KINDS = (
     "decision.record",
     "decision.approve",
@@ -71,15 +76,29 @@ def _moment(text: str, name: str, *, end_of_day: bool) -> datetime:
     try:
         if len(text) == 10:
             day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
-            return day + timedelta(days=1) if end_of_day else day
-        moment = datetime.fromisoformat(text)
+            moment = day + timedelta(days=1) if end_of_day else day
+        else:
+            moment = datetime.fromisoformat(text)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            moment = moment.astimezone(UTC)
     except ValueError:
         raise InputError(
             f"{name} {text!r} is not a date", hint="use YYYY-MM-DD or an RFC 3339 time"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    except OverflowError:
+        raise _out_of_range(name, text) from None  # past the calendar's end
+    if not _EARLIEST <= moment <= _LATEST:
+        raise _out_of_range(name, text)
+    return moment
+
+
+def _out_of_range(name: str, text: str) -> InputError:
+    last = (_LATEST - timedelta(days=1)).date()
+    return InputError(
+        f"{name} {text!r} is out of range: a period lies between {_EARLIEST.date()} and {last}",
+        hint="give a date within that range",
+    )
 
 
 def assess(

@@ -3,7 +3,9 @@
 The app holds no state of its own beyond what it is given: the ServerState (on
 ``app.state.flowloom``), its routers (flowloom.server.routes.ROUTE_MODULES), the one
 exception handler (flowloom.server.errors) and two pieces of ASGI middleware: a body
-size limit (413 before anything parses an oversized body) and request metrics.
+size limit (413 before anything parses an oversized body) and request metrics. Outside
+all of it, error pages included, sits the edge (flowloom.server.edge): trusted proxy
+headers, security headers, redirects from the public URL.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import time
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowloom import __version__
+from flowloom.server.edge import docs_page, edge, oauth2_redirect_page
 from flowloom.server.errors import ErrorBody, install_error_handlers
 from flowloom.server.metrics import Metrics
 from flowloom.server.routes import routers
@@ -23,6 +27,7 @@ from flowloom.server.state import ServerState
 
 __all__ = ["BodyLimit", "RequestMetrics", "create_app"]
 
+_OAUTH2_REDIRECT = "/docs/oauth2-redirect"
 _DESCRIPTION = """\
 FlowLoom's team server: projects, users, roles and API keys, and each project's
 append-only, verifiable ledger. Authenticate with `Authorization: Bearer flk_...`
@@ -31,17 +36,36 @@ unsafe methods). Errors are `{"error": {"code", "message", "hint"}}`.
 """
 
 
+class _ServerApp(FastAPI):
+    """FastAPI with the edge outside its whole middleware stack, so that even the 500
+    page (answered by the outermost Starlette layer) carries the security headers."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        server: ServerState = self.state.flowloom
+        return edge(super().build_middleware_stack(), server.settings)
+
+
 def create_app(server: ServerState) -> FastAPI:
     """The HTTP application over `server`; the caller owns `server` and closes it."""
-    app = FastAPI(
+    app = _ServerApp(
         title="FlowLoom",
         version=__version__,
         description=_DESCRIPTION,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,
         redoc_url=None,
     )
     app.state.flowloom = server
+
+    # FastAPI's own /docs pages, served here to give them a policy of their own.
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return docs_page("/openapi.json", "FlowLoom - Swagger UI", _OAUTH2_REDIRECT)
+
+    @app.get(_OAUTH2_REDIRECT, include_in_schema=False)
+    def docs_oauth2_redirect() -> HTMLResponse:
+        return oauth2_redirect_page()
+
     install_error_handlers(app)
     for router in routers():
         app.include_router(router)

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from flowloom.auth.throttle import LoginThrottledError
 from flowloom.errors import (
     AuthError,
     BodyTooLargeError,
@@ -37,6 +38,7 @@ __all__ = [
     "RequestTooLargeError",
     "error_response",
     "install_error_handlers",
+    "retry_after_headers",
     "status_of",
 ]
 
@@ -66,6 +68,7 @@ _STATUS: tuple[tuple[type[FlowLoomError], int, str], ...] = (
     (BodyTooLargeError, 413, "too_large"),
     (InputError, 400, "bad_request"),
     (NotFoundError, 404, "not_found"),
+    (LoginThrottledError, 429, "too_many_requests"),
     (AuthError, 401, "unauthorized"),
     (PermissionDeniedError, 403, "forbidden"),
     (StoreError, 503, "unavailable"),
@@ -96,6 +99,7 @@ _DESCRIPTIONS = {
     409: "The request clashes with the current state.",
     413: "The request body is over the server's limit.",
     422: "The request does not match the schema.",
+    429: "Sign-in throttled after failed attempts; retry after Retry-After seconds.",
     503: "The database cannot be reached, or the same append is in progress; retry later.",
 }
 
@@ -112,6 +116,15 @@ def status_of(exc: FlowLoomError) -> tuple[int, str]:
     return 500, "internal"
 
 
+def retry_after_headers(exc: FlowLoomError) -> dict[str, str] | None:
+    """The Retry-After header for an error that says when to come back, else None."""
+    if isinstance(exc, LoginThrottledError):
+        return {"Retry-After": str(exc.retry_after)}
+    if status_of(exc)[0] == 503:
+        return {"Retry-After": "5"}
+    return None
+
+
 def error_response(
     status: int,
     code: str,
@@ -126,9 +139,8 @@ def error_response(
 async def _flowloom_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, FlowLoomError)
     status, code = status_of(exc)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else retry_after_headers(exc)
     if status == 503:
-        headers = {"Retry-After": "5"}
         _log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
     return error_response(status, code, exc.message, exc.hint, headers)
 

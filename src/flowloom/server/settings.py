@@ -8,6 +8,7 @@ a first ``flowloom serve`` needs no configuration at all.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -19,7 +20,13 @@ from urllib.parse import urlsplit
 from flowloom.config import DEFAULT_MAX_BODY_BYTES, load_settings
 from flowloom.errors import ConfigError
 
-__all__ = ["GatewaySettings", "ServerSettings", "load_server_settings", "origin_prefix_of"]
+__all__ = [
+    "GatewaySettings",
+    "ServerSettings",
+    "load_server_settings",
+    "origin_prefix_of",
+    "trusted_networks",
+]
 
 DEFAULT_PORT = 8470
 
@@ -28,6 +35,27 @@ def origin_prefix_of(public_url: str) -> str:
     """What a server at `public_url` puts before '/<project>' in its log names."""
     parts = urlsplit(public_url)
     return (parts.netloc + parts.path).rstrip("/")
+
+
+def trusted_networks(value: object) -> tuple[str, ...]:
+    """Proxy networks from a list or a comma-separated string of CIDRs (or addresses),
+    normalised; ConfigError naming the one that is not a network."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigError("server setting trusted_proxies must be a list of CIDRs")
+    networks: list[str] = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(text, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"trusted proxy {text!r} is not an IP network",
+                hint="give CIDRs such as 10.0.0.0/8 or 127.0.0.1/32, separated by commas",
+            ) from None
+    return tuple(dict.fromkeys(networks))
 
 
 @dataclass(frozen=True)
@@ -61,6 +89,9 @@ class ServerSettings:
     batch_max_entries: int = 2000
     cookie_secure: bool | None = None
     """Mark the session cookie Secure; None: only when public_url is https."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Networks of the reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are
+    believed; empty (the default): those headers are ignored, whoever sends them."""
     repositories: Mapping[str, Path] = field(default_factory=dict)
     """[server.repositories]: project → path of a clone the server may read, for the
     git-based compliance checks and signatures over trees and commits; usually empty."""
@@ -82,6 +113,7 @@ class ServerSettings:
         for name in ("port", "max_request_bytes", "max_batch_events", "max_body_bytes"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"server setting {name} must not be negative")
+        object.__setattr__(self, "trusted_proxies", trusted_networks(self.trusted_proxies))
 
     @property
     def origin_prefix(self) -> str:
@@ -92,10 +124,20 @@ class ServerSettings:
         return f"{self.origin_prefix}/{project}"
 
     @property
+    def https(self) -> bool:
+        """Whether clients reach the server over https (its public URL says so)."""
+        return urlsplit(self.public_url).scheme == "https"
+
+    @property
+    def public_base(self) -> str:
+        """The public URL without a trailing slash: same-server absolute URLs start so."""
+        return self.public_url.rstrip("/")
+
+    @property
     def secure_cookies(self) -> bool:
         if self.cookie_secure is not None:
             return self.cookie_secure
-        return urlsplit(self.public_url).scheme == "https"
+        return self.https
 
     def with_overrides(self, **changes: Any) -> ServerSettings:
         """A copy with the given fields replaced; None means 'not given'."""
@@ -126,6 +168,8 @@ def _coerce(name: str, value: object, kind: type) -> Any:
             raise ConfigError(f"server setting {name} must be an integer, got {value!r}") from None
     if kind is Path:
         return Path(str(value))
+    if kind is tuple:
+        return trusted_networks(value)
     return str(value)
 
 
@@ -140,6 +184,7 @@ _KINDS: dict[str, type] = {
     "max_body_bytes": int,
     "batch_max_entries": int,
     "cookie_secure": bool,
+    "trusted_proxies": tuple,
 }
 
 

@@ -28,7 +28,7 @@ from flowloom.ledger import merkle
 from flowloom.ledger.event import KINDS, parse_ts
 from flowloom.ledger.log import Ledger
 from flowloom.server.deps import authorize, get_server
-from flowloom.server.errors import status_of
+from flowloom.server.errors import retry_after_headers, status_of
 from flowloom.server.models import MAX_INDEX
 from flowloom.server.routes.signatures import signature_service
 from flowloom.server.state import ServerState
@@ -125,10 +125,14 @@ def _date_bound(value: str | None, name: str, *, end: bool) -> str | None:
         return None
     try:
         day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+        if end:
+            day += timedelta(days=1)
     except ValueError:
         raise InputError(f"{name} {value!r} is not a date", hint="use YYYY-MM-DD") from None
-    if end:
-        day += timedelta(days=1)
+    except OverflowError:
+        raise InputError(
+            f"{name} {value!r} is out of range", hint="give a day before 9999-12-31"
+        ) from None
     return day.strftime("%Y-%m-%dT%H:%M:%S")
 
 
@@ -442,7 +446,7 @@ def approve(
         status, _ = status_of(exc)
         context = _decision_context(request, principal, server, project, decision_id)
         context["error"] = exc.message + (f" — {exc.hint}" if exc.hint else "")
-        return html(web.render("web/decision.html", context), status)
+        return html(web.render("web/decision.html", context), status, retry_after_headers(exc))
     target = f"{WEB_PREFIX}/projects/{project}/decisions/{decision_id}?signed={done.signature.id}"
     return RedirectResponse(target, status_code=303)
 

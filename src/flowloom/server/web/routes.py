@@ -17,8 +17,10 @@ from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from flowloom.auth.principals import Principal
+from flowloom.auth.throttle import LoginThrottledError
 from flowloom.errors import AuthError, NotFoundError
 from flowloom.server.deps import SESSION_COOKIE, authenticated, get_server
+from flowloom.server.errors import retry_after_headers
 from flowloom.server.routes.session import set_session_cookie
 from flowloom.server.state import ServerState
 from flowloom.server.web import admin_pages, compliance_pages, project_pages
@@ -72,6 +74,10 @@ def login(
     client = request.client.host if request.client is not None else "unknown"
     try:
         checked = server.directory.check_password(email, password, client=client)
+    except LoginThrottledError as exc:
+        message = f"{exc.message}; {exc.hint}"
+        headers = retry_after_headers(exc)
+        return login_page(request, status=429, error=message, next_path=next, headers=headers)
     except AuthError as exc:
         return login_page(request, status=401, error=exc.message, next_path=next)
     _, token, _ = server.directory.create_session(checked.user_id, via="password")

@@ -27,7 +27,7 @@ from flowloom.auth.principals import Principal
 from flowloom.auth.sessions import csrf_for
 from flowloom.errors import FlowLoomError, InputError, PermissionDeniedError
 from flowloom.server.deps import CSRF_HEADER, SESSION_COOKIE, server_of
-from flowloom.server.errors import status_of
+from flowloom.server.errors import retry_after_headers, status_of
 from flowloom.server.web.state import web_state
 
 __all__ = [
@@ -93,7 +93,12 @@ def html(body: str, status: int = 200, headers: dict[str, str] | None = None) ->
 
 
 def login_page(
-    request: Request, *, status: int = 200, error: str | None = None, next_path: str | None = None
+    request: Request,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    next_path: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     """The sign-in form, with a fresh double-submit token in a cookie and a field."""
     state = web_state(request)
@@ -116,7 +121,7 @@ def login_page(
             "nav": "login",
         },
     )
-    response = html(body, status, {"WWW-Authenticate": "Session"} if status == 401 else None)
+    response = html(body, status, {"WWW-Authenticate": "Session"} if status == 401 else headers)
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
         token,
@@ -128,7 +133,13 @@ def login_page(
     return response
 
 
-def error_page(request: Request, status: int, message: str, hint: str | None) -> HTMLResponse:
+def error_page(
+    request: Request,
+    status: int,
+    message: str,
+    hint: str | None,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
     if status == 401:
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         if request.method != "GET":
@@ -152,7 +163,7 @@ def error_page(request: Request, status: int, message: str, hint: str | None) ->
             "nav": "",
         },
     )
-    return html(body, status, {"Retry-After": "5"} if status == 503 else None)
+    return html(body, status, headers)
 
 
 class WebRoute(APIRoute):
@@ -166,7 +177,9 @@ class WebRoute(APIRoute):
                 return await original(request)
             except FlowLoomError as exc:
                 status, _ = status_of(exc)
-                return await run_in_threadpool(error_page, request, status, exc.message, exc.hint)
+                return await run_in_threadpool(
+                    error_page, request, status, exc.message, exc.hint, retry_after_headers(exc)
+                )
             except RequestValidationError as exc:
                 problems = "; ".join(
                     f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg', 'invalid')}"
