@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -132,6 +133,11 @@ def test_another_site_cannot_frame_the_forms(
             pages["/"] = f'<iframe src="{attacker}/own"></iframe><iframe src="{web_url}{target}">'
             page.goto(attacker + "/", wait_until="load")
             own, ours = page.main_frame.child_frames
+            # A refused frame may settle on its error page after the parent's load event
+            # (seen on a busy machine): wait for it, generously.
+            deadline = time.monotonic() + 60
+            while not ours.url and time.monotonic() < deadline:
+                page.wait_for_timeout(50)
             assert own.url == attacker + "/own"
             assert ours.url.startswith("chrome-error://"), ours.url  # refused, not rendered
 
