@@ -11,7 +11,7 @@ import click
 from flowloom.config import Settings, load_settings
 
 if TYPE_CHECKING:
-    from flowloom.services import Services
+    from flowloom.services import Access, Services
 
 __all__ = ["AppContext"]
 
@@ -36,11 +36,20 @@ class AppContext:
             database=self.database, project=self.project
         )
 
-    def services(self) -> Services:
+    def services(self, access: Access = "write") -> Services:
+        """The services, built for how the command uses the log (see services.Access).
+
+        Reading commands say "read": the database is opened read-only and no key is
+        ever created. Services built for reading are rebuilt if the command then writes.
+        """
+        rank = {"read": 0, "sign": 1, "write": 2}
+        if self._services is not None and rank[self._services.access] < rank[access]:
+            self._services.close()
+            self._services = None
         if self._services is None:
             from flowloom.services import build_services
 
-            self._services = build_services(self.settings())
+            self._services = build_services(self.settings(), access=access)
         return self._services
 
     def close(self) -> None:

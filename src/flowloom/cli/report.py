@@ -88,6 +88,9 @@ def report(
     policy = load_policy(git.top()) if git is not None else Policy(configured=False)
     settings = load_compliance_settings(git.top() if git is not None else None)
     services = AppContext.of(ctx).services()
+    # The report's use is recorded (export.generate, attested by the log's key): without
+    # that key fail now, before any file is written.
+    services.ledger.require_signer()
     assessment = assess(
         services.ledger,
         framework=framework,
