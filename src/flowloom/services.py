@@ -267,6 +267,15 @@ class AuditLedgers:
 
         self._ledger(project or INSTANCE_PROJECT).record(kind, meta=meta)
 
+    def require_key(self, project: str | None = None) -> None:
+        """Fail now (KeyMissingError) if the log of `project` (the instance's when None)
+        has a key that this home lacks: before an action whose record would need it."""
+        from flowloom.auth.directory import INSTANCE_PROJECT
+
+        ledger = self._ledger(project or INSTANCE_PROJECT)
+        if ledger.current_verifier() is not None:
+            ledger.require_signer()
+
     def close(self) -> None:
         for ledger in self._ledgers.values():
             ledger.writer.close()

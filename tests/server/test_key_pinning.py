@@ -181,3 +181,18 @@ def test_log_verify_on_a_server_database(db_url: str, tmp_path: Path) -> None:
     assert wrong.returncode == 1 and "is not a key of this log" in wrong.stdout
     assert digest(db_url) == before
     assert listing(fresh) == []
+
+
+def test_admin_commands_with_another_home_change_nothing(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path / "server-home")
+    world.close()
+    fresh = tmp_path / "fresh" / "home"
+    fresh.parent.mkdir()
+    before = digest(db_url)
+    made = cli(db_url, fresh, "admin", "create-user", "--email", "x@example.org", "--name", "X")
+    assert made.returncode == 5, made.stderr
+    assert "flowloom-instance" in made.stderr and str(fresh / "keys") in made.stderr
+    assert digest(db_url) == before and listing(fresh) == []
+    users = cli(db_url, tmp_path / "server-home", "admin", "list-users", "--json")
+    assert users.returncode == 0, users.stderr
+    assert "x@example.org" not in users.stdout

@@ -211,9 +211,17 @@ class Keyring:
         self.keys = keys
         self.create = create
         self._loaded: dict[bytes, Signer] = {}
+        self._cached: tuple[int, KeyHistory] | None = None
 
     def history(self) -> KeyHistory:
-        return log_keys(self.store, self.log)
+        """The log's key history, read again whenever the log has grown."""
+        size = self.store.size(self.log)
+        cached = self._cached
+        if cached is not None and cached[0] == size:
+            return cached[1]
+        history = log_keys(self.store, self.log)
+        self._cached = (size, history)
+        return history
 
     def verifier(self) -> Verifier | None:
         """The log's key now; None when it has none yet (nothing recorded)."""
@@ -269,12 +277,32 @@ class Keyring:
             )
         return KeyMissingError(
             f"log {self.log!r} has {size} entries but pins no signing key (no key.generated "
-            f"event), and {self.keys.active_path(self.origin)} does not exist",
+            f"event), and {self.keys.directory} holds no key that signed its latest "
+            f"checkpoint (or, before any, {self.keys.active_path(self.origin).name})",
             hint="set FLOWLOOM_HOME to the home that holds its key; nothing was written",
         )
 
     def _legacy(self) -> Signer | None:
-        """A log from before keys were pinned, with no key event: the home's key for it."""
+        """A log from before keys were pinned (no key event): the key here that signed its
+        latest checkpoint, or, with none yet, the home's key for its origin."""
         if self.store.size(self.log) == 0:
             return None
-        return self.keys.active(self.origin)
+        latest = self.store.latest_checkpoint(self.log)
+        if latest is None:
+            return self.keys.active(self.origin)
+        from flowloom.ledger.note import open_note, parse_note
+
+        try:
+            signatures = parse_note(latest.note)[1]
+        except FlowLoomError:
+            return None
+        for signature in signatures:
+            signer = self.keys.find_id(signature.name, signature.key_id)
+            if signer is None:
+                continue
+            try:
+                open_note(latest.note, [signer.verifier()])
+            except FlowLoomError:
+                continue
+            return signer
+        return None

@@ -68,13 +68,15 @@ class KeyStore:
 
     def find(self, verifier: Verifier) -> Signer | None:
         """The private key of `verifier` if this home holds it (never creates one)."""
-        for path in (
-            self.active_path(verifier.name),
-            self.archived_path(verifier.name, verifier.key_id),
-        ):
+        signer = self.find_id(verifier.name, verifier.key_id)
+        return signer if signer is not None and signer.verifier() == verifier else None
+
+    def find_id(self, name: str, key_id: bytes) -> Signer | None:
+        """The private key named `name` with key id `key_id`, if this home holds it."""
+        for path in (self.active_path(name), self.archived_path(name, key_id)):
             if path.exists():
-                signer = self._load(path, verifier.name)
-                if signer.key_id == verifier.key_id and signer.verifier() == verifier:
+                signer = self._load(path, name)
+                if signer.key_id == key_id:
                     return signer
         return None
 

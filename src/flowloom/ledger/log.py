@@ -376,7 +376,7 @@ class Ledger:
 
         Signing needs the log's key; without it the latest stored checkpoint is used if
         it covers entry `covering`, and KeyMissingError says which key is needed if not.
-        Nothing is ever signed for a log without entries.
+        A log with no key yet (nothing recorded) has nothing to sign: NotFoundError.
         """
         if size is None:
             latest = self.store.latest_checkpoint(self.log)
@@ -415,7 +415,7 @@ class Ledger:
 
     def consistency(self, old: int, new: int | None = None) -> tuple[StoredCheckpoint, list[bytes]]:
         """Proof that the tree at `old` is a prefix of the checkpointed tree at `new`."""
-        target = self.checkpoint_at(new)
+        target = self.checkpoint_at(new, covering=max(old - 1, 0))
         if old < 0 or old > target.size:
             raise InputError(f"old size {old} must be between 0 and {target.size}")
         proof = merkle.consistency_proof(old, target.size, self.lookup()) if old else []

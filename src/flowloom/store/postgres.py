@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -87,6 +88,7 @@ class PostgresStore:
     ) -> None:
         self.url = url
         self.read_only = read_only
+        self._held = threading.local()
         """The URL as given: it may hold a password, so it never goes into a message."""
         try:
             params: dict[str, Any] = conninfo_to_dict(url)
@@ -151,6 +153,16 @@ class PostgresStore:
 
     @contextlib.contextmanager
     def _connection(self, doing: str) -> Iterator[Connection]:
+        held: Connection | None = getattr(self._held, "conn", None)
+        if held is not None:
+            # A read from inside this thread's write transaction (the checkpoint signer
+            # reads the log's key events): through that connection, not a second one,
+            # which a pool full of transactions waiting for this log's lock could not give.
+            try:
+                yield held
+            except psycopg.Error as exc:
+                raise self._translate(exc, doing) from exc
+            return
         try:
             with self._pool.connection() as conn:
                 yield conn
@@ -170,7 +182,11 @@ class PostgresStore:
         """One transaction holding the log's write lock; rolled back on any error."""
         with self._connection(doing) as conn, conn.transaction():
             conn.execute(_LOCK_SQL, (log,))
-            yield conn
+            self._held.conn = conn
+            try:
+                yield conn
+            finally:
+                self._held.conn = None
 
     def _query(self, sql: str, params: Sequence[object], doing: str) -> list[TupleRow]:
         with self._connection(doing) as conn:
