@@ -130,15 +130,41 @@ def test_a_home_without_the_projects_key(db_url: str, tmp_path: Path) -> None:
     try:
         with live_server(server) as base, httpx.Client(base_url=base, timeout=30) as http:
             http.headers.update(owner)
-            before = digest(db_url)
             assert http.get(L + "/vkey").text.strip() == pinned.vkey
-            assert http.get(L + "/entries").status_code == 200
-            assert http.get(f"/ui/projects/{OWN}/ledger").status_code == 200
-            assert http.get(L + "/checkpoint").status_code == 200  # the stored one
-            assert digest(db_url) == before
+
+            def reads(last: int) -> None:
+                """Every read of the project's log and pages: nothing changes."""
+                before = digest(db_url)
+                for path, status in (
+                    (L + "/vkey", 200),
+                    (L + "/entries", 200),
+                    (L + f"/entries/{last}", 200),
+                    (L + "/checkpoint", 200),  # the stored one, when it cannot sign
+                    (L + f"/proof/inclusion?index={size - 1}", 200),
+                    (L + "/proof/consistency?old=1", 200),
+                    (L + "/bundle", 503),  # an export is recorded: it needs the key
+                    (f"/api/v1/projects/{OWN}", 200),
+                    *(
+                        (f"/ui/projects/{OWN}{page}", 200)
+                        for page in (
+                            "", "/timeline", f"/entries/{last}", "/decisions", "/ledger",
+                            "/ledger/verify", f"/ledger/receipt?index={size - 1}", "/usage",
+                            "/members", "/why?path=prices.py",
+                        )
+                    ),
+                ):  # fmt: skip
+                    got = http.get(path)
+                    assert got.status_code == status, (path, got.text[:300])
+                    assert digest(db_url) == before, path
+
+            size = world_size = server.store.size(OWN)
+            reads(world_size - 1)
             # A plain event needs no key; signing over it does.
             plain = http.post(L + "/entries", json={"kind": "agent.prompt", "body": "two"})
             assert plain.status_code == 201
+            reads(world_size)
+            late = http.get(L + f"/proof/inclusion?index={world_size}")
+            assert late.status_code == 503 and key_name(pinned) in late.text
             before = digest(db_url)
             refused = http.post(L + "/checkpoint")
             assert refused.status_code == 503

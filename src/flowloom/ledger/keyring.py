@@ -113,7 +113,9 @@ class KeyHistory:
         """The key that must sign a checkpoint over `size` entries.
 
         That is the last key made the log's key by one of those entries; the pinned key
-        when none of them is a key event (entries recorded before the pin).
+        when none of them is a key event (entries recorded before the pin). It is also
+        the key that attests entry number `size` (a ``key.rotated`` is attested by the
+        key it replaces, the pinning ``key.generated`` by the key it pins).
         """
         found = self.all[0].verifier if self.all else None
         for key in self.all:
