@@ -15,6 +15,7 @@ __all__ = [
     "ForeignDatabaseError",
     "InputError",
     "KeyFileError",
+    "KeyMissingError",
     "NotFoundError",
     "PermissionDeniedError",
     "ProofError",
@@ -83,6 +84,13 @@ class ConfigError(FlowLoomError):
 
 class KeyFileError(ConfigError):
     """A signing or encryption key file that is missing, unreadable or malformed."""
+
+
+class KeyMissingError(KeyFileError):
+    """The key a log is pinned to (or the master key) is not in this FLOWLOOM_HOME.
+
+    Raised before anything is written: FlowLoom never mints a second key for a log.
+    """
 
 
 class StoreError(FlowLoomError):

@@ -2,6 +2,11 @@
 
 The CLI, the server and the MCP server all call this; nothing else constructs a store,
 a key store or a ledger, and nothing keeps them in module-level state.
+
+Every ledger built here takes its signing key from the log's own key history
+(`flowloom.ledger.keyring`): only the first write to a brand-new log generates a key.
+Commands say how they use the log (`Access`): readers open the database read-only and
+never create a key; "sign" may also sign a checkpoint with the log's key when it is here.
 """
 
 from __future__ import annotations
@@ -10,30 +15,41 @@ import getpass
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from flowloom.config import Settings
 from flowloom.errors import InputError
 from flowloom.ledger.body import BodyCipher
+from flowloom.ledger.keyring import Keyring
 from flowloom.ledger.keys import KeyStore
 from flowloom.ledger.log import Ledger
 from flowloom.store.interface import Store
 
 if TYPE_CHECKING:
     from flowloom.ledger.note import Verifier
+    from flowloom.ledger.writer import LogWriter
     from flowloom.server.settings import ServerSettings
-    from flowloom.server.state import ServerState
+    from flowloom.server.state import LedgerRegistry, ServerState
 
 __all__ = [
+    "Access",
     "AuditLedgers",
     "Services",
     "build_server",
     "build_services",
     "default_actor",
     "log_attesters",
+    "open_ledger",
     "open_store",
     "server_keys",
 ]
+
+
+Access = Literal["read", "sign", "write"]
+"""How a command uses the log: "read" (the database opened read-only, no key created),
+"sign" (reads, and may sign a checkpoint with the log's key if this home holds it: proofs),
+"write" (appends; the first write to a brand-new log generates and pins its key)."""
 
 
 @dataclass
@@ -44,14 +60,19 @@ class Services:
     store: Store
     keys: KeyStore
     ledger: Ledger
+    access: Access = "write"
 
     def close(self) -> None:
         self.ledger.writer.close()
         self.store.close()
 
 
-def open_store(url: str) -> Store:
-    """A store for `url`: a PostgreSQL URL, sqlite:///path, or a plain file path."""
+def open_store(url: str, *, read_only: bool = False, create: bool = True) -> Store:
+    """A store for `url`: a PostgreSQL URL, sqlite:///path, or a plain file path.
+
+    `read_only` opens it so that nothing can be written; without `create` a missing
+    SQLite file is not created but read as an empty ledger (held in memory).
+    """
     from flowloom.store.urls import sqlite_path
 
     try:
@@ -64,10 +85,12 @@ def open_store(url: str) -> Store:
     if path is None:
         from flowloom.store.postgres import PostgresStore  # heavy: only when asked for
 
-        return PostgresStore(url)
+        return PostgresStore(url, read_only=read_only)
     from flowloom.store.sqlite import SQLiteStore
 
-    return SQLiteStore(path)
+    if (read_only or not create) and path != ":memory:" and not Path(path).exists():
+        return SQLiteStore(":memory:")  # nothing recorded yet, and reading creates nothing
+    return SQLiteStore(path, read_only=read_only)
 
 
 def default_actor() -> dict[str, Any]:
@@ -80,10 +103,11 @@ def default_actor() -> dict[str, Any]:
 
 
 def log_attesters(services: Services) -> list[Verifier]:
-    """The keys whose attestations prove that FlowLoom itself wrote an event in this log."""
-    if not services.keys.has_signer(services.settings.origin):
-        return []
-    return [services.ledger.verifier]
+    """The keys whose attestations prove that FlowLoom itself wrote an event in this log:
+    every key the log itself pins (its public keys: no private key is needed)."""
+    from flowloom.ledger.keyring import log_keys
+
+    return list(log_keys(services.store, services.ledger.log).verifiers)
 
 
 def server_keys(settings: Settings) -> list[Verifier]:
@@ -96,37 +120,53 @@ def server_keys(settings: Settings) -> list[Verifier]:
     return [Verifier.from_vkey(settings.server_vkey.strip())]
 
 
-def build_services(settings: Settings, *, store: Store | None = None) -> Services:
-    """Wire the store, keys and ledger for one project."""
-    store = store or open_store(settings.database)
+def open_ledger(
+    store: Store,
+    keys: KeyStore,
+    *,
+    log: str,
+    origin: str,
+    actor: Mapping[str, Any],
+    max_body_bytes: int,
+    access: Access = "write",
+    writer: LogWriter | None = None,
+) -> Ledger:
+    """A Ledger for `log` whose keys come from the log's own history (see Access)."""
+    writing = access == "write"
+    return Ledger(
+        store,
+        log=log,
+        origin=origin,
+        keyring=Keyring(store, log, origin, keys, create=writing),
+        cipher=lambda: BodyCipher(keys.master_key(create=writing)),
+        actor=actor,
+        max_body_bytes=max_body_bytes,
+        writer=writer,
+    )
+
+
+def build_services(
+    settings: Settings, *, store: Store | None = None, access: Access = "write"
+) -> Services:
+    """Wire the store, keys and ledger for one project, for a command that `access`es it."""
+    store = store or open_store(
+        settings.database, read_only=access == "read", create=access == "write"
+    )
     try:
         keys = KeyStore(settings.home)
-        created = False
-        if not keys.has_signer(settings.origin):
-            _, created = keys.signer(settings.origin)
-        ledger = Ledger(
+        ledger = open_ledger(
             store,
+            keys,
             log=settings.project,
             origin=settings.origin,
-            signer=lambda: keys.signer(settings.origin)[0],
-            cipher=lambda: BodyCipher(keys.master_key()),
             actor=default_actor(),
             max_body_bytes=settings.max_body_bytes,
+            access=access,
         )
-        if created:
-            # A new signing key is a security-relevant fact: record which key it was.
-            ledger.record(
-                "key.generated",
-                meta={
-                    "actor": {"type": "service", "id": "flowloom"},
-                    "subject": settings.origin,
-                    "refs": {"vkey": ledger.verifier.vkey, "purpose": "checkpoint signing"},
-                },
-            )
     except BaseException:
         store.close()
         raise
-    return Services(settings=settings, store=store, keys=keys, ledger=ledger)
+    return Services(settings=settings, store=store, keys=keys, ledger=ledger, access=access)
 
 
 def build_server(settings: ServerSettings, *, store: Store | None = None) -> ServerState:
@@ -152,6 +192,7 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
             max_body_bytes=settings.max_body_bytes,
             batch_max_entries=settings.batch_max_entries,
         )
+        _require_instance_key(ledgers)
         directory = Directory(settings.database, audit=ledgers.audit)
         closers.append(directory.close)
         idempotency = IdempotencyBook(directory.engine)
@@ -195,12 +236,25 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
         raise
 
 
+def _require_instance_key(ledgers: LedgerRegistry) -> None:
+    """Refuse to start with a home that lacks the instance log's key (KeyMissingError).
+
+    Every administrative action is recorded there, attested by that key; a server that
+    could not record them would act unrecorded. A brand-new instance log has no key yet.
+    """
+    from flowloom.auth.permissions import INSTANCE_PROJECT
+
+    ledger = ledgers.get(INSTANCE_PROJECT)
+    if ledger.current_verifier() is not None:
+        ledger.require_signer()
+
+
 class AuditLedgers:
     """An audit callback for commands: each event goes to the ledger of its project.
 
     Ledgers are built on first use over one shared store, the way build_services wires
-    them; events without a project go to the instance's own log. Recording needs no
-    signing key, so none is created here.
+    them; events without a project go to the instance's own log. These events carry
+    authority, so they are attested by the log's key: only a brand-new log gets one.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -214,18 +268,16 @@ class AuditLedgers:
             if self._store is None or self._keys is None:
                 self._store = open_store(self._settings.database)
                 self._keys = KeyStore(self._settings.home)
-            keys = self._keys
             origin = (
                 self._settings.origin
                 if project == self._settings.project
                 else f"flowloom.local/{project}"
             )
-            self._ledgers[project] = Ledger(
+            self._ledgers[project] = open_ledger(
                 self._store,
+                self._keys,
                 log=project,
                 origin=origin,
-                signer=lambda: keys.signer(origin)[0],
-                cipher=lambda: BodyCipher(keys.master_key()),
                 actor=default_actor(),
                 max_body_bytes=self._settings.max_body_bytes,
             )
@@ -235,6 +287,15 @@ class AuditLedgers:
         from flowloom.auth.directory import INSTANCE_PROJECT
 
         self._ledger(project or INSTANCE_PROJECT).record(kind, meta=meta)
+
+    def require_key(self, project: str | None = None) -> None:
+        """Fail now (KeyMissingError) if the log of `project` (the instance's when None)
+        has a key that this home lacks: before an action whose record would need it."""
+        from flowloom.auth.directory import INSTANCE_PROJECT
+
+        ledger = self._ledger(project or INSTANCE_PROJECT)
+        if ledger.current_verifier() is not None:
+            ledger.require_signer()
 
     def close(self) -> None:
         for ledger in self._ledgers.values():

@@ -64,6 +64,7 @@ def test_table_is_the_contract() -> None:
         "ledger.read",
         "ledger.append",
         "ledger.checkpoint",
+        "ledger.key",
         "decision.read",
         "decision.approve",
         "key.self",

@@ -155,8 +155,9 @@ def test_bootstrap_flow(admin: Admin) -> None:
     assert instance.count("auth.user_created") == 4
     assert instance.count("auth.role_granted") == 2  # the two "*" owner grants
     assert "auth.project_created" in instance
-    assert admin.kinds("alpha") == ["auth.role_granted", "auth.role_revoked"]
-    envelope = admin.envelopes("alpha")[0]
+    # The first write to the new log pins its signing key (it attests the grants).
+    assert admin.kinds("alpha") == ["key.generated", "auth.role_granted", "auth.role_revoked"]
+    envelope = admin.envelopes("alpha")[1]
     assert envelope["project"] == "alpha"
     assert envelope["actor"]["type"] == "human"  # type: ignore[index]
     assert envelope["refs"]["role"] == "developer"  # type: ignore[index]

@@ -351,3 +351,10 @@ MATRIX.update(
         ),
     }
 )
+
+# -- the log's signing key (ledger.key: owners and admins) ----------------------------------
+# An empty reason: a principal that passes authorize() gets 422, so no key is rotated here
+# (tests/server/test_key_rotation.py rotates for real).
+MATRIX[("POST", L + "/key/rotate")] = Rule(
+    PROJECT_ADMINS, other=STAR, request=lambda ctx: Call(json={"reason": ""}), ok=_INVALID
+)

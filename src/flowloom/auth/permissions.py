@@ -45,6 +45,7 @@ PERMISSION_DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "ledger.read": "read entries, bodies, checkpoints, proofs, bundles",
         "ledger.append": "append events",
         "ledger.checkpoint": "sign a new checkpoint",
+        "ledger.key": "rotate the log's signing key",
         "decision.read": "list/show decisions, signatures",
         "decision.approve": "approve decisions / apply e-signatures",
         "key.self": "create/rotate/revoke one's own API keys",

@@ -51,11 +51,14 @@ def _directory(ctx: click.Context) -> Iterator[Any]:
     database = ctx.find_object(_AdminOptions)
     url = (database.database if database else None) or app.settings().database
     audit = AuditLedgers(app.settings().with_overrides(database=url))
-    directory = Directory(url, audit=audit, default_actor=default_actor())
     try:
-        yield directory
+        audit.require_key()  # every change is recorded in the instance's log, with its key
+        directory = Directory(url, audit=audit, default_actor=default_actor())
+        try:
+            yield directory
+        finally:
+            directory.close()
     finally:
-        directory.close()
         audit.close()
 
 

@@ -12,7 +12,7 @@ from flowloom.config import Settings, load_settings
 
 if TYPE_CHECKING:
     from flowloom.ledger.provenance import Trust
-    from flowloom.services import Services
+    from flowloom.services import Access, Services
 
 __all__ = ["AppContext"]
 
@@ -37,11 +37,20 @@ class AppContext:
             database=self.database, project=self.project
         )
 
-    def services(self) -> Services:
+    def services(self, access: Access = "write") -> Services:
+        """The services, built for how the command uses the log (see services.Access).
+
+        Reading commands say "read": the database is opened read-only and no key is
+        ever created. Services built for reading are rebuilt if the command then writes.
+        """
+        rank = {"read": 0, "sign": 1, "write": 2}
+        if self._services is not None and rank[self._services.access] < rank[access]:
+            self._services.close()
+            self._services = None
         if self._services is None:
             from flowloom.services import build_services
 
-            self._services = build_services(self.settings())
+            self._services = build_services(self.settings(), access=access)
         return self._services
 
     def trust(self, rev: str = "HEAD") -> Trust:
@@ -57,7 +66,8 @@ class AppContext:
         from flowloom.config import find_git_dirs
         from flowloom.services import log_attesters, server_keys
 
-        services = self.services()
+        # Whatever the command built (a reader's read-only services stay read-only).
+        services = self._services or self.services("read")
         repo = GitRepo.discover(Path.cwd()) if find_git_dirs(Path.cwd()) else None
         return repo_trust(
             log_attesters(services), repo, rev, servers=server_keys(services.settings)

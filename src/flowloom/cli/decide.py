@@ -17,18 +17,18 @@ from flowloom.cli.context import AppContext
 from flowloom.config import find_git_dirs
 from flowloom.decisions.records import RISKS, Decision, DecisionBook
 from flowloom.errors import InputError
-from flowloom.services import default_actor
+from flowloom.services import Access, default_actor
 
 __all__ = ["decide", "decision"]
 
 
-def _book(ctx: click.Context) -> DecisionBook:
+def _book(ctx: click.Context, access: Access = "write") -> DecisionBook:
     git = find_git_dirs(Path.cwd())
     # Outside a repository there is no committed policy: the default (forbid) applies.
     policy = load_policy(git[0]) if git else Policy()
     app = AppContext.of(ctx)
     return DecisionBook(
-        app.services().ledger,
+        app.services(access).ledger,
         forbid_self_approval=policy.forbid_self_approval,
         forbid_approving_own_ai_session=policy.forbid_approving_own_ai_session,
         trust=app.trust(),
@@ -153,7 +153,7 @@ def _show_text(d: Decision) -> None:
 @click.pass_context
 def show(ctx: click.Context, decision_id: str, as_json: bool) -> None:
     """Show one decision with its approvals."""
-    found = _book(ctx).get(decision_id)
+    found = _book(ctx, "read").get(decision_id)
     if as_json:
         click.echo(json.dumps(found.to_json(), ensure_ascii=False))
     else:
@@ -165,7 +165,7 @@ def show(ctx: click.Context, decision_id: str, as_json: bool) -> None:
 @click.pass_context
 def list_cmd(ctx: click.Context, as_json: bool) -> None:
     """List every decision, oldest first."""
-    for d in _book(ctx).list():
+    for d in _book(ctx, "read").list():
         if as_json:
             click.echo(json.dumps(d.to_json(), ensure_ascii=False))
         else:
@@ -228,7 +228,7 @@ def export(ctx: click.Context, decision_id: str, out: str | None, link_base: str
     """Export a decision as a MADR 4 Markdown record."""
     from flowloom.decisions.madr import to_madr
 
-    book = _book(ctx)
+    book = _book(ctx, "read")
     found = book.get(decision_id)
     text = to_madr(
         found, origin=book.ledger.origin, commits=book.commits(found.id), link_base=link_base

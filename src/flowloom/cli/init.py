@@ -272,7 +272,7 @@ def _linked_share(ctx: click.Context, repo: GitRepo) -> dict[str, Any]:
         return {"since": None, "commits": 0, "linked": 0, "share": None, "newest": None}
     adopted = added[-1]
     commits = repo.commits(f"{adopted}..HEAD", no_merges=True, limit=STATUS_COMMITS)
-    ledger = AppContext.of(ctx).services().ledger
+    ledger = AppContext.of(ctx).services("read").ledger
     finder = LinkFinder(repo, LinkIndex.from_store(ledger.store, ledger.log))
     linked = 0
     for commit in commits:
@@ -289,7 +289,7 @@ def _linked_share(ctx: click.Context, repo: GitRepo) -> dict[str, Any]:
 
 
 def _last_event(ctx: click.Context) -> dict[str, Any]:
-    ledger = AppContext.of(ctx).services().ledger
+    ledger = AppContext.of(ctx).services("read").ledger
     size = ledger.size()
     checkpoint = ledger.store.latest_checkpoint(ledger.log)
     database = AppContext.of(ctx).settings().database

@@ -13,11 +13,13 @@ from flowloom.cli.context import AppContext
 from flowloom.errors import InputError
 from flowloom.ledger.attest import refuse_generic
 from flowloom.ledger.canonical import parse_json
+from flowloom.ledger.keyring import key_name
 from flowloom.ledger.log import consistency_text
 from flowloom.ledger.verify import VerifyReport, verify_store
 from flowloom.store.interface import StoredBody
 
 if TYPE_CHECKING:
+    from flowloom.ledger.note import Verifier
     from flowloom.services import Services
 
 __all__ = ["log"]
@@ -94,7 +96,7 @@ def show(
     ctx: click.Context, start: int, kind: str | None, limit: int | None, as_json: bool
 ) -> None:
     """List events."""
-    ledger = AppContext.of(ctx).services().ledger
+    ledger = AppContext.of(ctx).services("read").ledger
     shown = 0
     for entry in ledger.store.entries(ledger.log, start=start, kind=kind):
         if limit is not None and shown >= limit:
@@ -118,7 +120,7 @@ def show(
 @click.pass_context
 def body(ctx: click.Context, digest: str) -> None:
     """Print the body stored under DIGEST (sha256:…)."""
-    ledger = AppContext.of(ctx).services().ledger
+    ledger = AppContext.of(ctx).services("read").ledger
     content = ledger.read_body(digest)
     if content is None:
         raise InputError(f"no body {digest}: never stored, or erased")
@@ -135,8 +137,8 @@ def checkpoint(ctx: click.Context) -> None:
 @log.command()
 @click.pass_context
 def vkey(ctx: click.Context) -> None:
-    """Print the verifier key (public) of this log."""
-    click.echo(AppContext.of(ctx).services().ledger.verifier.vkey)
+    """Print the verifier key (public) of this log: the key its own history names."""
+    click.echo(AppContext.of(ctx).services("read").ledger.verifier.vkey)
 
 
 @log.command()
@@ -146,8 +148,12 @@ def vkey(ctx: click.Context) -> None:
 )
 @click.pass_context
 def prove(ctx: click.Context, index: int, size: int | None) -> None:
-    """Print a C2SP tlog-proof receipt for entry INDEX."""
-    receipt = AppContext.of(ctx).services().ledger.prove(index, size)
+    """Print a C2SP tlog-proof receipt for entry INDEX.
+
+    Signs a checkpoint first when the log grew and its key is here; without the key a
+    stored checkpoint covering INDEX is used, or the error names the key needed.
+    """
+    receipt = AppContext.of(ctx).services("sign").ledger.prove(index, size)
     click.echo(receipt.text(), nl=False)
 
 
@@ -157,7 +163,7 @@ def prove(ctx: click.Context, index: int, size: int | None) -> None:
 @click.pass_context
 def consistency(ctx: click.Context, old: int, new: int | None) -> None:
     """Print a proof that the log at size OLD is a prefix of the checkpoint at NEW."""
-    target, proof = AppContext.of(ctx).services().ledger.consistency(old, new)
+    target, proof = AppContext.of(ctx).services("sign").ledger.consistency(old, new)
     click.echo(consistency_text(old, proof, target.note), nl=False)
 
 
@@ -166,11 +172,17 @@ def _print_report(report: VerifyReport, what: str, limit: int = 200) -> int:
         click.echo(problem.line())
     if len(report.problems) > limit:
         click.echo(f"... and {len(report.problems) - limit} more problems")
+    if report.bodies_unchecked:
+        click.echo(
+            f"note: {report.bodies_unchecked} encrypted bodies not checked: the master key "
+            "is not in this FLOWLOOM_HOME"
+        )
     if report.ok:
         size = report.checkpoint.size if report.checkpoint else 0
+        key = f", key {key_name(report.key)}" if report.key is not None else ""
         click.echo(
             f"ok: {what} verifies: {report.size} entries, {report.checkpoints_checked} "
-            f"checkpoints (latest at {size}), {report.bodies_checked} bodies"
+            f"checkpoints (latest at {size}), {report.bodies_checked} bodies{key}"
         )
         return 0
     click.echo(f"FAILED: {what} does not verify: {len(report.problems)} problems", err=True)
@@ -200,16 +212,35 @@ def _progress(enabled: bool) -> Any:
     metavar="NAME",
     help="Verify the copy published on git remote NAME (refs/flowloom/log) instead.",
 )
+@click.option(
+    "--vkey",
+    "vkey_text",
+    metavar="VKEY|FILE",
+    help="A verifier key you trust (or a file holding it); it must be one of the log's keys.",
+)
 @click.pass_context
-def verify(ctx: click.Context, against: str | None, no_bodies: bool, remote: str | None) -> None:
-    """Verify the whole log; exit 1 and name every bad entry when it does not."""
-    services = AppContext.of(ctx).services()
+def verify(
+    ctx: click.Context,
+    against: str | None,
+    no_bodies: bool,
+    remote: str | None,
+    vkey_text: str | None,
+) -> None:
+    """Verify the whole log; exit 1 and name every bad entry when it does not.
+
+    Checkpoints are checked against the keys the log itself pins and rotates to, so no
+    key file is needed; nothing is written and no key is created.
+    """
+    services = AppContext.of(ctx).services("read")
     if remote is not None:
         if against is not None:
             raise InputError("use --remote or --against, not both")
         ctx.exit(_verify_remote(services, remote))
     ledger = services.ledger
     note = _read_text(against, "checkpoint file") if against else None
+    trusted = _trusted_key(vkey_text) if vkey_text is not None else None
+    if trusted is None and ledger.keyring is not None and not ledger.keyring.history().all:
+        trusted = ledger.current_verifier()  # a log from before keys were pinned
 
     def decrypt(stored: StoredBody) -> bytes | None:
         return ledger.read_body(stored.digest)
@@ -217,7 +248,7 @@ def verify(ctx: click.Context, against: str | None, no_bodies: bool, remote: str
     report = verify_store(
         ledger.store,
         ledger.log,
-        ledger.verifier,
+        trusted,
         against=note,
         decrypt=decrypt,
         check_bodies=not no_bodies,
@@ -225,6 +256,44 @@ def verify(ctx: click.Context, against: str | None, no_bodies: bool, remote: str
     )
     _remember(services.settings.last_verification_file, report)
     ctx.exit(_print_report(report, "the log"))
+
+
+def _trusted_key(text: str) -> Verifier:
+    """A verifier key given on the command line, or read from the file it names."""
+    from flowloom.ledger.note import Verifier
+
+    if Path(text).is_file():
+        text = _read_text(text, "verifier key file").strip()
+    return Verifier.from_vkey(text)
+
+
+@log.command("rotate-key")
+@click.option("--reason", required=True, help="Why the key is replaced (recorded).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def rotate_key(ctx: click.Context, reason: str, as_json: bool) -> None:
+    """Replace the log's signing key; the old key attests the change (key.rotated).
+
+    The old key file is kept under its key id, so what it signed still verifies.
+    """
+    rotation = AppContext.of(ctx).services().ledger.rotate_key(reason=reason)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "old_vkey": rotation.old.vkey,
+                    "new_vkey": rotation.new.vkey,
+                    "index": rotation.index,
+                    "checkpoint": rotation.checkpoint.size,
+                }
+            )
+        )
+        return
+    click.echo(
+        f"rotated: {key_name(rotation.old)} -> {key_name(rotation.new)} (entry "
+        f"{rotation.index}; checkpoint {rotation.checkpoint.size} signed by the new key)"
+    )
+    click.echo(rotation.new.vkey)
 
 
 def _remember(path: Path, report: VerifyReport) -> None:
@@ -290,11 +359,8 @@ def export(ctx: click.Context, directory: str) -> None:
 def verify_bundle_cmd(ctx: click.Context, directory: str, vkey_text: str) -> None:
     """Verify an exported bundle with nothing but the bundle and the verifier key."""
     from flowloom.ledger.bundle import verify_bundle
-    from flowloom.ledger.note import Verifier
 
-    if Path(vkey_text).is_file():
-        vkey_text = _read_text(vkey_text, "verifier key file").strip()
-    report = verify_bundle(Path(directory), Verifier.from_vkey(vkey_text))
+    report = verify_bundle(Path(directory), _trusted_key(vkey_text))
     ctx.exit(_print_report(report, "the bundle"))
 
 

@@ -34,7 +34,7 @@ def import_(ctx: click.Context, file: Path, as_json: bool) -> None:
 
     Exits 3 on a malformed line, naming it; nothing is imported then.
     """
-    mem = open_memory(ctx, None)
+    mem = open_memory(ctx, None, writes=True)
     if str(file) == "-":
         lines = sys.stdin.read().splitlines()
         result = mem.import_jsonl(lines)

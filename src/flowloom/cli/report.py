@@ -89,6 +89,9 @@ def report(
     settings = load_compliance_settings(git.top() if git is not None else None)
     app = AppContext.of(ctx)
     services = app.services()
+    # The report's use is recorded (export.generate, attested by the log's key): without
+    # that key fail now, before any file is written.
+    services.ledger.require_signer()
     assessment = assess(
         services.ledger,
         framework=framework,

@@ -19,11 +19,12 @@ if TYPE_CHECKING:
 __all__ = ["open_memory", "search"]
 
 
-def open_memory(ctx: click.Context, session: str | None) -> Memory:
+def open_memory(ctx: click.Context, session: str | None, *, writes: bool = False) -> Memory:
     """The project memory for the command's repository (if any), closed with the command.
 
     The asking session is `session`, else the pending link's session (the one an agent
-    is working in right now), so its unmerged items stay visible.
+    is working in right now), so its unmerged items stay visible. Unless the command
+    `writes` to the ledger, the ledger is opened read-only (the index is its own).
     """
     from flowloom.memory.service import Memory
 
@@ -35,7 +36,8 @@ def open_memory(ctx: click.Context, session: str | None) -> Memory:
 
         pending = read_pending(git[1])
         session = pending.session if pending is not None else None
-    memory = Memory.from_services(app.services(), repo=repo, session=session)
+    services = app.services("write" if writes else "read")
+    memory = Memory.from_services(services, repo=repo, session=session)
     ctx.call_on_close(memory.close)
     return memory
 

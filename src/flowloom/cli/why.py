@@ -83,13 +83,10 @@ def why(ctx: click.Context, location: str, as_json: bool) -> None:
     git = find_git_dirs(Path.cwd())
     if git is None:
         raise InputError("'flowloom why' needs a git repository; run it inside one")
+    # "sign": a proof may sign a checkpoint with the log's key if it is here, nothing else.
+    ledger = app.services("sign").ledger
     answer = explain(
-        app.services().ledger,
-        Path.cwd(),
-        path,
-        line,
-        index_path=index_path(git[1]),
-        trust=app.trust(),
+        ledger, Path.cwd(), path, line, index_path=index_path(git[1]), trust=app.trust()
     )
     if as_json:
         click.echo(json.dumps(answer.to_json(), ensure_ascii=False))

@@ -62,6 +62,7 @@ def export_bundle(
     """Write the whole log as a bundle; returns the manifest."""
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise InputError(f"{directory} exists and is not an empty directory")
+    ledger.require_signer()  # the export and its checkpoint need the log's key: fail first
     ledger.record(
         "export.generate",
         meta={"subject": "bundle", "refs": {"format": BUNDLE_FORMAT}},

@@ -1,8 +1,14 @@
 """Key files: the log's Ed25519 signing key and the master key that wraps body keys.
 
-Keys live under FLOWLOOM_HOME/keys, are generated on first use with mode 0600 (created
-exclusively, so two processes starting at once end with one key), and are never printed
-or logged. A key file readable by group or others is refused, as ssh does.
+Keys live under FLOWLOOM_HOME/keys with mode 0600, created exclusively (so two processes
+starting at once end with one key), and are never printed or logged. A key file readable
+by group or others is refused, as ssh does.
+
+A log's signing key is ``<origin>.skey``; a key rotated out of use is kept as
+``<origin>.<key id>.skey`` (and a new key is written there before it takes over), so
+every key a log was ever signed by can still be found by its key id. Which key a log
+uses is the log's own record (`flowloom.ledger.keyring`), not whichever file is here:
+only `signer` and `master_key` create keys, and only writers call them.
 """
 
 from __future__ import annotations
@@ -16,10 +22,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flowloom.errors import KeyFileError
+from flowloom.errors import KeyFileError, KeyMissingError
 
 if TYPE_CHECKING:
-    from flowloom.ledger.note import Signer
+    from flowloom.ledger.note import Signer, Verifier
 
 __all__ = ["KeyStore"]
 
@@ -35,18 +41,94 @@ class KeyStore:
     def _path(self, stem: str, suffix: str) -> Path:
         return self.directory / f"{_SAFE.sub('_', stem)}{suffix}"
 
+    def active_path(self, origin: str) -> Path:
+        """Where the signing key in use for log `origin` is kept."""
+        return self._path(origin, ".skey")
+
+    def archived_path(self, name: str, key_id: bytes) -> Path:
+        """Where the key `name`+`key_id` is kept by its key id (rotated keys)."""
+        return self._path(name, f".{key_id.hex()}.skey")
+
     def has_signer(self, origin: str) -> bool:
         """Whether log `origin` already has a signing key (a cheap file check)."""
-        return self._path(origin, ".skey").exists()
+        return self.active_path(origin).exists()
 
     def signer(self, origin: str) -> tuple[Signer, bool]:
-        """The signer for log `origin` and whether it was just generated."""
+        """The signer for log `origin` and whether it was just generated.
+
+        Creates the key when there is none: only for the first write to a new log.
+        """
         from flowloom.ledger.note import Signer  # loads OpenSSL: only when signing
 
-        path = self._path(origin, ".skey")
+        path = self.active_path(origin)
         created = False
         if not path.exists():
             created = self._create(path, Signer.generate(origin).to_skey().encode())
+        return self._load(path, origin), created
+
+    def find(self, verifier: Verifier) -> Signer | None:
+        """The private key of `verifier` if this home holds it (never creates one)."""
+        signer = self.find_id(verifier.name, verifier.key_id)
+        return signer if signer is not None and signer.verifier() == verifier else None
+
+    def find_id(self, name: str, key_id: bytes) -> Signer | None:
+        """The private key named `name` with key id `key_id`, if this home holds it."""
+        for path in (self.active_path(name), self.archived_path(name, key_id)):
+            if path.exists():
+                signer = self._load(path, name)
+                if signer.key_id == key_id:
+                    return signer
+        return None
+
+    def active(self, origin: str) -> Signer | None:
+        """The key in use for `origin` if there is one (never creates one)."""
+        path = self.active_path(origin)
+        return self._load(path, origin) if path.exists() else None
+
+    def generate(self, origin: str) -> Signer:
+        """A new key for `origin`, kept under its key id until `activate` puts it in use."""
+        from flowloom.ledger.note import Signer
+
+        signer = Signer.generate(origin)
+        path = self.archived_path(origin, signer.key_id)
+        if not self._create(path, signer.to_skey().encode()):
+            raise KeyFileError(f"key file {path} already exists")
+        return signer
+
+    def archive(self, signer: Signer) -> None:
+        """Keep `signer` under its key id too, so it is found after it is rotated out."""
+        path = self.archived_path(signer.name, signer.key_id)
+        if not path.exists():
+            self._create(path, signer.to_skey().encode())
+
+    def activate(self, signer: Signer) -> None:
+        """Make `signer` the key in use for its log (atomically replacing the old one).
+
+        The key must already be kept under its key id (`generate`), and the old one too
+        (`archive`): at every moment both can be found by `find`.
+        """
+        path = self.active_path(signer.name)
+        tmp = self._path(signer.name, f".{signer.key_id.hex()}.activating")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        if not self._create(tmp, signer.to_skey().encode()):
+            raise KeyFileError(f"cannot create key file {tmp}")
+        try:
+            os.replace(tmp, path)
+            self._sync_directory()
+        except OSError as exc:
+            raise KeyFileError(f"cannot replace key file {path}: {exc.strerror}") from exc
+
+    def _sync_directory(self) -> None:
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the new name must survive a power cut too
+        finally:
+            os.close(dir_fd)
+
+    def _load(self, path: Path, origin: str) -> Signer:
+        from flowloom.ledger.note import Signer
+
         text = self._read(path).decode("utf-8", "replace").strip()
         try:
             signer = Signer.from_skey(text)
@@ -56,12 +138,20 @@ class KeyStore:
             raise KeyFileError(
                 f"signing key file {path} is for log {signer.name!r}, not {origin!r}"
             )
-        return signer, created
+        return signer
 
-    def master_key(self) -> bytes:
-        """The 32-byte key that wraps per-data-subject body keys."""
+    def master_key(self, *, create: bool = True) -> bytes:
+        """The 32-byte key that wraps per-data-subject body keys.
+
+        Readers pass create=False: a missing master key is then an error, not a new key.
+        """
         path = self._path("master", ".key")
         if not path.exists():
+            if not create:
+                raise KeyMissingError(
+                    f"the master key that decrypts data subjects' bodies is not at {path}",
+                    hint="set FLOWLOOM_HOME to the home that holds it",
+                )
             self._create(path, base64.b64encode(os.urandom(32)) + b"\n")
         try:
             key = base64.b64decode(self._read(path).strip(), validate=True)
@@ -93,11 +183,7 @@ class KeyStore:
                 return False
             except OSError as exc:
                 raise KeyFileError(f"cannot create key file {path}: {exc.strerror}") from exc
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)  # the new name must survive a power cut too
-            finally:
-                os.close(dir_fd)
+            self._sync_directory()
             return True
         finally:
             with contextlib.suppress(OSError):

@@ -9,6 +9,7 @@ durable in the store and only when consistent with the previous checkpoint.
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from flowloom.errors import (
     BodyTooLargeError,
     InputError,
+    KeyMissingError,
     NotFoundError,
     VerificationError,
 )
@@ -29,16 +31,18 @@ from flowloom.store.interface import (
     NodeLookup,
     PendingEntry,
     Store,
+    StoredBody,
     StoredCheckpoint,
     StoredEntry,
 )
 
 if TYPE_CHECKING:
     from flowloom.ledger.body import BodyCipher
+    from flowloom.ledger.keyring import Keyring
     from flowloom.ledger.note import Signer, Verifier
     from flowloom.ledger.receipt import Receipt
 
-__all__ = ["META_FIELDS", "EnvelopeSigner", "Ledger", "Prepared"]
+__all__ = ["META_FIELDS", "EnvelopeSigner", "Ledger", "Prepared", "Rotation"]
 
 # Envelope fields a caller may set through --meta; the rest FlowLoom sets itself.
 META_FIELDS = frozenset({"actor", "session", "git", "subject", "refs"})
@@ -60,8 +64,24 @@ class Prepared:
     entry: PendingEntry
 
 
+@dataclass(frozen=True)
+class Rotation:
+    """A key rotation done: the two keys, the key.rotated entry, the new key's checkpoint."""
+
+    old: Verifier
+    new: Verifier
+    index: int
+    checkpoint: StoredCheckpoint
+
+
 class Ledger:
-    """Records into, and answers for, one log."""
+    """Records into, and answers for, one log.
+
+    With a `keyring` (what services build), the log's signing key is the one its own
+    history pins (`flowloom.ledger.keyring`): the first write to a brand-new log pins
+    one (a ``key.generated`` entry before it), and a home without the log's key cannot
+    sign or attest. A plain `signer` loader is for tests and tools over a single key.
+    """
 
     def __init__(
         self,
@@ -69,16 +89,20 @@ class Ledger:
         *,
         log: str,
         origin: str,
-        signer: SignerLoader,
+        signer: SignerLoader | None = None,
         cipher: CipherLoader,
         actor: Mapping[str, Any],
         max_body_bytes: int,
         writer: LogWriter | None = None,
         clock: Clock | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
+        if (signer is None) == (keyring is None):
+            raise TypeError("give a Ledger either a signer loader or a keyring")
         self.store = store
         self.log = log
         self.origin = origin
+        self.keyring = keyring
         self._load_signer = signer
         self._load_cipher = cipher
         self._signer: Signer | None = None
@@ -87,10 +111,19 @@ class Ledger:
         self._max_body = max_body_bytes
         self.writer = writer or LogWriter(store, log)
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._pin_lock = threading.RLock()
+        self._pin_done = False
+        self._pin_running = False
+        if keyring is not None:
+            self.writer.before_first_append = self._pin_new_log
 
     @property
     def signer(self) -> Signer:
+        """The log's signing key now (KeyMissingError when this home lacks it)."""
+        if self.keyring is not None:
+            return self.keyring.signer()
         if self._signer is None:
+            assert self._load_signer is not None
             self._signer = self._load_signer()
         return self._signer
 
@@ -102,7 +135,85 @@ class Ledger:
 
     @property
     def verifier(self) -> Verifier:
-        return self.signer.verifier()
+        """The log's public key now; needs no private key when the log pins its key."""
+        if self.keyring is None:
+            return self.signer.verifier()
+        found = self.keyring.verifier()
+        if found is None:
+            raise NotFoundError(
+                f"log {self.log!r} has no signing key yet: nothing has been recorded in it"
+            )
+        return found
+
+    def current_verifier(self) -> Verifier | None:
+        """The log's public key now, or None when it has none yet (nothing recorded)."""
+        try:
+            return self.verifier
+        except (NotFoundError, KeyMissingError):
+            return None
+
+    # -- the log's key -----------------------------------------------------------------
+
+    def _pin_new_log(self) -> None:
+        """Before the first write to a brand-new log: generate its key and pin it.
+
+        Called once per Ledger (by the writer before its first append, and before an
+        attestation or a checkpoint); a log that already has entries is left as it is,
+        so a home without the log's key never adds a second one.
+        """
+        if self.keyring is None or self._pin_done:
+            return
+        with self._pin_lock:
+            if self._pin_done or self._pin_running:
+                return  # done meanwhile, or this very call appending the pin
+            self._pin_running = True
+            try:
+                signer = self.keyring.new_log_signer()
+                if signer is not None:
+                    from flowloom.ledger.keyring import generated_meta
+
+                    meta = generated_meta(signer.verifier())
+                    prepared = self._prepare("key.generated", None, meta)
+                    event = Event.from_json(attest(prepared.event.to_json(), signer))
+                    self.writer.append_many([self._pending(event, None)])
+                self._pin_done = True
+            finally:
+                self._pin_running = False
+
+    def require_signer(self) -> Signer:
+        """The log's key, for a command whose use is itself recorded with an attestation
+        (a report, an export): asked for first, so that without it nothing is written."""
+        self._pin_new_log()
+        return self.signer
+
+    def rotate_key(self, *, reason: str, actor: Mapping[str, Any] | None = None) -> Rotation:
+        """Replace the log's signing key: ``key.rotated`` attested by the old key, then
+        the new key takes over and signs a checkpoint covering the rotation.
+
+        The old key stays in the key store under its key id, so what it signed still
+        verifies.
+        """
+        from flowloom.ledger.keyring import rotated_meta
+
+        if self.keyring is None:
+            raise InputError("this ledger has no keyring to rotate")
+        if not reason.strip():
+            raise InputError("a key rotation needs a reason")
+        history = self.keyring.history()
+        if history.current is None:
+            raise InputError(
+                f"log {self.log!r} pins no signing key (no key.generated event): nothing to rotate"
+            )
+        old = self.keyring.signer()  # KeyMissingError before anything is written
+        keys = self.keyring.keys
+        new = keys.generate(old.name)
+        keys.archive(old)
+        meta: dict[str, Any] = rotated_meta(old.verifier(), new.verifier(), reason.strip())
+        if actor is not None:
+            meta["actor"] = dict(actor)
+        ack = self.record("key.rotated", meta=meta)
+        keys.activate(new)
+        return Rotation(old.verifier(), new.verifier(), ack.index, self._checkpoint())
 
     # -- recording -------------------------------------------------------------------
 
@@ -120,6 +231,27 @@ class Ledger:
         `sign` returns the envelope with the acting person's signature added; it runs
         before the log's attestation, which then covers that signature too.
         """
+        if is_authority_kind(kind):
+            self._pin_new_log()  # the attesting key of a brand-new log is pinned first
+        prepared = self._prepare(kind, body, meta, data_subject)
+        event = prepared.event
+        if sign is not None:
+            event = Event.from_json(sign(event.to_json()))
+        if is_authority_kind(kind):
+            # Written here, by FlowLoom's own code: bind the log key's attestation in, so
+            # readers can tell it from an event someone appended by hand (ledger/attest.py).
+            event = Event.from_json(attest(event.to_json(), self.signer))
+        if event is prepared.event:
+            return prepared
+        return Prepared(event, self._pending(event, prepared.entry.body))
+
+    def _prepare(
+        self,
+        kind: str,
+        body: bytes | None,
+        meta: Mapping[str, Any] | None,
+        data_subject: str | None = None,
+    ) -> Prepared:
         meta = dict(meta or {})
         unknown = sorted(set(meta) - META_FIELDS)
         if unknown:
@@ -148,21 +280,13 @@ class Ledger:
         if sealed is not None:
             envelope["body"] = sealed.digest
         event = Event.from_json(envelope)
-        if sign is not None:
-            event = Event.from_json(sign(event.to_json()))
-        if is_authority_kind(kind):
-            # Written here, by FlowLoom's own code: bind the log key's attestation in, so
-            # readers can tell it from an event someone appended by hand (ledger/attest.py).
-            event = Event.from_json(attest(event.to_json(), self.signer))
+        return Prepared(event, self._pending(event, sealed.stored if sealed else None))
+
+    @staticmethod
+    def _pending(event: Event, body: StoredBody | None) -> PendingEntry:
         canonical = event.canonical()
-        return Prepared(
-            event,
-            PendingEntry(
-                envelope=canonical,
-                leaf_hash=merkle.leaf_hash(canonical),
-                kind=event.kind,
-                body=sealed.stored if sealed is not None else None,
-            ),
+        return PendingEntry(
+            envelope=canonical, leaf_hash=merkle.leaf_hash(canonical), kind=event.kind, body=body
         )
 
     def record(
@@ -215,6 +339,10 @@ class Ledger:
 
     def checkpoint(self) -> StoredCheckpoint:
         """Sign the durable tree; returns the latest checkpoint if nothing was added."""
+        self._pin_new_log()
+        return self._checkpoint()
+
+    def _checkpoint(self) -> StoredCheckpoint:
         return self.store.add_checkpoint(self.log, self._sign)
 
     def _sign(
@@ -248,15 +376,27 @@ class Ledger:
                     ) from exc
         from flowloom.ledger.checkpoint import Checkpoint, sign_checkpoint
 
-        note = sign_checkpoint(Checkpoint(self.origin, size, root), self.signer)
+        # The key that was the log's key once these `size` entries were written: after a
+        # rotation the new key, whatever this process loaded before.
+        signer = self.keyring.signer(size) if self.keyring is not None else self.signer
+        note = sign_checkpoint(Checkpoint(signer.name, size, root), signer)
         return StoredCheckpoint(size, root, note)
 
-    def checkpoint_at(self, size: int | None) -> StoredCheckpoint:
-        """The stored checkpoint at `size`, or the latest (signing one if none exists)."""
+    def checkpoint_at(self, size: int | None, *, covering: int = 0) -> StoredCheckpoint:
+        """The stored checkpoint at `size`, or the latest (signed now if the log grew).
+
+        Signing needs the log's key; without it the latest stored checkpoint is used if
+        it covers entry `covering`, and KeyMissingError says which key is needed if not.
+        A log with no key yet (nothing recorded) has nothing to sign: NotFoundError.
+        """
         if size is None:
             latest = self.store.latest_checkpoint(self.log)
             if latest is None or latest.size < self.size():
-                latest = self.checkpoint()
+                try:
+                    latest = self._checkpoint()
+                except KeyMissingError:
+                    if latest is None or latest.size <= covering:
+                        raise
             return latest
         for stored in self.store.checkpoints(self.log):
             if stored.size == size:
@@ -273,7 +413,7 @@ class Ledger:
         """A tlog-proof receipt for entry `index` under a signed checkpoint."""
         if index < 0:
             raise InputError("the index must not be negative")
-        checkpoint = self.checkpoint_at(size)
+        checkpoint = self.checkpoint_at(size, covering=index)
         if index >= checkpoint.size:
             raise NotFoundError(
                 f"entry {index} is not covered by checkpoint {checkpoint.size}",
@@ -286,7 +426,7 @@ class Ledger:
 
     def consistency(self, old: int, new: int | None = None) -> tuple[StoredCheckpoint, list[bytes]]:
         """Proof that the tree at `old` is a prefix of the checkpointed tree at `new`."""
-        target = self.checkpoint_at(new)
+        target = self.checkpoint_at(new, covering=max(old - 1, 0))
         if old < 0 or old > target.size:
             raise InputError(f"old size {old} must be between 0 and {target.size}")
         proof = merkle.consistency_proof(old, target.size, self.lookup()) if old else []

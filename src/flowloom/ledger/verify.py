@@ -1,7 +1,9 @@
 """Whole-log verification: every entry, every checkpoint, every body.
 
 The checker recomputes each leaf hash from the stored envelope, rebuilds the tree and
-compares the roots with the signed checkpoints. When something does not match it
+compares the roots with the signed checkpoints, each checked against the key that was
+the log's key at its size (`flowloom.ledger.keyring`): a checkpoint signed by any
+other key is a problem that names both keys. When something does not match it
 names the entries: an entry whose hash matches no stored leaf was modified or
 inserted, one whose hash belongs at another index was moved, a gap is missing
 entries. If an attacker rewrote the stored tree hashes too, the signed checkpoints
@@ -19,7 +21,8 @@ from dataclasses import dataclass, field
 from flowloom.errors import FlowLoomError
 from flowloom.ledger import merkle
 from flowloom.ledger.checkpoint import Checkpoint, open_checkpoint
-from flowloom.ledger.note import Verifier
+from flowloom.ledger.keyring import KeyHistory, key_name, log_keys
+from flowloom.ledger.note import Verifier, parse_note
 from flowloom.store.interface import Store, StoredBody
 
 __all__ = ["BodyStatus", "Problem", "Progress", "VerifyReport", "audit", "body_ref", "verify_store"]
@@ -53,6 +56,10 @@ class VerifyReport:
     checkpoint: Checkpoint | None = None
     checkpoints_checked: int = 0
     bodies_checked: int = 0
+    bodies_unchecked: int = 0
+    """Encrypted bodies not checked because this home lacks the master key."""
+    key: Verifier | None = None
+    """The log's key now (the key its latest checkpoints must be signed by)."""
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -293,9 +300,17 @@ def _localize(
 
 
 def body_status(
-    bodies: Iterable[StoredBody], decrypt: Callable[[StoredBody], bytes | None]
+    bodies: Iterable[StoredBody],
+    decrypt: Callable[[StoredBody], bytes | None],
+    unchecked: list[str] | None = None,
 ) -> dict[str, bool]:
-    """Check every stored body against its commitment."""
+    """Check every stored body against its commitment.
+
+    An encrypted body that cannot be decrypted because the master key is not here is
+    not a mismatch: its digest goes to `unchecked` (when given) and counts as held.
+    """
+    from flowloom.errors import KeyMissingError
+
     status: dict[str, bool] = {}
     sha256 = hashlib.sha256
     for stored in bodies:
@@ -304,6 +319,12 @@ def body_status(
         else:
             try:
                 plain = decrypt(stored)
+            except KeyMissingError:
+                if unchecked is None:
+                    raise
+                unchecked.append(stored.digest)
+                status[stored.digest] = True
+                continue
             except FlowLoomError:
                 plain = None
         digest = stored.digest
@@ -313,24 +334,82 @@ def body_status(
     return status
 
 
+KeyAt = Callable[[int], Verifier | None]
+
+
+def _keys_for(history: KeyHistory, trusted: Verifier | None, report: VerifyReport) -> KeyAt:
+    """Which key each checkpoint must be signed by: the log's own history when it pins
+    its key (a `trusted` key must then be one of them), else `trusted` alone."""
+    report.problems.extend(Problem(None, "key", p) for p in history.problems)
+    if not history.all:
+        report.key = trusted
+        return lambda size: trusted
+    report.key = history.current
+    if trusted is not None and trusted not in history.verifiers:
+        pinned = history.all[0]
+        report.problems.append(
+            Problem(
+                None,
+                "key",
+                f"the trusted key {key_name(trusted)} is not a key of this log: entry "
+                f"{pinned.since} pins {pinned.key}",
+            )
+        )
+    return history.at
+
+
+def _open(note: str, size: int, key_at: KeyAt, what: str) -> Checkpoint:
+    """Open `note` with the key it must be signed by; the error names both keys."""
+    wanted = key_at(size)
+    if wanted is None:
+        raise FlowLoomError(f"{what}: no key to check it against (the log pins none; give --vkey)")
+    try:
+        return open_checkpoint(note, wanted)
+    except FlowLoomError as exc:
+        try:
+            signers = [f"{s.name}+{s.key_id.hex()}" for s in parse_note(note)[1]]
+        except FlowLoomError:
+            signers = []
+        mine = f"{wanted.name}+{wanted.key_id.hex()}"
+        if signers and mine not in signers:
+            raise FlowLoomError(
+                f"{what} is signed by key {', '.join(signers)}, not by the log's key "
+                f"{mine} (its key at size {size})"
+            ) from exc
+        raise FlowLoomError(f"{what}: {exc.diagnostics()}") from exc
+
+
+def _note_size(note: str) -> int:
+    """The tree size a checkpoint note claims (not verified: only to pick its key)."""
+    try:
+        return Checkpoint.parse(parse_note(note)[0]).size
+    except FlowLoomError:
+        return 0
+
+
 def verify_store(
     store: Store,
     log: str,
-    verifier: Verifier,
+    verifier: Verifier | None = None,
     *,
     against: str | None = None,
     decrypt: Callable[[StoredBody], bytes | None] | None = None,
     check_bodies: bool = True,
     progress: Progress | None = None,
 ) -> VerifyReport:
-    """Verify a whole log in a store; `against` is a checkpoint note kept elsewhere."""
+    """Verify a whole log in a store; `against` is a checkpoint note kept elsewhere.
+
+    Checkpoints are checked against the log's own key history; `verifier`, a key the
+    caller trusts, must be one of its keys (for a log that pins none, it is the key).
+    """
     report = VerifyReport()
+    key_at = _keys_for(log_keys(store, log), verifier, report)
     opened: list[Checkpoint] = []
     for stored in store.checkpoints(log):
         try:
-            cp = open_checkpoint(stored.note, verifier)
+            cp = _open(stored.note, stored.size, key_at, f"checkpoint {stored.size}")
         except FlowLoomError as exc:
-            report.problems.append(Problem(None, "checkpoint", f"checkpoint {stored.size}: {exc}"))
+            report.problems.append(Problem(None, "checkpoint", exc.message))
             continue
         if cp.size != stored.size or cp.root != stored.root:
             report.problems.append(
@@ -340,15 +419,17 @@ def verify_store(
     external: Checkpoint | None = None
     if against is not None:
         try:
-            external = open_checkpoint(against, verifier)
+            external = _open(against, _note_size(against), key_at, "--against")
         except FlowLoomError as exc:
-            report.problems.append(Problem(None, "checkpoint", f"--against: {exc.diagnostics()}"))
+            report.problems.append(Problem(None, "checkpoint", exc.message))
     report.checkpoints_checked = len(opened) + (1 if external else 0)
     size = store.size(log)
     status = None
     if check_bodies:
-        status = body_status(store.bodies(log), decrypt or (lambda b: None))
-        report.bodies_checked = len(status)
+        unchecked: list[str] = []
+        status = body_status(store.bodies(log), decrypt or (lambda b: None), unchecked)
+        report.bodies_unchecked = len(unchecked)
+        report.bodies_checked = len(status) - len(unchecked)
     problems, count, roots = audit(
         store.rows(log),
         checkpoints=opened,

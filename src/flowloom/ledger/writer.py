@@ -59,6 +59,10 @@ class LogWriter:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
+        self._appended = False
+        self.before_first_append: Callable[[], None] | None = None
+        """Called before each append until one succeeds: the ledger pins a new log's key
+        there (`Ledger._pin_new_log`, idempotent), so it precedes the log's first entry."""
 
     # -- direct path: one batch in the caller's thread (CLI, hooks) ---------------
 
@@ -66,6 +70,8 @@ class LogWriter:
         """Append `entries` as one durable batch and return their acknowledgements."""
         if not entries:
             return []
+        if not self._appended and self.before_first_append is not None:
+            self.before_first_append()
         extended: list[Frontier] = []
 
         def extend(size: int, lookup: NodeLookup, leaf_hashes: Sequence[bytes]) -> AppendPlan:
@@ -74,6 +80,7 @@ class LogWriter:
             return plan
 
         first = self._store.append(self._log, entries, extend)
+        self._appended = True
         # Only a committed transaction makes the extended frontier true.
         with self._frontier_lock:
             self._frontier = extended[0] if extended else None

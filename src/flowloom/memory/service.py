@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from flowloom.errors import InputError
+from flowloom.errors import InputError, KeyMissingError
 from flowloom.ledger import merkle
 from flowloom.ledger.event import Event, format_ts
 from flowloom.ledger.log import Ledger
@@ -164,30 +164,44 @@ class Memory:
         if self._up_to_date():
             return 0
         done = 0
+        # A body this home cannot decrypt (no master key here) ends the projection just
+        # before its entry, so a reader holding the key projects it in full later.
+        stop: int | None = None
         while True:
-            size = store.size(log)
-            with self._index.write() as w:
-                consumed, last_leaf = w.consumed()
-                if consumed > 0:
-                    entry = store.entry(log, consumed - 1) if consumed <= size else None
-                    if entry is None or merkle.leaf_hash(entry.envelope) != last_leaf:
-                        w.reset()
-                        consumed = 0
-                if consumed >= size:
-                    return done
-                end = min(size, consumed + _SYNC_CHUNK)
-                leaf = last_leaf
-                for index, envelope, kind in store.rows(log, consumed, end):
-                    leaf = merkle.leaf_hash(envelope)
-                    if kind not in _PROJECTED:
-                        continue
-                    try:
-                        event = Event.parse(envelope)
-                    except InputError:
-                        continue  # verification reports it; memory just skips it
-                    self._projector.apply(w, index, event)
-                w.set_consumed(end, leaf)
-                done += end - consumed
+            size = store.size(log) if stop is None else stop
+            try:
+                with self._index.write() as w:
+                    consumed, last_leaf = w.consumed()
+                    if consumed > 0:
+                        entry = store.entry(log, consumed - 1) if consumed <= size else None
+                        if entry is None or merkle.leaf_hash(entry.envelope) != last_leaf:
+                            if stop is not None:
+                                return done
+                            w.reset()
+                            consumed = 0
+                    if consumed >= size:
+                        return done
+                    end = min(size, consumed + _SYNC_CHUNK)
+                    leaf = last_leaf
+                    for index, envelope, kind in store.rows(log, consumed, end):
+                        leaf = merkle.leaf_hash(envelope)
+                        if kind not in _PROJECTED:
+                            continue
+                        try:
+                            event = Event.parse(envelope)
+                        except InputError:
+                            continue  # verification reports it; memory just skips it
+                        try:
+                            self._projector.apply(w, index, event)
+                        except KeyMissingError:
+                            stop = index
+                            raise
+                    w.set_consumed(end, leaf)
+                    done += end - consumed
+            except KeyMissingError:
+                if stop is None:
+                    raise
+                continue  # the chunk was rolled back: project it again, up to `stop`
 
     def _up_to_date(self) -> bool:
         """The common case, checked without the write lock: nothing new to project."""
@@ -519,9 +533,12 @@ class Memory:
                 f" linked to {decision}" if isinstance(decision, str) else ""
             )
         elif event.kind in ("agent.prompt", "agent.response") and event.body:
-            body = self.ledger.read_body(event.body)
+            try:
+                body = self.ledger.read_body(event.body)
+            except KeyMissingError:
+                body, summary = None, "(body encrypted; the master key is not here)"
             if body is None:
-                summary = "(body erased)"
+                summary = summary if summary.startswith("(") else "(body erased)"
             else:
                 text = " ".join(body.decode("utf-8", errors="replace").split())
                 summary = text[:_SUMMARY_CHARS] + ("…" if len(text) > _SUMMARY_CHARS else "")

@@ -24,6 +24,7 @@ from flowloom.errors import (
     ConflictError,
     FlowLoomError,
     InputError,
+    KeyMissingError,
     NotFoundError,
     PermissionDeniedError,
     RemoteError,
@@ -72,6 +73,7 @@ _STATUS: tuple[tuple[type[FlowLoomError], int, str], ...] = (
     (AuthError, 401, "unauthorized"),
     (PermissionDeniedError, 403, "forbidden"),
     (StoreError, 503, "unavailable"),
+    (KeyMissingError, 503, "key_missing"),
     (RemoteError, 502, "remote_error"),
     (VerificationError, 409, "verification_failed"),
 )
@@ -100,7 +102,8 @@ _DESCRIPTIONS = {
     413: "The request body is over the server's limit.",
     422: "The request does not match the schema.",
     429: "Sign-in throttled after failed attempts; retry after Retry-After seconds.",
-    503: "The database cannot be reached, or the same append is in progress; retry later.",
+    503: "The database cannot be reached, the log's signing key is not in the server's home,"
+    " or the same append is in progress; retry later.",
 }
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

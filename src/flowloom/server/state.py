@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowloom.ledger.body import BodyCipher
 from flowloom.ledger.keys import KeyStore
 from flowloom.ledger.log import META_FIELDS, Ledger
 from flowloom.ledger.provenance import Trust
@@ -44,8 +43,8 @@ _log = logging.getLogger("flowloom.server")
 class LedgerRegistry:
     """One Ledger per project over the shared store, created lazily and kept open.
 
-    A project's origin is '<public host/path>/<project>'; its signing key comes from the
-    shared KeyStore, so every server process signs a project's checkpoints alike.
+    A project's origin is '<public host/path>/<project>'; its signing key is the one its
+    log pins, found in the shared KeyStore, so every server process signs alike.
     """
 
     def __init__(
@@ -78,31 +77,19 @@ class LedgerRegistry:
         return ledger
 
     def _build(self, project: str) -> Ledger:
-        origin = self._origin(project)
-        keys = self._keys
-        created = False
-        if not keys.has_signer(origin):
-            _, created = keys.signer(origin)
-        ledger = Ledger(
+        from flowloom.services import open_ledger
+
+        # Reading a project builds its ledger too: nothing is written until something is
+        # recorded, and only the first write to a brand-new log generates its key.
+        return open_ledger(
             self._store,
+            self._keys,
             log=project,
-            origin=origin,
-            signer=lambda: keys.signer(origin)[0],
-            cipher=lambda: BodyCipher(keys.master_key()),
+            origin=self._origin(project),
             actor=SERVER_ACTOR,
             max_body_bytes=self._max_body,
             writer=LogWriter(self._store, project, max_batch=self._batch_max),
         )
-        if created:
-            # Only the process that created the key records it (creation is exclusive).
-            ledger.record(
-                "key.generated",
-                meta={
-                    "subject": origin,
-                    "refs": {"vkey": ledger.verifier.vkey, "purpose": "checkpoint signing"},
-                },
-            )
-        return ledger
 
     def audit(self, kind: str, project: str | None, meta: Mapping[str, Any]) -> None:
         """Record a security event in `project`'s ledger, or the instance's when None.
@@ -159,11 +146,11 @@ class ServerState:
         disabled and keys revoked), written by the endpoint that authenticated the actor.
         An authority-bearing event without one (appended around the endpoints) never counts.
         """
-        keys = [self.ledger(project).verifier]
-        if project != INSTANCE_PROJECT and self.keys.has_signer(
-            self.settings.origin(INSTANCE_PROJECT)
-        ):
-            keys.append(self.ledger(INSTANCE_PROJECT).verifier)
+        from flowloom.ledger.keyring import log_keys
+
+        keys = list(log_keys(self.store, project).verifiers)
+        if project != INSTANCE_PROJECT:
+            keys += log_keys(self.store, INSTANCE_PROJECT).verifiers
         return Trust.of_server(keys)
 
     def audit(self, kind: str, project: str | None, meta: Mapping[str, Any]) -> None:

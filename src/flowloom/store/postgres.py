@@ -18,7 +18,9 @@ schema, many logs in it, one log per project:
 Concurrency: every append and checkpoint is one READ COMMITTED transaction that first
 takes ``pg_advisory_xact_lock(hashtextextended(log, 0))``, then reads the durable size,
 so any number of threads and server processes get contiguous indices for a log.
-Migrations run when a store opens, under a session advisory lock.
+Migrations run when a store opens, under a session advisory lock. A store opened
+`read_only` (what read commands use) runs none and sets
+``default_transaction_read_only`` on its connections, so the server refuses any write.
 
 Connections use the tables of the first schema on their ``search_path`` (set it with
 ``?options=-csearch_path%3Dmyschema`` in the URL to keep a ledger in its own schema).
@@ -29,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -80,8 +83,12 @@ class PostgresStore:
 
     dialect = "postgres"
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
+    def __init__(
+        self, url: str, *, min_size: int = 1, max_size: int = 8, read_only: bool = False
+    ) -> None:
         self.url = url
+        self.read_only = read_only
+        self._held = threading.local()
         """The URL as given: it may hold a password, so it never goes into a message."""
         try:
             params: dict[str, Any] = conninfo_to_dict(url)
@@ -96,13 +103,16 @@ class PostgresStore:
         params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
         params.setdefault("application_name", "flowloom")
         self._conninfo = make_conninfo("", **params)
-        self._migrate()
+        if read_only:
+            self._check_schema()
+        else:
+            self._migrate()
         self._pool: ConnectionPool[Connection] = ConnectionPool(
             self._conninfo,
             min_size=min_size,
             max_size=max(max_size, min_size),
             kwargs={"autocommit": True},
-            configure=_configure,
+            configure=_configure_read_only if read_only else _configure,
             check=ConnectionPool.check_connection,
             open=False,
             timeout=POOL_TIMEOUT_S,
@@ -143,6 +153,16 @@ class PostgresStore:
 
     @contextlib.contextmanager
     def _connection(self, doing: str) -> Iterator[Connection]:
+        held: Connection | None = getattr(self._held, "conn", None)
+        if held is not None:
+            # A read from inside this thread's write transaction (the checkpoint signer
+            # reads the log's key events): through that connection, not a second one,
+            # which a pool full of transactions waiting for this log's lock could not give.
+            try:
+                yield held
+            except psycopg.Error as exc:
+                raise self._translate(exc, doing) from exc
+            return
         try:
             with self._pool.connection() as conn:
                 yield conn
@@ -162,7 +182,11 @@ class PostgresStore:
         """One transaction holding the log's write lock; rolled back on any error."""
         with self._connection(doing) as conn, conn.transaction():
             conn.execute(_LOCK_SQL, (log,))
-            yield conn
+            self._held.conn = conn
+            try:
+                yield conn
+            finally:
+                self._held.conn = None
 
     def _query(self, sql: str, params: Sequence[object], doing: str) -> list[TupleRow]:
         with self._connection(doing) as conn:
@@ -211,6 +235,34 @@ class PostgresStore:
             raise self._translate(exc, "applying migrations") from exc
         finally:
             conn.close()  # also releases the session advisory lock
+
+    def _check_schema(self) -> None:
+        """Opened read-only: the schema must hold an up-to-date FlowLoom ledger already."""
+        known = len(load_migrations(self.dialect))
+        conn = self._connect()
+        try:
+            conn.execute("SET default_transaction_read_only = on")
+            self._check_foreign(conn)
+            row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        except psycopg.errors.UndefinedTable:
+            row = None
+        except psycopg.Error as exc:
+            raise self._translate(exc, "opening") from exc
+        finally:
+            conn.close()
+        version = row[0] if row is not None else None
+        if version is None or version < known:
+            raise StoreError(
+                f"PostgreSQL database {self.where} holds no up-to-date FlowLoom ledger, "
+                "and this command only reads",
+                hint="run a command that writes to create or upgrade it",
+            )
+        if version > known:
+            raise StoreError(
+                f"PostgreSQL database {self.where} was written by a newer FlowLoom"
+                f" (schema {version})",
+                hint="upgrade FlowLoom",
+            )
 
     def _check_foreign(self, conn: Connection) -> None:
         row = conn.execute("SELECT current_schema()").fetchone()
@@ -451,6 +503,11 @@ def _configure(conn: Connection) -> None:
     # Appends read the size after taking the log's lock, so each statement needs a
     # fresh snapshot, whatever default_transaction_isolation the server has.
     conn.isolation_level = IsolationLevel.READ_COMMITTED
+
+
+def _configure_read_only(conn: Connection) -> None:
+    _configure(conn)
+    conn.execute("SET default_transaction_read_only = on")
 
 
 def _durable_size(conn: Connection, log: str) -> int:

@@ -3,7 +3,9 @@
 Data model: see flowloom.store.interface. Each thread gets its own connection (SQLite
 connections are not shared across threads); writes take SQLite's write lock with
 BEGIN IMMEDIATE, so appenders in several processes serialise on the file itself and
-read the durable size inside their transaction.
+read the durable size inside their transaction. A store opened `read_only` (what read
+commands use) connects with ``mode=ro`` and ``query_only``: it cannot change the file,
+not even its schema.
 """
 
 from __future__ import annotations
@@ -66,8 +68,9 @@ class SQLiteStore:
 
     dialect = "sqlite"
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False) -> None:
         self.path = str(path)
+        self.read_only = read_only
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -75,7 +78,7 @@ class SQLiteStore:
         if self.path != ":memory:":
             p = Path(self.path)
             if not p.exists():
-                if not create:
+                if not create or read_only:
                     raise StoreUnavailableError(f"no ledger at {self.path}")
                 try:
                     p.parent.mkdir(parents=True, exist_ok=True)
@@ -94,12 +97,20 @@ class SQLiteStore:
         if self._closed:
             raise StoreError("store is closed")
         try:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=60
-            )
-            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            _enable_wal(conn)
-            conn.execute("PRAGMA synchronous=FULL")
+            if self.read_only and self.path != ":memory:":
+                uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+                conn = sqlite3.connect(
+                    uri, uri=True, isolation_level=None, check_same_thread=False, timeout=60
+                )
+                conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA query_only=ON")
+            else:
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=60
+                )
+                conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+                _enable_wal(conn)
+                conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
             raise _translate(exc, self.path, "opening") from exc
         self._local.conn = conn
@@ -128,6 +139,9 @@ class SQLiteStore:
                     return
         except sqlite3.Error:
             pass  # fall through to the careful path, which reports errors properly
+        if self.read_only:
+            self._check_read_only(conn, len(known))
+            return
         try:
             # Inside the write lock, so a second process opening a new file at the same
             # moment sees either nothing or the finished schema, never half of it.
@@ -174,6 +188,33 @@ class SQLiteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise _translate(exc, self.path, "applying migrations") from exc
+
+    def _check_read_only(self, conn: sqlite3.Connection, version: int) -> None:
+        """Opened read-only: the file must be an up-to-date FlowLoom ledger already."""
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            row = (
+                conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+                if app_id == APPLICATION_ID
+                else None
+            )
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path, "opening") from exc
+        if row is None:
+            raise ForeignDatabaseError(
+                f"{self.path} is an SQLite database that FlowLoom did not create",
+                hint="point --database at a FlowLoom ledger",
+            )
+        if row[0] is None or row[0] < version:
+            raise StoreError(
+                f"{self.path} has an older schema, and this command only reads",
+                hint="run a command that writes (e.g. 'flowloom log checkpoint') to upgrade it",
+            )
+        if row[0] > version:
+            raise StoreError(
+                f"{self.path} was written by a newer FlowLoom (schema {row[0]})",
+                hint="upgrade FlowLoom",
+            )
 
     # -- reads -------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "flowloom.server.routes.people",
     "flowloom.server.routes.keys",
     "flowloom.server.routes.ledger",
+    "flowloom.server.routes.ledger_key",
     # other areas: add one line each below
     "flowloom.server.routes.oidc",
     "flowloom.server.routes.signatures",

@@ -46,7 +46,8 @@ def _project_out(server: ServerState, project: Project, *, detail: bool) -> Proj
     if detail:
         ledger = server.ledger(project.name)
         out.size = ledger.size()
-        out.vkey = ledger.verifier.vkey
+        verifier = ledger.current_verifier()  # None until something is recorded
+        out.vkey = verifier.vkey if verifier is not None else None
     return out
 
 

@@ -497,6 +497,11 @@ def _checkpoint_status(ledger: Ledger) -> dict[str, Any]:
     }
 
 
+def _vkey_text(ledger: Ledger) -> str:
+    verifier = ledger.current_verifier()
+    return verifier.vkey if verifier is not None else "none yet: nothing has been recorded"
+
+
 def _ledger_context(
     request: Request, principal: Principal, server: ServerState, web: WebState, project: str
 ) -> dict[str, Any]:
@@ -514,7 +519,7 @@ def _ledger_context(
         origin=ledger.origin,
         checkpoint=latest,
         status=_checkpoint_status(ledger),
-        vkey=ledger.verifier.vkey,
+        vkey=_vkey_text(ledger),
         full=full,
         receipt_result=None,
         api=f"/api/v1/projects/{project}/ledger",
