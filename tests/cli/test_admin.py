@@ -150,7 +150,8 @@ def test_bootstrap_flow(admin: Admin) -> None:
         directory.close()
 
     # Every change is in the ledger: instance-wide ones in the reserved project's log,
-    # project grants in the project's own log, all by the operating-system user.
+    # project grants in the project's own log, all by the command line (which proves
+    # no one: the operating-system user is named, not trusted).
     instance = admin.kinds(INSTANCE_PROJECT)
     assert instance.count("auth.user_created") == 4
     assert instance.count("auth.role_granted") == 2  # the two "*" owner grants
@@ -159,7 +160,8 @@ def test_bootstrap_flow(admin: Admin) -> None:
     assert admin.kinds("alpha") == ["key.generated", "auth.role_granted", "auth.role_revoked"]
     envelope = admin.envelopes("alpha")[1]
     assert envelope["project"] == "alpha"
-    assert envelope["actor"]["type"] == "human"  # type: ignore[index]
+    assert envelope["actor"]["type"] == "service"  # type: ignore[index]
+    assert envelope["actor"]["id"] == "flowloom-admin-cli"  # type: ignore[index]
     assert envelope["refs"]["role"] == "developer"  # type: ignore[index]
 
 
@@ -366,8 +368,10 @@ def test_the_documented_offboarding_commands(admin: Admin) -> None:
         ]
     )
     for event in by_cli:
-        assert event["actor"] == {"type": "human", "id": olive, "name": "Olive Owner"}
-        assert event["refs"]["os_user"]  # type: ignore[index]
+        # The owner named with --as is a claim; the command line is the actor.
+        assert event["actor"]["id"] == "flowloom-admin-cli"  # type: ignore[index]
+        claimed = {"type": "human", "id": olive, "name": "Olive Owner"}
+        assert event["refs"]["claimed_by"] == claimed  # type: ignore[index]
     deleted = next(e for e in by_cli if e["kind"] == "auth.user_deleted")
     assert deleted["subject"] == lee and "lee@example.org" not in json.dumps(deleted)
 

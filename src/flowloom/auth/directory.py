@@ -342,8 +342,10 @@ class Directory:
             if by.key_id:
                 clean["key_id"] = by.key_id
             if by.via == "cli":
-                # Named with `flowloom admin ... --as`, not authenticated: say who ran it.
-                clean["os_user"] = self._default_actor.get("id")
+                # Named with `flowloom admin ... --as`, not authenticated: the command line
+                # is the actor, and the owner it named is kept as a claim.
+                meta["actor"] = dict(self._default_actor)
+                clean["claimed_by"] = by.actor()
         if clean:
             meta["refs"] = clean
         self._audit_hook(kind, project, meta)

@@ -1,12 +1,12 @@
 """`flowloom admin …`: bootstrap and manage the server's users, projects, roles and API keys.
 
 These commands work on the directory in the database directly (no server needed).
-Bootstrap commands act as the operating-system user running them; offboarding and team
-commands (`admin user …`, `admin team …`) act as the instance owner named with `--as`,
-who must exist, be enabled and hold owner on "*", so the Directory's rules (nobody acts
-on themselves, only owners on owners) apply. `--as` is a claim by whoever can reach the
-database, not a sign-in: the events also carry `auth_via: cli` and the operating-system
-user. Every change is also recorded in the ledger: project-scoped events in that
+The command line proves no one, so it records as itself (the `flowloom-admin-cli`
+service actor, named with the operating-system user). Offboarding and team commands
+(`admin user …`, `admin team …`) name the instance owner they act for with `--as`, who
+must exist, be enabled and hold owner on "*", so the Directory's rules (nobody acts on
+themselves, only owners on owners) apply; `--as` is a claim by whoever can reach the
+database, not a sign-in, kept as `refs.claimed_by`. Every change is also recorded in the ledger: project-scoped events in that
 project's log, instance-wide ones in the log of the reserved project "flowloom-instance".
 """
 
@@ -53,7 +53,14 @@ def _directory(ctx: click.Context) -> Iterator[Any]:
     audit = AuditLedgers(app.settings().with_overrides(database=url))
     try:
         audit.require_key()  # every change is recorded in the instance's log, with its key
-        directory = Directory(url, audit=audit, default_actor=default_actor())
+        # The command line proves no one: it acts as itself, naming who ran it.
+        os_user = default_actor()["id"]
+        actor = {
+            "type": "service",
+            "id": "flowloom-admin-cli",
+            "name": f"flowloom admin ({os_user})",
+        }
+        directory = Directory(url, audit=audit, default_actor=actor)
         try:
             yield directory
         finally:
