@@ -6,8 +6,9 @@ service actor, named with the operating-system user). Offboarding and team comma
 (`admin user …`, `admin team …`) name the instance owner they act for with `--as`, who
 must exist, be enabled and hold owner on "*", so the Directory's rules (nobody acts on
 themselves, only owners on owners) apply; `--as` is a claim by whoever can reach the
-database, not a sign-in, kept as `refs.claimed_by`. Every change is also recorded in the ledger: project-scoped events in that
-project's log, instance-wide ones in the log of the reserved project "flowloom-instance".
+database, not a sign-in, kept as `refs.claimed_by`. Every change is also recorded in
+the ledger: project-scoped events in that project's log, instance-wide ones in the log
+of the reserved project "flowloom-instance".
 """
 
 from __future__ import annotations
