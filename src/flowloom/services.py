@@ -80,10 +80,22 @@ def default_actor() -> dict[str, Any]:
 
 
 def log_attesters(services: Services) -> list[Verifier]:
-    """The keys whose attestations prove that FlowLoom itself wrote an event in this log."""
-    if not services.keys.has_signer(services.settings.origin):
-        return []
-    return [services.ledger.verifier]
+    """The keys whose attestations prove that FlowLoom itself wrote an event this command
+    reads: this log's, and the instance log's (users disabled, keys revoked, instance
+    roles) when this home holds that key too, as when a report runs over a server's
+    database with the server's home: the server's own readers trust it the same way
+    (ServerState.trust), so both give the same results."""
+    from flowloom.compliance.history import INSTANCE_LOG
+
+    found: list[Verifier] = []
+    settings = services.settings
+    if services.keys.has_signer(settings.origin):
+        found.append(services.ledger.verifier)
+    prefix, _, name = settings.origin.rpartition("/")
+    instance = f"{prefix}/{INSTANCE_LOG}"
+    if prefix and name == settings.project != INSTANCE_LOG and services.keys.has_signer(instance):
+        found.append(services.keys.signer(instance)[0].verifier())
+    return found
 
 
 def server_keys(settings: Settings) -> list[Verifier]:

@@ -171,7 +171,12 @@ def test_controls_and_change_population(world: World, march: Assessment) -> None
     assert rita.printed_name == "Rita Reviewer" and rita.signature is not None
     assert rita.bound_to_tree and rita.independent
     assert rows[e["c3"]].link is None and rows[e["c3"]].tests == "none"
-    assert set(rows[e["c3"]].flags) == {"unapproved", "unlinked-commit", "untested", "self-deployed"}
+    assert set(rows[e["c3"]].flags) == {
+        "unapproved",
+        "unlinked-commit",
+        "untested",
+        "self-deployed",
+    }
     assert rows[e["c4"]].override == "payment outage P1"
     assert rows[e["c4"]].override_entry == e["g4"]
     m6 = rows[e["m6"]]

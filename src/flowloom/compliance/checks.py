@@ -168,6 +168,8 @@ def _finding(
 def check_segregation(ctx: CheckContext) -> CheckResult:
     """Every change approved by someone else, the approval bound to the merged tree."""
     name = "segregation_of_duties"
+    if ctx.population is None:
+        return _no_git(name, ctx)
     findings: list[Finding] = []
     entries: list[int] = []
     changes = ctx.changes()
@@ -1506,7 +1508,10 @@ def _signer_names(entry: Entry) -> set[str]:
 
 
 def run_check(spec: CheckSpec, ctx: CheckContext) -> CheckResult:
-    """Run one check; a FlowLoom error makes it not_assessed (with the error), not a crash."""
+    """Run one check; a FlowLoom error makes it not_assessed (with the error), not a crash.
+    A check that needs git is not assessed without a repository, whatever it would find."""
+    if spec.needs_git and ctx.population is None:
+        return _no_git(spec.id, ctx)
     try:
         return spec.run(ctx)
     except FlowLoomError as exc:
