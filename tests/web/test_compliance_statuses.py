@@ -109,8 +109,39 @@ def test_every_status_is_shown_with_its_reason(world: tuple[World, Populated]) -
     )]  # fmt: skip
 
 
-def _cli_report(world: World, tmp_path: Path, framework: str) -> dict[str, object]:
-    """`flowloom report --no-git` over the server's database, as an auditor runs it."""
+def _git(repo: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_AUTHOR_NAME": "Dev Person",
+        "GIT_AUTHOR_EMAIL": "developer@example.org",
+        "GIT_COMMITTER_NAME": "Dev Person",
+        "GIT_COMMITTER_EMAIL": "developer@example.org",
+    }
+    done = subprocess.run(
+        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def _repository(tmp_path: Path) -> Path:
+    """A clone with two commits on main in the period: one pushed straight to main."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    for name in ("app.py", "hotfix.py"):
+        (repo / name).write_text(f"# {name}\n")
+        _git(repo, "add", name)
+        _git(repo, "commit", "-q", "-m", f"Add {name}")
+    return repo
+
+
+def _cli_report(
+    world: World, tmp_path: Path, framework: str, repo: Path | None
+) -> dict[str, object]:
+    """`flowloom report` over the server's database, as an auditor runs it (`--repo`
+    the project's clone, or `--no-git` as the server without one)."""
     server = world.server
     out = tmp_path / f"{framework}.json"
     env = {
@@ -126,7 +157,8 @@ def _cli_report(world: World, tmp_path: Path, framework: str) -> dict[str, objec
     for name in ("FLOWLOOM_SERVER", "FLOWLOOM_API_KEY", "FLOWLOOM_API_KEY_FILE"):
         env.pop(name, None)
     done = subprocess.run(
-        [sys.executable, "-m", "flowloom", "report", "--framework", framework, "--no-git",
+        [sys.executable, "-m", "flowloom", "report", "--framework", framework,
+         *(["--repo", str(repo)] if repo is not None else ["--no-git"]),
          "--from", PERIOD["from"], "--to", PERIOD["to"], "--format", "json", "--out", str(out)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
@@ -136,18 +168,28 @@ def _cli_report(world: World, tmp_path: Path, framework: str) -> dict[str, objec
 
 
 @pytest.mark.parametrize("framework", ["sox", "part11"])
+@pytest.mark.parametrize("git", [False, True], ids=["no-repository", "repository"])
 def test_the_dashboard_and_the_cli_agree(
-    world: tuple[World, Populated], tmp_path: Path, framework: str
+    world: tuple[World, Populated], tmp_path: Path, framework: str, git: bool
 ) -> None:
-    """Same database, same period: the same status for every control (with the same
-    reason), on the web page and in `flowloom report`."""
+    """Same database, same period, same repository (or none): the same status for every
+    control, with the same reason, on the web page and in `flowloom report`."""
     server = world[0]
+    repo = _repository(tmp_path) if git else None
+    if repo is not None:
+        server.server.repositories = {OWN: repo}
     with live_server(server.server) as base, httpx.Client(base_url=base) as client:
         sign_in(client, "auditor@example.org")
         page = client.get(f"{P}/{framework}", params=PERIOD)
         assert page.status_code == 200, page.text
     web = rows(page.text)
-    cli = _cli_report(server, tmp_path, framework)
+    statuses = {cells[2].split(" ", 1)[0] for cells in web.values()}
+    if repo is not None:  # the commit checks ran: the direct push is flagged, not skipped
+        assert "needs the git repository" not in page.text
+        assert "flag" in statuses
+    else:
+        assert "not" in statuses and "needs the git repository" in page.text
+    cli = _cli_report(server, tmp_path, framework, repo)
     controls = cli["controls"]
     assert isinstance(controls, list)
     assert [c["control"]["clause"] for c in controls] == list(web)
