@@ -67,9 +67,12 @@ class Settings:
         return None
 
     def with_overrides(self, **changes: Any) -> Settings:
-        """A copy with the given fields replaced (command-line options)."""
+        """A copy with the given fields replaced (command-line options). Naming another
+        project names another log, so its origin is that project's default; naming the
+        same project (FLOWLOOM_PROJECT seen again as --project) keeps the origin the
+        settings chose (FLOWLOOM_ORIGIN), instead of keying the log anew."""
         clean = {k: v for k, v in changes.items() if v is not None}
-        if "project" in clean and "origin" not in clean:
+        if "project" in clean and "origin" not in clean and clean["project"] != self.project:
             clean["origin"] = f"flowloom.local/{clean['project']}"
         return replace(self, **clean)
 

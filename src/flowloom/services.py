@@ -103,11 +103,19 @@ def default_actor() -> dict[str, Any]:
 
 
 def log_attesters(services: Services) -> list[Verifier]:
-    """The keys whose attestations prove that FlowLoom itself wrote an event in this log:
-    every key the log itself pins (its public keys: no private key is needed)."""
+    """The keys whose attestations prove that FlowLoom itself wrote an event this command
+    reads: every key this log pins, and the instance log's (users disabled, keys
+    revoked, instance roles) when the store holds it, as when a report runs over a
+    server's database: the server's own readers trust the same (ServerState.trust), so
+    both give the same results. Public keys from the logs themselves: no private key."""
+    from flowloom.compliance.history import INSTANCE_LOG
     from flowloom.ledger.keyring import log_keys
 
-    return list(log_keys(services.store, services.ledger.log).verifiers)
+    log = services.ledger.log
+    found = list(log_keys(services.store, log).verifiers)
+    if log != INSTANCE_LOG:
+        found += log_keys(services.store, INSTANCE_LOG).verifiers
+    return found
 
 
 def server_keys(settings: Settings) -> list[Verifier]:

@@ -67,3 +67,13 @@ def test_a_key_in_a_config_file_is_refused(tmp_path: Path) -> None:
 def test_a_bad_server_url_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not an http"):
         load_settings(tmp_path, env_for(tmp_path, FLOWLOOM_SERVER="flowloom.example.com"))
+
+
+def test_the_same_project_named_again_keeps_the_chosen_origin(tmp_path: Path) -> None:
+    """FLOWLOOM_PROJECT reaches the CLI twice (settings and click's --project envvar);
+    naming the same project again must not swap FLOWLOOM_ORIGIN for a default origin,
+    which would key the existing log anew. Another project gets its own default."""
+    env = env_for(tmp_path, FLOWLOOM_PROJECT="acme", FLOWLOOM_ORIGIN="flowloom.example.com/acme")
+    settings = load_settings(tmp_path, env)
+    assert settings.with_overrides(project="acme").origin == "flowloom.example.com/acme"
+    assert settings.with_overrides(project="other").origin == "flowloom.local/other"

@@ -154,16 +154,29 @@ def test_controls_and_change_population(world: World, march: Assessment) -> None
     assert statuses["sox-cm-segregation"] == "flag"
     assert statuses["sox-cm-trail"] == "pass"
     assert statuses["sox-ac-revocation"] == "flag"
+    assert statuses["sox-cm-deploy"] == "flag"
+    # Partly automated: its check passes, the control stays manual with its requests.
+    provisioning = next(c for c in march.controls if c.control.id == "sox-ac-provisioning")
+    assert (provisioning.status, provisioning.automated) == ("manual", "pass")
+    assert provisioning.requests and "covers only" in provisioning.note
+    review = next(c for c in march.controls if c.control.id == "sox-ac-review")
+    assert (review.status, review.automated, review.checks) == ("manual", "", ())
     rows = {row.commit: row for row in march.changes}
     assert list(rows) == [e["c1"], e["c2"], e["c3"], e["c4"], e["c5"], e["m6"], e["m7"]]
     c1 = rows[e["c1"]]
-    assert c1.decisions == (e["d1"],) and c1.tests == "pass" and c1.flags == ()
+    assert c1.decisions == (e["d1"],) and c1.tests == "pass"
+    assert c1.flags == ("self-deployed",)  # Ann fast-forwarded main to her own change
     assert c1.models == ("claude-sonnet-4-5-20250929",)
     [rita] = c1.approvals
     assert rita.printed_name == "Rita Reviewer" and rita.signature is not None
     assert rita.bound_to_tree and rita.independent
     assert rows[e["c3"]].link is None and rows[e["c3"]].tests == "none"
-    assert set(rows[e["c3"]].flags) == {"unapproved", "unlinked-commit", "untested"}
+    assert set(rows[e["c3"]].flags) == {
+        "unapproved",
+        "unlinked-commit",
+        "untested",
+        "self-deployed",
+    }
     assert rows[e["c4"]].override == "payment outage P1"
     assert rows[e["c4"]].override_entry == e["g4"]
     m6 = rows[e["m6"]]
@@ -215,8 +228,59 @@ def test_report_without_git(world: World, tmp_path: Path) -> None:
         now=NOW,
     )
     assert result.changes == ()
-    statuses = {c.control.id: c.status for c in result.controls}
-    assert statuses["part11-11.10h"] == "manual"
-    assert statuses["part11-11.50"] == "flag"  # D2's approval is not a signature
-    assert statuses["part11-11.10k"] == "not_applicable"  # commit checks need git
-    assert result.check("completeness").status == "not_applicable"
+    statuses = {c.control.id: c for c in result.controls}
+    assert statuses["part11-11.10h"].status == "manual"
+    assert statuses["part11-11.50"].status == "flag"  # D2's approval is not a signature
+    # Commit checks without git are not assessed (never not applicable, never a pass),
+    # and say what they need.
+    documentation = statuses["part11-11.10k"]
+    assert (documentation.status, documentation.automated) == ("not_assessed", "not_assessed")
+    assert "needs the git repository" in documentation.note
+    completeness = result.check("completeness")
+    assert completeness.status == "not_assessed"
+    assert "commit.link events of the period" in completeness.reason
+    assert "[server.repositories]" in completeness.reason
+    assert result.flagged  # --fail-on-flag fails: part of the evidence was not examined
+
+
+def test_new_checks_over_the_month(world: World, march: Assessment) -> None:
+    """Develop/deploy separation from the reflog, AI providers, access changes."""
+    e = world.expected
+    deploy = march.check("deploy_separation")
+    assert flagged(deploy) == {
+        ("self-deployed", e[key]) for key in ("c1", "c2", "c3", "c4", "m6", "m7")
+    }  # C5 (Bob's) was put on main by Ann: the one change deployed by someone else
+    c2 = next(f for f in deploy.findings if f.commit == e["c2"])
+    assert "operated the AI session S2" in c2.message  # Ann ran the agent for Bob
+    processors = march.check("ai_processors")
+    assert {f.details["session"] for f in processors.exceptions} == {"S1", "S2", "S3", "S4"}
+    assert {f.what for f in processors.exceptions} == {"provider-unrecorded"}
+    provisioning = march.check("access_provisioning")
+    assert provisioning.status == "pass" and not provisioning.exceptions
+    [removed] = provisioning.notes  # Mallory disabled (in the instance log)
+    assert removed.what == "access-removed" and removed.details["log"] == "flowloom-instance"
+    assert "no authenticated person" in removed.message
+    privileged = march.check("privileged_access")
+    assert privileged.status == "not_applicable" and "no owner or admin" in privileged.reason
+
+
+def test_over_claims_do_not_pass(world: World) -> None:
+    """§11.10(a), §11.10(d), §11.300, GDPR Art. 30 and ISO A.8.26 never pass on checks
+    that do not evidence them; whatever the month holds, they are manual or flagged."""
+    for framework, ids in (
+        ("part11", ["part11-11.10a", "part11-11.10d", "part11-11.300a", "part11-11.300c"]),
+        ("gdpr", ["gdpr-art30"]),
+        ("iso27001", ["iso27001-8.26"]),
+    ):
+        result = assess(
+            world.ledger,
+            framework=framework,
+            period=parse_period("2026-03-01", "2026-03-31"),
+            trust=world.trust,
+            repo=world.repo,
+            now=NOW,
+        )
+        statuses = {c.control.id: (c.status, c.automated) for c in result.controls}
+        for control_id in ids:
+            assert statuses[control_id][0] in ("manual", "flag"), (control_id, statuses)
+    assert statuses["iso27001-8.26"] == ("manual", "")

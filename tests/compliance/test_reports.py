@@ -115,8 +115,10 @@ def _controls() -> tuple[ControlResult, ...]:
         ),
         ControlResult(
             control("sox-cm-5", "ITGC CM-5", "Retention is respected", ("retention",)),
-            "error",
+            "not_assessed",
             ("retention",),
+            note="retention not assessed: the check could not run",
+            automated="not_assessed",
         ),
         ControlResult(
             control(
@@ -181,9 +183,10 @@ def _checks(count: int) -> tuple[CheckResult, ...]:
         CheckResult(
             "retention",
             "Retention",
-            "error",
-            "the retention settings could not be read",
+            "not_assessed",
+            "the check could not run",
             limits="cannot see purges done outside FlowLoom",
+            reason="the check could not run: the retention settings could not be read",
         ),
     )
 
@@ -539,7 +542,7 @@ def test_exceptions_audit_trail_and_controls_csv(tmp_path: Path) -> None:
     assert tuple(controls[0]) == csv_reports.CONTROL_COLUMNS
     by_id = {r[1]: dict(zip(controls[0], r, strict=True)) for r in controls[1:]}
     assert list(by_id) == [c.control.id for c in assessment.controls]
-    assert by_id["sox-cm-1"]["status"] == "flag" and by_id["sox-cm-1"]["findings"] == "1"
+    assert by_id["sox-cm-1"]["status"] == "flag" and by_id["sox-cm-1"]["exceptions"] == "1"
     assert by_id["sox-cm-1"]["check_statuses"] == "sod=flag"
     assert by_id["sox-cm-3"]["evidence_entries"].startswith("0; 3; 6")
     assert (

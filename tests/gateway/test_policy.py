@@ -149,6 +149,9 @@ def test_fallback_crosses_providers_and_formats_on_overload(world: World) -> Non
     assert refs["provider"] == "backup" and refs["upstream_format"] == "openai"
     assert [a["provider"] for a in refs["fallback"]][:2] == ["primary", "eu"]
     assert [a["status"] for a in refs["fallback"]][:2] == [529, 500]
+    # Where the data went: each provider's configured region (GDPR Art. 44-49 evidence).
+    assert refs["region"] == "us"
+    assert [a["region"] for a in refs["fallback"]] == ["us", "eu", "us"]
 
     # A stream falls back the same way, before its first byte reaches the caller.
     world.mock.reset()

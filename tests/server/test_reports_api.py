@@ -99,7 +99,12 @@ def test_reports_in_every_format_over_http(base: str, world: World, tmp_path: Pa
         assert data["repository"] == "" and data["changes"] == []
         assert data["statement"] == DISCLAIMER
         statuses = {c["check"]: c["status"] for c in data["checks"]}
-        assert statuses["segregation_of_duties"] == "not_applicable"
+        assert statuses["segregation_of_duties"] == "not_assessed"  # no repository here
+        sod = next(c for c in data["checks"] if c["check"] == "segregation_of_duties")
+        assert "needs the git repository" in sod["reason"]
+        assert set(data["summary"]) == {
+            "pass", "flag", "manual", "not_applicable", "not_assessed"
+        }  # fmt: skip
         assert statuses["trail_integrity"] in ("pass", "flag")
         assert data["ledger"]["verified"] is True
         check_recorded(world, response, "json", "auditor")
@@ -221,8 +226,13 @@ def test_catalogue(base: str, world: World) -> None:
     assert {"sox", "part11", "iso27001", "hipaa", "gdpr", "soc2", "euaiact"} <= set(names)
     part11 = next(f for f in data["frameworks"] if f["name"] == "part11")
     clauses = {c["clause"]: c for c in part11["controls"]}
-    assert "§11.10(a)" in clauses and "§11.300" in clauses
-    assert "legally binding" in clauses["§11.100"]["manual"]
+    assert "§11.10(a)" in clauses and "§11.300(e)" in clauses
+    assert "legally binding" in clauses["§11.100(c)"]["requests"][0]
+    # Each control says how far automation covers it, and what stays manual.
+    validation = clauses["§11.10(a)"]
+    assert validation["coverage"] == "partly automated" and validation["requests"]
+    assert validation["automated"].startswith("the ability to discern altered records")
+    assert clauses["§11.10(h)"]["coverage"] == "manual" and not clauses["§11.10(h)"]["checks"]
     assert "certif" not in json.dumps(data["frameworks"]).lower()
     assert data["formats"] == list(FORMATS) and data["git"] is False
     assert any(c["id"] == "completeness" and c["needs_git"] for c in data["checks"])

@@ -3,7 +3,7 @@
 The command assesses (flowloom.compliance.assess) and hands the result to the renderer
 registered for the format (flowloom.compliance.reports.RENDERERS). Exit status 0 when
 the report was written, even if checks flagged exceptions; 1 with --fail-on-flag when
-any check flagged or could not run (so CI can gate on it).
+any check flagged or could not look (not assessed), so CI can gate on it.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ __all__ = ["report"]
     help="The git repository to examine (default: the one around the current directory).",
 )
 @click.option(
-    "--no-git", is_flag=True, help="Examine the ledger only (commit checks not applicable)."
+    "--no-git", is_flag=True, help="Examine the ledger only (commit checks not assessed)."
 )
 @click.option(
     "--bundle-dir",
@@ -114,10 +114,13 @@ def report(
         refs["sha256"] = digest
     services.ledger.record("export.generate", meta={"subject": f"report:{framework}", "refs": refs})
     counts = assessment.counts()
-    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    summary = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
     click.echo(f"wrote {written} — evidence for {framework} controls: {summary}")
     for finding in assessment.exceptions:
         if finding.severity != "info":
             click.echo(f"  {finding.check}: {finding.message}", err=True)
+    for result in assessment.checks:
+        if result.status == "not_assessed":
+            click.echo(f"  {result.check}: not assessed: {result.reason}", err=True)
     if fail_on_flag and assessment.flagged:
         ctx.exit(1)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from flowloom import __version__
 from flowloom.capture.git.repo import GitRepo
@@ -32,6 +31,8 @@ from flowloom.compliance.model import (
     AuditTrailRow,
     ChangeRow,
     CheckResult,
+    CheckStatus,
+    Control,
     ControlResult,
     ControlStatus,
     Finding,
@@ -121,7 +122,7 @@ def assess(
     defaults);
     `settings` the override window and retention classes; `now` the time the
     assessment is made (for windows still open); `checks` runs only those checks
-    (the controls that need others are then reported as not applicable).
+    (the controls that need others are then reported as not assessed).
     """
     spec = load_framework(framework)
     policy = policy or Policy()
@@ -182,22 +183,59 @@ def _protected(repo: GitRepo | None, policy: Policy) -> tuple[str, ...]:
     return tuple(sorted(b for b in names if policy.is_protected(b)))
 
 
-def _control_result(control: Any, results: dict[str, CheckResult]) -> ControlResult:
-    ran = [results[c] for c in control.checks if c in results]
-    status: ControlStatus
+def _control_result(control: Control, results: dict[str, CheckResult]) -> ControlResult:
+    """A control's status from its checks, never more than they show.
+
+    Any flag flags the control; otherwise a check that could not look (no repository,
+    not run, failed) leaves it not_assessed. A partly automated control is never
+    ``pass``: unless its automated part flags or was not assessed, it stays ``manual``
+    (the automated part's own status is `ControlResult.automated`)."""
     if not control.checks:
-        status = "manual"
-    elif any(r.status == "error" for r in ran):
-        status = "error"
-    elif any(r.status == "flag" for r in ran):
-        status = "flag"
-    elif any(r.status == "pass" for r in ran):
-        status = "pass"
+        return ControlResult(
+            control=control,
+            status="manual",
+            checks=(),
+            note="no automated check covers this control: the organisation provides "
+            "the evidence requested",
+        )
+    ran = [results[c] for c in control.checks if c in results]
+    missing = [c for c in control.checks if c not in results]
+    flagged = [r for r in ran if r.status == "flag"]
+    blind = [r for r in ran if r.status == "not_assessed"]
+    passed = [r for r in ran if r.status == "pass"]
+    automated: CheckStatus
+    parts: list[str] = []
+    if flagged:
+        automated = "flag"
+        parts.extend(f"{r.check} flagged {_exceptions(len(r.exceptions))}" for r in flagged)
+    elif blind or missing:
+        automated = "not_assessed"
+    elif passed:
+        automated = "pass"
+        parts.append(f"{', '.join(r.check for r in passed)} found nothing to report")
     else:
-        status = "not_applicable"
+        automated = "not_applicable"
+        parts.extend(f"{r.check}: {r.reason}" for r in ran)
+    parts.extend(f"{r.check} not assessed: {r.reason}" for r in blind)
+    parts.extend(f"{c} not assessed: it was not run in this assessment" for c in missing)
+    status: ControlStatus = automated
+    if control.requests and automated in ("pass", "not_applicable"):
+        status = "manual"
+        parts.append(
+            f"the automated part ({automated.replace('_', ' ')}) covers only: "
+            f"{control.automated}; the rest needs the evidence requested"
+        )
     return ControlResult(
-        control=control, status=status, checks=tuple(r.check for r in ran), note=control.manual
+        control=control,
+        status=status,
+        checks=tuple(r.check for r in ran),
+        note="; ".join(parts),
+        automated=automated,
     )
+
+
+def _exceptions(count: int) -> str:
+    return f"{count} exception{'s' if count != 1 else ''}"
 
 
 def _ledger_summary(ctx: CheckContext, ledger: Ledger, view: LedgerView) -> LedgerSummary:

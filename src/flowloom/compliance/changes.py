@@ -46,6 +46,7 @@ class ReflogMove:
     new: str
     at: datetime
     message: str
+    who: str = ""  # "Name <email>" of the reflog entry: who moved the branch
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Change:
     unverified: list[tuple[int, str]] = field(default_factory=list)
     """(entry, "unverified approval by bob at entry 12: not counted (why)")."""
     reached_at: datetime | None = None  # when the branch moved to it (reflog)
+    reached_by: str | None = None  # who moved the branch to it ("Name <email>", reflog)
 
     @property
     def committed_at(self) -> datetime:
@@ -107,20 +109,21 @@ class Change:
 
 def branch_moves(repo: GitRepo, branch: str) -> list[ReflogMove]:
     """The reflog of `branch`, oldest first; empty when git keeps none (bare servers)."""
-    fmt = "%H%x1f%gd%x1f%gs"
+    fmt = "%H%x1f%gd%x1f%gn <%ge>%x1f%gs"
     try:
         text = repo.run("log", "-g", "--date=unix", f"--format={fmt}", f"refs/heads/{branch}", "--")
     except GitError:
         return []
     moves: list[ReflogMove] = []
-    records = [line.split("\x1f") for line in text.splitlines() if line.count("\x1f") == 2]
+    records = [line.split("\x1f", 3) for line in text.splitlines() if line.count("\x1f") >= 3]
     records.reverse()
     previous = "0" * 40
-    for sha, selector, message in records:
+    for sha, selector, who, message in records:
         stamp = selector.rsplit("{", 1)[-1].rstrip("}")
         if not stamp.isdigit():
             continue
-        moves.append(ReflogMove(previous, sha, datetime.fromtimestamp(int(stamp), UTC), message))
+        at = datetime.fromtimestamp(int(stamp), UTC)
+        moves.append(ReflogMove(previous, sha, at, message, who.strip()))
         previous = sha
     return moves
 
@@ -210,9 +213,33 @@ class Population:
             reached: dict[str, datetime] = {}
             for move in self.moves[branch]:
                 reached.setdefault(move.new, move.at)
+            movers = self._movers(branch)
             for commit in self.branch_commits(branch, first_parent=True):
-                found.append(self._change(commit, branch, reached.get(commit.sha)))
+                change = self._change(commit, branch, reached.get(commit.sha))
+                change.reached_by = movers.get(commit.sha)
+                found.append(change)
         return found
+
+    def _movers(self, branch: str) -> dict[str, str]:
+        """Who (reflog identity) first brought each first-parent commit onto `branch`.
+
+        A move brings every first-parent commit between its old and new tip (a
+        fast-forward of several commits is one move). Only moves from the period's start
+        on are read: an earlier move cannot bring a commit of the period."""
+        movers: dict[str, str] = {}
+        for move in self.moves[branch]:
+            if move.at < self.period.start or not move.who:
+                continue
+            if set(move.old) == {"0"}:
+                brought = [move.new]
+            else:
+                try:
+                    brought = self.repo.rev_list("--first-parent", f"{move.old}..{move.new}")
+                except GitError:
+                    brought = [move.new]
+            for sha in brought:
+                movers.setdefault(sha, move.who)
+        return movers
 
     def _change(self, commit: Commit, branch: str, reached: datetime | None) -> Change:
         if commit.is_merge:

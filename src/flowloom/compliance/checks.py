@@ -106,15 +106,20 @@ def _result(
     *,
     examined: int,
     summary: str,
+    empty: str,
     entries: Iterable[int] = (),
     commits: Iterable[str] = (),
 ) -> CheckResult:
+    """The check's result; `empty` says what "nothing to examine" means for this check
+    (the reason a check that examined nothing is not_applicable)."""
     spec = CHECKS[spec_id]
     status: CheckStatus
+    reason = ""
     if any(f.severity != "info" for f in findings):
         status = "flag"
     elif examined == 0:
         status = "not_applicable"
+        reason = empty
     else:
         status = "pass"
     return CheckResult(
@@ -127,6 +132,7 @@ def _result(
         evidence_entries=tuple(sorted(set(entries))),
         evidence_commits=tuple(dict.fromkeys(commits)),
         limits=spec.limits,
+        reason=reason,
     )
 
 
@@ -162,6 +168,8 @@ def _finding(
 def check_segregation(ctx: CheckContext) -> CheckResult:
     """Every change approved by someone else, the approval bound to the merged tree."""
     name = "segregation_of_duties"
+    if ctx.population is None:
+        return _no_git(name, ctx)
     findings: list[Finding] = []
     entries: list[int] = []
     changes = ctx.changes()
@@ -238,6 +246,7 @@ def check_segregation(ctx: CheckContext) -> CheckResult:
         name,
         findings,
         examined=len(changes),
+        empty="no change reached a protected branch in the period",
         summary=f"{len(changes)} changes on protected branches; "
         f"{_count(findings)} without an independent approval bound to the merged tree",
         entries=entries,
@@ -254,7 +263,7 @@ def check_completeness(ctx: CheckContext) -> CheckResult:
     findings: list[Finding] = []
     population = ctx.population
     if population is None:
-        return _no_git(name)
+        return _no_git(name, ctx)
     examined = 0
     commits_seen: list[str] = []
     reachable: dict[str, set[str]] = {}
@@ -328,6 +337,7 @@ def check_completeness(ctx: CheckContext) -> CheckResult:
         name,
         findings,
         examined=examined,
+        empty="no commit reached a protected branch in the period",
         summary=f"{examined} commits on protected branches compared with the ledger's links; "
         f"{_count(findings)} exceptions",
         entries=[e.index for e in ctx.in_period(ctx.view.of("commit.link"))],
@@ -344,7 +354,7 @@ def check_tested(ctx: CheckContext) -> CheckResult:
     findings: list[Finding] = []
     population = ctx.population
     if population is None:
-        return _no_git(name)
+        return _no_git(name, ctx)
     results = ctx.view.of("ci.result")
     forged = ctx.view.unverified("ci.result")
     evidence: list[int] = []
@@ -395,6 +405,7 @@ def check_tested(ctx: CheckContext) -> CheckResult:
         name,
         findings,
         examined=len(changes),
+        empty="no change reached a protected branch in the period",
         summary=f"{len(changes)} changes; {_count(findings)} without a passing CI verdict "
         "before they reached the branch",
         entries=evidence,
@@ -482,6 +493,7 @@ def check_overrides(ctx: CheckContext) -> CheckResult:
         name,
         findings,
         examined=len(grants),
+        empty="no emergency override was granted in the period",
         summary=f"{len(grants)} overrides; {_count(findings)} not approved by someone else "
         f"within {_hours(window)} h",
         entries=evidence,
@@ -551,6 +563,7 @@ def check_integrity(ctx: CheckContext) -> CheckResult:
         name,
         findings,
         examined=report.size,
+        empty="the log is empty",
         summary=f"{report.size} entries, {report.checkpoints_checked} checkpoints and "
         f"{report.bodies_checked} bodies verified; {len(report.problems)} problems; "
         f"{len(anchors)} anchors; {len(unproven)} authority-bearing events whose origin is "
@@ -673,6 +686,7 @@ def check_signatures(ctx: CheckContext) -> CheckResult:
         name,
         findings,
         examined=len(signatures) + len(approvals),
+        empty="no electronic signature or approval was recorded in the period",
         summary=f"{len(signatures)} signatures and {len(approvals)} approvals; "
         f"{_count(findings)} exceptions",
         entries=[s.index for s in signatures],
@@ -788,6 +802,7 @@ def check_access(ctx: CheckContext) -> CheckResult:
         name,
         findings,
         examined=len(examined),
+        empty="no event was recorded in the period",
         summary=f"{len(examined)} events checked against "
         f"{len({s.index for s in disabled})} disabled users and "
         f"{len(revoked)} revoked keys; {_count(findings)} after revocation",
@@ -855,6 +870,7 @@ def check_retention(ctx: CheckContext) -> CheckResult:
         name,
         findings,
         examined=len(tombstones) + len(hold_events),
+        empty="no erasure, purge or legal hold was recorded in the period",
         summary=f"{len(tombstones)} erasures and {len(hold_events)} retention events; "
         f"{_count(findings)} against the retention policy or a legal hold",
         entries=[e.index for e in [*tombstones, *hold_events]],
@@ -929,6 +945,7 @@ def check_erasure(ctx: CheckContext) -> CheckResult:
         name,
         findings,
         examined=len(tombstones),
+        empty="no erasure was recorded in the period",
         summary=f"{len(tombstones)} erasures; the chain "
         f"{'verifies' if chain_ok else 'does NOT verify'}; {_count(findings)} exceptions",
         entries=[t.index for t in tombstones],
@@ -943,7 +960,7 @@ def check_ai_traceability(ctx: CheckContext) -> CheckResult:
     name = "ai_traceability"
     population = ctx.population
     if population is None:
-        return _no_git(name)
+        return _no_git(name, ctx)
     findings: list[Finding] = []
     sessions: dict[str, list[Entry]] = {}
     for entry in ctx.view.of("session.start", "gateway.exchange"):
@@ -1018,6 +1035,7 @@ def check_ai_traceability(ctx: CheckContext) -> CheckResult:
         name,
         findings,
         examined=examined,
+        empty="no commit of the period was AI-assisted (none names a session or a model)",
         summary=f"{examined} AI-assisted commits; {_count(findings)} without a recorded "
         "session, model and version",
         entries=evidence,
@@ -1057,17 +1075,394 @@ def _model_of(entries: list[Entry], fallback: str | None) -> tuple[str | None, s
     return model, version
 
 
+# -- access provisioning and privileged access ----------------------------------------------
+
+_GRANTS = ("auth.user_created", "auth.oidc_linked", "auth.role_granted", "auth.team_member_added")
+_REMOVALS = ("auth.user_disabled", "auth.user_deleted", "auth.role_revoked")
+_PRIVILEGED = ("owner", "admin")
+
+
+def _security_events(ctx: CheckContext) -> list[Entry]:
+    """The counted ``auth.*`` events of the project's log and of the instance log, in time
+    order (only events whose origin the assessment's trust proves: `LedgerView`)."""
+    found = [*ctx.view.instance, *ctx.view.family("auth.")]
+    return sorted(found, key=lambda e: (e.at, e.log != ctx.view.log, e.index))
+
+
+def _grantee(entry: Entry) -> str | None:
+    """Whom an access event is about: ``user:<id>`` or ``team:<name>``."""
+    refs = entry.event.refs
+    user = refs.get("user_id") or (
+        entry.event.subject if entry.kind.startswith("auth.user_") else None
+    )
+    if isinstance(user, str) and user:
+        return f"user:{user}"
+    team = refs.get("team")
+    return f"team:{team}" if isinstance(team, str) and team else None
+
+
+def _granted_how(entry: Entry) -> tuple[str, bool]:
+    """How the person who made an access change is known, and whether it was proven by
+    authentication (an API key or a sign-in session) rather than named."""
+    refs = entry.event.refs
+    actor = entry.event.actor.name or entry.event.actor.id
+    via = refs.get("auth_via")
+    if via in ("key", "session"):
+        means = "an API key" if via == "key" else "a sign-in session"
+        return f"by {actor}, authenticated with {means}", True
+    if via == "cli":
+        ran = refs.get("os_user")
+        return (
+            f"on the server host with 'flowloom admin --as {entry.event.actor.id}'"
+            + (f" (run by {ran})" if isinstance(ran, str) else "")
+            + ": named, not authenticated",
+            False,
+        )
+    issuer = refs.get("issuer")
+    if isinstance(issuer, str) and issuer:
+        return f"by single sign-on from {issuer}", False
+    return (
+        f"by {actor}, with no authenticated person (FlowLoom itself, as for single "
+        "sign-on, or 'flowloom admin' on the server host)",
+        False,
+    )
+
+
+def _access_what(entry: Entry) -> str:
+    refs = entry.event.refs
+    who = (_grantee(entry) or "someone").partition(":")[2] or "someone"
+    if entry.kind in ("auth.role_granted", "auth.role_revoked"):
+        return f"role {refs.get('role')} on {refs.get('project')} for {who}"
+    if entry.kind == "auth.team_member_added":
+        return f"membership of team {refs.get('team')} for {who}"
+    if entry.kind == "auth.oidc_linked":
+        return f"a single sign-on identity for account {who}"
+    return f"account {who}"
+
+
+def check_provisioning(ctx: CheckContext) -> CheckResult:
+    """Every access grant and removal of the period recorded, with who made it; none
+    granted by the person who receives it."""
+    name = "access_provisioning"
+    findings: list[Finding] = []
+    events = ctx.in_period(_security_events(ctx))
+    grants = [e for e in events if e.kind in _GRANTS]
+    removals = [e for e in events if e.kind in _REMOVALS]
+    proven = 0
+    for entry in grants:
+        what = _access_what(entry)
+        how, authenticated = _granted_how(entry)
+        proven += authenticated
+        log = entry.log if entry.log != ctx.view.log else None
+        grantee = _grantee(entry)
+        if entry.kind != "auth.user_created" and grantee == f"user:{entry.event.actor.id}":
+            findings.append(
+                _finding(
+                    name, "high", "self-granted",
+                    f"{entry.event.actor.id} granted themselves {what} (entry {entry.index}"
+                    f"{' of ' + log if log else ''})",
+                    entry=entry, kind=entry.kind, log=log,
+                )
+            )  # fmt: skip
+            continue
+        findings.append(
+            _finding(
+                name, "info", "access-granted",
+                f"{what} granted {how}", entry=entry, kind=entry.kind, log=log,
+                authenticated=authenticated,
+            )
+        )  # fmt: skip
+    for entry in removals:
+        how, _ = _granted_how(entry)
+        verb = {"auth.user_disabled": "disabled", "auth.user_deleted": "deleted"}
+        log = entry.log if entry.log != ctx.view.log else None
+        findings.append(
+            _finding(
+                name, "info", "access-removed",
+                f"{_access_what(entry)} {verb.get(entry.kind, 'revoked')} {how}",
+                entry=entry, kind=entry.kind, log=log,
+            )
+        )  # fmt: skip
+    return _result(
+        name,
+        findings,
+        examined=len(grants) + len(removals),
+        summary=f"{len(grants)} access grants ({proven} by an authenticated person) and "
+        f"{len(removals)} removals recorded; {_count(findings)} self-granted",
+        empty="no account, role or team membership was granted or removed in the period",
+        entries=[e.index for e in [*grants, *removals] if e.log == ctx.view.log],
+    )
+
+
+def check_privileged(ctx: CheckContext) -> CheckResult:
+    """Owner and admin roles: who was given them in the period, by whom, and who holds
+    them at its end (the population a periodic access review starts from)."""
+    name = "privileged_access"
+    findings: list[Finding] = []
+    scope = (ctx.view.log, "*")
+    holders: dict[tuple[str, str, str], Entry] = {}  # (grantee, project, role) -> grant
+    disabled: set[str] = set()
+    changes: list[Entry] = []
+    for entry in _security_events(ctx):
+        if entry.at >= ctx.period.end:
+            break
+        refs = entry.event.refs
+        grantee = _grantee(entry)
+        if entry.kind in ("auth.user_disabled", "auth.user_deleted") and grantee:
+            disabled.add(grantee)
+        elif entry.kind == "auth.user_enabled" and grantee:
+            disabled.discard(grantee)
+        if entry.kind not in ("auth.role_granted", "auth.role_revoked") or grantee is None:
+            continue
+        role, project = refs.get("role"), refs.get("project")
+        if role not in _PRIVILEGED or project not in scope:
+            continue
+        key = (grantee, str(project), str(role))
+        if entry.kind == "auth.role_granted":
+            holders.setdefault(key, entry)
+        else:
+            holders.pop(key, None)
+        if entry.at in ctx.period:
+            changes.append(entry)
+    for entry in changes:
+        what = _access_what(entry)
+        how, _ = _granted_how(entry)
+        log = entry.log if entry.log != ctx.view.log else None
+        granted = entry.kind == "auth.role_granted"
+        if granted and _grantee(entry) == f"user:{entry.event.actor.id}":
+            findings.append(
+                _finding(
+                    name, "high", "privileged-self-granted",
+                    f"{entry.event.actor.id} gave themselves the privileged {what}",
+                    entry=entry, log=log,
+                )
+            )  # fmt: skip
+            continue
+        findings.append(
+            _finding(
+                name, "info", "privileged-granted" if granted else "privileged-revoked",
+                f"privileged {what} {'granted' if granted else 'revoked'} {how}",
+                entry=entry, log=log,
+            )
+        )  # fmt: skip
+    for (grantee, project, role), grant in sorted(holders.items()):
+        who = grantee.partition(":")[2]
+        where = "every project" if project == "*" else project
+        log = grant.log if grant.log != ctx.view.log else None
+        if grantee in disabled:
+            findings.append(
+                _finding(
+                    name, "low", "privileged-holder-disabled",
+                    f"{who} still holds {role} on {where} while disabled: remove the grant",
+                    entry=grant, actor=who, ts=format_ts(ctx.period.end), log=log,
+                )
+            )  # fmt: skip
+            continue
+        findings.append(
+            _finding(
+                name, "info", "privileged-holder",
+                f"{who} holds {role} on {where} at the end of the period (granted at "
+                f"{grant.ts}, entry {grant.index}{' of ' + log if log else ''})",
+                entry=grant, actor=who, ts=format_ts(ctx.period.end), log=log, role=role,
+            )
+        )  # fmt: skip
+    return _result(
+        name,
+        findings,
+        examined=len(changes) + len(holders),
+        summary=f"{len(changes)} owner/admin grants and revocations in the period; "
+        f"{len(holders)} holders at its end; {_count(findings)} exceptions",
+        empty="the ledger records no owner or admin role on this project or on every project",
+        entries=[e.index for e in [*changes, *holders.values()] if e.log == ctx.view.log],
+    )
+
+
+# -- separation of development and deployment -------------------------------------------------
+
+_HOST_COMMITTERS = frozenset({"noreply@github.com"})
+"""Committer addresses of code hosts' merge buttons: the person who merged is in the
+host's records, not in git."""
+
+
+def _deployer(change: Change) -> tuple[str | None, str]:
+    """Who put the change on its branch, and how that is known."""
+    if change.reached_by:
+        return change.reached_by, "the branch's reflog"
+    if change.commit.is_merge and change.commit.committer.email not in _HOST_COMMITTERS:
+        return str(change.commit.committer), "the merge commit's committer"
+    return None, ""
+
+
+def check_deploy_separation(ctx: CheckContext) -> CheckResult:
+    """No change put on a protected branch by a person who developed it."""
+    name = "deploy_separation"
+    population = ctx.population
+    if population is None:
+        return _no_git(name, ctx)
+    from flowloom.compliance.changes import session_operators
+
+    findings: list[Finding] = []
+    changes = ctx.changes()
+    for change in changes:
+        sha = change.commit.sha
+        when = format_ts(change.committed_at)
+        developers: dict[str, str] = {}
+        for member in change.members:
+            for ident, why in ((member.author, "authored"), (member.committer, "committed")):
+                for alias in names_of(str(ident)):
+                    developers.setdefault(alias, f"{why} {member.sha[:12]}")
+        for session in change.sessions:
+            for person in session_operators(ctx.view, session):
+                for alias in names_of(person):
+                    developers.setdefault(alias, f"operated the AI session {session}")
+        deployer, known_from = _deployer(change)
+        if deployer is None:
+            findings.append(
+                _finding(
+                    name, "low", "deployer-unknown",
+                    f"{sha[:12]} reached {change.branch}, but who put it there is not recorded "
+                    "in git (no reflog entry; a code host's merge commits as the host): the "
+                    "host's merge record is the evidence",
+                    commit=sha, ts=when,
+                )
+            )  # fmt: skip
+            continue
+        overlap = sorted(names_of(deployer) & developers.keys())
+        if overlap:
+            findings.append(
+                _finding(
+                    name, "medium", "self-deployed",
+                    f"{sha[:12]} was put on {change.branch} by {deployer} ({known_from}), who "
+                    f"{developers[overlap[0]]}",
+                    commit=sha, actor=deployer, ts=when, deployer=deployer,
+                )
+            )  # fmt: skip
+    return _result(
+        name,
+        findings,
+        examined=len(changes),
+        summary=f"{len(changes)} changes on protected branches; {_count(findings)} put there by "
+        "someone who developed them, or by someone git does not name",
+        empty="no change reached a protected branch in the period",
+        commits=[c.commit.sha for c in changes],
+    )
+
+
+# -- AI providers as processors ----------------------------------------------------------------
+
+
+def _sent_to(entry: Entry) -> list[tuple[str, str | None, str | None]]:
+    """(provider, region, model) of every upstream an exchange's data was sent to."""
+    refs = entry.event.refs
+    sent: list[tuple[str, str | None, str | None]] = []
+    attempts = refs.get("fallback")
+    if isinstance(attempts, list | tuple) and attempts:
+        for attempt in attempts:
+            if not isinstance(attempt, Mapping) or attempt.get("error_kind") == "not_allowed":
+                continue  # refused before anything was sent
+            provider = attempt.get("provider")
+            if isinstance(provider, str) and provider:
+                sent.append((provider, _text_ref(attempt, "region"), _text_ref(attempt, "model")))
+    else:
+        provider = refs.get("provider")
+        if isinstance(provider, str) and provider:
+            model = _text_ref(refs, "upstream_model") or _text_ref(refs, "model")
+            sent.append((provider, _text_ref(refs, "region"), model))
+    return list(dict.fromkeys(sent))
+
+
+def check_ai_processors(ctx: CheckContext) -> CheckResult:
+    """Which AI providers received the period's data, and where: the gateway records the
+    provider and its configured region for each exchange; sessions that did not go
+    through the gateway sent their data to a provider the ledger does not name."""
+    name = "ai_processors"
+    findings: list[Finding] = []
+    exchanges = ctx.in_period(ctx.view.of("gateway.exchange"))
+    providers: dict[str, dict[str, Any]] = {}
+    for entry in exchanges:
+        for provider, region, model in _sent_to(entry):
+            seen = providers.setdefault(
+                provider, {"entries": [], "regions": set(), "unplaced": [], "models": set()}
+            )
+            seen["entries"].append(entry.index)
+            if model:
+                seen["models"].add(model)
+            if region:
+                seen["regions"].add(region)
+            else:
+                seen["unplaced"].append(entry.index)
+    through_gateway = {e.event.session for e in exchanges if e.event.session}
+    sessions = [e for e in ctx.in_period(ctx.view.of("session.start")) if e.event.session]
+    outside: dict[str, Entry] = {}
+    for entry in sessions:
+        session = entry.event.session
+        if session and session not in through_gateway:
+            outside.setdefault(session, entry)
+    for provider, seen in sorted(providers.items()):
+        regions = ", ".join(sorted(seen["regions"])) or "no recorded region"
+        findings.append(
+            _finding(
+                name, "info", "processor",
+                f"AI provider {provider} ({regions}) received {len(seen['entries'])} exchanges"
+                f" (models: {', '.join(sorted(seen['models'])) or 'not recorded'})",
+                provider=provider, regions=sorted(seen["regions"]),
+                exchanges=len(seen["entries"]), models=sorted(seen["models"]),
+            )
+        )  # fmt: skip
+        if seen["unplaced"]:
+            findings.append(
+                _finding(
+                    name, "low", "region-unrecorded",
+                    f"{len(seen['unplaced'])} exchanges went to {provider} with no recorded "
+                    "region: where the data was processed is not known (set the provider's "
+                    "region in the gateway's routing file)",
+                    index=seen["unplaced"][0], provider=provider,
+                    entries=seen["unplaced"][:100],
+                )
+            )  # fmt: skip
+    for session, entry in outside.items():
+        model = _text_ref(entry.event.refs, "model")
+        findings.append(
+            _finding(
+                name, "low", "provider-unrecorded",
+                f"AI session {session}{' (' + model + ')' if model else ''} did not go through "
+                "the gateway: which provider processed its data, and where, is not recorded",
+                entry=entry, session=session, model=model,
+            )
+        )  # fmt: skip
+    return _result(
+        name,
+        findings,
+        examined=len(exchanges) + len(outside),
+        summary=f"{len(exchanges)} gateway exchanges to {len(providers)} AI providers; "
+        f"{len(outside)} AI sessions outside the gateway; {_count(findings)} exceptions",
+        empty="no AI session started and no gateway exchange was recorded in the period",
+        entries=[i for seen in providers.values() for i in seen["entries"]]
+        + [e.index for e in outside.values()],
+    )
+
+
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _no_git(name: str) -> CheckResult:
+def _no_git(name: str, ctx: CheckContext) -> CheckResult:
+    """A commit check without a repository: not assessed, and what it would need."""
     spec = CHECKS[name]
+    links = len(ctx.in_period(ctx.view.of("commit.link")))
+    reason = (
+        "needs the git repository, which this assessment was not given: git alone lists "
+        "every commit that reached a protected branch, and the ledger's "
+        f"{links} commit.link event{'s' if links != 1 else ''} of the period show only the "
+        "commits that were linked. Run 'flowloom report' in a clone, or configure the "
+        "project's repository on the server ([server.repositories])"
+    )
     return CheckResult(
         check=name,
         title=spec.title,
-        status="not_applicable",
-        summary="no git repository was given, so this check could not look at commits",
+        status="not_assessed",
+        summary="not assessed: no git repository",
         limits=spec.limits,
+        reason=reason,
     )
 
 
@@ -1113,16 +1508,20 @@ def _signer_names(entry: Entry) -> set[str]:
 
 
 def run_check(spec: CheckSpec, ctx: CheckContext) -> CheckResult:
-    """Run one check; an unexpected FlowLoom error becomes status `error`, not a crash."""
+    """Run one check; a FlowLoom error makes it not_assessed (with the error), not a crash.
+    A check that needs git is not assessed without a repository, whatever it would find."""
+    if spec.needs_git and ctx.population is None:
+        return _no_git(spec.id, ctx)
     try:
         return spec.run(ctx)
     except FlowLoomError as exc:
         return CheckResult(
             check=spec.id,
             title=spec.title,
-            status="error",
+            status="not_assessed",
             summary=f"the check could not run: {exc}",
             limits=spec.limits,
+            reason=f"the check could not run: {exc}",
         )
 
 
@@ -1203,6 +1602,47 @@ CHECKS: Final[Mapping[str, CheckSpec]] = MappingProxyType(
                 "Erasures handled: tombstones, bodies gone, chain still verifies",
                 check_erasure,
                 "Only bodies are erased; envelopes (and so pseudonymous metadata) stay by design.",
+            ),
+            CheckSpec(
+                "access_provisioning",
+                "Access provisioning and deprovisioning: grants and removals recorded, none "
+                "self-granted",
+                check_provisioning,
+                "Reads auth.* events of the project and instance logs whose origin is proven. "
+                "Who authorised a grant is proven only when an authenticated person made it "
+                "(API key or sign-in session); grants by single sign-on or on the server host "
+                "name their origin, and their authorisation is evidenced outside FlowLoom. "
+                "Whether each grant was requested and approved is not in the ledger.",
+            ),
+            CheckSpec(
+                "privileged_access",
+                "Privileged access: owner and admin grants, and who holds them",
+                check_privileged,
+                "Holders are rebuilt from the auth.role_granted / auth.role_revoked events the "
+                "ledger proves; a grant made before the ledger recorded it, and members of a "
+                "team holding a role, are not seen (compare with the server's member listing).",
+            ),
+            CheckSpec(
+                "deploy_separation",
+                "Separation of development and deployment: no change put on a protected "
+                "branch by someone who developed it",
+                check_deploy_separation,
+                "Deploying is taken to be reaching a protected branch; who moved the branch is "
+                "read from its reflog (absent on most bare server repositories) or a merge "
+                "commit's committer. A code host's merge button commits as the host, so the "
+                "person who merged is in the host's records. Releases from the branch to "
+                "production are outside git.",
+                needs_git=True,
+            ),
+            CheckSpec(
+                "ai_processors",
+                "AI providers as processors: who received the data, and in which region",
+                check_ai_processors,
+                "Reads gateway.exchange events (the provider and, when the routing file sets "
+                "one, its region, for every attempt) and session.start events. Sessions that "
+                "did not use the gateway name no provider. Whether a data processing agreement "
+                "covers each provider, and whether a region is an adequate destination, is "
+                "not in the ledger.",
             ),
             CheckSpec(
                 "ai_traceability",

@@ -28,6 +28,7 @@ from flowloom.ledger.provenance import Provenance, Trust, judge
 from flowloom.store.interface import Store
 
 __all__ = [
+    "INSTANCE_KINDS",
     "INSTANCE_LOG",
     "PERSONAL_KINDS",
     "Entry",
@@ -39,6 +40,21 @@ __all__ = [
 
 INSTANCE_LOG: Final = "flowloom-instance"
 """The log of instance-wide security events (users created and disabled, keys revoked)."""
+
+INSTANCE_KINDS: Final = (
+    "auth.user_created",
+    "auth.oidc_linked",
+    "auth.user_disabled",
+    "auth.user_enabled",
+    "auth.user_deleted",
+    "auth.key_revoked",
+    "auth.key_rotated",
+    "auth.role_granted",
+    "auth.role_revoked",
+    "auth.team_member_added",
+)
+"""The instance log's security events a project's assessment reads: who exists, who was
+disabled, which keys were revoked, and the instance-wide ("*") roles and team members."""
 
 PERSONAL_KINDS: Final = frozenset({"decision.approve", "signature.apply"})
 """Kinds that are a person's own act: they count only when that person is proven (a
@@ -133,14 +149,7 @@ class LedgerView:
             if entry.event.body is not None:
                 view.by_body.setdefault(entry.event.body, entry)
         if log != INSTANCE_LOG and INSTANCE_LOG in store.logs():
-            for kind in (
-                "auth.user_created",
-                "auth.user_disabled",
-                "auth.user_enabled",
-                "auth.user_deleted",
-                "auth.key_revoked",
-                "auth.key_rotated",
-            ):
+            for kind in INSTANCE_KINDS:
                 for stored in store.entries(INSTANCE_LOG, kind=kind):
                     parsed = _parse(stored.index, stored.envelope, INSTANCE_LOG)
                     if parsed is None:

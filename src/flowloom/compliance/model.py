@@ -10,11 +10,16 @@ Conventions:
 - every timestamp is a string in the ledger's event form, UTC with six fractional
   digits and `Z` (``2026-11-22T02:40:00.123456Z``); periods are half-open,
   ``period_from <= t < period_to``;
-- a check's `status` is ``pass`` (examined and nothing to report), ``flag`` (findings
-  an auditor should look at), ``not_applicable`` (nothing in the period to examine) or
-  ``error`` (the check could not run; `summary` says why);
-- a control's status is derived from its checks; a control without automated checks
-  has status ``manual``: its evidence must come from the organisation's procedures;
+- a check's `status` is ``pass`` (examined something and found nothing to report),
+  ``flag`` (exceptions an auditor should look at), ``not_applicable`` (nothing in the
+  period to examine) or ``not_assessed`` (it could not look: no repository, or it could
+  not run); `reason` says why for the last two;
+- a control has one of exactly five statuses (`CONTROL_STATUSES`): ``pass`` (automated
+  checks cover the whole control and found nothing), ``flag``, ``manual`` (evidence the
+  organisation must bring, listed in `Control.requests`), ``not_applicable`` and
+  ``not_assessed``, each with its reason (`ControlResult.note`). A control only partly
+  automated is never ``pass``: its automated part has its own status
+  (`ControlResult.automated`) and the rest stays ``manual``;
 - reports speak of "evidence for" a control, never of compliance or certification.
 """
 
@@ -45,12 +50,13 @@ __all__ = [
     "Severity",
 ]
 
-CheckStatus = Literal["pass", "flag", "not_applicable", "error"]
-ControlStatus = Literal["pass", "flag", "not_applicable", "error", "manual"]
+CheckStatus = Literal["pass", "flag", "not_applicable", "not_assessed"]
+ControlStatus = Literal["pass", "flag", "manual", "not_applicable", "not_assessed"]
 Severity = Literal["info", "low", "medium", "high"]
 
-CHECK_STATUSES: Final = ("pass", "flag", "not_applicable", "error")
-CONTROL_STATUSES: Final = ("pass", "flag", "not_applicable", "error", "manual")
+CHECK_STATUSES: Final = ("pass", "flag", "not_applicable", "not_assessed")
+CONTROL_STATUSES: Final = ("pass", "flag", "manual", "not_applicable", "not_assessed")
+"""The five statuses a control can have, in the order reports list them."""
 SEVERITIES: Final = ("info", "low", "medium", "high")
 
 DISCLAIMER: Final = (
@@ -67,8 +73,9 @@ class Control:
     """One requirement of one framework, in FlowLoom's own words, and how it is evidenced.
 
     `checks` names the automated checks (`CheckResult.check`) that give evidence for
-    it; `manual` says what the organisation must show itself (empty when the checks
-    cover what software can cover).
+    it and `automated` says what exactly they evidence; `manual` says what stays with
+    the organisation and `requests` lists that evidence item by item (what an auditor
+    asks to be provided). A control with checks and requests is partly automated.
     """
 
     framework: str  # sox, part11, iso27001, hipaa, gdpr, soc2, euaiact, ssdf, sec17a4
@@ -79,6 +86,15 @@ class Control:
     checks: tuple[str, ...] = ()
     manual: str = ""
     version: str = ""  # the catalogue version the control comes from
+    automated: str = ""  # what the checks evidence (empty without checks)
+    requests: tuple[str, ...] = ()  # the evidence the organisation must still provide
+
+    @property
+    def coverage(self) -> Literal["automated", "partly automated", "manual"]:
+        """How far the automated checks cover the control."""
+        if not self.checks:
+            return "manual"
+        return "partly automated" if self.requests else "automated"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +106,9 @@ class Control:
             "checks": list(self.checks),
             "manual": self.manual,
             "version": self.version,
+            "automated": self.automated,
+            "requests": list(self.requests),
+            "coverage": self.coverage,
         }
 
     @classmethod
@@ -103,6 +122,8 @@ class Control:
             checks=tuple(str(c) for c in data.get("checks", ())),
             manual=str(data.get("manual", "")),
             version=str(data.get("version", "")),
+            automated=str(data.get("automated", "")),
+            requests=tuple(str(r) for r in data.get("requests", ())),
         )
 
 
@@ -161,10 +182,21 @@ class CheckResult:
     evidence_entries: tuple[int, ...] = ()  # ledger indices that support the result
     evidence_commits: tuple[str, ...] = ()
     limits: str = ""  # what this check cannot see (also in docs/compliance.md)
+    reason: str = ""  # why it is not_applicable or not_assessed (empty otherwise)
 
     @property
     def flagged(self) -> bool:
         return self.status == "flag"
+
+    @property
+    def exceptions(self) -> tuple[Finding, ...]:
+        """The findings that flag it (severity other than ``info``)."""
+        return tuple(f for f in self.findings if f.severity != "info")
+
+    @property
+    def notes(self) -> tuple[Finding, ...]:
+        """The informational findings: listed for the auditor, never exceptions."""
+        return tuple(f for f in self.findings if f.severity == "info")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -177,6 +209,7 @@ class CheckResult:
             "evidence_entries": list(self.evidence_entries),
             "evidence_commits": list(self.evidence_commits),
             "limits": self.limits,
+            "reason": self.reason,
         }
 
     @classmethod
@@ -184,24 +217,39 @@ class CheckResult:
         return cls(
             check=str(data["check"]),
             title=str(data["title"]),
-            status=cast(CheckStatus, data["status"]),
+            status=cast(CheckStatus, _status(data["status"])),
             summary=str(data["summary"]),
             findings=tuple(Finding.from_json(f) for f in data.get("findings", ())),
             examined=int(data.get("examined", 0)),
             evidence_entries=tuple(int(i) for i in data.get("evidence_entries", ())),
             evidence_commits=tuple(str(c) for c in data.get("evidence_commits", ())),
             limits=str(data.get("limits", "")),
+            reason=str(
+                data.get("reason") or (data["summary"] if data["status"] == "error" else "")
+            ),
         )
 
 
 @dataclass(frozen=True)
 class ControlResult:
-    """One control with the status its checks give it (``manual`` when it has none)."""
+    """One control with its status and the reason for it.
+
+    `status` is one of `CONTROL_STATUSES`; `note` says why, in one line (which checks
+    flagged, what a not-assessed check needs, why nothing applied, what stays manual).
+    `automated` is the status of the automated part alone (a `CheckStatus`, empty for a
+    control without checks): for a partly automated control it differs from `status`.
+    """
 
     control: Control
     status: ControlStatus
     checks: tuple[str, ...]  # the check ids that ran for it (results in Assessment.checks)
     note: str = ""
+    automated: str = ""
+
+    @property
+    def requests(self) -> tuple[str, ...]:
+        """The evidence still to collect from the organisation (empty when none)."""
+        return self.control.requests
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -209,15 +257,18 @@ class ControlResult:
             "status": self.status,
             "checks": list(self.checks),
             "note": self.note,
+            "automated": self.automated,
+            "requests": list(self.requests),
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ControlResult:
         return cls(
             control=Control.from_json(data["control"]),
-            status=cast(ControlStatus, data["status"]),
+            status=cast(ControlStatus, _status(data["status"])),
             checks=tuple(str(c) for c in data.get("checks", ())),
             note=str(data.get("note", "")),
+            automated=str(data.get("automated", "")),
         )
 
 
@@ -487,8 +538,8 @@ class Assessment:
 
     @property
     def flagged(self) -> bool:
-        """Whether any check flagged something or failed to run."""
-        return any(c.status in ("flag", "error") for c in self.checks)
+        """Whether any check flagged something or could not look (not assessed)."""
+        return any(c.status in ("flag", "not_assessed") for c in self.checks)
 
     def check(self, check_id: str) -> CheckResult:
         """The result of one check; KeyError when it did not run."""
@@ -548,6 +599,11 @@ class Assessment:
             audit_trail=tuple(AuditTrailRow.from_json(r) for r in data.get("audit_trail", ())),
             statement=str(data.get("statement", DISCLAIMER)),
         )
+
+
+def _status(value: Any) -> str:
+    """A status as read back; ``error`` (before there were five) is ``not_assessed``."""
+    return "not_assessed" if value == "error" else str(value)
 
 
 def _plain(value: Any) -> Any:

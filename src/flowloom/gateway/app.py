@@ -410,6 +410,7 @@ class Gateway:
                 provider=target.provider if target is not None else None,
                 upstream_model=target.model if target is not None else None,
                 upstream_format=target.format if target is not None else None,
+                region=target.region if target is not None else None,
                 attempts=tuple(call.attempts),
                 virtual_key=call.vkey.id if call.vkey is not None else None,
                 project=call.vkey.project if call.vkey is not None else None,
@@ -547,7 +548,15 @@ class Gateway:
             except PermissionDeniedError as exc:
                 denied = denied or exc
                 call.attempts.append(
-                    Attempt(target.provider, target.model, target.format, 403, "not_allowed", 0.0)
+                    Attempt(
+                        target.provider,
+                        target.model,
+                        target.format,
+                        403,
+                        "not_allowed",
+                        0.0,
+                        region=target.region,
+                    )
                 )
                 continue
             except FlowLoomError as exc:
@@ -566,6 +575,7 @@ class Gateway:
                         failure.status,
                         failure.kind,
                         elapsed * 1000.0,
+                        region=target.region,
                     )
                 )
                 self._outcome(
@@ -599,6 +609,7 @@ class Gateway:
                     call.status,
                     call.error_kind,
                     elapsed * 1000.0,
+                    region=target.region,
                 )
             )
             self._outcome(target, ok, call.status, elapsed, None, call.error_kind)

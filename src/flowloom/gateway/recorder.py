@@ -60,6 +60,7 @@ class Attempt:
     status: int | None
     error_kind: str | None
     latency_ms: float
+    region: str | None = None  # the provider's configured region: where the data went
 
 
 @dataclass(slots=True)
@@ -83,6 +84,7 @@ class Exchange:
     provider: str | None = None
     upstream_model: str | None = None
     upstream_format: Format | None = None
+    region: str | None = None  # the serving provider's configured region
     attempts: Sequence[Attempt] = ()
     virtual_key: str | None = None
     project: str | None = None
@@ -223,6 +225,7 @@ def exchange_record(
         "provider": exchange.provider,
         "upstream_model": exchange.upstream_model,
         "upstream_format": exchange.upstream_format,
+        "region": exchange.region,
         "ttft_ms": _ms(exchange.ttft_s),
         "cache_read_tokens": tokens.cache_read or None,
         "cache_write_tokens": tokens.cache_write or None,
@@ -241,6 +244,7 @@ def exchange_record(
                 "status": a.status,
                 "error_kind": a.error_kind,
                 "latency_ms": round(a.latency_ms, 3),
+                **({"region": a.region} if a.region is not None else {}),
             }
             for a in exchange.attempts
         ]

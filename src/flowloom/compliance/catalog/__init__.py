@@ -1,10 +1,14 @@
 """The control catalogue: one TOML file per framework, versioned, read as `Framework` data.
 
 Each file (``<framework>.toml``) has ``framework``, ``title``, ``version`` and a list of
-``[[control]]`` tables with ``id``, ``clause``, ``title``, ``requirement`` (paraphrased,
-never the regulation's text), ``checks`` (the automated checks that give evidence for
-it) and ``manual`` (what the organisation must show itself). Keeping the catalogue as
-data lets a compliance officer review it like any document and lets a new framework
+``[[control]]`` tables with ``id``, ``clause`` (exactly as the framework numbers it),
+``title``, ``requirement`` (paraphrased, never the regulation's text), ``checks`` (the
+automated checks that give evidence for it), ``automated`` (what exactly those checks
+evidence), ``manual`` (what stays with the organisation) and ``requests`` (that
+evidence, one item each, as an auditor's request list). A control has checks, or
+requests, or both (partly automated); checks without ``automated`` or requests without
+``manual`` are refused, so no control claims more than it says. Keeping the catalogue
+as data lets a compliance officer review it like any document and lets a new framework
 be added without code.
 """
 
@@ -18,7 +22,13 @@ from typing import Any, Final
 from flowloom.compliance.model import Control
 from flowloom.errors import ConfigError, InputError
 
-__all__ = ["FRAMEWORKS", "Framework", "load_catalog", "load_framework"]
+__all__ = [
+    "FRAMEWORKS",
+    "Framework",
+    "catalog_markdown",
+    "load_catalog",
+    "load_framework",
+]
 
 FRAMEWORKS: Final = (
     "sox",
@@ -78,16 +88,22 @@ def parse_framework(text: str, *, where: str) -> Framework:
         here = f"{where} control #{position + 1}"
         if not isinstance(table, dict):
             raise ConfigError(f"{here} must be a table")
-        checks = table.get("checks", [])
-        if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
-            raise ConfigError(f"{here}: checks must be a list of check ids")
-        manual = table.get("manual", "")
-        if not isinstance(manual, str):
-            raise ConfigError(f"{here}: manual must be text")
-        if not checks and not manual:
+        checks = _texts(table, "checks", here)
+        requests = _texts(table, "requests", here)
+        automated = _optional(table, "automated", here)
+        manual = _optional(table, "manual", here)
+        if not checks and not requests:
             raise ConfigError(
-                f"{here}: a control without checks must say what manual evidence it needs"
+                f"{here}: a control without checks must list the manual evidence it needs "
+                "(requests)"
             )
+        if checks and not automated:
+            raise ConfigError(f"{here}: say what the checks evidence (automated)")
+        if bool(requests) != bool(manual):
+            raise ConfigError(f"{here}: manual and requests go together")
+        unknown = set(table) - _KEYS
+        if unknown:
+            raise ConfigError(f"{here}: unknown keys {', '.join(sorted(unknown))}")
         control = Control(
             framework=name,
             id=_text(table, "id", here),
@@ -97,6 +113,8 @@ def parse_framework(text: str, *, where: str) -> Framework:
             checks=tuple(checks),
             manual=manual,
             version=version,
+            automated=automated,
+            requests=tuple(requests),
         )
         if control.id in seen:
             raise ConfigError(f"{here}: duplicate control id {control.id!r}")
@@ -107,6 +125,53 @@ def parse_framework(text: str, *, where: str) -> Framework:
     return Framework(
         name=name, title=_text(data, "title", where), version=version, controls=tuple(controls)
     )
+
+
+_KEYS: Final = frozenset(
+    {"id", "clause", "title", "requirement", "checks", "automated", "manual", "requests"}
+)
+
+
+def _texts(table: dict[str, Any], key: str, where: str) -> list[str]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{where}: {key} must be a list of non-empty texts")
+    return value
+
+
+def _optional(table: dict[str, Any], key: str, where: str) -> str:
+    value = table.get(key, "")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {key} must be text")
+    return value.strip()
+
+
+def catalog_markdown() -> str:
+    """The catalogue as Markdown tables, one per framework (docs/compliance.md holds
+    exactly this text, so the documentation cannot drift from the data)."""
+    parts: list[str] = []
+    for spec in load_catalog().values():
+        parts.append(f"### {spec.title} (`{spec.name}`, catalogue {spec.version})\n")
+        parts.append(_HEADER)
+        for c in spec.controls:
+            checks = ", ".join(f"`{check}`" for check in c.checks)
+            automated = f"{checks}: {c.automated}" if c.checks else "—"
+            requested = "".join(f"<br>• {r}" for r in c.requests)
+            manual = f"{c.manual}{requested}" if c.requests else "—"
+            cells = (c.clause, f"{c.title} ({c.coverage})", automated, manual)
+            parts.append("| " + " | ".join(_cell(x) for x in cells) + " |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+_HEADER: Final = (
+    "| Clause | Control | Automated checks: what they evidence | What stays manual: evidence "
+    "requested |\n|---|---|---|---|"
+)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _text(table: dict[str, Any], key: str, where: str) -> str:

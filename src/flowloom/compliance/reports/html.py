@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
-from flowloom.compliance.model import Assessment
+from flowloom.compliance.model import CHECK_STATUSES, Assessment
 from flowloom.compliance.reports import certificate
 from flowloom.compliance.reports.atomic import atomic_text
 from flowloom.compliance.reports.templating import environment, stylesheet
@@ -30,8 +30,10 @@ def context(assessment: Assessment, *, max_rows: int = MAX_TABLE_ROWS) -> dict[s
         "doc": certificate.document(assessment),
         "css": stylesheet(),
         "counts": assessment.counts(),
+        "check_counts": {s: sum(c.status == s for c in assessment.checks) for s in CHECK_STATUSES},
         "checks_by_id": {c.check: c for c in assessment.checks},
-        "flagged_checks": sum(1 for c in assessment.checks if c.status in ("flag", "error")),
+        "exceptions": [f for f in assessment.exceptions if f.severity != "info"],
+        "notes": [f for f in assessment.exceptions if f.severity == "info"],
         "rows": assessment.changes[:max_rows],
         "total_changes": len(assessment.changes),
     }

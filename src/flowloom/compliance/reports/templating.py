@@ -21,13 +21,14 @@ _PACKAGE: Final = "flowloom.compliance.reports"
 
 STATUS_LABELS: Final[Mapping[str, str]] = MappingProxyType(
     {
-        "pass": "Evidence found, nothing flagged",
-        "flag": "Flagged for review",
-        "not_applicable": "Nothing to examine in the period",
-        "error": "Check could not run",
-        "manual": "Evidence to be supplied by the organisation",
+        "pass": "Automated checks cover the whole control and found nothing to report",
+        "flag": "Exceptions found: flagged for review",
+        "manual": "Evidence to be provided by the organisation (requested below)",
+        "not_applicable": "Nothing in the period to examine (the reason is given)",
+        "not_assessed": "Not assessed: a check could not look (what it needs is given)",
     }
 )
+"""What each of the five control statuses (and the check statuses) means, in words."""
 
 
 def short(value: str | None, length: int = 12) -> str:

@@ -17,8 +17,8 @@ Under /api/v1/projects/{project}:
 
 The server examines git only when a repository is configured for the project (the
 server state's ``repositories``: project → path); otherwise the commit checks report
-``not_applicable``, as `flowloom report --no-git` does, and signatures over ``tree:`` and
-``commit:`` subjects verify as ``unchecked``.
+``not_assessed`` (saying what they need), as `flowloom report --no-git` does, and
+signatures over ``tree:`` and ``commit:`` subjects verify as ``unchecked``.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ __all__ = [
     "ReportIn",
     "UnverifiedHoldOut",
     "git_subject_resolvers",
+    "project_policy",
     "project_repository",
     "report_response",
     "router",
@@ -171,7 +172,7 @@ def git_subject_resolvers(
     return {"tree": resolver("tree"), "commit": resolver("commit")}
 
 
-def _policy_and_settings(repo: GitRepo | None) -> tuple[Any, Any]:
+def project_policy(repo: GitRepo | None) -> tuple[Any, Any]:
     """The committed [policy] and [compliance] of the repository's work tree, or defaults."""
     from flowloom.capture.git.repo import GitError
     from flowloom.capture.policy import Policy, load_policy
@@ -254,7 +255,10 @@ class ControlOut(BaseModel):
     title: str
     requirement: str = Field(description="Paraphrased; the regulation's own text governs")
     checks: list[str] = Field(description="The automated checks that give evidence for it")
+    automated: str = Field(description="What exactly the automated checks evidence")
     manual: str = Field(description="What the organisation must show itself")
+    requests: list[str] = Field(description="That evidence, item by item")
+    coverage: Literal["automated", "partly automated", "manual"]
 
 
 class FrameworkOut(BaseModel):
@@ -267,7 +271,7 @@ class FrameworkOut(BaseModel):
 class CheckOut(BaseModel):
     id: str
     title: str
-    needs_git: bool = Field(description="not_applicable without a repository")
+    needs_git: bool = Field(description="not_assessed without a repository")
     limits: str
 
 
@@ -384,7 +388,10 @@ def list_frameworks(
                 title=c.title,
                 requirement=c.requirement,
                 checks=list(c.checks),
+                automated=c.automated,
                 manual=c.manual,
+                requests=list(c.requests),
+                coverage=c.coverage,
             )
             for c in spec.controls
         ]
@@ -462,7 +469,7 @@ def _generate(
             hint="run 'flowloom report' against the database instead",
         )
     repo = project_repository(server, project)
-    policy, settings = _policy_and_settings(repo)
+    policy, settings = project_policy(repo)
     bundle_dir: Path | None = None
     if body.format == "zip":
         from flowloom.ledger.bundle import export_bundle

@@ -1,18 +1,20 @@
 """The compliance dashboard: each framework's controls over a period, exceptions, reports.
 
-Assessments come from `flowloom.compliance.assess.assess` over the project's ledger and
-no repository (the server holds no work tree, so checks that need git report their
-controls as not applicable; run ``flowloom report`` in a clone for those). An
-assessment reads the whole log, so it is cached per (framework, period, log size): a
-dashboard is computed once per growth of the log, not per request. Reports are written
-by the API's report route (`report_response`: the same limits, and each download is
-recorded as an export.generate event). As in the API's report routes, all of this needs
-audit.read (owners, admins, auditors).
+Assessments come from `flowloom.compliance.assess.assess` over the project's ledger and,
+as for the API's reports, the repository configured for the project when there is one
+(with its committed [policy] and [compliance]). Without one, the checks that need git
+are not assessed and say what they need; the dashboard and `flowloom report` then give
+the same statuses as `flowloom report --no-git`, never a pass the commits were not
+examined for. Every control shows one of the five statuses (pass, flag, manual,
+not_applicable, not_assessed) with its reason. An assessment reads the whole log, so it
+is cached per (framework, period, log size). Reports are written by the API's report
+route (`report_response`: the same limits, and each download is recorded as an
+export.generate event). As in the API's report routes, all of this needs audit.read
+(owners, admins, auditors).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -23,10 +25,15 @@ from pydantic import ValidationError
 from flowloom.auth.principals import Principal
 from flowloom.compliance.assess import assess, parse_period
 from flowloom.compliance.catalog import load_catalog
-from flowloom.compliance.model import Assessment
+from flowloom.compliance.model import CONTROL_STATUSES, Assessment
 from flowloom.errors import InputError
 from flowloom.server.deps import authorize, get_server
-from flowloom.server.routes.reports import ReportIn, report_response
+from flowloom.server.routes.reports import (
+    ReportIn,
+    project_policy,
+    project_repository,
+    report_response,
+)
 from flowloom.server.state import ServerState
 from flowloom.server.web.charts import bar_chart
 from flowloom.server.web.session import WEB_PREFIX, WebRoute, base_context, html
@@ -55,7 +62,6 @@ REPORT_FORMATS: dict[str, tuple[str, str, str]] = {
     "zip": ("Evidence pack (ZIP, with the ledger bundle)", "zip", "application/zip"),
 }
 """Format → (label, file extension, media type) offered for download."""
-_STATUS_ORDER = ("flag", "error", "pass", "manual", "not_applicable")
 
 
 def _period(start: str | None, end: str | None) -> tuple[str, str]:
@@ -70,10 +76,22 @@ def _assessment(
     period = parse_period(start, end)
     key = ("assessment", project, framework, start, end, ledger.size())
     trust = server.trust(project)
-    return web.assessments.get(
-        key,
-        lambda: assess(ledger, framework=framework, period=period, trust=trust, repository=""),
-    )
+
+    def compute() -> Assessment:
+        repo = project_repository(server, project)
+        policy, settings = project_policy(repo)
+        return assess(
+            ledger,
+            framework=framework,
+            period=period,
+            trust=trust,
+            repo=repo,
+            policy=policy,
+            settings=settings,
+            repository=str(repo.cwd) if repo is not None else "",
+        )
+
+    return web.assessments.get(key, compute)
 
 
 @router.get("", response_class=HTMLResponse)
@@ -92,7 +110,7 @@ def dashboard(
     size = server.ledger(project).size()
     for name, spec in sorted(load_catalog().items()):
         cached = web.assessments.peek(("assessment", project, name, start, end, size))
-        counts = Counter(c.status for c in cached.controls) if cached is not None else None
+        counts = cached.counts() if cached is not None else None
         frameworks.append(
             {"name": name, "title": spec.title, "controls": len(spec.controls), "counts": counts}
         )
@@ -105,6 +123,7 @@ def dashboard(
         frameworks=frameworks,
         start=start,
         end=end,
+        git=project in server.repositories,
     )
     return html(web.render("web/compliance.html", context))
 
@@ -123,11 +142,11 @@ def framework_page(
 ) -> Response:
     start, end = _period(start, end)
     assessment = _assessment(server, web, project, framework, start, end)
-    counts: Counter[str] = Counter(c.status for c in assessment.controls)
+    counts = assessment.counts()
     chart = bar_chart(
         "controls-by-status",
         "Controls by status",
-        [(s.replace("_", " "), float(counts.get(s, 0))) for s in _STATUS_ORDER],
+        [(s.replace("_", " "), float(counts[s])) for s in CONTROL_STATUSES],
         limit=0,
     )
     selected = None
