@@ -113,6 +113,9 @@ def log_attesters(services: Services) -> list[Verifier]:
 
     log = services.ledger.log
     found = list(log_keys(services.store, log).verifiers)
+    if not found:  # a log from before pinning: the key that signs its checkpoints
+        current = services.ledger.current_verifier()
+        found = [current] if current is not None else []
     if log != INSTANCE_LOG:
         found += log_keys(services.store, INSTANCE_LOG).verifiers
     return found
