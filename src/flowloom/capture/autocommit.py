@@ -351,6 +351,7 @@ def _decision_for(
         and known.get("prompt") == prompt_key
     ):
         return str(known["id"])
+    entry: int | None = None
     pending = read_pending(Path(place.common_dir))
     if (
         pending is not None
@@ -361,6 +362,7 @@ def _decision_for(
         and pending.entry > prompt_entry
     ):
         decision = pending.decision  # recorded explicitly during this exchange
+        entry = pending.entry
     else:
         decision = new_decision_id()
         prompt_text: str = prompt["text"] if isinstance(prompt.get("text"), str) else ""
@@ -382,6 +384,9 @@ def _decision_for(
             subject=decision,
             refs=refs,
         )
-        _record(ledger, event)
-    save_session(place, capture.session, {"decision": {"id": decision, "prompt": prompt_key}})
+        entry = _record(ledger, event)
+    # The turn's final reply amends this decision; `entry` lets the drainer find its
+    # record without a search (it is checked, and searched for by id when it is not).
+    scratch_decision: dict[str, Any] = {"id": decision, "prompt": prompt_key, "entry": entry}
+    save_session(place, capture.session, {"decision": scratch_decision})
     return decision

@@ -11,7 +11,13 @@ ledger indices (auto-commit) drains the spool in its own process first.
 Data model (one file per hook run, named `<time_ns>-<pid>-<n>.json`)::
 
     {"v": 1, "agent": "claude-code", "created": "<ts>",
-     "events": [{"kind": "...", "meta": {...}, "body": "...", "redactions": {...}}]}
+     "events": [{"kind": "...", "meta": {...}, "body": "...", "redactions": {...},
+                 "amend": {"decision": "D-…", "record": <entry>}}]}
+
+`redactions` and `amend` ask for follow-ups, recorded right after the batch because they
+name its ledger indices: a `redaction.apply` per redacted event, and for a turn's final
+reply (`amend`) the `decision.amend` that gives the turn's decision its reply and the
+reasoning drawn from it (`flowloom.decisions.records.reply_amendment`).
 
 `journal` lists what was recorded (`<file name> <index>,<index>…` per line), so a file
 recorded but not yet deleted when a drainer died is not recorded twice, and so the
@@ -298,6 +304,66 @@ def _quarantine(spool_dir: str, name: str, ledger: Ledger, error: str) -> None:
     os.replace(path, os.path.join(bad, name))
 
 
+def _redaction_notice(
+    ledger: Ledger, event: dict[str, Any], counts: dict[str, Any], index: int, agent: str
+) -> Any:
+    """The `redaction.apply` naming entry `index` and what was redacted, per type."""
+    meta: dict[str, Any] = event["meta"] if isinstance(event.get("meta"), dict) else {}
+    refs = {
+        "entry": index,
+        "kind": str(event.get("kind", "")),
+        "counts": {str(k): int(v) for k, v in counts.items() if isinstance(v, int)},
+        "total": sum(v for v in counts.values() if isinstance(v, int)),
+    }
+    redaction: dict[str, Any] = {"subject": str(event.get("kind", "")), "refs": refs}
+    for key in ("actor", "session"):
+        if key in meta:
+            redaction[key] = meta[key]
+    return _prepared(ledger, {"kind": "redaction.apply", "meta": redaction}, agent)
+
+
+def _reply_amendment(ledger: Ledger, event: dict[str, Any], index: int, agent: str) -> Any:
+    """The `decision.amend` that gives a turn's decision the reply recorded at `index`.
+
+    The hook names the decision and its record's entry (from the session's scratch); the
+    record is read back and checked, else found by id. When neither works the gap is
+    recorded as a capture.error instead.
+    """
+    from flowloom.decisions.records import Decision, DecisionBook, reply_amendment
+    from flowloom.errors import FlowLoomError
+
+    request: dict[str, Any] = event["amend"]
+    meta: dict[str, Any] = event["meta"] if isinstance(event.get("meta"), dict) else {}
+    decision_id, record = request.get("decision"), request.get("record")
+    reply = event.get("body")
+    decision: Decision | None = None
+    try:
+        if isinstance(record, int) and not isinstance(record, bool):
+            stored = ledger.store.entry(ledger.log, record)
+            if stored is not None and stored.kind == "decision.record":
+                candidate = Decision.from_envelope(record, stored.envelope)
+                decision = candidate if candidate.id == decision_id else None
+        if decision is None and isinstance(decision_id, str):
+            found = DecisionBook(ledger).get(decision_id)
+            if found.entry is not None:
+                decision = Decision.from_envelope(found.entry, ledger.entry(found.entry).envelope)
+    except FlowLoomError:
+        decision = None
+    follow_up: dict[str, Any]
+    if decision is None or not isinstance(reply, str):
+        error = f"the reply at entry {index} could not amend decision {str(decision_id)[:40]}"
+        follow_up = {"subject": agent or "unknown", "refs": {"error": error, "entry": index}}
+        kind = "capture.error"
+    else:
+        refs = reply_amendment(decision, reply, index)
+        follow_up = {"subject": decision.id, "refs": refs}
+        kind = "decision.amend"
+    for key in ("actor", "session", "git"):
+        if key in meta:
+            follow_up[key] = meta[key]
+    return _prepared(ledger, {"kind": kind, "meta": follow_up}, agent)
+
+
 def record_events(
     ledger: Ledger, events: Sequence[dict[str, Any]], agent: str, *, strict: bool = False
 ) -> list[int]:
@@ -306,28 +372,20 @@ def record_events(
     An event the ledger refuses is recorded as a capture.error in its place (`strict`:
     the error is raised instead, and nothing is recorded). Each event that had secrets
     redacted is followed by a `redaction.apply` event naming its entry and counting what
-    was redacted, per type (never the secrets).
+    was redacted, per type (never the secrets); a reply that asks to amend its turn's
+    decision (`amend`), by that `decision.amend`.
     """
-    acks = ledger.writer.append_many([_prepared(ledger, e, agent, strict) for e in events])
-    redactions = []
-    for event, ack in zip(events, acks, strict=True):
+    prepared = [_prepared(ledger, e, agent, strict) for e in events]
+    acks = ledger.writer.append_many(prepared)
+    follow_ups = []
+    for event, entry, ack in zip(events, prepared, acks, strict=True):
         counts = event.get("redactions")
-        if not isinstance(counts, dict) or not counts:
-            continue
-        meta: dict[str, Any] = event["meta"] if isinstance(event.get("meta"), dict) else {}
-        refs = {
-            "entry": ack.index,
-            "kind": str(event.get("kind", "")),
-            "counts": {str(k): int(v) for k, v in counts.items() if isinstance(v, int)},
-            "total": sum(v for v in counts.values() if isinstance(v, int)),
-        }
-        redaction: dict[str, Any] = {"subject": str(event.get("kind", "")), "refs": refs}
-        for key in ("actor", "session"):
-            if key in meta:
-                redaction[key] = meta[key]
-        redactions.append(_prepared(ledger, {"kind": "redaction.apply", "meta": redaction}, agent))
-    if redactions:
-        ledger.writer.append_many(redactions)
+        if isinstance(counts, dict) and counts:
+            follow_ups.append(_redaction_notice(ledger, event, counts, ack.index, agent))
+        if isinstance(event.get("amend"), dict) and entry.kind == event.get("kind"):
+            follow_ups.append(_reply_amendment(ledger, event, ack.index, agent))
+    if follow_ups:
+        ledger.writer.append_many(follow_ups)
     return [ack.index for ack in acks]
 
 

@@ -275,6 +275,8 @@ def handle(
             refs["hook_event"] = event_name
         if payload.get("stop_hook_active") is True:
             refs["stop_hook_active"] = True
+        if event_name == "Stop":  # the turn's final reply (a subagent's is not)
+            capture.reply_at = len(capture.events)
         capture.add(
             Event("agent.response", reply, actor=actor, session=session, git=git, refs=refs)
         )

@@ -81,7 +81,7 @@ class Event:
     secret is never hidden from the patterns behind JSON escapes.
     """
 
-    __slots__ = ("body", "data", "kind", "meta", "redactions")
+    __slots__ = ("amend", "body", "data", "kind", "meta", "redactions")
 
     def __init__(
         self, kind: str, body: str | None = None, *, data: Any = None, **meta: Any
@@ -89,6 +89,7 @@ class Event:
         self.kind = kind
         self.body = body
         self.data = data
+        self.amend: dict[str, Any] | None = None  # a reply's decision to amend (spool.py)
         self.meta: dict[str, Any] = {k: v for k, v in meta.items() if v is not None}
         refs = self.meta.get("refs")
         if isinstance(refs, dict):  # no nulls in the record: an unknown value is left out
@@ -108,6 +109,8 @@ class Event:
             record["body"] = body
         if self.redactions:
             record["redactions"] = self.redactions
+        if self.amend:
+            record["amend"] = self.amend
         return record
 
 
@@ -135,7 +138,15 @@ class FileWrite:
 class Capture:
     """What one hook run produced."""
 
-    __slots__ = ("events", "prompt_at", "session", "session_updates", "stdout", "writes")
+    __slots__ = (
+        "events",
+        "prompt_at",
+        "reply_at",
+        "session",
+        "session_updates",
+        "stdout",
+        "writes",
+    )
 
     def __init__(self, session: str | None) -> None:
         self.session = session
@@ -143,6 +154,7 @@ class Capture:
         self.writes: list[tuple[FileWrite, Event]] = []  # each with its artifact.write
         self.stdout = ""
         self.prompt_at: int | None = None  # position of the agent.prompt in `events`
+        self.reply_at: int | None = None  # position of the turn's final agent.response
         self.session_updates: dict[str, Any] = {}
 
     def add(self, event: Event) -> Event:

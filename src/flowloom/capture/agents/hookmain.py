@@ -33,6 +33,7 @@ from flowloom.capture.agents.common import (
     PayloadError,
     Place,
     capture_error,
+    load_session,
     locate,
     now_ts,
     save_session,
@@ -141,6 +142,29 @@ def redact_event(event: Event) -> None:
     event.redactions = dict(redactor.counts)
 
 
+def _ask_to_amend(place: Place, capture: Capture) -> None:
+    """A turn's final reply amends the decision the turn produced (docs/capture.md).
+
+    The session's scratch knows that decision when auto-commit recorded or adopted it
+    for the current prompt; the drainer records the reply and then the decision.amend
+    that gives the decision the reply and the reasoning drawn from it. A capture that
+    holds its own prompt (Codex notify) starts a new exchange: nothing to amend.
+    """
+    if capture.reply_at is None or capture.prompt_at is not None:
+        return
+    scratch = load_session(place, capture.session)
+    decision, prompt = scratch.get("decision"), scratch.get("prompt")
+    if not isinstance(decision, dict) or not isinstance(decision.get("id"), str):
+        return
+    current = prompt.get("spool") if isinstance(prompt, dict) else None
+    if decision.get("prompt") != current:
+        return  # the decision of an earlier prompt: this turn changed nothing
+    request: dict[str, Any] = {"decision": decision["id"]}
+    if isinstance(decision.get("entry"), int):
+        request["record"] = decision["entry"]
+    capture.events[capture.reply_at].amend = request
+
+
 def _server_configured(top: str) -> bool:
     """Whether events go to a server (FLOWLOOM_SERVER or `[server] url`); only asked when
     auto-commit would run, a path that loads the ledger anyway."""
@@ -219,6 +243,7 @@ def _hook(agent: str, raw: bytes) -> int:
         place, capture = _capture(agent, raw)
     for event in capture.events:
         redact_event(event)
+    _ask_to_amend(place, capture)
     to_spool = capture.events
     if capture.writes and place.top is not None:
         from flowloom.capture.autocommit import read_policy, run
