@@ -267,3 +267,24 @@ def test_git_hook_through_the_installed_command(box: Sandbox) -> None:
     assert result.returncode == 1
     assert "commit refused" in result.stderr
     assert os.access(bindir / "flowloom", os.X_OK)
+
+
+def test_init_makes_capture_state_an_older_version_left_open_private(box: Sandbox) -> None:
+    state = box.repo / ".git" / "flowloom"
+    box.ok("log", "append", "--kind", "agent.prompt")  # a ledger made before init
+    os.chmod(state, 0o755)
+    db = state / "ledger.db"
+    os.chmod(db, 0o644)
+    out = box.ok("init", "--agent", "none")
+    assert "capture state made private (0700 directories, 0600 ledger files)" in out
+    assert (state.stat().st_mode & 0o777, db.stat().st_mode & 0o777) == (0o700, 0o600)
+    assert box.events("config.change")[-1]["refs"]["private"] >= 2
+    assert "made private" not in box.ok("init", "--agent", "none")
+
+
+def test_init_for_codex_says_how_codex_comes_to_trust_the_hooks(box: Sandbox) -> None:
+    out = box.ok("init", "--agent", "codex")
+    assert "Codex runs a project's hooks only once you trust them" in out
+    assert "codex exec --dangerously-bypass-hook-trust" in out
+    config = tomllib.loads((box.repo / ".codex" / "config.toml").read_text())
+    assert config["features"] == {"hooks": True}

@@ -208,15 +208,14 @@ def _open_services(top: str) -> Any:
 
 
 def _record(ledger: Ledger, event: Event) -> int:
-    from flowloom.capture.redaction import Redactor
+    from flowloom.capture.agents.hookmain import redact_event
 
-    redactor = Redactor()
-    meta = redactor.value(event.meta)
-    assert isinstance(meta, dict)
-    text = event.body_text()
-    body = redactor.text(text) if text is not None else None
+    redact_event(event)  # as every hook event is: paths and ids stay readable
+    body = event.body_text()
     ack = ledger.record(
-        event.kind, body=body.encode("utf-8", "replace") if body is not None else None, meta=meta
+        event.kind,
+        body=body.encode("utf-8", "replace") if body is not None else None,
+        meta=event.meta,
     )
     return ack.index
 

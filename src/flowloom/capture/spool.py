@@ -36,6 +36,8 @@ import os
 import sys
 import time
 
+from flowloom.capture.agents.common import private_dirs
+
 __all__ = [
     "SPOOL_VERSION",
     "SpoolLock",
@@ -88,7 +90,7 @@ def write(
     `project` pins the file to a project other than the drainer's (a server sends it
     there); hooks leave it out.
     """
-    os.makedirs(spool_dir, mode=0o700, exist_ok=True)
+    private_dirs(spool_dir)
     _counter[0] += 1
     name = f"{time.time_ns():020d}-{os.getpid():07d}-{_counter[0]:03d}.json"
     record: dict[str, Any] = {
@@ -131,7 +133,7 @@ class SpoolLock:
         self._fd: int | None = None
 
     def __enter__(self) -> SpoolLock:
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        private_dirs(os.path.dirname(self.path))
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + self.wait_s
         while True:
@@ -438,7 +440,11 @@ def _log(state_dir: str, line: str) -> None:
 
 
 def _cleanup(spool_dir: str, state_dir: str) -> None:
-    """Remove temporary spool files over a day old and session scratch over a week old."""
+    """Remove temporary spool files and before-images over a day old, and session
+    scratch over a week old."""
+    from flowloom.capture.agents.snapshots import sweep
+
+    sweep(state_dir)
     day_ago = time.time() - 86400
     week_ago = time.time() - 7 * 86400
     for name in os.listdir(spool_dir):

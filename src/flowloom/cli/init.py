@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from flowloom.capture.agents.common import locate
+from flowloom.capture.agents.common import locate, make_private
 from flowloom.capture.agents.install import (
     HOOKED_AGENTS,
     agent_hook_status,
@@ -93,6 +93,13 @@ def init(ctx: click.Context, agents: tuple[str, ...], ci: str | None) -> None:
     click.echo(f"policy {policy_file(top).relative_to(top)}: {policy_status}")
     if policy_status != "unchanged":
         changed["policy"] = policy_status
+    tightened = make_private(locate(str(top)).state_dir)
+    if tightened:
+        click.echo(
+            f"capture state made private (0700 directories, 0600 ledger files): "
+            f"{len(tightened)} paths"
+        )
+        changed["private"] = len(tightened)
 
     directory = hooks_dir(repo)
     click.echo(f"git hooks in {directory}:")
@@ -159,6 +166,13 @@ def _install_agents(top: Path, agents: Sequence[str]) -> tuple[list[str], str | 
     written = install_agent_hooks(top, chosen)
     where = f" (wrote {', '.join(written)})" if written else " (unchanged)"
     click.echo(f"agent hooks: {', '.join(chosen)}{where}")
+    if "codex" in chosen:
+        click.echo(
+            "  note: Codex runs a project's hooks only once you trust them: start `codex` "
+            "here, trust the project, and approve FlowLoom's hooks in /hooks (again after "
+            "they change); unattended runs vetted by you: codex exec "
+            "--dangerously-bypass-hook-trust"
+        )
     mcp_change = None
     if "claude-code" in chosen:
         mcp_change = install_mcp_server(top)

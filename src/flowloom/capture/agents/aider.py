@@ -34,7 +34,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from flowloom.capture.agents.common import Event, Place, agent_actor, git_context
+from flowloom.capture.agents.common import (
+    Event,
+    Place,
+    agent_actor,
+    git_context,
+    private_dirs,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -296,7 +302,7 @@ class AiderImport:
             return
         self.marker["files"][str(self.history)] = self._update
         self.marker["seen"] = (list(self.marker["seen"]) + self._new_seen)[-_MAX_SEEN:]
-        self.marker_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(str(self.marker_path.parent))
         tmp = self.marker_path.with_name(self.marker_path.name + f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.marker), "utf-8")
         tmp.replace(self.marker_path)

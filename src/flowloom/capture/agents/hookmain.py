@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
+    from flowloom.capture.redaction import Redactor
+
 AGENTS = ("claude-code", "codex", "cursor")
 MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 _PROMPT_KEPT_CHARS = 4000
@@ -123,6 +125,20 @@ def _clean_value(value: Any) -> Any:
     return value
 
 
+_PATH_REFS = ("transcript_path", "cwd", "path", "history", "attachments", "files")
+"""Refs that hold file paths: a path is not a secret, however random a directory name."""
+
+
+def _identifier(redactor: Redactor, value: Any) -> Any:
+    """A path or an id, redacted by the rules for known secret shapes only: the entropy
+    rule would take a long mixed path (a project directory, a session's UUID) for a key."""
+    if isinstance(value, str):
+        return _clean(redactor.text(value, entropy=False))
+    if isinstance(value, list):
+        return [_identifier(redactor, v) for v in value]
+    return _clean_value(redactor.value(value))
+
+
 def redact_event(event: Event) -> None:
     """Redact an event's body and every string in its meta, in place, counting."""
     from flowloom.capture.redaction import Redactor
@@ -134,11 +150,19 @@ def redact_event(event: Event) -> None:
         event.data = None
     elif event.body is not None:
         event.body = _clean(redactor.text(event.body))
-    session = event.meta.pop("session", None)
+    kept: dict[str, Any] = {"session": event.meta.pop("session", None)}
+    if event.kind == "artifact.write":
+        kept["subject"] = event.meta.pop("subject", None)  # the path written
+    refs = event.meta.get("refs")
+    paths = {k: refs.pop(k) for k in _PATH_REFS if k in refs} if isinstance(refs, dict) else {}
     meta = _clean_value(redactor.value(event.meta))
     event.meta = meta if isinstance(meta, dict) else {}
-    if isinstance(session, str):  # an identifier: long and random is not a secret here
-        event.meta["session"] = _clean(redactor.text(session, entropy=False))
+    for key, value in kept.items():
+        if value is not None:
+            event.meta[key] = _identifier(redactor, value)
+    if paths:
+        refs = event.meta.setdefault("refs", {})
+        refs.update({k: _identifier(redactor, v) for k, v in paths.items()})
     event.redactions = dict(redactor.counts)
 
 

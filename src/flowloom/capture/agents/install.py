@@ -7,13 +7,14 @@ the interpreter changed. Running it twice changes nothing the second time.
 
 - Claude Code: `.claude/settings.json`, ``{"hooks": {Event: [{"matcher", "hooks":
   [{"type": "command", "command"}]}]}}`` for SessionStart, UserPromptSubmit,
-  PreToolUse (file-writing tools only: it keeps the before-state), PostToolUse, Stop,
-  SessionEnd.
+  PreToolUse (file-writing tools only: it keeps the before-state), PostToolUse,
+  PostToolUseFailure, Stop, SessionEnd.
 - Codex CLI: `.codex/hooks.json` in the same shape (SessionStart, UserPromptSubmit,
   PreToolUse for apply_patch and Bash, which can carry a patch too, PostToolUse, Stop),
-  and `[features] codex_hooks = true` in `.codex/config.toml` for versions where hooks
-  are behind that flag (the line is marked ``# added by flowloom`` so uninstalling
-  removes only what it added).
+  and `[features] hooks = true` in `.codex/config.toml` for versions where hooks were
+  off by default (the line is marked ``# added by flowloom`` so uninstalling removes
+  only what it added). Codex runs a project's hooks only once the person trusted them
+  (docs/capture.md): that step is theirs.
 - Cursor: `.cursor/hooks.json`, ``{"version": 1, "hooks": {event: [{"command"}]}}`` for
   sessionStart, sessionEnd, beforeSubmitPrompt, afterFileEdit, afterShellExecution,
   afterMCPExecution, afterAgentResponse, stop.
@@ -65,6 +66,7 @@ _CLAUDE_EVENTS: dict[str, str | None] = {
     "UserPromptSubmit": None,
     "PreToolUse": "Write|Edit|MultiEdit|NotebookEdit",
     "PostToolUse": None,
+    "PostToolUseFailure": None,
     "Stop": None,
     "SessionEnd": None,
 }
@@ -319,11 +321,22 @@ def _cursor_installed(doc: dict[str, Any]) -> bool:
 # --------------------------------------------------------------------------- codex TOML
 
 
-def _codex_flag(config: Path) -> bool:
-    """Make sure `.codex/config.toml` turns hooks on; True when the file was written.
+def _write_toml(config: Path, new_text: str) -> None:
+    tomllib.loads(new_text)  # never write a file Codex cannot read
+    config.parent.mkdir(parents=True, exist_ok=True)
+    tmp = config.with_name(config.name + ".flowloom-tmp")
+    tmp.write_text(new_text, "utf-8")
+    tmp.replace(config)
 
-    An explicit `codex_hooks = false` (or `hooks = false`) is the user's choice and is
-    kept.
+
+def _codex_flag(config: Path) -> bool:
+    """Make sure `.codex/config.toml` leaves hooks on, under today's key; True if written.
+
+    Codex's feature key is `[features].hooks` (on by default in current versions);
+    `codex_hooks` is a deprecated alias Codex warns about at every start. FlowLoom adds
+    `hooks = true` (for versions where hooks were still off by default) and turns the
+    `codex_hooks = true` line earlier FlowLoom versions added into it. A value the user
+    set under either key, true or false, is their choice and is kept.
     """
     try:
         text = config.read_text("utf-8")
@@ -339,10 +352,23 @@ def _codex_flag(config: Path) -> bool:
         ) from exc
     if not isinstance(features, dict):
         raise ConfigError(f"{config}: [features] must be a table")
+    line = f"hooks = true  {_MARK}\n"
+    lines = text.splitlines(keepends=True)
+    legacy = [
+        at
+        for at, existing in enumerate(lines)
+        if existing.rstrip().endswith(_MARK) and existing.split("=", 1)[0].strip() == "codex_hooks"
+    ]
+    if legacy:  # what an earlier FlowLoom added: the deprecated key, ours to replace
+        for at in reversed(legacy):
+            if "hooks" in features or at != legacy[0]:
+                del lines[at]
+            else:
+                lines[at] = line
+        _write_toml(config, "".join(lines))
+        return True
     if "codex_hooks" in features or "hooks" in features:
         return False
-    line = f"codex_hooks = true  {_MARK}\n"
-    lines = text.splitlines(keepends=True)
     for at, existing in enumerate(lines):
         if existing.split("#", 1)[0].strip() == "[features]":
             if not existing.endswith("\n"):
@@ -356,11 +382,7 @@ def _codex_flag(config: Path) -> bool:
         else:
             separator = "\n" if text.endswith("\n") else "\n\n"
         new_text = f"{text}{separator}[features]  {_MARK}\n{line}"
-    tomllib.loads(new_text)  # never write a file Codex cannot read
-    config.parent.mkdir(parents=True, exist_ok=True)
-    tmp = config.with_name(config.name + ".flowloom-tmp")
-    tmp.write_text(new_text, "utf-8")
-    tmp.replace(config)
+    _write_toml(config, new_text)
     return True
 
 
