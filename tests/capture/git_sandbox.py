@@ -114,6 +114,14 @@ class Sandbox:
         assert "Traceback" not in result.stderr
         return result.stdout
 
+    def warned(self, *args: str) -> str:
+        """`flowloom status …` that finds something wrong: exit 1, WARNING lines."""
+        result = self.flowloom("status", *args)
+        assert result.returncode == 1, (result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert "WARNING: " in result.stdout or '"warnings"' in result.stdout
+        return result.stdout
+
     # -- commits -----------------------------------------------------------------------
 
     def write(self, name: str, text: str) -> None:

@@ -216,7 +216,7 @@ def test_hook_falls_back_to_flowloom_on_path_then_warns(box: Sandbox, tmp_path: 
     assert result.returncode == 0
     assert "FlowLoom is not installed" in result.stderr
     assert "status" not in result.stderr
-    status = box.ok("status")
+    status = box.warned()
     assert "WARNING: capture is broken: git hook commit-msg its Python" in status
 
 
@@ -226,7 +226,7 @@ def test_status_warns_loudly_when_a_hook_is_missing_or_not_executable(box: Sandb
     hooks = box.repo / ".git" / "hooks"
     (hooks / "post-commit").unlink()
     (hooks / "commit-msg").chmod(0o644)
-    out = box.ok("status")
+    out = box.warned()
     assert "WARNING: capture is broken: git hook post-commit missing" in out
     assert "WARNING: capture is broken: git hook commit-msg not executable" in out
     assert "ok: capture" not in out

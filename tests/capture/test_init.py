@@ -174,7 +174,7 @@ def test_status_warns_when_commits_outrun_the_ledger(box: Sandbox) -> None:
     box.init()
     future = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 3600)) + "+0000"
     box.commit_without_hooks("no hook saw this", env={"GIT_COMMITTER_DATE": future})
-    out = box.ok("status")
+    out = box.warned()
     assert "WARNING: commits were made after the last ledger event" in out
 
 
@@ -182,12 +182,12 @@ def test_status_warns_when_few_commits_are_linked(box: Sandbox) -> None:
     box.init()
     for i in range(5):
         box.commit_without_hooks(f"unlinked {i}")
-    out = box.ok("status")
+    out = box.warned()
     assert "WARNING: only 0 of 5 recent commits are linked to a decision" in out
 
 
 def test_status_outside_flowloom(box: Sandbox) -> None:
-    out = box.ok("status")
+    out = box.warned()
     assert "WARNING: FlowLoom is not set up in this repository: run flowloom init" in out
 
 

@@ -251,8 +251,31 @@ def recorded_index(spool_dir: str, name: str, position: int) -> int | None:
 # --------------------------------------------------------------------------- draining
 
 
-def _prepared(ledger: Ledger, event: dict[str, Any], agent: str, strict: bool = False) -> Any:
-    """The ledger entry for one spooled event; a capture.error in its place if refused."""
+def _happened(event: dict[str, Any], created: str | None) -> str | None:
+    """When a spooled event happened: its own `ts`, else its file's `created` (both taken
+    in the hook); None (the drain time) when neither is a valid timestamp."""
+    from flowloom.errors import InputError
+    from flowloom.ledger.event import parse_ts
+
+    for ts in (event.get("ts"), created):
+        if isinstance(ts, str):
+            try:
+                parse_ts(ts)
+            except InputError:
+                continue
+            return ts
+    return None
+
+
+def _prepared(
+    ledger: Ledger,
+    event: dict[str, Any],
+    agent: str,
+    strict: bool = False,
+    created: str | None = None,
+) -> Any:
+    """The ledger entry for one spooled event, with the time it happened; a capture.error
+    in its place if refused."""
     from flowloom.capture.agents.common import digest
     from flowloom.errors import FlowLoomError
     from flowloom.ledger.attest import refuse_generic
@@ -263,7 +286,7 @@ def _prepared(ledger: Ledger, event: dict[str, Any], agent: str, strict: bool = 
     data = body.encode("utf-8", "replace") if isinstance(body, str) else None
     try:
         refuse_generic(kind)  # a spool file is anyone's to write: no authority through it
-        return ledger.prepare(kind, body=data, meta=meta).entry
+        return ledger.prepare(kind, body=data, meta=meta, ts=_happened(event, created)).entry
     except FlowLoomError as exc:
         if strict:
             raise
@@ -367,7 +390,12 @@ def _reply_amendment(ledger: Ledger, event: dict[str, Any], index: int, agent: s
 
 
 def record_events(
-    ledger: Ledger, events: Sequence[dict[str, Any]], agent: str, *, strict: bool = False
+    ledger: Ledger,
+    events: Sequence[dict[str, Any]],
+    agent: str,
+    *,
+    strict: bool = False,
+    created: str | None = None,
 ) -> list[int]:
     """Record spool-shaped events (already redacted) in one transaction; their indices.
 
@@ -375,9 +403,10 @@ def record_events(
     the error is raised instead, and nothing is recorded). Each event that had secrets
     redacted is followed by a `redaction.apply` event naming its entry and counting what
     was redacted, per type (never the secrets); a reply that asks to amend its turn's
-    decision (`amend`), by that `decision.amend`.
+    decision (`amend`), by that `decision.amend`. Each event keeps the time it happened
+    (its `ts`, else `created`: its spool file's time); follow-ups are stamped now.
     """
-    prepared = [_prepared(ledger, e, agent, strict) for e in events]
+    prepared = [_prepared(ledger, e, agent, strict, created) for e in events]
     acks = ledger.writer.append_many(prepared)
     follow_ups = []
     for event, entry, ack in zip(events, prepared, acks, strict=True):
@@ -400,7 +429,8 @@ def _drain_one(spool_dir: str, name: str, ledger: Ledger) -> None:
         return
     agent = str(record.get("agent", ""))
     events = [e for e in record["events"] if isinstance(e, dict)]
-    indices = record_events(ledger, events, agent)
+    created = record.get("created") if isinstance(record.get("created"), str) else None
+    indices = record_events(ledger, events, agent, created=created)
     _journal_append(spool_dir, name, indices)
     os.unlink(path)
 

@@ -84,7 +84,7 @@ class Event:
     secret is never hidden from the patterns behind JSON escapes.
     """
 
-    __slots__ = ("amend", "body", "data", "kind", "meta", "redactions")
+    __slots__ = ("amend", "body", "data", "kind", "meta", "redactions", "ts")
 
     def __init__(
         self, kind: str, body: str | None = None, *, data: Any = None, **meta: Any
@@ -92,6 +92,7 @@ class Event:
         self.kind = kind
         self.body = body
         self.data = data
+        self.ts = now_ts()  # when it happened: the ledger keeps this, not the drain time
         self.amend: dict[str, Any] | None = None  # a reply's decision to amend (spool.py)
         self.meta: dict[str, Any] = {k: v for k, v in meta.items() if v is not None}
         refs = self.meta.get("refs")
@@ -106,7 +107,7 @@ class Event:
         return self.body
 
     def to_json(self) -> dict[str, Any]:
-        record: dict[str, Any] = {"kind": self.kind, "meta": self.meta}
+        record: dict[str, Any] = {"kind": self.kind, "ts": self.ts, "meta": self.meta}
         body = self.body_text()
         if body is not None:
             record["body"] = body

@@ -45,6 +45,7 @@ from flowloom.errors import ConfigError, InputError
 __all__ = [
     "AGENTS",
     "HOOKED_AGENTS",
+    "agent_hook_setup",
     "agent_hook_status",
     "detect_agents",
     "hook_command",
@@ -247,21 +248,27 @@ def _remove_grouped(doc: dict[str, Any], agent: str) -> None:
         del doc["hooks"]
 
 
-def _grouped_installed(doc: dict[str, Any], agent: str, events: dict[str, str | None]) -> bool:
+def _grouped_commands(doc: dict[str, Any], agent: str, event: str) -> list[str]:
+    """FlowLoom's commands for `agent` under one event (Claude Code / Codex shape)."""
     hooks = doc.get("hooks")
-    if not isinstance(hooks, dict):
-        return False
-    for event in events:
-        commands = [
-            entry.get("command")
-            for group in hooks.get(event, [])
-            if isinstance(group, dict) and isinstance(group.get("hooks"), list)
-            for entry in group["hooks"]
-            if isinstance(entry, dict) and _is_ours(entry.get("command"), agent)
-        ]
-        if not any(isinstance(c, str) and _interpreter_ok(c) for c in commands):
-            return False
-    return True
+    groups = hooks.get(event, []) if isinstance(hooks, dict) else []
+    return [
+        entry["command"]
+        for group in (groups if isinstance(groups, list) else [])
+        if isinstance(group, dict) and isinstance(group.get("hooks"), list)
+        for entry in group["hooks"]
+        if isinstance(entry, dict) and _is_ours(entry.get("command"), agent)
+    ]
+
+
+def _cursor_commands(doc: dict[str, Any], event: str) -> list[str]:
+    hooks = doc.get("hooks")
+    entries = hooks.get(event, []) if isinstance(hooks, dict) else []
+    return [
+        e["command"]
+        for e in (entries if isinstance(entries, list) else [])
+        if isinstance(e, dict) and _is_ours(e.get("command"), "cursor")
+    ]
 
 
 def _merge_cursor(doc: dict[str, Any], path: Path, command: str) -> None:
@@ -300,22 +307,6 @@ def _remove_cursor(doc: dict[str, Any]) -> None:
             hooks[event] = kept
         else:
             del hooks[event]
-
-
-def _cursor_installed(doc: dict[str, Any]) -> bool:
-    hooks = doc.get("hooks")
-    if not isinstance(hooks, dict):
-        return False
-    for event in _CURSOR_EVENTS:
-        entries = hooks.get(event)
-        if not isinstance(entries, list) or not any(
-            isinstance(e, dict)
-            and _is_ours(e.get("command"), "cursor")
-            and _interpreter_ok(str(e.get("command")))
-            for e in entries
-        ):
-            return False
-    return True
 
 
 # --------------------------------------------------------------------------- codex TOML
@@ -466,23 +457,51 @@ def uninstall_agent_hooks(repo_top: Path, agents: Sequence[str]) -> list[str]:
     return changed
 
 
-def agent_hook_status(repo_top: Path) -> dict[str, bool]:
-    """Per hooked agent: are all of FlowLoom's hooks installed, with a working interpreter?"""
+def agent_hook_setup(repo_top: Path) -> dict[str, str]:
+    """Per hooked agent, how the repository is set up for it:
+
+    - ``absent``: no FlowLoom hook in its settings (the repository was not set up for
+      it, whatever is installed on this machine);
+    - ``ok``: every hook FlowLoom installs is there, and its command can run;
+    - ``incomplete``: some are missing (an older FlowLoom, a hand edit);
+    - ``broken``: a command cannot run here, or the settings file cannot be read.
+    """
     paths = _paths(repo_top)
-    status: dict[str, bool] = {}
+    setup: dict[str, str] = {}
     for agent in HOOKED_AGENTS:
         try:
             doc = _load_json(paths[agent])
         except ConfigError:
-            status[agent] = False
+            setup[agent] = "broken"
             continue
-        if agent == "claude-code":
-            status[agent] = _grouped_installed(doc, agent, _CLAUDE_EVENTS)
-        elif agent == "codex":
-            status[agent] = _grouped_installed(doc, agent, _CODEX_EVENTS)
+        events = (
+            list(_CURSOR_EVENTS)
+            if agent == "cursor"
+            else list(_CLAUDE_EVENTS if agent == "claude-code" else _CODEX_EVENTS)
+        )
+        found = {
+            event: (
+                _cursor_commands(doc, event)
+                if agent == "cursor"
+                else _grouped_commands(doc, agent, event)
+            )
+            for event in events
+        }
+        commands = [c for listed in found.values() for c in listed]
+        if not commands:
+            setup[agent] = "absent"
+        elif not all(_interpreter_ok(c) for c in commands):
+            setup[agent] = "broken"
+        elif not all(found.values()):
+            setup[agent] = "incomplete"
         else:
-            status[agent] = _cursor_installed(doc)
-    return status
+            setup[agent] = "ok"
+    return setup
+
+
+def agent_hook_status(repo_top: Path) -> dict[str, bool]:
+    """Per hooked agent: are all of FlowLoom's hooks installed and able to run?"""
+    return {agent: state == "ok" for agent, state in agent_hook_setup(repo_top).items()}
 
 
 # --------------------------------------------------------------------------- MCP server
