@@ -72,6 +72,14 @@ class Sandbox:
                 "GIT_EDITOR": "true",
             }
         )
+        # FlowLoom as an installation puts it on PATH: a `flowloom` command (the hooks
+        # find it there; they name no interpreter).
+        self.bin_dir = tmp_path / "flowloom-bin"
+        self.bin_dir.mkdir(exist_ok=True)
+        launcher = self.bin_dir / "flowloom"
+        launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m flowloom "$@"\n')
+        launcher.chmod(0o755)
+        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}"
         self.env = env
         if not (self.repo / ".git").exists():
             self.git("init", "-q", "-b", "main")

@@ -146,7 +146,7 @@ def test_agent_hooks_are_installed_and_removed(box: Sandbox) -> None:
     out = box.ok("init", "--agent", "claude-code")
     assert "agent hooks: claude-code" in out
     settings = box.repo / ".claude" / "settings.json"
-    assert "-m flowloom hook claude-code" in settings.read_text()
+    assert "exec flowloom hook claude-code" in settings.read_text()
     assert "claude-code ok" in box.ok("status")
     assert "agent hooks: claude-code (unchanged)" in box.ok("init", "--agent", "claude-code")
     box.ok("uninstall")

@@ -46,7 +46,7 @@ def test_claude_settings_are_merged_not_replaced(repo: Path) -> None:
     doc = json.loads(settings.read_text())
     assert doc["permissions"] == {"allow": ["Bash(npm test)"]}
     command = hook_command("claude-code")
-    assert command == f"{sys.executable} -m flowloom hook claude-code"
+    assert "exec flowloom hook claude-code" in command and sys.executable not in command
     post = doc["hooks"]["PostToolUse"]
     assert post[0] == {"matcher": "Write|Edit", "hooks": [USER_HOOK]}
     assert post[1] == {"hooks": [{"type": "command", "command": command}]}
@@ -72,8 +72,10 @@ def test_claude_settings_are_merged_not_replaced(repo: Path) -> None:
     assert install_agent_hooks(repo, ["claude-code"]) == []
     assert json.loads(settings.read_text()) == doc
 
-    # a moved interpreter: the stale command is replaced, not duplicated
-    stale = json.dumps(doc).replace(sys.executable, "/old/venv/bin/python")
+    # what an earlier version wrote (one machine's interpreter) is replaced, not duplicated
+    stale = json.dumps(doc).replace(
+        json.dumps(command), json.dumps("/old/venv/bin/python -m flowloom hook claude-code")
+    )
     settings.write_text(stale)
     assert agent_hook_status(repo)["claude-code"] is False
     assert install_agent_hooks(repo, ["claude-code"]) == [str(settings)]

@@ -23,6 +23,7 @@ from flowloom.capture.agents.install import (
 from flowloom.capture.git.hooks import HookState, hook_status, hooks_dir, install_hooks
 from flowloom.capture.git.hooks import uninstall_hooks as remove_hooks
 from flowloom.capture.git.repo import GitRepo
+from flowloom.capture.launch import INSTALL_HINT, where
 from flowloom.capture.policy import (
     OVERRIDE_TTL_S,
     Override,
@@ -112,6 +113,8 @@ def init(ctx: click.Context, agents: tuple[str, ...], ci: str | None) -> None:
             f"  note: core.hooksPath points outside this repository; the hooks do nothing in "
             f"repositories without a [policy] in {policy_file(Path('.'))}"
         )
+    if where() is None:
+        click.echo(f"  warning: the hooks cannot find FlowLoom on this machine: {INSTALL_HINT}")
     if (top / ".pre-commit-config.yaml").exists():
         click.echo(
             "  note: pre-commit is configured; `pre-commit install` keeps FlowLoom's hooks"
@@ -268,8 +271,10 @@ def _hook_problem(state: HookState) -> str | None:
         return "missing"
     if not state.executable:
         return "not executable"
+    if not state.current:
+        return "was written by an earlier FlowLoom: run flowloom init again"
     if not state.interpreter_ok:
-        return f"its Python ({state.interpreter}) is gone"
+        return f"cannot find FlowLoom here; {INSTALL_HINT}"
     if state.chained is not None and not state.chained_executable:
         return f"chained hook {state.chained.name} is not executable"
     return None
@@ -422,7 +427,16 @@ def status(ctx: click.Context, as_json: bool, acknowledge: bool) -> None:
     setup = agent_hook_setup(top)
     agents = {agent: state == "ok" for agent, state in setup.items()}
     for agent, how in setup.items():
-        if how in ("incomplete", "broken") and policy.configured:
+        if not policy.configured or how in ("ok", "absent"):
+            continue
+        if how == "broken":
+            warnings.append(f"{agent} hooks cannot find FlowLoom here: {INSTALL_HINT}")
+        elif how == "stale":
+            warnings.append(
+                f"{agent} hooks were written by an earlier FlowLoom (they name one machine's "
+                "Python, in a file the team shares): run flowloom init again"
+            )
+        else:
             warnings.append(f"{agent} hooks are {how} here: run flowloom init again")
 
     settings = AppContext.of(ctx).settings()

@@ -24,22 +24,25 @@ the interpreter changed. Running it twice changes nothing the second time.
   "args": ["mcp"]}}}``, merged with the servers already there. The command is the
   `flowloom` on PATH, not this machine's interpreter, because the file is shared.
 
-The hook command is the absolute path of the running interpreter, `-m flowloom hook
-<agent>`, so the hook works whatever is on the agent's PATH.
+The hook command names no path of this machine (the files are committed for the team):
+it runs `flowloom hook <agent>` found on PATH, else `python3 -m flowloom`, else says what
+to install (`flowloom.capture.launch`). Commands an earlier version wrote (this
+machine's interpreter, `<python> -m flowloom hook <agent>`) are recognised as ours and
+replaced.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
+import re
 import shutil
-import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flowloom.capture import launch
 from flowloom.errors import ConfigError, InputError
 
 __all__ = [
@@ -91,21 +94,20 @@ _CURSOR_EVENTS = (
 _MARK = "# added by flowloom"
 
 
-def hook_command(agent: str, python: str | None = None) -> str:
-    """The shell command an agent runs: this interpreter, `-m flowloom hook <agent>`."""
-    return f"{shlex.quote(python or sys.executable)} -m flowloom hook {agent}"
+_CURSOR_ANSWER = '{"continue": true}'
+
+
+def hook_command(agent: str) -> str:
+    """The shell command an agent runs: the same on every machine (`launch.agent_command`)."""
+    answer = _CURSOR_ANSWER if agent == "cursor" else None
+    return launch.agent_command(agent, answer=answer)
 
 
 def _is_ours(command: object, agent: str) -> bool:
-    return isinstance(command, str) and command.rstrip().endswith(f"-m flowloom hook {agent}")
-
-
-def _interpreter_ok(command: str) -> bool:
-    try:
-        python = shlex.split(command)[0]
-    except (ValueError, IndexError):
-        return False
-    return os.path.isfile(python) and os.access(python, os.X_OK)
+    """FlowLoom's hook for `agent`, as this version or an earlier one wrote it."""
+    return isinstance(command, str) and (
+        re.search(rf"(?<![\w-])flowloom hook {re.escape(agent)}(?![\w-])", command) is not None
+    )
 
 
 def _check(agents: Sequence[str]) -> list[str]:
@@ -457,17 +459,20 @@ def uninstall_agent_hooks(repo_top: Path, agents: Sequence[str]) -> list[str]:
     return changed
 
 
-def agent_hook_setup(repo_top: Path) -> dict[str, str]:
+def agent_hook_setup(repo_top: Path, env: dict[str, str] | None = None) -> dict[str, str]:
     """Per hooked agent, how the repository is set up for it:
 
     - ``absent``: no FlowLoom hook in its settings (the repository was not set up for
       it, whatever is installed on this machine);
-    - ``ok``: every hook FlowLoom installs is there, and its command can run;
-    - ``incomplete``: some are missing (an older FlowLoom, a hand edit);
-    - ``broken``: a command cannot run here, or the settings file cannot be read.
+    - ``stale``: a hook an earlier version wrote (one machine's interpreter path);
+    - ``incomplete``: some hooks are missing (an earlier version, a hand edit);
+    - ``broken``: the settings file cannot be read, or FlowLoom cannot be found the way
+      the hooks look for it (`launch.where`, with `env`);
+    - ``ok``: every hook FlowLoom installs is there, and can start FlowLoom here.
     """
     paths = _paths(repo_top)
     setup: dict[str, str] = {}
+    findable: bool | None = None
     for agent in HOOKED_AGENTS:
         try:
             doc = _load_json(paths[agent])
@@ -490,12 +495,14 @@ def agent_hook_setup(repo_top: Path) -> dict[str, str]:
         commands = [c for listed in found.values() for c in listed]
         if not commands:
             setup[agent] = "absent"
-        elif not all(_interpreter_ok(c) for c in commands):
-            setup[agent] = "broken"
+        elif any(c != hook_command(agent) for c in commands):
+            setup[agent] = "stale"
         elif not all(found.values()):
             setup[agent] = "incomplete"
         else:
-            setup[agent] = "ok"
+            if findable is None:
+                findable = launch.where(env) is not None
+            setup[agent] = "ok" if findable else "broken"
     return setup
 
 
