@@ -31,6 +31,11 @@ class AgentSandbox(Sandbox):
         super().__init__(tmp_path, name)
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.env["PYTHONPYCACHEPREFIX"] = str(_PYCACHE)
+        # The user's runtime directory (where before-image keys live), private as a
+        # login session's is.
+        self.runtime_dir = tmp_path / "runtime"
+        self.runtime_dir.mkdir(mode=0o700, exist_ok=True)
+        self.env["XDG_RUNTIME_DIR"] = str(self.runtime_dir)
         self.session = "3f0c9c3e-5b7a-4d1e-9a51-7c2f0e8d4b61"
 
     # -- running hooks -----------------------------------------------------------------

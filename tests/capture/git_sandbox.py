@@ -72,6 +72,14 @@ class Sandbox:
                 "GIT_EDITOR": "true",
             }
         )
+        # FlowLoom as an installation puts it on PATH: a `flowloom` command (the hooks
+        # find it there; they name no interpreter).
+        self.bin_dir = tmp_path / "flowloom-bin"
+        self.bin_dir.mkdir(exist_ok=True)
+        launcher = self.bin_dir / "flowloom"
+        launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m flowloom "$@"\n')
+        launcher.chmod(0o755)
+        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}"
         self.env = env
         if not (self.repo / ".git").exists():
             self.git("init", "-q", "-b", "main")
@@ -112,6 +120,14 @@ class Sandbox:
         result = self.flowloom(*args, env=env)
         assert result.returncode == 0, (args, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr
+        return result.stdout
+
+    def warned(self, *args: str) -> str:
+        """`flowloom status …` that finds something wrong: exit 1, WARNING lines."""
+        result = self.flowloom("status", *args)
+        assert result.returncode == 1, (result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert "WARNING: " in result.stdout or '"warnings"' in result.stdout
         return result.stdout
 
     # -- commits -----------------------------------------------------------------------

@@ -163,3 +163,57 @@ def test_a_missing_history_is_one_clear_error(box: AgentSandbox) -> None:
     assert result.stderr.startswith("flowloom: error: no Aider chat history at nowhere.md")
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
+
+
+def test_aiders_commits_are_linked_to_the_decision_drawn_from_the_exchange(
+    box: AgentSandbox,
+) -> None:
+    """Aider commits itself, past the git hooks; the import links its commits so `why`
+    shows prompt, reply and reasoning for its lines."""
+    box.write("calc.py", "def add(a, b):\n    return a + b\n")
+    box.git("add", "calc.py")
+    box.git("commit", "-q", "-m", "start")
+    box.write("calc.py", "def add(a, b):\n    return (a or 0) + (b or 0)\n")
+    box.git("add", "calc.py")
+    box.git("commit", "-q", "--no-verify", "-m", "fix: Handle None inputs in add()")
+    sha = box.head()
+    reply = (
+        "I'll treat `None` as zero in add(). It keeps callers unchanged.\n\n"
+        "- treat None as zero\n- raise TypeError\n"
+    )
+    history = HISTORY.replace("1a2b3c4", sha[:7]).replace(
+        "I'll update `add()` to treat `None` as zero.", reply
+    )
+    history += "#### and more\n\nDone.\n\n> Commit 0000000 not in this repository\n"
+    (box.repo / ".aider.chat.history.md").write_text(history)
+    result = box.flowloom("import", "aider")
+    assert result.returncode == 0, result.stderr
+    assert ", 1 of Aider's commits linked to their decisions" in result.stdout
+    assert result.stderr == "note: commit 0000000 named by Aider is not in this repository\n"
+
+    [decision] = box.events("decision.record")
+    [link] = box.events("commit.link")
+    prompt, response = box.events("agent.prompt")[1], box.events("agent.response")[0]
+    assert decision["refs"]["choice"] == "I'll treat None as zero in add()."
+    assert decision["refs"]["rationale"] == "It keeps callers unchanged."
+    assert decision["refs"]["options"] == ["treat None as zero", "raise TypeError"]
+    assert decision["refs"]["tickets"] == ["CALC-9"]
+    assert decision["refs"]["files"] == ["calc.py"]
+    assert decision["refs"]["requested_by"] == "ann@example.com"
+    assert (decision["refs"]["prompt_entry"], decision["refs"]["response_entry"]) == (
+        prompt["index"],
+        response["index"],
+    )
+    assert link["subject"] == sha
+    assert link["refs"]["decision"] == decision["subject"]
+    assert link["refs"]["source"] == "aider-import"
+    assert link["refs"]["patch_id"] and link["refs"]["tree"]
+
+    why = box.ok("why", "calc.py:2")
+    assert f"decision: {decision['subject']}" in why and "(linked by commit.link entry" in why
+    assert "choice:   I'll treat None as zero in add()." in why
+    assert f"prompt:   entry {prompt['index']} (agent.prompt), verified" in why
+    assert f"reply:    entry {response['index']} (agent.response), verified" in why
+    # Imported once: a second import links nothing again.
+    assert box.ok("import", "aider").startswith("nothing new in ")
+    assert len(box.events("commit.link")) == 1

@@ -161,6 +161,7 @@ def test_a_whole_session_is_recorded_and_each_write_committed(box: AgentSandbox)
         "artifact.write",
         "agent.tool",
         "agent.response",
+        "decision.amend",
         "session.end",
     ]
     by_kind: dict[str, list[dict[str, Any]]] = {}
@@ -206,6 +207,24 @@ def test_a_whole_session_is_recorded_and_each_write_committed(box: AgentSandbox)
     assert box.body(response) == "Added greet() in greet.py.\n\nIt returns 'hello'."
     assert response["refs"]["model"] == MODEL
     assert by_kind["session.end"][0]["refs"]["reason"] == "prompt_input_exit"
+
+    # The turn's end gave its decision the reply and the reasoning drawn from it.
+    amendment = by_kind["decision.amend"][0]
+    assert amendment["subject"] == decision["subject"]
+    assert amendment["refs"] == {
+        "record": decision["index"],
+        "source": "reply",
+        "response_entry": response["index"],
+        "choice": "Added greet() in greet.py.",
+        "rationale": "It returns 'hello'.",
+    }
+    why = box.ok("why", "greet.py:2")
+    assert "choice:   Added greet() in greet.py." in why
+    assert "why:      It returns 'hello'." in why
+    assert f"amended:  entry {amendment['index']} (decision.amend), verified" in why
+    assert f"prompt:   entry {prompt_event['index']} (agent.prompt), verified" in why
+    assert f"reply:    entry {response['index']} (agent.response), verified" in why
+    assert "“Added greet() in greet.py. It returns 'hello'.”" in why
 
     # One commit per write, both under the prompt's one decision, only the agent's file.
     commits = box.commits()

@@ -137,6 +137,7 @@ def test_an_apply_patch_session_is_recorded_and_committed(box: AgentSandbox) -> 
         "decision.record",
         "agent.tool",
         "agent.response",
+        "decision.amend",
     ]
     artifacts = {e["subject"]: e for e in events if e["kind"] == "artifact.write"}
     assert artifacts["src/new_module.py"]["refs"]["change"] == "create"
@@ -154,6 +155,14 @@ def test_an_apply_patch_session_is_recorded_and_committed(box: AgentSandbox) -> 
     assert decision["refs"]["model"] == MODEL
     response = box.events("agent.response")[0]
     assert box.body(response) == "Tidied: 4 files."
+    amendment = box.events("decision.amend")[0]
+    assert amendment["refs"] == {
+        "record": decision["index"],
+        "source": "reply",
+        "response_entry": response["index"],
+        "choice": "Tidied: 4 files.",
+        "risk": "medium",  # five files
+    }
 
     # one commit with exactly the agent's five paths; the staged file stays staged
     assert len(box.commits()) == 2
@@ -167,6 +176,10 @@ def test_an_apply_patch_session_is_recorded_and_committed(box: AgentSandbox) -> 
     ]
     assert box.git("status", "--porcelain") == "A  unrelated.txt\n"
     assert ("FlowLoom-Decision", decision["subject"]) in box.trailers()
+    why = box.ok("why", "app.py:1")
+    assert "choice:   Tidied: 4 files." in why
+    assert f"reply:    entry {response['index']} (agent.response), verified" in why
+    assert "“Tidy up the app (OPS-7)”" in why
 
 
 def test_a_patch_through_the_shell_is_an_artifact_too(box: AgentSandbox) -> None:

@@ -39,6 +39,14 @@ def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+REPLY = """Set foo to 2 as a constant. A constant keeps the bundle static.
+
+Options I weighed:
+- a constant
+- an environment variable
+"""
+
+
 def test_a_cursor_session_is_recorded_and_its_edit_committed(box: AgentSandbox) -> None:
     target = box.repo / "src" / "main.ts"
     target.parent.mkdir()
@@ -89,7 +97,7 @@ def test_a_cursor_session_is_recorded_and_its_edit_committed(box: AgentSandbox) 
             duration=20,
         ),
     )
-    box.hook_ok("cursor", cursor(box, "afterAgentResponse", text="foo is now 2."))
+    box.hook_ok("cursor", cursor(box, "afterAgentResponse", text=REPLY))
     box.hook_ok("cursor", cursor(box, "stop", status="completed", loop_count=0))
     box.hook_ok("cursor", cursor(box, "sessionEnd", reason="user_close"))
     box.settled()
@@ -103,6 +111,7 @@ def test_a_cursor_session_is_recorded_and_its_edit_committed(box: AgentSandbox) 
         "agent.tool",
         "agent.tool",
         "agent.response",
+        "decision.amend",
         "session.end",
     ]
     assert all(
@@ -122,11 +131,36 @@ def test_a_cursor_session_is_recorded_and_its_edit_committed(box: AgentSandbox) 
     assert shell["subject"] == "shell"
     assert json.loads(box.body(shell))["input"]["command"] == "npm test"
     assert mcp["subject"] == "search_docs"
-    assert box.body(box.events("agent.response")[0]) == "foo is now 2."
+    response = box.events("agent.response")[0]
+    assert box.body(response) == REPLY
     decision = box.events("decision.record")[0]
     assert decision["refs"]["tickets"] == ["WEB-19"]
     assert ("FlowLoom-Decision", decision["subject"]) in box.trailers()
     assert box.message().startswith("Bump foo to 2 (WEB-19)\n")
+
+    # The reply (afterAgentResponse) amends the turn's decision with its reasoning.
+    amendment = box.events("decision.amend")[0]
+    assert amendment["subject"] == decision["subject"]
+    assert amendment["refs"] == {
+        "record": decision["index"],
+        "source": "reply",
+        "response_entry": response["index"],
+        "options": ["a constant", "an environment variable"],
+        "choice": "Set foo to 2 as a constant.",
+        "rationale": "A constant keeps the bundle static.",
+    }
+    shown = json.loads(box.ok("why", "src/main.ts:1", "--json"))
+    assert shown["verified"] is True
+    assert shown["decision"]["options"] == ["a constant", "an environment variable"]
+    assert shown["decision"]["choice"] == "Set foo to 2 as a constant."
+    assert shown["decision"]["response_entry"] == response["index"]
+    assert shown["decision"]["amendments"] == [amendment["index"]]
+    roles = {e["role"]: e for e in shown["entries"]}
+    assert roles["prompt"]["excerpt"] == "Bump foo to 2 (WEB-19)"
+    assert roles["response"]["excerpt"].startswith("Set foo to 2 as a constant.")
+    assert roles["amendment"]["index"] == amendment["index"]
+    text = box.ok("why", "src/main.ts:1")
+    assert "options:  1. a constant\n          2. an environment variable\n" in text
 
 
 def test_before_submit_prompt_is_answered_even_when_the_payload_is_broken(

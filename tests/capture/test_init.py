@@ -146,7 +146,7 @@ def test_agent_hooks_are_installed_and_removed(box: Sandbox) -> None:
     out = box.ok("init", "--agent", "claude-code")
     assert "agent hooks: claude-code" in out
     settings = box.repo / ".claude" / "settings.json"
-    assert "-m flowloom hook claude-code" in settings.read_text()
+    assert "exec flowloom hook claude-code" in settings.read_text()
     assert "claude-code ok" in box.ok("status")
     assert "agent hooks: claude-code (unchanged)" in box.ok("init", "--agent", "claude-code")
     box.ok("uninstall")
@@ -174,7 +174,7 @@ def test_status_warns_when_commits_outrun_the_ledger(box: Sandbox) -> None:
     box.init()
     future = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 3600)) + "+0000"
     box.commit_without_hooks("no hook saw this", env={"GIT_COMMITTER_DATE": future})
-    out = box.ok("status")
+    out = box.warned()
     assert "WARNING: commits were made after the last ledger event" in out
 
 
@@ -182,12 +182,12 @@ def test_status_warns_when_few_commits_are_linked(box: Sandbox) -> None:
     box.init()
     for i in range(5):
         box.commit_without_hooks(f"unlinked {i}")
-    out = box.ok("status")
+    out = box.warned()
     assert "WARNING: only 0 of 5 recent commits are linked to a decision" in out
 
 
 def test_status_outside_flowloom(box: Sandbox) -> None:
-    out = box.ok("status")
+    out = box.warned()
     assert "WARNING: FlowLoom is not set up in this repository: run flowloom init" in out
 
 
@@ -267,3 +267,24 @@ def test_git_hook_through_the_installed_command(box: Sandbox) -> None:
     assert result.returncode == 1
     assert "commit refused" in result.stderr
     assert os.access(bindir / "flowloom", os.X_OK)
+
+
+def test_init_makes_capture_state_an_older_version_left_open_private(box: Sandbox) -> None:
+    state = box.repo / ".git" / "flowloom"
+    box.ok("log", "append", "--kind", "agent.prompt")  # a ledger made before init
+    os.chmod(state, 0o755)
+    db = state / "ledger.db"
+    os.chmod(db, 0o644)
+    out = box.ok("init", "--agent", "none")
+    assert "capture state made private (0700 directories, 0600 ledger files)" in out
+    assert (state.stat().st_mode & 0o777, db.stat().st_mode & 0o777) == (0o700, 0o600)
+    assert box.events("config.change")[-1]["refs"]["private"] >= 2
+    assert "made private" not in box.ok("init", "--agent", "none")
+
+
+def test_init_for_codex_says_how_codex_comes_to_trust_the_hooks(box: Sandbox) -> None:
+    out = box.ok("init", "--agent", "codex")
+    assert "Codex runs a project's hooks only once you trust them" in out
+    assert "codex exec --dangerously-bypass-hook-trust" in out
+    config = tomllib.loads((box.repo / ".codex" / "config.toml").read_text())
+    assert config["features"] == {"hooks": True}

@@ -46,7 +46,7 @@ def test_claude_settings_are_merged_not_replaced(repo: Path) -> None:
     doc = json.loads(settings.read_text())
     assert doc["permissions"] == {"allow": ["Bash(npm test)"]}
     command = hook_command("claude-code")
-    assert command == f"{sys.executable} -m flowloom hook claude-code"
+    assert "exec flowloom hook claude-code" in command and sys.executable not in command
     post = doc["hooks"]["PostToolUse"]
     assert post[0] == {"matcher": "Write|Edit", "hooks": [USER_HOOK]}
     assert post[1] == {"hooks": [{"type": "command", "command": command}]}
@@ -62,6 +62,7 @@ def test_claude_settings_are_merged_not_replaced(repo: Path) -> None:
         "UserPromptSubmit",
         "PreToolUse",
         "PostToolUse",
+        "PostToolUseFailure",  # failed tool calls leave a trace too
         "Stop",
         "SessionEnd",
     }
@@ -71,8 +72,10 @@ def test_claude_settings_are_merged_not_replaced(repo: Path) -> None:
     assert install_agent_hooks(repo, ["claude-code"]) == []
     assert json.loads(settings.read_text()) == doc
 
-    # a moved interpreter: the stale command is replaced, not duplicated
-    stale = json.dumps(doc).replace(sys.executable, "/old/venv/bin/python")
+    # what an earlier version wrote (one machine's interpreter) is replaced, not duplicated
+    stale = json.dumps(doc).replace(
+        json.dumps(command), json.dumps("/old/venv/bin/python -m flowloom hook claude-code")
+    )
     settings.write_text(stale)
     assert agent_hook_status(repo)["claude-code"] is False
     assert install_agent_hooks(repo, ["claude-code"]) == [str(settings)]
@@ -96,7 +99,7 @@ def test_codex_hooks_and_feature_flag(repo: Path) -> None:
     parsed = tomllib.loads(config.read_text())
     assert parsed == {
         "model": "gpt-5-codex",
-        "features": {"web_search_request": True, "codex_hooks": True},
+        "features": {"web_search_request": True, "hooks": True},  # today's key
     }
     hooks = json.loads((repo / ".codex" / "hooks.json").read_text())["hooks"]
     assert hooks["PreToolUse"][0]["matcher"] == "apply_patch|Bash"
@@ -111,12 +114,31 @@ def test_codex_hooks_and_feature_flag(repo: Path) -> None:
     assert config.read_text() == 'model = "gpt-5-codex"\n\n[features]\nweb_search_request = true\n'
 
 
-def test_codex_flag_left_alone_when_the_user_set_it(repo: Path) -> None:
+@pytest.mark.parametrize("setting", ["codex_hooks = false", "hooks = false", "codex_hooks = true"])
+def test_codex_flag_left_alone_when_the_user_set_it(repo: Path, setting: str) -> None:
     config = repo / ".codex" / "config.toml"
     config.parent.mkdir()
-    config.write_text("[features]\ncodex_hooks = false\n")
+    config.write_text(f"[features]\n{setting}\n")
     assert install_agent_hooks(repo, ["codex"]) == [str(repo / ".codex" / "hooks.json")]
-    assert config.read_text() == "[features]\ncodex_hooks = false\n"
+    assert config.read_text() == f"[features]\n{setting}\n"
+
+
+def test_the_deprecated_codex_hooks_line_flowloom_added_becomes_hooks(repo: Path) -> None:
+    """Earlier versions wrote `codex_hooks = true`, which Codex reports as deprecated."""
+    config = repo / ".codex" / "config.toml"
+    config.parent.mkdir()
+    config.write_text("[features]  # added by flowloom\ncodex_hooks = true  # added by flowloom\n")
+    assert str(config) in install_agent_hooks(repo, ["codex"])
+    assert (
+        config.read_text() == "[features]  # added by flowloom\nhooks = true  # added by flowloom\n"
+    )
+    assert install_agent_hooks(repo, ["codex"]) == []
+    uninstall_agent_hooks(repo, ["codex"])
+    assert not config.exists()
+    # When the user also set the current key, FlowLoom's old line just goes.
+    config.write_text("[features]\nhooks = true\ncodex_hooks = true  # added by flowloom\n")
+    install_agent_hooks(repo, ["codex"])
+    assert config.read_text() == "[features]\nhooks = true\n"
 
 
 def test_cursor_hooks_json(repo: Path) -> None:

@@ -13,10 +13,14 @@ from flowloom.decisions.records import (
     DECISION_ID,
     DecisionBook,
     SelfApprovalError,
+    content_digest,
+    decision_digest,
     draft_from_exchange,
     extract_tickets,
+    reply_amendment,
 )
 from flowloom.errors import InputError, NotFoundError
+from flowloom.ledger.canonical import canonicalize
 from flowloom.ledger.log import Ledger
 from flowloom.ledger.note import Signer
 from flowloom.ledger.provenance import Trust
@@ -325,3 +329,134 @@ def test_from_exchange_records_the_decision(ledger: Ledger, book: DecisionBook) 
     assert (decision.prompt_entry, decision.response_entry) == (prompt.index, reply.index)
     assert decision.recorded_by == {"type": "agent", "id": "claude-code"}
     assert book.get(decision.id) == decision
+
+
+# -- amendments: the reply and reasoning a decision gains when its turn ends ----------------
+
+
+def _amend(ledger: Ledger, decision_id: str, **refs: object) -> int:
+    meta = {"actor": {"type": "agent", "id": "claude-code"}, "subject": decision_id, "refs": refs}
+    return ledger.record("decision.amend", meta=meta).index
+
+
+def test_a_reply_amendment_fills_what_the_record_left_empty(
+    ledger: Ledger, book: DecisionBook
+) -> None:
+    prompt = "Add a cache to the price lookup. It is slow."
+    plain = book.record(title="Add a cache", context=prompt, requested_by="a", files=["p.py"])
+    reply = ledger.record("agent.response", body=REPLY.encode()).index
+    refs = reply_amendment(plain, REPLY, reply)
+    draft = draft_from_exchange(prompt, REPLY, files=1)
+    assert refs == {
+        "record": plain.entry,
+        "source": "reply",
+        "response_entry": reply,
+        "options": list(draft.options),
+        "choice": draft.choice,
+        "rationale": draft.rationale,
+    }
+    # A decision recorded by hand keeps its own choice, rationale and reply; risk only rises.
+    explicit = book.record(
+        title="Add a cache",
+        context=prompt,
+        requested_by="a",
+        options=["mine"],
+        choice="Use redis",
+        rationale="Shared between workers.",
+        risk="medium",
+        response_entry=reply,
+    )
+    assert reply_amendment(explicit, REPLY, reply) == {"record": explicit.entry, "source": "reply"}
+    risky = reply_amendment(explicit, "Rotate the production credentials first.", reply)
+    assert risky == {"record": explicit.entry, "source": "reply", "risk": "high"}
+
+
+def test_amendments_merge_in_log_order_and_only_amendable_fields(
+    ledger: Ledger, book: DecisionBook
+) -> None:
+    decision = book.record(title="Cache prices", requested_by="alice", session="s-1")
+    reply = ledger.record("agent.response", body=b"first").index
+    first = _amend(
+        ledger,
+        decision.id,
+        record=decision.entry,
+        response_entry=reply,
+        choice="lru_cache",
+        options=["lru_cache", "redis"],
+    )
+    later = ledger.record("agent.response", body=b"second").index
+    second = _amend(
+        ledger,
+        decision.id,
+        record=decision.entry,
+        response_entry=later,
+        choice="functools.cache",
+        rationale="Unbounded is fine here.",
+        risk="high",
+        title="Something else",  # never amendable
+        requested_by="mallory",
+    )
+    merged = book.get(decision.id)
+    assert merged.amendments == (first, second)
+    assert (merged.choice, merged.rationale, merged.risk) == (
+        "functools.cache",
+        "Unbounded is fine here.",
+        "high",
+    )
+    assert merged.options == ("lru_cache", "redis")
+    assert merged.response_entry == later
+    assert (merged.title, merged.requested_by) == ("Cache prices", "alice")
+    assert merged.to_json()["amendments"] == [first, second]
+    assert book.list() == [merged]
+    assert book.at(decision.entry or 0, amendments=[second, first]) == merged
+    assert book.at(decision.entry or 0) == decision  # what the record alone says
+    # The content an approval names covers the record and both amendments, in order.
+    digests = [content_digest(ledger.entry(i).envelope) for i in (decision.entry, first, second)]
+    expected = "sha256:" + hashlib.sha256(canonicalize(digests)).hexdigest()
+    assert merged.content_digest == decision_digest(digests) == expected
+    assert decision.content_digest == digests[0]  # unamended: the record's digest, as before
+
+
+def test_amendments_of_another_record_or_before_it_are_not_merged(
+    ledger: Ledger, book: DecisionBook
+) -> None:
+    decision = book.record(title="One", requested_by="a")
+    assert decision.entry is not None
+    _amend(ledger, decision.id, record=decision.entry + 5, choice="not this record")
+    _amend(ledger, decision.id, choice="names no record")
+    _amend(ledger, decision.id, record=True, choice="a bool is no entry")
+    other = book.record(title="Two", requested_by="a")
+    _amend(ledger, other.id, record=decision.entry, choice="another decision")
+    again = book.get(decision.id)
+    assert (again.choice, again.amendments) == ("", ())
+    with pytest.raises(InputError, match="not an amendment"):
+        decision.amended(decision.entry, ledger.entry(decision.entry).envelope)
+
+
+def test_a_malformed_amendment_is_refused_like_a_malformed_record(
+    ledger: Ledger, book: DecisionBook
+) -> None:
+    decision = book.record(title="One", requested_by="a")
+    _amend(ledger, decision.id, record=decision.entry, options="not a list")
+    with pytest.raises(InputError, match=r"decision amendment at entry \d+: options"):
+        book.get(decision.id)
+
+
+def test_an_amendment_after_an_approval_is_not_covered_by_it(
+    ledger: Ledger, book: DecisionBook
+) -> None:
+    decision = book.record(title="Ship it", requested_by="alice")
+    _amend(ledger, decision.id, record=decision.entry, choice="ship on Friday")
+    before = book.approve(decision.id, "bob")
+    assert before.matches and book.get(decision.id).status == "accepted"
+    # The approval named the record and the amendment it saw; a later amendment is new
+    # content: that approval stops counting until someone approves again.
+    _amend(ledger, decision.id, record=decision.entry, choice="ship on Saturday")
+    changed = book.get(decision.id)
+    assert changed.choice == "ship on Saturday"
+    assert [a.matches for a in changed.approvals] == [False]
+    assert changed.status == "proposed"
+    again = book.approve(decision.id, "bob")  # bob may approve what he has not approved yet
+    assert again.matches and book.get(decision.id).status == "accepted"
+    with pytest.raises(InputError, match="bob already approved"):
+        book.approve(decision.id, "bob")

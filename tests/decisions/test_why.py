@@ -313,3 +313,104 @@ def test_a_broken_cache_file_does_not_stop_the_answer(world: World, tmp_path: Pa
     cache.write_bytes(b"this is not a database" * 100)
     answer = explain(world.ledger, world.top, "k.py", 1, index_path=cache)
     assert answer.decision.id == decision.id and answer.verified
+
+
+def test_an_amended_decision_is_shown_merged_and_each_amendment_proved(
+    world: World, tmp_path: Path
+) -> None:
+    """An agent's decision gains its reply when the turn ends (a decision.amend)."""
+    cache = tmp_path / "why-index.db"
+    prompt = world.ledger.record("agent.prompt", body=PROMPT.encode(), meta={"session": "s"})
+    decision = world.book.record(
+        title="Cache price lookups", requested_by="alice", session="s", prompt_entry=prompt.index
+    )
+    world.commit("p.py", "p\n", f"p\n\nFlowLoom-Decision: {decision.id}")
+    before = explain(world.ledger, world.top, "p.py", 1, index_path=cache)
+    assert before.entry("response") is None and before.decision.choice == ""
+    assert world.fl("why", "p.py:1").stdout.count("reasoning: not recorded") == 1
+
+    reply = world.ledger.record("agent.response", body=REPLY.encode(), meta={"session": "s"})
+    refs = {"record": decision.entry, "response_entry": reply.index, "choice": "lru_cache"}
+    amend = world.ledger.record(
+        "decision.amend", meta={"subject": decision.id, "session": "s", "refs": refs}
+    ).index
+    for index_path in (cache, None):  # the cache picks the amendment up; a scan finds it too
+        answer = explain(world.ledger, world.top, "p.py", 1, index_path=index_path)
+        assert answer.decision.choice == "lru_cache"
+        assert answer.decision.amendments == (amend,)
+        assert [(e.role, e.index) for e in answer.entries] == [
+            ("decision", decision.entry),
+            ("amendment", amend),
+            ("prompt", prompt.index),
+            ("response", reply.index),
+        ]
+        assert answer.verified
+    shown = world.fl("why", "p.py:1")
+    assert shown.returncode == 0, shown.stderr
+    assert f"amended:  entry {amend} (decision.amend), verified" in shown.stdout
+    assert f"reply:    entry {reply.index} (agent.response), verified" in shown.stdout
+    assert "choice:   lru_cache" in shown.stdout and "reasoning: not recorded" not in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("request_body", "response_body"),
+    [
+        (  # Anthropic Messages: the last user turn is tool results; the prompt came before
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": PROMPT}]},
+                    {"role": "assistant", "content": [{"type": "tool_use", "id": "t"}]},
+                    {"role": "user", "content": [{"type": "tool_result", "content": "ok"}]},
+                ]
+            },
+            {"content": [{"type": "thinking", "thinking": "hm"}, {"type": "text", "text": REPLY}]},
+        ),
+        (  # OpenAI Chat Completions
+            {
+                "messages": [
+                    {"role": "system", "content": "be brief"},
+                    {"role": "user", "content": PROMPT},
+                ]
+            },
+            {"choices": [{"message": {"role": "assistant", "content": REPLY}}]},
+        ),
+        (  # OpenAI Responses
+            {"input": [{"role": "user", "content": [{"type": "input_text", "text": PROMPT}]}]},
+            {
+                "output": [
+                    {"type": "reasoning", "summary": []},
+                    {"type": "message", "content": [{"type": "output_text", "text": REPLY}]},
+                ]
+            },
+        ),
+        (  # Gemini
+            {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]},
+            {"candidates": [{"content": {"role": "model", "parts": [{"text": REPLY}]}}]},
+        ),
+    ],
+)
+def test_a_gateway_exchange_behind_a_decision_shows_what_was_said(
+    world: World, request_body: dict[str, object], response_body: dict[str, object]
+) -> None:
+    """A session captured by the gateway: the prompt and reply are read out of the
+    exchange's recorded request and response, whatever the provider's format."""
+    body = json.dumps({"request": request_body, "response": response_body}).encode()
+    exchange = world.ledger.record(
+        "gateway.exchange",
+        body=body,
+        meta={"actor": {"type": "service", "id": "flowloom-gateway"}, "session": "g"},
+    ).index
+    decision = world.book.record(
+        title="Cache prices",
+        requested_by="alice",
+        choice="lru_cache",
+        prompt_entry=exchange,
+        response_entry=exchange,
+    )
+    world.commit("q.py", "q\n", f"q\n\nFlowLoom-Decision: {decision.id}")
+    answer = explain(world.ledger, world.top, "q.py", 1)
+    prompt, reply = answer.entry("prompt"), answer.entry("response")
+    assert prompt is not None and reply is not None
+    assert (prompt.kind, prompt.excerpt) == ("gateway.exchange", PROMPT)
+    assert (reply.kind, reply.excerpt) == ("gateway.exchange", REPLY)
+    assert answer.verified

@@ -208,15 +208,14 @@ def _open_services(top: str) -> Any:
 
 
 def _record(ledger: Ledger, event: Event) -> int:
-    from flowloom.capture.redaction import Redactor
+    from flowloom.capture.agents.hookmain import redact_event
 
-    redactor = Redactor()
-    meta = redactor.value(event.meta)
-    assert isinstance(meta, dict)
-    text = event.body_text()
-    body = redactor.text(text) if text is not None else None
+    redact_event(event)  # as every hook event is: paths and ids stay readable
+    body = event.body_text()
     ack = ledger.record(
-        event.kind, body=body.encode("utf-8", "replace") if body is not None else None, meta=meta
+        event.kind,
+        body=body.encode("utf-8", "replace") if body is not None else None,
+        meta=event.meta,
     )
     return ack.index
 
@@ -351,6 +350,7 @@ def _decision_for(
         and known.get("prompt") == prompt_key
     ):
         return str(known["id"])
+    entry: int | None = None
     pending = read_pending(Path(place.common_dir))
     if (
         pending is not None
@@ -361,6 +361,7 @@ def _decision_for(
         and pending.entry > prompt_entry
     ):
         decision = pending.decision  # recorded explicitly during this exchange
+        entry = pending.entry
     else:
         decision = new_decision_id()
         prompt_text: str = prompt["text"] if isinstance(prompt.get("text"), str) else ""
@@ -382,6 +383,9 @@ def _decision_for(
             subject=decision,
             refs=refs,
         )
-        _record(ledger, event)
-    save_session(place, capture.session, {"decision": {"id": decision, "prompt": prompt_key}})
+        entry = _record(ledger, event)
+    # The turn's final reply amends this decision; `entry` lets the drainer find its
+    # record without a search (it is checked, and searched for by id when it is not).
+    scratch_decision: dict[str, Any] = {"id": decision, "prompt": prompt_key, "entry": entry}
+    save_session(place, capture.session, {"decision": scratch_decision})
     return decision

@@ -273,8 +273,10 @@ def write_pending_override(git_common_dir: Path, override: Override) -> Path:
     import json
     import time
 
+    from flowloom.capture.agents.common import private_dirs
+
     path = _pending_override_path(git_common_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(str(path.parent))
     record = asdict(override)
     record["created"] = override.created or time.time()
     tmp = path.with_name(path.name + ".tmp")

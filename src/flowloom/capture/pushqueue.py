@@ -26,6 +26,8 @@ import os
 import subprocess
 import time
 
+from flowloom.capture.agents.common import private_dirs
+
 __all__ = ["PushOutcome", "enqueue", "pending", "process", "push_target"]
 
 TYPE_CHECKING = False
@@ -78,7 +80,7 @@ def push_target(top: str) -> tuple[str, str] | None:
 def enqueue(state_dir: str, top: str, remote: str, branch: str, sha: str, created: str) -> str:
     """Add a push to the end of the queue, durably; returns the entry's file name."""
     directory = _queue_dir(state_dir)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    private_dirs(directory)
     name = f"{time.time_ns():020d}-{os.getpid():07d}.json"
     entry = {
         "v": 1,

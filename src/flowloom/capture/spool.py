@@ -11,7 +11,13 @@ ledger indices (auto-commit) drains the spool in its own process first.
 Data model (one file per hook run, named `<time_ns>-<pid>-<n>.json`)::
 
     {"v": 1, "agent": "claude-code", "created": "<ts>",
-     "events": [{"kind": "...", "meta": {...}, "body": "...", "redactions": {...}}]}
+     "events": [{"kind": "...", "meta": {...}, "body": "...", "redactions": {...},
+                 "amend": {"decision": "D-…", "record": <entry>}}]}
+
+`redactions` and `amend` ask for follow-ups, recorded right after the batch because they
+name its ledger indices: a `redaction.apply` per redacted event, and for a turn's final
+reply (`amend`) the `decision.amend` that gives the turn's decision its reply and the
+reasoning drawn from it (`flowloom.decisions.records.reply_amendment`).
 
 `journal` lists what was recorded (`<file name> <index>,<index>…` per line), so a file
 recorded but not yet deleted when a drainer died is not recorded twice, and so the
@@ -29,6 +35,8 @@ import json
 import os
 import sys
 import time
+
+from flowloom.capture.agents.common import private_dirs
 
 __all__ = [
     "SPOOL_VERSION",
@@ -82,7 +90,7 @@ def write(
     `project` pins the file to a project other than the drainer's (a server sends it
     there); hooks leave it out.
     """
-    os.makedirs(spool_dir, mode=0o700, exist_ok=True)
+    private_dirs(spool_dir)
     _counter[0] += 1
     name = f"{time.time_ns():020d}-{os.getpid():07d}-{_counter[0]:03d}.json"
     record: dict[str, Any] = {
@@ -125,7 +133,7 @@ class SpoolLock:
         self._fd: int | None = None
 
     def __enter__(self) -> SpoolLock:
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        private_dirs(os.path.dirname(self.path))
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + self.wait_s
         while True:
@@ -243,8 +251,31 @@ def recorded_index(spool_dir: str, name: str, position: int) -> int | None:
 # --------------------------------------------------------------------------- draining
 
 
-def _prepared(ledger: Ledger, event: dict[str, Any], agent: str, strict: bool = False) -> Any:
-    """The ledger entry for one spooled event; a capture.error in its place if refused."""
+def _happened(event: dict[str, Any], created: str | None) -> str | None:
+    """When a spooled event happened: its own `ts`, else its file's `created` (both taken
+    in the hook); None (the drain time) when neither is a valid timestamp."""
+    from flowloom.errors import InputError
+    from flowloom.ledger.event import parse_ts
+
+    for ts in (event.get("ts"), created):
+        if isinstance(ts, str):
+            try:
+                parse_ts(ts)
+            except InputError:
+                continue
+            return ts
+    return None
+
+
+def _prepared(
+    ledger: Ledger,
+    event: dict[str, Any],
+    agent: str,
+    strict: bool = False,
+    created: str | None = None,
+) -> Any:
+    """The ledger entry for one spooled event, with the time it happened; a capture.error
+    in its place if refused."""
     from flowloom.capture.agents.common import digest
     from flowloom.errors import FlowLoomError
     from flowloom.ledger.attest import refuse_generic
@@ -255,7 +286,7 @@ def _prepared(ledger: Ledger, event: dict[str, Any], agent: str, strict: bool = 
     data = body.encode("utf-8", "replace") if isinstance(body, str) else None
     try:
         refuse_generic(kind)  # a spool file is anyone's to write: no authority through it
-        return ledger.prepare(kind, body=data, meta=meta).entry
+        return ledger.prepare(kind, body=data, meta=meta, ts=_happened(event, created)).entry
     except FlowLoomError as exc:
         if strict:
             raise
@@ -298,36 +329,94 @@ def _quarantine(spool_dir: str, name: str, ledger: Ledger, error: str) -> None:
     os.replace(path, os.path.join(bad, name))
 
 
+def _redaction_notice(
+    ledger: Ledger, event: dict[str, Any], counts: dict[str, Any], index: int, agent: str
+) -> Any:
+    """The `redaction.apply` naming entry `index` and what was redacted, per type."""
+    meta: dict[str, Any] = event["meta"] if isinstance(event.get("meta"), dict) else {}
+    refs = {
+        "entry": index,
+        "kind": str(event.get("kind", "")),
+        "counts": {str(k): int(v) for k, v in counts.items() if isinstance(v, int)},
+        "total": sum(v for v in counts.values() if isinstance(v, int)),
+    }
+    redaction: dict[str, Any] = {"subject": str(event.get("kind", "")), "refs": refs}
+    for key in ("actor", "session"):
+        if key in meta:
+            redaction[key] = meta[key]
+    return _prepared(ledger, {"kind": "redaction.apply", "meta": redaction}, agent)
+
+
+def _reply_amendment(ledger: Ledger, event: dict[str, Any], index: int, agent: str) -> Any:
+    """The `decision.amend` that gives a turn's decision the reply recorded at `index`.
+
+    The hook names the decision and its record's entry (from the session's scratch); the
+    record is read back and checked, else found by id. When neither works the gap is
+    recorded as a capture.error instead.
+    """
+    from flowloom.decisions.records import Decision, DecisionBook, reply_amendment
+    from flowloom.errors import FlowLoomError
+
+    request: dict[str, Any] = event["amend"]
+    meta: dict[str, Any] = event["meta"] if isinstance(event.get("meta"), dict) else {}
+    decision_id, record = request.get("decision"), request.get("record")
+    reply = event.get("body")
+    decision: Decision | None = None
+    try:
+        if isinstance(record, int) and not isinstance(record, bool):
+            stored = ledger.store.entry(ledger.log, record)
+            if stored is not None and stored.kind == "decision.record":
+                candidate = Decision.from_envelope(record, stored.envelope)
+                decision = candidate if candidate.id == decision_id else None
+        if decision is None and isinstance(decision_id, str):
+            found = DecisionBook(ledger).get(decision_id)
+            if found.entry is not None:
+                decision = Decision.from_envelope(found.entry, ledger.entry(found.entry).envelope)
+    except FlowLoomError:
+        decision = None
+    follow_up: dict[str, Any]
+    if decision is None or not isinstance(reply, str):
+        error = f"the reply at entry {index} could not amend decision {str(decision_id)[:40]}"
+        follow_up = {"subject": agent or "unknown", "refs": {"error": error, "entry": index}}
+        kind = "capture.error"
+    else:
+        refs = reply_amendment(decision, reply, index)
+        follow_up = {"subject": decision.id, "refs": refs}
+        kind = "decision.amend"
+    for key in ("actor", "session", "git"):
+        if key in meta:
+            follow_up[key] = meta[key]
+    return _prepared(ledger, {"kind": kind, "meta": follow_up}, agent)
+
+
 def record_events(
-    ledger: Ledger, events: Sequence[dict[str, Any]], agent: str, *, strict: bool = False
+    ledger: Ledger,
+    events: Sequence[dict[str, Any]],
+    agent: str,
+    *,
+    strict: bool = False,
+    created: str | None = None,
 ) -> list[int]:
     """Record spool-shaped events (already redacted) in one transaction; their indices.
 
     An event the ledger refuses is recorded as a capture.error in its place (`strict`:
     the error is raised instead, and nothing is recorded). Each event that had secrets
     redacted is followed by a `redaction.apply` event naming its entry and counting what
-    was redacted, per type (never the secrets).
+    was redacted, per type (never the secrets); a reply that asks to amend its turn's
+    decision (`amend`), by that `decision.amend`. Each event keeps the time it happened
+    (its `ts`, else `created`: its spool file's time); follow-ups are stamped now.
     """
-    acks = ledger.writer.append_many([_prepared(ledger, e, agent, strict) for e in events])
-    redactions = []
-    for event, ack in zip(events, acks, strict=True):
+    prepared = [_prepared(ledger, e, agent, strict, created) for e in events]
+    acks = ledger.writer.append_many(prepared)
+    follow_ups = []
+    for event, entry, ack in zip(events, prepared, acks, strict=True):
         counts = event.get("redactions")
-        if not isinstance(counts, dict) or not counts:
-            continue
-        meta: dict[str, Any] = event["meta"] if isinstance(event.get("meta"), dict) else {}
-        refs = {
-            "entry": ack.index,
-            "kind": str(event.get("kind", "")),
-            "counts": {str(k): int(v) for k, v in counts.items() if isinstance(v, int)},
-            "total": sum(v for v in counts.values() if isinstance(v, int)),
-        }
-        redaction: dict[str, Any] = {"subject": str(event.get("kind", "")), "refs": refs}
-        for key in ("actor", "session"):
-            if key in meta:
-                redaction[key] = meta[key]
-        redactions.append(_prepared(ledger, {"kind": "redaction.apply", "meta": redaction}, agent))
-    if redactions:
-        ledger.writer.append_many(redactions)
+        if isinstance(counts, dict) and counts:
+            follow_ups.append(_redaction_notice(ledger, event, counts, ack.index, agent))
+        if isinstance(event.get("amend"), dict) and entry.kind == event.get("kind"):
+            follow_ups.append(_reply_amendment(ledger, event, ack.index, agent))
+    if follow_ups:
+        ledger.writer.append_many(follow_ups)
     return [ack.index for ack in acks]
 
 
@@ -340,7 +429,8 @@ def _drain_one(spool_dir: str, name: str, ledger: Ledger) -> None:
         return
     agent = str(record.get("agent", ""))
     events = [e for e in record["events"] if isinstance(e, dict)]
-    indices = record_events(ledger, events, agent)
+    created = record.get("created") if isinstance(record.get("created"), str) else None
+    indices = record_events(ledger, events, agent, created=created)
     _journal_append(spool_dir, name, indices)
     os.unlink(path)
 
@@ -380,7 +470,11 @@ def _log(state_dir: str, line: str) -> None:
 
 
 def _cleanup(spool_dir: str, state_dir: str) -> None:
-    """Remove temporary spool files over a day old and session scratch over a week old."""
+    """Remove temporary spool files and before-images over a day old, and session
+    scratch over a week old."""
+    from flowloom.capture.agents.snapshots import sweep
+
+    sweep(state_dir)
     day_ago = time.time() - 86400
     week_ago = time.time() - 7 * 86400
     for name in os.listdir(spool_dir):

@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from flowloom.capture.agents.common import private_dirs
+
 __all__ = ["PendingLink", "clear_pending", "read_pending", "state_path", "write_pending"]
 
 
@@ -51,7 +53,7 @@ def read_pending(git_common_dir: Path) -> PendingLink | None:
 
 def write_pending(git_common_dir: Path, link: PendingLink) -> None:
     path = state_path(git_common_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(str(path.parent))
     fd, tmp = tempfile.mkstemp(prefix=".state-", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

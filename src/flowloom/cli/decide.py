@@ -120,6 +120,7 @@ def _show_text(d: Decision) -> None:
     row("risk", d.risk)
     row("requested by", d.requested_by)
     row("created", f"{d.created} (entry {d.entry})")
+    row("amended", ", ".join(f"entry {at}" for at in d.amendments))
     row("session", d.session)
     row("model", d.model)
     row("tickets", ", ".join(d.tickets))
@@ -139,7 +140,7 @@ def _show_text(d: Decision) -> None:
     if d.approvals:
         click.echo("approvals:")
         for a in d.approvals:
-            mark = "" if a.matches else "  (DIGEST MISMATCH: not an approval of this record)"
+            mark = "" if a.matches else "  (DIGEST MISMATCH: not an approval of this content)"
             if not a.verified:
                 mark += f"  (does not count: {a.unverified_reason})"
             else:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from flowloom.capture.agents.aider import HISTORY_FILE, AiderImport
+from flowloom.capture.agents.aider import HISTORY_FILE, AiderImport, link_commits
 from flowloom.capture.agents.common import Event, agent_actor, locate
 from flowloom.capture.agents.hookmain import redact_event
 from flowloom.capture.spool import record_events
@@ -131,13 +131,21 @@ def import_aider(ctx: click.Context, path: str | None) -> None:
         raise InputError(f"cannot read {history}: {exc.strerror}") from exc
     for event in events:
         redact_event(event)
+    linked = 0
+    notes: list[str] = []
     if events:
         ledger = AppContext.of(ctx).services().ledger
-        record_events(ledger, [e.to_json() for e in events], "aider")
+        indices = record_events(ledger, [e.to_json() for e in events], "aider")
+        if place.top is not None and job.committed:
+            linked, notes = link_commits(ledger, Path(place.top), job, events, indices)
     job.save()
     redacted = sum(sum(e.redactions.values()) for e in events)
     if not events:
         click.echo(f"nothing new in {history}")
         return
     note = f", {redacted} secrets redacted" if redacted else ""
+    if linked:
+        note += f", {linked} of Aider's commits linked to their decisions"
     click.echo(f"imported {job.exchanges} exchanges ({len(events)} events) from {history}{note}")
+    for text in notes:
+        click.echo(f"note: {text}", err=True)

@@ -10,10 +10,10 @@ from typing import Any
 
 import click
 
-from flowloom.capture.agents.common import locate
+from flowloom.capture.agents.common import locate, make_private
 from flowloom.capture.agents.install import (
     HOOKED_AGENTS,
-    agent_hook_status,
+    agent_hook_setup,
     detect_agents,
     install_agent_hooks,
     install_mcp_server,
@@ -23,6 +23,7 @@ from flowloom.capture.agents.install import (
 from flowloom.capture.git.hooks import HookState, hook_status, hooks_dir, install_hooks
 from flowloom.capture.git.hooks import uninstall_hooks as remove_hooks
 from flowloom.capture.git.repo import GitRepo
+from flowloom.capture.launch import INSTALL_HINT, where
 from flowloom.capture.policy import (
     OVERRIDE_TTL_S,
     Override,
@@ -33,7 +34,7 @@ from flowloom.capture.policy import (
 )
 from flowloom.cli.context import AppContext
 from flowloom.client.status import server_warnings
-from flowloom.errors import InputError
+from flowloom.errors import FlowLoomError, InputError
 
 __all__ = ["git_hook", "init", "override", "status", "uninstall"]
 
@@ -93,6 +94,13 @@ def init(ctx: click.Context, agents: tuple[str, ...], ci: str | None) -> None:
     click.echo(f"policy {policy_file(top).relative_to(top)}: {policy_status}")
     if policy_status != "unchanged":
         changed["policy"] = policy_status
+    tightened = make_private(locate(str(top)).state_dir)
+    if tightened:
+        click.echo(
+            f"capture state made private (0700 directories, 0600 ledger files): "
+            f"{len(tightened)} paths"
+        )
+        changed["private"] = len(tightened)
 
     directory = hooks_dir(repo)
     click.echo(f"git hooks in {directory}:")
@@ -105,6 +113,8 @@ def init(ctx: click.Context, agents: tuple[str, ...], ci: str | None) -> None:
             f"  note: core.hooksPath points outside this repository; the hooks do nothing in "
             f"repositories without a [policy] in {policy_file(Path('.'))}"
         )
+    if where() is None:
+        click.echo(f"  warning: the hooks cannot find FlowLoom on this machine: {INSTALL_HINT}")
     if (top / ".pre-commit-config.yaml").exists():
         click.echo(
             "  note: pre-commit is configured; `pre-commit install` keeps FlowLoom's hooks"
@@ -159,6 +169,13 @@ def _install_agents(top: Path, agents: Sequence[str]) -> tuple[list[str], str | 
     written = install_agent_hooks(top, chosen)
     where = f" (wrote {', '.join(written)})" if written else " (unchanged)"
     click.echo(f"agent hooks: {', '.join(chosen)}{where}")
+    if "codex" in chosen:
+        click.echo(
+            "  note: Codex runs a project's hooks only once you trust them: start `codex` "
+            "here, trust the project, and approve FlowLoom's hooks in /hooks (again after "
+            "they change); unattended runs vetted by you: codex exec "
+            "--dangerously-bypass-hook-trust"
+        )
     mcp_change = None
     if "claude-code" in chosen:
         mcp_change = install_mcp_server(top)
@@ -254,8 +271,10 @@ def _hook_problem(state: HookState) -> str | None:
         return "missing"
     if not state.executable:
         return "not executable"
+    if not state.current:
+        return "was written by an earlier FlowLoom: run flowloom init again"
     if not state.interpreter_ok:
-        return f"its Python ({state.interpreter}) is gone"
+        return f"cannot find FlowLoom here; {INSTALL_HINT}"
     if state.chained is not None and not state.chained_executable:
         return f"chained hook {state.chained.name} is not executable"
     return None
@@ -332,11 +351,65 @@ def _last_verification(ctx: click.Context) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _capture_health(
+    ctx: click.Context, state_dir: str, local: bool, acknowledge: bool, ledger_ok: bool
+) -> tuple[dict[str, Any], list[str]]:
+    """The spool backlog and the capture errors since the last healthy state, and the
+    warnings they call for (`flowloom.capture.health`)."""
+    from flowloom.capture import health
+
+    found = health.backlog(state_dir)
+    warnings: list[str] = []
+    if local and found.files and (found.stale or found.last_failure):
+        why = f"; the drainer says: {found.last_failure}" if found.last_failure else ""
+        warnings.append(
+            f"{found.events} events in {found.files} spool files are waiting to be recorded, "
+            f"the oldest since {found.oldest} ({_ago(found.oldest_age_s or 0)}){why}"
+        )
+    if not ledger_ok:
+        return {"spool": found.to_json(), "errors": None}, warnings
+    ledger = AppContext.of(ctx).services().ledger
+    through, errors = health.errors_since_healthy(ledger)
+    acknowledged = None
+    if acknowledge and errors:
+        acknowledged = health.acknowledge(ledger, errors)
+        click.echo(
+            f"acknowledged {len(errors)} capture errors (through entry {errors[-1].index}), "
+            f"recorded as entry {acknowledged} (config.change)",
+            err=True,
+        )
+        errors = []
+    if errors:
+        since = f"entry {through}" if through is not None else "the ledger began"
+        lines = "\n  ".join(health.describe(errors))
+        warnings.append(
+            f"{len(errors)} capture errors since the last acknowledgement ({since}):\n  {lines}"
+            "\n  once dealt with: flowloom status --acknowledge"
+        )
+    data = {
+        "spool": found.to_json(),
+        "errors": {
+            "acknowledged_through": through,
+            "count": len(errors),
+            "latest": [e.to_json() for e in errors[-5:]],
+        },
+    }
+    return data, warnings
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--acknowledge",
+    is_flag=True,
+    help="Record that the capture errors shown were dealt with (a config.change).",
+)
 @click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
-    """Say whether capture works here: hooks, agent hooks, ledger, linked commits."""
+def status(ctx: click.Context, as_json: bool, acknowledge: bool) -> None:
+    """Say whether capture works here: hooks, agent hooks, spool, errors, ledger, links.
+
+    Exits 1 when anything needs attention (each is a WARNING line), 0 otherwise.
+    """
     repo = GitRepo.discover(Path.cwd())
     top = repo.cwd
     policy = load_policy(top)
@@ -350,34 +423,45 @@ def status(ctx: click.Context, as_json: bool) -> None:
         if problem and policy.configured:
             warnings.append(f"capture is broken: git hook {state.name} {problem}")
 
-    agents = agent_hook_status(top)
-    detected = set(detect_agents(top))
-    for agent, present in agents.items():
-        if not present and agent in detected and policy.configured:
-            warnings.append(f"{agent} is used here but its FlowLoom hooks are missing")
+    # Only the agents this repository was set up for: a program on PATH is no reason.
+    setup = agent_hook_setup(top)
+    agents = {agent: state == "ok" for agent, state in setup.items()}
+    for agent, how in setup.items():
+        if not policy.configured or how in ("ok", "absent"):
+            continue
+        if how == "broken":
+            warnings.append(f"{agent} hooks cannot find FlowLoom here: {INSTALL_HINT}")
+        elif how == "stale":
+            warnings.append(
+                f"{agent} hooks were written by an earlier FlowLoom (they name one machine's "
+                "Python, in a file the team shares): run flowloom init again"
+            )
+        else:
+            warnings.append(f"{agent} hooks are {how} here: run flowloom init again")
 
     settings = AppContext.of(ctx).settings()
-    warnings.extend(server_warnings(settings, locate(str(top)).state_dir))
-    ledger = _last_event(ctx)
-    share = _linked_share(ctx, repo)
-    last = ledger["last_event"]
-    # With a server the events go there, so the local ledger's age says nothing.
-    if share["newest"] is not None and settings.server_url is None:
-        since = last["unix"] if last else 0.0
-        if share["newest"] > since + STALE_AFTER_S:
-            when = _ago(last["age_s"]) if last else "never"
-            warnings.append(
-                f"commits were made after the last ledger event ({when}): capture is not recording"
-            )
+    state_dir = locate(str(top)).state_dir
+    warnings.extend(server_warnings(settings, state_dir))
+    ledger: dict[str, Any] | None = None
+    share: dict[str, Any] | None = None
+    try:
+        ledger = _last_event(ctx)
+        share = _linked_share(ctx, repo)
+    except FlowLoomError as exc:
+        warnings.append(
+            f"the ledger cannot be used: {exc.message}; captured events wait in the spool"
+        )
+    capture, capture_warnings = _capture_health(
+        ctx, state_dir, settings.server_url is None, acknowledge, ledger is not None
+    )
+    warnings.extend(capture_warnings)
+    if ledger is not None and share is not None:
+        warnings.extend(_ledger_warnings(ledger, share, settings.server_url is None))
     verification = _last_verification(ctx)
     if verification is not None and not verification.get("ok"):
         warnings.append(
             f"the last `flowloom log verify` ({verification.get('ts')}) FAILED: "
             f"{verification.get('problems')} problems"
-        )
-    if share["share"] is not None and share["commits"] >= 5 and share["share"] < LOW_LINKED_SHARE:
-        warnings.append(
-            f"only {share['linked']} of {share['commits']} recent commits are linked to a decision"
         )
 
     if as_json:
@@ -404,6 +488,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
                         for h in hooks
                     ],
                     "agent_hooks": agents,
+                    "agent_setup": setup,
+                    "capture": capture,
                     "last_verification": verification,
                     "ledger": ledger,
                     "linked": share,
@@ -412,14 +498,56 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 indent=2,
             )
         )
-        return
+        ctx.exit(1 if warnings else 0)
     _print_status(
-        repo, policy.configured, policy.enforce, hooks, agents, ledger, share, verification
+        repo, policy.configured, policy.enforce, hooks, setup, ledger, share, verification
     )
+    _print_capture(capture)
     for warning in warnings:
         click.echo(f"WARNING: {warning}")
     if not warnings:
         click.echo("ok: capture is working")
+    ctx.exit(1 if warnings else 0)
+
+
+def _ledger_warnings(ledger: dict[str, Any], share: dict[str, Any], local: bool) -> list[str]:
+    """Commits the ledger missed, and too few linked commits."""
+    warnings = []
+    last = ledger["last_event"]
+    # With a server the events go there, so the local ledger's age says nothing.
+    if share["newest"] is not None and local:
+        since = last["unix"] if last else 0.0
+        if share["newest"] > since + STALE_AFTER_S:
+            when = _ago(last["age_s"]) if last else "never"
+            warnings.append(
+                f"commits were made after the last ledger event ({when}): capture is not recording"
+            )
+    if share["share"] is not None and share["commits"] >= 5 and share["share"] < LOW_LINKED_SHARE:
+        warnings.append(
+            f"only {share['linked']} of {share['commits']} recent commits are linked to a decision"
+        )
+    return warnings
+
+
+def _print_capture(capture: dict[str, Any]) -> None:
+    found = capture["spool"]
+    if found["files"]:
+        line = (
+            f"spool: {found['events']} events in {found['files']} files waiting, the oldest "
+            f"since {found['oldest']} ({_ago(found['oldest_age_s'] or 0)})"
+        )
+    else:
+        line = "spool: empty (everything captured is recorded)"
+    if found["bad"]:
+        line += f"; {found['bad']} unreadable files set aside in spool/bad/"
+    click.echo(line)
+    errors = capture["errors"]
+    if errors is None:
+        click.echo("capture errors: unknown (the ledger cannot be read)")
+        return
+    through = errors["acknowledged_through"]
+    since = f"since entry {through}" if through is not None else "ever"
+    click.echo(f"capture errors: {errors['count']} {since}")
 
 
 def _print_status(
@@ -427,9 +555,9 @@ def _print_status(
     configured: bool,
     enforce: bool,
     hooks: list[HookState],
-    agents: dict[str, bool],
-    ledger: dict[str, Any],
-    share: dict[str, Any],
+    agents: dict[str, str],
+    ledger: dict[str, Any] | None,
+    share: dict[str, Any] | None,
     verification: dict[str, Any] | None,
 ) -> None:
     echo: Callable[[str], None] = click.echo
@@ -444,10 +572,24 @@ def _print_status(
         chained = f", chains {state.chained.name}" if state.chained else ""
         via = f" via {state.via}" if state.via and state.via != "hooks dir" else ""
         echo(f"  {state.name:<19} {problem.upper() if problem else 'ok'}{via}{chained}")
-    echo(
-        "agent hooks: "
-        + ", ".join(f"{a} {'ok' if ok else 'not installed'}" for a, ok in agents.items())
-    )
+    names = {"absent": "not set up", "ok": "ok"}
+    echo("agent hooks: " + ", ".join(f"{a} {names.get(s, s)}" for a, s in agents.items()))
+    if ledger is None or share is None:
+        echo("ledger: cannot be used (see the warning below)")
+    else:
+        _print_ledger(ledger, share)
+    if verification is None:
+        echo("last verification: none (flowloom log verify)")
+    else:
+        verdict = "ok" if verification.get("ok") else "FAILED"
+        echo(
+            f"last verification: {verdict}, {verification.get('size')} entries, "
+            f"at {verification.get('ts')}"
+        )
+
+
+def _print_ledger(ledger: dict[str, Any], share: dict[str, Any]) -> None:
+    echo: Callable[[str], None] = click.echo
     last = ledger["last_event"]
     checkpoint = ledger["checkpoint"]
     echo(
@@ -461,14 +603,6 @@ def _print_status(
         echo(
             f"linked commits: {share['linked']} of {share['commits']} since FlowLoom was adopted"
             f" ({share['share']:.0%})"
-        )
-    if verification is None:
-        echo("last verification: none (flowloom log verify)")
-    else:
-        verdict = "ok" if verification.get("ok") else "FAILED"
-        echo(
-            f"last verification: {verdict}, {verification.get('size')} entries, "
-            f"at {verification.get('ts')}"
         )
     check = ledger["last_check"]
     if check is None:

@@ -58,11 +58,18 @@ def _print(answer: WhyAnswer) -> None:
     click.echo(f"decision: {d.id}  {d.title}  (linked by {via})")
     approvers = ", ".join(f"{a.meaning} by {a.approver}" for a in d.approvals) or "not approved"
     click.echo(f"          {d.status}, risk {d.risk}, requested by {d.requested_by}; {approvers}")
+    for number, option in enumerate(d.options, 1):
+        click.echo(f"{'options:' if number == 1 else '':<10}{number}. {option}")
     if d.choice:
         click.echo(f"choice:   {d.choice}")
     if d.rationale:
         click.echo(f"why:      {d.rationale}")
+    if not (d.options or d.choice or d.rationale):
+        click.echo("reasoning: not recorded")
     _evidence(answer.entry("decision"), "record")
+    for check in answer.entries:
+        if check.role == "amendment":
+            _evidence(check, "amended")
     _evidence(answer.entry("prompt"), "prompt")
     _evidence(answer.entry("response"), "reply")
 

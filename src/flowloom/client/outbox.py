@@ -79,7 +79,10 @@ def server_event(event: dict[str, Any], *, ts: str | None, event_id: str) -> dic
     """A spooled event in the server's append shape (see the HTTP API's event input)."""
     meta: dict[str, Any] = event["meta"] if isinstance(event.get("meta"), dict) else {}
     out: dict[str, Any] = {"kind": str(event.get("kind", "")), "event_id": event_id}
-    if ts:
+    happened = event.get("ts")  # taken in the hook; the file's time otherwise
+    if isinstance(happened, str) and happened:
+        out["ts"] = happened
+    elif ts:
         out["ts"] = ts
     for key in _ENVELOPE_FIELDS:
         if key in meta:

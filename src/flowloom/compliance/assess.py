@@ -54,6 +54,7 @@ overflow (a period ending 9999-12-31 would)."""
 
 _TRAIL_KINDS = (
     "decision.record",
+    "decision.amend",
     "decision.approve",
     "signature.apply",
     "override.grant",
@@ -405,6 +406,8 @@ def _trail_row(entry: Entry, unverified: str | None) -> AuditTrailRow:
     kind = entry.kind
     if kind == "decision.record":
         new = new or text("title")
+    elif kind == "decision.amend":
+        new = new or text("choice", "response_entry")
     elif kind in ("decision.approve", "signature.apply"):
         new = new or text("meaning")
         why = why or text("content_digest")

@@ -57,6 +57,7 @@ _CONVERSATION = ("session.", "agent.", "artifact.", "gateway.", "memory.")
 _RECORD = frozenset(
     {
         "decision.record",
+        "decision.amend",
         "decision.approve",
         "signature.apply",
         "commit.link",

@@ -6,15 +6,23 @@ Data model (events in the ledger; the contract is docs/capture.md):
   ``session`` = the work session, refs = the decision's fields: ``title, context,
   options, choice, rationale, requested_by, session, model, files, tickets, risk,
   prompt_entry, response_entry`` (empty and unset fields are left out).
+- ``decision.amend``: subject = the decision id, refs = ``record`` (the entry of the
+  record it amends) and any of ``options, choice, rationale, risk, model,
+  response_entry``: what the decision gained after it was recorded, chiefly the reply of
+  the turn that produced it (`reply_amendment`). Readers merge amendments into the
+  record in log order, each named field replacing the value before; the other fields
+  (title, context, who asked, session, files, tickets, prompt) are never amended.
 - ``decision.approve``: subject = the decision id, actor = the approver, refs =
-  ``meaning`` (approved / reviewed) and ``content_digest``: ``sha256:`` + hex SHA-256 of
-  the decision record's canonical envelope, so an approval names exactly what it approved;
+  ``meaning`` (approved / reviewed) and ``content_digest`` (`decision_digest`): the
+  SHA-256 of the record's canonical envelope and, once amended, of its amendments too,
+  so an approval names exactly the content it approved: an amendment recorded after an
+  approval is not covered by it, and that approval no longer counts (approve again);
   ``signature``: the index of the ``signature.apply`` entry when the approval was an
   electronic signature (the team server; docs/signatures.md).
 
-A record is never edited; reading scans only these two kinds (an indexed query) and
-parses only the envelopes whose bytes name the decision asked for. Light to import
-(standard library and flowloom.ledger only): agent hooks build decisions on every reply.
+A record is never edited; reading scans only these kinds (an indexed query) and parses
+only the envelopes whose bytes name the decision asked for. Light to import (standard
+library and flowloom.ledger only): the capture drainer amends decisions on every reply.
 Text arrives here already redacted.
 """
 
@@ -46,16 +54,20 @@ __all__ = [
     "SelfApprovalError",
     "check_decision_id",
     "content_digest",
+    "decision_digest",
     "draft_from_exchange",
     "extract_tickets",
     "new_decision_id",
     "record_meta",
+    "reply_amendment",
 ]
 
 DECISION_ID: Final = re.compile(r"D-[0-9a-f]{10}")
 """The form of a decision id: ``D-`` and 10 lowercase hex digits."""
 
 RISKS: Final = ("low", "medium", "high")
+AMENDABLE: Final = ("options", "choice", "rationale", "risk", "model", "response_entry")
+"""The fields a ``decision.amend`` may set; the rest of a record never changes."""
 APPROVAL_MEANINGS: Final = ("approved", "reviewed")
 
 # Jira/Linear-style keys. Prefixes of standards and algorithms (SHA-256, UTF-8,
@@ -160,6 +172,10 @@ class Decision:
     recorded_by: Mapping[str, Any] = field(default_factory=dict)
     content_digest: str = ""
     approvals: tuple[Approval, ...] = ()
+    amendments: tuple[int, ...] = ()
+    """Entries of the ``decision.amend`` events merged into this view, in log order."""
+    envelope_digests: tuple[str, ...] = field(default=(), repr=False)
+    """The SHA-256 of the record's envelope and of each amendment's: `content_digest`'s input."""
 
     @property
     def status(self) -> str:
@@ -198,6 +214,7 @@ class Decision:
                 "recorded_by": dict(self.recorded_by),
                 "content_digest": self.content_digest,
                 "approvals": [a.to_json() for a in self.approvals],
+                "amendments": list(self.amendments),
             }
         )
         return data
@@ -228,35 +245,96 @@ class Decision:
             entry=index,
             recorded_by=event.actor.to_json(),
             content_digest=content_digest(envelope),
+            envelope_digests=(content_digest(envelope),),
+        )
+
+    def amends(self, envelope: bytes) -> bool:
+        """Whether the ``decision.amend`` envelope names this record (its id and entry)."""
+        event = Event.parse(envelope)
+        record = event.refs.get("record")
+        return (
+            event.kind == "decision.amend"
+            and event.subject == self.id
+            and self.entry is not None
+            and isinstance(record, int)
+            and not isinstance(record, bool)
+            and record == self.entry
+        )
+
+    def amended(self, index: int, envelope: bytes) -> Decision:
+        """This decision with the ``decision.amend`` at entry `index` merged in.
+
+        The fields it names (only those in `AMENDABLE`) replace the values before, and
+        `content_digest` comes to cover it. An entry that does not amend this record, or
+        precedes it, or names a field of the wrong type raises InputError.
+        """
+        if not self.amends(envelope) or self.entry is None or index <= self.entry:
+            raise InputError(f"entry {index} is not an amendment of {self.id}'s record")
+        refs = Event.parse(envelope).refs
+        what = "decision amendment"
+        changes: dict[str, Any] = {}
+        if "options" in refs:
+            changes["options"] = _texts(refs, "options", index, what)
+        for name in ("choice", "rationale", "risk"):
+            if name in refs:
+                changes[name] = _text(refs, name, index, what)
+        if "model" in refs:
+            changes["model"] = _text(refs, "model", index, what) or None
+        if "response_entry" in refs:
+            changes["response_entry"] = _index(refs, "response_entry", index, what)
+        digests = (*self.envelope_digests, content_digest(envelope))
+        return replace(
+            self,
+            **changes,
+            amendments=(*self.amendments, index),
+            envelope_digests=digests,
+            content_digest=decision_digest(digests),
         )
 
 
-def _text(refs: Mapping[str, Any], name: str, index: int) -> str:
+_RECORD = "decision record"
+
+
+def _text(refs: Mapping[str, Any], name: str, index: int, what: str = _RECORD) -> str:
     value = refs.get(name, "")
     if not isinstance(value, str):
-        raise InputError(f"decision record at entry {index}: {name} is not text")
+        raise InputError(f"{what} at entry {index}: {name} is not text")
     return value
 
 
-def _texts(refs: Mapping[str, Any], name: str, index: int) -> tuple[str, ...]:
+def _texts(refs: Mapping[str, Any], name: str, index: int, what: str = _RECORD) -> tuple[str, ...]:
     value = refs.get(name, ())
     if not isinstance(value, tuple | list) or not all(isinstance(v, str) for v in value):
-        raise InputError(f"decision record at entry {index}: {name} is not a list of text")
+        raise InputError(f"{what} at entry {index}: {name} is not a list of text")
     return tuple(value)
 
 
-def _index(refs: Mapping[str, Any], name: str, index: int) -> int | None:
+def _index(refs: Mapping[str, Any], name: str, index: int, what: str = _RECORD) -> int | None:
     value = refs.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InputError(f"decision record at entry {index}: {name} is not an entry index")
+        raise InputError(f"{what} at entry {index}: {name} is not an entry index")
     return value
 
 
 def content_digest(envelope: bytes) -> str:
-    """What an approval binds to: SHA-256 of the record's canonical envelope."""
+    """SHA-256 of one canonical envelope, as ``sha256:<hex>``."""
     return "sha256:" + hashlib.sha256(envelope).hexdigest()
+
+
+def decision_digest(envelope_digests: Sequence[str]) -> str:
+    """What an approval binds to: the decision's content as recorded and amended so far.
+
+    A record never amended: its envelope's digest (`content_digest`), as it always was.
+    Amended: ``sha256:`` + hex SHA-256 of the canonical JSON array of the record's and
+    each amendment's envelope digest, in log order; so approving names the record and
+    every amendment before the approval, and a later amendment makes a new digest that
+    no earlier approval carries.
+    """
+    if len(envelope_digests) == 1:
+        return envelope_digests[0]
+    return "sha256:" + hashlib.sha256(canonicalize(list(envelope_digests))).hexdigest()
 
 
 def new_decision_id() -> str:
@@ -418,6 +496,34 @@ def draft_from_exchange(prompt_text: str, reply_text: str, *, files: int = 0) ->
         tickets=extract_tickets(prompt_text, reply_text),
         risk=risk,
     )
+
+
+def reply_amendment(decision: Decision, reply_text: str, response_entry: int) -> dict[str, Any]:
+    """The refs of the ``decision.amend`` a turn's final reply adds to `decision` (its record).
+
+    The reply is read as `draft_from_exchange` reads it, with the record's context (the
+    prompt), else its title, as the prompt. Only what the record left empty is filled:
+    a decision recorded explicitly (``flowloom decide``) keeps its own choice, rationale
+    and reply; risk only ever goes up. Pass the record as recorded, not an amended view:
+    a later reply of the same turn (a Stop hook that made the agent go on) then replaces
+    the earlier one's fields.
+    """
+    draft = draft_from_exchange(
+        decision.context or decision.title, reply_text, files=len(decision.files)
+    )
+    refs: dict[str, Any] = {"record": decision.entry, "source": "reply"}
+    if decision.response_entry is None:
+        refs["response_entry"] = response_entry
+    if not decision.options and draft.options:
+        refs["options"] = list(draft.options)
+    if not decision.choice and draft.choice:
+        refs["choice"] = draft.choice
+    if not decision.rationale and draft.rationale:
+        refs["rationale"] = draft.rationale
+    current = decision.risk if decision.risk in RISKS else "low"
+    if RISKS.index(draft.risk) > RISKS.index(current):
+        refs["risk"] = draft.risk
+    return refs
 
 
 # -- the service --------------------------------------------------------------------------
@@ -584,6 +690,7 @@ class DecisionBook:
         for earlier in decision.approvals:
             if (
                 earlier.verified
+                and earlier.matches  # an approval of earlier content: approve this one
                 and canonical_identity(earlier.approver) == who
                 and earlier.meaning == meaning
             ):
@@ -663,16 +770,32 @@ class DecisionBook:
         for entry in self.ledger.store.entries(self.ledger.log, kind=kind):
             yield entry.index, entry.envelope
 
-    def at(self, index: int, approvals: Iterable[int] = ()) -> Decision | None:
-        """The decision recorded at entry `index` with the approvals at `approvals`.
+    def _merge(self, decision: Decision, amendments: Iterable[tuple[int, bytes]]) -> Decision:
+        """`decision` with those of `amendments` that amend its record merged in, in order."""
+        for index, envelope in sorted(amendments):
+            if decision.entry is not None and index > decision.entry and decision.amends(envelope):
+                decision = decision.amended(index, envelope)
+        return decision
+
+    def at(
+        self, index: int, approvals: Iterable[int] = (), amendments: Iterable[int] = ()
+    ) -> Decision | None:
+        """The decision recorded at entry `index`, amended by the entries at `amendments`,
+        with the approvals at `approvals`.
 
         For callers that keep their own index of entries: None when the entry is not a
-        decision record; approval entries that are not approvals of it are skipped.
+        decision record; entries that are not amendments or approvals of it are skipped.
         """
         stored = self.ledger.store.entry(self.ledger.log, index)
         if stored is None or stored.kind != "decision.record":
             return None
         found = Decision.from_envelope(index, stored.envelope)
+        amending: list[tuple[int, bytes]] = []
+        for at in set(amendments):
+            entry = self.ledger.store.entry(self.ledger.log, at)
+            if entry is not None and entry.kind == "decision.amend":
+                amending.append((at, entry.envelope))
+        found = self._merge(found, amending)
         checked: list[Approval] = []
         for at in sorted(set(approvals)):
             entry = self.ledger.store.entry(self.ledger.log, at)
@@ -698,6 +821,10 @@ class DecisionBook:
                 f"no decision {decision_id} in this log",
                 hint="'flowloom decision list' shows the recorded decisions",
             )
+        found = self._merge(
+            found,
+            ((i, e) for i, e in self._entries("decision.amend") if needle in e),
+        )
         approvals = [
             approval
             for index, envelope in self._entries("decision.approve")
@@ -725,6 +852,13 @@ class DecisionBook:
         for index, envelope in self._entries("decision.record"):
             decision = Decision.from_envelope(index, envelope)
             decisions.setdefault(decision.id, decision)
+        amending: dict[str, list[tuple[int, bytes]]] = {}
+        for index, envelope in self._entries("decision.amend"):
+            subject = Event.parse(envelope).subject
+            if subject in decisions:
+                amending.setdefault(subject, []).append((index, envelope))
+        for decision_id, entries in amending.items():
+            decisions[decision_id] = self._merge(decisions[decision_id], entries)
         approvals: dict[str, list[Approval]] = {}
         for index, envelope in self._entries("decision.approve"):
             event = Event.parse(envelope)

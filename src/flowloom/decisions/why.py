@@ -14,6 +14,10 @@ look-up cache in its own SQLite file beside the ledger, brought up to date from 
 entries appended since the last question; without it, ``commit.link`` and
 ``decision.*`` entries are read by kind and only envelopes whose bytes name the commit,
 patch id or decision are parsed. Two or three git processes per question.
+
+An agent's decision is recorded when its first file is written and gains the turn's
+reply and the reasoning drawn from it by a ``decision.amend`` when the turn ends; the
+answer shows the decision with its amendments merged, and proves each amendment too.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowloom.capture.agents.common import private_dirs
 from flowloom.capture.git.repo import GitRepo
 from flowloom.capture.git.trailers import Links
 from flowloom.decisions.records import Decision, DecisionBook, check_decision_id
@@ -86,7 +91,7 @@ class BlameLine:
 class EntryCheck:
     """One ledger entry behind the answer, proved against the latest checkpoint."""
 
-    role: str  # decision | prompt | response
+    role: str  # decision | amendment | prompt | response
     index: int
     kind: str = ""
     excerpt: str | None = None
@@ -217,10 +222,13 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE TABLE IF NOT EXISTS approvals (
     log TEXT NOT NULL, decision TEXT NOT NULL, idx INTEGER NOT NULL,
     PRIMARY KEY (log, decision, idx));
+CREATE TABLE IF NOT EXISTS amendments (
+    log TEXT NOT NULL, decision TEXT NOT NULL, idx INTEGER NOT NULL,
+    PRIMARY KEY (log, decision, idx));
 CREATE TABLE IF NOT EXISTS links (
     log TEXT NOT NULL, key TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (log, key));
 """
-_INDEXED_KINDS = ("decision.record", "decision.approve", "commit.link")
+_INDEXED_KINDS = ("decision.record", "decision.amend", "decision.approve", "commit.link")
 
 
 class LinkIndex:
@@ -229,7 +237,8 @@ class LinkIndex:
     Data model (an SQLite file of its own, ``.git/flowloom/why-index.db``; never the
     ledger's append-only tables): ``covered(log, size, root)`` says how much of the log
     the rows describe and the tree root at that size; ``decisions(log, id, idx)``,
-    ``approvals(log, decision, idx)`` and ``links(log, key, idx)`` map a decision id, and
+    ``amendments(log, decision, idx)``, ``approvals(log, decision, idx)`` and
+    ``links(log, key, idx)`` map a decision id, and
     a commit (``c:<sha>``) or patch id (``p:<id>``) to the entry index of its latest
     ``commit.link``. When the log grows only the new entries are read; when the root at
     the covered size no longer matches (a rebuilt or rolled-back ledger) the rows are
@@ -241,7 +250,7 @@ class LinkIndex:
         self.path = path
         self.ledger = ledger
         self.log = ledger.log
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(str(path.parent))
         self._conn = sqlite3.connect(path, isolation_level=None, timeout=10)
         self._conn.execute("PRAGMA synchronous = OFF")  # a cache: rebuilt when lost
         self._conn.executescript(_INDEX_SCHEMA)
@@ -275,6 +284,7 @@ class LinkIndex:
                 if e.kind in _INDEXED_KINDS
             )
         decisions: list[tuple[str, str, int]] = []
+        amendments: list[tuple[str, str, int]] = []
         approvals: list[tuple[str, str, int]] = []
         links: dict[str, int] = {}
         for index, envelope, kind in entries:
@@ -288,6 +298,8 @@ class LinkIndex:
                 continue
             if kind == "decision.record":
                 decisions.append((self.log, subject, index))
+            elif kind == "decision.amend":
+                amendments.append((self.log, subject, index))
             elif kind == "decision.approve":
                 approvals.append((self.log, subject, index))
             else:
@@ -297,10 +309,11 @@ class LinkIndex:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if start == 0:
-                for table in ("decisions", "approvals", "links"):
+                for table in ("decisions", "amendments", "approvals", "links"):
                     conn.execute(f"DELETE FROM {table} WHERE log = ?", (self.log,))
             # The first record of an id is the decision: later ones do not replace it.
             conn.executemany("INSERT OR IGNORE INTO decisions VALUES (?, ?, ?)", decisions)
+            conn.executemany("INSERT OR IGNORE INTO amendments VALUES (?, ?, ?)", amendments)
             conn.executemany("INSERT OR IGNORE INTO approvals VALUES (?, ?, ?)", approvals)
             conn.executemany(
                 "INSERT OR REPLACE INTO links VALUES (?, ?, ?)",
@@ -321,7 +334,8 @@ class LinkIndex:
         except FlowLoomError:
             return None
 
-    def decision(self, decision_id: str) -> tuple[int, list[int]] | None:
+    def decision(self, decision_id: str) -> tuple[int, list[int], list[int]] | None:
+        """(record entry, approval entries, amendment entries) of a decision id."""
         row = self._conn.execute(
             "SELECT idx FROM decisions WHERE log = ? AND id = ?", (self.log, decision_id)
         ).fetchone()
@@ -330,7 +344,10 @@ class LinkIndex:
         approvals = self._conn.execute(
             "SELECT idx FROM approvals WHERE log = ? AND decision = ?", (self.log, decision_id)
         ).fetchall()
-        return int(row[0]), [int(a[0]) for a in approvals]
+        amendments = self._conn.execute(
+            "SELECT idx FROM amendments WHERE log = ? AND decision = ?", (self.log, decision_id)
+        ).fetchall()
+        return int(row[0]), [int(a[0]) for a in approvals], [int(a[0]) for a in amendments]
 
     def link(self, key: str) -> int | None:
         row = self._conn.execute(
@@ -367,7 +384,7 @@ class _Finder:
             except sqlite3.Error:
                 found = None
             if found is not None:
-                decision = self.book.at(found[0], found[1])
+                decision = self.book.at(found[0], found[1], found[2])
                 if decision is not None and decision.id == decision_id:
                     return decision
         try:
@@ -390,6 +407,73 @@ class _Finder:
                 if _link_matches(event, name, value):
                     return index, event
         return _latest_link(self.ledger, name, value)
+
+
+def _content_text(content: Any) -> str:
+    """The text of a message's content in any provider's shape (a string, text blocks,
+    Gemini parts), tool calls and images left out."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        if isinstance(content.get("text"), str):
+            return str(content["text"])
+        return _content_text(content.get("parts") or content.get("content"))
+    if isinstance(content, list):
+        texts = (_content_text(part) for part in content if isinstance(part, str | dict))
+        return "\n\n".join(t for t in texts if t)
+    return ""
+
+
+def _typed_text(content: Any) -> str:
+    """What a person typed in a user turn: its text parts, not the tool results in it."""
+    if isinstance(content, str):
+        return content
+    parts = content if isinstance(content, list) else []
+    return "\n\n".join(
+        str(part["text"])
+        for part in parts
+        if isinstance(part, dict)
+        and isinstance(part.get("text"), str)
+        and part.get("type", "text") in ("text", "input_text")
+    )
+
+
+def _exchange_text(plain: bytes, role: str) -> str | None:
+    """From a ``gateway.exchange`` body (``{"request", "response"}``): the last user message
+    of the request (role prompt) or the model's reply (role response); None when the body
+    has no such text (a truncated or unknown shape: the raw body is excerpted instead)."""
+    try:
+        data = json.loads(plain)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    if role == "prompt":
+        request = data.get("request")
+        if not isinstance(request, dict):
+            return None
+        turns = request.get("messages") or request.get("contents") or request.get("input")
+        if isinstance(turns, str):
+            return turns
+        for turn in reversed(turns if isinstance(turns, list) else []):
+            if isinstance(turn, dict) and turn.get("role") == "user":
+                text = _typed_text(turn.get("content") or turn.get("parts"))
+                if text:  # else a turn of tool results only: the person spoke earlier
+                    return text
+        return None
+    response = data.get("response")
+    if not isinstance(response, dict):
+        return None
+    choices, candidates = response.get("choices"), response.get("candidates")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        found = _content_text((choices[0].get("message") or {}).get("content"))
+    elif isinstance(candidates, list) and candidates and isinstance(candidates[0], dict):
+        found = _content_text(candidates[0].get("content"))
+    elif isinstance(response.get("output"), list):
+        found = _content_text([o for o in response["output"] if isinstance(o, dict)])
+    else:
+        found = _content_text(response.get("content"))
+    return found or None
 
 
 def _check(ledger: Ledger, role: str, index: int, kinds: tuple[str, ...]) -> EntryCheck:
@@ -422,7 +506,8 @@ def _check(ledger: Ledger, role: str, index: int, kinds: tuple[str, ...]) -> Ent
         else:
             body_state = "ok"
         if plain is not None:
-            text = " ".join(plain.decode("utf-8", "replace").split())
+            said = _exchange_text(plain, role) if stored.kind == "gateway.exchange" else None
+            text = " ".join((said or plain.decode("utf-8", "replace")).split())
             excerpt = text if len(text) <= _EXCERPT else text[: _EXCERPT - 1] + "…"
     proved = False
     size: int | None = None
@@ -472,6 +557,7 @@ def explain(
             hint="commits made with FlowLoom's hooks carry a FlowLoom-Decision trailer",
         )
     checks = [_check(ledger, "decision", decision.entry or 0, ("decision.record",))]
+    checks += [_check(ledger, "amendment", at, ("decision.amend",)) for at in decision.amendments]
     if decision.prompt_entry is not None:
         checks.append(_check(ledger, "prompt", decision.prompt_entry, DecisionBook.PROMPT_KINDS))
     if decision.response_entry is not None:

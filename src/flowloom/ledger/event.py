@@ -64,6 +64,9 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
         "agent.response": "The assistant's answer to a prompt; the text is the body.",
         "gateway.exchange": "A model request and response through the LLM gateway, with usage.",
         "decision.record": "A decision: what, why, options, who asked; ties events to a change.",
+        "decision.amend": (
+            "What a decision gained after it was recorded: the reply, options, choice, rationale."
+        ),
         "decision.approve": "Someone approved or rejected a decision.",
         "signature.apply": "An electronic signature: signer, meaning, time, signed content hash.",
         "commit.link": "A git commit linked to its decision and session.",

@@ -225,11 +225,15 @@ class Ledger:
         meta: Mapping[str, Any] | None = None,
         data_subject: str | None = None,
         sign: EnvelopeSigner | None = None,
+        ts: str | None = None,
     ) -> Prepared:
         """Validate and seal an event without storing anything.
 
         `sign` returns the envelope with the acting person's signature added; it runs
-        before the log's attestation, which then covers that signature too.
+        before the log's attestation, which then covers that signature too. `ts` is when
+        the event happened when that was not now: a hook's time, kept while its event
+        waited in the spool (validated like any timestamp); the log's order stays the
+        order of appending.
         """
         if is_authority_kind(kind):
             self._pin_new_log()  # the attesting key of a brand-new log is pinned first
@@ -272,7 +276,7 @@ class Ledger:
         envelope: dict[str, Any] = {
             "v": 1,
             "kind": kind,
-            "ts": format_ts(self._clock()),
+            "ts": ts if ts is not None else format_ts(self._clock()),
             "project": self.log,
             "actor": self._actor,
         }

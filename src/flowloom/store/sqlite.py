@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sqlite3
 import threading
 import time
@@ -63,6 +64,21 @@ def _translate(exc: sqlite3.Error, path: str, doing: str) -> StoreError:
     return StoreError(f"database error while {doing}: {text}")
 
 
+def _create_private(path: Path) -> None:
+    """Create an empty ledger file only its owner can read (0600), in directories made
+    the same way (0700): SQLite gives its -wal and -shm files the database's mode."""
+    missing: list[Path] = []
+    parent = path.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class SQLiteStore:
     """Store implementation over one SQLite file."""
 
@@ -81,9 +97,9 @@ class SQLiteStore:
                 if not create or read_only:
                     raise StoreUnavailableError(f"no ledger at {self.path}")
                 try:
-                    p.parent.mkdir(parents=True, exist_ok=True)
+                    _create_private(p)
                 except OSError as exc:
-                    raise StoreUnavailableError(f"cannot create {p.parent}: {exc}") from exc
+                    raise StoreUnavailableError(f"cannot create {self.path}: {exc}") from exc
             elif p.is_dir():
                 raise StoreUnavailableError(f"{self.path} is a directory, not a database file")
         self._migrate()

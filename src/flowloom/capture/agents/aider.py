@@ -11,6 +11,13 @@ Aider appends to:
 - ``>`` lines are Aider's tool output (applied edits, commits, lint) → agent.tool;
 - plain lines after a prompt are the assistant's reply → agent.response.
 
+Aider commits each edit itself (``> Commit 1a2b3c4 <message>``), skipping git hooks, so
+its commits carry no FlowLoom trailer. For each exchange whose edits Aider committed, the
+import records the decision drawn from the prompt and reply
+(`flowloom.decisions.records.DecisionBook.from_exchange`: options, choice, rationale)
+and a ``commit.link`` per commit present in the repository (`link_commits`), so `flowloom
+why` shows prompt, reply and reasoning for Aider's lines too.
+
 Importing is idempotent. A marker beside the ledger (`aider-import.json` in
 `.git/flowloom/`) keeps, per history file, how many bytes were imported and a digest of
 them, plus the digests of the exchanges imported. The next import reads only what was
@@ -27,15 +34,34 @@ import re
 from pathlib import Path
 from typing import Any
 
-from flowloom.capture.agents.common import Event, Place, agent_actor, git_context
+from flowloom.capture.agents.common import (
+    Event,
+    Place,
+    agent_actor,
+    git_context,
+    private_dirs,
+)
 
-__all__ = ["AGENT", "HISTORY_FILE", "AiderImport", "Block", "parse_history"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from flowloom.ledger.log import Ledger
+
+__all__ = [
+    "AGENT",
+    "HISTORY_FILE",
+    "AiderImport",
+    "Block",
+    "Committed",
+    "link_commits",
+    "parse_history",
+]
 
 AGENT = "aider"
 HISTORY_FILE = ".aider.chat.history.md"
 MARKER_FILE = "aider-import.json"
 _HEADER = "# aider chat started at "
 _MODEL = re.compile(r"^(?:Main model|Model):\s*(\S+)")
+_COMMIT = re.compile(r"^Commit ([0-9a-f]{7,64})\b")
 _MAX_SEEN = 20000
 
 
@@ -67,6 +93,11 @@ class Block:
     @property
     def tool_text(self) -> str:
         return self._join(self.tool).strip()
+
+    def commits(self) -> list[str]:
+        """The (abbreviated) commit ids Aider reports having made for this exchange."""
+        found = (_COMMIT.match(line.strip()) for line in self.tool)
+        return list(dict.fromkeys(m.group(1) for m in found if m))
 
     def digest(self) -> str:
         parts = [self.kind, self.session or "", self.started or "", self.prompt_text]
@@ -185,6 +216,19 @@ def _events(block: Block, place: Place, history: str) -> list[Event]:
     return events
 
 
+class Committed:
+    """An exchange whose edits Aider committed: its events (redacted in place before they
+    are recorded) and the commit ids it reported."""
+
+    __slots__ = ("commits", "prompt", "reply", "session")
+
+    def __init__(self, prompt: Event, reply: Event, session: str | None, commits: list[str]):
+        self.prompt = prompt
+        self.reply = reply
+        self.session = session
+        self.commits = commits
+
+
 class AiderImport:
     """One import of one history file: what is new, and the marker to save after it."""
 
@@ -193,6 +237,7 @@ class AiderImport:
         self.marker_path = state_dir / MARKER_FILE
         self.marker = self._load_marker()
         self.exchanges = 0
+        self.committed: list[Committed] = []
         self._update: dict[str, Any] | None = None
         self._new_seen: list[str] = []
 
@@ -233,9 +278,15 @@ class AiderImport:
             if key in seen:
                 continue
             self._new_seen.append(key)
-            events.extend(_events(block, place, history))
+            produced = _events(block, place, history)
+            events.extend(produced)
             if block.kind == "exchange":
                 self.exchanges += 1
+                kinds = [e.kind for e in produced]
+                if block.commits() and "agent.prompt" in kinds and "agent.response" in kinds:
+                    prompt = produced[kinds.index("agent.prompt")]
+                    reply = produced[kinds.index("agent.response")]
+                    self.committed.append(Committed(prompt, reply, block.session, block.commits()))
             if block.session:
                 session = block.session
         self._update = {
@@ -251,7 +302,81 @@ class AiderImport:
             return
         self.marker["files"][str(self.history)] = self._update
         self.marker["seen"] = (list(self.marker["seen"]) + self._new_seen)[-_MAX_SEEN:]
-        self.marker_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(str(self.marker_path.parent))
         tmp = self.marker_path.with_name(self.marker_path.name + f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.marker), "utf-8")
         tmp.replace(self.marker_path)
+
+
+def link_commits(
+    ledger: Ledger, top: Path, job: AiderImport, events: list[Event], indices: list[int]
+) -> tuple[int, list[str]]:
+    """Record the decision and ``commit.link``s of each exchange Aider committed.
+
+    `events` are the recorded events and `indices` their entries. Returns how many
+    commits were linked and a note per commit that could not be (not in this repository,
+    or already linked by its own trailer).
+    """
+    from flowloom.capture.git.repo import GitRepo
+    from flowloom.capture.git.trailers import Links
+    from flowloom.decisions.records import DecisionBook
+    from flowloom.errors import FlowLoomError
+
+    entry_of = {id(event): index for event, index in zip(events, indices, strict=True)}
+    repo = GitRepo(top)
+    book = DecisionBook(ledger)
+    linked, notes = 0, []
+    for exchange in job.committed:
+        commits = []
+        for short in exchange.commits:
+            sha = repo.resolve(short)
+            if sha is None:
+                notes.append(f"commit {short} named by Aider is not in this repository")
+                continue
+            commit = repo.commit(sha)
+            if Links.of(commit.message).decisions:
+                notes.append(f"commit {short} already names its decision")
+                continue
+            commits.append(commit)
+        if not commits:
+            continue
+        files: list[str] = []
+        for commit in commits:
+            changed = repo.run(
+                "diff-tree", "--no-commit-id", "--name-only", "-r", "--root", commit.sha
+            )
+            files += [f for f in changed.splitlines() if f and f not in files]
+        author = commits[0].author
+        try:
+            decision = book.from_exchange(
+                exchange.prompt.body or "",
+                exchange.reply.body or "",
+                requested_by=author.email or author.name,
+                session=exchange.session,
+                files=files,
+                prompt_entry=entry_of.get(id(exchange.prompt)),
+                response_entry=entry_of.get(id(exchange.reply)),
+                actor=agent_actor(AGENT),
+            )
+        except FlowLoomError as exc:  # say, the prompt was refused and is a capture.error
+            shorts = ", ".join(c.sha[:7] for c in commits)
+            notes.append(f"commits {shorts} not linked: {exc.message}")
+            continue
+        for commit in commits:
+            refs: dict[str, Any] = {
+                "decision": decision.id,
+                "session": exchange.session,
+                "patch_id": None if commit.is_merge else repo.patch_id(commit.sha),
+                "tree": repo.tree(commit.sha),
+                "source": "aider-import",
+            }
+            meta: dict[str, Any] = {
+                "actor": agent_actor(AGENT),
+                "subject": commit.sha,
+                "refs": {k: v for k, v in refs.items() if v is not None},
+            }
+            if exchange.session:
+                meta["session"] = exchange.session
+            ledger.record("commit.link", meta=meta)
+            linked += 1
+    return linked, notes

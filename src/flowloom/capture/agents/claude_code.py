@@ -10,8 +10,10 @@ Claude Code runs a command hook with one JSON object on stdin (common fields
   session scratch so the write can be diffed afterwards
 - `PostToolUse` (… `tool_response`) → artifact.write per file written (path, before
   and after digests, unified diff as body), agent.tool for every other tool
+- `PostToolUseFailure` (… `error`, `is_interrupt`) → agent.tool with status error
 - `Stop` / `SubagentStop` → agent.response: the text of the last assistant message in
-  the transcript (`transcript_path`, JSONL)
+  the transcript (`transcript_path`, JSONL); Stop also deletes the turn's leftover
+  before-images and shreds their key (`flowloom.capture.agents.snapshots`)
 - `SessionEnd` (`reason`) → session.end
 
 For UserPromptSubmit and SessionStart, Claude Code adds whatever the hook prints to the
@@ -33,11 +35,10 @@ from flowloom.capture.agents.common import (
     file_write_event,
     git_context,
     read_file_state,
-    snapshot_before,
-    take_before,
     tool_event,
     transcript_reply,
 )
+from flowloom.capture.agents.snapshots import forget_before, snapshot_before, take_before
 
 __all__ = ["AGENT", "WRITE_TOOLS", "capture", "handle"]
 
@@ -243,11 +244,14 @@ def handle(
                 git=git,
                 tool_use_id=tool_use_id or None,
                 status="error" if failed else "ok",
+                interrupted=True if payload.get("is_interrupt") is True else None,
             )
         )
         return capture
 
     if event_name in ("Stop", "SubagentStop", "StopFailure"):
+        if event_name != "SubagentStop":
+            forget_before(place, session)  # the turn is over: no write is pending
         reply: str | None = _text(payload, "last_assistant_message") if reply_in_payload else None
         reply_model = model
         transcript = _text(payload, "transcript_path")
@@ -275,6 +279,8 @@ def handle(
             refs["hook_event"] = event_name
         if payload.get("stop_hook_active") is True:
             refs["stop_hook_active"] = True
+        if event_name == "Stop":  # the turn's final reply (a subagent's is not)
+            capture.reply_at = len(capture.events)
         capture.add(
             Event("agent.response", reply, actor=actor, session=session, git=git, refs=refs)
         )

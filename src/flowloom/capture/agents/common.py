@@ -16,6 +16,7 @@ more to import than the hook's budget allows).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -38,15 +39,17 @@ __all__ = [
     "git_context",
     "load_session",
     "locate",
+    "make_private",
     "now_ts",
+    "private_dirs",
     "read_file_state",
     "save_session",
-    "snapshot_before",
-    "take_before",
+    "session_dir",
     "tickets_in",
     "tool_event",
     "transcript_reply",
     "unified_diff",
+    "write_atomic",
 ]
 
 TYPE_CHECKING = False
@@ -81,7 +84,7 @@ class Event:
     secret is never hidden from the patterns behind JSON escapes.
     """
 
-    __slots__ = ("body", "data", "kind", "meta", "redactions")
+    __slots__ = ("amend", "body", "data", "kind", "meta", "redactions", "ts")
 
     def __init__(
         self, kind: str, body: str | None = None, *, data: Any = None, **meta: Any
@@ -89,6 +92,8 @@ class Event:
         self.kind = kind
         self.body = body
         self.data = data
+        self.ts = now_ts()  # when it happened: the ledger keeps this, not the drain time
+        self.amend: dict[str, Any] | None = None  # a reply's decision to amend (spool.py)
         self.meta: dict[str, Any] = {k: v for k, v in meta.items() if v is not None}
         refs = self.meta.get("refs")
         if isinstance(refs, dict):  # no nulls in the record: an unknown value is left out
@@ -102,12 +107,14 @@ class Event:
         return self.body
 
     def to_json(self) -> dict[str, Any]:
-        record: dict[str, Any] = {"kind": self.kind, "meta": self.meta}
+        record: dict[str, Any] = {"kind": self.kind, "ts": self.ts, "meta": self.meta}
         body = self.body_text()
         if body is not None:
             record["body"] = body
         if self.redactions:
             record["redactions"] = self.redactions
+        if self.amend:
+            record["amend"] = self.amend
         return record
 
 
@@ -135,7 +142,15 @@ class FileWrite:
 class Capture:
     """What one hook run produced."""
 
-    __slots__ = ("events", "prompt_at", "session", "session_updates", "stdout", "writes")
+    __slots__ = (
+        "events",
+        "prompt_at",
+        "reply_at",
+        "session",
+        "session_updates",
+        "stdout",
+        "writes",
+    )
 
     def __init__(self, session: str | None) -> None:
         self.session = session
@@ -143,6 +158,7 @@ class Capture:
         self.writes: list[tuple[FileWrite, Event]] = []  # each with its artifact.write
         self.stdout = ""
         self.prompt_at: int | None = None  # position of the agent.prompt in `events`
+        self.reply_at: int | None = None  # position of the turn's final agent.response
         self.session_updates: dict[str, Any] = {}
 
     def add(self, event: Event) -> Event:
@@ -472,9 +488,53 @@ def _safe(name: str) -> str:
     return cleaned
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def private_dirs(path: str) -> None:
+    """Make `path` and any missing parent a directory only its owner can open (0700).
+
+    Capture state holds prompts, diffs and replies: `.git/flowloom` and what is in it
+    are created private, whichever piece of FlowLoom creates them first.
+    """
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent and parent != path:
+        private_dirs(parent)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+
+
+def make_private(state_dir: str) -> list[str]:
+    """Tighten capture state an older version left readable to others: the state
+    directory and its subdirectories to 0700, the ledger's files to 0600 (only what this
+    user owns). Returns the paths changed."""
+    changed: list[str] = []
+
+    def tighten(path: str, wanted: int) -> None:
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return
+        if info.st_uid != os.getuid() or info.st_mode & 0o077 == 0:
+            return
+        os.chmod(path, wanted)
+        changed.append(path)
+
+    if not os.path.isdir(state_dir):
+        return changed
+    tighten(state_dir, 0o700)
+    for name in sorted(os.listdir(state_dir)):
+        path = os.path.join(state_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            tighten(path, 0o700)
+        elif name.startswith("ledger.db"):
+            tighten(path, 0o600)
+    return changed
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write a private file (0600) whole, or not at all, in a private directory."""
     directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
+    private_dirs(directory)
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -484,7 +544,8 @@ def _write_atomic(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _session_dir(place: Place, session: str) -> str:
+def session_dir(place: Place, session: str) -> str:
+    """The directory of a session's scratch."""
     return os.path.join(place.sessions_dir, _safe(session))
 
 
@@ -492,7 +553,7 @@ def load_session(place: Place, session: str | None) -> dict[str, Any]:
     """The session's scratch (current prompt, decision, model); empty when none."""
     if not session:
         return {}
-    text = _read_text(os.path.join(_session_dir(place, session), "session.json"))
+    text = _read_text(os.path.join(session_dir(place, session), "session.json"))
     if not text:
         return {}
     try:
@@ -512,51 +573,20 @@ def save_session(place: Place, session: str | None, updates: dict[str, Any]) -> 
             data.pop(key, None)
         else:
             data[key] = value
-    path = os.path.join(_session_dir(place, session), "session.json")
-    _write_atomic(path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
-
-
-def _snapshot_path(place: Place, session: str | None, key: str, path: str) -> str:
-    name = _sha256_hex(f"{key}\0{path}".encode("utf-8", "replace"))[:24]
-    return os.path.join(_session_dir(place, session or "no-session"), "before", name)
-
-
-def snapshot_before(place: Place, session: str | None, key: str, path: str) -> None:
-    """Keep a file's content before the agent writes it (PreToolUse), for the diff."""
-    content = read_file_state(path)
-    target = _snapshot_path(place, session, key, path)
-    if content is None:
-        _write_atomic(target + ".absent", b"")
-    else:
-        _write_atomic(target + ".bin", content)
-
-
-def take_before(
-    place: Place, session: str | None, key: str, path: str
-) -> tuple[bool, bytes | None]:
-    """The snapshot kept by `snapshot_before`, removed: (found, content or None if absent)."""
-    target = _snapshot_path(place, session, key, path)
-    try:
-        with open(target + ".bin", "rb") as fh:
-            content = fh.read()
-        os.unlink(target + ".bin")
-        return True, content
-    except OSError:
-        pass
-    try:
-        os.unlink(target + ".absent")
-        return True, None
-    except OSError:
-        return False, None
+    path = os.path.join(session_dir(place, session), "session.json")
+    write_atomic(path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
 
 
 def drop_session(place: Place, session: str | None) -> None:
-    """Forget a session's scratch (at session end)."""
+    """Forget a session's scratch (at session end), its before-images' key shredded."""
     if not session:
         return
     import shutil
 
-    shutil.rmtree(_session_dir(place, session), ignore_errors=True)
+    from flowloom.capture.agents.snapshots import forget_before
+
+    forget_before(place, session)
+    shutil.rmtree(session_dir(place, session), ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- transcripts

@@ -202,6 +202,7 @@ def capture(payload: dict[str, Any], place: Place) -> Capture:
         if text is None:
             raise PayloadError("afterAgentResponse without text")
         refs = {"chars": len(text), "model": model, "generation": generation}
+        capture.reply_at = 0
         capture.add(Event("agent.response", text, actor=actor, session=session, git=git, refs=refs))
     elif event_name not in _QUIET_EVENTS:
         raise PayloadError(f"unexpected hook event {event_name[:80]!r}")

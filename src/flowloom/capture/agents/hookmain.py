@@ -33,6 +33,7 @@ from flowloom.capture.agents.common import (
     PayloadError,
     Place,
     capture_error,
+    load_session,
     locate,
     now_ts,
     save_session,
@@ -44,6 +45,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
+
+    from flowloom.capture.redaction import Redactor
 
 AGENTS = ("claude-code", "codex", "cursor")
 MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
@@ -122,6 +125,20 @@ def _clean_value(value: Any) -> Any:
     return value
 
 
+_PATH_REFS = ("transcript_path", "cwd", "path", "history", "attachments", "files")
+"""Refs that hold file paths: a path is not a secret, however random a directory name."""
+
+
+def _identifier(redactor: Redactor, value: Any) -> Any:
+    """A path or an id, redacted by the rules for known secret shapes only: the entropy
+    rule would take a long mixed path (a project directory, a session's UUID) for a key."""
+    if isinstance(value, str):
+        return _clean(redactor.text(value, entropy=False))
+    if isinstance(value, list):
+        return [_identifier(redactor, v) for v in value]
+    return _clean_value(redactor.value(value))
+
+
 def redact_event(event: Event) -> None:
     """Redact an event's body and every string in its meta, in place, counting."""
     from flowloom.capture.redaction import Redactor
@@ -133,12 +150,43 @@ def redact_event(event: Event) -> None:
         event.data = None
     elif event.body is not None:
         event.body = _clean(redactor.text(event.body))
-    session = event.meta.pop("session", None)
+    kept: dict[str, Any] = {"session": event.meta.pop("session", None)}
+    if event.kind == "artifact.write":
+        kept["subject"] = event.meta.pop("subject", None)  # the path written
+    refs = event.meta.get("refs")
+    paths = {k: refs.pop(k) for k in _PATH_REFS if k in refs} if isinstance(refs, dict) else {}
     meta = _clean_value(redactor.value(event.meta))
     event.meta = meta if isinstance(meta, dict) else {}
-    if isinstance(session, str):  # an identifier: long and random is not a secret here
-        event.meta["session"] = _clean(redactor.text(session, entropy=False))
+    for key, value in kept.items():
+        if value is not None:
+            event.meta[key] = _identifier(redactor, value)
+    if paths:
+        refs = event.meta.setdefault("refs", {})
+        refs.update({k: _identifier(redactor, v) for k, v in paths.items()})
     event.redactions = dict(redactor.counts)
+
+
+def _ask_to_amend(place: Place, capture: Capture) -> None:
+    """A turn's final reply amends the decision the turn produced (docs/capture.md).
+
+    The session's scratch knows that decision when auto-commit recorded or adopted it
+    for the current prompt; the drainer records the reply and then the decision.amend
+    that gives the decision the reply and the reasoning drawn from it. A capture that
+    holds its own prompt (Codex notify) starts a new exchange: nothing to amend.
+    """
+    if capture.reply_at is None or capture.prompt_at is not None:
+        return
+    scratch = load_session(place, capture.session)
+    decision, prompt = scratch.get("decision"), scratch.get("prompt")
+    if not isinstance(decision, dict) or not isinstance(decision.get("id"), str):
+        return
+    current = prompt.get("spool") if isinstance(prompt, dict) else None
+    if decision.get("prompt") != current:
+        return  # the decision of an earlier prompt: this turn changed nothing
+    request: dict[str, Any] = {"decision": decision["id"]}
+    if isinstance(decision.get("entry"), int):
+        request["record"] = decision["entry"]
+    capture.events[capture.reply_at].amend = request
 
 
 def _server_configured(top: str) -> bool:
@@ -219,6 +267,7 @@ def _hook(agent: str, raw: bytes) -> int:
         place, capture = _capture(agent, raw)
     for event in capture.events:
         redact_event(event)
+    _ask_to_amend(place, capture)
     to_spool = capture.events
     if capture.writes and place.top is not None:
         from flowloom.capture.autocommit import read_policy, run

@@ -7,13 +7,14 @@ the interpreter changed. Running it twice changes nothing the second time.
 
 - Claude Code: `.claude/settings.json`, ``{"hooks": {Event: [{"matcher", "hooks":
   [{"type": "command", "command"}]}]}}`` for SessionStart, UserPromptSubmit,
-  PreToolUse (file-writing tools only: it keeps the before-state), PostToolUse, Stop,
-  SessionEnd.
+  PreToolUse (file-writing tools only: it keeps the before-state), PostToolUse,
+  PostToolUseFailure, Stop, SessionEnd.
 - Codex CLI: `.codex/hooks.json` in the same shape (SessionStart, UserPromptSubmit,
   PreToolUse for apply_patch and Bash, which can carry a patch too, PostToolUse, Stop),
-  and `[features] codex_hooks = true` in `.codex/config.toml` for versions where hooks
-  are behind that flag (the line is marked ``# added by flowloom`` so uninstalling
-  removes only what it added).
+  and `[features] hooks = true` in `.codex/config.toml` for versions where hooks were
+  off by default (the line is marked ``# added by flowloom`` so uninstalling removes
+  only what it added). Codex runs a project's hooks only once the person trusted them
+  (docs/capture.md): that step is theirs.
 - Cursor: `.cursor/hooks.json`, ``{"version": 1, "hooks": {event: [{"command"}]}}`` for
   sessionStart, sessionEnd, beforeSubmitPrompt, afterFileEdit, afterShellExecution,
   afterMCPExecution, afterAgentResponse, stop.
@@ -23,27 +24,31 @@ the interpreter changed. Running it twice changes nothing the second time.
   "args": ["mcp"]}}}``, merged with the servers already there. The command is the
   `flowloom` on PATH, not this machine's interpreter, because the file is shared.
 
-The hook command is the absolute path of the running interpreter, `-m flowloom hook
-<agent>`, so the hook works whatever is on the agent's PATH.
+The hook command names no path of this machine (the files are committed for the team):
+it runs `flowloom hook <agent>` found on PATH, else `python3 -m flowloom`, else says what
+to install (`flowloom.capture.launch`). Commands an earlier version wrote (this
+machine's interpreter, `<python> -m flowloom hook <agent>`) are recognised as ours and
+replaced.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
+import re
 import shutil
-import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flowloom.capture import launch
 from flowloom.errors import ConfigError, InputError
 
 __all__ = [
     "AGENTS",
     "HOOKED_AGENTS",
+    "agent_hook_setup",
     "agent_hook_status",
     "detect_agents",
     "hook_command",
@@ -65,6 +70,7 @@ _CLAUDE_EVENTS: dict[str, str | None] = {
     "UserPromptSubmit": None,
     "PreToolUse": "Write|Edit|MultiEdit|NotebookEdit",
     "PostToolUse": None,
+    "PostToolUseFailure": None,
     "Stop": None,
     "SessionEnd": None,
 }
@@ -88,21 +94,20 @@ _CURSOR_EVENTS = (
 _MARK = "# added by flowloom"
 
 
-def hook_command(agent: str, python: str | None = None) -> str:
-    """The shell command an agent runs: this interpreter, `-m flowloom hook <agent>`."""
-    return f"{shlex.quote(python or sys.executable)} -m flowloom hook {agent}"
+_CURSOR_ANSWER = '{"continue": true}'
+
+
+def hook_command(agent: str) -> str:
+    """The shell command an agent runs: the same on every machine (`launch.agent_command`)."""
+    answer = _CURSOR_ANSWER if agent == "cursor" else None
+    return launch.agent_command(agent, answer=answer)
 
 
 def _is_ours(command: object, agent: str) -> bool:
-    return isinstance(command, str) and command.rstrip().endswith(f"-m flowloom hook {agent}")
-
-
-def _interpreter_ok(command: str) -> bool:
-    try:
-        python = shlex.split(command)[0]
-    except (ValueError, IndexError):
-        return False
-    return os.path.isfile(python) and os.access(python, os.X_OK)
+    """FlowLoom's hook for `agent`, as this version or an earlier one wrote it."""
+    return isinstance(command, str) and (
+        re.search(rf"(?<![\w-])flowloom hook {re.escape(agent)}(?![\w-])", command) is not None
+    )
 
 
 def _check(agents: Sequence[str]) -> list[str]:
@@ -245,21 +250,27 @@ def _remove_grouped(doc: dict[str, Any], agent: str) -> None:
         del doc["hooks"]
 
 
-def _grouped_installed(doc: dict[str, Any], agent: str, events: dict[str, str | None]) -> bool:
+def _grouped_commands(doc: dict[str, Any], agent: str, event: str) -> list[str]:
+    """FlowLoom's commands for `agent` under one event (Claude Code / Codex shape)."""
     hooks = doc.get("hooks")
-    if not isinstance(hooks, dict):
-        return False
-    for event in events:
-        commands = [
-            entry.get("command")
-            for group in hooks.get(event, [])
-            if isinstance(group, dict) and isinstance(group.get("hooks"), list)
-            for entry in group["hooks"]
-            if isinstance(entry, dict) and _is_ours(entry.get("command"), agent)
-        ]
-        if not any(isinstance(c, str) and _interpreter_ok(c) for c in commands):
-            return False
-    return True
+    groups = hooks.get(event, []) if isinstance(hooks, dict) else []
+    return [
+        entry["command"]
+        for group in (groups if isinstance(groups, list) else [])
+        if isinstance(group, dict) and isinstance(group.get("hooks"), list)
+        for entry in group["hooks"]
+        if isinstance(entry, dict) and _is_ours(entry.get("command"), agent)
+    ]
+
+
+def _cursor_commands(doc: dict[str, Any], event: str) -> list[str]:
+    hooks = doc.get("hooks")
+    entries = hooks.get(event, []) if isinstance(hooks, dict) else []
+    return [
+        e["command"]
+        for e in (entries if isinstance(entries, list) else [])
+        if isinstance(e, dict) and _is_ours(e.get("command"), "cursor")
+    ]
 
 
 def _merge_cursor(doc: dict[str, Any], path: Path, command: str) -> None:
@@ -300,30 +311,25 @@ def _remove_cursor(doc: dict[str, Any]) -> None:
             del hooks[event]
 
 
-def _cursor_installed(doc: dict[str, Any]) -> bool:
-    hooks = doc.get("hooks")
-    if not isinstance(hooks, dict):
-        return False
-    for event in _CURSOR_EVENTS:
-        entries = hooks.get(event)
-        if not isinstance(entries, list) or not any(
-            isinstance(e, dict)
-            and _is_ours(e.get("command"), "cursor")
-            and _interpreter_ok(str(e.get("command")))
-            for e in entries
-        ):
-            return False
-    return True
-
-
 # --------------------------------------------------------------------------- codex TOML
 
 
-def _codex_flag(config: Path) -> bool:
-    """Make sure `.codex/config.toml` turns hooks on; True when the file was written.
+def _write_toml(config: Path, new_text: str) -> None:
+    tomllib.loads(new_text)  # never write a file Codex cannot read
+    config.parent.mkdir(parents=True, exist_ok=True)
+    tmp = config.with_name(config.name + ".flowloom-tmp")
+    tmp.write_text(new_text, "utf-8")
+    tmp.replace(config)
 
-    An explicit `codex_hooks = false` (or `hooks = false`) is the user's choice and is
-    kept.
+
+def _codex_flag(config: Path) -> bool:
+    """Make sure `.codex/config.toml` leaves hooks on, under today's key; True if written.
+
+    Codex's feature key is `[features].hooks` (on by default in current versions);
+    `codex_hooks` is a deprecated alias Codex warns about at every start. FlowLoom adds
+    `hooks = true` (for versions where hooks were still off by default) and turns the
+    `codex_hooks = true` line earlier FlowLoom versions added into it. A value the user
+    set under either key, true or false, is their choice and is kept.
     """
     try:
         text = config.read_text("utf-8")
@@ -339,10 +345,23 @@ def _codex_flag(config: Path) -> bool:
         ) from exc
     if not isinstance(features, dict):
         raise ConfigError(f"{config}: [features] must be a table")
+    line = f"hooks = true  {_MARK}\n"
+    lines = text.splitlines(keepends=True)
+    legacy = [
+        at
+        for at, existing in enumerate(lines)
+        if existing.rstrip().endswith(_MARK) and existing.split("=", 1)[0].strip() == "codex_hooks"
+    ]
+    if legacy:  # what an earlier FlowLoom added: the deprecated key, ours to replace
+        for at in reversed(legacy):
+            if "hooks" in features or at != legacy[0]:
+                del lines[at]
+            else:
+                lines[at] = line
+        _write_toml(config, "".join(lines))
+        return True
     if "codex_hooks" in features or "hooks" in features:
         return False
-    line = f"codex_hooks = true  {_MARK}\n"
-    lines = text.splitlines(keepends=True)
     for at, existing in enumerate(lines):
         if existing.split("#", 1)[0].strip() == "[features]":
             if not existing.endswith("\n"):
@@ -356,11 +375,7 @@ def _codex_flag(config: Path) -> bool:
         else:
             separator = "\n" if text.endswith("\n") else "\n\n"
         new_text = f"{text}{separator}[features]  {_MARK}\n{line}"
-    tomllib.loads(new_text)  # never write a file Codex cannot read
-    config.parent.mkdir(parents=True, exist_ok=True)
-    tmp = config.with_name(config.name + ".flowloom-tmp")
-    tmp.write_text(new_text, "utf-8")
-    tmp.replace(config)
+    _write_toml(config, new_text)
     return True
 
 
@@ -444,23 +459,56 @@ def uninstall_agent_hooks(repo_top: Path, agents: Sequence[str]) -> list[str]:
     return changed
 
 
-def agent_hook_status(repo_top: Path) -> dict[str, bool]:
-    """Per hooked agent: are all of FlowLoom's hooks installed, with a working interpreter?"""
+def agent_hook_setup(repo_top: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """Per hooked agent, how the repository is set up for it:
+
+    - ``absent``: no FlowLoom hook in its settings (the repository was not set up for
+      it, whatever is installed on this machine);
+    - ``stale``: a hook an earlier version wrote (one machine's interpreter path);
+    - ``incomplete``: some hooks are missing (an earlier version, a hand edit);
+    - ``broken``: the settings file cannot be read, or FlowLoom cannot be found the way
+      the hooks look for it (`launch.where`, with `env`);
+    - ``ok``: every hook FlowLoom installs is there, and can start FlowLoom here.
+    """
     paths = _paths(repo_top)
-    status: dict[str, bool] = {}
+    setup: dict[str, str] = {}
+    findable: bool | None = None
     for agent in HOOKED_AGENTS:
         try:
             doc = _load_json(paths[agent])
         except ConfigError:
-            status[agent] = False
+            setup[agent] = "broken"
             continue
-        if agent == "claude-code":
-            status[agent] = _grouped_installed(doc, agent, _CLAUDE_EVENTS)
-        elif agent == "codex":
-            status[agent] = _grouped_installed(doc, agent, _CODEX_EVENTS)
+        events = (
+            list(_CURSOR_EVENTS)
+            if agent == "cursor"
+            else list(_CLAUDE_EVENTS if agent == "claude-code" else _CODEX_EVENTS)
+        )
+        found = {
+            event: (
+                _cursor_commands(doc, event)
+                if agent == "cursor"
+                else _grouped_commands(doc, agent, event)
+            )
+            for event in events
+        }
+        commands = [c for listed in found.values() for c in listed]
+        if not commands:
+            setup[agent] = "absent"
+        elif any(c != hook_command(agent) for c in commands):
+            setup[agent] = "stale"
+        elif not all(found.values()):
+            setup[agent] = "incomplete"
         else:
-            status[agent] = _cursor_installed(doc)
-    return status
+            if findable is None:
+                findable = launch.where(env) is not None
+            setup[agent] = "ok" if findable else "broken"
+    return setup
+
+
+def agent_hook_status(repo_top: Path) -> dict[str, bool]:
+    """Per hooked agent: are all of FlowLoom's hooks installed and able to run?"""
+    return {agent: state == "ok" for agent, state in agent_hook_setup(repo_top).items()}
 
 
 # --------------------------------------------------------------------------- MCP server

@@ -225,7 +225,9 @@ def refresh_cache(repo_top: Path, common_dir: Path, settings: Settings, policy: 
     repos: dict[str, Any] = found if isinstance(found, dict) else {}
     repos[str(repo_top)] = entry
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from flowloom.capture.agents.common import private_dirs
+
+        private_dirs(str(path.parent))
         fd, tmp = tempfile.mkstemp(prefix=".hook-cache-", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump({"v": _CACHE_VERSION, "repos": repos}, fh)

@@ -1,23 +1,24 @@
 """FlowLoom's git hooks on disk: install, uninstall and inspect them, beside other hooks.
 
-Each hook is a tiny POSIX sh script marked `# flowloom-hook v1`. It runs the hook it
+Each hook is a tiny POSIX sh script marked `# flowloom-hook v2`. It runs the hook it
 displaced first (moved aside to `<name>.flowloom-chained`, called with the same
-arguments and standard input, its exit status respected), then execs the Python that
-ran `flowloom init` with `-m flowloom git-hook <name>`, falling back to `flowloom` on
-PATH. Hooks go where git looks for them (`git rev-parse --git-path hooks`, which honours
-`core.hooksPath`). A pre-commit framework hook is chained like any other; when
-`pre-commit install` later moves our hook to `<name>.legacy`, pre-commit runs it from
-there, and that counts as installed.
+arguments and standard input, its exit status respected), then `flowloom git-hook
+<name>`, FlowLoom found as every hook finds it (`flowloom.capture.launch`: `flowloom` on
+PATH, else `python3 -m flowloom`, else a warning saying what to install, and git goes
+on). The script names no path of this machine, so a moved virtualenv or another clone
+(a committed `core.hooksPath`) runs it the same. Hooks go where git looks for them
+(`git rev-parse --git-path hooks`, which honours `core.hooksPath`). A pre-commit
+framework hook is chained like any other; when `pre-commit install` later moves our hook
+to `<name>.legacy`, pre-commit runs it from there, and that counts as installed.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowloom.capture import launch
 from flowloom.capture.git.repo import GitError, GitRepo
 
 __all__ = [
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 HOOK_NAMES = ("prepare-commit-msg", "commit-msg", "post-commit", "pre-push")
-MARKER = "# flowloom-hook v1"
+MARKER = "# flowloom-hook v2"
 _MARKER_PREFIX = "# flowloom-hook v"
 CHAINED_SUFFIX = ".flowloom-chained"
 LEGACY_SUFFIX = ".legacy"  # where pre-commit keeps the hook it replaced
@@ -70,15 +71,17 @@ class HookState:
     installed: bool  # our script is where git (or pre-commit) runs it
     executable: bool
     via: str | None  # "hooks dir" or "pre-commit (.legacy)"
-    interpreter: str | None
+    interpreter: str | None  # what the hook starts here (`launch.where`), if anything
     interpreter_ok: bool
     chained: Path | None
     chained_executable: bool
+    current: bool = True  # the script this version writes (not an earlier version's)
 
     @property
     def healthy(self) -> bool:
         chained_ok = self.chained is None or self.chained_executable
-        return self.installed and self.executable and self.interpreter_ok and chained_ok
+        ours_ok = self.executable and self.interpreter_ok and self.current
+        return self.installed and ours_ok and chained_ok
 
 
 def hooks_dir(repo: GitRepo) -> Path:
@@ -86,31 +89,23 @@ def hooks_dir(repo: GitRepo) -> Path:
     return repo.git_path("hooks")
 
 
-def hook_script(name: str, python: str) -> str:
-    """The sh script installed as hook `name`, running `python -m flowloom`."""
+def hook_script(name: str) -> str:
+    """The sh script installed as hook `name`: the same on every machine."""
     head = [
         "#!/bin/sh",
         MARKER,
         f"# FlowLoom git hook ({name}), installed by `flowloom init`. `flowloom uninstall`",
         "# removes it and puts back the hook it chains to. Do not edit: init rewrites it.",
-        f"FLOWLOOM_PYTHON={shlex.quote(python)}",
+        *launch.shell_function(
+            "flowloom_run",
+            f"flowloom: warning: FlowLoom is not installed here, so the {name} hook did "
+            "nothing (the CI gate still checks)",
+        ),
         f'chained="$(dirname "$0")/{name}{CHAINED_SUFFIX}"',
     ]
-    warning = (
-        '  echo "flowloom: warning: FlowLoom is not installed ($FLOWLOOM_PYTHON is gone, no'
-        f' flowloom on PATH): {name} hook skipped; run flowloom init again" >&2'
-    )
 
     def run_ours(prefix: str, suffix: str) -> list[str]:
-        return [
-            'if [ -x "$FLOWLOOM_PYTHON" ]; then',
-            f'  {prefix}"$FLOWLOOM_PYTHON" -m flowloom git-hook {name} "$@"{suffix}',
-            "elif command -v flowloom >/dev/null 2>&1; then",
-            f'  {prefix}flowloom git-hook {name} "$@"{suffix}',
-            "else",
-            warning,
-            "fi",
-        ]
+        return [f'{prefix}flowloom_run git-hook {name} "$@"{suffix}']
 
     if name in _READS_STDIN:
         # Both hooks read the pushed refs from standard input: each gets a copy.
@@ -132,8 +127,7 @@ def hook_script(name: str, python: str) -> str:
             'if [ -x "$chained" ]; then',
             '  "$chained" "$@" || exit $?',
             "fi",
-            *run_ours("exec ", ""),
-            "exit 0",
+            *run_ours("", ""),
         ]
     else:
         # git ignores this hook's status; ours runs whatever the chained hook did.
@@ -179,21 +173,12 @@ def _write_hook(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _interpreter(text: str) -> str | None:
-    for line in text.splitlines():
-        if line.startswith("FLOWLOOM_PYTHON="):
-            parts = shlex.split(line.partition("=")[2])
-            return parts[0] if parts else None
-    return None
-
-
-def install_hooks(repo: GitRepo, python: str | None = None) -> list[HookChange]:
+def install_hooks(repo: GitRepo) -> list[HookChange]:
     """Install the four hooks, chaining to any hook already there; idempotent."""
-    python = python or sys.executable
     directory = hooks_dir(repo)
     changes: list[HookChange] = []
     for name in HOOK_NAMES:
-        changes.append(_install_one(directory, name, hook_script(name, python)))
+        changes.append(_install_one(directory, name, hook_script(name)))
     return changes
 
 
@@ -274,8 +259,10 @@ def _uninstall_one(directory: Path, name: str) -> HookChange:
 
 
 def hook_status(repo: GitRepo) -> list[HookState]:
+    """Each hook as git (or pre-commit) runs it, and whether it can start FlowLoom here."""
     directory = hooks_dir(repo)
     states: list[HookState] = []
+    found = launch.where()
     for name in HOOK_NAMES:
         path = directory / name
         legacy = directory / (name + LEGACY_SUFFIX)
@@ -287,8 +274,6 @@ def hook_status(repo: GitRepo) -> list[HookState]:
         elif is_pre_commit_hook(path) and is_flowloom_hook(legacy):
             ours, via = legacy, "pre-commit (.legacy)"
         text = _read(ours) if ours is not None else None
-        interpreter = _interpreter(text) if text else None
-        interpreter_ok = bool(interpreter) and _executable(Path(interpreter or ""))
         has_chained = chained.exists() or chained.is_symlink()
         states.append(
             HookState(
@@ -297,10 +282,11 @@ def hook_status(repo: GitRepo) -> list[HookState]:
                 installed=ours is not None,
                 executable=ours is not None and _executable(ours),
                 via=via,
-                interpreter=interpreter,
-                interpreter_ok=interpreter_ok,
+                interpreter=found,
+                interpreter_ok=found is not None,
                 chained=chained if has_chained else None,
                 chained_executable=has_chained and _executable(chained),
+                current=text is None or text == hook_script(name),
             )
         )
     return states

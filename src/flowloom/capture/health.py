@@ -1,0 +1,186 @@
+"""Capture health: what `flowloom status` checks beyond the hooks being installed.
+
+Capture fails quietly by nature (a hook must never stop the agent), so the failures have
+to be findable afterwards:
+
+- the spool backlog: events written by hooks and not yet in the ledger (spool files the
+  journal does not name), the time the oldest of them happened (taken in its hook), the
+  files set aside as unreadable (`spool/bad/`), and the drainer's last logged failure
+  (`capture.log`). A backlog older than `STALE_SPOOL_S` means the ledger is not being
+  written;
+- capture errors since the last healthy state: `capture.error` events recorded after the
+  last acknowledgement. `flowloom status --acknowledge` records one: a `config.change`
+  (subject `capture`, refs `action: "acknowledge-capture-errors"`, `through`: the last
+  error's entry, `count`), so who declared capture healthy again, and when, is in the
+  ledger too.
+
+Reads only: nothing here writes except `acknowledge`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flowloom.capture import spool
+from flowloom.ledger.event import Event
+from flowloom.ledger.log import Ledger
+
+__all__ = [
+    "ACK_ACTION",
+    "STALE_SPOOL_S",
+    "Backlog",
+    "CaptureError",
+    "acknowledge",
+    "backlog",
+    "describe",
+    "errors_since_healthy",
+]
+
+STALE_SPOOL_S = 60.0
+"""Events waiting longer than this in the spool mean the drainer is not recording them."""
+
+ACK_ACTION = "acknowledge-capture-errors"
+_SHOWN_ERRORS = 5
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Events in the spool not yet recorded."""
+
+    files: int
+    events: int
+    oldest: str | None  # when the oldest waiting event happened (its hook's time)
+    oldest_age_s: float | None
+    bad: int  # files set aside as unreadable (each also recorded as a capture.error)
+    last_failure: str | None  # the drainer's last line in capture.log, when it failed since
+
+    @property
+    def stale(self) -> bool:
+        return self.oldest_age_s is not None and self.oldest_age_s > STALE_SPOOL_S
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "events": self.events,
+            "oldest": self.oldest,
+            "oldest_age_s": self.oldest_age_s,
+            "stale": self.stale,
+            "bad": self.bad,
+            "last_failure": self.last_failure,
+        }
+
+
+def _age_s(ts: str, now: float) -> float | None:
+    try:
+        return max(0.0, now - datetime.fromisoformat(ts).timestamp())
+    except ValueError:
+        return None
+
+
+def _last_failure(state_dir: str, since: float) -> str | None:
+    """The last line of capture.log, when it was written after `since` (epoch seconds)."""
+    path = os.path.join(state_dir, "capture.log")
+    try:
+        if os.path.getmtime(path) < since:
+            return None
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.path.getsize(path) - 4096))
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    return lines[-1].strip() if lines else None
+
+
+def backlog(state_dir: str, now: float | None = None) -> Backlog:
+    """The spool's backlog under `state_dir` (`.git/flowloom` or FLOWLOOM_HOME)."""
+    now = time.time() if now is None else now
+    spool_dir = os.path.join(state_dir, "spool")
+    done = spool.recorded_names(spool_dir)
+    waiting = [name for name in spool.pending(spool_dir) if name not in done]
+    events = 0
+    oldest: str | None = None
+    first_mtime: float | None = None
+    for name in waiting:
+        path = os.path.join(spool_dir, name)
+        try:
+            first_mtime = min(first_mtime or now, os.path.getmtime(path))
+            record = spool.read_record(spool_dir, name)
+        except (OSError, ValueError):
+            continue  # the drainer sets it aside and records the error
+        items = [e for e in record["events"] if isinstance(e, dict)]
+        events += len(items)
+        for ts in [e.get("ts") for e in items] + [record.get("created")]:
+            if isinstance(ts, str) and (oldest is None or ts < oldest):
+                oldest = ts
+    try:
+        bad = len([n for n in os.listdir(os.path.join(spool_dir, "bad")) if n.endswith(".json")])
+    except OSError:
+        bad = 0
+    age = _age_s(oldest, now) if oldest else None
+    if age is None and first_mtime is not None:
+        age = max(0.0, now - first_mtime)
+    failure = _last_failure(state_dir, first_mtime) if first_mtime is not None else None
+    return Backlog(len(waiting), events, oldest, age, bad, failure)
+
+
+@dataclass(frozen=True)
+class CaptureError:
+    """One `capture.error` event: where, when, about what, and what failed."""
+
+    index: int
+    ts: str
+    subject: str
+    error: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "ts": self.ts, "subject": self.subject, "error": self.error}
+
+
+def errors_since_healthy(ledger: Ledger) -> tuple[int | None, list[CaptureError]]:
+    """(the entry the last acknowledgement reached, the capture errors recorded after it).
+
+    Reads `capture.error` and `config.change` entries by kind (an indexed query).
+    """
+    through: int | None = None
+    needle = json.dumps(ACK_ACTION).encode()
+    for entry in ledger.store.entries(ledger.log, kind="config.change"):
+        if needle not in entry.envelope:
+            continue
+        refs = Event.parse(entry.envelope).refs
+        reached = refs.get("through")
+        if refs.get("action") == ACK_ACTION and isinstance(reached, int):
+            through = max(through or 0, reached)
+    start = 0 if through is None else through + 1
+    errors = []
+    for entry in ledger.store.entries(ledger.log, start, kind="capture.error"):
+        event = Event.parse(entry.envelope)
+        error = event.refs.get("error")
+        errors.append(
+            CaptureError(
+                entry.index,
+                event.ts,
+                event.subject or "",
+                error if isinstance(error, str) else "",
+            )
+        )
+    return through, errors
+
+
+def acknowledge(ledger: Ledger, errors: list[CaptureError]) -> int:
+    """Record that `errors` were seen and capture is healthy again; the entry's index."""
+    refs = {"action": ACK_ACTION, "through": errors[-1].index, "count": len(errors)}
+    return ledger.record("config.change", meta={"subject": "capture", "refs": refs}).index
+
+
+def describe(errors: list[CaptureError]) -> list[str]:
+    """One line per error, the latest few, for people."""
+    shown = errors[-_SHOWN_ERRORS:]
+    lines = [f"entry {e.index} ({e.ts}) {e.subject}: {e.error[:200]}" for e in shown]
+    if len(errors) > len(shown):
+        lines.insert(0, f"… and {len(errors) - len(shown)} earlier")
+    return lines
