@@ -237,7 +237,7 @@ class Ledger:
         """
         if is_authority_kind(kind):
             self._pin_new_log()  # the attesting key of a brand-new log is pinned first
-        prepared = self._prepare(kind, body, meta, data_subject)
+        prepared = self._prepare(kind, body, meta, data_subject, ts)
         event = prepared.event
         if sign is not None:
             event = Event.from_json(sign(event.to_json()))
@@ -255,6 +255,7 @@ class Ledger:
         body: bytes | None,
         meta: Mapping[str, Any] | None,
         data_subject: str | None = None,
+        ts: str | None = None,
     ) -> Prepared:
         meta = dict(meta or {})
         unknown = sorted(set(meta) - META_FIELDS)
