@@ -54,6 +54,10 @@ def build(
 
     if record not in ("fail_closed", "spool"):
         raise ConfigError(f"unknown recording policy {record!r}", hint="use fail_closed or spool")
+    if telemetry:
+        from flowloom.gateway.otel import require_sdk
+
+        require_sdk()  # before anything is opened
     settings = settings or GatewaySettings(default_project=project)
     home = home or Path.home() / ".local" / "share" / "flowloom"
     closers: list[Any] = []
