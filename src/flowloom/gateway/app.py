@@ -36,8 +36,15 @@ from flowloom.gateway.providers.interface import Format, Provider, ProviderConfi
 from flowloom.gateway.providers.registry import make_provider
 from flowloom.gateway.recorder import Attempt, Exchange, Recorder
 from flowloom.gateway.routing.model import RouteRequest, Target
+from flowloom.gateway.translate.errors import SHAPE_ERRORS
 from flowloom.gateway.wire.common import RequestInfo, Tokens, classify_error
 from flowloom.gateway.wire.formats import Wire, wire_for
+from flowloom.gateway.wire.intake import (
+    MalformedRequestError,
+    check_fields,
+    check_model_name,
+    parse_request,
+)
 from flowloom.gateway.wire.sse import SseSplitter, parse_event, serialize
 
 if TYPE_CHECKING:
@@ -64,6 +71,7 @@ SESSION_HEADERS = (
 )
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+_TRANSLATION_FAILURES: tuple[type[Exception], ...] = (FlowLoomError, *SHAPE_ERRORS)
 _FORWARDED_RESPONSE_HEADERS = ("request-id", "x-request-id", "openai-processing-ms")
 
 
@@ -399,7 +407,7 @@ class Gateway:
             Exchange(
                 endpoint=call.endpoint,
                 format=call.fmt,
-                model=info.model if info is not None else (call.url_model or ""),
+                model=info.model if info is not None else (call.url_model or "")[:256],
                 stream=info.stream if info is not None else False,
                 request=call.body,
                 response=call.response,
@@ -453,12 +461,12 @@ class Gateway:
             return
         call.body = body
         try:
-            parsed = json.loads(body) if body else None
-        except ValueError as exc:
-            await self._fail(call, wire, send, 400, f"the request body is not valid JSON: {exc}")
-            return
-        if not isinstance(parsed, dict):
-            await self._fail(call, wire, send, 400, "the request body must be a JSON object")
+            parsed = parse_request(body)
+            check_fields(call.fmt, parsed)
+            if call.url_model is not None:
+                check_model_name(call.url_model)
+        except MalformedRequestError as exc:
+            await self._fail(call, wire, send, 400, exc.diagnostics())
             return
         call.parsed = parsed
         info = wire.peek(parsed, size=len(body), model=call.url_model)
@@ -656,7 +664,7 @@ class Gateway:
             await self._fail(call, wire, send, status, str(failure), extra)
             return
         status = failure.status
-        if target is not None and target.format == call.fmt and failure.body:
+        if target is not None and target.format == call.fmt and _json_object(failure.body):
             call.status = status
             call.error = str(failure)
             call.response = failure.body
@@ -696,6 +704,13 @@ class Gateway:
             body = self._upstream_body(call, target)
         except FlowLoomError as exc:
             raise _UpstreamFailed(400, "translation", exc.diagnostics()) from exc
+        except SHAPE_ERRORS as exc:
+            raise _UpstreamFailed(
+                400,
+                "translation",
+                f"this request cannot be translated for {target.provider} ({target.format}): "
+                f"a field has an unexpected shape ({type(exc).__name__}: {exc})",
+            ) from exc
         upstream = UpstreamCall(
             format=target.format,
             model=target.model,
@@ -795,7 +810,7 @@ class Gateway:
                 translated = translate_response(
                     json.loads(raw), target.format, call.fmt, model=info.model
                 )
-            except (ValueError, FlowLoomError) as exc:
+            except _TRANSLATION_FAILURES as exc:
                 raise _UpstreamFailed(
                     502, "translation", f"cannot translate {target.provider}'s answer: {exc}"
                 ) from exc
@@ -1011,6 +1026,17 @@ class Gateway:
         call.status = 200
         call.response = json.dumps({"input_tokens": info.est_input_tokens}).encode()
         await _respond(send, 200, call.response)
+
+
+def _json_object(body: bytes) -> bool:
+    """Whether an upstream error body is a JSON object (relayable to a same-format caller);
+    a proxy's HTML page or a bare "Internal Server Error" is not."""
+    if not body.lstrip().startswith(b"{"):
+        return False
+    try:
+        return isinstance(json.loads(body), dict)
+    except (ValueError, RecursionError):
+        return False
 
 
 async def _never() -> Message:
