@@ -55,9 +55,13 @@ FALLBACK_ERROR_KINDS: Final = frozenset(
         "rate_limited",
         "overloaded",
         "server_error",
+        "translation",
     }
 )
-"""Error kinds (besides the statuses) after which the next target of a cascade is tried."""
+"""Error kinds (besides the statuses) after which the next target of a cascade is tried.
+
+"translation": the call cannot be carried in that target's format (a hosted tool an
+Anthropic model cannot run, say); another target may speak the caller's format."""
 
 _NO_FALLBACK_KINDS: Final = frozenset({"invalid_request", "cancelled", "client_disconnect"})
 _TIMEOUT_KINDS: Final = frozenset({"timeout", "first_byte_timeout"})
@@ -330,8 +334,9 @@ class Router:
     def should_fall_back(self, status: int | None, error_kind: str | None) -> bool:
         """Whether the next target of the cascade should be tried after this failure.
 
-        Yes on 408, 429, 5xx (529 included), timeouts, transport errors and context-window
-        errors; no on other 4xx (the same request would fail anywhere) and on cancellations.
+        Yes on 408, 429, 5xx (529 included), timeouts, transport errors, context-window
+        errors and translation errors (another target may not need the translation); no on
+        other 4xx (the same request would fail anywhere) and on cancellations.
         """
         if error_kind in FALLBACK_ERROR_KINDS:
             return True
