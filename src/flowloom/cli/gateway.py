@@ -57,7 +57,8 @@ _KINDS = ("anthropic", "openai", "azure", "gemini", "openai_compatible")
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Routing configuration (TOML, reloaded when it changes).",
+    help="Routing configuration (TOML, reloaded when it changes). Without it (and without "
+    "--upstream), each provider's own model names go straight to it.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=4000, show_default=True, type=int)

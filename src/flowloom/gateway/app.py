@@ -116,6 +116,7 @@ class _Call:
     response_started: bool = False
     error_kind: str | None = None
     usage: Tokens | None = None
+    clamped: tuple[int, int] | None = None  # (max tokens asked, max tokens sent)
 
 
 class _UpstreamFailed(Exception):
@@ -428,6 +429,7 @@ class Gateway:
                 user_agent=call.headers.get("user-agent"),
                 max_tokens=info.max_tokens if info is not None else None,
                 usage=call.usage,
+                extra=_clamp_note(call.clamped),
             )
         )
 
@@ -678,6 +680,14 @@ class Gateway:
         info = call.info
         parsed = call.parsed
         assert info is not None and parsed is not None
+        call.clamped = None
+        limit = target.max_output
+        if limit is not None and info.max_tokens is not None and info.max_tokens > limit:
+            # The target allows less output than asked: send its maximum, and say so in
+            # the record, rather than fail a call a client cannot reshape (Claude Code
+            # asks for 32,000).
+            parsed = wire_for(call.fmt).with_max_tokens(parsed, limit)
+            call.clamped = (info.max_tokens, limit)
         if target.format != call.fmt:
             from flowloom.gateway.translate import translate_request
 
@@ -685,10 +695,11 @@ class Gateway:
                 parsed, call.fmt, target.format, model=target.model, stream=info.stream
             )
             return json.dumps(translated, ensure_ascii=False, separators=(",", ":")).encode()
-        if call.fmt == "gemini" or parsed.get("model") == target.model:
+        if call.clamped is None and (call.fmt == "gemini" or parsed.get("model") == target.model):
             return call.body  # untouched: unknown fields and byte order as the caller sent them
         rewritten = dict(parsed)
-        rewritten["model"] = target.model
+        if call.fmt != "gemini":  # a Gemini call names its model in the URL
+            rewritten["model"] = target.model
         return json.dumps(rewritten, ensure_ascii=False, separators=(",", ":")).encode()
 
     async def _attempt(
@@ -1028,6 +1039,13 @@ class Gateway:
         await _respond(send, 200, call.response)
 
 
+def _clamp_note(clamped: tuple[int, int] | None) -> dict[str, Any]:
+    """The record's note that max tokens were lowered to the serving target's max_output."""
+    if clamped is None:
+        return {}
+    return {"max_tokens_clamped": {"requested": clamped[0], "sent": clamped[1]}}
+
+
 def _json_object(body: bytes) -> bool:
     """Whether an upstream error body is a JSON object (relayable to a same-format caller);
     a proxy's HTML page or a bare "Internal Server Error" is not."""
@@ -1168,7 +1186,8 @@ def build_gateway(
 ) -> Gateway:
     """Wire a gateway over the ledger database `database`.
 
-    Routing comes from `config_path` (or, without one, `provider` serves every call);
+    Routing comes from `config_path`, else `provider` serves every call, else the default
+    policy passes each provider's own model names straight through (routing.DEFAULT_POLICY);
     access from the access tables in `access_database` (default: `database`), or open
     access when `access_database` is "none".
     """
