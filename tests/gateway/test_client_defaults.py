@@ -13,9 +13,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,7 @@ import pytest
 from flowloom.gateway.mock import MockServer
 from flowloom.gateway.routing import Router
 from tests.gateway.core.harness import RunningGateway, make_gateway, start_gateway
-from tests.server.support import ROOT, free_port, stop, wait_ready
+from tests.gateway.processes import gateway_process
 
 POLICY = """
 [providers.anthropic]
@@ -172,29 +169,13 @@ def test_within_the_limit_the_body_goes_as_sent(
 @pytest.fixture
 def default_gateway(tmp_path: Path, mock_provider: MockServer) -> Iterator[str]:
     """`flowloom gateway serve --open-access`, no --config, providers moved to the simulator."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT / "src"),
-        "FLOWLOOM_HOME": str(tmp_path / "home"),
+    moved = {
         "FLOWLOOM_ANTHROPIC_BASE_URL": mock_provider.url,
         "FLOWLOOM_OPENAI_BASE_URL": mock_provider.url + "/v1",
         "FLOWLOOM_GEMINI_BASE_URL": mock_provider.url,
     }
-    argv = ["--database", str(tmp_path / "gw.db"), "gateway", "serve", "--open-access"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flowloom", *argv, "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process, timeout=60)
+    with gateway_process(tmp_path, env=moved) as url:
         yield url
-    finally:
-        stop(process)
 
 
 def test_without_a_policy_each_providers_model_names_pass_through(
