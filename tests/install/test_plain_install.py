@@ -138,7 +138,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _serving(venv: Venv, args: list[str], url: str, path: str) -> Iterator[subprocess.Popen[str]]:
+def _serving(
+    venv: Venv, args: list[str], url: str, path: str, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
     """Run `flowloom *args` until GET url+path answers 200; stop it by its pid after."""
     log = (venv.work / "tmp" / f"{args[0]}-{time.monotonic_ns()}.log").open("w+")
     process = subprocess.Popen(
@@ -146,7 +148,7 @@ def _serving(venv: Venv, args: list[str], url: str, path: str) -> Iterator[subpr
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
-        env=dict(venv.env),
+        env={**venv.env, **(env or {})},
         cwd=venv.work,
     )
     try:
@@ -176,7 +178,8 @@ def _serving(venv: Venv, args: list[str], url: str, path: str) -> Iterator[subpr
 
 
 def _gateway_answers(venv: Venv) -> None:
-    """The simulator and the gateway in front of it, then one Messages call through both."""
+    """The simulator and the gateway in front of it, then one Messages call through both:
+    with no --config, so the packaged default policy passes the Claude name through."""
     mock_port, gateway_port = _free_port(), _free_port()
     mock = f"http://127.0.0.1:{mock_port}"
     gateway = f"http://127.0.0.1:{gateway_port}"
@@ -189,21 +192,20 @@ def _gateway_answers(venv: Venv) -> None:
                 str(venv.work / "gateway.db"),
                 "gateway",
                 "serve",
-                "--upstream",
-                f"anthropic={mock}",
                 "--open-access",
                 "--port",
                 str(gateway_port),
             ],
             gateway,
             "/readyz",
+            env={"FLOWLOOM_ANTHROPIC_BASE_URL": mock},
         ),
     ):
         reply = httpx.post(
             gateway + "/v1/messages",
             headers={"x-api-key": "local", "anthropic-version": "2023-06-01"},
             json={
-                "model": "claude-x",
+                "model": "claude-sonnet-4-5-20250929",
                 "max_tokens": 16,
                 "messages": [{"role": "user", "content": "hi"}],
             },
