@@ -40,6 +40,7 @@ from flowloom.gateway.translate.errors import SHAPE_ERRORS
 from flowloom.gateway.wire.common import RequestInfo, Tokens, classify_error
 from flowloom.gateway.wire.formats import Wire, wire_for
 from flowloom.gateway.wire.intake import (
+    MAX_MODEL_CHARS,
     MalformedRequestError,
     check_fields,
     check_model_name,
@@ -408,7 +409,7 @@ class Gateway:
             Exchange(
                 endpoint=call.endpoint,
                 format=call.fmt,
-                model=info.model if info is not None else (call.url_model or "")[:256],
+                model=info.model if info is not None else (call.url_model or "")[:MAX_MODEL_CHARS],
                 stream=info.stream if info is not None else False,
                 request=call.body,
                 response=call.response,
