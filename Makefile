@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean chromium openssh
+.PHONY: demo test lint typecheck unit bench clean chromium openssh node
 
 $(BIN)/flowloom: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,11 @@ chromium:
 openssh:
 	@command -v ssh-keygen >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client >/dev/null; } || { echo "ssh-keygen is missing: apt-get install openssh-client"; exit 1; }
 
-unit: $(BIN)/flowloom chromium openssh
+## node: the Claude Code test installs the real CLI (pinned) with the system's npm
+node:
+	@command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } || { echo "npm is missing: apt-get install nodejs npm"; exit 1; }
+
+unit: $(BIN)/flowloom chromium openssh node
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider
 
 bench: $(BIN)/flowloom

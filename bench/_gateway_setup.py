@@ -259,14 +259,33 @@ targets = [{{ provider = "openai", model = "{OPENAI_MODEL}" }}]
     return path
 
 
-def start_flowloom(workdir: Path, simulator_url: str, core: int | None) -> Proc:
-    """`flowloom gateway serve`: one worker, recording fail-closed into a fresh SQLite ledger."""
+def _hide_fast_io(workdir: Path, env: dict[str, str]) -> None:
+    """Make uvloop and httptools unimportable in the process `env` starts, as where they
+    are not installed: uvicorn then runs on asyncio and h11 (bench_gateway --plain-io)."""
+    hidden = workdir / "hide-fast-io"
+    for name in ("uvloop", "httptools"):
+        (hidden / name).mkdir(parents=True, exist_ok=True)
+        (hidden / name / "__init__.py").write_text(
+            f"raise ImportError('{name} is hidden by bench_gateway.py --plain-io')\n"
+        )
+    env["PYTHONPATH"] = os.pathsep.join([str(hidden), env["PYTHONPATH"]])
+
+
+def start_flowloom(
+    workdir: Path, simulator_url: str, core: int | None, *, plain_io: bool = False
+) -> Proc:
+    """`flowloom gateway serve`: one worker, recording fail-closed into a fresh SQLite ledger.
+
+    `plain_io`: without uvloop and httptools (asyncio + h11), to measure what they bring.
+    """
     port = free_port()
     config = write_flowloom_config(workdir, simulator_url)
     database = workdir / "ledger.db"
     home = workdir / "home"
     env = _flowloom_env()
     env["FLOWLOOM_HOME"] = str(home)
+    if plain_io:
+        _hide_fast_io(workdir, env)
     argv = [
         *pin_prefix(core),
         sys.executable,

@@ -577,7 +577,7 @@ async def run(args: argparse.Namespace) -> int:
         note(f"load average {started_load}; work directory {base}")
         simulator = start_simulator(base, load_core)
         procs.append(simulator)
-        flowloom = start_flowloom(base, simulator.url, proxy_core)
+        flowloom = start_flowloom(base, simulator.url, proxy_core, plain_io=args.plain_io)
         procs.append(flowloom)
         targets = [
             Target("direct", simulator.url, simulator),
@@ -855,6 +855,11 @@ def main() -> None:
         "--litellm-upgrade", action="store_true", help="pip install --upgrade first"
     )
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not use taskset")
+    parser.add_argument(
+        "--plain-io",
+        action="store_true",
+        help="run FlowLoom's gateway without uvloop and httptools (asyncio + h11)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     parser.add_argument("--dir", default=None, help="where the work directory goes")
     parser.add_argument(

@@ -62,3 +62,22 @@ def test_bench_gateway_smoke() -> None:
     recorded = figures["gateway_recorded"]
     assert recorded["value"] is True, recorded
     assert recorded["exchanges"] == recorded["requests"] > 0 and recorded["verified"] is True
+
+
+def test_plain_io_hides_uvloop_and_httptools(tmp_path: Path) -> None:
+    """--plain-io runs the gateway as where uvloop and httptools are not installed."""
+    from bench._gateway_setup import _hide_fast_io
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    _hide_fast_io(tmp_path, env)
+    probe = (
+        "import uvicorn.loops.auto as l, uvicorn.protocols.http.auto as h\n"
+        "print(l.auto_loop_factory()().__class__.__module__, h.AutoHTTPProtocol.__name__)\n"
+        "import uvloop\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=False
+    )
+    assert out.returncode == 1 and "hidden by bench_gateway.py --plain-io" in out.stderr
+    loop_module, protocol = out.stdout.split()
+    assert loop_module.startswith("asyncio") and protocol == "H11Protocol"

@@ -77,5 +77,8 @@ def mock_provider(
         context_window=context_window,
         log_size=log_size,
     )
+    from flowloom.cli.uvicorn_run import sigterm_exits_cleanly
+
     click.echo(f"flowloom mock provider on http://{host}:{port}", err=True)
-    serve(config, host=host, port=port, log_level=log_level)
+    with sigterm_exits_cleanly():  # stopped by its pid: exit status 0, like the servers
+        serve(config, host=host, port=port, log_level=log_level)

@@ -1,6 +1,6 @@
 """`flowloom gateway …`: run the LLM gateway (`serve`); key management lives in subcommands.
 
-`serve` runs only the gateway: one uvicorn worker with httptools and uvloop, recording
+`serve` runs only the gateway: one uvicorn worker (httptools and uvloop when installed), recording
 every exchange into the ledger database. Subcommands are imported when run, so
 `flowloom gateway serve` loads neither the key tools nor anything else it does not use.
 """
@@ -57,7 +57,8 @@ _KINDS = ("anthropic", "openai", "azure", "gemini", "openai_compatible")
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Routing configuration (TOML, reloaded when it changes).",
+    help="Routing configuration (TOML, reloaded when it changes). Without it (and without "
+    "--upstream), each provider's own model names go straight to it.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=4000, show_default=True, type=int)
@@ -170,8 +171,8 @@ def _run(app: object, host: str, port: int, log_level: str) -> None:
         app,  # type: ignore[arg-type]
         host=host,
         port=port,
-        loop="uvloop",
-        http="httptools",
+        loop="auto",  # uvloop when installed (a dependency where it builds), else asyncio
+        http="auto",  # httptools when installed, else h11
         lifespan="on",
         log_level=log_level,
         access_log=False,

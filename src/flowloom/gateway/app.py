@@ -36,8 +36,16 @@ from flowloom.gateway.providers.interface import Format, Provider, ProviderConfi
 from flowloom.gateway.providers.registry import make_provider
 from flowloom.gateway.recorder import Attempt, Exchange, Recorder
 from flowloom.gateway.routing.model import RouteRequest, Target
+from flowloom.gateway.translate.errors import SHAPE_ERRORS
 from flowloom.gateway.wire.common import RequestInfo, Tokens, classify_error
 from flowloom.gateway.wire.formats import Wire, wire_for
+from flowloom.gateway.wire.intake import (
+    MAX_MODEL_CHARS,
+    MalformedRequestError,
+    check_fields,
+    check_model_name,
+    parse_request,
+)
 from flowloom.gateway.wire.sse import SseSplitter, parse_event, serialize
 
 if TYPE_CHECKING:
@@ -64,6 +72,7 @@ SESSION_HEADERS = (
 )
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+_TRANSLATION_FAILURES: tuple[type[Exception], ...] = (FlowLoomError, *SHAPE_ERRORS)
 _FORWARDED_RESPONSE_HEADERS = ("request-id", "x-request-id", "openai-processing-ms")
 
 
@@ -108,6 +117,7 @@ class _Call:
     response_started: bool = False
     error_kind: str | None = None
     usage: Tokens | None = None
+    clamped: tuple[int, int] | None = None  # (max tokens asked, max tokens sent)
 
 
 class _UpstreamFailed(Exception):
@@ -399,7 +409,7 @@ class Gateway:
             Exchange(
                 endpoint=call.endpoint,
                 format=call.fmt,
-                model=info.model if info is not None else (call.url_model or ""),
+                model=info.model if info is not None else (call.url_model or "")[:MAX_MODEL_CHARS],
                 stream=info.stream if info is not None else False,
                 request=call.body,
                 response=call.response,
@@ -421,6 +431,7 @@ class Gateway:
                 user_agent=call.headers.get("user-agent"),
                 max_tokens=info.max_tokens if info is not None else None,
                 usage=call.usage,
+                extra=_clamp_note(call.clamped),
             )
         )
 
@@ -454,12 +465,12 @@ class Gateway:
             return
         call.body = body
         try:
-            parsed = json.loads(body) if body else None
-        except ValueError as exc:
-            await self._fail(call, wire, send, 400, f"the request body is not valid JSON: {exc}")
-            return
-        if not isinstance(parsed, dict):
-            await self._fail(call, wire, send, 400, "the request body must be a JSON object")
+            parsed = parse_request(body)
+            check_fields(call.fmt, parsed)
+            if call.url_model is not None:
+                check_model_name(call.url_model)
+        except MalformedRequestError as exc:
+            await self._fail(call, wire, send, 400, exc.diagnostics())
             return
         call.parsed = parsed
         info = wire.peek(parsed, size=len(body), model=call.url_model)
@@ -667,7 +678,7 @@ class Gateway:
             await self._fail(call, wire, send, status, str(failure), extra)
             return
         status = failure.status
-        if target is not None and target.format == call.fmt and failure.body:
+        if target is not None and target.format == call.fmt and _json_object(failure.body):
             call.status = status
             call.error = str(failure)
             call.response = failure.body
@@ -681,6 +692,14 @@ class Gateway:
         info = call.info
         parsed = call.parsed
         assert info is not None and parsed is not None
+        call.clamped = None
+        limit = target.max_output
+        if limit is not None and info.max_tokens is not None and info.max_tokens > limit:
+            # The target allows less output than asked: send its maximum, and say so in
+            # the record, rather than fail a call a client cannot reshape (Claude Code
+            # asks for 32,000).
+            parsed = wire_for(call.fmt).with_max_tokens(parsed, limit)
+            call.clamped = (info.max_tokens, limit)
         if target.format != call.fmt:
             from flowloom.gateway.translate import translate_request
 
@@ -688,10 +707,11 @@ class Gateway:
                 parsed, call.fmt, target.format, model=target.model, stream=info.stream
             )
             return json.dumps(translated, ensure_ascii=False, separators=(",", ":")).encode()
-        if call.fmt == "gemini" or parsed.get("model") == target.model:
+        if call.clamped is None and (call.fmt == "gemini" or parsed.get("model") == target.model):
             return call.body  # untouched: unknown fields and byte order as the caller sent them
         rewritten = dict(parsed)
-        rewritten["model"] = target.model
+        if call.fmt != "gemini":  # a Gemini call names its model in the URL
+            rewritten["model"] = target.model
         return json.dumps(rewritten, ensure_ascii=False, separators=(",", ":")).encode()
 
     async def _attempt(
@@ -707,6 +727,13 @@ class Gateway:
             body = self._upstream_body(call, target)
         except FlowLoomError as exc:
             raise _UpstreamFailed(400, "translation", exc.diagnostics()) from exc
+        except SHAPE_ERRORS as exc:
+            raise _UpstreamFailed(
+                400,
+                "translation",
+                f"this request cannot be translated for {target.provider} ({target.format}): "
+                f"a field has an unexpected shape ({type(exc).__name__}: {exc})",
+            ) from exc
         upstream = UpstreamCall(
             format=target.format,
             model=target.model,
@@ -806,7 +833,7 @@ class Gateway:
                 translated = translate_response(
                     json.loads(raw), target.format, call.fmt, model=info.model
                 )
-            except (ValueError, FlowLoomError) as exc:
+            except _TRANSLATION_FAILURES as exc:
                 raise _UpstreamFailed(
                     502, "translation", f"cannot translate {target.provider}'s answer: {exc}"
                 ) from exc
@@ -1024,6 +1051,24 @@ class Gateway:
         await _respond(send, 200, call.response)
 
 
+def _clamp_note(clamped: tuple[int, int] | None) -> dict[str, Any]:
+    """The record's note that max tokens were lowered to the serving target's max_output."""
+    if clamped is None:
+        return {}
+    return {"max_tokens_clamped": {"requested": clamped[0], "sent": clamped[1]}}
+
+
+def _json_object(body: bytes) -> bool:
+    """Whether an upstream error body is a JSON object (relayable to a same-format caller);
+    a proxy's HTML page or a bare "Internal Server Error" is not."""
+    if not body.lstrip().startswith(b"{"):
+        return False
+    try:
+        return isinstance(json.loads(body), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
 async def _never() -> Message:
     await asyncio.Event().wait()
     return {"type": "http.disconnect"}
@@ -1153,7 +1198,8 @@ def build_gateway(
 ) -> Gateway:
     """Wire a gateway over the ledger database `database`.
 
-    Routing comes from `config_path` (or, without one, `provider` serves every call);
+    Routing comes from `config_path`, else `provider` serves every call, else the default
+    policy passes each provider's own model names straight through (routing.DEFAULT_POLICY);
     access from the access tables in `access_database` (default: `database`), or open
     access when `access_database` is "none".
     """

@@ -10,15 +10,34 @@ the process configured (a TracerProvider / MeterProvider set globally, or passed
 
 from __future__ import annotations
 
+import importlib.util
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
+from flowloom.errors import ConfigError
 from flowloom.gateway.wire.common import Tokens
 
 if TYPE_CHECKING:
     from flowloom.gateway.recorder import Exchange
 
-__all__ = ["GEN_AI_SYSTEMS", "Telemetry", "span_attributes"]
+__all__ = ["EXTRA", "GEN_AI_SYSTEMS", "Telemetry", "require_sdk", "span_attributes"]
+
+EXTRA: Final = "otel"
+
+
+def require_sdk() -> None:
+    """Refuse `--otel` without the OpenTelemetry SDK: the bare API (which other packages
+    bring along) would silently drop every span, so say which extra to install."""
+    try:
+        found = importlib.util.find_spec("opentelemetry.sdk") is not None
+    except ImportError:  # not even the API
+        found = False
+    if not found:
+        raise ConfigError(
+            f"--otel needs the '{EXTRA}' extra (opentelemetry-sdk is not installed)",
+            hint=f"install flowloom[{EXTRA}], or serve without --otel",
+        )
+
 
 GEN_AI_SYSTEMS = {
     "anthropic": "anthropic",

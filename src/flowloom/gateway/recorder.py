@@ -35,6 +35,7 @@ from flowloom.errors import InputError
 from flowloom.gateway.providers.interface import Format
 from flowloom.gateway.wire.common import Tokens
 from flowloom.gateway.wire.formats import wire_for
+from flowloom.gateway.wire.intake import MalformedRequestError, parse_json
 from flowloom.gateway.wire.sse import SseSplitter, iter_events
 
 if TYPE_CHECKING:
@@ -126,11 +127,13 @@ class Finalized:
 
 
 def _decode_json(raw: bytes) -> Any:
+    """A stored body as JSON when it is strict JSON, else as text: what the gateway refused
+    as malformed (100,000 arrays deep, NaN, not UTF-8) is recorded too, and safely."""
     if not raw:
         return None
     try:
-        return json.loads(raw)
-    except ValueError:
+        return parse_json(raw)
+    except MalformedRequestError:
         return raw.decode("utf-8", "replace")
 
 
@@ -199,7 +202,10 @@ def exchange_record(
         "request": redactor.value(_decode_json(exchange.request)),
         "response": redactor.value(response),
     }
-    body = json.dumps(body_obj, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        body = json.dumps(body_obj, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # an unpaired surrogate escape: keep it escaped
+        body = json.dumps(body_obj, separators=(",", ":")).encode()
     if len(body) > max_body_bytes:
         half = max(max_body_bytes // 2 - 256, 0)
         body = json.dumps(

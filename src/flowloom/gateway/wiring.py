@@ -54,6 +54,10 @@ def build(
 
     if record not in ("fail_closed", "spool"):
         raise ConfigError(f"unknown recording policy {record!r}", hint="use fail_closed or spool")
+    if telemetry:
+        from flowloom.gateway.otel import require_sdk
+
+        require_sdk()  # before anything is opened
     settings = settings or GatewaySettings(default_project=project)
     home = home or Path.home() / ".local" / "share" / "flowloom"
     closers: list[Any] = []
@@ -70,16 +74,13 @@ def build(
             )
             closers.append(ledgers.close)
         router: RouterPort
-        if config_path is not None:
-            from flowloom.gateway.routing import Router
-
-            router = Router(config_path, on_change=_change_recorder(ledgers, settings))
-        elif provider is not None:
+        if provider is not None and config_path is None:
             router = SingleProviderRouter(provider)
         else:
-            raise ConfigError(
-                "the gateway has no routing configuration",
-                hint="pass --config gateway.toml (see docs/gateway-routing.md)",
+            from flowloom.gateway.routing import DEFAULT_POLICY, Router
+
+            router = Router(
+                config_path or DEFAULT_POLICY, on_change=_change_recorder(ledgers, settings)
             )
         access: AccessPort
         if access_database == "none":

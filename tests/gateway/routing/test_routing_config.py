@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flowloom.errors import ConfigError
-from flowloom.gateway.routing import Router
+from flowloom.gateway.routing import DEFAULT_POLICY, Router
 
 from .conftest import BASE, FakeClock, MakeRouter, request
 
@@ -116,6 +116,7 @@ def test_unknown_provider_in_a_target_points_at_the_model(tmp_path: Path) -> Non
         ),
         (BASE + '[projects.x]\nresidency = "eu"\n', "list of region names"),
         (BASE + '[prices]\n"us1-a" = { input = 1 }\n', "provider/model"),
+        ('[router]\npassthrough = "yes"\n', "'passthrough' must be true or false"),
     ],
 )
 def test_config_errors_are_clear(tmp_path: Path, text: str, needle: str) -> None:
@@ -169,3 +170,16 @@ def test_documented_example_compiles_and_keeps_residency(tmp_path: Path) -> None
     plan = router.plan(request("claude-sonnet-4-5-20250929", project="acme-eu"))
     assert [(t.provider, t.region) for t in plan] == [("azure-eu", "eu"), ("gemini-eu", "eu")]
     assert [t.provider for t in router.plan(request("local", project="clinic"))] == ["vllm"]
+
+
+def test_the_default_policy_compiles_and_passes_names_through() -> None:
+    """What `flowloom gateway serve` uses without --config: three providers, no models."""
+    router = Router(DEFAULT_POLICY, clock=FakeClock(), env={})
+    providers = router.providers()
+    assert {p.kind for p in providers.values()} == {"anthropic", "openai", "gemini"}
+    assert providers["anthropic"].base_url == "https://api.anthropic.com"
+    assert providers["openai"].api_key_ref == "openai" and router.models() == []
+    moved = Router(
+        DEFAULT_POLICY, clock=FakeClock(), env={"FLOWLOOM_ANTHROPIC_BASE_URL": "http://a:1"}
+    )
+    assert moved.providers()["anthropic"].base_url == "http://a:1"

@@ -57,6 +57,63 @@ def test_direct_names_can_be_switched_off(make_router: MakeRouter) -> None:
         router.plan(request("us1/a"))
 
 
+@pytest.mark.parametrize(
+    ("model", "provider", "fmt"),
+    [
+        ("claude-sonnet-4-5-20250929", "us1", "anthropic"),
+        ("claude-3-5-haiku-latest", "us1", "anthropic"),
+        ("gpt-4o-mini", "us2", "openai"),
+        ("gpt-5-codex", "us2", "openai"),
+        ("chatgpt-4o-latest", "us2", "openai"),
+        ("o3", "us2", "openai"),
+        ("o4-mini-2025-04-16", "us2", "openai"),
+        ("gemini-2.5-flash", "eu1", "gemini"),
+        ("gemma-3-27b-it", "eu1", "gemini"),
+    ],
+)
+def test_a_providers_own_model_names_pass_straight_through(
+    make_router: MakeRouter, model: str, provider: str, fmt: str
+) -> None:
+    """Unrouted claude-*, gpt-* / o-series and gemini-* names go to the first provider of
+    their kind (us1 anthropic, us2 openai, eu1 gemini; azure eu2 is not "openai"), under
+    their own name, in its native format."""
+    router = make_router("[models.m]\n" + THREE)
+    plan = router.plan(request(model))
+    assert names(plan) == [f"{provider}/{model}"] and plan[0].format == fmt
+    assert router.plan(request(model)) == plan  # cached, same answer
+
+
+def test_pass_through_yields_to_the_policy_and_can_be_switched_off(
+    make_router: MakeRouter,
+) -> None:
+    routed = make_router('[models."claude-x"]\n' + THREE)
+    assert names(routed.plan(request("claude-x"))) == ["us1/a", "us2/b", "eu1/c"]
+    for unknown in ("llama-3-70b", "o", "gpt", "claude", "my-claude-x", "openai/gpt-4o-x"):
+        with pytest.raises(UnknownModelError) as unknown_info:
+            routed.plan(request(unknown))
+        assert "own model name (claude-*, gpt-*, gemini-*" in unknown_info.value.diagnostics()
+    off = make_router("[router]\npassthrough = false\n[models.m]\n" + THREE)
+    with pytest.raises(UnknownModelError) as info:
+        off.plan(request("claude-sonnet-4-5"))
+    assert "own model name" not in info.value.diagnostics()
+    # No provider of the kind: nothing to pass it to.
+    only_gemini = make_router(
+        '[providers.g]\nkind = "gemini"\nbase_url = "http://x"\n'
+        '[models.m]\ntargets = [{ provider = "g", model = "a" }]\n',
+        base=False,
+    )
+    assert names(only_gemini.plan(request("gemini-2.0-flash"))) == ["g/gemini-2.0-flash"]
+    with pytest.raises(UnknownModelError):
+        only_gemini.plan(request("claude-sonnet-4-5"))
+
+
+def test_pass_through_obeys_residency(make_router: MakeRouter) -> None:
+    router = make_router('[projects.acme]\nresidency = ["eu"]\n[models.m]\n' + THREE)
+    assert names(router.plan(request("gemini-2.5-pro", project="acme"))) == ["eu1/gemini-2.5-pro"]
+    with pytest.raises(ResidencyError):
+        router.plan(request("claude-opus-4-1", project="acme"))
+
+
 def test_target_format_follows_provider_kind(make_router: MakeRouter) -> None:
     router = make_router(
         '[providers.oa]\nkind = "openai"\nbase_url = "http://x"\n'
@@ -85,12 +142,17 @@ def test_capability_filters(make_router: MakeRouter) -> None:
     assert "us1/notools" not in names(router.plan(request(has_tools=True)))
     assert "us2/novision" not in names(router.plan(request(has_images=True)))
     assert names(router.plan(request(est_input_tokens=150_000))) == ["us1/notools", "eu2/big"]
-    # input + requested output must fit the window; max output must fit max_output.
+    # Input + requested output must fit the window; a target allowing less output than
+    # asked is kept (the pipeline clamps), and then only the clamped output must fit.
     assert names(router.plan(request(est_input_tokens=7000, max_output_tokens=2000))) == [
         "us1/notools",
         "us2/novision",
+        "eu1/small",
         "eu2/big",
     ]
+    assert "eu1/small" not in names(
+        router.plan(request(est_input_tokens=7001, max_output_tokens=2000))
+    )
     assert names(router.plan(request(est_input_tokens=150_000, has_tools=True))) == ["eu2/big"]
     with pytest.raises(NoCapableTargetError) as info:
         router.plan(request(est_input_tokens=2_000_000))

@@ -282,12 +282,18 @@ class MockProvider:
             assert isinstance(wire, AnthropicWire | GeminiWire)
             await _send_json(send, 200, wire.count_tokens_body(body), base_headers)
             return
-        problem = wire.validate(body)
-        if problem is not None:
+        call: Call | None = None
+        try:
+            problem = wire.validate(body)
+            if problem is None:
+                call = wire.parse(body, model_hint)
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+            # A real provider answers 400 to a field of the wrong shape, never 500.
+            problem = f"Invalid request: a field has an unexpected type ({exc})"
+        if call is None:
             entry["status"] = 400
-            await _send_json(send, 400, wire.error(400, problem), base_headers)
+            await _send_json(send, 400, wire.error(400, problem or "Invalid request"), base_headers)
             return
-        call = wire.parse(body, model_hint)
         if mode in ("sse", "array"):
             call.stream = True
         entry["model"] = call.model
@@ -310,7 +316,13 @@ class MockProvider:
             entry["status"] = status
             await _send_json(send, status, error, base_headers)
             return
-        tool = wants_tool(call.tools, call.messages, headers.get("x-mock-tool"))
+        try:
+            tool = wants_tool(call.tools, call.messages, headers.get("x-mock-tool"))
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+            entry["status"] = 400
+            message = f"Invalid request: a message has an unexpected shape ({exc})"
+            await _send_json(send, 400, wire.error(400, message), base_headers)
+            return
         reply = plan_reply(
             tool=tool,
             max_tokens=call.max_tokens,

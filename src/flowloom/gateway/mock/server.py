@@ -1,4 +1,4 @@
-"""Running the simulator: under uvicorn (httptools + uvloop) in the foreground or in a thread.
+"""Running the simulator: under uvicorn (httptools + uvloop when installed), foreground or thread.
 
 `serve()` is what `flowloom dev mock-provider` runs. `start_in_thread()` is for tests and
 benchmarks in the same process: it binds a loopback port first (port 0 = any free port),
@@ -41,8 +41,8 @@ def _uvicorn_config(app: MockProvider, *, host: str, port: int, log_level: str) 
         app,
         host=host,
         port=port,
-        loop="uvloop",
-        http="httptools",
+        loop="auto",  # uvloop when installed (a dependency where it builds), else asyncio
+        http="auto",  # httptools when installed, else h11
         lifespan="off",
         log_level=log_level,
         access_log=False,

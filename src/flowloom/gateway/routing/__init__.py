@@ -8,6 +8,9 @@ context-window errors, retry-after and circuit breakers.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Final
+
 from flowloom.gateway.routing.model import (
     ConfigChange,
     ModelInfo,
@@ -22,6 +25,7 @@ from flowloom.gateway.routing.model import (
 from flowloom.gateway.routing.router import Router
 
 __all__ = [
+    "DEFAULT_POLICY",
     "ConfigChange",
     "ModelInfo",
     "NoCapableTargetError",
@@ -33,3 +37,6 @@ __all__ = [
     "TargetsUnavailableError",
     "UnknownModelError",
 ]
+
+DEFAULT_POLICY: Final = Path(__file__).with_name("default.toml")
+"""The policy without --config: each provider's own model names pass straight through."""

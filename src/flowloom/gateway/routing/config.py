@@ -62,6 +62,7 @@ class RouterSettings:
     default_strategy: Strategy = "ordered"
     max_attempts: int = 3
     direct: bool = True
+    passthrough: bool = True
     max_retry_after_s: float = 300.0
     assumed_output_tokens: int = 1000
     check_interval_s: float = 1.0
@@ -363,6 +364,7 @@ class _Compiler:
                     "default_strategy",
                     "max_attempts",
                     "direct",
+                    "passthrough",
                     "max_retry_after_s",
                     "assumed_output_tokens",
                     "check_interval_s",
@@ -376,6 +378,7 @@ class _Compiler:
             default_strategy=strategy,
             max_attempts=self._int(t, "max_attempts", d.max_attempts, path) or d.max_attempts,
             direct=self._bool(t, "direct", d.direct, path),
+            passthrough=self._bool(t, "passthrough", d.passthrough, path),
             max_retry_after_s=self._num(t, "max_retry_after_s", d.max_retry_after_s, path),
             assumed_output_tokens=self._int(
                 t, "assumed_output_tokens", d.assumed_output_tokens, path, minimum=0

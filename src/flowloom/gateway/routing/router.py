@@ -29,6 +29,7 @@ from flowloom.gateway.routing.config import (
     empty_config,
     make_target,
 )
+from flowloom.gateway.routing.families import family_of
 from flowloom.gateway.routing.latency import LatencyTracker
 from flowloom.gateway.routing.model import (
     ConfigChange,
@@ -55,9 +56,13 @@ FALLBACK_ERROR_KINDS: Final = frozenset(
         "rate_limited",
         "overloaded",
         "server_error",
+        "translation",
     }
 )
-"""Error kinds (besides the statuses) after which the next target of a cascade is tried."""
+"""Error kinds (besides the statuses) after which the next target of a cascade is tried.
+
+"translation": the call cannot be carried in that target's format (a hosted tool an
+Anthropic model cannot run, say); another target may speak the caller's format."""
 
 _NO_FALLBACK_KINDS: Final = frozenset({"invalid_request", "cancelled", "client_disconnect"})
 _TIMEOUT_KINDS: Final = frozenset({"timeout", "first_byte_timeout"})
@@ -136,15 +141,20 @@ class Router:
                     f"({regions})",
                     hint="add a target in an allowed region to the routing configuration",
                 )
-        need_window = req.est_input_tokens + (req.max_output_tokens or 0)
-        max_out = req.max_output_tokens
+        est, wanted = req.est_input_tokens, req.max_output_tokens or 0
+        need_window = est + wanted
+        # A target whose max_output is below the request's gets it clamped (the pipeline
+        # does that and records it), so only the clamped output has to fit its window.
         capable = [
             t
             for t in candidates
             if (t.tools or not req.has_tools)
             and (t.vision or not req.has_images)
-            and (t.context_window is None or t.context_window >= need_window)
-            and (max_out is None or t.max_output is None or max_out <= t.max_output)
+            and (
+                t.context_window is None
+                or t.context_window
+                >= est + (wanted if t.max_output is None else min(wanted, t.max_output))
+            )
         ]
         if not capable:
             raise NoCapableTargetError(
@@ -196,29 +206,38 @@ class Router:
                 f"it needs about {window} tokens of context and the largest window is "
                 f"{max(windows)}"
             )
-        outs = [t.max_output for t in candidates if t.max_output is not None]
-        if outs and req.max_output_tokens is not None:
-            return (
-                f"it asks for {req.max_output_tokens} output tokens and the most any target "
-                f"allows is {max(outs)}"
-            )
         return "no single target has every capability it needs"
 
     def _direct(self, cfg: CompiledConfig, name: str) -> Route:
-        """A one-target route for "provider/model" names, when the configuration allows them."""
+        """A one-target route for a name no `[models]` entry routes.
+
+        "provider/model" goes to that provider (with `[router] direct`); a provider's own
+        model name (claude-*, gpt-* / o-series, gemini-*: `families`) goes under that name
+        to the first provider of its kind (with `[router] passthrough`).
+        """
         cache = cfg.direct_cache
         route = cache.get(name)
         if route is not None:
             return route
+        settings = cfg.router
         provider, sep, model = name.partition("/")
-        pconf = cfg.providers.get(provider) if sep and model else None
-        if pconf is None or not cfg.router.direct:
+        pconf = cfg.providers.get(provider) if sep and model and settings.direct else None
+        if pconf is None and settings.passthrough:
+            kind = family_of(name)
+            if kind is not None:
+                pconf = next((p for p in cfg.providers.values() if p.kind == kind), None)
+                model = name
+        if pconf is None:
+            ways = ["a model listed by GET /v1/models"]
+            if settings.direct:
+                ways.append("provider/model")
+            if settings.passthrough:
+                ways.append("a provider's own model name (claude-*, gpt-*, gemini-*, ...)")
             raise UnknownModelError(
                 f"model '{name}' is not configured for this gateway",
-                hint="use a model listed by GET /v1/models"
-                + (" or provider/model" if cfg.router.direct else ""),
+                hint="use " + ", or ".join(ways),
             )
-        target = make_target(pconf, model, price=cfg.prices.get((provider, model), (0.0, 0.0)))
+        target = make_target(pconf, model, price=cfg.prices.get((pconf.name, model), (0.0, 0.0)))
         route = Route(name=name, strategy="ordered", targets=(target,), max_attempts=1)
         if len(cache) >= _MAX_DIRECT:
             cache.clear()
@@ -330,8 +349,9 @@ class Router:
     def should_fall_back(self, status: int | None, error_kind: str | None) -> bool:
         """Whether the next target of the cascade should be tried after this failure.
 
-        Yes on 408, 429, 5xx (529 included), timeouts, transport errors and context-window
-        errors; no on other 4xx (the same request would fail anywhere) and on cancellations.
+        Yes on 408, 429, 5xx (529 included), timeouts, transport errors, context-window
+        errors and translation errors (another target may not need the translation); no on
+        other 4xx (the same request would fail anywhere) and on cancellations.
         """
         if error_kind in FALLBACK_ERROR_KINDS:
             return True

@@ -15,6 +15,7 @@ from typing import Any
 
 from flowloom.gateway.providers.interface import Format
 from flowloom.gateway.translate.errors import (
+    SHAPE_ERRORS,
     TranslationError,
     error_body,
     error_event,
@@ -43,6 +44,7 @@ from flowloom.gateway.translate.responses import (
 from flowloom.gateway.translate.streams import StreamTranslator
 
 __all__ = [
+    "SHAPE_ERRORS",
     "StreamTranslator",
     "TranslationError",
     "error_body",

@@ -19,6 +19,7 @@ from flowloom.gateway.wire.anthropic import ANTHROPIC_ERROR_TYPES
 from flowloom.gateway.wire.sse import SseEvent
 
 __all__ = [
+    "SHAPE_ERRORS",
     "TranslationError",
     "error_body",
     "error_event",
@@ -31,6 +32,18 @@ class TranslationError(InputError):
     """The request (or response) uses a feature the other format cannot represent."""
 
     status = 400
+
+
+SHAPE_ERRORS: tuple[type[Exception], ...] = (
+    TypeError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    ValueError,
+    RecursionError,
+)
+"""What the translators, which walk JSON trusting its documented shape, raise on a field
+of another shape deeper than intake checks: a translation failure, never a gateway bug."""
 
 
 _OPENAI_TYPES: Mapping[int, str] = MappingProxyType(

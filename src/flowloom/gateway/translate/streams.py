@@ -26,6 +26,7 @@ from flowloom.gateway.translate.common import (
     new_id,
 )
 from flowloom.gateway.translate.errors import (
+    SHAPE_ERRORS,
     TranslationError,
     error_body,
     error_event,
@@ -925,6 +926,8 @@ class StreamTranslator:
             return out
         except TranslationError as exc:
             return self._fail(exc)
+        except SHAPE_ERRORS as exc:
+            return self._fail(TranslationError(f"an event of an unexpected shape ({exc})"))
 
     def close(self) -> list[SseEvent]:
         if self._same or self.error is not None:
@@ -937,6 +940,8 @@ class StreamTranslator:
             return out
         except TranslationError as exc:
             return self._fail(exc)
+        except SHAPE_ERRORS as exc:
+            return self._fail(TranslationError(f"an event of an unexpected shape ({exc})"))
 
     @property
     def withheld_usage(self) -> Event | None:

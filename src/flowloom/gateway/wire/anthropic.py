@@ -57,6 +57,10 @@ class AnthropicWire(JsonWire):
         )
 
     @staticmethod
+    def with_max_tokens(body: Mapping[str, Any], value: int) -> dict[str, Any]:
+        return {**body, "max_tokens": value}
+
+    @staticmethod
     def usage(response: Mapping[str, Any]) -> Tokens:
         usage = response.get("usage")
         if not isinstance(usage, dict):

@@ -50,6 +50,10 @@ class Wire(Protocol):
         """A model list response in this format."""
         ...
 
+    def with_max_tokens(self, body: Mapping[str, Any], value: int) -> dict[str, Any]:
+        """A copy of request `body` asking for at most `value` output tokens."""
+        ...
+
 
 _WIRES: Mapping[str, Wire] = MappingProxyType(
     {

@@ -52,15 +52,31 @@ class GeminiWire(JsonWire):
 
     @staticmethod
     def peek(body: Mapping[str, Any], *, size: int, model: str | None = None) -> RequestInfo:
-        config = body.get("generationConfig")
+        config = body.get("generationConfig", body.get("generation_config"))
+        limit = None
+        if isinstance(config, dict):
+            limit = config.get("maxOutputTokens", config.get("max_output_tokens"))
         return request_info(
             model or "",
             stream=False,  # the path says whether a Gemini call streams
             has_tools=bool(body.get("tools")),
             has_images=_has_images(body.get("contents")),
-            max_tokens=config.get("maxOutputTokens") if isinstance(config, dict) else None,
+            max_tokens=limit,
             size=size,
         )
+
+    @staticmethod
+    def with_max_tokens(body: Mapping[str, Any], value: int) -> dict[str, Any]:
+        out = dict(body)
+        for key in ("generationConfig", "generation_config"):
+            config = out.get(key)
+            if isinstance(config, dict):
+                config = dict(config)
+                for name in ("maxOutputTokens", "max_output_tokens"):
+                    if isinstance(config.get(name), int):
+                        config[name] = value
+                out[key] = config
+        return out
 
     @staticmethod
     def usage(response: Mapping[str, Any]) -> Tokens:

@@ -84,6 +84,14 @@ class OpenAIChatWire(JsonWire):
         )
 
     @staticmethod
+    def with_max_tokens(body: Mapping[str, Any], value: int) -> dict[str, Any]:
+        out = dict(body)
+        for key in ("max_completion_tokens", "max_tokens"):
+            if isinstance(out.get(key), int):
+                out[key] = value
+        return out
+
+    @staticmethod
     def usage(response: Mapping[str, Any]) -> Tokens:
         return openai_usage(response, "prompt_tokens", "completion_tokens", "prompt_tokens_details")
 

@@ -45,6 +45,10 @@ class OpenAIResponsesWire(JsonWire):
         )
 
     @staticmethod
+    def with_max_tokens(body: Mapping[str, Any], value: int) -> dict[str, Any]:
+        return {**body, "max_output_tokens": value}
+
+    @staticmethod
     def usage(response: Mapping[str, Any]) -> Tokens:
         return openai_usage(response, "input_tokens", "output_tokens", "input_tokens_details")
 
