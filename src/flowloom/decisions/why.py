@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowloom.capture.agents.common import private_dirs
 from flowloom.capture.git.repo import GitRepo
 from flowloom.capture.git.trailers import Links
 from flowloom.decisions.records import Decision, DecisionBook, check_decision_id
@@ -250,7 +249,7 @@ class LinkIndex:
         self.path = path
         self.ledger = ledger
         self.log = ledger.log
-        private_dirs(str(path.parent))
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._conn = sqlite3.connect(path, isolation_level=None, timeout=10)
         self._conn.execute("PRAGMA synchronous = OFF")  # a cache: rebuilt when lost
         self._conn.executescript(_INDEX_SCHEMA)

@@ -25,6 +25,7 @@ import time
 
 from flowloom.capture.agents.common import (
     Place,
+    private_dirs,
     read_file_state,
     session_dir,
     write_atomic,
@@ -142,6 +143,7 @@ def snapshot_before(place: Place, session: str | None, tool_use: str, path: str)
     if content is None:
         write_atomic(target + ".absent", b"")
         return
+    private_dirs(os.path.dirname(target))  # before the key: Stop looks for this directory
     key = _session_key(place, session, create=True)
     if key is None:
         return
@@ -198,9 +200,12 @@ def _shred(path: str) -> None:
 def forget_before(place: Place, session: str | None) -> None:
     """Delete a session's before-images and shred its key (Stop, SessionEnd)."""
     session = session or "no-session"
+    before = os.path.join(session_dir(place, session), "before")
+    if not os.path.isdir(before):
+        return  # nothing was ever kept (a key comes only with a before-image): stay light
     import shutil
 
-    shutil.rmtree(os.path.join(session_dir(place, session), "before"), ignore_errors=True)
+    shutil.rmtree(before, ignore_errors=True)
     path = _key_path(place, session)
     if path is not None:
         _shred(path)
