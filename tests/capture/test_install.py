@@ -25,7 +25,8 @@ USER_HOOK = {"type": "command", "command": 'npx prettier --write "$FILE"'}
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    # No agent CLIs on PATH; FlowLoom is, as for anyone who installed it.
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin")
     top = tmp_path / "repo"
     top.mkdir()
     return top

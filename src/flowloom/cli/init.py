@@ -307,6 +307,28 @@ def _linked_share(ctx: click.Context, repo: GitRepo) -> dict[str, Any]:
     }
 
 
+def _check_writable(database: str) -> None:
+    """StoreUnavailableError when a local ledger that does not exist yet could not be
+    created where it is configured (status reads without creating it, the drainer would
+    fail): say so now rather than when events pile up."""
+    import os
+
+    from flowloom.errors import StoreUnavailableError
+    from flowloom.store.urls import sqlite_path
+
+    try:
+        path = sqlite_path(database)
+    except ValueError:
+        return
+    if path is None or Path(path).exists():
+        return
+    parent = Path(path).parent
+    if not parent.exists():  # made on first use, if its own parent allows it
+        parent = next((p for p in parent.parents if p.exists()), parent)
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreUnavailableError(f"cannot create {path}: {parent} is not a writable directory")
+
+
 def _last_event(ctx: click.Context) -> dict[str, Any]:
     ledger = AppContext.of(ctx).services("read").ledger
     size = ledger.size()
@@ -368,7 +390,7 @@ def _capture_health(
         )
     if not ledger_ok:
         return {"spool": found.to_json(), "errors": None}, warnings
-    ledger = AppContext.of(ctx).services().ledger
+    ledger = AppContext.of(ctx).services("write" if acknowledge else "read").ledger
     through, errors = health.errors_since_healthy(ledger)
     acknowledged = None
     if acknowledge and errors:
@@ -445,6 +467,7 @@ def status(ctx: click.Context, as_json: bool, acknowledge: bool) -> None:
     ledger: dict[str, Any] | None = None
     share: dict[str, Any] | None = None
     try:
+        _check_writable(settings.database)
         ledger = _last_event(ctx)
         share = _linked_share(ctx, repo)
     except FlowLoomError as exc:
