@@ -34,6 +34,7 @@ def context(assessment: Assessment, *, max_rows: int = MAX_TABLE_ROWS) -> dict[s
         "flagged_checks": sum(1 for c in assessment.checks if c.status in ("flag", "error")),
         "rows": assessment.changes[:max_rows],
         "total_changes": len(assessment.changes),
+        "period": certificate.period_text(assessment),
     }
 
 
