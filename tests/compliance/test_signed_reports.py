@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import re
 import shutil
 import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -294,21 +294,146 @@ def test_an_out_of_date_bundle_is_refused(
 
 # -- checking without FlowLoom (the commands of docs/reports.md) ---------------------------
 
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "reports.md"
+
+
+def doc_block(language: str, containing: str) -> str:
+    """The fenced block of docs/reports.md in `language` that contains `containing`."""
+    blocks = re.findall(rf"```{language}\n(.*?)```", DOCS.read_text(), flags=re.S)
+    found = [b for b in blocks if containing in b]
+    assert len(found) == 1, f"one {language} block with {containing!r} in docs/reports.md"
+    return found[0]
+
+
+def without_flowloom(folder: Path, pack: Path, log_vkey: str) -> subprocess.CompletedProcess[str]:
+    """The documented commands, run in an empty folder as the docs say."""
+    folder.mkdir()
+    (folder / "verify_statement.py").write_text(doc_block("python", "# verify_statement.py"))
+    (folder / "log.vkey").write_text(log_vkey + "\n")
+    script = doc_block("sh", "python3 verify_statement.py")
+    return subprocess.run(
+        ["bash", "-euc", script], cwd=folder, env={"PACK": str(pack), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
 
 def test_the_documented_checks_without_flowloom(env: World, pack: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "pack"
+    done = without_flowloom(tmp_path / "ok", pack, vkey(env))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "signature OK" in done.stdout and "files match their digests" in done.stdout
+    assert "checkpoint OK" in done.stdout
+    # The same commands catch an edited file, and a statement checked with another key.
     with zipfile.ZipFile(pack) as archive:
-        archive.extractall(folder)
-    (folder / "ledger.vkey").write_text(vkey(env) + "\n")
-    script = (Path(__file__).resolve().parents[2] / "docs" / "verify_statement.py").read_text()
-    sh = subprocess.run(["sha256sum", "-c", "--quiet", "MANIFEST.sha256"], cwd=folder)
-    assert sh.returncode == 0
-    done = subprocess.run(
-        ["python3", "-c", script, "report.intoto.jsonl", "ledger.vkey"],
-        cwd=folder, capture_output=True, text=True,
-    )  # fmt: skip
+        data = archive.read("report.json").replace(b'"flag"', b'"pass"')
+        sums = archive.read(MANIFEST_SHA256).decode()
+    old = hashlib.sha256(archive_bytes(pack, "report.json")).hexdigest()
+    new_sums = sums.replace(old, hashlib.sha256(data).hexdigest())
+    forged = tmp_path / "forged.zip"
+    rewrite(pack, forged, {"report.json": data, MANIFEST_SHA256: new_sums.encode()})
+    done = without_flowloom(tmp_path / "forged", forged, vkey(env))
+    assert done.returncode != 0 and "report.json was changed" in done.stderr
+    from flowloom.ledger.note import Signer
+
+    stranger = Signer.generate(Verifier.from_vkey(vkey(env)).name).verifier().vkey
+    done = without_flowloom(tmp_path / "stranger", pack, stranger)
+    assert done.returncode != 0 and "no signature by the log's key" in done.stderr
+    # A signature that does not verify: one byte of it changed (the manifests rebuilt).
+    line = json.loads(archive_bytes(pack, "report.intoto.jsonl"))
+    sig = bytearray(base64.b64decode(line["signatures"][0]["sig"]))
+    sig[0] ^= 0x01
+    line["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
+    bad = (json.dumps(line, separators=(",", ":")) + "\n").encode()
+    old = hashlib.sha256(archive_bytes(pack, "report.intoto.jsonl")).hexdigest()
+    sums = sums.replace(old, hashlib.sha256(bad).hexdigest())
+    forged = tmp_path / "badsig.zip"
+    rewrite(pack, forged, {"report.intoto.jsonl": bad, MANIFEST_SHA256: sums.encode()})
+    done = without_flowloom(tmp_path / "badsig", forged, vkey(env))
+    assert done.returncode != 0 and "InvalidSignature" in done.stderr
+
+
+def archive_bytes(pack: Path, name: str) -> bytes:
+    with zipfile.ZipFile(pack) as archive:
+        return archive.read(name)
+
+
+# -- a generator proven by their SSH key ---------------------------------------------------
+
+
+def test_a_report_signed_by_the_person_who_ran_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.sshkeys import make_key, require_ssh_keygen
+
+    require_ssh_keygen()
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    home = tmp_path / "home"
+    home.mkdir()
+    for name, value in {
+        "HOME": str(home),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),
+        "FLOWLOOM_HOME": str(tmp_path / "flowloom-home"),
+        "FLOWLOOM_DATABASE": str(tmp_path / "ledger.db"),
+        "FLOWLOOM_PROJECT": "solo",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("FLOWLOOM_SERVER", "FLOWLOOM_API_KEY", "FLOWLOOM_API_KEY_FILE", "FLOWLOOM_ORIGIN"):
+        monkeypatch.delenv(name, raising=False)
+    key = make_key(tmp_path / "keys", "alice")
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "alice@example.com")
+    git("config", "user.name", "Alice")
+    git("config", "gpg.format", "ssh")
+    git("config", "user.signingkey", str(key.private))
+    (repo / ".flowloom").mkdir()
+    (repo / ".flowloom" / "allowed_signers").write_text(
+        f'alice@example.com namespaces="flowloom" {key.public_line}\n'
+    )
+    git("add", ".flowloom")
+    git("commit", "-qm", "allowed signers")
+    rev = git("rev-parse", "HEAD")
+    monkeypatch.chdir(repo)
+    pack = tmp_path / "solo.zip"
+    code = run("report", "--framework", "sox", *PERIOD, "--format", "zip", "--out", str(pack))
+    assert code == 0
+    statement = Envelope.parse(archive_bytes(pack, "report.intoto.jsonl")).statement()
+    who = statement["predicate"]["generatedBy"]
+    assert who["identity"] == "alice@example.com" and who["method"] == "ssh"
+    assert who["sshKey"] == key.fingerprint()
+    assert statement["predicate"]["trust"]["allowedSigners"]["rev"] == rev
+    assert "alice@example.com (SSH signature by key" in archive_bytes(pack, "report.html").decode()
+    capsys.readouterr()
+    assert run("report", "verify", str(pack), "--repo", str(repo)) == 0
+    assert "generated by alice@example.com (SSH signature verified)" in capsys.readouterr().out
+    # The documented OpenSSH check of the generator's signature.
+    log_vkey = subprocess.run(
+        [sys.executable, "-m", "flowloom", "log", "vkey"],
+        cwd=repo, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    folder = tmp_path / "check"
+    done = without_flowloom(folder, pack, log_vkey)
     assert done.returncode == 0, done.stderr
-    assert "signature OK" in done.stdout
-    envelope = Envelope.parse((folder / "report.intoto.jsonl").read_bytes())
-    assert pae(envelope.payload_type, envelope.payload).startswith(b"DSSEv1 28 application/")
-    _ = (io, base64)
+    assert "generator: alice@example.com" in done.stdout
+    ssh = subprocess.run(
+        ["bash", "-euc", doc_block("sh", "ssh-keygen -Y verify")],
+        cwd=folder, capture_output=True, text=True, timeout=120,
+        env={"REPO": str(repo), "REV": rev, "WHO": "alice@example.com", "PATH": "/usr/bin:/bin",
+             "HOME": str(home)},
+    )  # fmt: skip
+    assert ssh.returncode == 0, ssh.stderr
+    assert 'Good "flowloom" signature for alice@example.com' in ssh.stdout + ssh.stderr
+    # Someone else's identity does not verify.
+    wrong = subprocess.run(
+        ["bash", "-euc", doc_block("sh", "ssh-keygen -Y verify")],
+        cwd=folder, capture_output=True, text=True, timeout=120,
+        env={"REPO": str(repo), "REV": rev, "WHO": "mallory@example.com",
+             "PATH": "/usr/bin:/bin", "HOME": str(home)},
+    )  # fmt: skip
+    assert wrong.returncode != 0

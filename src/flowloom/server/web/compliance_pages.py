@@ -2,9 +2,10 @@
 
 Assessments come from `flowloom.compliance.assess.assess` over the project's ledger and
 no repository (the server holds no work tree, so checks that need git report their
-controls as not applicable; run ``flowloom report`` in a clone for those). An
-assessment reads the whole log, so it is cached per (framework, period, log size): a
-dashboard is computed once per growth of the log, not per request. Reports are written
+controls as not applicable; run ``flowloom report`` in a clone for those). A page never
+writes, so it never signs a checkpoint: it assesses the entries the latest signed
+checkpoint covers, the same snapshot a report run there reads, and caches it per
+(framework, period, checkpoint). Reports are written
 by the API's report route (`report_response`: the same limits, and each download is
 recorded as an export.generate event). As in the API's report routes, all of this needs
 audit.read (owners, admins, auditors).
@@ -24,7 +25,8 @@ from flowloom.auth.principals import Principal
 from flowloom.compliance.assess import assess, parse_period
 from flowloom.compliance.catalog import load_catalog
 from flowloom.compliance.model import Assessment
-from flowloom.errors import InputError
+from flowloom.compliance.snapshot import Snapshot, latest_snapshot
+from flowloom.errors import InputError, NotFoundError
 from flowloom.server.deps import authorize, get_server
 from flowloom.server.routes.reports import ReportIn, report_response
 from flowloom.server.state import ServerState
@@ -63,16 +65,37 @@ def _period(start: str | None, end: str | None) -> tuple[str, str]:
     return (start or (today - timedelta(days=90)).isoformat(), end or today.isoformat())
 
 
+def _snapshot(server: ServerState, project: str) -> tuple[Snapshot | None, object]:
+    """The latest signed checkpoint (a page never signs one: reads never write), and the
+    cache key it gives; a log without a checkpoint is assessed as it is, keyed by size."""
+    ledger = server.ledger(project)
+    try:
+        snapshot = latest_snapshot(ledger)
+    except NotFoundError:
+        return None, ("unsigned", ledger.size())
+    return snapshot, (snapshot.size, snapshot.root)
+
+
 def _assessment(
     server: ServerState, web: WebState, project: str, framework: str, start: str, end: str
 ) -> Assessment:
+    """The assessment at the latest checkpoint: the same snapshot a report would read
+    there, cached per checkpoint."""
     ledger = server.ledger(project)
     period = parse_period(start, end)
-    key = ("assessment", project, framework, start, end, ledger.size())
+    snapshot, at = _snapshot(server, project)
+    key = ("assessment", project, framework, start, end, at)
     trust = server.trust(project)
     return web.assessments.get(
         key,
-        lambda: assess(ledger, framework=framework, period=period, trust=trust, repository=""),
+        lambda: assess(
+            ledger,
+            framework=framework,
+            period=period,
+            trust=trust,
+            repository="",
+            snapshot=snapshot,
+        ),
     )
 
 
@@ -89,9 +112,9 @@ def dashboard(
     start, end = _period(start, end)
     parse_period(start, end)
     frameworks = []
-    size = server.ledger(project).size()
+    _, at = _snapshot(server, project)
     for name, spec in sorted(load_catalog().items()):
-        cached = web.assessments.peek(("assessment", project, name, start, end, size))
+        cached = web.assessments.peek(("assessment", project, name, start, end, at))
         counts = Counter(c.status for c in cached.controls) if cached is not None else None
         frameworks.append(
             {"name": name, "title": spec.title, "controls": len(spec.controls), "counts": counts}
