@@ -27,7 +27,7 @@ import pytest
 from flowloom.cli.main import main
 from flowloom.compliance.reperform import verify_report
 from flowloom.compliance.reports.evidence_pack import MANIFEST_JSON, MANIFEST_SHA256
-from flowloom.ledger.dsse import Envelope, pae
+from flowloom.ledger.dsse import Envelope
 from flowloom.ledger.event import Event
 from flowloom.ledger.note import Verifier
 from tests.compliance.world import PROJECT, World, build_world

@@ -29,6 +29,7 @@ import json
 import shutil
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +131,10 @@ def verify_report(
     if not path.is_file():
         raise InputError(f"{path} is not a file")
     if zipfile.is_zipfile(path):
-        _verify_pack(path, trusted, repo, result)
+        try:
+            _verify_pack(path, trusted, repo, result)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+            result.problems.append(f"the pack is damaged: {exc}")
     else:
         _verify_file(path, trusted, result)
     return result

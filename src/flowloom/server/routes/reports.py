@@ -673,10 +673,11 @@ async def verify_uploaded_report(
     try:
         name = _upload_name(file.filename, "report")
         (work / name).write_bytes(await file.read())
-        if statement is not None:
-            (work / "statement.intoto.jsonl").write_bytes(await statement.read())
+        signed = await statement.read() if statement is not None else b""
+        if signed:  # a browser sends an empty part for a file input left empty
+            (work / "statement.intoto.jsonl").write_bytes(signed)
         return await anyio.to_thread.run_sync(
-            partial(_verify, server, project, work, name, statement is not None),
+            partial(_verify, server, project, work, name, bool(signed)),
             limiter=_limiter(request),
         )
     finally:

@@ -17,7 +17,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
@@ -28,7 +28,7 @@ from flowloom.compliance.model import Assessment
 from flowloom.compliance.snapshot import Snapshot, latest_snapshot
 from flowloom.errors import InputError, NotFoundError
 from flowloom.server.deps import authorize, get_server
-from flowloom.server.routes.reports import ReportIn, report_response
+from flowloom.server.routes.reports import ReportIn, report_response, verify_uploaded_report
 from flowloom.server.state import ServerState
 from flowloom.server.web.charts import bar_chart
 from flowloom.server.web.session import WEB_PREFIX, WebRoute, base_context, html
@@ -130,6 +130,35 @@ def dashboard(
         end=end,
     )
     return html(web.render("web/compliance.html", context))
+
+
+@router.get("/verify", response_class=HTMLResponse)
+def verify_page(project: str, request: Request, principal: Reader, web: Web) -> Response:
+    """The form to check a report (declared before /{framework}, which it would match)."""
+    context = base_context(
+        request, principal, project=project, title=f"{project} — verify a report",
+        nav="compliance", result=None,
+    )  # fmt: skip
+    return html(web.render("web/report_verify.html", context))
+
+
+@router.post("/verify", response_class=HTMLResponse)
+async def verify_upload(
+    project: str,
+    request: Request,
+    principal: Reader,
+    server: Server,
+    web: Web,
+    file: Annotated[UploadFile, File()],
+    statement: Annotated[UploadFile | None, File()] = None,
+) -> Response:
+    """The API's verification (POST .../reports/verify), shown as a page."""
+    result = await verify_uploaded_report(project, request, principal, server, file, statement)
+    context = base_context(
+        request, principal, project=project, title=f"{project} — verify a report",
+        nav="compliance", result=result,
+    )  # fmt: skip
+    return html(web.render("web/report_verify.html", context))
 
 
 @router.get("/{framework}", response_class=HTMLResponse)
