@@ -24,13 +24,14 @@ evidence pack of the same run for that.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -55,7 +56,9 @@ from flowloom.compliance.statement import (
 )
 from flowloom.errors import FlowLoomError, InputError
 from flowloom.ledger.dsse import Envelope
+from flowloom.ledger.log import Ledger
 from flowloom.ledger.note import Verifier
+from flowloom.store.interface import StoredCheckpoint
 
 __all__ = ["ReportVerification", "verify_report"]
 
@@ -472,7 +475,7 @@ def _reperform(
     instance_log = predicate.get("instanceLog")
     instance_size = instance_log.get("size") if isinstance(instance_log, Mapping) else None
     rows = _instance_rows(instance) if instance_size is not None else []
-    with _scratch_ledger(bundle, predicate, verification) as (ledger, checkpoint):
+    with _scratch_ledger(bundle, predicate, verification.size) as (ledger, checkpoint):
         try:
             redone = assess(
                 ledger,
@@ -512,63 +515,58 @@ def _instance_rows(data: bytes | None) -> list[tuple[int, bytes]]:
     return rows
 
 
-class _scratch_ledger:
-    """The bundle loaded into a scratch SQLite database, as a Ledger that cannot sign."""
+@contextlib.contextmanager
+def _scratch_ledger(
+    bundle: Path, predicate: Mapping[str, Any], size: int
+) -> Iterator[tuple[Ledger, StoredCheckpoint]]:
+    """The bundle's first `size` entries (and its bodies) in a scratch SQLite database,
+    as a Ledger that can neither sign nor decrypt: re-performing writes nothing real."""
+    from flowloom.ledger import merkle
+    from flowloom.ledger.bundle import bundle_bodies, bundle_entries
+    from flowloom.ledger.event import Event
+    from flowloom.ledger.log import Ledger
+    from flowloom.ledger.writer import LogWriter
+    from flowloom.store.interface import PendingEntry, StoredBody
+    from flowloom.store.sqlite import SQLiteStore
 
-    def __init__(self, bundle: Path, predicate: Mapping[str, Any], verification: Any) -> None:
-        self.bundle = bundle
-        self.predicate = predicate
-        self.size = int(verification.size)
-        self.tmp = Path(tempfile.mkdtemp(prefix="flowloom-scratch-"))
+    project = _text(predicate, "scope", "project")
+    root = bytes.fromhex(_text(predicate, "checkpoint", "rootHash"))
+    checkpoint = StoredCheckpoint(size, root, _text(predicate, "checkpoint", "note"))
+    bodies = bundle_bodies(bundle)
+    pending = []
+    for _index, envelope in bundle_entries(bundle, size):
+        event = Event.parse(envelope)
+        body = None
+        if event.body is not None and event.body in bodies:
+            salt, plain = bodies[event.body]
+            body = StoredBody(digest=event.body, salt=salt, content=plain)
+        pending.append(PendingEntry(envelope, merkle.leaf_hash(envelope), event.kind, body))
 
-    def __enter__(self) -> tuple[Any, Any]:
-        from flowloom.ledger import merkle
-        from flowloom.ledger.body import BodyCipher
-        from flowloom.ledger.bundle import bundle_bodies, bundle_entries
-        from flowloom.ledger.event import Event
-        from flowloom.ledger.log import Ledger
-        from flowloom.ledger.writer import LogWriter
-        from flowloom.store.interface import PendingEntry, StoredBody, StoredCheckpoint
-        from flowloom.store.sqlite import SQLiteStore
+    def nothing() -> Any:
+        raise InputError("re-performing a report neither signs nor decrypts")
 
-        project = _text(self.predicate, "scope", "project")
-        origin = _text(self.predicate, "checkpoint", "origin")
-        note = _text(self.predicate, "checkpoint", "note")
-        self.store = SQLiteStore(self.tmp / "reperform.db")
-        bodies = bundle_bodies(self.bundle)
-        pending = []
-        for _index, envelope in bundle_entries(self.bundle, self.size):
-            event = Event.parse(envelope)
-            body = None
-            if event.body is not None and event.body in bodies:
-                salt, plain = bodies[event.body]
-                body = StoredBody(digest=event.body, salt=salt, content=plain)
-            pending.append(PendingEntry(envelope, merkle.leaf_hash(envelope), event.kind, body))
-        writer = LogWriter(self.store, project)
-        for start in range(0, len(pending), 1000):
-            writer.append_many(pending[start : start + 1000])
-        writer.close()
-        root = bytes.fromhex(_text(self.predicate, "checkpoint", "rootHash"))
-        checkpoint = StoredCheckpoint(self.size, root, note)
-        self.store.add_checkpoint(project, lambda size, lookup, latest: checkpoint)
-
-        def no_key() -> Any:
-            raise InputError("re-performing a report signs nothing")
-
-        ledger = Ledger(
-            self.store,
-            log=project,
-            origin=origin,
-            signer=no_key,
-            cipher=lambda: BodyCipher(b"\0" * 32),
-            actor={"type": "service", "id": "flowloom"},
-            max_body_bytes=1 << 30,
-        )
-        return ledger, checkpoint
-
-    def __exit__(self, *exc: object) -> None:
-        self.store.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="flowloom-scratch-") as tmp:
+        store = SQLiteStore(Path(tmp) / "reperform.db")
+        try:
+            writer = LogWriter(store, project)
+            for start in range(0, len(pending), 1000):
+                writer.append_many(pending[start : start + 1000])
+            writer.close()
+            store.add_checkpoint(project, lambda *_: checkpoint)
+            yield (
+                Ledger(
+                    store,
+                    log=project,
+                    origin=_text(predicate, "checkpoint", "origin"),
+                    signer=nothing,
+                    cipher=nothing,
+                    actor={"type": "service", "id": "flowloom"},
+                    max_body_bytes=1 << 30,
+                ),
+                checkpoint,
+            )
+        finally:
+            store.close()
 
 
 # -- comparing -----------------------------------------------------------------------------
