@@ -4,7 +4,9 @@ every form, readable HTML without JavaScript, and basic accessibility checks."""
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from html.parser import HTMLParser
 
 import httpx
@@ -30,6 +32,7 @@ def _pages(made: Populated) -> list[str]:
         P + "/ledger",
         P + "/compliance",
         P + "/compliance/part11",
+        P + "/compliance/verify",
         P + "/usage",
         P + "/members",
         "/ui/keys",
@@ -358,3 +361,35 @@ def test_report_download_and_openapi_stays_api_only(
         assert export["actor"]["id"] == web_world[0].user_ids["auditor"]
         paths = httpx.get(web_url + "/openapi.json").json()["paths"]
         assert not [p for p in paths if p.startswith("/ui") or p == "/"]
+
+
+def test_a_report_pack_verifies_on_the_web(
+    web_world: tuple[World, Populated], web_url: str
+) -> None:
+    with httpx.Client(base_url=web_url, timeout=120) as client:
+        sign_in(client, "auditor@example.org")
+        pack = client.get(P + "/compliance/part11/report", params={"format": "zip"})
+        assert pack.status_code == 200, pack.text
+        page = client.get(P + "/compliance/verify")
+        assert page.status_code == 200 and 'enctype="multipart/form-data"' in page.text
+        ok = client.post(
+            P + "/compliance/verify",
+            data={"csrf_token": csrf_of(page.text)},
+            files={"file": ("pack.zip", pack.content, "application/zip")},
+        )
+        assert ok.status_code == 200, ok.text
+        assert "re-performed without difference" in ok.text
+        source, target = io.BytesIO(pack.content), io.BytesIO()
+        with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as dst:
+            for info in src.infolist():
+                data = src.read(info.filename)
+                if info.filename == "report.json":
+                    data = data.replace(b'"pass"', b'"flag"')
+                dst.writestr(info, data)
+        forged = target.getvalue()
+        bad = client.post(
+            P + "/compliance/verify",
+            data={"csrf_token": csrf_of(page.text)},
+            files={"file": ("pack.zip", forged, "application/zip")},
+        )
+        assert bad.status_code == 200 and "does not verify" in bad.text

@@ -123,6 +123,14 @@ class GitKeyApprover:
         with git_signing_key(self.repo.top()) as key:
             return _public_key_of(key)
 
+    def sign_bytes(self, message: bytes) -> str:
+        """The armored SSH signature (namespace ``flowloom``) of `message` by this key."""
+        return self._sign(message)
+
+    def fingerprint(self) -> str:
+        """The signing key's ``SHA256:...`` fingerprint."""
+        return self._public_key().fingerprint
+
     def identity(self) -> str:
         """The approver's canonical identity, from the allowed-signers file."""
         key = self._public_key()

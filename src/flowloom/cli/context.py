@@ -11,6 +11,7 @@ import click
 from flowloom.config import Settings, load_settings
 
 if TYPE_CHECKING:
+    from flowloom.compliance.statement import TrustRecord
     from flowloom.ledger.provenance import Trust
     from flowloom.services import Access, Services
 
@@ -71,6 +72,29 @@ class AppContext:
         repo = GitRepo.discover(Path.cwd()) if find_git_dirs(Path.cwd()) else None
         return repo_trust(
             log_attesters(services), repo, rev, servers=server_keys(services.settings)
+        )
+
+    def trust_record(self, rev: str = "HEAD") -> TrustRecord:
+        """`trust()` as a report's statement records it: the keys and the allowed-signers
+        file's text at `rev` (resolved to its commit), so a verifier can rebuild it."""
+        from flowloom.capture.git.repo import GitRepo
+        from flowloom.capture.signers import ALLOWED_SIGNERS_PATH
+        from flowloom.compliance.statement import TrustRecord
+        from flowloom.config import find_git_dirs
+        from flowloom.services import log_attesters, server_keys
+
+        services = self._services or self.services("read")
+        text = commit = None
+        if find_git_dirs(Path.cwd()):
+            repo = GitRepo.discover(Path.cwd())
+            commit = repo.resolve(rev)
+            if commit and repo.ok("cat-file", "-e", f"{commit}:{ALLOWED_SIGNERS_PATH}"):
+                text = repo.run("show", f"{commit}:{ALLOWED_SIGNERS_PATH}")
+        return TrustRecord(
+            servers=tuple(v.vkey for v in server_keys(services.settings)),
+            attesters=tuple(v.vkey for v in log_attesters(services)),
+            allowed_signers=text,
+            allowed_signers_rev=commit if text is not None else None,
         )
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ from flowloom.capture.policy import Policy
 from flowloom.compliance.catalog import load_framework
 from flowloom.compliance.changes import Change, Population
 from flowloom.compliance.checks import CHECKS, CheckContext, anchor_point, run_check
-from flowloom.compliance.history import Entry, LedgerView, Period
+from flowloom.compliance.history import Entry, LedgerView, Period, security_rows
 from flowloom.compliance.model import (
     AnchorRow,
     ApprovalRow,
@@ -39,11 +39,13 @@ from flowloom.compliance.model import (
     LedgerSummary,
 )
 from flowloom.compliance.settings import ComplianceSettings
+from flowloom.compliance.snapshot import Snapshot
 from flowloom.errors import InputError
 from flowloom.ledger import merkle
 from flowloom.ledger.event import format_ts
 from flowloom.ledger.log import Ledger
 from flowloom.ledger.provenance import Trust
+from flowloom.ledger.verify import VerifyReport
 
 __all__ = ["assess", "parse_period"]
 
@@ -71,7 +73,24 @@ def parse_period(start: str, end: str) -> Period:
     finish = _moment(end, "--to", end_of_day=True)
     if finish <= begin:
         raise InputError(f"the period is empty: {start} is not before {end}")
-    return Period(begin, finish)
+    return Period(
+        begin,
+        finish,
+        first=_as_requested(start, begin),
+        last=_as_requested(end, finish),
+        last_included=len(end) == 10,
+    )
+
+
+def _as_requested(text: str, moment: datetime) -> str:
+    """A bound as the person gave it: the day, or the time in UTC (stated as such)."""
+    if len(text) == 10:
+        return text
+    return (
+        moment.strftime("%Y-%m-%dT%H:%M:%S")
+        + (f".{moment.microsecond:06d}".rstrip("0") if moment.microsecond else "")
+        + "Z"
+    )
 
 
 def _moment(text: str, name: str, *, end_of_day: bool) -> datetime:
@@ -115,6 +134,10 @@ def assess(
     now: datetime | None = None,
     repository: str | None = None,
     checks: Iterable[str] | None = None,
+    snapshot: Snapshot | None = None,
+    instance: Iterable[tuple[int, bytes]] | None = None,
+    verification: VerifyReport | None = None,
+    generated_by: str = "",
 ) -> Assessment:
     """Check `framework`'s controls over `period` of `ledger` (and `repo`, when given).
 
@@ -124,12 +147,23 @@ def assess(
     `settings` the override window and retention classes; `now` the time the
     assessment is made (for windows still open); `checks` runs only those checks
     (the controls that need others are then reported as not assessed).
+
+    `snapshot` confines the assessment to the entries its signed checkpoint covers (and
+    the instance log's events before its `instance_size`), so what is appended meanwhile,
+    the report's own ``export.generate`` included, changes nothing. Re-performing a
+    report from an evidence pack passes the pack's `instance` events and the
+    `verification` of its bundle (flowloom.compliance.reperform).
     """
     spec = load_framework(framework)
     policy = policy or Policy()
     settings = settings or ComplianceSettings()
     now = now or datetime.now(UTC)
-    view = LedgerView.load(ledger.store, ledger.log, trust)
+    if instance is None and snapshot is not None and snapshot.instance_size is not None:
+        instance = security_rows(ledger.store, snapshot.instance_size)
+    elif instance is None and snapshot is not None:
+        instance = ()
+    size = snapshot.size if snapshot is not None else None
+    view = LedgerView.load(ledger.store, ledger.log, trust, size=size, instance=instance)
     branches = settings.protected_branches or _protected(repo, policy)
     population = None
     if repo is not None:
@@ -146,6 +180,9 @@ def assess(
         settings=settings,
         repo=repo,
         population=population,
+        checkpoint=snapshot.checkpoint if snapshot is not None else None,
+        size=size,
+        _verify=verification,
     )
     wanted = list(spec.checks if checks is None else checks)
     unknown = [c for c in wanted if c not in CHECKS]
@@ -166,13 +203,15 @@ def assess(
         repository=repository or (str(repo.cwd) if repo is not None else ""),
         branches=tuple(population.branches) if population is not None else tuple(branches),
         project=ledger.log,
-        ledger=_ledger_summary(ctx, ledger, view),
+        ledger=_ledger_summary(ctx, ledger, view, snapshot),
         verifier_version=f"flowloom {__version__}",
         controls=controls,
         checks=tuple(results),
         changes=tuple(_change_row(ctx, c, exceptions, models) for c in ctx.changes()),
         exceptions=exceptions,
         audit_trail=tuple(_trail(ctx.view, period)),
+        period_label=period.label,
+        generated_by=generated_by,
     )
 
 
@@ -239,9 +278,11 @@ def _exceptions(count: int) -> str:
     return f"{count} exception{'s' if count != 1 else ''}"
 
 
-def _ledger_summary(ctx: CheckContext, ledger: Ledger, view: LedgerView) -> LedgerSummary:
+def _ledger_summary(
+    ctx: CheckContext, ledger: Ledger, view: LedgerView, snapshot: Snapshot | None
+) -> LedgerSummary:
     report = ctx.verification()
-    latest = ledger.store.latest_checkpoint(ledger.log)
+    latest = ctx.latest_checkpoint()
     size = report.size
     if latest is not None and latest.size == size:
         root = latest.root
@@ -272,7 +313,7 @@ def _ledger_summary(ctx: CheckContext, ledger: Ledger, view: LedgerView) -> Ledg
         checkpoint_size=latest.size if latest is not None else None,
         checkpoint_note=latest.note if latest is not None else None,
         checkpoints_checked=report.checkpoints_checked,
-        vkey=ledger.verifier.vkey,
+        vkey=snapshot.vkey if snapshot is not None else ledger.verifier.vkey,
         verified=report.ok,
         problems=tuple(p.line() for p in report.problems),
         anchors=tuple(anchors),

@@ -36,6 +36,7 @@ from flowloom.ledger import merkle
 from flowloom.ledger.event import format_ts
 from flowloom.ledger.log import Ledger
 from flowloom.ledger.verify import VerifyReport, verify_store
+from flowloom.store.interface import StoredCheckpoint
 
 __all__ = ["CHECKS", "CheckContext", "CheckSpec", "anchor_point", "run_check"]
 
@@ -57,6 +58,10 @@ class CheckContext:
     settings: ComplianceSettings
     repo: GitRepo | None = None
     population: Population | None = None
+    checkpoint: StoredCheckpoint | None = None
+    """The signed checkpoint the assessment reads (its snapshot); None: the latest."""
+    size: int | None = None
+    """How many entries the assessment reads (the snapshot's size); None: all."""
     _changes: list[Change] | None = field(default=None, repr=False)
     _verify: VerifyReport | None = field(default=None, repr=False)
 
@@ -79,8 +84,15 @@ class CheckContext:
                 ledger.log,
                 ledger.verifier,
                 decrypt=lambda stored: ledger.read_body(stored.digest),
+                upto=self.size,
             )
         return self._verify
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The checkpoint the assessment is computed at (the snapshot's, else the latest)."""
+        if self.checkpoint is not None:
+            return self.checkpoint
+        return self.ledger.store.latest_checkpoint(self.ledger.log)
 
     def in_period(self, entries: Iterable[Entry]) -> list[Entry]:
         return [e for e in entries if e.at in self.period]
@@ -511,7 +523,7 @@ def check_integrity(ctx: CheckContext) -> CheckResult:
         _finding(name, "high", "verification-problem", problem.line(), index=problem.index)
         for problem in report.problems
     ]
-    latest = ctx.ledger.store.latest_checkpoint(ctx.ledger.log)
+    latest = ctx.latest_checkpoint()
     if latest is None:
         findings.append(
             _finding(name, "medium", "no-checkpoint", "the log has no signed checkpoint")

@@ -35,6 +35,7 @@ __all__ = [
     "LedgerView",
     "Period",
     "believed",
+    "security_rows",
     "unverified_note",
 ]
 
@@ -109,10 +110,25 @@ class Entry:
 
 @dataclass(frozen=True)
 class Period:
-    """A half-open time range [start, end) in UTC."""
+    """A half-open time range [start, end) in UTC, and how it was asked for."""
 
     start: datetime
     end: datetime
+    first: str = ""
+    """The start as requested (``2026-12-01``); empty when built from times."""
+    last: str = ""
+    """The end as requested (``2026-12-07``)."""
+    last_included: bool = False
+    """Whether `last` is included: a day given as ``YYYY-MM-DD`` is."""
+
+    @property
+    def label(self) -> str:
+        """The period as requested, for people: "2026-12-01 to 2026-12-07 (both days
+        included, UTC)" or "... to 2026-12-07T12:00:00Z (end excluded, UTC)"."""
+        if not (self.first and self.last):
+            return ""
+        how = "both days included" if self.last_included else "end excluded"
+        return f"{self.first} to {self.last} ({how}, UTC)"
 
     def __contains__(self, moment: object) -> bool:
         return isinstance(moment, datetime) and self.start <= moment < self.end
@@ -137,9 +153,23 @@ class LedgerView:
     _proven: dict[tuple[str, int], Provenance] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, store: Store, log: str, trust: Trust) -> LedgerView:
+    def load(
+        cls,
+        store: Store,
+        log: str,
+        trust: Trust,
+        *,
+        size: int | None = None,
+        instance: Iterable[tuple[int, bytes]] | None = None,
+    ) -> LedgerView:
+        """The view of `log` (its first `size` entries when given: a report's snapshot).
+
+        `instance` gives the instance log's security events as (index, envelope) pairs
+        (`security_rows`; an evidence pack carries them); by default they are read from
+        `store`.
+        """
         view = cls(log=log, trust=trust)
-        for index, envelope, _kind in store.rows(log):
+        for index, envelope, _kind in store.rows(log, 0, size):
             entry = _parse(index, envelope, log)
             if entry is None:
                 view.unreadable.append(index)
@@ -148,16 +178,16 @@ class LedgerView:
             view.by_kind.setdefault(entry.kind, []).append(entry)
             if entry.event.body is not None:
                 view.by_body.setdefault(entry.event.body, entry)
-        if log != INSTANCE_LOG and INSTANCE_LOG in store.logs():
-            for kind in INSTANCE_KINDS:
-                for stored in store.entries(INSTANCE_LOG, kind=kind):
-                    parsed = _parse(stored.index, stored.envelope, INSTANCE_LOG)
-                    if parsed is None:
-                        continue
-                    if view.counts(parsed):
-                        view.instance.append(parsed)
-                    else:
-                        view.instance_unverified.append(parsed)
+        if instance is None and log != INSTANCE_LOG:
+            instance = security_rows(store)
+        for index, envelope in instance or ():
+            parsed = _parse(index, envelope, INSTANCE_LOG)
+            if parsed is None:
+                continue
+            if view.counts(parsed):
+                view.instance.append(parsed)
+            else:
+                view.instance_unverified.append(parsed)
         return view
 
     def provenance(self, entry: Entry) -> Provenance:
@@ -217,6 +247,19 @@ class LedgerView:
         if 0 <= index < len(self.entries) and self.entries[index].index == index:
             return self.entries[index]
         return next((e for e in self.entries if e.index == index), None)
+
+
+def security_rows(store: Store, size: int | None = None) -> list[tuple[int, bytes]]:
+    """The instance log's security events (of its first `size` entries), in log order."""
+    if INSTANCE_LOG not in store.logs():
+        return []
+    found = [
+        (stored.index, stored.envelope)
+        for kind in INSTANCE_KINDS
+        for stored in store.entries(INSTANCE_LOG, kind=kind)
+        if size is None or stored.index < size
+    ]
+    return sorted(found)
 
 
 def _parse(index: int, envelope: bytes, log: str) -> Entry | None:

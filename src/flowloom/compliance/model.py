@@ -535,6 +535,10 @@ class Assessment:
     exceptions: tuple[Finding, ...] = ()  # every finding of every check, in check order
     audit_trail: tuple[AuditTrailRow, ...] = ()
     statement: str = DISCLAIMER
+    period_label: str = ""
+    """The period as requested ("2026-12-01 to 2026-12-07 (both days included, UTC)")."""
+    generated_by: str = ""
+    """Who generated it, and how that is known ("ann@example.com (SSH signature)")."""
 
     @property
     def flagged(self) -> bool:
@@ -576,6 +580,8 @@ class Assessment:
             "changes": [c.to_json() for c in self.changes],
             "exceptions": [f.to_json() for f in self.exceptions],
             "audit_trail": [r.to_json() for r in self.audit_trail],
+            "period_label": self.period_label,
+            "generated_by": self.generated_by,
         }
 
     @classmethod
@@ -598,6 +604,8 @@ class Assessment:
             exceptions=tuple(Finding.from_json(f) for f in data.get("exceptions", ())),
             audit_trail=tuple(AuditTrailRow.from_json(r) for r in data.get("audit_trail", ())),
             statement=str(data.get("statement", DISCLAIMER)),
+            period_label=str(data.get("period_label", "")),
+            generated_by=str(data.get("generated_by", "")),
         )
 
 

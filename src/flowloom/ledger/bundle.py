@@ -44,7 +44,7 @@ from flowloom.ledger.tiles import (
 )
 from flowloom.ledger.verify import Problem, VerifyReport, audit, body_ref, kind_of
 
-__all__ = ["BUNDLE_FORMAT", "export_bundle", "verify_bundle"]
+__all__ = ["BUNDLE_FORMAT", "bundle_bodies", "bundle_entries", "export_bundle", "verify_bundle"]
 
 BUNDLE_FORMAT = "flowloom-bundle/v1"
 
@@ -184,6 +184,27 @@ def verify_bundle(directory: Path, verifier: Verifier) -> VerifyReport:
     report.size = count
     problems.sort(key=lambda p: (p.index if p.index is not None else -1, p.what))
     return report
+
+
+def bundle_entries(directory: Path, size: int) -> Iterator[tuple[int, bytes]]:
+    """The first `size` entries of a bundle (index, envelope); verify the bundle first."""
+    for index, width in entry_bundles_for_size(size):
+        count = width or TILE_WIDTH
+        data = (directory / entries_path(index, width)).read_bytes()
+        chunk, _clean = _decode_tolerant(data, count)
+        for offset, envelope in enumerate(chunk):
+            yield index * TILE_WIDTH + offset, envelope
+
+
+def bundle_bodies(directory: Path) -> dict[str, tuple[bytes, bytes]]:
+    """The bundle's bodies: digest → (salt, plaintext)."""
+    found: dict[str, tuple[bytes, bytes]] = {}
+    folder = directory / "bodies"
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            data = path.read_bytes()
+            found[f"sha256:{path.name}"] = (data[:SALT_SIZE], data[SALT_SIZE:])
+    return found
 
 
 def _withheld(directory: Path) -> set[str]:

@@ -396,16 +396,21 @@ def verify_store(
     decrypt: Callable[[StoredBody], bytes | None] | None = None,
     check_bodies: bool = True,
     progress: Progress | None = None,
+    upto: int | None = None,
 ) -> VerifyReport:
     """Verify a whole log in a store; `against` is a checkpoint note kept elsewhere.
 
     Checkpoints are checked against the log's own key history; `verifier`, a key the
     caller trusts, must be one of its keys (for a log that pins none, it is the key).
+    `upto` verifies only the first `upto` entries and the checkpoints over no more (a
+    report's snapshot: what later writers append does not change its result).
     """
     report = VerifyReport()
     key_at = _keys_for(log_keys(store, log), verifier, report)
     opened: list[Checkpoint] = []
     for stored in store.checkpoints(log):
+        if upto is not None and stored.size > upto:
+            continue
         try:
             cp = _open(stored.note, stored.size, key_at, f"checkpoint {stored.size}")
         except FlowLoomError as exc:
@@ -423,7 +428,7 @@ def verify_store(
         except FlowLoomError as exc:
             report.problems.append(Problem(None, "checkpoint", exc.message))
     report.checkpoints_checked = len(opened) + (1 if external else 0)
-    size = store.size(log)
+    size = store.size(log) if upto is None else min(upto, store.size(log))
     status = None
     if check_bodies:
         unchecked: list[str] = []
@@ -431,9 +436,9 @@ def verify_store(
         report.bodies_unchecked = len(unchecked)
         report.bodies_checked = len(status) - len(unchecked)
     problems, count, roots = audit(
-        store.rows(log),
+        store.rows(log, 0, upto),
         checkpoints=opened,
-        stored_leaves=lambda start: store.level(log, 0, start),
+        stored_leaves=lambda start: store.level(log, 0, start, upto),
         bodies=status,
         total=size,
         extra_sizes=[external.size] if external is not None else [],

@@ -29,6 +29,7 @@ __all__ = [
     "TITLE",
     "VKEY_FILE",
     "document",
+    "period_text",
     "render",
     "render_html",
     "render_text",
@@ -46,6 +47,13 @@ _PURPOSE: Final = (
     "record; repeat the check yourself with the commands below, which need only the files "
     "in the evidence pack and the verifier key."
 )
+
+
+def period_text(assessment: Assessment) -> str:
+    """The period as it was requested, else as the half-open range of times."""
+    return assessment.period_label or (
+        f"{assessment.period_from} to {assessment.period_to} (end excluded, UTC)"
+    )
 
 
 def _root_base64(root_hex: str) -> str | None:
@@ -147,7 +155,7 @@ def render_text(assessment: Assessment) -> str:
         f"Ledger origin:        {doc['origin']}",
         (
             f"Range verified:       entries {rng['first']} to {rng['last']} "
-            f"({rng['entries']} entries, the whole log)"
+            f"({rng['entries']} entries, the whole log at its signed checkpoint)"
             if rng["entries"]
             else "Range verified:       the log is empty"
         ),
@@ -161,8 +169,7 @@ def render_text(assessment: Assessment) -> str:
         f"(rendered by {doc['verifier']['rendered_by']})",
         f"Verified at:          {doc['verified_at']}",
         f"Result:               {doc['result']}",
-        f"Assessment period:    {assessment.period_from} to {assessment.period_to} "
-        f"({assessment.framework})",
+        f"Assessment period:    {period_text(assessment)} ({assessment.framework})",
     ]
     if doc["note"]:
         lines.append(f"Note:                 {doc['note']}")

@@ -36,6 +36,7 @@ def context(assessment: Assessment, *, max_rows: int = MAX_TABLE_ROWS) -> dict[s
         "notes": [f for f in assessment.exceptions if f.severity == "info"],
         "rows": assessment.changes[:max_rows],
         "total_changes": len(assessment.changes),
+        "period": certificate.period_text(assessment),
     }
 
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 from flowloom.compliance.model import Assessment
 from flowloom.compliance.reports.atomic import atomic_text
 
-__all__ = ["SCHEMA", "document", "render"]
+__all__ = ["SCHEMA", "document", "render", "to_bytes"]
 
 SCHEMA: Final = "flowloom-assessment/1"
 
@@ -26,6 +26,12 @@ def document(assessment: Assessment) -> dict[str, Any]:
     data = assessment.to_json()
     data.setdefault("format", SCHEMA)
     return data
+
+
+def to_bytes(assessment: Assessment) -> bytes:
+    """Exactly the bytes `render` writes (the assessment's digest is taken over them)."""
+    text = json.dumps(document(assessment), indent=2, ensure_ascii=False) + "\n"
+    return text.encode("utf-8")
 
 
 def render(assessment: Assessment, out: Path, *, bundle_dir: Path | None = None) -> Path:

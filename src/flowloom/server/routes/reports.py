@@ -23,7 +23,7 @@ signatures over ``tree:`` and ``commit:`` subjects verify as ``unchecked``.
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import re
 import shutil
 import tempfile
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 import anyio
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.background import BackgroundTask
@@ -55,7 +55,6 @@ if TYPE_CHECKING:
     from flowloom.auth.signatures import SubjectResolver
     from flowloom.capture.git.repo import GitRepo
     from flowloom.compliance.history import LedgerView, Period
-    from flowloom.compliance.model import Assessment
     from flowloom.compliance.retention import Hold
     from flowloom.ledger.log import Ledger
 
@@ -68,6 +67,7 @@ __all__ = [
     "HoldOut",
     "HoldsOut",
     "ReportIn",
+    "ReportVerificationOut",
     "UnverifiedHoldOut",
     "git_subject_resolvers",
     "project_policy",
@@ -421,6 +421,8 @@ class _Generated:
     sha256: str
     entry: int
     filename: str
+    statement: bytes
+    checkpoint: int
 
 
 def _limiter(request: Request) -> anyio.CapacityLimiter:
@@ -457,9 +459,14 @@ def _generate(
     work: Path,
     via: str,
 ) -> _Generated:
-    """Assess, render into `work`, record the export; runs in a worker thread."""
-    from flowloom.compliance.assess import assess
-    from flowloom.compliance.reports import render
+    """One report run (flowloom.compliance.run) into `work`; runs in a worker thread.
+
+    The run signs a checkpoint and assesses exactly the entries it covers (a pack exports
+    the ledger first, so its bundle and report cover the same entries), signs a statement
+    with the project log's key naming the authenticated principal, and records the
+    export."""
+    from flowloom.compliance.run import generate_report
+    from flowloom.compliance.statement import Generator, TrustRecord
 
     ledger = server.ledger(project)
     if ledger.size() > MAX_LOG_ENTRIES:
@@ -470,52 +477,33 @@ def _generate(
         )
     repo = project_repository(server, project)
     policy, settings = project_policy(repo)
-    bundle_dir: Path | None = None
-    if body.format == "zip":
-        from flowloom.ledger.bundle import export_bundle
-
-        # Bodies of data subjects stay out of a pack that leaves the server: they must
-        # remain erasable. Their digests are listed in the bundle's manifest.
-        bundle_dir = work / "ledger-bundle"
-        export_bundle(ledger, bundle_dir, withhold_subject_bodies=True)
-    assessment: Assessment = assess(
-        ledger,
-        framework=body.framework,
-        period=period,
-        trust=server.trust(project),
-        repo=repo,
-        policy=policy,
-        settings=settings,
-        repository=str(repo.cwd) if repo is not None else "",
-    )
     last_day = (period.end - timedelta(microseconds=1)).date()  # the end is excluded
     kind, _, extension = body.format.rpartition("-")  # exceptions-csv → exceptions, csv
     name = "-".join(p for p in (project, body.framework, kind) if p)
     filename = f"{name}-{period.start.date()}-{last_day}.{extension}"
-    written = render(body.format, assessment, work / filename, bundle_dir=bundle_dir)
-    digest = _sha256(written)
-    refs: dict[str, Any] = {
-        "framework": body.framework,
-        "from": assessment.period_from,
-        "to": assessment.period_to,
-        "format": body.format,
-        "flagged": assessment.flagged,
-        "sha256": digest,
-        "via": via,
-    }
-    ack = ledger.record(
-        "export.generate",
-        meta={"actor": principal.actor(), "subject": f"report:{body.framework}", "refs": refs},
+    done = generate_report(
+        ledger,
+        framework=body.framework,
+        period=period,
+        fmt=body.format,
+        out=work / filename,
+        trust=TrustRecord.of_server(server.trust(project)),
+        generator=Generator(principal.email or principal.user_id, "server"),
+        repo=repo,
+        policy=policy,
+        settings=settings,
+        repository=str(repo.cwd) if repo is not None else "",
+        actor=principal.actor(),
+        via=via,
     )
-    return _Generated(written, digest, ack.index, filename)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(partial(fh.read, 1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return _Generated(
+        done.path,
+        done.sha256,
+        done.entry,
+        filename,
+        done.statement_path.read_bytes(),
+        done.snapshot.size,
+    )
 
 
 _REPORT_HEADERS: Final[dict[str, Any]] = {
@@ -525,6 +513,15 @@ _REPORT_HEADERS: Final[dict[str, Any]] = {
     },
     "X-FlowLoom-Export-Entry": {
         "description": "The index of the export.generate event that records this report",
+        "schema": {"type": "integer"},
+    },
+    "X-FlowLoom-Statement": {
+        "description": "The report's signed statement (an in-toto Statement v1 in a DSSE "
+        "envelope, one JSON line), base64; save it as <file>.intoto.jsonl",
+        "schema": {"type": "string"},
+    },
+    "X-FlowLoom-Checkpoint": {
+        "description": "The size of the signed checkpoint the report was computed at",
         "schema": {"type": "integer"},
     },
 }
@@ -588,7 +585,12 @@ async def report_response(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    headers = {"X-FlowLoom-SHA256": done.sha256, "X-FlowLoom-Export-Entry": str(done.entry)}
+    headers = {
+        "X-FlowLoom-SHA256": done.sha256,
+        "X-FlowLoom-Export-Entry": str(done.entry),
+        "X-FlowLoom-Statement": base64.b64encode(done.statement.strip()).decode("ascii"),
+        "X-FlowLoom-Checkpoint": str(done.checkpoint),
+    }
     if body.format == "json" and not download:  # the API answers JSON inline
         try:
             content = done.path.read_bytes()
@@ -602,6 +604,91 @@ async def report_response(
         headers=headers,
         background=BackgroundTask(shutil.rmtree, work, ignore_errors=True),
     )
+
+
+# -- verifying a report ------------------------------------------------------------------
+
+
+class ReportVerificationOut(BaseModel):
+    """What checking a report found (flowloom.compliance.reperform)."""
+
+    ok: bool = Field(description="No problem and no difference")
+    problems: list[str] = Field(description="Integrity and signature problems, one line each")
+    differences: list[str] = Field(
+        description="Where re-performing the assessment from the pack's bundle gave another result"
+    )
+    notes: list[str] = Field(description="What was and was not checked")
+    files_checked: int
+    signed_by: str = Field(description="The key that signed the statement")
+    generated_by: str
+    reperformed: bool
+
+
+_UPLOAD_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _upload_name(name: str | None, fallback: str) -> str:
+    base = _UPLOAD_NAME.sub("_", (name or "").rsplit("/", 1)[-1].rsplit("\\", 1)[-1])
+    return base.lstrip(".") or fallback
+
+
+def _verify(
+    server: ServerState, project: str, work: Path, name: str, statement: bool
+) -> ReportVerificationOut:
+    """Check the uploaded report against this project's keys; runs in a worker thread."""
+    from flowloom.compliance.reperform import verify_report
+    from flowloom.ledger.keyring import log_keys
+
+    trusted = list(log_keys(server.store, project).verifiers)
+    target = work / name
+    if statement:
+        from flowloom.ledger.dsse import Envelope
+
+        # The statement names the file it signs: check the upload under that name.
+        signed = work / "statement.intoto.jsonl"
+        named = [s.get("name") for s in Envelope.parse(signed.read_bytes()).statement()["subject"]]
+        if len(named) == 1 and isinstance(named[0], str):
+            target = work / _upload_name(named[0], name)
+            (work / name).rename(target)
+        signed.rename(target.with_name(target.name + ".intoto.jsonl"))
+    result = verify_report(target, trusted=trusted, repo=project_repository(server, project))
+    return ReportVerificationOut(**result.to_json())
+
+
+@router.post(
+    "/reports/verify",
+    response_model=ReportVerificationOut,
+    summary="Verify a report: signature, digests, and re-perform an evidence pack",
+)
+async def verify_uploaded_report(
+    project: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(authorize("audit.read"))],
+    server: Annotated[ServerState, Depends(get_server)],
+    file: Annotated[UploadFile, File(description="The evidence pack (zip) or a report file")],
+    statement: Annotated[
+        UploadFile | None,
+        File(description="A single file's signed statement (<file>.intoto.jsonl)"),
+    ] = None,
+) -> ReportVerificationOut:
+    """Checks the upload against this project's keys; re-performs an evidence pack's
+    assessment from its ledger bundle (and the project's repository, when configured).
+    The answer is 200 whatever it found: `ok` false lists every problem and difference."""
+    if project == INSTANCE_PROJECT:
+        raise PermissionDeniedError(f"{INSTANCE_PROJECT} has no reports")
+    work = Path(tempfile.mkdtemp(prefix="flowloom-verify-"))
+    try:
+        name = _upload_name(file.filename, "report")
+        (work / name).write_bytes(await file.read())
+        signed = await statement.read() if statement is not None else b""
+        if signed:  # a browser sends an empty part for a file input left empty
+            (work / "statement.intoto.jsonl").write_bytes(signed)
+        return await anyio.to_thread.run_sync(
+            partial(_verify, server, project, work, name, bool(signed)),
+            limiter=_limiter(request),
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 # -- legal holds -------------------------------------------------------------------------

@@ -6,11 +6,12 @@ as for the API's reports, the repository configured for the project when there i
 are not assessed and say what they need; the dashboard and `flowloom report` then give
 the same statuses as `flowloom report --no-git`, never a pass the commits were not
 examined for. Every control shows one of the five statuses (pass, flag, manual,
-not_applicable, not_assessed) with its reason. An assessment reads the whole log, so it
-is cached per (framework, period, log size). Reports are written by the API's report
-route (`report_response`: the same limits, and each download is recorded as an
-export.generate event). As in the API's report routes, all of this needs audit.read
-(owners, admins, auditors).
+not_applicable, not_assessed) with its reason. A page never writes, so it never signs a
+checkpoint: it assesses the entries the latest signed checkpoint covers, the same
+snapshot a report run there reads, and caches it per (framework, period, checkpoint).
+Reports are written by the API's report route (`report_response`: the same limits, and
+each download is recorded as an export.generate event). As in the API's report routes,
+all of this needs audit.read (owners, admins, auditors).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
@@ -26,13 +27,15 @@ from flowloom.auth.principals import Principal
 from flowloom.compliance.assess import assess, parse_period
 from flowloom.compliance.catalog import load_catalog
 from flowloom.compliance.model import CONTROL_STATUSES, Assessment
-from flowloom.errors import InputError
+from flowloom.compliance.snapshot import Snapshot, latest_snapshot
+from flowloom.errors import InputError, NotFoundError
 from flowloom.server.deps import authorize, get_server
 from flowloom.server.routes.reports import (
     ReportIn,
     project_policy,
     project_repository,
     report_response,
+    verify_uploaded_report,
 )
 from flowloom.server.state import ServerState
 from flowloom.server.web.charts import bar_chart
@@ -69,12 +72,26 @@ def _period(start: str | None, end: str | None) -> tuple[str, str]:
     return (start or (today - timedelta(days=90)).isoformat(), end or today.isoformat())
 
 
+def _snapshot(server: ServerState, project: str) -> tuple[Snapshot | None, object]:
+    """The latest signed checkpoint (a page never signs one: reads never write), and the
+    cache key it gives; a log without a checkpoint is assessed as it is, keyed by size."""
+    ledger = server.ledger(project)
+    try:
+        snapshot = latest_snapshot(ledger)
+    except NotFoundError:
+        return None, ("unsigned", ledger.size())
+    return snapshot, (snapshot.size, snapshot.root)
+
+
 def _assessment(
     server: ServerState, web: WebState, project: str, framework: str, start: str, end: str
 ) -> Assessment:
+    """The assessment at the latest checkpoint: the same snapshot a report would read
+    there, cached per checkpoint."""
     ledger = server.ledger(project)
     period = parse_period(start, end)
-    key = ("assessment", project, framework, start, end, ledger.size())
+    snapshot, at = _snapshot(server, project)
+    key = ("assessment", project, framework, start, end, at)
     trust = server.trust(project)
 
     def compute() -> Assessment:
@@ -89,6 +106,7 @@ def _assessment(
             policy=policy,
             settings=settings,
             repository=str(repo.cwd) if repo is not None else "",
+            snapshot=snapshot,
         )
 
     return web.assessments.get(key, compute)
@@ -107,9 +125,9 @@ def dashboard(
     start, end = _period(start, end)
     parse_period(start, end)
     frameworks = []
-    size = server.ledger(project).size()
+    _, at = _snapshot(server, project)
     for name, spec in sorted(load_catalog().items()):
-        cached = web.assessments.peek(("assessment", project, name, start, end, size))
+        cached = web.assessments.peek(("assessment", project, name, start, end, at))
         counts = cached.counts() if cached is not None else None
         frameworks.append(
             {"name": name, "title": spec.title, "controls": len(spec.controls), "counts": counts}
@@ -126,6 +144,35 @@ def dashboard(
         git=project in server.repositories,
     )
     return html(web.render("web/compliance.html", context))
+
+
+@router.get("/verify", response_class=HTMLResponse)
+def verify_page(project: str, request: Request, principal: Reader, web: Web) -> Response:
+    """The form to check a report (declared before /{framework}, which it would match)."""
+    context = base_context(
+        request, principal, project=project, title=f"{project} — verify a report",
+        nav="compliance", result=None,
+    )  # fmt: skip
+    return html(web.render("web/report_verify.html", context))
+
+
+@router.post("/verify", response_class=HTMLResponse)
+async def verify_upload(
+    project: str,
+    request: Request,
+    principal: Reader,
+    server: Server,
+    web: Web,
+    file: Annotated[UploadFile, File()],
+    statement: Annotated[UploadFile | None, File()] = None,
+) -> Response:
+    """The API's verification (POST .../reports/verify), shown as a page."""
+    result = await verify_uploaded_report(project, request, principal, server, file, statement)
+    context = base_context(
+        request, principal, project=project, title=f"{project} — verify a report",
+        nav="compliance", result=result,
+    )  # fmt: skip
+    return html(web.render("web/report_verify.html", context))
 
 
 @router.get("/{framework}", response_class=HTMLResponse)
