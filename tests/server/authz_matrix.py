@@ -274,6 +274,8 @@ MATRIX.update(
         ("POST", P + "/reports"): Rule(
             AUDITORS, other=STAR, request=lambda ctx: Call(json=_REPORT)
         ),
+        # Without an uploaded file a principal that passes authorize() gets 422.
+        ("POST", P + "/reports/verify"): Rule(AUDITORS, other=STAR, ok=_INVALID),
         ("GET", P + "/compliance/holds"): Rule(AUDITORS, other=STAR),
         ("POST", P + "/compliance/holds"): Rule(
             PROJECT_ADMINS,
@@ -344,6 +346,8 @@ MATRIX.update(
         ("GET", W + "/compliance/{framework}"): Rule(
             AUDITORS, other=STAR, request=lambda ctx: Call(path={"framework": "sox"}, query=_QUIET)
         ),
+        ("GET", W + "/compliance/verify"): Rule(AUDITORS, other=STAR),
+        ("POST", W + "/compliance/verify"): Rule(AUDITORS, other=STAR, ok=_INVALID),
         ("GET", W + "/compliance/{framework}/report"): Rule(
             AUDITORS,
             other=STAR,

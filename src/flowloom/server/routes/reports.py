@@ -640,16 +640,20 @@ def _verify(
     from flowloom.ledger.keyring import log_keys
 
     trusted = list(log_keys(server.store, project).verifiers)
-    target = work / name
+    target = work / "in" / name
     if statement:
+        from flowloom.errors import FlowLoomError
         from flowloom.ledger.dsse import Envelope
 
-        # The statement names the file it signs: check the upload under that name.
+        # The statement names the file it signs: check the upload under that name (a
+        # statement that cannot be read is reported by the verification itself).
         signed = work / "statement.intoto.jsonl"
-        named = [s.get("name") for s in Envelope.parse(signed.read_bytes()).statement()["subject"]]
-        if len(named) == 1 and isinstance(named[0], str):
-            target = work / _upload_name(named[0], name)
-            (work / name).rename(target)
+        try:
+            named = [s["name"] for s in Envelope.parse(signed.read_bytes()).statement()["subject"]]
+        except FlowLoomError:
+            named = []
+        if len(named) == 1:
+            target = (work / "in" / name).rename(work / "in" / _upload_name(named[0], name))
         signed.rename(target.with_name(target.name + ".intoto.jsonl"))
     result = verify_report(target, trusted=trusted, repo=project_repository(server, project))
     return ReportVerificationOut(**result.to_json())
@@ -679,7 +683,8 @@ async def verify_uploaded_report(
     work = Path(tempfile.mkdtemp(prefix="flowloom-verify-"))
     try:
         name = _upload_name(file.filename, "report")
-        (work / name).write_bytes(await file.read())
+        (work / "in").mkdir()
+        (work / "in" / name).write_bytes(await file.read())
         signed = await statement.read() if statement is not None else b""
         if signed:  # a browser sends an empty part for a file input left empty
             (work / "statement.intoto.jsonl").write_bytes(signed)
