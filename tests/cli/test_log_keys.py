@@ -189,7 +189,8 @@ def test_reads_with_a_fresh_home_write_nothing_and_create_no_key(repo: Repo) -> 
         (("log", "consistency", "1"), 0, "old 1\n"),
         (("why", "prices.py:1"), 0, "Cache price lookups"),
         (("search", "cache"), 0, "Cache price lookups"),
-        (("status",), 0, "ledger"),
+        # status warns (exit 1) that this repository is not set up; it still only reads.
+        (("status",), 1, "ledger"),
         (("decision", "list"), 0, repo.decision),
         (("decision", "show", repo.decision), 0, "Cache price lookups"),
         (("memory", "export"), 0, ""),
