@@ -58,7 +58,7 @@ from flowloom.errors import (
 )
 from flowloom.ledger import merkle
 from flowloom.ledger.event import Event, parse_ts
-from flowloom.ledger.identity import canonical_identity
+from flowloom.ledger.identity import canonical_identity, names_of
 from flowloom.ledger.log import Ledger
 from flowloom.ledger.provenance import Trust, judge
 from flowloom.ledger.receipt import verify_receipt
@@ -350,16 +350,6 @@ def identities_of(principal: Principal) -> set[str]:
     return {canonical_identity(name) for name in names if name and name.strip()}
 
 
-def _names_of(ident: str) -> set[str]:
-    # "Name <email>" → name, email, the email's local part (as flowloom.capture.policy).
-    name, _, rest = ident.partition("<")
-    email = rest.split(">", 1)[0].strip()
-    if not email and "@" in name:  # a bare email names its user too
-        email = name
-    parts = {ident.strip(), name.strip(), email, email.split("@", 1)[0]}
-    return {canonical_identity(part) for part in parts if part.strip()}
-
-
 class SignatureService:
     """Applies and verifies electronic signatures over the projects' ledgers."""
 
@@ -562,7 +552,7 @@ class SignatureService:
         """PermissionDeniedError (audited) when the policy forbids `principal` approving."""
         mine = identities_of(principal)
         for person, why in self.book(project).involved(decision).items():
-            if _names_of(person) & mine:
+            if names_of(person) & mine:
                 key = (
                     "forbid_approving_own_ai_session"
                     if why.startswith("operated")

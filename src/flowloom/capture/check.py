@@ -21,9 +21,10 @@ from typing import Any
 
 from flowloom.capture.git.links import Link, LinkFinder, LinkIndex
 from flowloom.capture.git.repo import Commit, GitError, GitRepo
-from flowloom.capture.policy import Policy, names_of
+from flowloom.capture.policy import Policy
 from flowloom.decisions.records import DecisionBook
 from flowloom.errors import InputError
+from flowloom.ledger.identity import names_of
 
 __all__ = [
     "GITHUB_WORKFLOW",

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from flowloom.errors import ConfigError
+from flowloom.ledger.identity import names_of
 
 __all__ = [
     "POLICY_FILE",
@@ -38,7 +39,6 @@ __all__ = [
     "Policy",
     "clear_pending_override",
     "load_policy",
-    "names_of",
     "policy_file",
     "policy_from_table",
     "policy_table_text",
@@ -250,18 +250,6 @@ class Override:
 
 OVERRIDE_TTL_S = 3600
 """A pending override not used within an hour is ignored: it was meant for one commit."""
-
-
-def names_of(ident: str) -> set[str]:
-    """The ways one person is named, canonical: `Name <email>` gives name, email, user."""
-    from flowloom.ledger.identity import canonical_identity
-
-    name, _, rest = ident.partition("<")
-    email = rest.split(">", 1)[0].strip()
-    if not email and "@" in name:  # a bare email names its user too
-        email = name
-    parts = {name.strip(), email, email.split("@", 1)[0]}
-    return {canonical_identity(part) for part in parts if part.strip()}
 
 
 def _pending_override_path(git_common_dir: Path) -> Path:

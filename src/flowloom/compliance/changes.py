@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from flowloom.capture.git.links import Link, LinkFinder, LinkIndex
 from flowloom.capture.git.repo import Commit, GitError, GitRepo
 from flowloom.capture.git.trailers import Links
-from flowloom.capture.policy import names_of
 from flowloom.compliance.history import Entry, LedgerView, Period
 from flowloom.decisions.records import Decision, DecisionBook
 from flowloom.errors import NotFoundError
+from flowloom.ledger.identity import names_of
 
 __all__ = [
     "Change",

@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from flowloom.capture.git.repo import GitRepo
-from flowloom.capture.policy import Policy, names_of
+from flowloom.capture.policy import Policy
 from flowloom.compliance.changes import Change, Population, git_object_digest
 from flowloom.compliance.history import Entry, LedgerView, Period
 from flowloom.compliance.model import CheckResult, CheckStatus, Finding, Severity
@@ -34,6 +34,7 @@ from flowloom.decisions.records import DecisionBook, content_digest
 from flowloom.errors import FlowLoomError
 from flowloom.ledger import merkle
 from flowloom.ledger.event import format_ts
+from flowloom.ledger.identity import names_of
 from flowloom.ledger.log import Ledger
 from flowloom.ledger.verify import VerifyReport, verify_store
 from flowloom.store.interface import StoredCheckpoint

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["canonical_identity", "names_match"]
+__all__ = ["canonical_identity", "names_match", "names_of"]
 
 # Unicode categories dropped everywhere: separators (spaces, line and paragraph
 # separators), controls, and format characters (zero-width space and joiners, BOM,
@@ -65,3 +65,15 @@ def names_match(a: str, b: str) -> bool:
     """
     left = canonical_identity(a)
     return bool(left) and left == canonical_identity(b)
+
+
+def names_of(ident: str) -> set[str]:
+    """Every canonical name one person is known by in `ident`: for `Name <email>` the
+    whole, the name, the email and its user part; a bare email names its user too.
+    Segregation of duties excludes a person when any of these meet."""
+    name, _, rest = ident.partition("<")
+    email = rest.split(">", 1)[0].strip()
+    if not email and "@" in name:
+        email = name
+    parts = {ident, name, email, email.split("@", 1)[0]}
+    return {canonical_identity(part) for part in parts if part.strip()}
