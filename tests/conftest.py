@@ -25,6 +25,9 @@ from flowloom.store.sqlite import SQLiteStore
 PG_URL = os.environ.get("FLOWLOOM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 STORE_KINDS = ("sqlite", "postgres", "memory")
 
+# The real agent CLIs (`claude_code`, `codex` fixtures), installed from npm when used.
+pytest_plugins = ["tests.support.clis"]
+
 _pg_problem: list[str] = []  # cached reason the server is unreachable, once known
 _pg_checked: list[bool] = []
 

@@ -11,83 +11,21 @@ reach is the gateway at `ANTHROPIC_BASE_URL`, in front of the provider simulator
 - With `examples/gateway.toml`, `--model gpt-4o` is translated to Chat Completions and its
   output limit (Claude Code asks for far more than gpt-4o's 16,384) is clamped and noted.
 
-Without node and npm the test is skipped locally and fails under CI.
+The installer lives in `tests/support/clis.py`, shared with the Codex tests.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
-import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 from flowloom.gateway.mock import MockServer
-from tests.conftest import in_ci
 from tests.gateway.processes import gateway_process, recorded_exchanges
 from tests.server.support import ROOT
+from tests.support.clis import CLAUDE_CODE_VERSION, offline_env
 
-CLAUDE_CODE_VERSION = "2.1.337"
-CACHE = Path(os.environ.get("FLOWLOOM_TEST_CACHE") or Path.home() / ".cache" / "flowloom-test")
 REPLY = "Hello from the FlowLoom mock provider."
-CLOSED = "http://127.0.0.1:9"  # nothing listens: any non-loopback request fails at once
-
-
-def _missing(what: str) -> None:
-    message = f"{what}; the Claude Code test needs node and npm"
-    if in_ci():
-        pytest.fail(f"{message} (CI is set, so it must run)", pytrace=False)
-    pytest.skip(message)
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One installer at a time across pytest-xdist workers."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@pytest.fixture(scope="session")
-def claude_code() -> Path:
-    """The pinned `claude` executable, installed from npm on first use."""
-    npm, node = shutil.which("npm"), shutil.which("node")
-    if npm is None or node is None:
-        _missing("node or npm is not on PATH")
-    assert npm is not None
-    root = CACHE / f"claude-code-{CLAUDE_CODE_VERSION}"
-    binary = root / "node_modules" / ".bin" / "claude"
-    with _locked(CACHE / "claude-code.lock"):
-        if not binary.exists():
-            staging = Path(tempfile.mkdtemp(prefix="claude-code-", dir=CACHE))
-            package = f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}"
-            installed = subprocess.run(
-                [npm, "install", "--prefix", str(staging), "--no-audit", "--no-fund", package],
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
-            if installed.returncode != 0:
-                shutil.rmtree(staging, ignore_errors=True)
-                pytest.fail(f"npm could not install Claude Code: {installed.stderr[-2000:]}")
-            shutil.rmtree(root, ignore_errors=True)
-            staging.rename(root)
-    version = subprocess.run(
-        [str(binary), "--version"], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert version.stdout.startswith(CLAUDE_CODE_VERSION), version.stdout + version.stderr
-    return binary
 
 
 def run_claude(claude: Path, tmp_path: Path, gateway: str, *args: str) -> str:
@@ -96,20 +34,13 @@ def run_claude(claude: Path, tmp_path: Path, gateway: str, *args: str) -> str:
     work = tmp_path / "claude-work"
     home.mkdir(exist_ok=True)
     work.mkdir(exist_ok=True)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "ANTHROPIC_BASE_URL": gateway,  # docs/gateway.md: export ANTHROPIC_BASE_URL=...
-        "ANTHROPIC_API_KEY": "local",  # open access takes any key
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "HTTPS_PROXY": CLOSED,
-        "HTTP_PROXY": CLOSED,
-        "https_proxy": CLOSED,
-        "http_proxy": CLOSED,
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    }
+    env = offline_env(
+        home,
+        ANTHROPIC_BASE_URL=gateway,  # docs/gateway.md: export ANTHROPIC_BASE_URL=...
+        ANTHROPIC_API_KEY="local",  # open access takes any key
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+        DISABLE_AUTOUPDATER="1",
+    )
     done = subprocess.run(
         [str(claude), "-p", "say hi", *args],
         capture_output=True,
