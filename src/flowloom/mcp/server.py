@@ -528,7 +528,7 @@ def build_server(worker: Worker[Backend], *, log_level: LogLevel = "WARNING") ->
     @server.tool(annotations=destroys, title="Delete Entities")
     async def delete_entities(
         ctx: Context,
-        entityNames: Annotated[  # noqa: N803 - the reference server's argument name
+        entityNames: Annotated[
             list[Annotated[str, Field(max_length=MAX_NAME)]],
             Field(max_length=MAX_ITEMS, description="An array of entity names to delete"),
         ],

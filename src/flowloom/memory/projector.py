@@ -268,11 +268,14 @@ def _memory_add(a: _Apply) -> None:
         source, target, kind = item.get("from"), item.get("to"), item.get("relationType")
         if not (isinstance(source, str) and isinstance(target, str) and isinstance(kind, str)):
             continue
-        if exact:
+        if exact or (
+            source
+            and target
+            and kind
+            and a.w.entity_type(source) is not None
+            and a.w.entity_type(target) is not None
+        ):
             a.w.add_relation(source, target, kind, a.seq(), a.ctx)
-        elif source and target and kind:
-            if a.w.entity_type(source) is not None and a.w.entity_type(target) is not None:
-                a.w.add_relation(source, target, kind, a.seq(), a.ctx)
     for item in data.get("observations", []):
         if isinstance(item, dict) and isinstance(item.get("entityName"), str):
             name = item["entityName"]
