@@ -11,6 +11,7 @@ import asyncio
 import json
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from mcp import Client, StdioServerParameters
 
 from tests.capture.git_sandbox import Sandbox
 from tests.mcp.world import World, data, http_client, http_server
+from tests.support.clis import offline_env
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "mcp.md"
 
@@ -95,3 +97,31 @@ def test_the_documented_stdio_entry_starts_the_server(tmp_path: Path) -> None:
             return [t.name for t in (await client.list_tools()).tools]
 
     assert "read_graph" in asyncio.run(main())
+
+
+def test_the_documented_claude_mcp_add_makes_the_entry_flowloom_init_writes(
+    claude_code: Path, tmp_path: Path
+) -> None:
+    """`claude mcp add --scope project flowloom -- flowloom mcp`, by the pinned Claude Code."""
+    found = re.search(r"`(claude mcp add [^`]+)`", DOC.read_text("utf-8"))
+    assert found is not None
+    command = shlex.split(found[1])
+    box = Sandbox(tmp_path)
+    home = tmp_path / "claude-home"
+    home.mkdir()
+    result = subprocess.run(
+        [str(claude_code), *command[1:]],
+        cwd=box.repo,
+        env=offline_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    entry = json.loads((box.repo / ".mcp.json").read_text("utf-8"))["mcpServers"]["flowloom"]
+    assert entry["command"] == "flowloom" and entry["args"] == ["mcp"]
+    # `flowloom init` keeps an entry that still runs `flowloom … mcp` as the user wrote it.
+    box.init("--agent", "claude-code")
+    kept = json.loads((box.repo / ".mcp.json").read_text("utf-8"))["mcpServers"]["flowloom"]
+    assert kept == entry
