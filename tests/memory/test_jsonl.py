@@ -174,3 +174,24 @@ def test_export_lines_are_json_the_reference_server_reads(memory: Memory) -> Non
         "entityType": "t",
         "observations": ["tab\there"],
     }
+
+
+def test_an_index_from_before_exact_text_is_projected_again(memory: Memory, ledger: Ledger) -> None:
+    """Upgrading drops the (lossy) index of older versions; the ledger gives it back exact."""
+    from flowloom.memory.index import MemoryIndex
+
+    memory.create_entities([Entity("X", "t", ("a\x00b", "a\x00b"))])
+    memory.close()
+    old = MemoryIndex(ledger.store, ledger.log)
+    try:
+        with old.write() as w:  # the index as version 2 left it: NUL as a space, no column
+            w.execute("UPDATE memory_docs SET body = 'a b' WHERE kind = 'observation'")
+            w.execute("ALTER TABLE memory_docs DROP COLUMN exact")
+            w.execute("DELETE FROM memory_migrations WHERE version = 3")
+    finally:
+        old.close()
+    again = Memory(ledger)
+    try:
+        assert again.read_graph().entities == (Entity("X", "t", ("a\x00b", "a\x00b")),)
+    finally:
+        again.close()
