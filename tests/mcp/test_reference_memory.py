@@ -172,6 +172,21 @@ def test_the_same_calls_give_the_same_results(
     assert ODD in final["entities"][0]["observations"]
 
 
+@pytest.mark.postgres
+def test_the_same_results_with_the_ledger_in_postgresql(
+    reference_memory_server: Path, tmp_path: Path, pg_url: str
+) -> None:
+    """PostgreSQL text holds no NUL: the observation's exact text is kept beside it."""
+    theirs = with_client(
+        reference_params(reference_memory_server, tmp_path / "m.jsonl", tmp_path), run_script
+    )
+    box = repository(tmp_path / "fl")
+    box.env["FLOWLOOM_DATABASE"] = pg_url
+    ours = with_client(flowloom_params(box), run_script)
+    for (name, args), mine, reference in zip(SCRIPT, ours, theirs, strict=True):
+        assert mine == reference, (name, args)
+
+
 def test_a_graph_the_reference_wrote_imports_with_nothing_lost(
     reference_memory_server: Path, tmp_path: Path
 ) -> None:
