@@ -305,7 +305,7 @@ def _stdio_caller(ctx: Context) -> Caller:
 
 
 def build_server(worker: Worker[Backend], *, log_level: LogLevel = "WARNING") -> FlowLoomMCP:
-    """The MCP server over `worker`'s backend: the eight tools and the decision resources."""
+    """The MCP server over `worker`'s backend: its fourteen tools and the decision resources."""
     server = FlowLoomMCP(
         worker,
         name="flowloom",
