@@ -158,6 +158,23 @@ def test_the_reference_tools_have_the_reference_names_and_argument_schemas(
         assert shape(mine, mine.get("$defs", {})) == shape(reference, {}), name
 
 
+def test_the_knowledge_graph_resource_reads_the_same(
+    reference_memory_server: Path, tmp_path: Path
+) -> None:
+    async def fill_and_read(client: Client) -> str:
+        for name, args in SCRIPT[:6]:
+            await client.call_tool(name, args)
+        (content,) = (await client.read_resource("memory://knowledge-graph")).contents
+        assert content.mime_type == "application/json"
+        return str(getattr(content, "text", ""))
+
+    theirs = with_client(
+        reference_params(reference_memory_server, tmp_path / "m.jsonl", tmp_path), fill_and_read
+    )
+    ours = with_client(flowloom_params(repository(tmp_path / "fl")), fill_and_read)
+    assert ours == theirs
+
+
 def test_the_same_calls_give_the_same_results(
     reference_memory_server: Path, tmp_path: Path
 ) -> None:

@@ -15,7 +15,8 @@ and a schema error is one readable line per field, not the validator's dump.
 
 Resources: ``flowloom://decisions`` (every decision, as JSON) and
 ``flowloom://decisions/{decision_id}`` (one decision); each decision is also listed by
-``resources/list`` under its own URI.
+``resources/list`` under its own URI. ``memory://knowledge-graph`` is the reference
+memory server's resource (the whole graph).
 
 Each tool validates its arguments against its input schema (sizes included), runs its
 `ProjectTools` method on the `Worker` thread, and reports a FlowLoom error as a tool
@@ -73,6 +74,9 @@ REFERENCE_TOOLS: Final = (
     "open_nodes",
 )
 """The tools of the MCP reference memory server, which these mirror."""
+
+GRAPH_URI: Final = "memory://knowledge-graph"
+"""The reference memory server's resource: the whole graph, as ``read_graph`` gives it."""
 
 TOOL_NAMES: Final = (
     "search_memory",
@@ -615,6 +619,18 @@ def build_server(worker: Worker[Backend], *, log_level: LogLevel = "WARNING") ->
     async def decisions() -> str:
         listed = await read(lambda b: b.tools.list_decisions())
         return json.dumps({"decisions": listed}, ensure_ascii=False)
+
+    @server.resource(
+        GRAPH_URI,
+        name="knowledge-graph",
+        title="Knowledge Graph",
+        description="The full knowledge graph with all entities and relations",
+        mime_type="application/json",
+    )
+    async def knowledge_graph() -> str:
+        """The reference memory server's resource, at its URI, with its text."""
+        graph = await read(lambda b: b.tools.read_graph())
+        return json.dumps(graph, indent=2, ensure_ascii=False)
 
     @server.resource(
         DECISIONS_URI + "/{decision_id}",
