@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from flowloom.compliance.model import CHECK_STATUSES, Assessment
-from flowloom.compliance.reports import certificate
+from flowloom.compliance.reports import certificate, charts
 from flowloom.compliance.reports.atomic import atomic_text
 from flowloom.compliance.reports.templating import environment, stylesheet
 
@@ -37,6 +37,7 @@ def context(assessment: Assessment, *, max_rows: int = MAX_TABLE_ROWS) -> dict[s
         "rows": assessment.changes[:max_rows],
         "total_changes": len(assessment.changes),
         "period": certificate.period_text(assessment),
+        "charts": charts.charts(assessment),
     }
 
 
