@@ -54,7 +54,7 @@ def _svg(chart_id: str, title: str, summary: str, height: int, body: Sequence[st
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart-svg" role="img" '
         f'viewBox="0 0 {_WIDTH} {height}" width="{_WIDTH}" height="{height}" '
         f'aria-labelledby="{chart_id}-title {chart_id}-desc" font-family={quoteattr(_FONT)} '
-        f'font-size="12">'
+        f'font-size="14">'
         f'<title id="{chart_id}-title">{escape(title)}</title>'
         f'<desc id="{chart_id}-desc">{escape(summary)}</desc>' + "".join(body) + "</svg>"
     )

@@ -51,7 +51,7 @@ def when(value: str | None) -> str | None:
     return text.replace(".000000Z", "Z")
 
 
-_TOKEN_MARKS: Final = frozenset("@/\\=|_:<>")
+_TOKEN_MARKS: Final = frozenset("@/\\=|:<>")
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 _LONG_WORD: Final = 24
 _SPACES: Final = re.compile(r"(\s+)")
@@ -67,7 +67,7 @@ def is_token(word: str) -> bool:
         return True
     if len(bare) >= 12 and set(bare) <= _HEX:
         return True
-    return len(bare) > 8 and any(c in _TOKEN_MARKS for c in bare)
+    return len(bare) >= 15 and any(c in _TOKEN_MARKS for c in bare)
 
 
 def tokens(value: object) -> Markup:
