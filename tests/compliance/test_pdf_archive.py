@@ -10,6 +10,7 @@ addresses, marked ``token`` in the HTML) are the only text allowed to break.
 
 from __future__ import annotations
 
+import html
 import importlib
 import json
 import re
@@ -300,6 +301,24 @@ def test_the_running_header_is_in_the_margin_of_every_page_only(hostile: Rendere
         assert squash(text).count(head) == 1, f"page {number}"
     first = squash(pages[0])
     assert first.count("Evidence for SOX IT general controls") == 2  # the header and the h1
+
+
+def test_no_heading_is_stranded_at_the_bottom_of_a_page(hostile: Rendered, real: Rendered) -> None:
+    for rendered in (hostile, real):
+        headings = [
+            squash(html.unescape(re.sub(r"<[^>]+>", "", h)))
+            for h in re.findall(r"<h[2-4][^>]*>(.*?)</h[2-4]>", rendered.html, re.S)
+        ]
+        header = re.search(r'<p class="running-header">(.*?)</p>', rendered.html, re.S)
+        assert header is not None and headings
+        running = squash(html.unescape(header.group(1)))
+        pages = pages_text(rendered.pdf)
+        for number, page in enumerate(pages, 1):
+            body = squash(page).replace(f"Page {number} of {len(pages)}", "")
+            body = body.replace(running, "").strip()
+            assert body, f"page {number} is empty"
+            for heading in headings:
+                assert not body.endswith(heading), f"{heading!r} ends page {number}"
 
 
 def test_each_note_is_printed_once(real: Rendered) -> None:

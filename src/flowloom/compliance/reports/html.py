@@ -1,9 +1,10 @@
 """The HTML report: the one template both the browser view and the PDF are made from.
 
-The page is self-contained (stylesheet inlined, no scripts, no images, no external
-links to fetch), accessible (one h1, nested headings, captions and scoped table
-headers, `lang`) and carries print rules (running header, page numbers, repeated
-table headers) that WeasyPrint uses for the PDF. Its text depends only on the
+The page is self-contained (stylesheet inlined, no scripts, no images or external
+links to fetch: the charts are inline SVG), accessible (one h1, nested headings,
+captions and scoped table headers, `lang`, a text alternative beside every chart) and
+carries print rules (running header, page numbers, repeated table headers, landscape
+pages for wide tables) that WeasyPrint uses for the PDF. Its text depends only on the
 assessment, so the same assessment always gives the same bytes.
 """
 
