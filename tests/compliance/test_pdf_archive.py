@@ -381,6 +381,7 @@ def test_chart_counts_and_buckets() -> None:
     weekly = charts.timeline_chart(assessment)  # 92 days: weeks
     assert weekly.title == "Overrides and exceptions per week"
     assert weekly.rows == (("2026-10-29", "1", "2"),)
+    assert weekly.summary == "1 override and 2 exceptions in the period, counted per week"
     month = make_assessment(
         2,
         period_from="2026-11-01T00:00:00.000000Z",

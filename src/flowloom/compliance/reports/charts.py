@@ -72,6 +72,10 @@ def _rect(x: float, y: float, width: float, height: float, fill: str) -> str:
     )
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.0f}%" if whole else "0%"
 
@@ -189,8 +193,8 @@ def timeline_chart(assessment: Assessment) -> Chart:
             place(finding.ts, exceptions)
     labels = [s.strftime("%Y-%m" if unit == "month" else "%Y-%m-%d") for s in starts]
     summary = (
-        f"{sum(overrides)} overrides and {sum(exceptions)} exceptions in the period, "
-        f"counted per {unit}"
+        f"{_count(sum(overrides), 'override')} and {_count(sum(exceptions), 'exception')} "
+        f"in the period, counted per {unit}"
     )
     if outside:
         summary += f"; {outside} without a time in the period are not shown"
@@ -204,7 +208,7 @@ def timeline_chart(assessment: Assessment) -> Chart:
         _text(left - 6, top + 10, str(peak), anchor="end"),
         _text(left - 6, top + plot_height, "0", anchor="end"),
     ]
-    every = max(1, math.ceil(84 / slot))  # a date label is about 75 units wide
+    every = max(1, math.ceil(100 / slot))  # a date label is about 85 units wide
     for i, label in enumerate(labels):
         x = left + i * slot + slot / 2
         for offset, value, series in (
