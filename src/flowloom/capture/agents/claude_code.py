@@ -23,6 +23,8 @@ model's context, so the hook prints nothing. Codex CLI hooks use the same payloa
 
 from __future__ import annotations
 
+import os
+
 from flowloom.capture.agents.common import (
     Capture,
     Event,
@@ -34,11 +36,13 @@ from flowloom.capture.agents.common import (
     drop_session,
     file_write_event,
     git_context,
+    load_session,
     read_file_state,
     tool_event,
     transcript_reply,
 )
 from flowloom.capture.agents.snapshots import forget_before, snapshot_before, take_before
+from flowloom.capture.agents.worktree import bypassed, head_content, snapshot, state_of
 
 __all__ = ["AGENT", "WRITE_TOOLS", "capture", "handle"]
 
@@ -196,6 +200,11 @@ def handle(
         capture.add(Event("agent.prompt", prompt, actor=actor, session=session, git=git, refs=refs))
         if model:
             capture.session_updates["model"] = model
+        if place.top is not None and session:
+            # What the work tree held when the turn began, to find at Stop the edits
+            # no tool hook reported (flowloom.capture.agents.worktree).
+            capture.session_updates["worktree"] = snapshot(place)
+            capture.session_updates["written"] = None
         return capture
 
     if event_name in ("PreToolUse", "PostToolUse", "PostToolUseFailure"):
@@ -230,6 +239,7 @@ def handle(
                 capture.add(event)
                 capture.writes.append((write, event))
             if capture.writes:
+                _note_written(place, session, capture)
                 return capture
         if paths:  # a failed or empty write: nothing to diff, the attempt still counts
             for path in paths:
@@ -252,6 +262,7 @@ def handle(
     if event_name in ("Stop", "SubagentStop", "StopFailure"):
         if event_name != "SubagentStop":
             forget_before(place, session)  # the turn is over: no write is pending
+            _bypassed_edits(place, session, agent, git, capture)
         reply: str | None = _text(payload, "last_assistant_message") if reply_in_payload else None
         reply_model = model
         transcript = _text(payload, "transcript_path")
@@ -297,6 +308,65 @@ def handle(
     if event_name in _QUIET_EVENTS:
         return capture
     raise PayloadError(f"unexpected hook event {event_name[:80]!r}")
+
+
+def _note_written(place: Place, session: str | None, capture: Capture) -> None:
+    """Keep the state each captured write left, so Stop does not report it again."""
+    if not session or place.top is None:
+        return
+    written = load_session(place, session).get("written")
+    written = dict(written) if isinstance(written, dict) else {}
+    for write, _event in capture.writes:
+        written[place.relative(write.path)] = state_of(write.after)
+    capture.session_updates["written"] = written
+
+
+def _bypassed_edits(
+    place: Place, session: str | None, agent: str, git: dict[str, str] | None, capture: Capture
+) -> None:
+    """At Stop: files changed during the turn that no tool hook reported, recorded as
+    artifact.write (`detected: stop`) plus one capture.bypass listing them."""
+    if not session or place.top is None:
+        return
+    scratch = load_session(place, session)
+    before = scratch.get("worktree")
+    if not isinstance(before, dict):
+        return  # the turn's start was not seen: nothing to compare with
+    written = scratch.get("written")
+    written = written if isinstance(written, dict) else {}
+    capture.session_updates["worktree"] = None  # reported once, even if Stop comes again
+    capture.session_updates["written"] = None
+    found = bypassed(place, before, written)
+    if not found:
+        return
+    files = []
+    for rel, state in found:
+        path = place.absolute(os.path.join(place.top, rel))
+        after = read_file_state(path)
+        if rel in before:  # already changed when the prompt came: that content is unknown
+            known, old = before[rel] == "absent", None
+        else:
+            old = head_content(place, rel)
+            known = True
+        if known and state_of(old) == state_of(after):
+            continue
+        write = FileWrite(path, tool="unseen", before=old, after=after, before_known=known)
+        event = file_write_event(agent, session, place, write, git=git, detected="stop")
+        capture.add(event)
+        capture.writes.append((write, event))
+        files.append({"path": rel, "before": event.meta["refs"].get("before"), "after": state})
+    if files:
+        refs = {"files": files, "count": len(files), "detected": "stop"}
+        capture.add(
+            Event(
+                "capture.bypass",
+                actor=agent_actor(agent),
+                session=session,
+                git=git,
+                subject=agent,
+                refs=refs,
+            )
+        )
 
 
 def capture(payload: dict[str, Any], place: Place) -> Capture:

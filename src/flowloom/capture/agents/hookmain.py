@@ -265,6 +265,35 @@ def _hook(agent: str, raw: bytes) -> int:
         capture.add(capture_error(agent, f"unknown agent {agent[:40]!r}", raw))
     else:
         place, capture = _capture(agent, raw)
+    from flowloom.capture import spool
+
+    for part in _turn_parts(capture):
+        _deliver(agent, raw, place, part)
+    spool.kick(place.spool_dir, place.top or place.cwd)
+    out = capture.stdout or _fallback_stdout(agent, raw)
+    if out:
+        sys.stdout.write(out + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def _turn_parts(capture: Capture) -> list[Capture]:
+    """A Stop that found edits which bypassed capture: those are recorded and committed
+    first, so the turn's reply then amends the decision their commit is linked to."""
+    if not capture.writes or capture.reply_at is None or capture.reply_at == 0:
+        return [capture]
+    first = Capture(capture.session)
+    first.events = capture.events[: capture.reply_at]
+    first.writes = capture.writes
+    rest = Capture(capture.session)
+    rest.events = capture.events[capture.reply_at :]
+    rest.reply_at = 0
+    rest.session_updates = capture.session_updates
+    return [first, rest]
+
+
+def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> None:
+    """Redact, auto-commit when the capture wrote files, and spool what is left."""
     for event in capture.events:
         redact_event(event)
     _ask_to_amend(place, capture)
@@ -301,12 +330,6 @@ def _hook(agent: str, raw: bytes) -> int:
         }
         updates["decision"] = None  # a new exchange: its decision is not known yet
     save_session(place, capture.session, updates)
-    spool.kick(place.spool_dir, place.top or place.cwd)
-    out = capture.stdout or _fallback_stdout(agent, raw)
-    if out:
-        sys.stdout.write(out + "\n")
-        sys.stdout.flush()
-    return 0
 
 
 def _last_resort(agent: str, raw: bytes, exc: BaseException) -> None:
