@@ -217,7 +217,14 @@ def handle(
         if event_name == "PreToolUse":
             for path in paths or ():
                 snapshot_before(place, session, tool_use_id, path)
+            if paths and session and tool_use_id:
+                _pending(place, session, capture)[tool_use_id] = {
+                    "tool": tool,
+                    "paths": [place.relative(p) for p in paths],
+                }
             return capture
+        if paths and session and tool_use_id:
+            _pending(place, session, capture).pop(tool_use_id, None)
         tool_response = payload.get("tool_response", payload.get("tool_output"))
         failed = event_name == "PostToolUseFailure" or _failed(tool_response)
         if paths and not failed:
@@ -262,6 +269,7 @@ def handle(
     if event_name in ("Stop", "SubagentStop", "StopFailure"):
         if event_name != "SubagentStop":
             forget_before(place, session)  # the turn is over: no write is pending
+            _unfinished_calls(place, session, agent, git, capture)
             _bypassed_edits(place, session, agent, git, capture)
         reply: str | None = _text(payload, "last_assistant_message") if reply_in_payload else None
         reply_model = model
@@ -308,6 +316,46 @@ def handle(
     if event_name in _QUIET_EVENTS:
         return capture
     raise PayloadError(f"unexpected hook event {event_name[:80]!r}")
+
+
+def _pending(place: Place, session: str, capture: Capture) -> dict[str, Any]:
+    """The turn's file-writing tool calls that started (PreToolUse) and have not ended,
+    by tool_use_id, kept in the session scratch (changes saved with the capture)."""
+    pending = capture.session_updates.get("pending_tools")
+    if not isinstance(pending, dict):
+        stored = load_session(place, session).get("pending_tools")
+        pending = dict(stored) if isinstance(stored, dict) else {}
+        capture.session_updates["pending_tools"] = pending
+    return pending
+
+
+def _unfinished_calls(
+    place: Place, session: str | None, agent: str, git: dict[str, str] | None, capture: Capture
+) -> None:
+    """At Stop: a write tool that started and never reported a result (Codex sends no
+    PostToolUse when apply_patch fails, nor for a patch run through its shell) is
+    recorded as agent.tool with status `unfinished`, so the attempt leaves a trace."""
+    if not session:
+        return
+    pending = _pending(place, session, capture)
+    for tool_use_id, call in sorted(pending.items()):
+        if not isinstance(call, dict):
+            continue
+        tool = str(call.get("tool") or "tool")
+        capture.add(
+            tool_event(
+                agent,
+                session,
+                tool,
+                {"paths": call.get("paths")},
+                "no result was reported by the agent",
+                git=git,
+                tool_use_id=tool_use_id,
+                status="unfinished",
+                detected="stop",
+            )
+        )
+    capture.session_updates["pending_tools"] = None
 
 
 def _note_written(place: Place, session: str | None, capture: Capture) -> None:

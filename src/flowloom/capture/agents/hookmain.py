@@ -267,10 +267,9 @@ def _hook(agent: str, raw: bytes) -> int:
         place, capture = _capture(agent, raw)
     from flowloom.capture import spool
 
-    for part in _turn_parts(capture):
-        _deliver(agent, raw, place, part)
+    notices = [n for part in _turn_parts(capture) for n in _deliver(agent, raw, place, part)]
     spool.kick(place.spool_dir, place.top or place.cwd)
-    out = capture.stdout or _fallback_stdout(agent, raw)
+    out = capture.stdout or _tell(agent, notices) or _fallback_stdout(agent, raw)
     if out:
         sys.stdout.write(out + "\n")
         sys.stdout.flush()
@@ -292,8 +291,23 @@ def _turn_parts(capture: Capture) -> list[Capture]:
     return [first, rest]
 
 
-def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> None:
-    """Redact, auto-commit when the capture wrote files, and spool what is left."""
+def _tell(agent: str, notices: list[str]) -> str:
+    """What the agent shows its user when capture is in trouble: Claude Code and Codex
+    read a `systemMessage` from a hook's JSON output (the session goes on); every agent
+    also gets the line on stderr."""
+    if not notices:
+        return ""
+    text = "FlowLoom: " + " ".join(notices)
+    sys.stderr.write(text + "\n")
+    if agent in ("claude-code", "codex"):
+        return json.dumps({"systemMessage": text})
+    return ""
+
+
+def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> list[str]:
+    """Redact, auto-commit when the capture wrote files, and spool what is left; what
+    the agent's user must be told."""
+    notices: list[str] = []
     for event in capture.events:
         redact_event(event)
     _ask_to_amend(place, capture)
@@ -309,6 +323,13 @@ def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> None:
             for event in to_spool:
                 if not event.redactions:
                     redact_event(event)
+                error = event.meta.get("refs", {}).get("error", "")
+                if event.kind == "capture.error" and "cannot open the ledger" in error:
+                    notices.append(
+                        f"{error}. The events are kept in the spool and recorded once the "
+                        "ledger can be written; the files are not committed. Run "
+                        "`flowloom status`."
+                    )
         elif policy.get("error"):
             error = f"auto-commit skipped: {policy['error']}"
             note = capture_error(agent, error, raw)
@@ -330,10 +351,12 @@ def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> None:
         }
         updates["decision"] = None  # a new exchange: its decision is not known yet
     save_session(place, capture.session, updates)
+    return notices
 
 
 def _last_resort(agent: str, raw: bytes, exc: BaseException) -> None:
-    """Something unexpected failed: keep a trace of it without troubling the agent."""
+    """Something unexpected failed: keep a trace of it and tell the agent's user, without
+    stopping the agent."""
     if os.environ.get("FLOWLOOM_DEBUG"):
         import traceback
 
@@ -347,9 +370,13 @@ def _last_resort(agent: str, raw: bytes, exc: BaseException) -> None:
         redact_event(event)
         spool.write(place.spool_dir, agent, [event.to_json()], now_ts())
         spool.kick(place.spool_dir, place.top or place.cwd)
-    except BaseException:
-        sys.stderr.write(f"flowloom: hook error: {type(exc).__name__}: {exc}\n")
-    out = _fallback_stdout(agent, raw)
+        notice = f"a hook failed ({type(exc).__name__}: {exc}); recorded as a capture error."
+    except BaseException as second:
+        notice = (
+            f"this {agent} event could NOT be recorded ({type(exc).__name__}: {exc}; "
+            f"and the spool: {type(second).__name__}: {second}). Run `flowloom status`."
+        )
+    out = _tell(agent, [notice]) or _fallback_stdout(agent, raw)
     if out:
         sys.stdout.write(out + "\n")
 
