@@ -38,8 +38,8 @@ from flowloom.ledger.log import Ledger
 
 __all__ = [
     "ACK_ACTION",
-    "STALE_SPOOL_S",
     "SILENT_AFTER_S",
+    "STALE_SPOOL_S",
     "Backlog",
     "CaptureError",
     "SilentAgent",
