@@ -13,7 +13,10 @@ Claude Code runs a command hook with one JSON object on stdin (common fields
 - `PostToolUseFailure` (… `error`, `is_interrupt`) → agent.tool with status error
 - `Stop` / `SubagentStop` → agent.response: the text of the last assistant message in
   the transcript (`transcript_path`, JSONL); Stop also deletes the turn's leftover
-  before-images and shreds their key (`flowloom.capture.agents.snapshots`)
+  before-images and shreds their key (`flowloom.capture.agents.snapshots`), records
+  write calls that never ended (agent.tool, status `unfinished`) and edits that
+  bypassed capture (artifact.write `detected: stop` and capture.bypass, against the
+  work tree noted at UserPromptSubmit: `flowloom.capture.agents.worktree`)
 - `SessionEnd` (`reason`) → session.end
 
 For UserPromptSubmit and SessionStart, Claude Code adds whatever the hook prints to the
