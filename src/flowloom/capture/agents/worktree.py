@@ -17,8 +17,10 @@ leaves no artifact.write. So:
 
 An edit you make in your editor while the agent works is indistinguishable from one the
 agent made outside its tools, and is recorded (and committed) as the turn's too; the
-`detected: stop` mark says so. Standard library only (hooks stay light); at most
-`MAX_FILES` changed files are followed (beyond that nothing is reported).
+`detected: stop` mark says so. Claude Code's `.claude/settings.local.json` (the
+permissions a person granted, personal by design) is never reported. Standard library
+only (hooks stay light); at most `MAX_FILES` changed files are followed (beyond that
+nothing is reported).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ MAX_FILES = 5000
 """More changed files than this at once: the work tree is not followed for the turn."""
 
 _ABSENT = "absent"
+_PERSONAL = frozenset({".claude/settings.local.json"})
+"""Files an agent writes for itself, never meant for the repository (Claude Code's
+permission choices)."""
 _TIMEOUT_S = 30
 
 
@@ -83,6 +88,8 @@ def snapshot(place: Place) -> dict[str, str] | None:
         if len(record) < 4:
             continue
         rel = os.fsdecode(record[3:])
+        if rel in _PERSONAL:
+            continue
         if len(states) >= MAX_FILES:
             return None
         states[rel] = _state(os.path.join(place.top, rel))
