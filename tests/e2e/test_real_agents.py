@@ -256,18 +256,27 @@ def test_a_secret_in_the_prompt_is_redacted(agent: Agent, tmp_path: Path) -> Non
 def _freeze(paths: list[Path]) -> Callable[[], None]:
     """Make the ledger files unwritable for everyone, root included; returns the undo.
 
-    `chattr +i` (immutable) stops root too; without it (a file system that has no such
-    flag) the test runs only as a user whom mode bits stop."""
+    Root ignores mode bits, so as root the files are made immutable (`chattr +i`); a file
+    system without that flag skips the test rather than pretend."""
     if os.geteuid() != 0:
         for path in paths:
             path.chmod(0o400)
-        return lambda: [p.chmod(0o600) for p in paths] and None
+
+        def restore_modes() -> None:
+            for path in paths:
+                path.chmod(0o600)
+
+        return restore_modes
     done = subprocess.run(
         ["chattr", "+i", *map(str, paths)], capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         pytest.skip(f"chattr +i is not available here: {done.stderr.strip()}")
-    return lambda: subprocess.run(["chattr", "-i", *map(str, paths)], check=True) and None
+
+    def thaw() -> None:
+        subprocess.run(["chattr", "-i", *map(str, paths)], check=True)
+
+    return thaw
 
 
 def test_an_unwritable_ledger_is_reported_to_the_user_and_nothing_is_lost(
