@@ -419,6 +419,27 @@ def _capture_health(
     return data, warnings
 
 
+def _silent_agent_warnings(
+    ctx: click.Context, setup: dict[str, str], state_dir: str, capture: dict[str, Any]
+) -> list[str]:
+    """Agent hooks installed here long enough ago that never recorded anything."""
+    from flowloom.capture import health
+
+    ledger = AppContext.of(ctx).services("read").ledger
+    hooked = [agent for agent, how in setup.items() if how == "ok"]
+    silent = health.silent_agents(ledger, hooked, state_dir)
+    capture["silent_agents"] = [s.to_json() for s in silent]
+    hints = {
+        "codex": " (Codex runs them only once the project and its hooks are trusted: "
+        "docs/capture.md)",
+    }
+    return [
+        f"{s.agent} hooks were installed {_ago(s.age_s)} ({s.installed}) and have never "
+        f"fired: nothing from {s.agent} is being recorded{hints.get(s.agent, '')}"
+        for s in silent
+    ]
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option(
@@ -478,6 +499,8 @@ def status(ctx: click.Context, as_json: bool, acknowledge: bool) -> None:
         ctx, state_dir, settings.server_url is None, acknowledge, ledger is not None
     )
     warnings.extend(capture_warnings)
+    if ledger is not None and settings.server_url is None and policy.configured:
+        warnings.extend(_silent_agent_warnings(ctx, setup, state_dir, capture))
     if ledger is not None and share is not None:
         warnings.extend(_ledger_warnings(ledger, share, settings.server_url is None))
     verification = _last_verification(ctx)

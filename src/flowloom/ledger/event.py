@@ -81,6 +81,9 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
         ),
         "export.generate": "An evidence bundle, report or export was produced.",
         "capture.error": "Capture failed or was partial, so that a gap in the record is visible.",
+        "capture.bypass": (
+            "Files changed during an agent's turn that no tool hook reported: paths, digests."
+        ),
     }
 )
 """The catalogue: every fixed event kind and what it records (docs/events.md)."""
