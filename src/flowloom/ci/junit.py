@@ -114,7 +114,7 @@ def _tree(data: bytes, name: str) -> Element:
     parser.StartDoctypeDeclHandler = _refuse_doctype
     parser.EntityDeclHandler = _refuse_doctype
     parser.ExternalEntityRefHandler = lambda *_: _refuse_doctype()  # type: ignore[assignment]
-    parser.StartElementHandler = builder.start  # type: ignore[assignment]
+    parser.StartElementHandler = builder.start
     parser.EndElementHandler = builder.end
     parser.CharacterDataHandler = builder.data
     parser.buffer_text = True
