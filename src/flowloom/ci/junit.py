@@ -18,19 +18,22 @@ from __future__ import annotations
 
 import hashlib
 import xml.parsers.expat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
-from xml.etree.ElementTree import Element, TreeBuilder
+from xml.etree.ElementTree import Element, SubElement, TreeBuilder, tostring
 
 from flowloom.errors import InputError
 
 __all__ = [
+    "GATE_PROPERTY",
     "MAX_JUNIT_BYTES",
     "JUnitError",
     "JUnitFile",
     "Outcome",
     "TestCase",
     "parse_junit",
+    "write_junit",
 ]
 
 MAX_JUNIT_BYTES: Final = 64 * 1024 * 1024
@@ -38,6 +41,10 @@ MAX_JUNIT_BYTES: Final = 64 * 1024 * 1024
 
 MESSAGE_CHARS: Final = 500
 """How much of a failure's message is kept per case (the whole file is the CI's artifact)."""
+
+GATE_PROPERTY: Final = "flowloom.gate"
+"""The suite property that marks `flowloom check --junit` output: the gate's verdict
+shown in the CI's test view, never test results (`flowloom ci record` refuses it)."""
 
 Outcome = Literal["passed", "failed", "error", "skipped"]
 
@@ -197,5 +204,41 @@ def parse_junit(data: bytes, name: str) -> JUnitFile:
             elif tag == "testsuite":
                 walk(child, child.get("name", suite))
 
+    for element in root.iter():
+        if _local(element.tag) == "property" and element.get("name") == GATE_PROPERTY:
+            raise JUnitError(
+                f"{name}: is the FlowLoom gate's verdict (flowloom check --junit), not test "
+                "results; nothing was recorded",
+                hint="give the JUnit files your test runner wrote",
+            )
     walk(root, root.get("name", "") if _local(root.tag) == "testsuite" else "")
     return JUnitFile(name=name, sha256=hashlib.sha256(data).hexdigest(), cases=tuple(cases))
+
+
+def write_junit(suite: str, cases: Sequence[TestCase], *, gate: bool = False) -> bytes:
+    """JUnit XML for `cases` in one suite (``<testsuites>`` root, as pytest writes it)."""
+    root = Element("testsuites", {"name": suite})
+    counts = {
+        "tests": str(len(cases)),
+        "failures": str(sum(1 for c in cases if c.outcome == "failed")),
+        "errors": str(sum(1 for c in cases if c.outcome == "error")),
+        "skipped": str(sum(1 for c in cases if c.outcome == "skipped")),
+    }
+    element = SubElement(root, "testsuite", {"name": suite, **counts})
+    if gate:
+        properties = SubElement(element, "properties")
+        SubElement(properties, "property", {"name": GATE_PROPERTY, "value": "true"})
+    for case in cases:
+        attributes = {"classname": case.classname, "name": case.name}
+        if case.time is not None:
+            attributes["time"] = f"{case.time:.3f}"
+        item = SubElement(element, "testcase", attributes)
+        tag = {"failed": "failure", "error": "error", "skipped": "skipped"}.get(case.outcome)
+        if tag is not None:
+            detail = SubElement(item, tag, {"message": case.message.partition("\n")[0]})
+            detail.text = case.message
+    return (
+        b'<?xml version="1.0" encoding="utf-8"?>\n'
+        + bytes(tostring(root, encoding="utf-8", xml_declaration=False))
+        + b"\n"
+    )

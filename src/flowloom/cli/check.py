@@ -31,6 +31,13 @@ __all__ = ["check"]
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @click.option("--record", is_flag=True, help="Record the verdict in the ledger (ci.result).")
 @click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    metavar="PATH",
+    help="Also write the verdict as JUnit XML (one test case per commit), for the CI's test view.",
+)
+@click.option(
     "--ledger-ref",
     metavar="REF",
     help="Judge against the log published in git at REF (refs/flowloom/log): CI without a server.",
@@ -48,6 +55,7 @@ def check(
     branch: str | None,
     as_json: bool,
     record: bool,
+    junit_path: Path | None,
     ledger_ref: str | None,
     vkey: str | None,
 ) -> None:
@@ -98,6 +106,8 @@ def check(
     report = check_commits(repo, book, policy, selected, description=description, branch=branch)
     if record:
         _record(ledger, repo, report)
+    if junit_path is not None:
+        _write_junit(junit_path, report)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -138,3 +148,25 @@ def _record(ledger: Ledger, repo: GitRepo, report: CheckReport) -> None:
     if git:
         meta["git"] = git
     ledger.record("ci.result", meta=meta)
+
+
+def _write_junit(path: Path, report: CheckReport) -> None:
+    """The verdict as JUnit XML, marked as the gate's (`flowloom ci record` refuses it)."""
+    from flowloom.ci.junit import Outcome, TestCase, write_junit
+
+    cases = []
+    for verdict in report.commits:
+        outcome: Outcome = "passed" if verdict.ok else "failed"
+        cases.append(
+            TestCase(
+                suite="flowloom check",
+                classname=f"flowloom check {report.branch or report.range}",
+                name=f"{verdict.sha[:12]} {verdict.subject}",
+                outcome=outcome,
+                message="\n".join(p.message for p in verdict.problems),
+            )
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(write_junit("flowloom check", cases, gate=True))
+    temporary.replace(path)
