@@ -57,6 +57,8 @@ class JUnitError(InputError):
 class TestCase:
     """One test case as the file reports it."""
 
+    __test__ = False  # not a pytest class
+
     suite: str
     classname: str
     name: str
