@@ -27,9 +27,7 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
-def test_a_github_job_token_is_requested_and_verified(
-    issuer: CIIssuer, http: httpx.Client
-) -> None:
+def test_a_github_job_token_is_requested_and_verified(issuer: CIIssuer, http: httpx.Client) -> None:
     env = {**issuer.github_env(), "GITHUB_REPOSITORY": "someone/else", "GITHUB_RUN_ID": "1"}
     found = identify(env, http)
     assert found.verified and found.platform == "github"
@@ -105,7 +103,11 @@ def test_the_jwks_is_fetched_over_https_only(issuer: CIIssuer, http: httpx.Clien
         )
     # A given JWKS URL is used instead of discovery.
     claims = verify_token(
-        token, issuer=issuer.issuer, audience="flowloom", http=http, jwks_url=f"{issuer.issuer}/jwks"
+        token,
+        issuer=issuer.issuer,
+        audience="flowloom",
+        http=http,
+        jwks_url=f"{issuer.issuer}/jwks",
     )
     assert claims["sha"] == SHA
 
