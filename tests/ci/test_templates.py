@@ -22,7 +22,13 @@ from xml.etree import ElementTree
 import pytest
 import yaml
 
-from flowloom.ci.templates import PLACEHOLDER_TEST_COMMAND, InstallSpec, install_spec, render
+from flowloom.ci.templates import (
+    PLACEHOLDER_TEST_COMMAND,
+    InstallSpec,
+    install_spec,
+    pinned,
+    render,
+)
 from flowloom.errors import InputError
 from tests.capture.git_sandbox import DECISION, Sandbox
 
@@ -267,3 +273,27 @@ def test_from_a_local_wheel_it_asks() -> None:
     with pytest.raises(InputError, match="which CI cannot reach") as caught:
         _spec({"url": "file:///srv/dist/flowloom-0.1.0-py3-none-any.whl", "archive_info": {}})
     assert "--ci-install SPEC" in (caught.value.hint or "")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_pinned_commit_is_what_pip_installs(tmp_path: Path) -> None:
+    """The pin's form, given to the real pip: it resolves FlowLoom at exactly that commit
+    (this checkout's HEAD, over file:// instead of the team's host)."""
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", "HEAD"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    if not head:
+        pytest.skip("not run from a git checkout")
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--quiet",
+         "--report", str(report), pinned(ROOT.as_uri(), head)],
+        capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    [item] = json.loads(report.read_text())["install"]
+    assert item["metadata"]["name"] == "flowloom"
+    assert item["download_info"]["vcs_info"]["commit_id"] == head

@@ -39,6 +39,7 @@ __all__ = [
     "InstallSpec",
     "install_spec",
     "job_script",
+    "pinned",
     "render",
     "write_ci",
 ]
@@ -60,6 +61,11 @@ class InstallSpec:
 
     requirement: str
     how: str
+
+
+def pinned(url: str, commit: str) -> str:
+    """The pip requirement for FlowLoom at `commit` of the git repository at `url`."""
+    return f"flowloom @ git+{url}@{commit}"
 
 
 def _git(directory: Path, *args: str) -> str | None:
@@ -102,7 +108,7 @@ def _from_checkout(source: Path) -> InstallSpec:
         public = _public_url(url) if url else None
         if public is not None:
             return InstallSpec(
-                f"flowloom @ git+{public}@{commit}",
+                pinned(public, commit),
                 f"the commit your FlowLoom runs from ({commit[:12]}), as pushed to {remote}",
             )
     raise InputError(
@@ -147,7 +153,7 @@ def install_spec(
         if public is not None:
             commit = str(vcs["commit_id"])
             return InstallSpec(
-                f"flowloom @ git+{public}@{commit}",
+                pinned(public, commit),
                 f"the commit your FlowLoom was installed from ({commit[:12]})",
             )
     if url.startswith("file://") and isinstance(direct.get("dir_info"), Mapping):
