@@ -156,3 +156,12 @@ def test_pytests_own_junit_recorded_end_to_end(box: Sandbox) -> None:
     )  # fmt: skip
     parse_junit((box.repo / "test-results" / "pytest.xml").read_bytes(), "pytest.xml")
     assert "1 tests, 1 passed" in box.ok("ci", "record", "--junit", "test-results/pytest.xml")
+
+
+def test_with_a_team_server_nothing_is_recorded_where_it_would_vanish(box: Sandbox) -> None:
+    path = _results(box, "a.xml", PASSING)
+    done = box.flowloom(
+        "ci", "record", "--junit", path, env={"FLOWLOOM_SERVER": "http://127.0.0.1:9"}
+    )
+    assert done.returncode == 3 and "takes no test results yet" in done.stderr
+    assert box.events("test.result") == []

@@ -97,6 +97,14 @@ def record(
     from flowloom.ci.identity import identify
     from flowloom.ci.junit import parse_junit
 
+    settings = AppContext.of(ctx).settings()
+    if settings.server_url is not None:
+        # Recorded here they would stay in this runner's own ledger, and vanish with it.
+        raise InputError(
+            f"this project records to the team server {settings.server_url}, which takes no "
+            "test results yet: nothing was recorded",
+            hint="in CI, set FLOWLOOM_DATABASE to the team ledger and leave FLOWLOOM_SERVER unset",
+        )
     repo = GitRepo.discover(Path.cwd())
     files = []
     for path in _paths(patterns):
