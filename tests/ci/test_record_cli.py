@@ -100,6 +100,11 @@ def test_a_verified_github_run(box: Sandbox, issuer: CIIssuer) -> None:
     [event] = box.events("test.result")
     assert event["actor"] == {"type": "service", "id": "ci:github:acme/app"}
     assert event["refs"]["ci"]["issuer"] == issuer.issuer
+    # The gate's verdict names the same verified run.
+    box.flowloom("check", "--all", "--record", env=env)
+    [verdict] = box.events("ci.result")
+    assert verdict["refs"]["ci"]["verified"] is True
+    assert verdict["refs"]["ci"]["claims"]["run_id"] == "77"
 
 
 def test_a_token_for_another_commit_or_a_forged_one_records_nothing(

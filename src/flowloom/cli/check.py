@@ -105,7 +105,7 @@ def check(
     )
     report = check_commits(repo, book, policy, selected, description=description, branch=branch)
     if record:
-        _record(ledger, repo, report)
+        _record(ledger, repo, report, _run_identity(repo))
     if junit_path is not None:
         _write_junit(junit_path, report)
     if as_json:
@@ -131,7 +131,28 @@ def _print(report: CheckReport) -> None:
         click.echo(f"FAILED: {summary}, {len(report.failing)} failing", err=True)
 
 
-def _record(ledger: Ledger, repo: GitRepo, report: CheckReport) -> None:
+def _run_identity(repo: GitRepo) -> dict[str, Any]:
+    """The CI run recording the verdict (`flowloom.ci.identity`): verified from its OIDC
+    token when there is one, else what the environment claims; asked before recording."""
+    import os
+
+    import httpx
+
+    from flowloom.ci.identity import DEFAULT_AUDIENCE, CIIdentityError, identify
+
+    audience = os.environ.get("FLOWLOOM_CI_AUDIENCE") or DEFAULT_AUDIENCE
+    with httpx.Client(timeout=30, follow_redirects=False) as http:
+        identity = identify(None, http, audience=audience)
+    head = repo.head()
+    if identity.verified and identity.sha and head and identity.sha != head:
+        raise CIIdentityError(
+            f"the CI run's verified token is for commit {identity.sha[:12]}, but HEAD is "
+            f"{head[:12]}: the verdict was not recorded"
+        )
+    return identity.to_json()
+
+
+def _record(ledger: Ledger, repo: GitRepo, report: CheckReport, run: dict[str, Any]) -> None:
     refs: dict[str, Any] = {
         "ok": report.ok,
         "checked": len(report.commits),
@@ -142,6 +163,7 @@ def _record(ledger: Ledger, repo: GitRepo, report: CheckReport) -> None:
     }
     if report.branch:
         refs["branch"] = report.branch
+    refs["ci"] = run
     meta: dict[str, Any] = {"subject": report.range, "refs": refs}
     head = repo.head()
     git = {k: v for k, v in {"branch": repo.branch(), "head": head}.items() if v}
