@@ -72,6 +72,9 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
         "commit.link": "A git commit linked to its decision and session.",
         "override.grant": "A policy check was overridden; the reason is recorded.",
         "ci.result": "The verdict of the CI gate (flowloom check) on a range of commits.",
+        "test.result": (
+            "Test results (JUnit) for the tree that was tested, with the CI run's identity."
+        ),
         "config.change": "A setting or the committed policy changed.",
         "redaction.apply": "Secrets or personal data were redacted before content was stored.",
         "erasure.tombstone": "A body was erased (its key and salt destroyed): who, what, why.",
