@@ -128,26 +128,27 @@ class SqlQuotaStore:
                     text("DELETE FROM gateway_quota_use WHERE scope = :s AND bucket < :b"),
                     {"s": s, "b": ask.expire_bucket_before},
                 )
-            rows = conn.execute(
-                text(
-                    "SELECT bucket, amount, newest FROM gateway_quota_use WHERE scope = :s"
-                    " ORDER BY newest, bucket"
-                ),
-                {"s": s},
-            ).all()
-            if ask.seed is not None and not any(int(r.bucket) == ask.bucket for r in rows):
+            rows = [
+                _Row(int(r.bucket), float(r.amount), float(r.newest))
+                for r in conn.execute(
+                    text(
+                        "SELECT bucket, amount, newest FROM gateway_quota_use WHERE scope = :s"
+                        " ORDER BY newest, bucket"
+                    ),
+                    {"s": s},
+                )
+            ]
+            if ask.seed is not None and not any(r.bucket == ask.bucket for r in rows):
                 first = max(float(ask.seed(conn)), 0.0)
                 conn.execute(self._add, {"s": s, "b": ask.bucket, "a": first, "n": ask.now})
                 rows = [*rows, _Row(ask.bucket, first, ask.now)]
-            used = sum(float(r.amount) for r in rows)
+            used = sum(r.amount for r in rows)
             left = ask.limit - used
             granted = 0.0
             if ask.want > 0 and left >= ask.need - EPSILON and left > EPSILON:
                 granted = min(ask.want, left)
-                conn.execute(
-                    self._add, {"s": s, "b": ask.bucket, "a": granted, "n": ask.newest}
-                )
-        return Grant(granted, used, tuple((float(r.amount), float(r.newest)) for r in rows))
+                conn.execute(self._add, {"s": s, "b": ask.bucket, "a": granted, "n": ask.newest})
+        return Grant(granted, used, tuple((r.amount, r.newest) for r in rows))
 
 
 @dataclass(frozen=True)

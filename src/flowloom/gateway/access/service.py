@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import json
 import re
 import threading
@@ -866,7 +867,7 @@ class Access:
                     need=1e-6,
                     amount=estimate,
                     expire_bucket_before=bucket,
-                    seed=lambda conn, s=scope, b=start: self._period_spend(conn, s, b),
+                    seed=functools.partial(self._period_spend, scope=scope, start=start),
                 )
                 if refused is not None:
                     raise BudgetExceededError(
@@ -879,8 +880,8 @@ class Access:
                     )
                 taken.append((quota_scope, bucket, estimate))
         except BaseException:
-            for scope, bucket, amount in taken:
-                leases.untake(scope, bucket, amount, now)
+            for taken_scope, taken_bucket, taken_amount in taken:
+                leases.untake(taken_scope, taken_bucket, taken_amount, now)
             raise
         return tuple(taken)
 
