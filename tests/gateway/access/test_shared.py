@@ -123,3 +123,12 @@ def test_a_refused_admission_gives_its_shared_units_back(
         other.admit(unbudgeted, model="m", est_tokens=1)
     with pytest.raises(RateLimitedError):
         other.admit(unbudgeted, model="m", est_tokens=1)
+
+
+def test_a_process_stopping_gives_its_leases_back(open_access: OpenAccess) -> None:
+    settings = AccessSettings(background=False, lease_fraction=0.25)
+    here, there = open_access(settings=settings), open_access(settings=settings)
+    key, secret = here.create_key(owner_user="alice", rpm=100, budget_usd=100)
+    here.admit(key, model="m", est_tokens=1)  # leases 25 requests and $25
+    here.close()
+    assert _admitted(there, secret, 200) == 99

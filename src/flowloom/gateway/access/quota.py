@@ -291,15 +291,16 @@ class Leases:
         with self._lock:
             self._owe(scope, bucket, delta, now)
 
-    def flush(self, now: float, *, idle_before: float) -> None:
-        """Write owed corrections, and give back leases expired or idle since `idle_before`."""
+    def flush(self, now: float, *, idle_before: float, everything: bool = False) -> None:
+        """Write owed corrections, and give back leases expired or idle since `idle_before`
+        (with `everything`, all leases: the process is stopping)."""
         with self._io:
             with self._lock:
                 scopes = set(self._owed)
                 scopes.update(
                     s
                     for s, lease in self._leases.items()
-                    if now >= lease.expires or lease.last_used < idle_before
+                    if everything or now >= lease.expires or lease.last_used < idle_before
                 )
                 work = [(scope, self._release(scope, now)) for scope in sorted(scopes)]
             for index, (scope, adjust) in enumerate(work):

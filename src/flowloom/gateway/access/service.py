@@ -1184,11 +1184,15 @@ class Access:
         """Write the pending spend now (one transaction); kept for retry on failure.
 
         Also counts the shared-quota corrections owed and gives back leases that expired
-        or were not used for two refresh intervals.
+        or were not used for two refresh intervals (all of them once closed).
         """
         if self._leases is not None:
             now = self._clock()
-            self._leases.flush(now, idle_before=now - 2 * self._settings.refresh_interval_s)
+            self._leases.flush(
+                now,
+                idle_before=now - 2 * self._settings.refresh_interval_s,
+                everything=self._closed,
+            )
         with self._flush_lock:
             with self._lock:
                 rows, self._pending = self._pending, {}
