@@ -570,7 +570,8 @@ def start_litellm(
     ]
     process, log = _spawn(name, argv, workdir, env)
     proc = Proc(name, f"http://127.0.0.1:{port}", process, log, {"version": version})
-    _wait_ready(proc, "/health/liveliness", 180)
+    # each worker imports LiteLLM anew: on a busy machine that takes minutes
+    _wait_ready(proc, "/health/liveliness", 180 + 150 * (workers - 1))
     return proc
 
 

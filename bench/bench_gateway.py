@@ -608,6 +608,8 @@ async def run(args: argparse.Namespace) -> int:
         note(f"load average {started_load}; work directory {base}")
         simulator = start_simulator(base, load_core)
         procs.append(simulator)
+        if args.workers_only:
+            return await _workers_only(args, base, simulator, started_load)
         flowloom = start_flowloom(base, simulator.url, proxy_core, plain_io=args.plain_io)
         procs.append(flowloom)
         targets = [
@@ -907,6 +909,25 @@ async def _measure_workers(
     return out
 
 
+async def _workers_only(
+    args: argparse.Namespace, base: Path, simulator: Proc, started_load: list[float]
+) -> int:
+    """--workers-only: the multi-process phase alone (the simulator is up)."""
+    exe: Path | None = None
+    version: str | None = None
+    if args.no_litellm:
+        emit("gateway_litellm_available", False, "bool", reason="--no-litellm")
+    else:
+        try:
+            exe, version = install_litellm(args.litellm_upgrade)
+            emit("gateway_litellm_available", True, "bool", version=version)
+        except (SetupError, OSError, subprocess.SubprocessError) as exc:
+            emit("gateway_litellm_available", False, "bool", reason=str(exc)[:1500])
+    ok = await workers_phase(args, base, simulator, exe, version)
+    emit("gateway_load", loadavg()[0], "loadavg", at_start=started_load, at_end=loadavg())
+    return 0 if ok else 1
+
+
 async def workers_phase(
     args: argparse.Namespace,
     base: Path,
@@ -1037,6 +1058,7 @@ def main() -> None:
     parser.add_argument(
         "--workers-rpm", type=int, default=10_000_000, help="the virtual key's rpm in that phase"
     )
+    parser.add_argument("--workers-only", action="store_true", help="only the multi-process phase")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     parser.add_argument("--dir", default=None, help="where the work directory goes")
     parser.add_argument(
@@ -1049,7 +1071,7 @@ def main() -> None:
         args.soak_rate = 100.0
         args.workers_n, args.workers_concurrency = 40, "8"
     if args.workers is None:
-        args.workers = "" if args.quick else "1,2,4"
+        args.workers = "" if args.quick and not args.workers_only else "1,2,4"
     if args.soak_peer_seconds is None:
         args.soak_peer_seconds = args.soak_seconds
     if (os.cpu_count() or 1) < 2 or shutil.which("taskset") is None:
