@@ -222,6 +222,10 @@ def _run_workers(spec: object, workers: int, host: str, port: int, log_level: st
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=10,
+            # uvicorn kills a worker that does not answer its health ping in time (5 s by
+            # default) and starts another: on a busy host a worker still importing would
+            # be killed forever (LiteLLM's workers never come up so, bench_gateway.py).
+            timeout_worker_healthcheck=60,
         )
     finally:
         shutil.rmtree(samples, ignore_errors=True)
