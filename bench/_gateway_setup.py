@@ -567,6 +567,9 @@ def start_litellm(
         str(port),
         "--num_workers",
         str(workers),
+        # as `flowloom gateway serve --workers`: uvicorn's 5 s default kills workers still
+        # importing on a busy machine, and restarts them forever
+        *(["--timeout_worker_healthcheck", "60"] if workers > 1 else []),
     ]
     process, log = _spawn(name, argv, workdir, env)
     proc = Proc(name, f"http://127.0.0.1:{port}", process, log, {"version": version})
