@@ -21,6 +21,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,15 +273,24 @@ def _hide_fast_io(workdir: Path, env: dict[str, str]) -> None:
 
 
 def start_flowloom(
-    workdir: Path, simulator_url: str, core: int | None, *, plain_io: bool = False
+    workdir: Path,
+    simulator_url: str,
+    core: int | None,
+    *,
+    plain_io: bool = False,
+    workers: int = 1,
+    database: str | None = None,
+    name: str = "flowloom",
 ) -> Proc:
-    """`flowloom gateway serve`: one worker, recording fail-closed into a fresh SQLite ledger.
+    """`flowloom gateway serve`: recording fail-closed into a fresh SQLite ledger, open
+    access, one worker; or with `database` (a postgresql:// URL) into that database,
+    callers needing a virtual key (limits and budgets checked), `workers` processes.
 
     `plain_io`: without uvloop and httptools (asyncio + h11), to measure what they bring.
     """
     port = free_port()
     config = write_flowloom_config(workdir, simulator_url)
-    database = workdir / "ledger.db"
+    ledger: str | Path = database or workdir / "ledger.db"
     home = workdir / "home"
     env = _flowloom_env()
     env["FLOWLOOM_HOME"] = str(home)
@@ -292,7 +302,7 @@ def start_flowloom(
         "-m",
         "flowloom",
         "--database",
-        str(database),
+        str(ledger),
         "--project",
         PROJECT,
         "gateway",
@@ -303,20 +313,90 @@ def start_flowloom(
         str(port),
         "--record",
         "fail_closed",
-        "--open-access",
+        *(["--open-access"] if database is None else []),
+        "--workers",
+        str(workers),
         "--log-level",
         "warning",
     ]
-    process, log = _spawn("flowloom", argv, workdir, env)
+    process, log = _spawn(name, argv, workdir, env)
     proc = Proc(
-        "flowloom",
+        name,
         f"http://127.0.0.1:{port}",
         process,
         log,
-        {"database": database, "home": home},
+        {"database": ledger, "home": home, "workers": workers},
     )
-    _wait_ready(proc, "/readyz", 60)
+    _wait_ready(proc, "/readyz", 120)
     return proc
+
+
+# -- PostgreSQL -------------------------------------------------------------------------
+
+PG_URL = os.environ.get("FLOWLOOM_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextlib.contextmanager
+def pg_schema() -> Iterator[str]:
+    """A URL on a fresh schema of the bench's PostgreSQL server, dropped after."""
+    import uuid
+    from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+    import psycopg
+    from psycopg import sql
+
+    schema = f"flowloom_bench_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    except psycopg.Error as exc:
+        raise SetupError(f"PostgreSQL is not reachable for the workers phase: {exc}") from exc
+    parts = urlsplit(PG_URL)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "options"]
+    query.append(("options", f"-csearch_path={schema}"))
+    try:
+        yield urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def limited_key(database: str, *, rpm: int, tpm: int, budget_usd: float) -> str:
+    """A virtual key with limits and a monthly budget in `database`: its secret."""
+    from flowloom.gateway.access import Access
+    from flowloom.gateway.access.service import AccessSettings
+
+    access = Access(
+        database, master_key_loader=lambda: bytes(32), settings=AccessSettings(background=False)
+    )
+    try:
+        _, secret = access.create_key(
+            owner_user="bench", project=PROJECT, rpm=rpm, tpm=tpm, budget_usd=budget_usd
+        )
+        return secret
+    finally:
+        access.close()
+
+
+def quota_counted(database: str) -> dict[str, float]:
+    """What the shared quota rows hold per kind (rpm, tpm, usd), after the gateway stopped."""
+    from sqlalchemy import text
+
+    from flowloom.auth.schema import make_engine
+
+    engine = make_engine(database)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT scope, SUM(amount) AS amount FROM gateway_quota_use GROUP BY scope")
+            ).all()
+        out: dict[str, float] = {}
+        for row in rows:
+            kind = str(row.scope).split(":", 1)[0]
+            out[kind] = out.get(kind, 0.0) + float(row.amount)
+        return out
+    finally:
+        engine.dispose()
 
 
 def recorder_status(proc: Proc) -> dict[str, Any]:
@@ -455,9 +535,15 @@ def write_litellm_config(workdir: Path, simulator_url: str) -> Path:
 
 
 def start_litellm(
-    workdir: Path, simulator_url: str, core: int | None, exe: Path, version: str
+    workdir: Path,
+    simulator_url: str,
+    core: int | None,
+    exe: Path,
+    version: str,
+    workers: int = 1,
+    name: str = "litellm",
 ) -> Proc:
-    """`litellm --config ... --num_workers 1` pinned like the gateway."""
+    """`litellm --config ... --num_workers N` pinned like the gateway."""
     port = free_port()
     config = write_litellm_config(workdir, simulator_url)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -480,11 +566,15 @@ def start_litellm(
         "--port",
         str(port),
         "--num_workers",
-        "1",
+        str(workers),
+        # as `flowloom gateway serve --workers`: uvicorn's 5 s default kills workers still
+        # importing on a busy machine, and restarts them forever
+        *(["--timeout_worker_healthcheck", "60"] if workers > 1 else []),
     ]
-    process, log = _spawn("litellm", argv, workdir, env)
-    proc = Proc("litellm", f"http://127.0.0.1:{port}", process, log, {"version": version})
-    _wait_ready(proc, "/health/liveliness", 180)
+    process, log = _spawn(name, argv, workdir, env)
+    proc = Proc(name, f"http://127.0.0.1:{port}", process, log, {"version": version})
+    # each worker imports LiteLLM anew: on a busy machine that takes minutes
+    _wait_ready(proc, "/health/liveliness", 180 + 150 * (workers - 1))
     return proc
 
 

@@ -21,7 +21,15 @@ Figures (FlowLoom ``value``, LiteLLM ``peer_value``, the bare simulator where it
 - RSS idle (after a warm-up) and under load (max while stepping), VmRSS of the process tree;
 - RSS over a soak at a steady paced rate (``--soak-seconds 600`` for the 10-minute run);
 - the bare simulator's own throughput on one core (a second simulator pinned to core 1);
-- that FlowLoom's ledger holds one ``gateway.exchange`` per request sent, and verifies.
+- that FlowLoom's ledger holds one ``gateway.exchange`` per request sent, and verifies;
+- past one process (``--workers 1,2,4``): for each worker count, FlowLoom with that many
+  workers recording into PostgreSQL and checking a virtual key's rpm, tpm and monthly
+  budget (limits shared through the database, quota.py), beside LiteLLM with as many
+  workers (no database: it checks no limit); added latency p50/p99 at concurrency 1,
+  throughput at each ``--workers-concurrency`` step, and the proxy's CPU time per
+  request (all its processes), which holds on a busy machine where req/s does not.
+  Not pinned: the workers need both cores, which they share with the simulator and
+  the load generator.
 
 If LiteLLM cannot be installed or started (or with ``--no-litellm``) a JSON line says so
 and FlowLoom is still measured against the bare simulator.
@@ -61,7 +69,10 @@ from bench._gateway_setup import (  # noqa: E402
     SetupError,
     check_flowloom_ledger,
     install_litellm,
+    limited_key,
     loadavg,
+    pg_schema,
+    quota_counted,
     start_flowloom,
     start_litellm,
     start_simulator,
@@ -158,6 +169,21 @@ class Target:
     proc: Proc | None
     sent: int = 0
     failures: list[str] = field(default_factory=list)
+    key: str | None = None  # a virtual key to send instead of CALLER_KEY
+    _headers: dict[int, dict[str, str]] = field(default_factory=dict)
+
+    def headers(self, req: Req) -> dict[str, str]:
+        if self.key is None:
+            return req.headers
+        found = self._headers.get(id(req))
+        if found is None:
+            found = dict(req.headers)
+            if "x-api-key" in found:
+                found["x-api-key"] = self.key
+            if "authorization" in found:
+                found["authorization"] = f"Bearer {self.key}"
+            self._headers[id(req)] = found
+        return found
 
     def fail(self, text: str) -> None:
         if len(self.failures) < 5:
@@ -178,7 +204,9 @@ async def send(session: aiohttp.ClientSession, target: Target, req: Req) -> floa
     target.sent += 1
     started = time.perf_counter()
     try:
-        async with session.post(target.url + req.path, data=req.body, headers=req.headers) as r:
+        async with session.post(
+            target.url + req.path, data=req.body, headers=target.headers(req)
+        ) as r:
             await r.read()
             if r.status != 200:
                 target.fail(f"{req.path}: HTTP {r.status}")
@@ -221,7 +249,9 @@ async def send_stream(
     first: float | None = None
     events = tokens = 0
     try:
-        async with session.post(target.url + req.path, data=req.body, headers=req.headers) as r:
+        async with session.post(
+            target.url + req.path, data=req.body, headers=target.headers(req)
+        ) as r:
             if r.status != 200:
                 await r.read()
                 target.fail(f"{req.path} (stream): HTTP {r.status}")
@@ -572,11 +602,14 @@ async def run(args: argparse.Namespace) -> int:
     proxy_core = PROXY_CORE if args.pin else None
     procs: list[Proc] = []
     litellm_version: str | None = None
+    litellm_exe: Path | None = None
     started_load = loadavg()
     try:
         note(f"load average {started_load}; work directory {base}")
         simulator = start_simulator(base, load_core)
         procs.append(simulator)
+        if args.workers_only:
+            return await _workers_only(args, base, simulator, started_load)
         flowloom = start_flowloom(base, simulator.url, proxy_core, plain_io=args.plain_io)
         procs.append(flowloom)
         targets = [
@@ -590,6 +623,7 @@ async def run(args: argparse.Namespace) -> int:
             try:
                 note("installing / checking LiteLLM in its own virtualenv")
                 exe, litellm_version = install_litellm(args.litellm_upgrade)
+                litellm_exe = exe
                 note(f"starting LiteLLM {litellm_version}")
                 litellm = start_litellm(base, simulator.url, proxy_core, exe, litellm_version)
                 procs.append(litellm)
@@ -815,6 +849,9 @@ async def run(args: argparse.Namespace) -> int:
             recorder_before_stop=status,
             **check,
         )
+        if args.workers:
+            ok = await workers_phase(args, base, simulator, litellm_exe, litellm_version)
+            check["ok"] = check["ok"] and ok
         failures = {t.name: t.failures for t in targets if t.failures}
         if failures:
             emit("gateway_failures", sum(len(v) for v in failures.values()), "count", **failures)
@@ -830,6 +867,152 @@ async def run(args: argparse.Namespace) -> int:
             shutil.rmtree(base, ignore_errors=True)
         else:
             note(f"kept {base}")
+
+
+async def _measure_workers(
+    args: argparse.Namespace, direct: Target, target: Target
+) -> dict[str, Any]:
+    """Added latency at concurrency 1, then throughput and CPU per request at each step."""
+    await warm_up(target, args.warmup)
+    rounds = max(1, args.workers_n // args.block)
+
+    async def plain(session: aiohttp.ClientSession, t: Target, i: int) -> Any:
+        return await send(session, t, PLAIN_MIX[i % len(PLAIN_MIX)])
+
+    lat = await interleaved([direct, target], rounds, args.block, plain)
+    mine = [x * 1000 for x in lat[target.name]]
+    base = [x * 1000 for x in lat[direct.name]]
+    out: dict[str, Any] = {
+        "added_p50_ms": percentile(mine, 50) - percentile(base, 50),
+        "added_p99_ms": percentile(mine, 99) - percentile(base, 99),
+        "n": len(mine),
+        "steps": [],
+    }
+    for concurrency in [int(c) for c in args.workers_concurrency.split(",") if c]:
+        step = await closed_loop(target, concurrency, args.step_seconds, warmup=0.5)
+        cpu_us = (
+            step.proxy_cpu_pct / 100.0 / step.rps * 1e6
+            if step.proxy_cpu_pct is not None and step.rps > 0
+            else None
+        )
+        row = {**step.row(), "proxy_cpu_us_per_request": cpu_us}
+        out["steps"].append(row)
+        note(
+            f"{target.name}: c={concurrency} {step.rps:,.0f} req/s p99 {step.p99_ms:.1f} ms"
+            f" errors {step.errors} proxy cpu {step.proxy_cpu_pct or 0:.0f}%"
+            + (f" = {cpu_us:,.0f} us/request" if cpu_us else "")
+        )
+    best = max(out["steps"], key=lambda r: r["rps"]) if out["steps"] else None
+    out["best_rps"] = best["rps"] if best else None
+    out["best_cpu_us_per_request"] = best["proxy_cpu_us_per_request"] if best else None
+    out["rss_mb"] = target.proc.rss_mb() if target.proc else None
+    return out
+
+
+async def _workers_only(
+    args: argparse.Namespace, base: Path, simulator: Proc, started_load: list[float]
+) -> int:
+    """--workers-only: the multi-process phase alone (the simulator is up)."""
+    exe: Path | None = None
+    version: str | None = None
+    if args.no_litellm:
+        emit("gateway_litellm_available", False, "bool", reason="--no-litellm")
+    else:
+        try:
+            exe, version = install_litellm(args.litellm_upgrade)
+            emit("gateway_litellm_available", True, "bool", version=version)
+        except (SetupError, OSError, subprocess.SubprocessError) as exc:
+            emit("gateway_litellm_available", False, "bool", reason=str(exc)[:1500])
+    ok = await workers_phase(args, base, simulator, exe, version)
+    emit("gateway_load", loadavg()[0], "loadavg", at_start=started_load, at_end=loadavg())
+    return 0 if ok else 1
+
+
+async def workers_phase(
+    args: argparse.Namespace,
+    base: Path,
+    simulator: Proc,
+    litellm_exe: Path | None,
+    litellm_version: str | None,
+) -> bool:
+    """FlowLoom with 1, 2, 4 workers on PostgreSQL-backed limits, LiteLLM with as many."""
+    direct = Target("direct", simulator.url, simulator)
+    all_ok = True
+    for count in [int(w) for w in args.workers.split(",") if w]:
+        where = base / f"workers-{count}"
+        where.mkdir(parents=True, exist_ok=True)
+        row: dict[str, Any] = {"workers": count}
+        with pg_schema() as database:
+            secret = limited_key(
+                database,
+                rpm=args.workers_rpm,
+                tpm=min(args.workers_rpm * 100, 2_000_000_000),
+                budget_usd=1e6,
+            )
+            note(f"FlowLoom, {count} worker(s), limits on PostgreSQL")
+            proc = start_flowloom(
+                where, simulator.url, None, workers=count, database=database, name="flowloom"
+            )
+            target = Target(f"flowloom-{count}w", proc.url, proc, key=secret)
+            try:
+                row["flowloom"] = await _measure_workers(args, direct, target)
+                wait_recorder_idle(proc)
+            finally:
+                proc.stop()
+            check = check_flowloom_ledger(proc, target.sent)
+            counted = quota_counted(database)
+            row["flowloom"].update(
+                recorded=check["exchanges"],
+                sent=target.sent,
+                verified=check["verified"],
+                refused_or_failed=target.failures[:3],
+                quota_counted=counted,
+            )
+            all_ok = all_ok and check["ok"]
+        if litellm_exe is not None and litellm_version is not None:
+            note(f"LiteLLM, {count} worker(s)")
+            try:
+                peer = start_litellm(
+                    where, simulator.url, None, litellm_exe, litellm_version, workers=count
+                )
+            except (SetupError, OSError) as exc:
+                row["litellm"] = {"error": str(exc)[:500]}
+            else:
+                try:
+                    row["litellm"] = await _measure_workers(
+                        args, direct, Target(f"litellm-{count}w", peer.url, peer)
+                    )
+                finally:
+                    peer.stop()
+        fl = row["flowloom"]
+        lt = row.get("litellm") or {}
+        emit(
+            "gateway_workers",
+            fl["best_rps"],
+            "req/s",
+            **machine(),
+            load=loadavg(),
+            workers=count,
+            added_p50_ms=fl["added_p50_ms"],
+            added_p99_ms=fl["added_p99_ms"],
+            cpu_us_per_request=fl["best_cpu_us_per_request"],
+            peer=f"LiteLLM proxy {litellm_version}, {count} workers, no database (no limits)"
+            if lt
+            else None,
+            peer_value=lt.get("best_rps"),
+            peer_added_p50_ms=lt.get("added_p50_ms"),
+            peer_added_p99_ms=lt.get("added_p99_ms"),
+            peer_cpu_us_per_request=lt.get("best_cpu_us_per_request"),
+            ratio=ratio(fl["best_rps"] or 0, lt["best_rps"]) if lt.get("best_rps") else None,
+            ratio_def="flowloom req/s / litellm req/s",
+            flowloom=fl,
+            litellm=lt or None,
+            definition="best closed-loop req/s over --workers-concurrency; CPU time of all"
+            " the proxy's processes per request at that step; added latency at concurrency"
+            " 1 vs direct, interleaved. FlowLoom checks a virtual key's rpm, tpm and budget"
+            " shared through PostgreSQL and records every exchange there.",
+        )
+    return all_ok
 
 
 def main() -> None:
@@ -860,6 +1043,22 @@ def main() -> None:
         action="store_true",
         help="run FlowLoom's gateway without uvloop and httptools (asyncio + h11)",
     )
+    parser.add_argument(
+        "--workers",
+        default=None,
+        help="worker counts for the PostgreSQL-backed multi-process phase"
+        " (default 1,2,4; with --quick none; '' to skip)",
+    )
+    parser.add_argument(
+        "--workers-concurrency", default="8,32,64", help="closed-loop steps in that phase"
+    )
+    parser.add_argument(
+        "--workers-n", type=int, default=600, help="requests per target, concurrency 1, per count"
+    )
+    parser.add_argument(
+        "--workers-rpm", type=int, default=10_000_000, help="the virtual key's rpm in that phase"
+    )
+    parser.add_argument("--workers-only", action="store_true", help="only the multi-process phase")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     parser.add_argument("--dir", default=None, help="where the work directory goes")
     parser.add_argument(
@@ -870,6 +1069,9 @@ def main() -> None:
         args.n, args.stream_n, args.block, args.warmup = 60, 20, 10, 10
         args.steps, args.step_seconds, args.soak_seconds = "1,8,32", 0.6, 2.0
         args.soak_rate = 100.0
+        args.workers_n, args.workers_concurrency = 40, "8"
+    if args.workers is None:
+        args.workers = "" if args.quick and not args.workers_only else "1,2,4"
     if args.soak_peer_seconds is None:
         args.soak_peer_seconds = args.soak_seconds
     if (os.cpu_count() or 1) < 2 or shutil.which("taskset") is None:

@@ -21,31 +21,45 @@ def gateway_process(
 ) -> Iterator[str]:
     """`flowloom --database <tmp>/gateway.db gateway serve --open-access --port P *args`
     until /readyz answers; yields its URL; SIGTERM after (the recorder flushes first)."""
+    with served_gateway(tmp_path, "--open-access", *args, env=env) as (url, _):
+        yield url
+
+
+@contextmanager
+def served_gateway(
+    tmp_path: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    database: str | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`flowloom --database DB gateway serve --port P *args` (DB: `database`, else
+    <tmp>/gateway.db) until /readyz answers; yields its URL and process; SIGTERM after."""
     port = free_port()
+    tmp_path.mkdir(parents=True, exist_ok=True)
     environ = {
         **os.environ,
         "PYTHONPATH": str(ROOT / "src"),
         "FLOWLOOM_HOME": str(tmp_path / "home"),
         **(env or {}),
     }
-    database = tmp_path / "gateway.db"
-    argv = [sys.executable, "-m", "flowloom", "--database", str(database), "gateway", "serve"]
+    database = database or str(tmp_path / "gateway.db")
+    argv = [sys.executable, "-m", "flowloom", "--database", database, "gateway", "serve"]
     process = subprocess.Popen(
-        [*argv, "--open-access", "--port", str(port), *args],
+        [*argv, "--port", str(port), *args],
         env=environ,
         cwd=tmp_path,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, process, timeout=60)
-        yield url
+        wait_ready(url, process, timeout=90)
+        yield url, process
     finally:
         stop(process)
 
 
-def recorded_exchanges(database: Path) -> list[dict[str, Any]]:
+def recorded_exchanges(database: Path | str) -> list[dict[str, Any]]:
     """Every gateway.exchange event in `database`, any log, oldest first per log."""
     store = open_store(str(database))
     try:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 FIGURES = (
@@ -81,3 +83,40 @@ def test_plain_io_hides_uvloop_and_httptools(tmp_path: Path) -> None:
     assert out.returncode == 1 and "hidden by bench_gateway.py --plain-io" in out.stderr
     loop_module, protocol = out.stdout.split()
     assert loop_module.startswith("asyncio") and protocol == "H11Protocol"
+
+
+@pytest.mark.postgres
+def test_bench_gateway_workers_phase(pg_server_url: str) -> None:
+    """--workers 2 on PostgreSQL-backed limits: the figure is printed, every request
+    recorded and verified, and the stopped gateway's leases were given back."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "FLOWLOOM_BENCH_PG_URL": pg_server_url,
+    }
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bench_gateway.py"),
+            "--quick",
+            "--no-litellm",
+            "--steps",
+            "1",
+            "--step-seconds",
+            "0.4",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
+    rows = [r for r in map(json.loads, out.stdout.splitlines()) if r["metric"] == "gateway_workers"]
+    [row] = rows
+    assert row["workers"] == 2 and row["value"] > 0 and row["cpu_us_per_request"] > 0
+    flowloom = row["flowloom"]
+    assert flowloom["recorded"] == flowloom["sent"] > 0 and flowloom["verified"] is True
+    assert flowloom["quota_counted"]["rpm"] == flowloom["sent"]

@@ -1,15 +1,20 @@
 """`flowloom gateway …`: run the LLM gateway (`serve`); key management lives in subcommands.
 
-`serve` runs only the gateway: one uvicorn worker (httptools and uvloop when installed), recording
-every exchange into the ledger database. Subcommands are imported when run, so
-`flowloom gateway serve` loads neither the key tools nor anything else it does not use.
+`serve` runs only the gateway (httptools and uvloop when installed), recording every exchange
+into the ledger database: one process, or with `--workers N` N uvicorn worker processes on one
+port, each building its own gateway from the same `ServeSpec` (limits and budgets are shared
+through the database). Subcommands are imported when run, so `flowloom gateway serve` loads
+neither the key tools nor anything else it does not use.
 """
 
 from __future__ import annotations
 
 import gc
 import importlib
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -90,7 +95,26 @@ _KINDS = ("anthropic", "openai", "azure", "gemini", "openai_compatible")
     is_flag=True,
     help="Accept any caller key (no virtual keys, limits or budgets): local use only.",
 )
-@click.option("--otel", is_flag=True, help="Emit OpenTelemetry GenAI spans and metrics.")
+@click.option(
+    "--otel",
+    is_flag=True,
+    help="Export OpenTelemetry GenAI spans and metrics over OTLP/HTTP (to the endpoint in "
+    "OTEL_EXPORTER_OTLP_ENDPOINT, default http://localhost:4318).",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes on the one port; rate limits and budgets hold across them.",
+)
+@click.option(
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    help="Serve Prometheus metrics at GET /metrics (aggregates only: no key, user, "
+    "project or model labels).",
+)
 @click.option(
     "--public-url",
     metavar="URL",
@@ -115,16 +139,17 @@ def serve(
     upstream_key_ref: str | None,
     open_access: bool,
     otel: bool,
+    workers: int,
+    metrics: bool,
     public_url: str | None,
     log_level: str,
 ) -> None:
-    """Run the gateway (one worker); point ANTHROPIC_BASE_URL / OPENAI_BASE_URL at it."""
-    from flowloom.gateway.app import build_gateway
-    from flowloom.gateway.providers.interface import ProviderConfig
+    """Run the gateway; point ANTHROPIC_BASE_URL / OPENAI_BASE_URL at it."""
+    from flowloom.gateway.wiring import ServeSpec
 
     app_ctx = AppContext.of(ctx)
     settings = app_ctx.settings()
-    provider = None
+    kind = url = None
     if upstream is not None:
         kind, sep, url = upstream.partition("=")
         if not sep or kind not in _KINDS or not url:
@@ -132,30 +157,87 @@ def serve(
                 f"--upstream {upstream!r} is not KIND=URL",
                 hint=f"KIND is one of {', '.join(_KINDS)}",
             )
-        provider = ProviderConfig(
-            name=kind,
-            kind=kind,  # type: ignore[arg-type]
-            base_url=url,
-            api_key_ref=upstream_key_ref,
-        )
     if open_access and host not in ("127.0.0.1", "localhost", "::1"):
         raise InputError(
             "--open-access lets anyone in: it is refused on a non-loopback host",
             hint="create virtual keys with `flowloom gateway keys create` instead",
         )
-    gw = build_gateway(
+    spec = ServeSpec(
         database=settings.database,
-        config_path=config_path,
+        config_path=str(config_path) if config_path is not None else None,
         record=record,
-        spool_path=spool_path,
+        spool_path=str(spool_path) if spool_path is not None else None,
         project=settings.project,
-        home=settings.home,
-        provider=provider,
-        access_database="none" if open_access else None,
+        home=str(settings.home) if settings.home is not None else None,
+        provider_kind=kind,
+        provider_url=url,
+        provider_key_ref=upstream_key_ref if upstream is not None else None,
+        open_access=open_access,
         telemetry=otel,
         origin_prefix=_origin_prefix(public_url),
+        metrics=metrics,
     )
-    _run(gw, host, port, log_level)
+    if workers == 1:
+        from flowloom.gateway.wiring import build_served
+
+        _run(build_served(spec), host, port, log_level)
+    else:
+        _run_workers(spec, workers, host, port, log_level)
+
+
+def _run_workers(spec: object, workers: int, host: str, port: int, log_level: str) -> None:
+    """N uvicorn workers on one socket, each building the gateway from `spec`.
+
+    The spec is built once here first, so a bad configuration is a clear error before
+    any worker starts (and the schema migrations run once). SIGTERM or Ctrl-C stops the
+    workers gracefully: each finishes its requests, records what it owes, flushes its
+    spend and gives back its leases. Metrics samples go to a directory made for this
+    run (removed after), so any worker answers /metrics for all of them.
+    """
+    import asyncio
+
+    import uvicorn
+
+    from flowloom.gateway.metrics import MULTIPROC_ENV
+    from flowloom.gateway.wiring import SPEC_ENV, ServeSpec, build_served
+
+    assert isinstance(spec, ServeSpec)
+    probe = build_served(spec)
+    asyncio.run(_shutdown(probe))
+    samples = tempfile.mkdtemp(prefix="flowloom-gateway-metrics-")
+    os.environ[SPEC_ENV] = spec.to_json()
+    os.environ[MULTIPROC_ENV] = samples
+    click.echo(f"flowloom: gateway serving on http://{host}:{port} ({workers} workers)", err=True)
+    try:
+        uvicorn.run(
+            "flowloom.gateway.wiring:app_from_environment",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            loop="auto",
+            http="auto",
+            lifespan="on",
+            log_level=log_level,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=10,
+            # uvicorn kills a worker that does not answer its health ping in time (5 s by
+            # default) and starts another: on a busy host a worker still importing would
+            # be killed forever (LiteLLM's workers never come up so, bench_gateway.py).
+            timeout_worker_healthcheck=60,
+        )
+    finally:
+        shutil.rmtree(samples, ignore_errors=True)
+
+
+async def _shutdown(app: object) -> None:
+    """Close a gateway built only to check the configuration (behind /metrics or not)."""
+    from flowloom.gateway.app import Gateway
+
+    gateway = getattr(app, "app", app)
+    assert isinstance(gateway, Gateway)
+    await gateway.shutdown()
 
 
 def _run(app: object, host: str, port: int, log_level: str) -> None:

@@ -4,13 +4,17 @@ Spans follow the GenAI semantic conventions (gen_ai.system, gen_ai.operation.nam
 gen_ai.request.model, gen_ai.response.model, gen_ai.usage.input_tokens, ...). They are
 made after the fact in the recorder's thread, with the exchange's real start and end
 times and the caller's `traceparent` as parent, so the hot path pays nothing. The
-OpenTelemetry API is imported only when a `Telemetry` is built; exporters are whatever
-the process configured (a TracerProvider / MeterProvider set globally, or passed in).
+OpenTelemetry API is imported only when a `Telemetry` is built; spans and metrics go to
+the providers passed in, else to the process's global ones. `otlp_providers()` makes
+providers that export over OTLP/HTTP, configured by the standard environment variables
+(OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME, ...):
+what `flowloom gateway serve --otel` uses, one set per worker process.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 from typing import TYPE_CHECKING, Any, Final
 
@@ -20,23 +24,75 @@ from flowloom.gateway.wire.common import Tokens
 if TYPE_CHECKING:
     from flowloom.gateway.recorder import Exchange
 
-__all__ = ["EXTRA", "GEN_AI_SYSTEMS", "Telemetry", "require_sdk", "span_attributes"]
+__all__ = [
+    "EXTRA",
+    "GEN_AI_SYSTEMS",
+    "OtlpProviders",
+    "Telemetry",
+    "otlp_providers",
+    "require_sdk",
+    "span_attributes",
+]
 
 EXTRA: Final = "otel"
 
 
-def require_sdk() -> None:
-    """Refuse `--otel` without the OpenTelemetry SDK: the bare API (which other packages
-    bring along) would silently drop every span, so say which extra to install."""
+def _installed(module: str) -> bool:
     try:
-        found = importlib.util.find_spec("opentelemetry.sdk") is not None
-    except ImportError:  # not even the API
-        found = False
-    if not found:
-        raise ConfigError(
-            f"--otel needs the '{EXTRA}' extra (opentelemetry-sdk is not installed)",
-            hint=f"install flowloom[{EXTRA}], or serve without --otel",
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # not even the parent package
+        return False
+
+
+def require_sdk(*, exporter: bool = False) -> None:
+    """Refuse `--otel` without the OpenTelemetry SDK (and, to export, its OTLP exporter):
+    the bare API (which other packages bring along) would silently drop every span, so
+    say which extra to install."""
+    needed = [("opentelemetry.sdk", "opentelemetry-sdk")]
+    if exporter:
+        needed.append(
+            ("opentelemetry.exporter.otlp.proto.http", "opentelemetry-exporter-otlp-proto-http")
         )
+    for module, package in needed:
+        if not _installed(module):
+            raise ConfigError(
+                f"--otel needs the '{EXTRA}' extra ({package} is not installed)",
+                hint=f"install flowloom[{EXTRA}], or serve without --otel",
+            )
+
+
+class OtlpProviders:
+    """A TracerProvider and a MeterProvider exporting over OTLP/HTTP; close() flushes."""
+
+    def __init__(self, tracer_provider: Any, meter_provider: Any) -> None:
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+
+    def close(self) -> None:
+        """Send what is buffered (spans in the batch, the last metric points), then stop."""
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def otlp_providers(*, service_name: str = "flowloom-gateway") -> OtlpProviders:
+    """Providers exporting to the OTLP/HTTP endpoint the environment names (default
+    http://localhost:4318); OTEL_SERVICE_NAME, when set, overrides `service_name`."""
+    require_sdk(exporter=True)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.environment_variables import OTEL_SERVICE_NAME
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    resource = Resource.create({"service.name": os.environ.get(OTEL_SERVICE_NAME) or service_name})
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter())
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+    return OtlpProviders(tracer_provider, meter_provider)
 
 
 GEN_AI_SYSTEMS = {

@@ -2,10 +2,18 @@
 
 Kept apart from the app so that importing the ASGI pipeline does not import SQLAlchemy,
 the router's configuration loader or OpenTelemetry; `build()` imports what it uses.
+
+`ServeSpec` is everything `flowloom gateway serve` decided, in a form that crosses a
+process boundary (JSON in an environment variable): with `--workers N` each uvicorn
+worker process builds its own gateway from it (`app_from_environment`, uvicorn's app
+factory), over the same databases, so they share keys, limits, budgets and ledgers.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +26,14 @@ from flowloom.gateway.recorder import Recorder
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from flowloom.gateway.metrics import GatewayMetrics
     from flowloom.gateway.recorder import ObserveHook
     from flowloom.gateway.routing.model import ConfigChange
     from flowloom.server.state import LedgerRegistry
 
-__all__ = ["build"]
+__all__ = ["SPEC_ENV", "ServeSpec", "app_from_environment", "build", "build_served"]
+
+SPEC_ENV = "FLOWLOOM_GATEWAY_SERVE"
 
 
 def build(
@@ -39,6 +50,7 @@ def build(
     telemetry: bool,
     ledgers: LedgerRegistry | None = None,
     origin_prefix: str = "flowloom.local",
+    metrics: GatewayMetrics | None = None,
 ) -> Gateway:
     """A gateway over the ledger database `database` (see app.build_gateway).
 
@@ -46,6 +58,7 @@ def build(
     signing keys) when it serves the gateway's routes in its process. Otherwise a
     project's log is named '<origin_prefix>/<project>': the team server's prefix (its
     public URL without the scheme) when recording into the server's database.
+    `metrics` counts every exchange (the standalone gateway's /metrics).
     """
     from flowloom.config import DEFAULT_MAX_BODY_BYTES
     from flowloom.ledger.keys import KeyStore
@@ -57,7 +70,7 @@ def build(
     if telemetry:
         from flowloom.gateway.otel import require_sdk
 
-        require_sdk()  # before anything is opened
+        require_sdk(exporter=True)  # before anything is opened
     settings = settings or GatewaySettings(default_project=project)
     home = home or Path.home() / ".local" / "share" / "flowloom"
     closers: list[Any] = []
@@ -95,11 +108,16 @@ def build(
             )
             closers.append(real.close)
             access = real
-        observe: ObserveHook | None = None
+        observers: list[ObserveHook] = []
+        if metrics is not None:
+            observers.append(metrics.observe)
         if telemetry:
-            from flowloom.gateway.otel import Telemetry
+            from flowloom.gateway.otel import Telemetry, otlp_providers
 
-            observe = Telemetry().observe
+            otlp = otlp_providers()
+            closers.append(otlp.close)
+            observers.append(Telemetry(otlp.tracer_provider, otlp.meter_provider).observe)
+        observe = _each(observers)
         if spool_path is None and record == "spool":
             spool_path = home / "gateway-spool.jsonl"
         recorder = Recorder(
@@ -151,3 +169,96 @@ def _change_recorder(
         )
 
     return record
+
+
+def _each(observers: list[ObserveHook]) -> ObserveHook | None:
+    """One observe hook calling each of `observers` (None when there are none)."""
+    if not observers:
+        return None
+    if len(observers) == 1:
+        return observers[0]
+
+    def observe(exchange: Any, tokens: Any, response: Any) -> None:
+        for hook in observers:
+            hook(exchange, tokens, response)
+
+    return observe
+
+
+@dataclass(frozen=True)
+class ServeSpec:
+    """What `flowloom gateway serve` was told: enough to build its app in any process."""
+
+    database: str
+    config_path: str | None = None
+    record: str = "fail_closed"
+    spool_path: str | None = None
+    project: str = "gateway"
+    home: str | None = None
+    provider_kind: str | None = None
+    provider_url: str | None = None
+    provider_key_ref: str | None = None
+    open_access: bool = False
+    telemetry: bool = False
+    origin_prefix: str = "flowloom.local"
+    metrics: bool = True
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeSpec:
+        return cls(**json.loads(text))
+
+
+def build_served(spec: ServeSpec) -> Any:
+    """The ASGI app `flowloom gateway serve` runs: the gateway, /metrics in front."""
+    provider = None
+    if spec.provider_kind is not None and spec.provider_url is not None:
+        provider = ProviderConfig(
+            name=spec.provider_kind,
+            kind=spec.provider_kind,  # type: ignore[arg-type]
+            base_url=spec.provider_url,
+            api_key_ref=spec.provider_key_ref,
+        )
+    metrics = None
+    if spec.metrics:
+        from flowloom.gateway.metrics import GatewayMetrics
+
+        metrics = GatewayMetrics()
+    gateway = build(
+        database=spec.database,
+        config_path=Path(spec.config_path) if spec.config_path else None,
+        record=spec.record,
+        spool_path=Path(spec.spool_path) if spec.spool_path else None,
+        project=spec.project,
+        home=Path(spec.home) if spec.home else None,
+        settings=None,
+        provider=provider,
+        access_database="none" if spec.open_access else None,
+        telemetry=spec.telemetry,
+        origin_prefix=spec.origin_prefix,
+        metrics=metrics,
+    )
+    if metrics is None:
+        return gateway
+    from flowloom.gateway.metrics import MetricsEndpoint
+
+    return MetricsEndpoint(gateway, metrics)
+
+
+def app_from_environment() -> Any:
+    """uvicorn's app factory in each worker process: the app of the spec in SPEC_ENV."""
+    import gc
+    import sys
+
+    text = os.environ.get(SPEC_ENV)
+    if not text:
+        raise ConfigError(
+            f"{SPEC_ENV} is not set", hint="start workers with flowloom gateway serve"
+        )
+    app = build_served(ServeSpec.from_json(text))
+    sys.setswitchinterval(0.0005)  # as in a single-process gateway (cli/gateway.py)
+    gc.collect()
+    gc.freeze()
+    return app

@@ -8,8 +8,9 @@ of requests admitted but not yet settled. A request is admitted while
 ``base + local + reserved < budget``; it then reserves its estimate. So within one
 process, spend exceeds a budget by at most the cost of the requests in flight when it
 was reached, beyond their estimates (with exact estimates: by less than one request).
-Across processes, each one sees the others' spend as of its last refresh (every few
-seconds), so the overshoot can grow by what the others spend in that interval.
+This is one process's view (it sees the others' spend as of its last refresh, every few
+seconds); Access also leases every budget from the counters shared with the other
+processes (quota.py), which keeps the same bound for all of them together.
 """
 
 from __future__ import annotations

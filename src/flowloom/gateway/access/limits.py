@@ -7,8 +7,9 @@ the request rate, and a check costs a few comparisons. A slot is forgotten when 
 may be remembered up to one slot longer than exact, never shorter. Retry-After is the
 time until enough slots are forgotten for the refused request to fit.
 
-Limits are per process: with N gateway processes a key can make up to N times its
-limit. (Run one gateway worker per key population, or put the limit in front.)
+This window is one process's view; Access also counts every admission in the quotas
+shared with the other gateway processes over the same database (quota.py), so N
+processes together still grant a key its limit once.
 """
 
 from __future__ import annotations

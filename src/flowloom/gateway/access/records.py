@@ -117,7 +117,8 @@ class Admission:
     """A request let through by admit(); hand it to settle() (or release()) exactly once.
 
     ``reserved_usd`` is the estimated input cost held against the budgets until settled;
-    ``slot`` is the rate-limit window slot the estimated tokens were counted in.
+    ``slot`` is the rate-limit window slot the estimated tokens were counted in;
+    ``shared`` what was taken from quotas shared with other processes (quota.py).
     """
 
     key: VirtualKey
@@ -127,6 +128,8 @@ class Admission:
     reserved_usd: float
     slot: float
     scopes: tuple[str, ...] = field(default=())
+    shared: tuple[tuple[str, int, float], ...] = field(default=())
+    """(quota scope, bucket, amount) taken from shared quotas to correct on settlement."""
 
 
 @dataclass(frozen=True)

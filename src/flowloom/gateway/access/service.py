@@ -15,8 +15,10 @@ flowloom/gateway/access/migrations/<dialect>/, versions in ``gateway_access_migr
 The hot path (authenticate → admit → settle) runs on memory: verified keys sit in a
 bounded LRU (``key_cache_size`` entries) for ``key_cache_ttl_s`` seconds, so a
 revocation made elsewhere takes effect within that time (at once in this process);
-rate windows and budget trackers are in-process; spend is aggregated in memory and
-flushed by a background thread every ``flush_interval_s`` (and by close()). Every
+rate windows and budget trackers are in-process, and so are the leases this process
+holds on the quotas it shares with every other gateway process over the same database
+(quota.py: limits and budgets hold across processes and hosts); spend is aggregated in
+memory and flushed by a background thread every ``flush_interval_s`` (and by close()). Every
 security-relevant change calls the injected ``audit(kind, project, meta)`` with a meta
 ready for Ledger.record that never holds a secret.
 """
@@ -25,13 +27,14 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import json
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -54,6 +57,7 @@ from flowloom.gateway.access.cache import TtlLru
 from flowloom.gateway.access.errors import BudgetExceededError, RateLimitedError
 from flowloom.gateway.access.limits import SlidingWindow
 from flowloom.gateway.access.prices import PriceTable, cost_of, load_price_file
+from flowloom.gateway.access.quota import Grant, Leases, QuotaStore, SqlQuotaStore
 from flowloom.gateway.access.records import (
     Admission,
     BudgetStatus,
@@ -106,6 +110,9 @@ class AccessSettings:
     this window). flush_interval_s: how often spend is written; refresh_interval_s: how
     often budgets and project budgets are re-read (to see other processes' spend).
     background: run the writer thread (tests drive flush()/refresh() themselves).
+    shared_limits: count rpm, tpm and budgets in the database too, so that every gateway
+    process over it shares them (quota.py); lease_fraction: the share of a limit one
+    process leases at a time (what it may hold unused; never what a limit is exceeded by).
     """
 
     key_cache_size: int = 10_000
@@ -115,12 +122,25 @@ class AccessSettings:
     refresh_interval_s: float = 5.0
     flush_rows: int = 1_000
     background: bool = True
+    shared_limits: bool = True
+    lease_fraction: float = 0.05
 
 
 @dataclass(frozen=True)
 class _KeyEntry:
     vkey: VirtualKey
     expires_ts: float | None
+
+
+def _retry_after(refused: Grant, limit: int, need: int, window_s: float, now: float) -> float:
+    """Seconds until `need` more fits under `limit`, from a refused lease's rows."""
+    over = refused.used + need - limit
+    freed = 0.0
+    for amount, newest in refused.rows:
+        freed += amount
+        if freed >= over - 1e-9:
+            return max(newest + window_s - now, 0.001)
+    return window_s
 
 
 def _iso(moment: float) -> str:
@@ -186,6 +206,7 @@ class Access:
         prices: Path | Mapping[str, Any] | None = None,
         settings: AccessSettings | None = None,
         default_actor: Mapping[str, Any] | None = None,
+        quota: QuotaStore | None = None,
     ) -> None:
         """Open (and migrate) the access tables in `database`: a URL or an engine.
 
@@ -193,7 +214,9 @@ class Access:
         it is called on the first provider-key operation only. `clock` returns POSIX
         seconds (tests move it). `prices` overrides the packaged price table (a TOML
         path or a mapping of the same shape). `default_actor` is the ledger actor for
-        audit events of changes made without an explicit actor.
+        audit events of changes made without an explicit actor. `quota` is where limits
+        and budgets shared with other processes are counted (default: this database,
+        unless settings.shared_limits is off).
         """
         self._settings = settings or AccessSettings()
         self._clock = clock
@@ -222,6 +245,11 @@ class Access:
         self._pending: dict[SpendKey, SpendRow] = {}
         self._project_budgets: dict[str, tuple[float, Period]] = {}
         self._calendar = Calendar()
+        self._leases: Leases | None = None
+        if quota is not None or self._settings.shared_limits:
+            self._leases = Leases(
+                quota or SqlQuotaStore(self._engine), fraction=self._settings.lease_fraction
+            )
         self._closed = False
         self._load_project_budgets()
         self._stop = threading.Event()
@@ -726,6 +754,26 @@ class Access:
             self._ensure_tracker(scope, period, now)
         price = self._prices.lookup(None, model)
         estimate = est_tokens * price.input / 1_000_000 if price is not None else 0.0
+        shared = self._take_shared(vkey, scopes, est_tokens, estimate, now)
+        try:
+            return self._admit_here(vkey, model, est_tokens, estimate, scopes, shared, now)
+        except BaseException:
+            if self._leases is not None:
+                for scope, bucket, amount in shared:
+                    self._leases.untake(scope, bucket, amount, now)
+            raise
+
+    def _admit_here(
+        self,
+        vkey: VirtualKey,
+        model: str,
+        est_tokens: int,
+        estimate: float,
+        scopes: list[tuple[str, float, Period, str]],
+        shared: tuple[tuple[str, int, float], ...],
+        now: float,
+    ) -> Admission:
+        """The in-process checks: this process's window and budget trackers."""
         with self._lock:
             window = self._windows.get(vkey.id)
             if window is None:
@@ -761,7 +809,98 @@ class Access:
             reserved_usd=estimate,
             slot=slot,
             scopes=tuple(scope for scope, *_ in scopes),
+            shared=shared,
         )
+
+    def _take_shared(
+        self,
+        vkey: VirtualKey,
+        scopes: list[tuple[str, float, Period, str]],
+        est_tokens: int,
+        estimate: float,
+        now: float,
+    ) -> tuple[tuple[str, int, float], ...]:
+        """Take one request, its tokens and its estimated cost from the shared quotas.
+
+        Refused like the in-process checks (RateLimitedError, BudgetExceededError); what
+        was taken before a refusal is given back. Returns what to correct on settlement.
+        """
+        leases = self._leases
+        if leases is None:
+            return ()
+        taken: list[tuple[str, int, float]] = []
+        window = self._settings.window_s
+        slot = int(now)
+        try:
+            limits = (("rpm", vkey.rpm, 1), ("tpm", vkey.tpm, est_tokens))
+            for name, limit, amount in limits:
+                if limit is None:
+                    continue
+                need = min(amount, limit)
+                if need <= 0:
+                    continue
+                scope = f"{name}:{vkey.id}"
+                refused = leases.take(
+                    scope,
+                    now=now,
+                    bucket=slot,
+                    expires=slot + 1.0,
+                    limit=float(limit),
+                    need=float(need),
+                    amount=float(need),
+                    expire_newest_before=now - window,
+                )
+                if refused is not None:
+                    wait = _retry_after(refused, limit, need, window, now)
+                    raise RateLimitedError(wait, limit=name)
+                taken.append((scope, slot, float(need)))
+            for scope, budget_usd, period, what in scopes:
+                start, end = self._calendar.bounds(period, now)
+                bucket = date.fromisoformat(start).toordinal()
+                quota_scope = f"usd:{scope}:{period}"
+                refused = leases.take(
+                    quota_scope,
+                    now=now,
+                    bucket=bucket,
+                    expires=end,
+                    limit=budget_usd,
+                    need=1e-6,
+                    amount=estimate,
+                    expire_bucket_before=bucket,
+                    seed=functools.partial(self._period_spend, scope=scope, start=start),
+                )
+                if refused is not None:
+                    raise BudgetExceededError(
+                        f"{what} has spent ${refused.used:.2f} of its"
+                        f" ${budget_usd:.2f} {_ADJECTIVE[period]} budget",
+                        scope=scope.split(":", 1)[0],
+                        budget_usd=budget_usd,
+                        spent_usd=refused.used,
+                        retry_after_s=max(end - now, 0.0),
+                    )
+                taken.append((quota_scope, bucket, estimate))
+        except BaseException:
+            for taken_scope, taken_bucket, taken_amount in taken:
+                leases.untake(taken_scope, taken_bucket, taken_amount, now)
+            raise
+        return tuple(taken)
+
+    def _correct_shared(self, admission: Admission, usage: Usage | None, cost: float) -> None:
+        """Count what an admission really used (None: nothing) in the shared quotas."""
+        leases = self._leases
+        if leases is None or not admission.shared:
+            return
+        now = self._clock()
+        for scope, bucket, amount in admission.shared:
+            if scope.startswith("rpm:"):
+                continue  # a request counts once it was admitted, whatever happened
+            if scope.startswith("tpm:"):
+                used = float(usage.total_tokens) if usage is not None else 0.0
+                delta = used - amount
+                # extra tokens count from now; a refund lowers the slot they were taken in
+                leases.correct(scope, int(now) if delta > 0 else bucket, delta, now)
+            else:
+                leases.correct(scope, bucket, (cost if usage is not None else 0.0) - amount, now)
 
     def _current_tracker(self, scope: str, period: Period, now: float) -> BudgetTracker:
         """The scope's tracker for the period holding `now` (caller holds _lock)."""
@@ -855,6 +994,7 @@ class Access:
             row.cache_write_tokens += usage.cache_write
             row.cost_usd += total
             crowded = len(self._pending) >= self._settings.flush_rows
+        self._correct_shared(admission, usage, total)
         if crowded:
             self._wake.set()
         return cost
@@ -873,6 +1013,7 @@ class Access:
                 tracker = self._trackers.get(scope)
                 if tracker is not None:
                     tracker.reserved = max(tracker.reserved - admission.reserved_usd, 0.0)
+        self._correct_shared(admission, None, 0.0)
 
     def price(self, provider: str, model: str) -> Price | None:
         """The list price of `model` at `provider` (per 1M tokens), or None if unknown."""
@@ -1040,7 +1181,18 @@ class Access:
     # -- background work --------------------------------------------------------------
 
     def flush(self) -> None:
-        """Write the pending spend now (one transaction); kept for retry on failure."""
+        """Write the pending spend now (one transaction); kept for retry on failure.
+
+        Also counts the shared-quota corrections owed and gives back leases that expired
+        or were not used for two refresh intervals (all of them once closed).
+        """
+        if self._leases is not None:
+            now = self._clock()
+            self._leases.flush(
+                now,
+                idle_before=now - 2 * self._settings.refresh_interval_s,
+                everything=self._closed,
+            )
         with self._flush_lock:
             with self._lock:
                 rows, self._pending = self._pending, {}

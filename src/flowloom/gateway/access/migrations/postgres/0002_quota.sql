@@ -1,0 +1,15 @@
+-- Shared quotas: rate-limit and budget use counted across gateway processes and hosts.
+-- One row per scope ('rpm:<key>', 'tpm:<key>', 'usd:key:<key>:<period>', ...) is the lock
+-- a lease takes; use is kept per bucket (a one-second slot, or a budget period).
+CREATE TABLE gateway_quota_scopes (
+    scope TEXT PRIMARY KEY,
+    touched DOUBLE PRECISION NOT NULL
+);
+
+CREATE TABLE gateway_quota_use (
+    scope TEXT NOT NULL,
+    bucket BIGINT NOT NULL,
+    amount DOUBLE PRECISION NOT NULL,
+    newest DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (scope, bucket)
+);
