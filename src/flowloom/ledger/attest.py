@@ -56,6 +56,7 @@ AUTHORITY_KINDS: Final = frozenset(
         "checkpoint.anchor",
         "export.generate",
         "ci.result",
+        "compliance.response",
     }
 )
 """Kinds whose event is itself an authority: only their own endpoint writes them."""
@@ -83,6 +84,8 @@ WRITTEN_BY: Final = {
     "erasure.tombstone": "'flowloom log erase'",
     "checkpoint.anchor": "'flowloom anchor'",
     "ci.result": "'flowloom check --record' in CI",
+    "compliance.response": "'flowloom report respond EXCEPTION_ID' (signed with your SSH "
+    "signing key), or on a team server POST /api/v1/projects/{project}/reports/responses",
     "auth": "nothing: FlowLoom records sign-ins, keys, users and roles as they happen",
     "key": "nothing: FlowLoom records its key events itself ('flowloom log rotate-key')",
 }
