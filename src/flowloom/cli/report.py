@@ -62,6 +62,11 @@ __all__ = ["report"]
     "the checkpoint the report is computed at (default: the report exports the ledger).",
 )
 @click.option("--fail-on-flag", is_flag=True, help="Exit 1 when any check flags an exception.")
+@click.option(
+    "--sample-seed",
+    metavar="SEED",
+    help="Seed of the manual-testing sample (default: derived from the checkpoint's root).",
+)
 @click.pass_context
 def report(
     ctx: click.Context,
@@ -74,6 +79,7 @@ def report(
     no_git: bool,
     bundle_dir: Path | None,
     fail_on_flag: bool,
+    sample_seed: str | None,
 ) -> None:
     """Write evidence for FRAMEWORK's controls over a period (not a certification).
 
@@ -130,6 +136,7 @@ def report(
         policy=policy,
         settings=settings,
         bundle_dir=bundle_dir,
+        sample_seed=sample_seed,
     )
     assessment = done.assessment
     counts = assessment.counts()

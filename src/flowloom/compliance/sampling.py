@@ -63,9 +63,7 @@ def _rank(seed: str, commit: str) -> str:
     return hashlib.sha256(f"{seed}:{commit}".encode()).hexdigest()
 
 
-def draw(
-    commits: Sequence[str], *, length: timedelta, seed: str, exceptions: bool
-) -> Sampling:
+def draw(commits: Sequence[str], *, length: timedelta, seed: str, exceptions: bool) -> Sampling:
     """The sample of `commits` (the population) for a period of `length`."""
     population = len(commits)
     frequency = frequency_of(population, length)

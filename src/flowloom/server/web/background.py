@@ -52,7 +52,7 @@ class Background:
         except FlowLoomError as exc:
             with self._lock:
                 self._failed[key] = exc.message
-        except Exception as exc:  # noqa: BLE001 - shown on the page, not lost in a thread
+        except Exception as exc:
             with self._lock:
                 self._failed[key] = f"{type(exc).__name__}: {exc}"
         finally:
