@@ -87,6 +87,10 @@ def test_the_dashboard_is_computed_in_the_background_and_cached_by_checkpoint(
         assert numbers == [
             int(cards[c]) for c in ("Pass", "Flagged", "Manual", "Not applicable", "Not assessed")
         ]
+        # Each finding shows its stable exception id and management's response, if any.
+        check = client.get(f"{P}/part11", params={**PERIOD, "check": "trail_integrity"}).text
+        assert re.search(r"<code>PART11-[0-9a-f]{10}</code>", check), check
+        assert "none recorded" in check
         key = next(k for k in web.assessments._items if k[2] == "sox")
         cached = web.assessments.peek(key)
         size, _root = key[-1]
