@@ -522,10 +522,11 @@ def test_exceptions_audit_trail_and_controls_csv(tmp_path: Path) -> None:
     assessment = make_assessment(5)
     exceptions = _read_csv(render("exceptions-csv", assessment, tmp_path / "exceptions.csv"))
     assert tuple(exceptions[0]) == csv_reports.EXCEPTION_COLUMNS
-    assert [r[0] for r in exceptions[1:]] == ["sod", "completeness"]
-    assert exceptions[1][4] == SELF_APPROVED
-    assert json.loads(exceptions[1][8]) == {"approver": "u-li", "roles": ["author", "approver"]}
-    assert exceptions[2][6] == "'=cmd|' /C calc'!A0"
+    assert [r[1] for r in exceptions[1:]] == ["sod", "completeness"]
+    assert exceptions[1][5] == SELF_APPROVED
+    assert json.loads(exceptions[1][9]) == {"approver": "u-li", "roles": ["author", "approver"]}
+    assert exceptions[2][7] == "'=cmd|' /C calc'!A0"
+    assert exceptions[1][10:] == ["", "", "", "", ""]  # no management response recorded
     trail = _read_csv(render("audit-trail-csv", assessment, tmp_path / "audit.csv"))
     assert tuple(trail[0]) == csv_reports.AUDIT_TRAIL_COLUMNS
     assert trail[1][3:] == [

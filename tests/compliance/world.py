@@ -326,6 +326,10 @@ def empty_world(root: Path, start: datetime | None = None, *, store: Store | Non
         repo=GitRepo(root / "repo"),
     )
     world.git("init", "-q", "-b", "main")
+    # What 'flowloom init' records first: the adoption, the population's default baseline.
+    ledger.record(
+        "config.change", meta={"subject": ".flowloom/config.toml", "refs": {"init": True}}
+    )
     return world
 
 

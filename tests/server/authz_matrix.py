@@ -276,6 +276,13 @@ MATRIX.update(
         ),
         # Without an uploaded file a principal that passes authorize() gets 422.
         ("POST", P + "/reports/verify"): Rule(AUDITORS, other=STAR, ok=_INVALID),
+        ("POST", P + "/reports/responses"): Rule(
+            PROJECT_ADMINS,
+            other=STAR,
+            request=lambda ctx: Call(
+                json={"exception": "SOX-0123456789", "response": "matrix: remediated"}
+            ),
+        ),
         ("GET", P + "/compliance/holds"): Rule(AUDITORS, other=STAR),
         ("POST", P + "/compliance/holds"): Rule(
             PROJECT_ADMINS,

@@ -368,3 +368,38 @@ def test_reports_on_postgresql(pg_world: World, tmp_path: Path) -> None:
         for e in pg_world.server.ledger(OWN).store.entries(OWN, kind="export.generate")
     ]
     assert [e.refs.get("format") for e in recorded if e.subject == "report:gdpr"] == ["json", "zip"]
+
+
+def test_management_responses_are_recorded_and_shown(base: str, world: World) -> None:
+    """POST .../reports/responses (project.admin) records a compliance.response for the
+    signed-in user; the next report shows it beside the exception, under the same id."""
+    responses = f"{REPORTS}/responses"
+    body = {"framework": "part11", **PERIOD, "format": "json"}
+    with client(base, world, "auditor") as http:
+        first = http.post(REPORTS, json=body)
+        assert first.status_code == 200, first.text
+        findings = first.json()["exceptions"]
+        assert findings and all(f["id"].startswith("PART11-") for f in findings)
+        assert first.json()["responses"] == []
+        target = findings[0]["id"]
+        said = {"exception": target, "response": "Anchoring to the TSA from next month"}
+        assert http.post(responses, json=said).status_code == 403  # auditors do not respond
+    with client(base, world, "developer") as http:
+        assert http.post(responses, json=said).status_code == 403
+    with client(base, world, "admin") as http:
+        bad = http.post(responses, json={**said, "exception": "not-an-id"})
+        assert bad.status_code == 400, bad.text
+        late = http.post(responses, json={**said, "due": "next week"})
+        assert late.status_code == 400, late.text
+        done = http.post(responses, json={**said, "owner": "Ops", "due": "2026-12-31"})
+        assert done.status_code == 201, done.text
+        recorded = done.json()
+        assert recorded["exception"] == target and recorded["by"] == world.user_ids["admin"]
+    with client(base, world, "auditor") as http:
+        world.server.ledger(OWN).checkpoint()
+        second = http.post(REPORTS, json=body).json()
+    assert [f["id"] for f in second["exceptions"]][: len(findings)] == [f["id"] for f in findings]
+    [shown] = second["responses"]
+    assert shown["exception"] == target and shown["entry"] == recorded["entry"]
+    assert shown["by"] == world.user_ids["admin"] and shown["owner"] == "Ops"
+    assert shown["due"] == "2026-12-31"

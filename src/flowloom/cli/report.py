@@ -6,6 +6,10 @@ the file (``<file>.intoto.jsonl``) and records the export. Exit status 0 when th
 was written, even if checks flagged exceptions; 1 with --fail-on-flag when any check
 flagged or could not look (not assessed), so CI can gate on it.
 
+`flowloom report respond EXCEPTION_ID --response TEXT` records management's response to
+an exception (a ``compliance.response`` event signed with the person's SSH key); the
+next report shows it beside the exception.
+
 `flowloom report verify PATH` checks a report's signature and digests and, for an
 evidence pack, re-performs the assessment from the pack's ledger bundle (exit 1 on any
 problem or difference).
@@ -58,6 +62,11 @@ __all__ = ["report"]
     "the checkpoint the report is computed at (default: the report exports the ledger).",
 )
 @click.option("--fail-on-flag", is_flag=True, help="Exit 1 when any check flags an exception.")
+@click.option(
+    "--sample-seed",
+    metavar="SEED",
+    help="Seed of the manual-testing sample (default: derived from the checkpoint's root).",
+)
 @click.pass_context
 def report(
     ctx: click.Context,
@@ -70,6 +79,7 @@ def report(
     no_git: bool,
     bundle_dir: Path | None,
     fail_on_flag: bool,
+    sample_seed: str | None,
 ) -> None:
     """Write evidence for FRAMEWORK's controls over a period (not a certification).
 
@@ -126,6 +136,7 @@ def report(
         policy=policy,
         settings=settings,
         bundle_dir=bundle_dir,
+        sample_seed=sample_seed,
     )
     assessment = done.assessment
     counts = assessment.counts()
@@ -168,6 +179,70 @@ def _generator(git: GitRepo | None) -> Generator:
             pass
     claimed = (git.config_get("user.email") or "") if git is not None else ""
     return Generator(claimed, "none")
+
+
+@report.command("respond")
+@click.argument("exception_id", metavar="EXCEPTION_ID")
+@click.option("--response", "text", required=True, help="The response or remediation.")
+@click.option("--owner", help="Who owns the remediation.")
+@click.option("--due", metavar="YYYY-MM-DD", help="When the remediation is due.")
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The SSH key to sign with (default: git's user.signingkey, gpg.format ssh).",
+)
+@click.pass_context
+def respond(
+    ctx: click.Context,
+    exception_id: str,
+    text: str,
+    owner: str | None,
+    due: str | None,
+    key: Path | None,
+) -> None:
+    """Record management's response to a report's exception, signed with your SSH key.
+
+    EXCEPTION_ID is the id a report prints beside the exception (SOX-1a2b3c4d5e). The
+    response is a compliance.response event in the ledger; the next report shows it.
+    You are whoever the committed .flowloom/allowed_signers lists for the key.
+    """
+    from flowloom.capture.git.repo import GitRepo
+    from flowloom.capture.signers import GitKeyApprover
+    from flowloom.compliance.responses import record_response
+    from flowloom.config import find_git_dirs
+    from flowloom.errors import InputError
+    from flowloom.ledger.provenance import judge_bytes
+
+    app = AppContext.of(ctx)
+    settings = app.settings()
+    if settings.server_url is not None:
+        raise InputError(
+            f"this project records to the team server {settings.server_url}: respond there",
+            hint="POST /api/v1/projects/{project}/reports/responses",
+        )
+    if find_git_dirs(Path.cwd()) is None:
+        raise InputError(
+            "a response is signed with your git SSH key and checked against the "
+            "repository's allowed signers: run it inside the repository"
+        )
+    approver = GitKeyApprover(GitRepo.discover(Path.cwd()), key=key)
+    identity = approver.identity()
+    ledger = app.services().ledger
+    entry = record_response(
+        ledger,
+        exception_id,
+        text,
+        actor={"type": "human", "id": identity},
+        owner=owner,
+        due=due,
+        sign=approver.sign,
+    )
+    proven = judge_bytes(ledger.entry(entry).envelope, app.trust())
+    if not proven.proven_person:  # signed, yet not provable: say so rather than pretend
+        raise InputError(
+            f"the response was recorded (entry {entry}) but does not verify: {proven.reason}"
+        )
+    click.echo(f"response to {exception_id} by {identity} recorded (entry {entry})")
 
 
 @report.command("verify")

@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 from flowloom import __version__
 from flowloom.capture.git.repo import GitRepo
 from flowloom.capture.policy import Policy
+from flowloom.compliance import minimise
+from flowloom.compliance.auditmeta import with_ids
 from flowloom.compliance.catalog import load_framework
 from flowloom.compliance.changes import Change, Population
 from flowloom.compliance.checks import (
@@ -38,12 +40,17 @@ from flowloom.compliance.model import (
     ChangeRow,
     CheckResult,
     CheckStatus,
+    Completeness,
     Control,
     ControlResult,
     ControlStatus,
     Finding,
     LedgerSummary,
+    PopulationItem,
+    Sampling,
 )
+from flowloom.compliance.responses import responses_of
+from flowloom.compliance.sampling import default_seed, draw
 from flowloom.compliance.settings import ComplianceSettings
 from flowloom.compliance.snapshot import Snapshot
 from flowloom.errors import InputError
@@ -144,6 +151,7 @@ def assess(
     instance: Iterable[tuple[int, bytes]] | None = None,
     verification: VerifyReport | None = None,
     generated_by: str = "",
+    sample_seed: str | None = None,
 ) -> Assessment:
     """Check `framework`'s controls over `period` of `ledger` (and `repo`, when given).
 
@@ -158,7 +166,8 @@ def assess(
     the instance log's events before its `instance_size`), so what is appended meanwhile,
     the report's own ``export.generate`` included, changes nothing. Re-performing a
     report from an evidence pack passes the pack's `instance` events and the
-    `verification` of its bundle (flowloom.compliance.reperform).
+    `verification` of its bundle (flowloom.compliance.reperform), and the report's
+    `sample_seed` (by default derived from the checkpoint's root: `compliance.sampling`).
     """
     spec = load_framework(framework)
     policy = policy or Policy()
@@ -171,12 +180,15 @@ def assess(
     size = snapshot.size if snapshot is not None else None
     view = LedgerView.load(ledger.store, ledger.log, trust, size=size, instance=instance)
     branches = settings.protected_branches or _protected(repo, policy)
+    baseline = _baseline(view, settings)
     population = None
     if repo is not None:
         from flowloom.decisions.records import DecisionBook
 
         book = DecisionBook(ledger, trust=trust)
-        population = Population(repo, view, book, branches=branches, period=period)
+        population = Population(
+            repo, view, book, branches=branches, period=period, baseline=baseline
+        )
     ctx = CheckContext(
         ledger=ledger,
         view=view,
@@ -195,11 +207,17 @@ def assess(
     if unknown:
         raise InputError(f"unknown check(s): {', '.join(unknown)}", hint=", ".join(CHECKS))
     results = [run_check(CHECKS[c], ctx) for c in CHECKS if c in wanted]
+    results = with_ids(spec.name, results, ledger.origin)
     by_id = {r.check: r for r in results}
     controls = tuple(_control_result(c, by_id) for c in spec.controls)
     exceptions = tuple(f for r in results for f in r.findings)
     models = _session_models(view)
-    return Assessment(
+    summary = _ledger_summary(ctx, ledger, view, snapshot)
+    seed = sample_seed or default_seed(
+        spec.name, format_ts(period.start), format_ts(period.end), summary.root
+    )
+    ids = {f.id for f in exceptions}
+    assessment = Assessment(
         framework=spec.name,
         framework_title=spec.title,
         catalogue_version=spec.version,
@@ -209,7 +227,7 @@ def assess(
         repository=repository or (str(repo.cwd) if repo is not None else ""),
         branches=tuple(population.branches) if population is not None else tuple(branches),
         project=ledger.log,
-        ledger=_ledger_summary(ctx, ledger, view, snapshot),
+        ledger=summary,
         verifier_version=f"flowloom {__version__}",
         controls=controls,
         checks=tuple(results),
@@ -218,7 +236,90 @@ def assess(
         audit_trail=tuple(_trail(ctx.view, period)),
         period_label=period.label,
         generated_by=generated_by,
+        completeness=_completeness(ctx, baseline, settings),
+        sampling=_sampling(ctx, period, seed, exceptions),
+        responses=tuple(r for r in responses_of(view) if r.exception in ids),
     )
+    if spec.name in minimise.FRAMEWORKS:
+        assessment = minimise.minimise(assessment, ledger.origin)
+    return assessment
+
+
+def _baseline(view: LedgerView, settings: ComplianceSettings) -> datetime | None:
+    """When FlowLoom was adopted: configured, else the log's first entry (whole second,
+    as git records commit times)."""
+    if settings.baseline is not None:
+        return settings.baseline
+    if not view.entries:
+        return None
+    return view.entries[0].at.replace(microsecond=0)
+
+
+def _completeness(
+    ctx: CheckContext, baseline: datetime | None, settings: ComplianceSettings
+) -> Completeness:
+    """The population's definition, and git and the ledger reconciled over it."""
+    source = "configured ([compliance] baseline)" if settings.baseline else "first ledger entry"
+    when = format_ts(baseline) if baseline is not None else ""
+    links = ctx.in_period(ctx.view.of("commit.link"))
+    population = ctx.population
+    if population is None:
+        return Completeness(
+            definition="the first-parent commits of the protected branches in the period",
+            baseline=when,
+            baseline_source=source,
+            commits=0,
+            linked=0,
+            unlinked=0,
+            ledger_links=0,
+            links_elsewhere=len(links),
+            needs="the repository (--repo), or a repository configured for the project on "
+            "the server: without git the population cannot be reconciled",
+        )
+    changes = ctx.changes()
+    members = {sha for change in changes for sha in change.links}
+    members.update(change.commit.sha for change in changes)
+    naming = [e for e in ctx.view.of("commit.link") if e.event.subject in members]
+    elsewhere = [e for e in links if e.event.subject not in members]
+    linked = sum(1 for change in changes if _link_how(change) is not None)
+    branches = ", ".join(population.branches) or "none"
+    definition = (
+        f"every first-parent commit of {branches} committed (git committer time, UTC) in "
+        "the period"
+        + (f", from the baseline {when} on" if when else "")
+        + "; a merge is one change that brings its second parent's commits"
+    )
+    return Completeness(
+        definition=definition,
+        baseline=when,
+        baseline_source=source,
+        commits=len(changes),
+        linked=linked,
+        unlinked=len(changes) - linked,
+        ledger_links=len({e.event.subject for e in naming}),
+        links_elsewhere=len(elsewhere),
+        pre_adoption=tuple(
+            PopulationItem(
+                commit=commit.sha,
+                branch=branch,
+                committed_at=format_ts(population.repo_time(commit)),
+                title=commit.subject,
+            )
+            for branch, commit in population.pre_adoption()
+        ),
+    )
+
+
+def _sampling(
+    ctx: CheckContext, period: Period, seed: str, exceptions: tuple[Finding, ...]
+) -> Sampling | None:
+    """The sample of the change population for manual testing (None without git)."""
+    if ctx.population is None:
+        return None
+    commits = [change.commit.sha for change in ctx.changes()]
+    population = set(commits)
+    flagged = any(f.severity != "info" and f.commit in population for f in exceptions)
+    return draw(commits, length=period.end - period.start, seed=seed, exceptions=flagged)
 
 
 def _protected(repo: GitRepo | None, policy: Policy) -> tuple[str, ...]:

@@ -139,8 +139,11 @@ class Population:
         *,
         branches: Iterable[str],
         period: Period,
+        baseline: datetime | None = None,
     ) -> None:
         self.repo = repo
+        self.baseline = baseline
+        """Commits before it predate FlowLoom's adoption: outside the population."""
         self.view = view
         self.book = book
         self.period = period
@@ -192,7 +195,21 @@ class Population:
         return self._decisions[decision_id]
 
     def in_period(self, commit: Commit) -> bool:
-        return self.repo_time(commit) in self.period
+        """In the period, and not before the baseline (`pre_adoption` lists those)."""
+        when = self.repo_time(commit)
+        return when in self.period and (self.baseline is None or when >= self.baseline)
+
+    def pre_adoption(self) -> list[tuple[str, Commit]]:
+        """(branch, commit) of the period's first-parent commits before the baseline."""
+        if self.baseline is None:
+            return []
+        found: list[tuple[str, Commit]] = []
+        for branch in self.branches:
+            for commit in self.repo.commits("--first-parent", f"refs/heads/{branch}"):
+                when = self.repo_time(commit)
+                if when in self.period and when < self.baseline:
+                    found.append((branch, commit))
+        return found
 
     @staticmethod
     def repo_time(commit: Commit) -> datetime:

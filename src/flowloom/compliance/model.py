@@ -42,11 +42,15 @@ __all__ = [
     "ChangeRow",
     "CheckResult",
     "CheckStatus",
+    "Completeness",
     "Control",
     "ControlResult",
     "ControlStatus",
     "Finding",
     "LedgerSummary",
+    "PopulationItem",
+    "ResponseRow",
+    "Sampling",
     "Severity",
 ]
 
@@ -140,9 +144,13 @@ class Finding:
     actor: str | None = None
     ts: str | None = None
     details: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    id: str = ""
+    """The exception's stable id (`flowloom.compliance.auditmeta.exception_id`): the same
+    finding gets the same id in every run and every format, so a response can name it."""
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "id": self.id,
             "check": self.check,
             "severity": self.severity,
             "what": self.what,
@@ -166,6 +174,7 @@ class Finding:
             actor=data.get("actor"),
             ts=data.get("ts"),
             details=dict(data.get("details") or {}),
+            id=str(data.get("id") or ""),
         )
 
 
@@ -515,6 +524,178 @@ class LedgerSummary:
 
 
 @dataclass(frozen=True)
+class PopulationItem:
+    """A commit listed apart from the population (before the baseline): what and when."""
+
+    commit: str
+    branch: str
+    committed_at: str
+    title: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "branch": self.branch,
+            "committed_at": self.committed_at,
+            "title": self.title,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PopulationItem:
+        return cls(
+            commit=str(data["commit"]),
+            branch=str(data.get("branch", "")),
+            committed_at=str(data.get("committed_at", "")),
+            title=str(data.get("title", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Completeness:
+    """The population's definition and how git and the ledger reconcile over it.
+
+    `commits` (first-parent commits on the branches in the period, from the baseline on)
+    must equal `linked + unlinked`; `ledger_links` counts the commit.link entries that
+    name one of them, `links_elsewhere` those of the period that name none (other
+    branches, or history rewritten). Commits before the `baseline` (when FlowLoom was
+    adopted) are listed apart in `pre_adoption`: never exceptions.
+    """
+
+    definition: str
+    baseline: str  # event-form timestamp
+    baseline_source: str  # "configured" ([compliance] baseline) or "first ledger entry"
+    commits: int
+    linked: int
+    unlinked: int
+    ledger_links: int
+    links_elsewhere: int
+    pre_adoption: tuple[PopulationItem, ...] = ()
+    needs: str = ""  # what is missing when git was not examined (empty otherwise)
+
+    @property
+    def reconciled(self) -> bool:
+        """The counts agree: every commit is either linked or unlinked."""
+        return self.commits == self.linked + self.unlinked
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "definition": self.definition,
+            "baseline": self.baseline,
+            "baseline_source": self.baseline_source,
+            "commits": self.commits,
+            "linked": self.linked,
+            "unlinked": self.unlinked,
+            "ledger_links": self.ledger_links,
+            "links_elsewhere": self.links_elsewhere,
+            "reconciled": self.reconciled,
+            "pre_adoption": [p.to_json() for p in self.pre_adoption],
+            "needs": self.needs,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Completeness:
+        return cls(
+            definition=str(data.get("definition", "")),
+            baseline=str(data.get("baseline", "")),
+            baseline_source=str(data.get("baseline_source", "")),
+            commits=int(data.get("commits", 0)),
+            linked=int(data.get("linked", 0)),
+            unlinked=int(data.get("unlinked", 0)),
+            ledger_links=int(data.get("ledger_links", 0)),
+            links_elsewhere=int(data.get("links_elsewhere", 0)),
+            pre_adoption=tuple(PopulationItem.from_json(p) for p in data.get("pre_adoption", ())),
+            needs=str(data.get("needs", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The sample of the change population an auditor tests by hand, and how it was drawn.
+
+    Attribute sampling: the size comes from `table` (control frequency → range of sample
+    sizes) for the `frequency` the population shows, the upper end when the automated
+    checks flagged exceptions; the whole population when it is smaller. The items are
+    the `size` commits with the smallest SHA-256 of ``seed ":" commit`` (`method`), so
+    the same seed always draws the same sample, with FlowLoom or with sha256sum.
+    """
+
+    population: int
+    frequency: str
+    size: int
+    seed: str
+    method: str
+    basis: str  # why that size, in one line
+    items: tuple[str, ...] = ()  # the commits drawn, in draw order
+    table: tuple[tuple[str, str, int, int], ...] = ()  # (frequency, when, low, high)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "population": self.population,
+            "frequency": self.frequency,
+            "size": self.size,
+            "seed": self.seed,
+            "method": self.method,
+            "basis": self.basis,
+            "items": list(self.items),
+            "table": [
+                {"frequency": f, "when": w, "low": lo, "high": hi} for f, w, lo, hi in self.table
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Sampling:
+        return cls(
+            population=int(data.get("population", 0)),
+            frequency=str(data.get("frequency", "")),
+            size=int(data.get("size", 0)),
+            seed=str(data.get("seed", "")),
+            method=str(data.get("method", "")),
+            basis=str(data.get("basis", "")),
+            items=tuple(str(i) for i in data.get("items", ())),
+            table=tuple(
+                (str(r["frequency"]), str(r["when"]), int(r["low"]), int(r["high"]))
+                for r in data.get("table", ())
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class ResponseRow:
+    """Management's response to one exception, as a ``compliance.response`` entry says."""
+
+    exception: str  # the exception id
+    response: str
+    by: str  # who responded (the proven person)
+    ts: str
+    entry: int
+    owner: str | None = None  # who remediates
+    due: str | None = None  # YYYY-MM-DD
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "exception": self.exception,
+            "response": self.response,
+            "by": self.by,
+            "ts": self.ts,
+            "entry": self.entry,
+            "owner": self.owner,
+            "due": self.due,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ResponseRow:
+        return cls(
+            exception=str(data["exception"]),
+            response=str(data["response"]),
+            by=str(data.get("by", "")),
+            ts=str(data.get("ts", "")),
+            entry=int(data["entry"]),
+            owner=data.get("owner"),
+            due=data.get("due"),
+        )
+
+
+@dataclass(frozen=True)
 class Assessment:
     """Everything one compliance run found, ready to render."""
 
@@ -539,6 +720,24 @@ class Assessment:
     """The period as requested ("2026-12-01 to 2026-12-07 (both days included, UTC)")."""
     generated_by: str = ""
     """Who generated it, and how that is known ("ann@example.com (SSH signature)")."""
+    completeness: Completeness | None = None
+    sampling: Sampling | None = None
+    responses: tuple[ResponseRow, ...] = ()
+    """Management's responses to this report's exceptions (latest last), from the ledger."""
+    minimised: str = ""
+    """How personal data was minimised (a GDPR report), empty when it was not."""
+
+    def response_to(self, exception_id: str) -> ResponseRow | None:
+        """The latest response recorded for an exception, if any."""
+        found = [r for r in self.responses if r.exception == exception_id]
+        return found[-1] if found else None
+
+    @property
+    def verification(self) -> dict[str, Any]:
+        """How to check this report independently (`auditmeta.how_to_verify`)."""
+        from flowloom.compliance.auditmeta import how_to_verify
+
+        return how_to_verify(self)
 
     @property
     def flagged(self) -> bool:
@@ -582,6 +781,11 @@ class Assessment:
             "audit_trail": [r.to_json() for r in self.audit_trail],
             "period_label": self.period_label,
             "generated_by": self.generated_by,
+            "completeness": self.completeness.to_json() if self.completeness else None,
+            "sampling": self.sampling.to_json() if self.sampling else None,
+            "responses": [r.to_json() for r in self.responses],
+            "minimised": self.minimised,
+            "verification": self.verification,
         }
 
     @classmethod
@@ -606,6 +810,12 @@ class Assessment:
             statement=str(data.get("statement", DISCLAIMER)),
             period_label=str(data.get("period_label", "")),
             generated_by=str(data.get("generated_by", "")),
+            completeness=(
+                Completeness.from_json(data["completeness"]) if data.get("completeness") else None
+            ),
+            sampling=Sampling.from_json(data["sampling"]) if data.get("sampling") else None,
+            responses=tuple(ResponseRow.from_json(r) for r in data.get("responses", ())),
+            minimised=str(data.get("minimised", "")),
         )
 
 

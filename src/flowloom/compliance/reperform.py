@@ -492,6 +492,7 @@ def _reperform(
                 instance=rows,
                 verification=verification,
                 generated_by=str(original.get("generated_by") or ""),
+                sample_seed=_seed(original),
             )
         except FlowLoomError as exc:
             result.differences.append(f"the assessment could not be re-performed: {exc.message}")
@@ -505,6 +506,13 @@ def _reperform(
         )
     result.differences.extend(_differences(original, redone.to_json(), skipped))
     return redone
+
+
+def _seed(original: Mapping[str, Any]) -> str | None:
+    """The seed the report's sample was drawn with, to draw it again."""
+    sampling = original.get("sampling")
+    seed = sampling.get("seed") if isinstance(sampling, Mapping) else None
+    return seed if isinstance(seed, str) and seed else None
 
 
 def _instance_rows(data: bytes | None) -> list[tuple[int, bytes]]:
@@ -591,7 +599,7 @@ def _differences(
                 for c in doc.get("controls") or ()
                 if not set(c.get("control", {}).get("checks") or ()) & skipped
             ]
-            for name in ("summary", "changes"):
+            for name in ("summary", "changes", "completeness", "sampling"):
                 doc.pop(name, None)
     found: list[str] = []
     _diff("", left, right, found)

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,8 @@ from flowloom.ledger.dsse import sha256_hex
 from flowloom.ledger.log import Ledger
 
 __all__ = ["Generated", "bundle_checkpoint", "generate_report", "instance_events"]
+
+_SEED = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ def generate_report(
     bundle_dir: Path | None = None,
     actor: dict[str, Any] | None = None,
     via: str | None = None,
+    sample_seed: str | None = None,
 ) -> Generated:
     """Run one report (see the module's docstring); returns what was written."""
     renderer = RENDERERS.get(fmt)
@@ -109,6 +113,11 @@ def generate_report(
             f"unknown report format {fmt!r}", hint=f"choose one of: {', '.join(RENDERERS)}"
         )
     settings = settings or ComplianceSettings()
+    if sample_seed is not None and not _SEED.fullmatch(sample_seed):
+        raise InputError(
+            f"sample seed {sample_seed!r} is not usable",
+            hint="use 1 to 64 letters, digits, '-' or '_'",
+        )
     signer = ledger.require_signer()
     with tempfile.TemporaryDirectory(prefix="flowloom-run-") as tmp:
         if fmt == "zip" and bundle_dir is None:
@@ -143,6 +152,7 @@ def generate_report(
             snapshot=snapshot,
             instance=rows,
             generated_by=generator.label,
+            sample_seed=sample_seed,
         )
         digest_of_assessment = sha256_hex(json_report.to_bytes(assessment))
 

@@ -6,6 +6,8 @@ approving emergency overrides is reviewed like code. Keys and defaults::
     [compliance]
     override_approval_hours = 72      # an override.grant needs an approval within this
     protected_branches = ["main"]     # default: the [policy] protected_branches
+    baseline = 2026-03-01             # FlowLoom's adoption: earlier commits are listed
+                                      # apart (default: the log's first entry)
 
     [compliance.retention]            # record class -> days the bodies are kept
     conversation = 365
@@ -21,7 +23,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -70,6 +72,7 @@ _RECORD = frozenset(
         "checkpoint.anchor",
         "export.generate",
         "redaction.apply",
+        "compliance.response",
     }
 )
 
@@ -95,6 +98,9 @@ class ComplianceSettings:
     )
     protected_branches: tuple[str, ...] | None = None
     """None: use the capture policy's protected branches."""
+    baseline: datetime | None = None
+    """When FlowLoom was adopted: commits before it are pre-adoption, listed apart and never
+    exceptions. None: the time of the log's first entry."""
 
     def retention(self, record_class: str) -> timedelta:
         """How long bodies of `record_class` must be kept."""
@@ -102,7 +108,7 @@ class ComplianceSettings:
         return timedelta(days=days)
 
 
-_KEYS = ("override_approval_hours", "protected_branches", "retention")
+_KEYS = ("override_approval_hours", "protected_branches", "retention", "baseline")
 
 
 def settings_from_table(table: object, *, where: str = "[compliance]") -> ComplianceSettings:
@@ -125,6 +131,9 @@ def settings_from_table(table: object, *, where: str = "[compliance]") -> Compli
         if not isinstance(branches, list) or not all(isinstance(b, str) and b for b in branches):
             raise ConfigError(f"{where} protected_branches must be a list of branch names")
         values["protected_branches"] = tuple(branches)
+    baseline = table.get("baseline")
+    if baseline is not None:
+        values["baseline"] = _baseline(baseline, where)
     retention = table.get("retention")
     if retention is not None:
         if not isinstance(retention, dict):
@@ -141,6 +150,18 @@ def settings_from_table(table: object, *, where: str = "[compliance]") -> Compli
             days[name] = value
         values["retention_days"] = MappingProxyType(days)
     return ComplianceSettings(**values)
+
+
+def _baseline(value: object, where: str) -> datetime:
+    """A baseline date (YYYY-MM-DD, quoted or not): its midnight UTC."""
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value) if len(value) == 10 else None
+        except ValueError:
+            value = None
+    if isinstance(value, datetime) or not isinstance(value, date):
+        raise ConfigError(f"{where} baseline must be a date (YYYY-MM-DD)")
+    return datetime(value.year, value.month, value.day, tzinfo=UTC)
 
 
 def load_compliance_settings(repo_top: Path | None) -> ComplianceSettings:

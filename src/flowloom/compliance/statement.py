@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -154,11 +154,14 @@ class Generator:
 
 
 def _settings_json(settings: ComplianceSettings, branches: Sequence[str]) -> dict[str, Any]:
-    return {
+    found: dict[str, Any] = {
         "overrideApprovalHours": int(settings.override_approval_window / timedelta(hours=1)),
         "retentionDays": dict(settings.retention_days),
         "protectedBranches": list(branches),
     }
+    if settings.baseline is not None:
+        found["baseline"] = settings.baseline.date().isoformat()
+    return found
 
 
 def settings_from_record(data: Any) -> ComplianceSettings:
@@ -168,7 +171,13 @@ def settings_from_record(data: Any) -> ComplianceSettings:
     hours = data.get("overrideApprovalHours")
     days = data.get("retentionDays")
     branches = data.get("protectedBranches")
+    baseline = data.get("baseline")
     return ComplianceSettings(
+        baseline=(
+            datetime.fromisoformat(baseline).replace(tzinfo=UTC)
+            if isinstance(baseline, str) and len(baseline) == 10
+            else None
+        ),
         override_approval_window=timedelta(hours=hours if isinstance(hours, int) else 72),
         retention_days=MappingProxyType(
             {str(k): int(v) for k, v in days.items()}

@@ -57,6 +57,7 @@ AUTHORITY_KINDS: Final = frozenset(
         "export.generate",
         "ci.result",
         "test.result",
+        "compliance.response",
     }
 )
 """Kinds whose event is itself an authority: only their own endpoint writes them."""
@@ -85,6 +86,8 @@ WRITTEN_BY: Final = {
     "checkpoint.anchor": "'flowloom anchor'",
     "ci.result": "'flowloom check --record' in CI",
     "test.result": "'flowloom ci record --junit PATH' in CI",
+    "compliance.response": "'flowloom report respond EXCEPTION_ID' (signed with your SSH "
+    "signing key), or on a team server POST /api/v1/projects/{project}/reports/responses",
     "auth": "nothing: FlowLoom records sign-ins, keys, users and roles as they happen",
     "key": "nothing: FlowLoom records its key events itself ('flowloom log rotate-key')",
 }

@@ -83,6 +83,9 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
             "A signed checkpoint was anchored elsewhere (git ref, witness, TSA, S3 Object Lock)."
         ),
         "export.generate": "An evidence bundle, report or export was produced.",
+        "compliance.response": (
+            "Management's response to a report's exception: remediation, owner, due date."
+        ),
         "capture.error": "Capture failed or was partial, so that a gap in the record is visible.",
         "capture.bypass": (
             "Files changed during an agent's turn that no tool hook reported: paths, digests."

@@ -22,6 +22,7 @@ from flowloom.compliance.model import (
     ChangeRow,
     ControlResult,
     Finding,
+    ResponseRow,
 )
 from flowloom.compliance.reports.atomic import atomic_text
 
@@ -73,6 +74,7 @@ POPULATION_COLUMNS: Final = (
 )
 
 EXCEPTION_COLUMNS: Final = (
+    "id",
     "check",
     "severity",
     "what",
@@ -82,6 +84,11 @@ EXCEPTION_COLUMNS: Final = (
     "actor",
     "ts",
     "details",
+    "response",
+    "response_owner",
+    "response_due",
+    "response_by",
+    "response_entry",
 )
 
 AUDIT_TRAIL_COLUMNS: Final = (
@@ -171,14 +178,16 @@ def change_row(change: ChangeRow) -> list[str]:
     return [safe_cell(v) for v in values]
 
 
-def exception_row(finding: Finding) -> list[str]:
-    """An exceptions-report row, in EXCEPTION_COLUMNS order."""
+def exception_row(finding: Finding, response: ResponseRow | None = None) -> list[str]:
+    """An exceptions-report row, in EXCEPTION_COLUMNS order, with management's latest
+    response when one is recorded."""
     details = (
         json.dumps(finding.to_json()["details"], ensure_ascii=False, sort_keys=True)
         if finding.details
         else ""
     )
     values: list[Any] = [
+        finding.id,
         finding.check,
         finding.severity,
         finding.what,
@@ -189,6 +198,12 @@ def exception_row(finding: Finding) -> list[str]:
         finding.ts,
         details,
     ]
+    if response is None:
+        values.extend(["", "", "", "", ""])
+    else:
+        values.extend(
+            [response.response, response.owner, response.due, response.by, response.entry]
+        )
     return [safe_cell(v) for v in values]
 
 
@@ -257,7 +272,12 @@ def render(assessment: Assessment, out: Path, *, bundle_dir: Path | None = None)
 
 def render_exceptions(assessment: Assessment, out: Path, *, bundle_dir: Path | None = None) -> Path:
     """The exceptions report: every finding of every check, in check order."""
-    return write_table(out, EXCEPTION_COLUMNS, assessment.exceptions, exception_row)
+    return write_table(
+        out,
+        EXCEPTION_COLUMNS,
+        assessment.exceptions,
+        lambda f: exception_row(f, assessment.response_to(f.id)),
+    )
 
 
 def render_audit_trail(

@@ -10,6 +10,9 @@ Under /api/v1/projects/{project}:
   (a PDF is laid out by WeasyPrint), so it runs in a worker thread, one report at a
   time per process, over a bounded period and log; every report is recorded as an
   ``export.generate`` event whose SHA-256 is the one of the bytes returned;
+- ``POST reports/responses`` records management's response to a report's exception
+  (project.admin: owners and admins speak for management), as a ``compliance.response``
+  event attested for the signed-in user; the next report shows it beside the exception;
 - ``GET  compliance/holds`` the legal holds (audit.read) and ``POST compliance/holds``
   places or releases one (project.admin), as ``retention.set`` events. Only holds and
   releases this server's keys attest count (`ServerState.trust`); the listing shows the
@@ -247,6 +250,26 @@ class AssessmentOut(BaseModel):
     changes: list[dict[str, Any]]
     exceptions: list[dict[str, Any]]
     audit_trail: list[dict[str, Any]]
+
+
+class ResponseIn(BaseModel):
+    """Management's response to one exception of a report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exception: str = Field(
+        max_length=40, description="The exception's id, as a report prints it",
+        examples=["SOX-1a2b3c4d5e"],
+    )  # fmt: skip
+    response: str = Field(min_length=1, max_length=4000, description="Response or remediation")
+    owner: str | None = Field(default=None, max_length=200, description="Who remediates")
+    due: str | None = Field(default=None, max_length=10, description="Due date, YYYY-MM-DD")
+
+
+class ResponseOut(BaseModel):
+    exception: str
+    entry: int = Field(description="The compliance.response entry")
+    by: str = Field(description="The signed-in user it is recorded for")
 
 
 class ControlOut(BaseModel):
@@ -697,6 +720,32 @@ async def verify_uploaded_report(
 
 
 # -- legal holds -------------------------------------------------------------------------
+
+
+@router.post(
+    "/reports/responses",
+    status_code=201,
+    response_model=ResponseOut,
+    summary="Record management's response to a report's exception",
+)
+def record_response(
+    project: str,
+    body: ResponseIn,
+    principal: Annotated[Principal, Depends(authorize("project.admin"))],
+    server: Annotated[ServerState, Depends(get_server)],
+) -> ResponseOut:
+    from flowloom.compliance.responses import record_response as record
+
+    actor = principal.actor()
+    entry = record(
+        server.ledger(project),
+        body.exception,
+        body.response,
+        actor=actor,
+        owner=body.owner,
+        due=body.due,
+    )
+    return ResponseOut(exception=body.exception, entry=entry, by=str(actor["id"]))
 
 
 @router.get("/compliance/holds", response_model=HoldsOut, summary="The legal holds")

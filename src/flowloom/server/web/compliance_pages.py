@@ -8,7 +8,10 @@ the same statuses as `flowloom report --no-git`, never a pass the commits were n
 examined for. Every control shows one of the five statuses (pass, flag, manual,
 not_applicable, not_assessed) with its reason. A page never writes, so it never signs a
 checkpoint: it assesses the entries the latest signed checkpoint covers, the same
-snapshot a report run there reads, and caches it per (framework, period, checkpoint).
+snapshot a report run there reads, and caches it per (framework, period, checkpoint:
+size and root). The dashboard computes missing assessments in the background
+(`flowloom.server.web.background`) and shows "computing", reloading itself until they
+are there; it never shows a log with data as not assessed for want of a visit.
 Reports are written by the API's report route (`report_response`: the same limits, and
 each download is recorded as an export.generate event). As in the API's report routes,
 all of this needs audit.read (owners, admins, auditors).
@@ -16,6 +19,7 @@ all of this needs audit.read (owners, admins, auditors).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -42,7 +46,10 @@ from flowloom.server.web.charts import bar_chart
 from flowloom.server.web.session import WEB_PREFIX, WebRoute, base_context, html
 from flowloom.server.web.state import WebState, web_state
 
-__all__ = ["REPORT_FORMATS", "router"]
+__all__ = ["REFRESH_SECONDS", "REPORT_FORMATS", "router"]
+
+REFRESH_SECONDS = 3
+"""How soon a dashboard still computing an assessment reloads itself."""
 
 router = APIRouter(
     prefix=WEB_PREFIX + "/projects/{project}/compliance",
@@ -88,6 +95,14 @@ def _assessment(
 ) -> Assessment:
     """The assessment at the latest checkpoint: the same snapshot a report would read
     there, cached per checkpoint."""
+    key, compute = _assessor(server, project, framework, start, end)
+    return web.assessments.get(key, compute)
+
+
+def _assessor(
+    server: ServerState, project: str, framework: str, start: str, end: str
+) -> tuple[tuple[object, ...], Callable[[], Assessment]]:
+    """The cache key of an assessment (the checkpoint's size and root) and how to make it."""
     ledger = server.ledger(project)
     period = parse_period(start, end)
     snapshot, at = _snapshot(server, project)
@@ -109,7 +124,7 @@ def _assessment(
             snapshot=snapshot,
         )
 
-    return web.assessments.get(key, compute)
+    return key, compute
 
 
 @router.get("", response_class=HTMLResponse)
@@ -125,12 +140,18 @@ def dashboard(
     start, end = _period(start, end)
     parse_period(start, end)
     frameworks = []
-    _, at = _snapshot(server, project)
     for name, spec in sorted(load_catalog().items()):
-        cached = web.assessments.peek(("assessment", project, name, start, end, at))
-        counts = cached.counts() if cached is not None else None
+        key, compute = _assessor(server, project, name, start, end)
+        state, value = web.background.progress(key, compute)
         frameworks.append(
-            {"name": name, "title": spec.title, "controls": len(spec.controls), "counts": counts}
+            {
+                "name": name,
+                "title": spec.title,
+                "controls": len(spec.controls),
+                "state": state,
+                "counts": value.counts() if state == "ready" else None,
+                "reason": value if state == "failed" else "",
+            }
         )
     context = base_context(
         request,
@@ -142,6 +163,7 @@ def dashboard(
         start=start,
         end=end,
         git=project in server.repositories,
+        refresh=REFRESH_SECONDS if any(f["state"] == "computing" for f in frameworks) else 0,
     )
     return html(web.render("web/compliance.html", context))
 

@@ -18,6 +18,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from flowloom.server.deps import server_of
 from flowloom.server.state import ServerState
+from flowloom.server.web.background import Background
 from flowloom.server.web.summary import SummaryBook
 
 __all__ = ["WebState", "web_state"]
@@ -66,6 +67,7 @@ class WebState:
         )
         self.summaries = SummaryBook(server.store)
         self.assessments = _Cache()
+        self.background = Background(self.assessments)
         self.verifications = _Cache(8)
 
     def render(self, template: str, context: dict[str, Any]) -> str:

@@ -1,0 +1,64 @@
+"""Assessments computed off the request: the dashboard never waits for, nor lacks, one.
+
+The compliance dashboard shows every framework's result at the latest checkpoint. An
+assessment can take seconds, so a missing one is computed in one background worker (one
+at a time per process: the machine's cores serve requests first) and cached by the
+checkpoint it reads (size and root) in the web state's cache; meanwhile the page says
+"computing" and refreshes itself. A failure is kept and shown with its reason until the
+checkpoint moves, instead of a placeholder that never resolves.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+from flowloom.errors import FlowLoomError
+
+__all__ = ["Background", "Progress"]
+
+Progress = tuple[Literal["ready", "computing", "failed"], Any]
+"""("ready", value), ("computing", None) or ("failed", the reason)."""
+
+
+class Background:
+    """Computes values for a cache in one worker thread, each key at most once at a time."""
+
+    def __init__(self, cache: Any, *, workers: int = 1) -> None:
+        self._cache = cache  # the web state's _Cache: get(key, compute), peek(key)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flowloom-web")
+        self._lock = threading.Lock()
+        self._pending: set[Hashable] = set()
+        self._failed: dict[Hashable, str] = {}
+
+    def progress(self, key: Hashable, compute: Callable[[], Any]) -> Progress:
+        """The cached value, or its computation started (once) in the background."""
+        found = self._cache.peek(key)
+        if found is not None:
+            return ("ready", found)
+        with self._lock:
+            if key in self._failed:
+                return ("failed", self._failed[key])
+            if key not in self._pending:
+                self._pending.add(key)
+                self._pool.submit(self._run, key, compute)
+        return ("computing", None)
+
+    def _run(self, key: Hashable, compute: Callable[[], Any]) -> None:
+        try:
+            self._cache.get(key, compute)
+        except FlowLoomError as exc:
+            with self._lock:
+                self._failed[key] = exc.message
+        except Exception as exc:
+            with self._lock:
+                self._failed[key] = f"{type(exc).__name__}: {exc}"
+        finally:
+            with self._lock:
+                self._pending.discard(key)
+
+    def close(self) -> None:
+        """Stop taking work; running computations finish."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
