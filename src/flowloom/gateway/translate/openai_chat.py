@@ -560,8 +560,9 @@ def openai_to_anthropic_response(body: Mapping[str, Any], *, model: str) -> dict
         stop = "refusal"
     elif stop == "end_turn" and message.get("tool_calls"):
         stop = "tool_use"  # some compatible servers say "stop" after tool calls
+    upstream_id = str(body.get("id") or new_id(""))
     return {
-        "id": body.get("id") or new_id("msg_"),
+        "id": upstream_id if upstream_id.startswith("msg_") else "msg_" + upstream_id,
         "type": "message",
         "role": "assistant",
         "model": model,
