@@ -153,3 +153,27 @@ def test_streamed_namespace_call_and_search_for_a_responses_caller() -> None:
     assert output[0]["type"] == "web_search_call" and output[0]["action"]["query"] == "x"
     assert output[1]["name"] == "close_agent" and output[1]["namespace"] == "multi_agent_v1"
     assert json.loads(output[1]["arguments"]) == {"target": "a"}
+
+
+def test_gemini_google_search_becomes_anthropic_web_search_and_back() -> None:
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": "news?"}]}],
+        "tools": [{"googleSearch": {}}, {"functionDeclarations": [{"name": "f"}]}],
+    }
+    out = translate_request(body, "gemini", "anthropic", model="c")
+    assert {"type": "web_search_20250305", "name": "web_search"} in out["tools"]
+    assert "f" in [t["name"] for t in out["tools"]]
+    back = translate_request(out, "anthropic", "gemini", model="g")
+    assert {"googleSearch": {}} in back["tools"]
+    translator = StreamTranslator("anthropic", "gemini", model="g")
+    for event in (
+        {"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 3}}},
+        {"type": "content_block_start", "index": 0, "content_block": {
+            "type": "server_tool_use", "id": "s1", "name": "web_search", "input": {}}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Hi"}},
+        {"type": "content_block_stop", "index": 1},
+    ):  # fmt: skip
+        translator.feed(SseEvent(event["type"], json.dumps(event)))
+    assert translator.error is None

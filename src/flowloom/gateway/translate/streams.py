@@ -642,6 +642,8 @@ class _GeminiEncoder:
                 return []
             if bkind == "text" and block.get("text"):
                 return [self._chunk([{"text": block["text"]}])]
+            if bkind in ("server_tool_use", "web_search_tool_result"):
+                return []  # a search (Google Search grounding): its findings are in the text
             if bkind not in ("text", "thinking", "redacted_thinking"):
                 raise TranslationError(
                     f"the model answered with a {bkind!r} block, which Gemini cannot carry"
