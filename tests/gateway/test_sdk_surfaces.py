@@ -214,3 +214,40 @@ def test_translated_anthropic_replies_carry_msg_ids_and_usage(
     refs = exchanges(database, "/v1/messages")[-1]["refs"]
     assert refs["input_tokens"] == final.usage.input_tokens
     assert refs["output_tokens"] == final.usage.output_tokens
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-5-20250929", "gemini-2.5-flash"])
+def test_translated_chat_and_responses_replies_carry_their_own_ids(
+    served: tuple[str, Path, MockServer], model: str
+) -> None:
+    import openai
+
+    url, database, _ = served
+    before = len(recorded_exchanges(database))
+    client = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0)
+    hello = [{"role": "user", "content": "Say hello."}]
+    chat = client.chat.completions.create(model=model, messages=hello)  # type: ignore[arg-type]
+    assert chat.id.startswith("chatcmpl-") and chat.usage is not None
+    chunks = list(
+        client.chat.completions.create(
+            model=model,
+            messages=hello,  # type: ignore[arg-type]
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert all(c.id.startswith("chatcmpl-") for c in chunks)
+    streamed = chunks[-1].usage
+    assert streamed is not None and streamed.prompt_tokens == chat.usage.prompt_tokens
+    response = client.responses.create(model=model, input="Say hello.")
+    assert response.id.startswith("resp_") and response.usage is not None
+    assert response.usage.input_tokens > 0 and response.usage.output_tokens > 0
+    settled(database, before + 3)
+    reported = [
+        (chat.usage.prompt_tokens, chat.usage.completion_tokens),
+        (streamed.prompt_tokens, streamed.completion_tokens),
+        (response.usage.input_tokens, response.usage.output_tokens),
+    ]
+    recorded = recorded_exchanges(database)[before:]
+    assert [(e["refs"]["input_tokens"], e["refs"]["output_tokens"]) for e in recorded] == reported
+    assert not any("usage_estimated" in e["refs"] for e in recorded)

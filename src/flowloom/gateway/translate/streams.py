@@ -41,7 +41,7 @@ from flowloom.gateway.translate.gemini import (
     tool_args_json,
     usage_from_gemini,
 )
-from flowloom.gateway.translate.openai_chat import openai_usage, usage_from_openai
+from flowloom.gateway.translate.openai_chat import chat_id, openai_usage, usage_from_openai
 from flowloom.gateway.translate.responses import (
     Namespaced,
     function_item,
@@ -544,7 +544,7 @@ class _OpenAIEncoder:
             return []
         if kind == "message_start":
             message = event.get("message") or {}
-            self._start(str(message.get("id") or new_id("chatcmpl-")))
+            self._start(chat_id(message.get("id")))
             self._usage = dict(message.get("usage") or self._usage)
             return [self._chunk('{"role":"assistant","content":""}')]
         if kind == "message_delta":
