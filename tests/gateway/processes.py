@@ -46,8 +46,7 @@ def gateway_process(
 
 
 def recorded_exchanges(database: Path) -> list[dict[str, Any]]:
-    """Every gateway.exchange event in `database`, any log, oldest first per log, with
-    its body (request and response) parsed as "_body"."""
+    """Every gateway.exchange event in `database`, any log, oldest first per log."""
     store = open_store(str(database))
     try:
         out = []
@@ -57,8 +56,6 @@ def recorded_exchanges(database: Path) -> list[dict[str, Any]]:
                 assert entry is not None
                 envelope = json.loads(entry.envelope)
                 if envelope["kind"] == "gateway.exchange":
-                    body = store.body(envelope["body"]) if "body" in envelope else None
-                    envelope["_body"] = json.loads(body.content) if body is not None else None
                     out.append(envelope)
         return out
     finally:
