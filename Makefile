@@ -11,7 +11,7 @@ $(BIN)/flowloom: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(BIN)/flowloom
 
-## demo: install, then run the ledger end to end on the embedded SQLite default
+## demo: install, then show the main job end to end on the embedded SQLite default
 demo: $(BIN)/flowloom
 	$(BIN)/flowloom demo
 

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, settings
 from psycopg import sql
 
 from flowloom.store.interface import Store
@@ -24,6 +25,10 @@ from flowloom.store.sqlite import SQLiteStore
 
 PG_URL = os.environ.get("FLOWLOOM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 STORE_KINDS = ("sqlite", "postgres", "memory")
+
+# The machine may be busy (CI shares it): property tests judge results, never speed.
+settings.register_profile("flowloom", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("flowloom")
 
 # The real agent CLIs (`claude_code`, `codex` fixtures), installed from npm when used.
 pytest_plugins = ["tests.support.clis"]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from flowloom.capture.check import GITHUB_WORKFLOW, GITLAB_JOB
 from flowloom.capture.policy import Policy, load_policy
+from flowloom.ci.templates import InstallSpec, job_script, render
 from flowloom.config import load_settings
 from flowloom.errors import ConfigError
 from tests.capture.git_sandbox import DECISION, Sandbox
@@ -103,43 +103,45 @@ def test_init_outside_a_repository_is_a_one_line_error(box: Sandbox, tmp_path: P
     assert "not inside a git work tree" in result.stderr
 
 
+PIN = "flowloom==0.1.0"
+
+
 def test_ci_github_workflow_is_written_once(box: Sandbox) -> None:
-    out = box.ok("init", "--ci", "github")
+    out = box.ok("init", "--ci", "github", "--ci-install", PIN)
     workflow = box.repo / ".github" / "workflows" / "flowloom.yml"
     assert "ci .github/workflows/flowloom.yml: created" in out
-    assert workflow.read_text() == GITHUB_WORKFLOW
-    assert "flowloom check" in GITHUB_WORKFLOW
-    assert "fetch-depth: 0" in GITHUB_WORKFLOW
-    assert "ci .github/workflows/flowloom.yml: unchanged" in box.ok("init", "--ci", "github")
-    workflow.write_text(GITHUB_WORKFLOW + "# our own tweak\n")
-    assert "left as is" in box.ok("init", "--ci", "github")
+    expected = render("github", InstallSpec(PIN, "as given (--ci-install)"))
+    assert workflow.read_text() == expected
+    assert "flowloom check" in expected and "fetch-depth: 0" in expected
+    again = box.ok("init", "--ci", "github", "--ci-install", PIN)
+    assert "ci .github/workflows/flowloom.yml: unchanged" in again
+    workflow.write_text(expected + "# our own tweak\n")
+    assert "left as is" in box.ok("init", "--ci", "github", "--ci-install", PIN)
     assert workflow.read_text().endswith("# our own tweak\n")
 
 
 def test_ci_gitlab_job(box: Sandbox, tmp_path: Path) -> None:
-    out = box.ok("init", "--ci", "gitlab")
+    out = box.ok("init", "--ci", "gitlab", "--ci-install", PIN)
     assert "ci .gitlab-ci.yml: created" in out
-    assert (box.repo / ".gitlab-ci.yml").read_text() == GITLAB_JOB
+    expected = render("gitlab", InstallSpec(PIN, "as given (--ci-install)"))
+    assert (box.repo / ".gitlab-ci.yml").read_text() == expected
     other = Sandbox(tmp_path / "other")
     other.commit_ok("initial")
     (other.repo / ".gitlab-ci.yml").write_text("stages: [test]\n")
-    out = other.ok("init", "--ci", "gitlab")
+    out = other.ok("init", "--ci", "gitlab", "--ci-install", PIN)
     assert "ci .flowloom/gitlab-ci.yml: created; add to .gitlab-ci.yml:" in out
     assert "local: .flowloom/gitlab-ci.yml" in out
-    assert (other.repo / ".flowloom" / "gitlab-ci.yml").read_text() == GITLAB_JOB
+    assert (other.repo / ".flowloom" / "gitlab-ci.yml").read_text() == expected
     assert (other.repo / ".gitlab-ci.yml").read_text() == "stages: [test]\n"
 
 
-def test_ci_scripts_select_a_range_in_posix_sh(tmp_path: Path) -> None:
-    """The range logic of both CI jobs runs under sh -n (syntax) without complaint."""
-    for text, marker in ((GITHUB_WORKFLOW, "        run: |\n"), (GITLAB_JOB, "    - |\n")):
-        script = text.split(marker)[-1]
-        indent = len(script) - len(script.lstrip(" "))
-        body = "\n".join(line[indent:] for line in script.splitlines())
-        path = tmp_path / "ci.sh"
-        path.write_text(body + "\n")
+def test_ci_scripts_are_posix_sh(tmp_path: Path) -> None:
+    """The shell of every CI job runs under sh -n (syntax) without complaint."""
+    for kind in ("github", "gitlab", "jenkins", "bitbucket"):
+        path = tmp_path / f"{kind}.sh"
+        path.write_text(job_script(kind, None))
         result = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == 0, (kind, result.stderr)
 
 
 def test_agent_hooks_are_installed_and_removed(box: Sandbox) -> None:

@@ -11,7 +11,6 @@ import base64
 import json
 import random
 import string
-import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -274,25 +273,6 @@ def test_redactor_counts_across_strings_and_nested_data() -> None:
         "nested": {"k": "[REDACTED:github_token]", "n": 3},
     }
     assert redactor.counts == {"aws_access_key_id": 1, "github_token": 1}
-
-
-def test_redaction_is_fast_enough_for_every_prompt() -> None:
-    prompt = (
-        "Refactor the payment retry loop in src/payments/retry.py so that it backs off "
-        "exponentially, keeps the API key out of the logs, and add tests. " * 8
-    )
-    diff = "\n".join(f"+    value_{i} = compute(token_count={i}, key='k{i}')" for i in range(2000))
-    redact_text(prompt)  # patterns compile on first use
-    redact_text(diff)
-    started = time.perf_counter()
-    for _ in range(200):
-        redact_text(prompt)
-    per_prompt = (time.perf_counter() - started) / 200
-    started = time.perf_counter()
-    redact_text(diff)
-    per_diff = time.perf_counter() - started
-    assert per_prompt < 0.002, per_prompt  # measured ~0.2 ms
-    assert per_diff < 0.5, per_diff  # a 2,000-line diff
 
 
 def test_no_secret_reaches_the_database_through_any_capture_path(tmp_path: Path) -> None:

@@ -264,5 +264,12 @@ def test_usage_error_exit_code(fl: Flowloom) -> None:
 def test_demo_runs(tmp_path: Path) -> None:
     fl = Flowloom(tmp_path)
     out = fl.ok("demo", "--dir", str(tmp_path / "demo"))
+    # The main job, step by step (README: `make demo`).
+    assert "-> agent.prompt" in out and "FlowLoom-Decision: D-" in out
+    assert "reply:    entry" in out and "not recorded" not in out  # `why` on the new line
+    assert "commit refused" in out and "FlowLoom-Override: docs only" in out
+    assert "(verified: ssh)" in out  # the reviewer's approval, signed with their key
+    assert "ok: 2 commits" in out and "1 linked, 1 overridden" in out  # `flowloom check`
+    assert "part11.html: signature by" in out
     assert "bundle verifies: True" in out
     assert "tampering detected: True" in out

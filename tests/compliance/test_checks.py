@@ -180,6 +180,29 @@ def test_ci_failed_and_ci_after_deploy(world: World) -> None:
     world.ci(late, "main")
     result = run(world).check("tested_before_deploy")
     assert flagged(result) == {("tests-failed", failed), ("tested-after-deploy", late)}
+    message = next(f.message for f in result.findings if f.what == "tests-failed")
+    assert "tests.test_app::test_pay" in message
+
+
+def test_a_passing_gate_is_not_a_test_run(world: World) -> None:
+    """ci.result is the decision-link gate's verdict: only test.result for the tree counts."""
+    world.user(RITA)
+    decision = world.decide("Gate only", ANN, session=None, model=None)
+    world.approve(decision, RITA)
+    world.clock.advance(hours=1)
+    gated = world.commit("g.py", "g\n", "G", who=ANN, trailers={"FlowLoom-Decision": decision})
+    world.link(gated, "main", who=ANN, decision=decision)
+    world.ci(gated, "main", gate_only=True)
+    world.clock.advance(hours=1)
+    # Results for a different tree (an earlier state) do not test this one.
+    other = world.commit("h.py", "h\n", "H", who=ANN, trailers={"FlowLoom-Decision": decision})
+    world.tests(gated, "main")
+    world.link(other, "main", who=ANN, decision=decision)
+    result = run(world).check("tested_before_deploy")
+    assert flagged(result) == {("untested", other), ("tested-after-deploy", gated)}
+    [untested] = [f for f in result.findings if f.what == "untested"]
+    assert "no test results recorded for its tree" in untested.message
+    assert "flowloom ci record --junit PATH" in untested.message
 
 
 def test_links_the_hooks_never_recorded_and_unknown_sessions(world: World) -> None:

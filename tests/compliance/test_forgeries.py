@@ -127,6 +127,16 @@ def _build(world: World, how: Forgery, other_home: Path) -> Forged:
             "refs": {"ok": True, "checked": 1, "linked": 1, "branch": "f1", "commits": []},
         },
     )
+    f.forge(
+        "tests",
+        "test.result",
+        {
+            "actor": {"type": "service", "id": "ci:github:acme/app"},
+            "subject": c1,
+            "git": {"branch": "f1", "head": c1},
+            "refs": {"ok": True, "commit": c1, "tree": tree1, "tests": 3, "failing": []},
+        },
+    )
     w.clock.advance(hours=1)
     w.git("checkout", "-q", "main")
     w.git("merge", "-q", "--ff-only", "f1")
@@ -317,7 +327,7 @@ def test_no_check_counts_a_forged_event(forged: Forged) -> None:
     # CI: the forged passing verdict does not test C1.
     tested = _flags(result.check("tested_before_deploy"))
     assert set(tested) == {("untested", real["c1"])}
-    assert "unverified CI verdict by ci" in tested["untested", real["c1"]]
+    assert "unverified test result by ci:github:acme/app" in tested["untested", real["c1"]]
     assert c1_row.tests == "none" and c2_row.tests == "pass"
 
     # The override's forged approval is no approval.

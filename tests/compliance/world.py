@@ -158,8 +158,12 @@ class World:
             meta["session"] = session
         return self.ledger.record("commit.link", meta=meta).index
 
-    def ci(self, sha: str, branch: str, *, ok: bool = True) -> int:
+    def ci(self, sha: str, branch: str, *, ok: bool = True, gate_only: bool = False) -> int:
+        """A CI run: the gate's verdict and (unless `gate_only`) the tests' results for
+        `sha`'s tree, as `flowloom check --record` and `flowloom ci record` write them."""
         refs = {"ok": ok, "checked": 1, "linked": 1, "overridden": 0, "failing": 0 if ok else 1}
+        if not gate_only:
+            self.tests(sha, branch, ok=ok)
         return self.ledger.record(
             "ci.result",
             meta={
@@ -167,6 +171,30 @@ class World:
                 "subject": f"{branch}",
                 "git": {"branch": branch, "head": sha},
                 "refs": {**refs, "branch": branch, "commits": []},
+            },
+        ).index
+
+    def tests(self, sha: str, branch: str, *, ok: bool = True) -> int:
+        """Test results for `sha`'s tree (`flowloom ci record`), from a verified CI run."""
+        return self.ledger.record(
+            "test.result",
+            meta={
+                "actor": {"type": "service", "id": "ci:github:acme/app"},
+                "subject": sha,
+                "git": {"branch": branch, "head": sha},
+                "refs": {
+                    "ok": ok,
+                    "commit": sha,
+                    "tree": self.repo.tree(sha),
+                    "tests": 2,
+                    "passed": 2 if ok else 1,
+                    "failed": 0 if ok else 1,
+                    "errors": 0,
+                    "skipped": 0,
+                    "files": [],
+                    "failing": [] if ok else ["tests.test_app::test_pay"],
+                    "ci": {"platform": "github", "verified": True, "claims": {"sha": sha}},
+                },
             },
         ).index
 

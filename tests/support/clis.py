@@ -1,7 +1,8 @@
 """The real agent CLIs, pinned, installed once into the test cache.
 
 Each CLI is installed into `$FLOWLOOM_TEST_CACHE` (default `~/.cache/flowloom-test`) on
-first use — Claude Code and Codex with the system's npm, Aider with pip into a
+first use — Claude Code, Codex and the MCP reference memory server with the system's
+npm, Aider with pip into a
 virtualenv of its own (it pins its many dependencies; about 700 MB, several minutes the
 first time) — and then runs offline: `offline_env` points every proxy variable at a
 closed port (only loopback is exempt). Without node and npm an npm CLI's test is skipped
@@ -144,6 +145,23 @@ def codex() -> Path:
         [str(binary), "--version"], capture_output=True, text=True, timeout=60, check=False
     )
     assert CODEX_VERSION in version.stdout, version.stdout + version.stderr
+    return binary
+
+
+MEMORY_SERVER_VERSION = "2026.8.31"
+
+
+@pytest.fixture(scope="session")
+def reference_memory_server() -> Path:
+    """The pinned `mcp-server-memory` executable (the MCP reference memory server).
+
+    It serves over stdio and keeps its graph in the JSONL file named by MEMORY_FILE_PATH.
+    """
+    binary = npm_cli(
+        "@modelcontextprotocol/server-memory", MEMORY_SERVER_VERSION, "mcp-server-memory"
+    )
+    manifest = binary.parents[1] / "@modelcontextprotocol" / "server-memory" / "package.json"
+    assert f'"version": "{MEMORY_SERVER_VERSION}"' in manifest.read_text("utf-8")
     return binary
 
 

@@ -188,7 +188,11 @@ def run(place: Place, agent: str, capture: Capture, raw: bytes) -> list[Event]:
                 note = capture_error(agent, "auto-commit skipped: the spool stayed locked", raw)
                 return [*capture.events, note]
             name = spool.write(place.spool_dir, agent, events, now_ts())
-            spool.drain(place.spool_dir, services.ledger)
+            try:
+                spool.drain(place.spool_dir, services.ledger)
+            except Exception as exc:  # the events wait in the spool; nothing to commit with
+                error = f"auto-commit skipped: cannot open the ledger: {exc}"
+                return [capture_error(agent, error, raw)]
             recorded = _Recorded(
                 name, [spool.recorded_index(place.spool_dir, name, i) for i in range(len(events))]
             )

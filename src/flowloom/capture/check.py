@@ -16,26 +16,21 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from flowloom.capture.git.links import Link, LinkFinder, LinkIndex
 from flowloom.capture.git.repo import Commit, GitError, GitRepo
 from flowloom.capture.policy import Policy
 from flowloom.decisions.records import DecisionBook
-from flowloom.errors import InputError
 from flowloom.ledger.identity import names_of
 
 __all__ = [
-    "GITHUB_WORKFLOW",
-    "GITLAB_JOB",
     "CheckReport",
     "CommitVerdict",
     "Problem",
     "check_commits",
     "ci_branch",
     "default_range",
-    "write_ci",
 ]
 
 
@@ -252,126 +247,3 @@ def check_commits(
         protected=bool(branch) and policy.is_protected(branch),
         commits=verdicts,
     )
-
-
-# -- ready-made CI jobs ------------------------------------------------------------------
-
-GITHUB_WORKFLOW = """\
-# FlowLoom gate, written by `flowloom init --ci github`: fails when a pushed commit has no
-# linked decision, an unapproved decision on a protected branch, or an override without
-# a reason. Local hooks can be skipped (git commit --no-verify); this check cannot.
-#
-# The ledger: set FLOWLOOM_DATABASE (a repository or organisation secret) to the team
-# ledger's postgresql:// URL, or publish the log with git (refs/flowloom/log, fetched below).
-name: FlowLoom
-on:
-  push:
-  pull_request:
-jobs:
-  flowloom-check:
-    runs-on: ubuntu-latest
-    steps:
-      - uses: actions/checkout@v4
-        with:
-          fetch-depth: 0
-      - name: Fetch the FlowLoom log
-        run: git fetch --no-tags origin '+refs/flowloom/*:refs/flowloom/*' || true
-      - uses: actions/setup-python@v5
-        with:
-          python-version: "3.11"
-      - run: pip install flowloom
-      - name: flowloom check
-        env:
-          FLOWLOOM_DATABASE: ${{ secrets.FLOWLOOM_DATABASE }}
-          FLOWLOOM_VKEY: ${{ vars.FLOWLOOM_VKEY }}
-          BEFORE: ${{ github.event.before }}
-          BASE_REF: ${{ github.base_ref }}
-          DEFAULT_BRANCH: ${{ github.event.repository.default_branch }}
-        run: |
-          zero=0000000000000000000000000000000000000000
-          if [ -n "$BASE_REF" ]; then
-            set -- "origin/$BASE_REF..HEAD"
-          elif [ -n "$BEFORE" ] && [ "$BEFORE" != "$zero" ] \\
-              && git cat-file -e "$BEFORE^{commit}" 2>/dev/null; then
-            set -- "$BEFORE..$GITHUB_SHA"
-          elif [ "$GITHUB_REF_NAME" != "$DEFAULT_BRANCH" ]; then
-            set -- "origin/$DEFAULT_BRANCH..HEAD"
-          else
-            set -- --all
-          fi
-          if [ -z "$FLOWLOOM_DATABASE" ] && [ -n "$FLOWLOOM_VKEY" ]; then
-            set -- --ledger-ref refs/flowloom/log "$@"
-          fi
-          flowloom check "$@"
-"""
-
-GITLAB_JOB = """\
-# FlowLoom gate, written by `flowloom init --ci gitlab`: fails when a pushed commit has no
-# linked decision, an unapproved decision on a protected branch, or an override without
-# a reason. Local hooks can be skipped (git commit --no-verify); this check cannot.
-#
-# The ledger: set FLOWLOOM_DATABASE (a masked CI/CD variable) to the team ledger's
-# postgresql:// URL, or publish the log with git (refs/flowloom/log, fetched below; the
-# pre-push hook publishes it) and set the variable FLOWLOOM_VKEY to `flowloom log vkey`.
-flowloom-check:
-  stage: test
-  image: python:3.11
-  variables:
-    GIT_DEPTH: "0"
-  rules:
-    - if: $CI_PIPELINE_SOURCE == "merge_request_event"
-    - if: $CI_COMMIT_BRANCH
-  script:
-    - pip install flowloom
-    - git fetch --no-tags origin '+refs/flowloom/*:refs/flowloom/*' || true
-    - |
-      zero=0000000000000000000000000000000000000000
-      if [ -n "$CI_MERGE_REQUEST_DIFF_BASE_SHA" ]; then
-        set -- "$CI_MERGE_REQUEST_DIFF_BASE_SHA..HEAD"
-      elif [ -n "$CI_COMMIT_BEFORE_SHA" ] && [ "$CI_COMMIT_BEFORE_SHA" != "$zero" ] \\
-          && git cat-file -e "$CI_COMMIT_BEFORE_SHA^{commit}" 2>/dev/null; then
-        set -- "$CI_COMMIT_BEFORE_SHA..$CI_COMMIT_SHA"
-      elif [ "$CI_COMMIT_BRANCH" != "$CI_DEFAULT_BRANCH" ]; then
-        git fetch --no-tags origin "$CI_DEFAULT_BRANCH"
-        set -- "FETCH_HEAD..HEAD"
-      else
-        set -- --all
-      fi
-      if [ -z "$FLOWLOOM_DATABASE" ] && [ -n "$FLOWLOOM_VKEY" ]; then
-        set -- --ledger-ref refs/flowloom/log "$@"
-      fi
-      flowloom check "$@"
-"""
-
-
-def write_ci(repo_top: Path, kind: str) -> list[tuple[Path, str]]:
-    """Write the CI job for `kind` (github, gitlab); returns (path, what happened) pairs.
-
-    An existing file that differs from the template is left alone: it may be the
-    team's own edit. GitLab has one `.gitlab-ci.yml`: if it exists, the job goes to
-    `.flowloom/gitlab-ci.yml` and the result says how to include it.
-    """
-    if kind == "github":
-        return [
-            _write_if_absent(repo_top / ".github" / "workflows" / "flowloom.yml", GITHUB_WORKFLOW)
-        ]
-    if kind == "gitlab":
-        main = repo_top / ".gitlab-ci.yml"
-        if not main.exists():
-            return [_write_if_absent(main, GITLAB_JOB)]
-        snippet = repo_top / ".flowloom" / "gitlab-ci.yml"
-        written = _write_if_absent(snippet, GITLAB_JOB)
-        if "flowloom-check" in main.read_text("utf-8", errors="replace"):
-            return [written]
-        include = "include:\n  - local: .flowloom/gitlab-ci.yml"
-        return [(written[0], f"{written[1]}; add to .gitlab-ci.yml:\n{include}")]
-    raise InputError(f"unknown CI {kind!r}: use github or gitlab")
-
-
-def _write_if_absent(path: Path, text: str) -> tuple[Path, str]:
-    if path.exists():
-        same = path.read_text("utf-8", errors="replace") == text
-        return path, "unchanged" if same else "exists, left as is (delete it to regenerate)"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, "utf-8")
-    return path, "created"

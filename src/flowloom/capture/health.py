@@ -12,7 +12,13 @@ to be findable afterwards:
   last acknowledgement. `flowloom status --acknowledge` records one: a `config.change`
   (subject `capture`, refs `action: "acknowledge-capture-errors"`, `through`: the last
   error's entry, `count`), so who declared capture healthy again, and when, is in the
-  ledger too.
+  ledger too;
+- agent hooks installed but never fired: an agent whose hooks this repository set up
+  (`flowloom init`, a `config.change` with `action: init`) more than `SILENT_AFTER_S`
+  ago, with no event from it since (no session.start, agent.prompt or artifact.write
+  whose actor is that agent, in the ledger or waiting in the spool). The usual causes:
+  Codex's hook trust not given, the agent started outside the repository, hooks
+  disabled in the agent's settings.
 
 Reads only: nothing here writes except `acknowledge`.
 """
@@ -32,17 +38,23 @@ from flowloom.ledger.log import Ledger
 
 __all__ = [
     "ACK_ACTION",
+    "SILENT_AFTER_S",
     "STALE_SPOOL_S",
     "Backlog",
     "CaptureError",
+    "SilentAgent",
     "acknowledge",
     "backlog",
     "describe",
     "errors_since_healthy",
+    "silent_agents",
 ]
 
 STALE_SPOOL_S = 60.0
 """Events waiting longer than this in the spool mean the drainer is not recording them."""
+
+SILENT_AFTER_S = 3600.0
+"""Agent hooks installed longer ago than this that never fired are reported."""
 
 ACK_ACTION = "acknowledge-capture-errors"
 _SHOWN_ERRORS = 5
@@ -184,3 +196,89 @@ def describe(errors: list[CaptureError]) -> list[str]:
     if len(errors) > len(shown):
         lines.insert(0, f"… and {len(errors) - len(shown)} earlier")
     return lines
+
+
+# Each agent's settings file, as `flowloom init` names it in its config.change.
+_SETTINGS_FILES = {
+    "claude-code": ".claude/settings.json",
+    "codex": ".codex/hooks.json",
+    "cursor": ".cursor/hooks.json",
+}
+_AGENT_KINDS = ("session.start", "agent.prompt", "artifact.write", "agent.tool")
+
+
+@dataclass(frozen=True)
+class SilentAgent:
+    """An agent whose hooks were installed `age_s` ago and never recorded anything."""
+
+    agent: str
+    installed: str
+    age_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"agent": self.agent, "installed": self.installed, "age_s": self.age_s}
+
+
+def _installed_at(ledger: Ledger) -> dict[str | None, str]:
+    """agent → when `init` last wrote its hooks; None → when FlowLoom was first set up."""
+    found: dict[str | None, str] = {}
+    needle = b'"init"'
+    for entry in ledger.store.entries(ledger.log, kind="config.change"):
+        if needle not in entry.envelope:
+            continue
+        event = Event.parse(entry.envelope)
+        if event.refs.get("action") != "init":
+            continue
+        found.setdefault(None, event.ts)
+        written = event.refs.get("agents")
+        for agent, name in _SETTINGS_FILES.items():
+            if isinstance(written, list | tuple) and any(
+                isinstance(p, str) and p.replace("\\", "/").endswith(name) for p in written
+            ):
+                found[agent] = event.ts
+    return found
+
+
+def _heard_from(ledger: Ledger, agents: set[str]) -> set[str]:
+    heard: set[str] = set()
+    for kind in _AGENT_KINDS:
+        for entry in ledger.store.entries(ledger.log, kind=kind):
+            if not any(agent.encode() in entry.envelope for agent in agents - heard):
+                continue
+            actor = Event.parse(entry.envelope).actor
+            if actor.type == "agent" and actor.id in agents:
+                heard.add(actor.id)
+            if heard == agents:
+                return heard
+    return heard
+
+
+def _spooled_agents(state_dir: str) -> set[str]:
+    spool_dir = os.path.join(state_dir, "spool")
+    agents: set[str] = set()
+    for name in spool.pending(spool_dir):
+        try:
+            record = spool.read_record(spool_dir, name)
+        except (OSError, ValueError):
+            continue
+        agents.add(str(record.get("agent", "")))
+    return agents
+
+
+def silent_agents(
+    ledger: Ledger, agents: list[str], state_dir: str, now: float | None = None
+) -> list[SilentAgent]:
+    """The `agents` (set up here) whose hooks were installed over `SILENT_AFTER_S` ago and
+    have recorded nothing since; reads the ledger's indexed kinds and the spool."""
+    now = time.time() if now is None else now
+    installed = _installed_at(ledger)
+    due: dict[str, tuple[str, float]] = {}
+    for agent in agents:
+        ts = installed.get(agent) or installed.get(None)
+        age = _age_s(ts, now) if ts else None
+        if ts and age is not None and age > SILENT_AFTER_S:
+            due[agent] = (ts, age)
+    if not due:
+        return []
+    heard = _heard_from(ledger, set(due)) | _spooled_agents(state_dir)
+    return [SilentAgent(a, ts, age) for a, (ts, age) in due.items() if a not in heard]

@@ -31,6 +31,13 @@ __all__ = ["check"]
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @click.option("--record", is_flag=True, help="Record the verdict in the ledger (ci.result).")
 @click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    metavar="PATH",
+    help="Also write the verdict as JUnit XML (one test case per commit), for the CI's test view.",
+)
+@click.option(
     "--ledger-ref",
     metavar="REF",
     help="Judge against the log published in git at REF (refs/flowloom/log): CI without a server.",
@@ -48,6 +55,7 @@ def check(
     branch: str | None,
     as_json: bool,
     record: bool,
+    junit_path: Path | None,
     ledger_ref: str | None,
     vkey: str | None,
 ) -> None:
@@ -97,7 +105,9 @@ def check(
     )
     report = check_commits(repo, book, policy, selected, description=description, branch=branch)
     if record:
-        _record(ledger, repo, report)
+        _record(ledger, repo, report, _run_identity(repo))
+    if junit_path is not None:
+        _write_junit(junit_path, report)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -121,7 +131,28 @@ def _print(report: CheckReport) -> None:
         click.echo(f"FAILED: {summary}, {len(report.failing)} failing", err=True)
 
 
-def _record(ledger: Ledger, repo: GitRepo, report: CheckReport) -> None:
+def _run_identity(repo: GitRepo) -> dict[str, Any]:
+    """The CI run recording the verdict (`flowloom.ci.identity`): verified from its OIDC
+    token when there is one, else what the environment claims; asked before recording."""
+    import os
+
+    import httpx
+
+    from flowloom.ci.identity import DEFAULT_AUDIENCE, CIIdentityError, identify
+
+    audience = os.environ.get("FLOWLOOM_CI_AUDIENCE") or DEFAULT_AUDIENCE
+    with httpx.Client(timeout=30, follow_redirects=False) as http:
+        identity = identify(None, http, audience=audience)
+    head = repo.head()
+    if identity.verified and identity.sha and head and identity.sha != head:
+        raise CIIdentityError(
+            f"the CI run's verified token is for commit {identity.sha[:12]}, but HEAD is "
+            f"{head[:12]}: the verdict was not recorded"
+        )
+    return identity.to_json()
+
+
+def _record(ledger: Ledger, repo: GitRepo, report: CheckReport, run: dict[str, Any]) -> None:
     refs: dict[str, Any] = {
         "ok": report.ok,
         "checked": len(report.commits),
@@ -132,9 +163,32 @@ def _record(ledger: Ledger, repo: GitRepo, report: CheckReport) -> None:
     }
     if report.branch:
         refs["branch"] = report.branch
+    refs["ci"] = run
     meta: dict[str, Any] = {"subject": report.range, "refs": refs}
     head = repo.head()
     git = {k: v for k, v in {"branch": repo.branch(), "head": head}.items() if v}
     if git:
         meta["git"] = git
     ledger.record("ci.result", meta=meta)
+
+
+def _write_junit(path: Path, report: CheckReport) -> None:
+    """The verdict as JUnit XML, marked as the gate's (`flowloom ci record` refuses it)."""
+    from flowloom.ci.junit import Outcome, TestCase, write_junit
+
+    cases = []
+    for verdict in report.commits:
+        outcome: Outcome = "passed" if verdict.ok else "failed"
+        cases.append(
+            TestCase(
+                suite="flowloom check",
+                classname=f"flowloom check {report.branch or report.range}",
+                name=f"{verdict.sha[:12]} {verdict.subject}",
+                outcome=outcome,
+                message="\n".join(p.message for p in verdict.problems),
+            )
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(write_junit("flowloom check", cases, gate=True))
+    temporary.replace(path)

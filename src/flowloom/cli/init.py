@@ -80,15 +80,41 @@ def _outside(path: Path, top: Path) -> bool:
 )
 @click.option(
     "--ci",
-    type=click.Choice(["github", "gitlab"]),
-    help="Also write a CI job that runs `flowloom check` on pushed commits.",
+    type=click.Choice(["github", "gitlab", "jenkins", "bitbucket"]),
+    help="Also write a CI job: tests recorded as evidence, and the gate on pushed commits.",
+)
+@click.option(
+    "--ci-install",
+    metavar="SPEC",
+    help="The pip requirement the CI job installs (default: pinned to the FlowLoom "
+    "running here: its git commit, or its version from the index it came from).",
+)
+@click.option(
+    "--ci-test-command",
+    metavar="CMD",
+    help="The CI job's test command; it writes JUnit XML into test-results/.",
 )
 @click.pass_context
-def init(ctx: click.Context, agents: tuple[str, ...], ci: str | None) -> None:
+def init(
+    ctx: click.Context,
+    agents: tuple[str, ...],
+    ci: str | None,
+    ci_install: str | None,
+    ci_test_command: str | None,
+) -> None:
     """Set up capture here: policy file, git hooks, agent hooks (and a CI job)."""
     repo = GitRepo.discover(Path.cwd())
     top = repo.cwd
     changed: dict[str, Any] = {}
+    ci_spec = None
+    if ci:
+        from flowloom.ci.templates import install_spec, job_script
+
+        # Decided before anything is written: a job that cannot install is an error now.
+        ci_spec = install_spec(ci_install)
+        job_script(ci, ci_test_command)
+    elif ci_install or ci_test_command:
+        raise InputError("--ci-install and --ci-test-command go with --ci")
 
     policy_status = write_policy(top)
     click.echo(f"policy {policy_file(top).relative_to(top)}: {policy_status}")
@@ -127,13 +153,19 @@ def init(ctx: click.Context, agents: tuple[str, ...], ci: str | None) -> None:
     if mcp_change not in (None, "unchanged"):
         changed["mcp"] = mcp_change
 
-    if ci:
-        from flowloom.capture.check import write_ci
+    if ci and ci_spec is not None:
+        from flowloom.ci.templates import write_ci
 
-        for path, action in write_ci(top, ci):
+        for path, action in write_ci(top, ci, ci_spec, ci_test_command):
             click.echo(f"ci {path.relative_to(top)}: {action}")
             if action.startswith("created"):
                 changed.setdefault("ci", []).append(str(path.relative_to(top)))
+        click.echo(f"  CI installs {ci_spec.requirement} ({ci_spec.how})")
+        if not ci_test_command:
+            click.echo(
+                "  next: put your test command in the job (it writes JUnit XML into "
+                "test-results/), or run again with --ci-test-command CMD"
+            )
 
     _refresh_hook_cache(repo)
     if changed:
@@ -419,6 +451,27 @@ def _capture_health(
     return data, warnings
 
 
+def _silent_agent_warnings(
+    ctx: click.Context, setup: dict[str, str], state_dir: str, capture: dict[str, Any]
+) -> list[str]:
+    """Agent hooks installed here long enough ago that never recorded anything."""
+    from flowloom.capture import health
+
+    ledger = AppContext.of(ctx).services("read").ledger
+    hooked = [agent for agent, how in setup.items() if how == "ok"]
+    silent = health.silent_agents(ledger, hooked, state_dir)
+    capture["silent_agents"] = [s.to_json() for s in silent]
+    hints = {
+        "codex": " (Codex runs them only once the project and its hooks are trusted: "
+        "docs/capture.md)",
+    }
+    return [
+        f"{s.agent} hooks were installed {_ago(s.age_s)} ({s.installed}) and have never "
+        f"fired: nothing from {s.agent} is being recorded{hints.get(s.agent, '')}"
+        for s in silent
+    ]
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option(
@@ -478,6 +531,8 @@ def status(ctx: click.Context, as_json: bool, acknowledge: bool) -> None:
         ctx, state_dir, settings.server_url is None, acknowledge, ledger is not None
     )
     warnings.extend(capture_warnings)
+    if ledger is not None and settings.server_url is None and policy.configured:
+        warnings.extend(_silent_agent_warnings(ctx, setup, state_dir, capture))
     if ledger is not None and share is not None:
         warnings.extend(_ledger_warnings(ledger, share, settings.server_url is None))
     verification = _last_verification(ctx)

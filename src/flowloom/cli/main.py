@@ -75,6 +75,7 @@ _LAZY_COMMANDS = {
     "override": "flowloom.cli.init:override",
     "git-hook": "flowloom.cli.init:git_hook",
     "check": "flowloom.cli.check:check",
+    "ci": "flowloom.cli.ci:ci",
     "hook": "flowloom.cli.hook:hook",
     "record": "flowloom.cli.hook:record",
     "import": "flowloom.cli.hook:import_",

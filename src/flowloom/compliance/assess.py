@@ -22,7 +22,13 @@ from flowloom.capture.git.repo import GitRepo
 from flowloom.capture.policy import Policy
 from flowloom.compliance.catalog import load_framework
 from flowloom.compliance.changes import Change, Population
-from flowloom.compliance.checks import CHECKS, CheckContext, anchor_point, run_check
+from flowloom.compliance.checks import (
+    CHECKS,
+    CheckContext,
+    anchor_point,
+    run_check,
+    tested_tree_of,
+)
 from flowloom.compliance.history import Entry, LedgerView, Period, security_rows
 from flowloom.compliance.model import (
     AnchorRow,
@@ -347,12 +353,8 @@ def _change_row(
     models.extend(d.model for d in change.decisions if d.model)
     tests = "none"
     ci_entries: list[int] = []
-    population = ctx.population
-    for entry in ctx.view.of("ci.result"):
-        head = entry.event.git.head if entry.event.git is not None else None
-        if head is None or population is None:
-            continue
-        if head == sha or population.tree_of(head) == change.tree:
+    for entry in ctx.view.of("test.result"):
+        if tested_tree_of(entry) == change.tree:
             ci_entries.append(entry.index)
             if entry.event.refs.get("ok") is True:
                 tests = "pass"

@@ -39,7 +39,7 @@ from flowloom.ledger.log import Ledger
 from flowloom.ledger.verify import VerifyReport, verify_store
 from flowloom.store.interface import StoredCheckpoint
 
-__all__ = ["CHECKS", "CheckContext", "CheckSpec", "anchor_point", "run_check"]
+__all__ = ["CHECKS", "CheckContext", "CheckSpec", "anchor_point", "run_check", "tested_tree_of"]
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _MEANINGS = ("authored", "reviewed", "approved", "responsible")
@@ -361,46 +361,78 @@ def check_completeness(ctx: CheckContext) -> CheckResult:
 # -- tested before deploy -------------------------------------------------------------------
 
 
+def tested_tree_of(entry: Entry) -> str | None:
+    """The tree a ``test.result`` says was tested (refs.tree), when it says so."""
+    tree = entry.event.refs.get("tree")
+    return tree if isinstance(tree, str) and tree else None
+
+
 def check_tested(ctx: CheckContext) -> CheckResult:
-    """A passing CI verdict for each change's exact content before it reached the branch."""
+    """Passing test results for each change's exact tree before it reached the branch.
+
+    The evidence is ``test.result`` (`flowloom ci record`: JUnit results bound to the
+    tree that was tested); the gate's own verdict (``ci.result``) says the commits are
+    linked and approved, not that any test ran, so it never counts here.
+    """
     name = "tested_before_deploy"
     findings: list[Finding] = []
     population = ctx.population
     if population is None:
         return _no_git(name, ctx)
-    results = ctx.view.of("ci.result")
-    forged = ctx.view.unverified("ci.result")
+    results = ctx.view.of("test.result")
+    forged = ctx.view.unverified("test.result")
+    gate = ctx.view.of("ci.result")
     evidence: list[int] = []
     changes = ctx.changes()
 
-    def verdicts_of(change: Change, pool: list[Entry]) -> list[Entry]:
-        found = []
-        for entry in pool:
+    def results_of(change: Change, pool: list[Entry]) -> list[Entry]:
+        return [e for e in pool if tested_tree_of(e) == change.tree]
+
+    def gated(change: Change) -> bool:
+        for entry in gate:
             head = entry.event.git.head if entry.event.git is not None else None
             if head is not None and (
                 head == change.commit.sha or population.tree_of(head) == change.tree
             ):
-                found.append(entry)
-        return found
+                return True
+        return False
 
     for change in changes:
         sha = change.commit.sha
-        relevant = verdicts_of(change, results)
+        relevant = results_of(change, results)
         passing = [e for e in relevant if e.event.refs.get("ok") is True]
         evidence.extend(e.index for e in passing)
         when = format_ts(change.committed_at)
         author = str(change.commit.author)
         if not passing:
             failing = [e for e in relevant if e.event.refs.get("ok") is not True]
-            what, verdict = ("tests-failed", "only failing") if failing else ("untested", "no")
-            unproven = [(e.index, ctx.view.note(e)) for e in verdicts_of(change, forged)]
+            unproven = [(e.index, ctx.view.note(e)) for e in results_of(change, forged)]
+            if failing:
+                what = "tests-failed"
+                names = [n for e in failing for n in e.event.refs.get("failing") or ()][:5]
+                said = f" ({', '.join(map(str, names))})" if names else ""
+                message = (
+                    f"{sha[:12]} on {change.branch}: the tests recorded for its tree "
+                    f"{change.tree[:12]} failed{said}, and no passing run was recorded"
+                )
+            else:
+                what = "untested"
+                message = (
+                    f"{sha[:12]} on {change.branch}: no test results recorded for its tree "
+                    f"{change.tree[:12]}"
+                    + (
+                        " (a passing gate verdict, ci.result, is not a test run)"
+                        if gated(change)
+                        else ""
+                    )
+                    + "; run the tests in CI and record them with "
+                    "'flowloom ci record --junit PATH'"
+                )
             findings.append(
                 _finding(
-                    name, "high", what,
-                    f"{sha[:12]} on {change.branch}: {verdict} CI verdicts for its content"
-                    + _also(unproven),
-                    commit=sha, actor=author, ts=when,
-                    ci_entries=[e.index for e in failing] or None, **_notes(unproven),
+                    name, "high", what, message + _also(unproven),
+                    commit=sha, actor=author, ts=when, tree=change.tree,
+                    test_entries=[e.index for e in failing] or None, **_notes(unproven),
                 )
             )  # fmt: skip
             continue
@@ -410,8 +442,17 @@ def check_tested(ctx: CheckContext) -> CheckResult:
                 _finding(
                     name, "medium", "tested-after-deploy",
                     f"{sha[:12]} reached {change.branch} at {format_ts(change.reached_at)}, "
-                    f"before its first passing CI verdict (entry {first.index})",
-                    commit=sha, actor=author, ts=when, ci_entry=first.index,
+                    f"before its first passing test results (entry {first.index})",
+                    commit=sha, actor=author, ts=when, test_entry=first.index,
+                )
+            )  # fmt: skip
+        elif not any(_ci_verified(e) for e in passing):
+            findings.append(
+                _finding(
+                    name, "info", "ci-identity-unverified",
+                    f"{sha[:12]}: its passing test results (entry {first.index}) name no "
+                    "verified CI run (no OIDC identity token): where they ran is only claimed",
+                    commit=sha, actor=author, ts=when, test_entry=first.index,
                 )
             )  # fmt: skip
     return _result(
@@ -419,11 +460,17 @@ def check_tested(ctx: CheckContext) -> CheckResult:
         findings,
         examined=len(changes),
         empty="no change reached a protected branch in the period",
-        summary=f"{len(changes)} changes; {_count(findings)} without a passing CI verdict "
+        summary=f"{len(changes)} changes; "
+        f"{_count(findings)} without passing test results for their tree "
         "before they reached the branch",
         entries=evidence,
         commits=[c.commit.sha for c in changes],
     )
+
+
+def _ci_verified(entry: Entry) -> bool:
+    run = entry.event.refs.get("ci")
+    return isinstance(run, Mapping) and run.get("verified") is True
 
 
 # -- overrides --------------------------------------------------------------------------
@@ -1564,11 +1611,13 @@ CHECKS: Final[Mapping[str, CheckSpec]] = MappingProxyType(
             ),
             CheckSpec(
                 "tested_before_deploy",
-                "Tested before deploy: a passing CI verdict before the change reached the branch",
+                "Tested before deploy: passing test results for the change's tree before it "
+                "reached the branch",
                 check_tested,
-                "Reads ci.result events (flowloom check --record) by the commit or tree they "
-                "name; other CI systems' results are not seen. When the change reached the branch "
-                "is known only from the reflog.",
+                "Reads test.result events (flowloom ci record: JUnit results bound to the tested "
+                "tree); what the tests cover is not seen, and results never recorded with "
+                "FlowLoom are not seen. When the change reached the branch is known only from "
+                "the reflog.",
                 needs_git=True,
             ),
             CheckSpec(

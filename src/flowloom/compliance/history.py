@@ -70,6 +70,7 @@ _NAMES: Final = {
     "checkpoint.anchor": "anchor",
     "export.generate": "export record",
     "ci.result": "CI verdict",
+    "test.result": "test result",
 }
 
 

@@ -331,7 +331,7 @@ class ChangeRow:
     models: tuple[str, ...] = ()  # "model@version" of the AI sessions involved
     operators: tuple[str, ...] = ()  # people who operated those AI sessions
     approvals: tuple[ApprovalRow, ...] = ()
-    tests: str = "none"  # pass, fail, none: the CI verdict before it reached the branch
+    tests: str = "none"  # pass, fail, none: the test results (test.result) for its tree
     ci_entries: tuple[int, ...] = ()
     override: str | None = None  # the override reason, when one let it through
     override_entry: int | None = None

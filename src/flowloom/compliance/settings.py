@@ -63,6 +63,7 @@ _RECORD = frozenset(
         "commit.link",
         "override.grant",
         "ci.result",
+        "test.result",
         "config.change",
         "erasure.tombstone",
         "retention.set",

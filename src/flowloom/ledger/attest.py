@@ -2,7 +2,7 @@
 
 A Merkle tree proves that nothing changed; it does not prove who wrote an entry. Kinds
 that carry authority (approvals, signatures, ``auth.*``, ``key.*``, holds, erasure,
-anchors, exports, CI verdicts) are written only by the endpoint or command that
+anchors, exports, CI verdicts and test results) are written only by the endpoint or command that
 enforces their rule, and that writer binds an *attestation* into the event: an Ed25519
 signature by the log's signing key over the event's canonical envelope without the
 attestation itself, kept in ``refs.attestation``::
@@ -56,6 +56,7 @@ AUTHORITY_KINDS: Final = frozenset(
         "checkpoint.anchor",
         "export.generate",
         "ci.result",
+        "test.result",
     }
 )
 """Kinds whose event is itself an authority: only their own endpoint writes them."""
@@ -83,6 +84,7 @@ WRITTEN_BY: Final = {
     "erasure.tombstone": "'flowloom log erase'",
     "checkpoint.anchor": "'flowloom anchor'",
     "ci.result": "'flowloom check --record' in CI",
+    "test.result": "'flowloom ci record --junit PATH' in CI",
     "auth": "nothing: FlowLoom records sign-ins, keys, users and roles as they happen",
     "key": "nothing: FlowLoom records its key events itself ('flowloom log rotate-key')",
 }

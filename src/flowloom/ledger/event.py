@@ -72,6 +72,9 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
         "commit.link": "A git commit linked to its decision and session.",
         "override.grant": "A policy check was overridden; the reason is recorded.",
         "ci.result": "The verdict of the CI gate (flowloom check) on a range of commits.",
+        "test.result": (
+            "Test results (JUnit) for the tree that was tested, with the CI run's identity."
+        ),
         "config.change": "A setting or the committed policy changed.",
         "redaction.apply": "Secrets or personal data were redacted before content was stored.",
         "erasure.tombstone": "A body was erased (its key and salt destroyed): who, what, why.",
@@ -81,6 +84,9 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
         ),
         "export.generate": "An evidence bundle, report or export was produced.",
         "capture.error": "Capture failed or was partial, so that a gap in the record is visible.",
+        "capture.bypass": (
+            "Files changed during an agent's turn that no tool hook reported: paths, digests."
+        ),
     }
 )
 """The catalogue: every fixed event kind and what it records (docs/events.md)."""

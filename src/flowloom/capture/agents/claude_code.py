@@ -13,7 +13,10 @@ Claude Code runs a command hook with one JSON object on stdin (common fields
 - `PostToolUseFailure` (… `error`, `is_interrupt`) → agent.tool with status error
 - `Stop` / `SubagentStop` → agent.response: the text of the last assistant message in
   the transcript (`transcript_path`, JSONL); Stop also deletes the turn's leftover
-  before-images and shreds their key (`flowloom.capture.agents.snapshots`)
+  before-images and shreds their key (`flowloom.capture.agents.snapshots`), records
+  write calls that never ended (agent.tool, status `unfinished`) and edits that
+  bypassed capture (artifact.write `detected: stop` and capture.bypass, against the
+  work tree noted at UserPromptSubmit: `flowloom.capture.agents.worktree`)
 - `SessionEnd` (`reason`) → session.end
 
 For UserPromptSubmit and SessionStart, Claude Code adds whatever the hook prints to the
@@ -22,6 +25,8 @@ model's context, so the hook prints nothing. Codex CLI hooks use the same payloa
 """
 
 from __future__ import annotations
+
+import os
 
 from flowloom.capture.agents.common import (
     Capture,
@@ -34,11 +39,13 @@ from flowloom.capture.agents.common import (
     drop_session,
     file_write_event,
     git_context,
+    load_session,
     read_file_state,
     tool_event,
     transcript_reply,
 )
 from flowloom.capture.agents.snapshots import forget_before, snapshot_before, take_before
+from flowloom.capture.agents.worktree import bypassed, head_content, snapshot, state_of
 
 __all__ = ["AGENT", "WRITE_TOOLS", "capture", "handle"]
 
@@ -196,6 +203,11 @@ def handle(
         capture.add(Event("agent.prompt", prompt, actor=actor, session=session, git=git, refs=refs))
         if model:
             capture.session_updates["model"] = model
+        if place.top is not None and session:
+            # What the work tree held when the turn began, to find at Stop the edits
+            # no tool hook reported (flowloom.capture.agents.worktree).
+            capture.session_updates["worktree"] = snapshot(place)
+            capture.session_updates["written"] = None
         return capture
 
     if event_name in ("PreToolUse", "PostToolUse", "PostToolUseFailure"):
@@ -208,7 +220,14 @@ def handle(
         if event_name == "PreToolUse":
             for path in paths or ():
                 snapshot_before(place, session, tool_use_id, path)
+            if paths and session and tool_use_id:
+                _pending(place, session, capture)[tool_use_id] = {
+                    "tool": tool,
+                    "paths": [place.relative(p) for p in paths],
+                }
             return capture
+        if paths and session and tool_use_id:
+            _pending(place, session, capture).pop(tool_use_id, None)
         tool_response = payload.get("tool_response", payload.get("tool_output"))
         failed = event_name == "PostToolUseFailure" or _failed(tool_response)
         if paths and not failed:
@@ -230,6 +249,7 @@ def handle(
                 capture.add(event)
                 capture.writes.append((write, event))
             if capture.writes:
+                _note_written(place, session, capture)
                 return capture
         if paths:  # a failed or empty write: nothing to diff, the attempt still counts
             for path in paths:
@@ -252,6 +272,8 @@ def handle(
     if event_name in ("Stop", "SubagentStop", "StopFailure"):
         if event_name != "SubagentStop":
             forget_before(place, session)  # the turn is over: no write is pending
+            _unfinished_calls(place, session, agent, git, capture)
+            _bypassed_edits(place, session, agent, git, capture)
         reply: str | None = _text(payload, "last_assistant_message") if reply_in_payload else None
         reply_model = model
         transcript = _text(payload, "transcript_path")
@@ -297,6 +319,105 @@ def handle(
     if event_name in _QUIET_EVENTS:
         return capture
     raise PayloadError(f"unexpected hook event {event_name[:80]!r}")
+
+
+def _pending(place: Place, session: str, capture: Capture) -> dict[str, Any]:
+    """The turn's file-writing tool calls that started (PreToolUse) and have not ended,
+    by tool_use_id, kept in the session scratch (changes saved with the capture)."""
+    pending = capture.session_updates.get("pending_tools")
+    if not isinstance(pending, dict):
+        stored = load_session(place, session).get("pending_tools")
+        pending = dict(stored) if isinstance(stored, dict) else {}
+        capture.session_updates["pending_tools"] = pending
+    return pending
+
+
+def _unfinished_calls(
+    place: Place, session: str | None, agent: str, git: dict[str, str] | None, capture: Capture
+) -> None:
+    """At Stop: a write tool that started and never reported a result (Codex sends no
+    PostToolUse when apply_patch fails, nor for a patch run through its shell) is
+    recorded as agent.tool with status `unfinished`, so the attempt leaves a trace."""
+    if not session:
+        return
+    pending = _pending(place, session, capture)
+    for tool_use_id, call in sorted(pending.items()):
+        if not isinstance(call, dict):
+            continue
+        tool = str(call.get("tool") or "tool")
+        capture.add(
+            tool_event(
+                agent,
+                session,
+                tool,
+                {"paths": call.get("paths")},
+                "no result was reported by the agent",
+                git=git,
+                tool_use_id=tool_use_id,
+                status="unfinished",
+                detected="stop",
+            )
+        )
+    capture.session_updates["pending_tools"] = None
+
+
+def _note_written(place: Place, session: str | None, capture: Capture) -> None:
+    """Keep the state each captured write left, so Stop does not report it again."""
+    if not session or place.top is None:
+        return
+    written = load_session(place, session).get("written")
+    written = dict(written) if isinstance(written, dict) else {}
+    for write, _event in capture.writes:
+        written[place.relative(write.path)] = state_of(write.after)
+    capture.session_updates["written"] = written
+
+
+def _bypassed_edits(
+    place: Place, session: str | None, agent: str, git: dict[str, str] | None, capture: Capture
+) -> None:
+    """At Stop: files changed during the turn that no tool hook reported, recorded as
+    artifact.write (`detected: stop`) plus one capture.bypass listing them."""
+    if not session or place.top is None:
+        return
+    scratch = load_session(place, session)
+    before = scratch.get("worktree")
+    if not isinstance(before, dict):
+        return  # the turn's start was not seen: nothing to compare with
+    written = scratch.get("written")
+    written = written if isinstance(written, dict) else {}
+    capture.session_updates["worktree"] = None  # reported once, even if Stop comes again
+    capture.session_updates["written"] = None
+    found = bypassed(place, before, written)
+    if not found:
+        return
+    files = []
+    for rel, state in found:
+        path = place.absolute(os.path.join(place.top, rel))
+        after = read_file_state(path)
+        if rel in before:  # already changed when the prompt came: that content is unknown
+            known, old = before[rel] == "absent", None
+        else:
+            old = head_content(place, rel)
+            known = True
+        if known and state_of(old) == state_of(after):
+            continue
+        write = FileWrite(path, tool="unseen", before=old, after=after, before_known=known)
+        event = file_write_event(agent, session, place, write, git=git, detected="stop")
+        capture.add(event)
+        capture.writes.append((write, event))
+        files.append({"path": rel, "before": event.meta["refs"].get("before"), "after": state})
+    if files:
+        refs = {"files": files, "count": len(files), "detected": "stop"}
+        capture.add(
+            Event(
+                "capture.bypass",
+                actor=agent_actor(agent),
+                session=session,
+                git=git,
+                subject=agent,
+                refs=refs,
+            )
+        )
 
 
 def capture(payload: dict[str, Any], place: Place) -> Capture:

@@ -10,7 +10,10 @@ Codex CLI has two ways to call a program:
   `apply_patch` tool, whose input is a patch (``*** Begin Patch`` … with ``*** Add
   File:``, ``*** Update File:``, ``*** Delete File:``, ``*** Move to:`` headers); each
   file it names becomes an artifact.write, diffed against the content kept at
-  PreToolUse.
+  PreToolUse. Codex 0.171 sends no PostToolUse for a failed apply_patch nor for a
+  patch run through its shell (PreToolUse `Bash` only): Stop records the first as an
+  unfinished call and the second's files as edits that bypassed capture
+  (`flowloom.capture.agents.worktree`).
 - **notify** (`notify = ["python", "-m", "flowloom", "hook", "codex"]` in
   `~/.codex/config.toml`): one JSON argument after the command, ``{"type":
   "agent-turn-complete", "thread-id", "turn-id", "cwd", "input-messages": [...],

@@ -265,6 +265,49 @@ def _hook(agent: str, raw: bytes) -> int:
         capture.add(capture_error(agent, f"unknown agent {agent[:40]!r}", raw))
     else:
         place, capture = _capture(agent, raw)
+    from flowloom.capture import spool
+
+    notices = [n for part in _turn_parts(capture) for n in _deliver(agent, raw, place, part)]
+    spool.kick(place.spool_dir, place.top or place.cwd)
+    out = capture.stdout or _tell(agent, notices) or _fallback_stdout(agent, raw)
+    if out:
+        sys.stdout.write(out + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def _turn_parts(capture: Capture) -> list[Capture]:
+    """A Stop that found edits which bypassed capture: those are recorded and committed
+    first, so the turn's reply then amends the decision their commit is linked to."""
+    if not capture.writes or capture.reply_at is None or capture.reply_at == 0:
+        return [capture]
+    first = Capture(capture.session)
+    first.events = capture.events[: capture.reply_at]
+    first.writes = capture.writes
+    rest = Capture(capture.session)
+    rest.events = capture.events[capture.reply_at :]
+    rest.reply_at = 0
+    rest.session_updates = capture.session_updates
+    return [first, rest]
+
+
+def _tell(agent: str, notices: list[str]) -> str:
+    """What the agent shows its user when capture is in trouble: Claude Code and Codex
+    read a `systemMessage` from a hook's JSON output (the session goes on); every agent
+    also gets the line on stderr."""
+    if not notices:
+        return ""
+    text = "FlowLoom: " + " ".join(notices)
+    sys.stderr.write(text + "\n")
+    if agent in ("claude-code", "codex"):
+        return json.dumps({"systemMessage": text})
+    return ""
+
+
+def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> list[str]:
+    """Redact, auto-commit when the capture wrote files, and spool what is left; what
+    the agent's user must be told."""
+    notices: list[str] = []
     for event in capture.events:
         redact_event(event)
     _ask_to_amend(place, capture)
@@ -280,6 +323,13 @@ def _hook(agent: str, raw: bytes) -> int:
             for event in to_spool:
                 if not event.redactions:
                     redact_event(event)
+                error = event.meta.get("refs", {}).get("error", "")
+                if event.kind == "capture.error" and "cannot open the ledger" in error:
+                    notices.append(
+                        f"{error}. The events are kept in the spool and recorded once the "
+                        "ledger can be written; the files are not committed. Run "
+                        "`flowloom status`."
+                    )
         elif policy.get("error"):
             error = f"auto-commit skipped: {policy['error']}"
             note = capture_error(agent, error, raw)
@@ -301,16 +351,12 @@ def _hook(agent: str, raw: bytes) -> int:
         }
         updates["decision"] = None  # a new exchange: its decision is not known yet
     save_session(place, capture.session, updates)
-    spool.kick(place.spool_dir, place.top or place.cwd)
-    out = capture.stdout or _fallback_stdout(agent, raw)
-    if out:
-        sys.stdout.write(out + "\n")
-        sys.stdout.flush()
-    return 0
+    return notices
 
 
 def _last_resort(agent: str, raw: bytes, exc: BaseException) -> None:
-    """Something unexpected failed: keep a trace of it without troubling the agent."""
+    """Something unexpected failed: keep a trace of it and tell the agent's user, without
+    stopping the agent."""
     if os.environ.get("FLOWLOOM_DEBUG"):
         import traceback
 
@@ -324,9 +370,13 @@ def _last_resort(agent: str, raw: bytes, exc: BaseException) -> None:
         redact_event(event)
         spool.write(place.spool_dir, agent, [event.to_json()], now_ts())
         spool.kick(place.spool_dir, place.top or place.cwd)
-    except BaseException:
-        sys.stderr.write(f"flowloom: hook error: {type(exc).__name__}: {exc}\n")
-    out = _fallback_stdout(agent, raw)
+        notice = f"a hook failed ({type(exc).__name__}: {exc}); recorded as a capture error."
+    except BaseException as second:
+        notice = (
+            f"this {agent} event could NOT be recorded ({type(exc).__name__}: {exc}; "
+            f"and the spool: {type(second).__name__}: {second}). Run `flowloom status`."
+        )
+    out = _tell(agent, [notice]) or _fallback_stdout(agent, raw)
     if out:
         sys.stdout.write(out + "\n")
 
