@@ -3,9 +3,9 @@
 Each CLI is installed into `$FLOWLOOM_TEST_CACHE` (default `~/.cache/flowloom-test`) on
 first use — Claude Code, Codex and the MCP reference memory server with the system's
 npm, Aider with pip into a virtualenv of its own (it pins its many dependencies; about
-700 MB, several minutes the first time) — and then runs offline: `offline_env` points every proxy variable at a
-closed port (only loopback is exempt). Without node and npm an npm CLI's test is skipped
-locally and fails under CI.
+700 MB, several minutes the first time) — and then runs offline: `offline_env` points
+every proxy variable at a closed port (only loopback is exempt). Without node and npm an
+npm CLI's test is skipped locally and fails under CI.
 """
 
 from __future__ import annotations
