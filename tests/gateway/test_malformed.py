@@ -145,7 +145,42 @@ GEMINI_FIELDS = {
     "cachedContent": "s",
 }
 
+OPENAI_EMBEDDING_FIELDS = {
+    "model": "s",
+    "input": "sa",
+    "encoding_format": "s",
+    "dimensions": "i",
+    "user": "s",
+}
+GEMINI_EMBED_FIELDS = {
+    "model": "s",
+    "content": "o",
+    "taskType": "s",
+    "title": "s",
+    "outputDimensionality": "i",
+}
+GEMINI_COUNT_FIELDS = {"contents": "a", "generateContentRequest": "o"}
+
 GOOD_MESSAGES = [{"role": "user", "content": "hi"}]
+GEMINI_HI = {"parts": [{"text": "hi"}]}
+PATHS = {
+    "anthropic": "/v1/messages",
+    "count_tokens": "/v1/messages/count_tokens",
+    "openai": "/v1/chat/completions",
+    "azure": "/openai/deployments/{model}/chat/completions?api-version=2024-10-21",
+    "azure_v1": "/openai/v1/chat/completions",
+    "responses": "/v1/responses",
+    "azure_responses": "/openai/responses?api-version=2025-04-01-preview",
+    "embeddings": "/v1/embeddings",
+    "azure_embeddings": "/openai/deployments/{model}/embeddings?api-version=2024-10-21",
+    "gemini": "/v1beta/models/{model}:generateContent",
+    "gemini_v1": "/v1/models/{model}:generateContent",
+    "gemini_stream": "/v1beta/models/{model}:streamGenerateContent?alt=sse",
+    "gemini_array": "/v1/models/{model}:streamGenerateContent",
+    "gemini_count": "/v1beta/models/{model}:countTokens",
+    "gemini_embed": "/v1/models/{model}:embedContent",
+    "gemini_batch_embed": "/v1beta/models/{model}:batchEmbedContents",
+}
 
 
 @dataclass(frozen=True)
@@ -154,35 +189,34 @@ class Route:
     shape: str  # whose error shape: anthropic, openai, gemini
     fields: dict[str, str]
     streams: bool  # whether "stream": true is a body field here
+    messages: bool = True  # a message list (and tools) to malform
+    serves: tuple[str, ...] = ()  # the models it answers 200 for (default: every one)
 
     def path(self, model: str) -> str:
-        if self.name == "anthropic":
-            return "/v1/messages"
-        if self.name == "count_tokens":
-            return "/v1/messages/count_tokens"
-        if self.name == "openai":
-            return "/v1/chat/completions"
-        if self.name == "azure":
-            return f"/openai/deployments/{model}/chat/completions?api-version=2024-10-21"
-        if self.name == "responses":
-            return "/v1/responses"
-        if self.name == "gemini_stream":
-            return f"/v1beta/models/{model}:streamGenerateContent?alt=sse"
-        return f"/v1beta/models/{model}:generateContent"
+        return PATHS[self.name].format(model=model)
 
     def base(self, model: str) -> dict[str, Any]:
         """A valid body for `model`."""
+        if self.name in ("embeddings", "azure_embeddings"):
+            body = {"input": ["hi", "there"]}
+            return {"model": model, **body} if self.name == "embeddings" else body
+        if self.name == "gemini_embed":
+            return {"content": GEMINI_HI}
+        if self.name == "gemini_batch_embed":
+            return {"requests": [{"model": f"models/{model}", "content": GEMINI_HI}]}
+        if self.name == "gemini_count":
+            return {"contents": [{"role": "user", **GEMINI_HI}]}
         if self.name in ("anthropic", "count_tokens"):
             body: dict[str, Any] = {"model": model, "messages": list(GOOD_MESSAGES)}
             if self.name == "anthropic":
                 body["max_tokens"] = 32
             return body
-        if self.name in ("openai", "azure"):
+        if self.name in ("openai", "azure", "azure_v1"):
             body = {"messages": list(GOOD_MESSAGES), "max_tokens": 32}
-            if self.name == "openai":
+            if self.name != "azure":
                 body["model"] = model
             return body
-        if self.name == "responses":
+        if self.name in ("responses", "azure_responses"):
             return {"model": model, "input": "hi", "max_output_tokens": 32}
         return {
             "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
@@ -190,9 +224,9 @@ class Route:
         }
 
     def messages_field(self) -> str:
-        return {"responses": "input"}.get(
-            self.name, "contents" if self.shape == "gemini" else "messages"
-        )
+        if self.name in ("responses", "azure_responses"):
+            return "input"
+        return "contents" if self.shape == "gemini" else "messages"
 
 
 ROUTES = (
@@ -200,9 +234,42 @@ ROUTES = (
     Route("count_tokens", "anthropic", ANTHROPIC_FIELDS, False),
     Route("openai", "openai", OPENAI_FIELDS, True),
     Route("azure", "openai", {k: v for k, v in OPENAI_FIELDS.items() if k != "model"}, True),
+    Route("azure_v1", "openai", OPENAI_FIELDS, True),
     Route("responses", "openai", RESPONSES_FIELDS, True),
+    Route("azure_responses", "openai", RESPONSES_FIELDS, True),
+    Route("embeddings", "openai", OPENAI_EMBEDDING_FIELDS, False, False, ("to-openai",)),
+    Route(
+        "azure_embeddings",
+        "openai",
+        {k: v for k, v in OPENAI_EMBEDDING_FIELDS.items() if k != "model"},
+        False,
+        False,
+        ("to-openai",),
+    ),
     Route("gemini", "gemini", GEMINI_FIELDS, False),
+    Route("gemini_v1", "gemini", GEMINI_FIELDS, False),
     Route("gemini_stream", "gemini", GEMINI_FIELDS, False),
+    Route("gemini_array", "gemini", GEMINI_FIELDS, False),
+    Route("gemini_count", "gemini", GEMINI_COUNT_FIELDS, False, False),
+    Route("gemini_embed", "gemini", GEMINI_EMBED_FIELDS, False, False, ("to-gemini",)),
+    Route("gemini_batch_embed", "gemini", {"requests": "a"}, False, False, ("to-gemini",)),
+)
+GET_PATHS = (
+    "/v1/models/{id}",
+    "/models/{id}",
+    "/openai/v1/models/{id}",
+    "/v1beta/models/{id}",
+)
+ODD_IDS = (
+    "m" * 60_000,  # near the longest URL a client sends
+    "%00",
+    "%FF%FE",
+    "..%2F..%2Fetc%2Fpasswd",
+    "models%2Fgemini-2.5-flash",
+    "gemini-2.5-flash%3AgenerateContent",
+    "%F0%9F%98%80",
+    "claude-" + "9" * 400,
+    "to-openai",
 )
 
 BAD_CHAT_MESSAGES: list[Any] = [
@@ -372,6 +439,9 @@ def corpus(sender: Sender, model: str) -> None:
             if field in route.fields:
                 body = {**base, "stream": True, field: 5}
                 sender.send_json(model, body, f"stream {field}=5", bad)
+    if not route.messages:
+        odd_bodies(sender, model)
+        return
     # Malformed messages and tools.
     key = route.messages_field()
     if route.shape == "gemini":
@@ -389,6 +459,27 @@ def corpus(sender: Sender, model: str) -> None:
         sender.send_json(model, {**base, key: value}, f"{key}={value!r}", None)
     for value in ODD_TOOLS[tools_kind]:
         sender.send_json(model, {**base, "tools": value}, f"tools={value!r}", None)
+    odd_bodies(sender, model)
+    # Huge strings.
+    big = "word " * 600_000  # 3 MB: under the 4 MiB limit this gateway has
+    if route.shape == "gemini":
+        huge = {**base, "contents": [{"role": "user", "parts": [{"text": big}]}]}
+    elif route.messages_field() == "input":
+        huge = {**base, "input": big}
+    else:
+        huge = {**base, "messages": [{"role": "user", "content": big}]}
+    sender.send_json(model, huge, "a 3 MB prompt", None)
+    if model == MODELS[0]:  # refused before routing: once is enough
+        over = {**base, key: [{"role": "user", "content": "x" * (5 * 1024 * 1024)}]}
+        sender.send_json(model, over, "over the size limit", {413})
+        sender.send(model, b"{" + b" " * (5 * 1024 * 1024) + b"}", "5 MB of blanks", {413})
+
+
+def odd_bodies(sender: Sender, model: str) -> None:
+    """Bodies no route may take, whatever its fields: 400 (or 413), in the caller's shape."""
+    route = sender.route
+    base = route.base(model)
+    bad = {400}
     # Not an object, not JSON, not UTF-8, not finite.
     for raw, label in (
         (b"", "empty body"),
@@ -422,21 +513,12 @@ def corpus(sender: Sender, model: str) -> None:
         ),
     ):
         sender.send(model, raw, label, bad)
-    # Huge strings.
     if "model" in route.fields:
         sender.send_json(model, {**base, "model": "m" * 1_000_000}, "a 1 MB model name", bad)
-    big = "word " * 600_000  # 3 MB: under the 4 MiB limit this gateway has
-    if route.shape == "gemini":
-        huge = {**base, "contents": [{"role": "user", "parts": [{"text": big}]}]}
-    elif route.name == "responses":
-        huge = {**base, "input": big}
-    else:
-        huge = {**base, "messages": [{"role": "user", "content": big}]}
-    sender.send_json(model, huge, "a 3 MB prompt", None)
-    if model == MODELS[0]:  # refused before routing: once is enough
-        over = {**base, key: [{"role": "user", "content": "x" * (5 * 1024 * 1024)}]}
-        sender.send_json(model, over, "over the size limit", {413})
-        sender.send(model, b"{" + b" " * (5 * 1024 * 1024) + b"}", "5 MB of blanks", {413})
+    if not route.messages:
+        sender.send_json(model, {**base, "x": "word " * 600_000}, "3 MB beside the input", None)
+        if model == MODELS[0]:
+            sender.send(model, b"{" + b" " * (5 * 1024 * 1024) + b"}", "5 MB of blanks", {413})
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.name)
@@ -453,7 +535,10 @@ def test_malformed_bodies_get_400_in_the_callers_format(
             corpus(sender, model)
         # The base bodies are fine (so each 400 above is about the malformation).
         for model in MODELS:
-            sender.send_json(model, route.base(model), "the valid base body", {200})
+            if not route.serves or model in route.serves:
+                sender.send_json(model, route.base(model), "the valid base body", {200})
+            else:  # an embedding model of another API: a clear 400, not a translation
+                sender.send_json(model, route.base(model), "another API's model", {400})
     finally:
         sender.close()
     assert not sender.failures, f"{len(sender.failures)} failures:\n" + "\n".join(
@@ -464,3 +549,33 @@ def test_malformed_bodies_get_400_in_the_callers_format(
     errors = [r.getMessage() for r in caplog.records if r.name.startswith("flowloom.gateway")]
     assert not errors, errors[:5]
     assert len(gateway.events("gw")) == sender.sent
+
+
+def bearer_shape(path: str, odd: str) -> str:
+    """Gemini's shape for its own paths (/v1beta, or a `:method` under /v1/models)."""
+    gemini = "v1beta" in path or (path.startswith("/v1/models/") and "%3A" in odd)
+    return "gemini" if gemini else "openai"
+
+
+def test_odd_model_ids_on_every_models_path_never_fail(gateway: RunningGateway) -> None:
+    """GET …/models/{id} with odd ids, as each SDK would send them: never a 5xx, and a
+    4xx in the caller's shape (chosen by its header)."""
+    failures = []
+    with httpx.Client(base_url=gateway.url, timeout=60) as client:
+        for path in GET_PATHS:
+            for odd in ODD_IDS:
+                for headers, shape in (
+                    ({"anthropic-version": "2023-06-01"}, "anthropic"),
+                    ({"x-goog-api-key": "k"}, "gemini"),
+                    ({"authorization": "Bearer k"}, bearer_shape(path, odd)),
+                ):
+                    reply = client.get(path.format(id=odd), headers=headers)
+                    if reply.status_code >= 500:
+                        failures.append(f"{path} {odd[:40]} {headers}: {reply.status_code}")
+                    elif reply.status_code >= 400:
+                        route = Route("get", shape, {}, False)
+                        try:
+                            check_shape(route, reply)
+                        except (AssertionError, KeyError, TypeError, ValueError) as exc:
+                            failures.append(f"{path} {odd[:40]} {headers}: shape {exc!r}")
+    assert not failures, failures[:20]

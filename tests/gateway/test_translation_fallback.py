@@ -3,7 +3,8 @@
 Issue 15: a Responses call with a hosted tool, routed to a model whose targets include one
 that needs translation, failed at random (8 identical calls: 6×200, 2×400) depending on
 which target the router put first. Here the first target always needs a translation that
-fails (an Anthropic model cannot run OpenAI's hosted `web_search`), the second speaks
+fails (an Anthropic model cannot run OpenAI's hosted `code_interpreter`; `web_search`
+translates, see translate/test_hosted_tools.py), the second speaks
 Responses natively: every call must succeed, with the failed attempt in the record.
 """
 
@@ -40,7 +41,7 @@ targets = [{{ provider = "anthropic", model = "claude-up" }}]
 """
 HOSTED = {
     "input": "What is new in Paris today?",
-    "tools": [{"type": "web_search"}],
+    "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}],
     "max_output_tokens": 64,
 }
 
@@ -100,7 +101,7 @@ def test_when_no_target_can_take_it_the_caller_gets_the_translation_error(
     reply = responses(gateway, "claude-only")
     assert reply.status_code == 400
     error = reply.json()["error"]
-    assert "web_search" in error["message"] and error["type"] == "invalid_request_error"
+    assert "code_interpreter" in error["message"] and error["type"] == "invalid_request_error"
     assert mock_provider.requests() == []
     # A translation error says nothing about the provider's health: it stays planned.
     for _ in range(6):

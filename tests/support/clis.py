@@ -1,9 +1,11 @@
-"""The real agent CLIs from npm, pinned, installed once into the test cache.
+"""The real agent CLIs, pinned, installed once into the test cache.
 
-Each CLI is installed with the system's npm into `$FLOWLOOM_TEST_CACHE` (default
-`~/.cache/flowloom-test`) on first use and then runs offline: `offline_env` points
-every proxy variable at a closed port (only loopback is exempt). Without node and npm
-a test is skipped locally and fails under CI.
+Each CLI is installed into `$FLOWLOOM_TEST_CACHE` (default `~/.cache/flowloom-test`) on
+first use — Claude Code, Codex and the MCP reference memory server with the system's
+npm, Aider with pip into a virtualenv of its own (it pins its many dependencies; about
+700 MB, several minutes the first time) — and then runs offline: `offline_env` points
+every proxy variable at a closed port (only loopback is exempt). Without node and npm an
+npm CLI's test is skipped locally and fails under CI.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +26,7 @@ from tests.conftest import in_ci
 
 CLAUDE_CODE_VERSION = "2.1.337"
 CODEX_VERSION = "0.171.0"
+AIDER_VERSION = "0.86.2"
 CACHE = Path(os.environ.get("FLOWLOOM_TEST_CACHE") or Path.home() / ".cache" / "flowloom-test")
 CLOSED = "http://127.0.0.1:9"  # nothing listens: any non-loopback request fails at once
 
@@ -82,6 +86,30 @@ def npm_cli(package: str, version: str, command: str) -> Path:
     return binary
 
 
+def pip_cli(package: str, version: str, command: str) -> Path:
+    """The `command` executable of `package==version`, installed with pip into a
+    virtualenv of its own on first use (a virtualenv cannot move, so it is built in
+    place and marked complete at the end; a half-built one is rebuilt)."""
+    root = CACHE / f"{package}-{version}"
+    binary = root / "bin" / command
+    done = root / ".installed"
+    with _locked(CACHE / f"{package}.lock"):
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)
+            for step in (
+                [sys.executable, "-m", "venv", str(root)],
+                [str(root / "bin" / "pip"), "install", "-q", f"{package}=={version}"],
+            ):
+                ran = subprocess.run(
+                    step, capture_output=True, text=True, timeout=1800, check=False
+                )
+                if ran.returncode != 0:
+                    shutil.rmtree(root, ignore_errors=True)
+                    pytest.fail(f"could not install {package}: {ran.stderr[-2000:]}")
+            done.write_text(version + "\n")
+    return binary
+
+
 def offline_env(home: Path, **extra: str) -> dict[str, str]:
     """An environment with an empty HOME and every proxy closed but loopback."""
     return {
@@ -133,4 +161,15 @@ def reference_memory_server() -> Path:
     )
     manifest = binary.parents[1] / "@modelcontextprotocol" / "server-memory" / "package.json"
     assert f'"version": "{MEMORY_SERVER_VERSION}"' in manifest.read_text("utf-8")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def aider() -> Path:
+    """The pinned `aider` executable."""
+    binary = pip_cli("aider-chat", AIDER_VERSION, "aider")
+    version = subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert AIDER_VERSION in version.stdout, version.stdout + version.stderr
     return binary

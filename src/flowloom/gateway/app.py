@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 
 from flowloom.errors import (
     AuthError,
@@ -45,6 +45,13 @@ from flowloom.gateway.wire.intake import (
     check_fields,
     check_model_name,
     parse_request,
+)
+from flowloom.gateway.wire.models import ModelsEndpoint
+from flowloom.gateway.wire.routes import (
+    EMBEDDING_OPS,
+    caller_format,
+    model_call,
+    models_read,
 )
 from flowloom.gateway.wire.sse import SseSplitter, parse_event, serialize
 
@@ -71,6 +78,10 @@ SESSION_HEADERS = (
     "x-codex-session-id",
 )
 _JSON = [(b"content-type", b"application/json")]
+_JSON_STREAM = [
+    (b"content-type", b"application/json; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+]
 _SSE = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 _TRANSLATION_FAILURES: tuple[type[Exception], ...] = (FlowLoomError, *SHAPE_ERRORS)
 _FORWARDED_RESPONSE_HEADERS = ("request-id", "x-request-id", "openai-processing-ms")
@@ -118,6 +129,7 @@ class _Call:
     error_kind: str | None = None
     usage: Tokens | None = None
     clamped: tuple[int, int] | None = None  # (max tokens asked, max tokens sent)
+    notes: dict[str, Any] = field(default_factory=dict)  # more refs for the record
 
 
 class _UpstreamFailed(Exception):
@@ -312,10 +324,11 @@ class Gateway:
         path: str = scope["path"]
         method: str = scope["method"]
         if method == "POST":
-            route = _route(path)
+            route = model_call(path)
             if route is not None:
-                fmt, op, url_model = route
-                await self._model_call(scope, receive, send, fmt, op, url_model)
+                await self._model_call(
+                    scope, receive, send, route.format, route.op, route.url_model
+                )
                 return
         elif method == "GET":
             if path == "/healthz":
@@ -324,10 +337,11 @@ class Gateway:
             if path == "/readyz":
                 await self._ready(send)
                 return
-            if path in ("/v1/models", "/v1beta/models", "/models"):
-                await self._models(scope, send, path)
+            read = models_read(path, _headers(scope), _query(scope))
+            if read is not None:
+                await self._models(scope, send, read.format, read.model)
                 return
-        fmt = _guess_format(path)
+        fmt = caller_format(path, _headers(scope), _query(scope))
         await _respond(
             send, 404, wire_for(fmt).error_body(404, f"no such endpoint: {method} {path}")
         )
@@ -338,19 +352,22 @@ class Gateway:
         body = json.dumps({"status": "ready" if ok else "unavailable", "recorder": status})
         await _respond(send, 200 if ok else 503, body.encode())
 
-    async def _models(self, scope: Scope, send: Send, path: str) -> None:
+    async def _models(self, scope: Scope, send: Send, fmt: Format, model: str | None) -> None:
+        """GET the model list or one model, in the caller's format (see wire.models)."""
         headers = _headers(scope)
-        fmt: Format = "gemini" if path.startswith("/v1beta") else "openai"
-        if "anthropic-version" in headers:
-            fmt = "anthropic"
         try:
-            self.access.authenticate(_secret(headers, scope.get("query_string", b"")))
-            ids = [m.id for m in self.router.models()]
+            self.access.authenticate(_secret(headers, _query(scope)))
         except FlowLoomError as exc:
             status = _status_of(exc)
             await _respond(send, status, wire_for(fmt).error_body(status, exc.diagnostics()))
             return
-        await _respond(send, 200, wire_for(fmt).models(ids))
+        endpoint = ModelsEndpoint(
+            self.router, self.provider, self.access.provider_key, self._session
+        )
+        status, body = await (
+            endpoint.list(fmt) if model is None else endpoint.get(fmt, model, headers)
+        )
+        await _respond(send, status, body)
 
     # -- the pipeline -------------------------------------------------------------------
 
@@ -431,7 +448,7 @@ class Gateway:
                 user_agent=call.headers.get("user-agent"),
                 max_tokens=info.max_tokens if info is not None else None,
                 usage=call.usage,
-                extra=_clamp_note(call.clamped),
+                extra={**_clamp_note(call.clamped), **call.notes},
             )
         )
 
@@ -466,7 +483,7 @@ class Gateway:
         call.body = body
         try:
             parsed = parse_request(body)
-            check_fields(call.fmt, parsed)
+            check_fields(call.fmt, parsed, call.op)
             if call.url_model is not None:
                 check_model_name(call.url_model)
         except MalformedRequestError as exc:
@@ -476,6 +493,8 @@ class Gateway:
         info = wire.peek(parsed, size=len(body), model=call.url_model)
         if call.op == "stream_generate":
             info = _with_stream(info)
+        elif call.op in EMBEDDING_OPS or call.op == "count_tokens":
+            info = _without_stream(info)
         call.info = info
         if not info.model:
             await self._fail(call, wire, send, 400, 'the request names no model; set "model"')
@@ -700,6 +719,8 @@ class Gateway:
             # asks for 32,000).
             parsed = wire_for(call.fmt).with_max_tokens(parsed, limit)
             call.clamped = (info.max_tokens, limit)
+        if call.op in EMBEDDING_OPS:
+            return _embedding_body(call.body, parsed, call.op, info.model, target)
         if target.format != call.fmt:
             from flowloom.gateway.translate import translate_request
 
@@ -778,6 +799,10 @@ class Gateway:
                 await self._relay_stream(call, wire, send, receive, response, target, first_byte)
             else:
                 await self._relay_whole(call, wire, send, response, target)
+                if call.op in ("embed_content", "batch_embed") and call.status < 400:
+                    # Gemini reports no usage for embeddings: count the input, estimated.
+                    call.usage = Tokens(input_tokens=info.est_input_tokens)
+                    call.notes["usage_estimated"] = True
         finally:
             response.release()
 
@@ -831,7 +856,11 @@ class Gateway:
 
             try:
                 translated = translate_response(
-                    json.loads(raw), target.format, call.fmt, model=info.model
+                    json.loads(raw),
+                    target.format,
+                    call.fmt,
+                    model=info.model,
+                    namespaced=_namespaced(call),
                 )
             except _TRANSLATION_FAILURES as exc:
                 raise _UpstreamFailed(
@@ -879,8 +908,16 @@ class Gateway:
                 isinstance(options, dict) and options.get("include_usage") is True
             )
             translator = StreamTranslator(
-                target.format, call.fmt, model=info.model, include_usage=include_usage
+                target.format,
+                call.fmt,
+                model=info.model,
+                include_usage=include_usage,
+                input_tokens=info.est_input_tokens,
+                namespaced=_namespaced(call),
             )
+        # A Gemini caller without ?alt=sse reads one JSON array, streamed element by
+        # element; the record keeps the events (it is reassembled like any stream).
+        as_array = call.fmt == "gemini" and not _alt_sse(call.query)
         splitter = SseSplitter()
         kept: list[bytes] = []
         kept_bytes = 0
@@ -898,14 +935,17 @@ class Gateway:
 
         async def emit(data: bytes) -> None:
             nonlocal kept_bytes, truncated, watcher
-            if not call.response_started:
+            first = not call.response_started
+            if first:
                 call.response_started = True
                 call.ttft = time.perf_counter() - call.started
                 call.status = 200
-                await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+                headers = _JSON_STREAM if as_array else _SSE
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
                 watcher = asyncio.ensure_future(receive())
                 watcher.add_done_callback(_close_unless_finished)
-            await send({"type": "http.response.body", "body": data, "more_body": True})
+            sent = _array_element(data, first) if as_array else data
+            await send({"type": "http.response.body", "body": sent, "more_body": True})
             if kept_bytes + len(data) <= limit:
                 kept.append(data)
                 kept_bytes += len(data)
@@ -979,12 +1019,14 @@ class Gateway:
                 if not gone and call.response_started:
                     error = wire.stream_error(502, message)
                     kept.append(error)
-                    await send({"type": "http.response.body", "body": error, "more_body": True})
+                    sent = _array_element(error, False) if as_array else error
+                    await send({"type": "http.response.body", "body": sent, "more_body": True})
                 elif not call.response_started:
                     raise _UpstreamFailed(None, "disconnect", message) from exc
             finished = True
             if call.response_started:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                end = b"]" if as_array else b""
+                await send({"type": "http.response.body", "body": end, "more_body": False})
         finally:
             finished = True
             if watcher is not None and not watcher.done():
@@ -1004,7 +1046,8 @@ class Gateway:
     async def _count_tokens(
         self, call: _Call, wire: Wire, send: Send, cascade: list[Target]
     ) -> None:
-        """Forward to an Anthropic-format target; otherwise answer with an estimate.
+        """Forward to a target of the caller's own format (Anthropic or Gemini); otherwise
+        answer with an estimate. Recorded with input tokens = the count, no output.
 
         The key's allow-list and rate limit apply as to any call (only targets it may
         use are asked, and a key allowing none of them is refused).
@@ -1032,7 +1075,7 @@ class Gateway:
             self.access.release(call.admission)
             call.admission = None
         for target in allowed:
-            if target.format == "anthropic":
+            if target.format == call.fmt:
                 try:
                     await self._attempt(
                         call,
@@ -1045,10 +1088,80 @@ class Gateway:
                 except _UpstreamFailed:
                     continue
                 call.target = target
+                call.usage = Tokens(input_tokens=_token_count(call.response))
+                call.notes["operation"] = "count_tokens"
                 return
+        count = info.est_input_tokens
         call.status = 200
-        call.response = json.dumps({"input_tokens": info.est_input_tokens}).encode()
+        field_name = "totalTokens" if call.fmt == "gemini" else "input_tokens"
+        call.response = json.dumps({field_name: count}).encode()
+        call.usage = Tokens(input_tokens=count)
+        call.notes.update(operation="count_tokens", usage_estimated=True)
         await _respond(send, 200, call.response)
+
+
+def _token_count(response: bytes) -> int:
+    """The count in a count_tokens answer: Anthropic input_tokens, Gemini totalTokens."""
+    try:
+        parsed = json.loads(response)
+    except (ValueError, RecursionError):
+        return 0
+    if not isinstance(parsed, dict):
+        return 0
+    for name in ("input_tokens", "totalTokens", "total_tokens"):
+        value = parsed.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return 0
+
+
+def _namespaced(call: _Call) -> dict[str, tuple[str, str]] | None:
+    """The namespace functions of a Responses caller's tools (flattened on translation)."""
+    if call.fmt != "responses" or call.parsed is None:
+        return None
+    from flowloom.gateway.translate import namespaced_tools
+
+    return namespaced_tools(call.parsed) or None
+
+
+def _embedding_body(
+    raw: bytes, parsed: Mapping[str, Any], op: str, model: str, target: Target
+) -> bytes:
+    """An embeddings request for `target`: never translated (vectors of one provider's
+    model mean nothing to another's), the model name rewritten when routed."""
+    from flowloom.gateway.translate import TranslationError
+
+    if target.format not in ("openai", "gemini") or (target.format == "gemini") != (
+        op != "embeddings"
+    ):
+        raise TranslationError(
+            f"embeddings cannot be translated for a {target.format} target; route this "
+            "embedding model to a provider of the caller's own API"
+        )
+    if target.model == model:
+        return raw
+    rewritten = dict(parsed)
+    if op == "embeddings":
+        rewritten["model"] = target.model
+    elif op == "batch_embed" and isinstance(parsed.get("requests"), list):
+        rewritten["requests"] = [
+            {**r, "model": f"models/{target.model}"} if isinstance(r, dict) else r
+            for r in parsed["requests"]
+        ]
+    elif "model" in parsed:
+        rewritten["model"] = f"models/{target.model}"
+    return json.dumps(rewritten, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _alt_sse(query: str) -> bool:
+    return "sse" in parse_qs(query).get("alt", ())
+
+
+def _array_element(event: bytes, first: bool) -> bytes:
+    """One SSE event's data as the next element of a streamed JSON array."""
+    parsed = parse_event(event)
+    data = parsed.data.encode() if parsed is not None else b"{}"
+    return (b"[" if first else b",\r\n") + data
 
 
 def _clamp_note(clamped: tuple[int, int] | None) -> dict[str, Any]:
@@ -1074,10 +1187,14 @@ async def _never() -> Message:
     return {"type": "http.disconnect"}
 
 
-def _with_stream(info: RequestInfo) -> RequestInfo:
+def _with_stream(info: RequestInfo, stream: bool = True) -> RequestInfo:
     return RequestInfo(
-        info.model, True, info.has_tools, info.has_images, info.max_tokens, info.est_input_tokens
+        info.model, stream, info.has_tools, info.has_images, info.max_tokens, info.est_input_tokens
     )
+
+
+def _without_stream(info: RequestInfo) -> RequestInfo:
+    return _with_stream(info, False)
 
 
 def _default_op(fmt: Format, stream: bool) -> str:
@@ -1088,35 +1205,9 @@ def _default_op(fmt: Format, stream: bool) -> str:
     return "responses" if fmt == "responses" else "chat"
 
 
-def _route(path: str) -> tuple[Format, str, str | None] | None:
-    """(caller format, operation, model named in the URL) for a model-call path."""
-    if path == "/v1/messages":
-        return "anthropic", "messages", None
-    if path == "/v1/chat/completions" or path == "/chat/completions":
-        return "openai", "chat", None
-    if path == "/v1/responses" or path == "/openai/responses":
-        return "responses", "responses", None
-    if path == "/v1/messages/count_tokens":
-        return "anthropic", "count_tokens", None
-    if path.startswith(("/v1beta/models/", "/v1/models/")):
-        name, _, method = path.split("/models/", 1)[1].rpartition(":")
-        if method == "generateContent":
-            return "gemini", "generate", unquote(name)
-        if method == "streamGenerateContent":
-            return "gemini", "stream_generate", unquote(name)
-        return None
-    if path.startswith("/openai/deployments/") and path.endswith("/chat/completions"):
-        deployment = path[len("/openai/deployments/") : -len("/chat/completions")]
-        return "openai", "chat", unquote(deployment) or None
-    return None
-
-
-def _guess_format(path: str) -> Format:
-    if path.startswith("/v1beta"):
-        return "gemini"
-    if path.startswith("/v1/messages"):
-        return "anthropic"
-    return "openai"
+def _query(scope: Scope) -> str:
+    raw: bytes = scope.get("query_string", b"")
+    return raw.decode("latin-1")
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -106,6 +106,11 @@ class SingleProviderRouter:
     def models(self) -> list[ModelInfo]:
         return []
 
+    @property
+    def passthrough(self) -> bool:
+        """Every name goes to the one provider, so its own model list is the list."""
+        return True
+
 
 class OpenAccess:
     """No keys, no limits: every caller is admitted (a local, single-user gateway).

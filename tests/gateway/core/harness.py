@@ -85,7 +85,7 @@ class RunningGateway:
         self._thread.join(10)
 
     def flush(self) -> None:
-        assert self.gateway.recorder.flush(10), "the recorder did not catch up"
+        assert self.gateway.recorder.flush(60), "the recorder did not catch up"
 
     def events(self, project: str = "gw") -> list[dict[str, Any]]:
         """Every gateway.exchange event of `project`, with its body parsed as "_body"."""

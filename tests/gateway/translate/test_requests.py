@@ -553,7 +553,7 @@ def test_gemini_ids_and_snake_case_parts() -> None:
 @pytest.mark.parametrize(
     ("extra", "words"),
     [
-        ({"tools": [{"googleSearch": {}}]}, "googleSearch"),
+        ({"tools": [{"codeExecution": {}}]}, "codeExecution"),
         ({"generationConfig": {"responseMimeType": "application/json"}}, "structured output"),
         ({"generationConfig": {"candidateCount": 3}}, "candidateCount"),
         ({"cachedContent": "cachedContents/1"}, "cachedContent"),
@@ -680,7 +680,7 @@ def test_responses_string_input() -> None:
     ("extra", "words"),
     [
         ({"previous_response_id": "resp_1"}, "previous_response_id"),
-        ({"tools": [{"type": "web_search"}]}, "web_search"),
+        ({"tools": [{"type": "file_search"}]}, "file_search"),
         (
             {"text": {"format": {"type": "json_schema", "name": "x", "schema": {}}}},
             "structured output",

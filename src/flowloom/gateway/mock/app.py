@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl
 from flowloom.gateway.mock.anthropic import AnthropicWire, anthropic_models
 from flowloom.gateway.mock.base import Call, Ids, dumps
 from flowloom.gateway.mock.content import plan_reply, wants_tool
+from flowloom.gateway.mock.embeddings import gemini_batch_embed, gemini_embed, openai_embeddings
 from flowloom.gateway.mock.faults import FaultPlan, Faults, parse_fault_spec
 from flowloom.gateway.mock.gemini import GeminiWire, gemini_models
 from flowloom.gateway.mock.openai_chat import OpenAIChatWire, openai_error, openai_models
@@ -183,6 +184,8 @@ class MockProvider:
             return self._openai, None, ""
         if path in ("/v1/responses", "/responses", "/openai/v1/responses", "/openai/responses"):
             return self._responses, None, ""
+        if path in ("/v1/embeddings", "/embeddings", "/openai/v1/embeddings"):
+            return self._openai, None, "embed"
         if path.startswith("/openai/deployments/"):
             rest = path[len("/openai/deployments/") :]
             deployment, _, tail = rest.partition("/")
@@ -190,6 +193,8 @@ class MockProvider:
                 return self._azure, deployment, "azure"
             if tail == "responses":
                 return self._responses, deployment, "azure"
+            if tail == "embeddings":
+                return self._azure, deployment, "azure-embed"
             return None, None, ""
         for prefix in _GEMINI_PREFIXES:
             if path.startswith(prefix):
@@ -201,6 +206,10 @@ class MockProvider:
                     return self._gemini, model, "sse" if params.get("alt") == "sse" else "array"
                 if method == "countTokens":
                     return self._gemini, model, "count"
+                if method == "embedContent":
+                    return self._gemini, model, "embed"
+                if method == "batchEmbedContents":
+                    return self._gemini, model, "batch-embed"
         return None, None, ""
 
     def _route_get(
@@ -271,10 +280,13 @@ class MockProvider:
             message = "There was an error parsing the body: expected a JSON object."
             await _send_json(send, 400, wire.error(400, message), base_headers)
             return
-        if mode == "azure" and "api-version" not in dict(parse_qsl(entry["query"])):
+        if mode.startswith("azure") and "api-version" not in dict(parse_qsl(entry["query"])):
             entry["status"] = 404
             message = "Resource not found (the api-version query parameter is missing)."
             await _send_json(send, 404, openai_error(404, message, code="404"), base_headers)
+            return
+        if mode in ("embed", "batch-embed", "azure-embed"):
+            await self._embed(wire, mode, model_hint, body, entry, headers, base_headers, send)
             return
         if mode == "count":
             entry["status"] = 200
@@ -339,6 +351,37 @@ class MockProvider:
             await _send_json(send, 200, wire.stream_json_array(call, reply, ids), base_headers)
             return
         await self._stream(wire, call, wire.stream(call, reply, ids), faults, base_headers, send)
+
+    async def _embed(
+        self,
+        wire: Wire,
+        mode: str,
+        model_hint: str | None,
+        body: Mapping[str, Any],
+        entry: dict[str, Any],
+        headers: Mapping[str, str],
+        base_headers: list[tuple[bytes, bytes]],
+        send: Send,
+    ) -> None:
+        """Embeddings: faults and latency apply as to any call; no stream, no context."""
+        model = model_hint if mode != "embed" or wire is self._gemini else None
+        entry["model"] = model or body.get("model")
+        entry["stream"] = False
+        faults = self.faults.choose(str(entry["model"]), headers.get("x-mock-fault"))
+        entry["fault"] = faults.label()
+        delay_ms = self.settings.latency_ms + faults.first_delay_ms
+        if delay_ms > 0:
+            await asyncio.sleep(delay_ms / 1000.0)
+        if faults.status is not None:
+            await self._send_fault(wire, faults, entry, base_headers, send)
+            return
+        if wire is self._gemini:
+            status, result = (gemini_batch_embed if mode == "batch-embed" else gemini_embed)(body)
+        else:
+            status, result = openai_embeddings(body)
+        entry["status"] = status
+        payload = result if isinstance(result, bytes) else wire.error(status, result)
+        await _send_json(send, status, payload, base_headers)
 
     async def _send_fault(
         self,

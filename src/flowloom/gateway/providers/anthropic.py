@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from flowloom.gateway.providers.interface import Format, ProviderConfig, UpstreamCall
 
 __all__ = ["AnthropicProvider"]
@@ -24,6 +26,10 @@ class AnthropicProvider:
         if call.path_hint == "count_tokens":
             return f"{self._base}/v1/messages/count_tokens"
         return f"{self._base}/v1/messages"
+
+    def models_url(self, model: str | None) -> str | None:
+        root = f"{self._base}/v1/models"
+        return root if model is None else f"{root}/{quote(model, safe='')}"
 
     def headers(self, call: UpstreamCall, api_key: str | None) -> dict[str, str]:
         passed = call.passthrough_headers

@@ -30,10 +30,13 @@ class AzureProvider:
         deployment = quote(self.config.deployments.get(call.model, call.model), safe="")
         if call.format == "responses":
             return f"{self._base}/openai/responses?api-version={self._version}"
+        operation = "embeddings" if call.path_hint == "embeddings" else "chat/completions"
         return (
-            f"{self._base}/openai/deployments/{deployment}/chat/completions"
-            f"?api-version={self._version}"
+            f"{self._base}/openai/deployments/{deployment}/{operation}?api-version={self._version}"
         )
+
+    def models_url(self, model: str | None) -> str | None:
+        return None  # deployments, not models: the gateway answers from its policy
 
     def headers(self, call: UpstreamCall, api_key: str | None) -> dict[str, str]:
         headers = {"content-type": "application/json"}

@@ -44,7 +44,7 @@ class UpstreamCall:
     """One request to send upstream, already in the provider's format.
 
     `path_hint` names the operation: "messages", "count_tokens", "chat", "responses",
-    "generate" or "stream_generate".
+    "embeddings", "generate", "stream_generate", "embed_content" or "batch_embed".
     """
 
     format: Format
@@ -66,3 +66,8 @@ class Provider(Protocol):
     def url(self, call: UpstreamCall) -> str: ...
 
     def headers(self, call: UpstreamCall, api_key: str | None) -> dict[str, str]: ...
+
+    def models_url(self, model: str | None) -> str | None:
+        """The provider's own GET of its model list (`model` None) or of one model; None
+        when it has none (the gateway answers from its configuration)."""
+        ...

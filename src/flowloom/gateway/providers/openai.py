@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from flowloom.gateway.providers.interface import Format, ProviderConfig, UpstreamCall
 
@@ -29,7 +29,13 @@ class OpenAIProvider:
     def url(self, call: UpstreamCall) -> str:
         if call.format == "responses":
             return f"{self._root}/responses"
+        if call.path_hint == "embeddings":
+            return f"{self._root}/embeddings"
         return f"{self._root}/chat/completions"
+
+    def models_url(self, model: str | None) -> str | None:
+        root = f"{self._root}/models"
+        return root if model is None else f"{root}/{quote(model, safe='')}"
 
     def headers(self, call: UpstreamCall, api_key: str | None) -> dict[str, str]:
         headers = {"content-type": "application/json"}

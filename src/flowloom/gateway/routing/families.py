@@ -16,11 +16,18 @@ __all__ = ["FAMILIES", "family_of"]
 
 FAMILIES: Final[tuple[tuple[ProviderKind, re.Pattern[str]], ...]] = (
     ("anthropic", re.compile(r"claude-[A-Za-z0-9][A-Za-z0-9._@-]*")),
-    ("openai", re.compile(r"(?:gpt-|chatgpt-|codex-)[A-Za-z0-9._-]+|o[1-9](?:-[A-Za-z0-9._-]+)?")),
-    ("gemini", re.compile(r"(?:gemini|gemma)-[A-Za-z0-9._-]+")),
+    ("gemini", re.compile(r"(?:gemini|gemma)-[A-Za-z0-9._-]+|(?:text-)?embedding-\d+")),
+    (
+        "openai",
+        re.compile(
+            r"(?:gpt-|chatgpt-|codex-)[A-Za-z0-9._-]+|o[1-9](?:-[A-Za-z0-9._-]+)?"
+            r"|text-embedding-[A-Za-z0-9._-]+"
+        ),
+    ),
 )
-"""(provider kind, full-match pattern): claude-*; gpt-*, chatgpt-*, codex-*, o1, o3-mini,
-o4-mini-…; gemini-*, gemma-*."""
+"""(provider kind, full-match pattern): claude-*; gemini-*, gemma-*, and Gemini's
+embedding models (gemini-embedding-001, text-embedding-004, embedding-001); gpt-*,
+chatgpt-*, codex-*, o1, o3-mini, o4-mini-…, and OpenAI's text-embedding-3-small etc."""
 
 
 def family_of(model: str) -> ProviderKind | None:

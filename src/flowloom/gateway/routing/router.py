@@ -418,6 +418,11 @@ class Router:
         return list(self._config.models)
 
     @property
+    def passthrough(self) -> bool:
+        """Whether provider model names no entry routes go straight to their provider."""
+        return self._config.router.passthrough
+
+    @property
     def digest(self) -> str | None:
         """SHA-256 of the configuration text in force (None without a file)."""
         return self._config.digest

@@ -38,6 +38,7 @@ from flowloom.gateway.translate.openai_chat import (
 from flowloom.gateway.translate.responses import (
     anthropic_to_responses_request,
     anthropic_to_responses_response,
+    namespaced_tools,
     responses_to_anthropic_request,
     responses_to_anthropic_response,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "TranslationError",
     "error_body",
     "error_event",
+    "namespaced_tools",
     "parse_error",
     "translate_error",
     "translate_request",
@@ -130,11 +132,17 @@ def translate_request(
 
 
 def translate_response(
-    body: Mapping[str, Any], src: Format, dst: Format, *, model: str
+    body: Mapping[str, Any],
+    src: Format,
+    dst: Format,
+    *,
+    model: str,
+    namespaced: Mapping[str, tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """A provider's whole response (format `src`) as the caller's format `dst`.
 
-    `model` is the model name the caller sees in the result.
+    `model` is the model name the caller sees in the result; `namespaced` (a Responses
+    caller's `namespaced_tools`) names the function calls that belong to a namespace.
     """
     _check(body, "response body")
     if src == dst:
@@ -144,4 +152,6 @@ def translate_response(
         out = dict(hub)
         out["model"] = model
         return out
+    if dst == "responses":
+        return anthropic_to_responses_response(hub, model=model, namespaced=namespaced)
     return _FROM_HUB_RESPONSE[dst](hub, model=model)

@@ -204,7 +204,11 @@ def anthropic_to_gemini_request(body: Mapping[str, Any], *, model: str) -> dict[
     tools = body.get("tools")
     if tools:
         declarations = []
+        search = False
         for tool in tools:
+            if str(tool.get("type") or "").startswith("web_search_"):
+                search = True  # Anthropic's web search: Gemini's Google Search grounding
+                continue
             if tool.get("type") not in (None, "custom"):
                 raise TranslationError(
                     f"the Anthropic server tool {tool.get('type')!r} cannot be used with a "
@@ -217,7 +221,12 @@ def anthropic_to_gemini_request(body: Mapping[str, Any], *, model: str) -> dict[
             if schema:
                 declaration["parametersJsonSchema"] = schema
             declarations.append(declaration)
-        out["tools"] = [{"functionDeclarations": declarations}]
+        gemini_tools: list[dict[str, Any]] = []
+        if declarations:
+            gemini_tools.append({"functionDeclarations": declarations})
+        if search:
+            gemini_tools.append({"googleSearch": {}})
+        out["tools"] = gemini_tools
     choice = body.get("tool_choice")
     if isinstance(choice, Mapping) and tools:
         kind = choice.get("type")
@@ -493,7 +502,20 @@ def gemini_to_anthropic_request(body: Mapping[str, Any], *, model: str) -> dict[
     tools: list[dict[str, Any]] = []
     for tool in body.get("tools") or ():
         declarations = _get(tool, "functionDeclarations", "function_declarations")
-        others = [k for k in tool if k not in ("functionDeclarations", "function_declarations")]
+        searching = _get(tool, "googleSearch", "google_search") is not None
+        if searching and not any(t.get("type") == "web_search_20250305" for t in tools):
+            tools.append({"type": "web_search_20250305", "name": "web_search"})
+        others = [
+            k
+            for k in tool
+            if k
+            not in (
+                "functionDeclarations",
+                "function_declarations",
+                "googleSearch",
+                "google_search",
+            )
+        ]
         if others:
             raise TranslationError(
                 f"the Gemini tool {others[0]!r} cannot be used with an Anthropic model; only "

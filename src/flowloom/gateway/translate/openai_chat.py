@@ -195,6 +195,14 @@ def _openai_tools(tools: Any) -> list[dict[str, Any]]:
     return out
 
 
+def chat_id(upstream: Any) -> str:
+    """A Chat Completions id (`chatcmpl-…`) for a reply whose upstream id is `upstream`."""
+    base = str(upstream or "")
+    if not base:
+        return new_id("chatcmpl-")
+    return base if base.startswith("chatcmpl-") else "chatcmpl-" + base
+
+
 def anthropic_to_openai_request(body: Mapping[str, Any], *, model: str) -> dict[str, Any]:
     """An Anthropic Messages request as a Chat Completions request for `model`."""
     for key in ("container", "mcp_servers"):
@@ -260,7 +268,7 @@ def anthropic_to_openai_response(body: Mapping[str, Any], *, model: str) -> dict
         message["reasoning_content"] = "".join(thinking)
     stop = body.get("stop_reason")
     return {
-        "id": body.get("id") or new_id("chatcmpl-"),
+        "id": chat_id(body.get("id")),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
@@ -560,8 +568,9 @@ def openai_to_anthropic_response(body: Mapping[str, Any], *, model: str) -> dict
         stop = "refusal"
     elif stop == "end_turn" and message.get("tool_calls"):
         stop = "tool_use"  # some compatible servers say "stop" after tool calls
+    upstream_id = str(body.get("id") or new_id(""))
     return {
-        "id": body.get("id") or new_id("msg_"),
+        "id": upstream_id if upstream_id.startswith("msg_") else "msg_" + upstream_id,
         "type": "message",
         "role": "assistant",
         "model": model,

@@ -3,8 +3,12 @@
 The Responses API keeps a conversation as a flat list of items: messages, `function_call`
 items and `function_call_output` items. Anthropic nests calls in assistant messages and
 results in user messages; the converters fold and unfold between the two. Server-side state
-(`previous_response_id`, stored conversations) and OpenAI's hosted tools cannot cross to
-another provider and are refused.
+(`previous_response_id`, stored conversations) cannot cross to another provider and is
+refused. Of the hosted tools, `web_search` becomes Anthropic's web search server tool (and
+from there Gemini's Google Search); a `namespace` of function tools (Codex groups its
+sub-agent tools so) is flattened into function tools named `{namespace}__{name}`, and the
+calls the model makes come back as `function_call` items with their `namespace` again
+(`namespaced_tools` gives the map the response side needs). Other hosted tools are refused.
 """
 
 from __future__ import annotations
@@ -29,12 +33,78 @@ from flowloom.gateway.translate.extras import json_format
 from flowloom.gateway.translate.openai_chat import finish_anthropic_request, image_block
 
 __all__ = [
+    "NAMESPACE_SEPARATOR",
+    "Namespaced",
     "anthropic_to_responses_request",
     "anthropic_to_responses_response",
+    "namespaced_tools",
     "responses_to_anthropic_request",
     "responses_to_anthropic_response",
     "responses_usage",
 ]
+
+NAMESPACE_SEPARATOR = "__"
+WEB_SEARCH_TOOL = {"type": "web_search_20250305", "name": "web_search"}
+"""Anthropic's web search server tool: what a Responses `web_search` tool becomes."""
+_WEB_SEARCH_TYPES = ("web_search", "web_search_preview", "web_search_2025_08_26")
+
+Namespaced = Mapping[str, tuple[str, str]]
+"""Flattened tool name → (namespace, name inside it)."""
+
+
+def namespaced_tools(body: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """The flattened names of the functions inside the `namespace` tools of a Responses
+    request, each with its (namespace, name): the response side restores them."""
+    out: dict[str, tuple[str, str]] = {}
+    tools = body.get("tools")
+    for tool in tools if isinstance(tools, list) else ():
+        if not isinstance(tool, Mapping) or tool.get("type") != "namespace":
+            continue
+        space = tool.get("name")
+        inner = tool.get("tools")
+        for item in inner if isinstance(inner, list) else ():
+            if isinstance(item, Mapping) and isinstance(item.get("name"), str):
+                out[f"{space}{NAMESPACE_SEPARATOR}{item['name']}"] = (str(space), item["name"])
+    return out
+
+
+def _function_tool(tool: Mapping[str, Any], name: Any, prefix: str = "") -> dict[str, Any]:
+    item: dict[str, Any] = {"name": name}
+    description = tool.get("description")
+    if description or prefix:
+        item["description"] = prefix + (description or "")
+    item["input_schema"] = tool.get("parameters") or {"type": "object", "properties": {}}
+    return item
+
+
+def _hub_tools(tools: Any) -> list[dict[str, Any]]:
+    """Responses tools as Anthropic tools: functions, namespaces flattened, web search."""
+    out: list[dict[str, Any]] = []
+    for tool in tools or ():
+        kind = tool.get("type")
+        if kind == "function":
+            out.append(_function_tool(tool, tool.get("name")))
+        elif kind == "namespace":
+            space = tool.get("name")
+            about = tool.get("description")
+            prefix = f"({space}: {about}) " if about else ""
+            for inner in tool.get("tools") or ():
+                if inner.get("type") != "function":
+                    raise TranslationError(
+                        f"the {inner.get('type')!r} tool inside namespace {space!r} cannot "
+                        "be used with this model; only function tools translate"
+                    )
+                name = f"{space}{NAMESPACE_SEPARATOR}{inner.get('name')}"
+                out.append(_function_tool(inner, name, prefix))
+        elif kind in _WEB_SEARCH_TYPES:
+            if not any(t.get("type") == WEB_SEARCH_TOOL["type"] for t in out):
+                out.append(dict(WEB_SEARCH_TOOL))
+        else:
+            raise TranslationError(
+                f"the hosted tool {kind!r} cannot be used with this model; function, "
+                "namespace and web_search tools translate"
+            )
+    return out
 
 
 # ---------------------------------------------------------------- Responses → Anthropic
@@ -124,6 +194,8 @@ def responses_to_anthropic_request(body: Mapping[str, Any], *, model: str) -> di
                 raise TranslationError(f"a message with role {role!r} cannot be translated")
         elif kind == "function_call":
             name = item.get("name")
+            if item.get("namespace"):
+                name = f"{item['namespace']}{NAMESPACE_SEPARATOR}{name}"
             block = {
                 "type": "tool_use",
                 "id": item.get("call_id") or new_id("call_"),
@@ -136,8 +208,10 @@ def responses_to_anthropic_request(body: Mapping[str, Any], *, model: str) -> di
             content: Any = output if isinstance(output, str) else _input_blocks(output)
             result = {"type": "tool_result", "tool_use_id": item.get("call_id"), "content": content}
             _append(messages, "user", [result])
-        elif kind == "reasoning":
-            continue  # encrypted reasoning only the OpenAI model that wrote it can read
+        elif kind in ("reasoning", "web_search_call"):
+            # Encrypted reasoning only the OpenAI model that wrote it can read; a hosted
+            # search already answered (its findings are in the messages that follow).
+            continue
         else:
             raise TranslationError(
                 f"a {kind!r} input item cannot be sent to this model; only messages and "
@@ -154,18 +228,7 @@ def responses_to_anthropic_request(body: Mapping[str, Any], *, model: str) -> di
         out["temperature"] = min(float(temperature), 1.0)
     if body.get("top_p") is not None:
         out["top_p"] = body["top_p"]
-    tools: list[dict[str, Any]] = []
-    for tool in body.get("tools") or ():
-        if tool.get("type") != "function":
-            raise TranslationError(
-                f"the hosted tool {tool.get('type')!r} cannot be used with this model; only "
-                "function tools translate"
-            )
-        item = {"name": tool.get("name")}
-        if tool.get("description"):
-            item["description"] = tool["description"]
-        item["input_schema"] = tool.get("parameters") or {"type": "object", "properties": {}}
-        tools.append(item)
+    tools = _hub_tools(body.get("tools"))
     if tools:
         out["tools"] = tools
     choice = body.get("tool_choice")
@@ -206,16 +269,39 @@ def message_item(item_id: str, text: str, status: str = "completed") -> dict[str
 
 
 def function_item(
-    item_id: str, call_id: str, name: str, arguments: str, status: str = "completed"
+    item_id: str,
+    call_id: str,
+    name: str,
+    arguments: str,
+    status: str = "completed",
+    namespaced: Namespaced | None = None,
 ) -> dict[str, Any]:
-    """A `function_call` output item."""
-    return {
+    """A `function_call` output item (a flattened namespace function named as such)."""
+    item = {
         "type": "function_call",
         "id": item_id,
         "call_id": call_id,
         "name": name,
         "arguments": arguments,
         "status": status,
+    }
+    found = namespaced.get(name) if namespaced else None
+    if found is not None:
+        item["namespace"], item["name"] = found
+    return item
+
+
+def web_search_item(block: Mapping[str, Any], status: str = "completed") -> dict[str, Any]:
+    """A `web_search_call` output item for an Anthropic web search `server_tool_use`."""
+    query = (block.get("input") or {}).get("query")
+    action: dict[str, Any] = {"type": "search"}
+    if isinstance(query, str):
+        action["query"] = query
+    return {
+        "type": "web_search_call",
+        "id": "ws_" + str(block.get("id") or new_id("")),
+        "status": status,
+        "action": action,
     }
 
 
@@ -249,7 +335,9 @@ def response_envelope(
     }
 
 
-def anthropic_to_responses_response(body: Mapping[str, Any], *, model: str) -> dict[str, Any]:
+def anthropic_to_responses_response(
+    body: Mapping[str, Any], *, model: str, namespaced: Namespaced | None = None
+) -> dict[str, Any]:
     """An Anthropic Messages response as a Responses API `response` object."""
     output: list[dict[str, Any]] = []
     base = str(body.get("id") or new_id(""))
@@ -265,8 +353,19 @@ def anthropic_to_responses_response(body: Mapping[str, Any], *, model: str) -> d
             call_id = block.get("id") or ""
             arguments = dumps(block.get("input") or {})
             output.append(
-                function_item(f"fc_{call_id}", call_id, block.get("name") or "", arguments)
+                function_item(
+                    f"fc_{call_id}",
+                    call_id,
+                    block.get("name") or "",
+                    arguments,
+                    namespaced=namespaced,
+                )
             )
+        elif kind == "server_tool_use" and block.get("name") == "web_search":
+            if texts:
+                output.append(message_item(f"msg_{base}_{len(output)}", "".join(texts)))
+                texts = []
+            output.append(web_search_item(block))
     if texts:
         output.append(message_item(f"msg_{base}_{len(output)}", "".join(texts)))
     stop = body.get("stop_reason")

@@ -41,13 +41,15 @@ from flowloom.gateway.translate.gemini import (
     tool_args_json,
     usage_from_gemini,
 )
-from flowloom.gateway.translate.openai_chat import openai_usage, usage_from_openai
+from flowloom.gateway.translate.openai_chat import chat_id, openai_usage, usage_from_openai
 from flowloom.gateway.translate.responses import (
+    Namespaced,
     function_item,
     message_item,
     response_envelope,
     responses_usage,
     usage_from_responses,
+    web_search_item,
 )
 from flowloom.gateway.wire.sse import SseEvent
 
@@ -103,13 +105,16 @@ class _BlockState:
 
     __slots__ = ("done", "finish", "open", "open_kind", "started", "tool_seen", "usage")
 
-    def __init__(self) -> None:
+    def __init__(self, input_tokens: int = 0) -> None:
         self.started = False
         self.done = False
         self.open: int = -1  # index of the open block; the next new block is open + 1
         self.open_kind: str | None = None
         self.finish: str | None = None
-        self.usage: Event = anthropic_usage(0, 0)
+        # Until the provider reports usage, message_start carries the gateway's input
+        # estimate (a Chat or Responses stream reports usage only at its end); the final
+        # message_delta carries the reported counts, which the Anthropic SDKs keep.
+        self.usage: Event = anthropic_usage(input_tokens, 0)
         self.tool_seen = False
 
     def message_start(self, message_id: str, model: str) -> Event:
@@ -194,10 +199,10 @@ class _OpenAIDecoder:
 
     __slots__ = ("_by_id", "_id", "_last", "_model", "_s", "_tools")
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, input_tokens: int = 0) -> None:
         self._model = model
         self._id = ""
-        self._s = _BlockState()
+        self._s = _BlockState(input_tokens)
         self._tools: dict[int, int] = {}  # OpenAI tool_calls index → Anthropic block index
         self._by_id: dict[str, int] = {}  # tool call id → Anthropic block index
         self._last: int | None = None
@@ -216,7 +221,8 @@ class _OpenAIDecoder:
             s.done = True
             return [_error_event(chunk)]
         if not s.started:
-            self._id = str(chunk.get("id") or new_id("msg_"))
+            upstream_id = str(chunk.get("id") or new_id(""))
+            self._id = upstream_id if upstream_id.startswith("msg_") else "msg_" + upstream_id
             out.append(s.message_start(self._id, self._model))
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) != 0:
@@ -283,10 +289,10 @@ class _GeminiDecoder:
 
     __slots__ = ("_count", "_id", "_model", "_s")
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, input_tokens: int = 0) -> None:
         self._model = model
         self._id = ""
-        self._s = _BlockState()
+        self._s = _BlockState(input_tokens)
         self._count = 0
 
     def feed(self, event: SseEvent) -> list[Event]:
@@ -363,10 +369,10 @@ class _ResponsesDecoder:
 
     __slots__ = ("_id", "_items", "_model", "_s")
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, input_tokens: int = 0) -> None:
         self._model = model
         self._id = ""
-        self._s = _BlockState()
+        self._s = _BlockState(input_tokens)
         self._items: dict[str, int] = {}  # function_call item id → Anthropic block index
 
     def feed(self, event: SseEvent) -> list[Event]:
@@ -538,7 +544,7 @@ class _OpenAIEncoder:
             return []
         if kind == "message_start":
             message = event.get("message") or {}
-            self._start(str(message.get("id") or new_id("chatcmpl-")))
+            self._start(chat_id(message.get("id")))
             self._usage = dict(message.get("usage") or self._usage)
             return [self._chunk('{"role":"assistant","content":""}')]
         if kind == "message_delta":
@@ -636,6 +642,8 @@ class _GeminiEncoder:
                 return []
             if bkind == "text" and block.get("text"):
                 return [self._chunk([{"text": block["text"]}])]
+            if bkind in ("server_tool_use", "web_search_tool_result"):
+                return []  # a search (Google Search grounding): its findings are in the text
             if bkind not in ("text", "thinking", "redacted_thinking"):
                 raise TranslationError(
                     f"the model answered with a {bkind!r} block, which Gemini cannot carry"
@@ -685,14 +693,16 @@ class _ResponsesEncoder:
         "_created",
         "_id",
         "_model",
+        "_namespaced",
         "_output",
         "_seq",
         "_stop",
         "_usage",
     )
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, namespaced: Namespaced | None = None) -> None:
         self._model = model
+        self._namespaced = namespaced
         self._id = ""
         self._created = 0
         self._seq = 0
@@ -819,15 +829,30 @@ class _ResponsesEncoder:
         if bkind == "tool_use":
             call_id = str(block.get("id") or new_id("call_"))
             item = function_item(
-                f"fc_{call_id}", call_id, block.get("name") or "", "", "in_progress"
+                f"fc_{call_id}",
+                call_id,
+                block.get("name") or "",
+                "",
+                "in_progress",
+                self._namespaced,
             )
             initial = dumps(block["input"]) if block.get("input") else ""
             self._blocks[index] = [position, item, [initial]]
             return [
                 self._event("response.output_item.added", {"output_index": position, "item": item})
             ]
-        if bkind in ("thinking", "redacted_thinking"):
-            return []
+        if bkind == "server_tool_use" and block.get("name") == "web_search":
+            item = web_search_item(block, "in_progress")
+            self._blocks[index] = [
+                position,
+                item,
+                [dumps(block["input"]) if block.get("input") else ""],
+            ]
+            return [
+                self._event("response.output_item.added", {"output_index": position, "item": item})
+            ]
+        if bkind in ("thinking", "redacted_thinking", "web_search_tool_result"):
+            return []  # the search's findings reach the caller in the text that follows
         raise TranslationError(
             f"the model answered with a {bkind!r} block, which the Responses API cannot carry here"
         )
@@ -848,7 +873,19 @@ class _ResponsesEncoder:
                 self._event("response.content_part.done", {**common, "part": part}),
                 self._event("response.output_item.done", {"output_index": position, "item": done}),
             ]
+        if item["type"] == "web_search_call":
+            try:
+                found = json.loads(text) if text else {}
+            except ValueError:
+                found = {}
+            done = web_search_item({"id": item["id"][3:], "input": found})
+            self._output.append(done)
+            return [
+                self._event("response.output_item.done", {"output_index": position, "item": done})
+            ]
         done = function_item(item["id"], item["call_id"], item["name"], text)
+        if "namespace" in item:
+            done["namespace"] = item["namespace"]
         self._output.append(done)
         return [
             self._event(
@@ -865,24 +902,26 @@ class _ResponsesEncoder:
 # ---------------------------------------------------------------- the translator
 
 
-def _decoder(src: Format, model: str) -> _Decoder:
+def _decoder(src: Format, model: str, input_tokens: int) -> _Decoder:
     if src == "anthropic":
         return _AnthropicDecoder()
     if src == "openai":
-        return _OpenAIDecoder(model)
+        return _OpenAIDecoder(model, input_tokens)
     if src == "gemini":
-        return _GeminiDecoder(model)
-    return _ResponsesDecoder(model)
+        return _GeminiDecoder(model, input_tokens)
+    return _ResponsesDecoder(model, input_tokens)
 
 
-def _encoder(dst: Format, model: str, include_usage: bool) -> _Encoder:
+def _encoder(
+    dst: Format, model: str, include_usage: bool, namespaced: Namespaced | None
+) -> _Encoder:
     if dst == "anthropic":
         return _AnthropicEncoder()
     if dst == "openai":
         return _OpenAIEncoder(model, include_usage)
     if dst == "gemini":
         return _GeminiEncoder(model)
-    return _ResponsesEncoder(model)
+    return _ResponsesEncoder(model, namespaced)
 
 
 class StreamTranslator:
@@ -901,11 +940,20 @@ class StreamTranslator:
 
     __slots__ = ("_decoder", "_dst", "_encoder", "_same", "error")
 
-    def __init__(self, src: Format, dst: Format, *, model: str, include_usage: bool = True) -> None:
+    def __init__(
+        self,
+        src: Format,
+        dst: Format,
+        *,
+        model: str,
+        include_usage: bool = True,
+        input_tokens: int = 0,
+        namespaced: Namespaced | None = None,
+    ) -> None:
         self._same = src == dst
         self._dst: Format = dst
-        self._decoder = _decoder(src, model)
-        self._encoder = _encoder(dst, model, include_usage)
+        self._decoder = _decoder(src, model, input_tokens)
+        self._encoder = _encoder(dst, model, include_usage, namespaced)
         self.error: str | None = None
 
     def feed(self, event: SseEvent) -> list[SseEvent]:

@@ -344,16 +344,56 @@ _GEMINI = MappingProxyType(
         for name in (camel, snake)
     }
 )
-SHAPES: Mapping[str, Mapping[str, Spec]] = MappingProxyType(
-    {"anthropic": _ANTHROPIC, "openai": _OPENAI, "responses": _RESPONSES, "gemini": _GEMINI}
+_OPENAI_EMBEDDINGS = MappingProxyType(
+    {
+        "model": _STR,
+        "input": Spec("sa"),
+        "encoding_format": _STR,
+        "dimensions": _INT,
+        "user": _STR,
+    }
 )
-"""The known top-level fields of each caller format (Azure speaks "openai")."""
+_GEMINI_EMBED_FIELDS = {
+    "model": _STR,
+    "content": _GEMINI_CONTENT,
+    "taskType": _STR,
+    "task_type": _STR,
+    "title": _STR,
+    "outputDimensionality": _INT,
+    "output_dimensionality": _INT,
+}
+_GEMINI_EMBED = MappingProxyType(_GEMINI_EMBED_FIELDS)
+_GEMINI_BATCH_EMBED = MappingProxyType(
+    {"requests": Spec("a", items=Spec("o", fields=_GEMINI_EMBED_FIELDS))}
+)
+_GEMINI_COUNT = MappingProxyType(
+    {
+        "contents": Spec("a", items=_GEMINI_CONTENT),
+        "generateContentRequest": Spec("o", fields=_GEMINI),
+        "generate_content_request": Spec("o", fields=_GEMINI),
+    }
+)
+SHAPES: Mapping[str, Mapping[str, Spec]] = MappingProxyType(
+    {
+        "anthropic": _ANTHROPIC,
+        "openai": _OPENAI,
+        "responses": _RESPONSES,
+        "gemini": _GEMINI,
+        "openai:embeddings": _OPENAI_EMBEDDINGS,
+        "gemini:embed_content": _GEMINI_EMBED,
+        "gemini:batch_embed": _GEMINI_BATCH_EMBED,
+        "gemini:count_tokens": _GEMINI_COUNT,
+    }
+)
+"""The known top-level fields of each caller format (Azure speaks "openai"), and of the
+operations whose bodies differ from the format's model call ("format:operation")."""
 
 
-def check_fields(fmt: str, body: Mapping[str, Any]) -> None:
-    """MalformedRequestError when a known field of `body` (format `fmt`) has the wrong
-    JSON type, naming the field's path, e.g. "messages[2].content must be ..."."""
-    _check_object(body, SHAPES[fmt], "")
+def check_fields(fmt: str, body: Mapping[str, Any], op: str | None = None) -> None:
+    """MalformedRequestError when a known field of `body` (format `fmt`, operation `op`)
+    has the wrong JSON type, naming the field's path, e.g. "messages[2].content must be
+    ..."."""
+    _check_object(body, SHAPES.get(f"{fmt}:{op}") or SHAPES[fmt], "")
     model = body.get("model")
     if isinstance(model, str):
         check_model_name(model)
