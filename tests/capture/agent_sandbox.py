@@ -105,7 +105,7 @@ class AgentSandbox(Sandbox):
 
     def _drainer_running(self) -> bool:
         """A hook's forked drainer is alive: before its exec it still looks like the hook
-        (`… flowloom hook …`), after it `… flowloom hook --drain …`; either way it works in
+        (`… flowloom hook …`), after it `… flowloom drain …`; either way it works in
         this repository. In the middle of its exec the kernel shows an empty command line
         (the new memory has no arguments yet), so a process in this repository with an
         empty command line counts too; a zombie has no working directory and does not."""

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from flowloom.capture.check import GITHUB_WORKFLOW, GITLAB_JOB
-from flowloom.capture.policy import Policy, load_policy
 from flowloom.config import load_settings
 from flowloom.errors import ConfigError
+from flowloom.policy import Policy, load_policy
 from tests.capture.git_sandbox import DECISION, Sandbox
 
 
@@ -228,9 +228,10 @@ def test_commit_msg_fast_path_imports_only_the_standard_library(box: Sandbox) ->
     assert flowloom <= {
         "flowloom",
         "flowloom.capture",
-        "flowloom.capture.git",
-        "flowloom.capture.git.hookmain",
-        "flowloom.capture.git.trailers",
+        "flowloom.capture.githooks",
+        "flowloom.capture.githooks.hookmain",
+        "flowloom.git",
+        "flowloom.git.trailers",
         "flowloom.store",  # a docstring
         "flowloom.store.urls",  # standard library only, a few lines
     }, flowloom

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from flowloom.capture import spool
 from flowloom.client.link import ServerLink
 from flowloom.client.trust import HistoryRewrittenError
 from flowloom.errors import VerificationError
+from flowloom.events import outbox as spool
+from flowloom.sinks.server import send_outbox
 from tests.client.conftest import LiveServer
 from tests.client.test_outbox import TS, prompt, spool_prompts
 
@@ -27,7 +28,7 @@ def test_the_first_check_pins_the_key_and_later_ones_prove_consistency(
     assert state.vkey == first.vkey and state.data["pinned_by"] == "tofu"
     assert state.size == first.new_size
     spool_prompts(link, "one", "two")
-    assert link.flush().error is None
+    assert send_outbox(link).error is None
     second = link.check()
     assert not second.pinned
     assert (second.old_size, second.new_size) == (first.new_size, first.new_size + 2)
@@ -54,7 +55,7 @@ def test_a_server_that_lost_entries_is_caught(
     server.start()
     link = link_factory(server, key)
     spool_prompts(link, *[f"p{i}" for i in range(5)])
-    assert link.flush().error is None
+    assert send_outbox(link).error is None
     kept = link.check()
     other = _history_rewritten_at_the_same_address(server, other_database, tmp_path)
     try:
@@ -92,7 +93,7 @@ def test_a_server_that_forked_its_history_is_caught_even_when_it_grew(
     sqlite_server.start()
     link = link_factory(sqlite_server, key)
     spool_prompts(link, "original")
-    assert link.flush().error is None
+    assert send_outbox(link).error is None
     kept = link.check()
     other = _history_rewritten_at_the_same_address(
         sqlite_server, str(tmp_path / "forked.db"), tmp_path

@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from flowloom.capture.redaction import Redactor
 from flowloom.errors import InputError
+from flowloom.events.redaction import Redactor
 from flowloom.gateway.providers.interface import Format
 from flowloom.gateway.wire.common import Tokens
 from flowloom.gateway.wire.formats import wire_for

@@ -250,7 +250,7 @@ class Memory:
 
     @staticmethod
     def _redact(texts: Iterable[str]) -> tuple[str, ...]:
-        from flowloom.capture.redaction import Redactor
+        from flowloom.events.redaction import Redactor
 
         redactor = Redactor()
         # Known secret shapes only: observations often quote commit ids and digests.

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowloom.auth.principals import Principal
-from flowloom.capture.redaction import Redactor
 from flowloom.errors import InputError
+from flowloom.events.redaction import Redactor
 from flowloom.ledger import merkle
 from flowloom.ledger.attest import ATTESTATION_FIELD, refuse_generic
 from flowloom.ledger.event import Event, validate_kind

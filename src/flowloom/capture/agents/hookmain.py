@@ -5,7 +5,7 @@ must be quick and must never get in the agent's way:
 
 - it reads the payload (stdin; for Codex notify, the JSON argument), turns it into
   events with the agent's adapter, redacts them, and writes them to the spool, synced to
-  disk (`flowloom.capture.spool`), then starts a detached drainer that records the spool
+  disk (`flowloom.events.outbox`), then starts a detached drainer that records the spool
   into the ledger in order. Importing the ledger is what costs time, and the drainer
   pays it, not the agent;
 - a file write with auto-commit on is the exception: it needs ledger indices for its
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-    from flowloom.capture.redaction import Redactor
+    from flowloom.events.redaction import Redactor
 
 AGENTS = ("claude-code", "codex", "cursor")
 MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
@@ -141,7 +141,7 @@ def _identifier(redactor: Redactor, value: Any) -> Any:
 
 def redact_event(event: Event) -> None:
     """Redact an event's body and every string in its meta, in place, counting."""
-    from flowloom.capture.redaction import Redactor
+    from flowloom.events.redaction import Redactor
 
     redactor = Redactor()
     if event.data is not None:
@@ -285,28 +285,96 @@ def _hook(agent: str, raw: bytes) -> int:
             note = capture_error(agent, error, raw)
             redact_event(note)
             to_spool = [*capture.events, note]
-    from flowloom.capture import spool
+    from flowloom.events import outbox
 
-    name = None
+    written = None
+    warning = None
     if to_spool:
-        name = spool.write(place.spool_dir, agent, [e.to_json() for e in to_spool], now_ts())
+        try:
+            written = outbox.write_durably(
+                place.spool_dir, agent, [e.to_json() for e in to_spool], now_ts()
+            )
+        except outbox.OutboxUnwritableError as exc:
+            return _unrecorded(agent, place, raw, capture.stdout, str(exc))
+        if written.fallback:
+            warning = (
+                f"FlowLoom: capture could not write {place.spool_dir} "
+                f"({written.primary_error}); kept in {written.directory} instead"
+            )
     updates = dict(capture.session_updates)
-    if capture.prompt_at is not None and name is not None and to_spool is capture.events:
+    if capture.prompt_at is not None and written is not None and to_spool is capture.events:
         prompt = capture.events[capture.prompt_at].body or ""
         updates["prompt"] = {
-            "spool": name,
-            "pos": capture.prompt_at,
+            "spool": written.name,
+            "dir": written.directory,
+            "pos": written.offset + capture.prompt_at,
             "text": prompt[:_PROMPT_KEPT_CHARS],
             "at": now_ts(),
         }
         updates["decision"] = None  # a new exchange: its decision is not known yet
-    save_session(place, capture.session, updates)
-    spool.kick(place.spool_dir, place.top or place.cwd)
-    out = capture.stdout or _fallback_stdout(agent, raw)
+    import contextlib
+
+    with contextlib.suppress(OSError):  # scratch is a convenience; the events are kept
+        save_session(place, capture.session, updates)
+    with contextlib.suppress(OSError):
+        outbox.kick(place.spool_dir, place.top or place.cwd)
+    out = _with_warning(agent, capture.stdout or _fallback_stdout(agent, raw), warning)
     if out:
         sys.stdout.write(out + "\n")
         sys.stdout.flush()
     return 0
+
+
+def _with_warning(agent: str, out: str, warning: str | None) -> str:
+    """The hook's answer, carrying `warning` the way the agent shows one to its user.
+
+    Claude Code shows a JSON answer's `systemMessage`; other agents get it on stderr.
+    """
+    if warning is None:
+        return out
+    if agent == "claude-code":
+        try:
+            answer = json.loads(out) if out else {}
+        except ValueError:
+            answer = None
+        if isinstance(answer, dict):
+            answer["systemMessage"] = warning
+            return json.dumps(answer)
+    sys.stderr.write(warning + "\n")
+    return out
+
+
+def _unrecorded(agent: str, place: Place, raw: bytes, stdout: str, error: str) -> int:
+    """Nothing could be written: tell the agent; block it only when the policy says so.
+
+    Claude Code: exit 2 with the reason on stderr blocks the tool call and shows the
+    reason (`fail_closed`); otherwise a `systemMessage` warns the user and the session
+    goes on. The loss itself was noted (`flowloom.events.outbox.note_failure`) and is
+    recorded as a capture.error by the next write that succeeds.
+    """
+    message = f"FlowLoom: this {agent} event was NOT recorded: {error}"
+    if _fail_closed(place):
+        sys.stderr.write(message + "; the policy is fail_closed, so the action is blocked\n")
+        return 2
+    out = _with_warning(agent, stdout or _fallback_stdout(agent, raw), message)
+    if out:
+        sys.stdout.write(out + "\n")
+    return 0 if agent == "claude-code" else 1
+
+
+def _fail_closed(place: Place) -> bool:
+    """Whether the repository's policy blocks the agent when capture cannot record."""
+    if place.top is None:
+        return False
+    from pathlib import Path
+
+    from flowloom.errors import FlowLoomError
+    from flowloom.policy import load_policy
+
+    try:
+        return load_policy(Path(place.top)).fail_closed
+    except FlowLoomError:
+        return True  # a policy that cannot be read is not permission to lose events
 
 
 def _last_resort(agent: str, raw: bytes, exc: BaseException) -> None:
@@ -316,14 +384,14 @@ def _last_resort(agent: str, raw: bytes, exc: BaseException) -> None:
 
         traceback.print_exc()
     try:
-        from flowloom.capture import spool
+        from flowloom.events import outbox
 
         place = locate(os.getcwd())
         error = f"internal error in the {agent} hook: {type(exc).__name__}: {exc}"
         event = capture_error(agent, error, raw)
         redact_event(event)
-        spool.write(place.spool_dir, agent, [event.to_json()], now_ts())
-        spool.kick(place.spool_dir, place.top or place.cwd)
+        outbox.write_durably(place.spool_dir, agent, [event.to_json()], now_ts())
+        outbox.kick(place.spool_dir, place.top or place.cwd)
     except BaseException:
         sys.stderr.write(f"flowloom: hook error: {type(exc).__name__}: {exc}\n")
     out = _fallback_stdout(agent, raw)
@@ -332,11 +400,7 @@ def _last_resort(agent: str, raw: bytes, exc: BaseException) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    """`flowloom hook AGENT` (and the internal `flowloom hook --drain SPOOL CWD`)."""
-    if argv[:1] == ["--drain"]:
-        from flowloom.capture.spool import drain_main
-
-        return drain_main(argv[1:])
+    """`flowloom hook AGENT`."""
     if not argv or argv[0] in ("-h", "--help"):
         (sys.stdout if argv else sys.stderr).write(USAGE)
         return 0 if argv else 2
