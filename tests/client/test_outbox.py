@@ -170,7 +170,7 @@ def test_a_revoked_key_is_reported_clearly_and_the_events_are_kept(
     assert key not in report.error.diagnostics()
     assert report.remaining == 1
     _, fresh = sqlite_server.provision()
-    report = link_factory(sqlite_server, fresh).flush()
+    report = send_outbox(link_factory(sqlite_server, fresh))
     assert report.error is None and report.sent == 1
 
 
@@ -199,7 +199,7 @@ def test_files_pinned_to_a_project_go_to_that_project(
     # the developer has no role on beta: acme's file went, beta's waits (order kept)
     assert report.sent == 1 and report.remaining == 1
     assert report.error is not None and report.error.exit_code in (6, 8)
-    report = link_factory(sqlite_server, other_key).flush()
+    report = send_outbox(link_factory(sqlite_server, other_key))
     assert report.error is None and report.sent == 1
     beta = [e for e in sqlite_server.entries(other_key, "beta") if e["kind"] == "agent.prompt"]
     assert len(beta) == 1

@@ -71,7 +71,7 @@ def test_a_server_that_lost_entries_is_caught(
         assert state.alarm is not None
         # nothing more is sent to it, and nothing is lost
         spool_prompts(rolled_back, "held back")
-        report = rolled_back.flush()
+        report = send_outbox(rolled_back)
         assert isinstance(report.error, HistoryRewrittenError)
         assert report.remaining == 1
         with pytest.raises(HistoryRewrittenError, match="earlier check"):
@@ -79,7 +79,7 @@ def test_a_server_that_lost_entries_is_caught(
         # once explained, the user trusts the server anew
         rolled_back.trust().repin()
         assert rolled_back.check().pinned
-        assert rolled_back.flush().error is None
+        assert send_outbox(rolled_back).error is None
     finally:
         other.stop()
 
@@ -110,7 +110,7 @@ def test_a_server_that_forked_its_history_is_caught_even_when_it_grew(
             state_dir=str(tmp_path / "another-clone"),
         )
         spool.write(side.spool_dir, "claude-code", [prompt(f"x{i}") for i in range(8)], TS)
-        assert side.flush().error is None
+        assert send_outbox(side).error is None
         with pytest.raises(HistoryRewrittenError, match="not consistent") as caught:
             forked.check()
         assert f"checkpoint {kept.new_size}" in caught.value.message
@@ -145,7 +145,7 @@ def test_the_same_size_with_another_root_is_caught(
                 state_dir=str(tmp_path / "another-clone"),
             )
             spool.write(side.spool_dir, "claude-code", [prompt("y")] * missing, TS)
-            assert side.flush().error is None
+            assert send_outbox(side).error is None
         assert len(other.entries(other_key)) == kept.new_size
         with pytest.raises(HistoryRewrittenError, match="another root") as caught:
             forked.check()
