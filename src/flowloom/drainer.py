@@ -16,7 +16,7 @@ import sys
 import time
 
 from flowloom.events.drain import DrainReport, drain
-from flowloom.events.outbox import SpoolLock, cleanup, outbox_dirs, waiting
+from flowloom.events.outbox import cleanup, drain_lock, outbox_dirs, waiting
 
 __all__ = ["main", "run"]
 
@@ -66,23 +66,12 @@ def _cleanup(spool_dir: str, state_dir: str) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def _lock(spool_dir: str) -> SpoolLock:
-    """The outbox's lock; the fallback's when the outbox's cannot even be created."""
-    lock = SpoolLock(spool_dir)
-    try:
-        lock.__enter__()
-    except OSError:
-        lock = SpoolLock(outbox_dirs(spool_dir)[1])
-        lock.__enter__()
-    return lock
-
-
 def run(spool_dir: str, sink: Sink, *, observer: Callable[[str], None] | None = None) -> int:
     """Drain until nothing is left, another drainer holds the lock, or the sink fails."""
     state_dir = os.path.dirname(spool_dir)
     directories = outbox_dirs(spool_dir)
     while True:
-        lock = _lock(spool_dir)
+        lock = drain_lock(spool_dir)
         try:
             if not lock.acquired:
                 return 0  # another drainer is at work and will see our files

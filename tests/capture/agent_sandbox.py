@@ -129,7 +129,7 @@ class AgentSandbox(Sandbox):
         instant believe another drainer is at work and leave the spool to it."""
         try:
             inode = (self.spool_dir / ".lock").stat().st_ino
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return True
         with open("/proc/locks", encoding="ascii") as fh:
             for line in fh:

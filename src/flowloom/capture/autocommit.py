@@ -185,7 +185,13 @@ def run(place: Place, agent: str, capture: Capture, raw: bytes) -> list[Event]:
         note = capture_error(agent, f"auto-commit skipped: cannot open the ledger: {exc}", raw)
         return [*capture.events, note]
     try:
-        with outbox.SpoolLock(place.spool_dir, wait_s=_LOCK_WAIT_S) as lock:
+        lock = outbox.SpoolLock(place.spool_dir, wait_s=_LOCK_WAIT_S)
+        try:
+            lock.__enter__()
+        except OSError as exc:  # the outbox is unusable: the hook keeps them elsewhere
+            note = capture_error(agent, f"auto-commit skipped: the spool is unusable: {exc}", raw)
+            return [*capture.events, note]
+        try:
             if not lock.acquired:
                 note = capture_error(agent, "auto-commit skipped: the spool stayed locked", raw)
                 return [*capture.events, note]
@@ -198,6 +204,8 @@ def run(place: Place, agent: str, capture: Capture, raw: bytes) -> list[Event]:
                 [outbox.recorded_index(place.spool_dir, name, i) for i in range(len(events))],
             )
             _commit(place, agent, capture, recorded, services.ledger, raw)
+        finally:
+            lock.__exit__()
     finally:
         services.close()
     return []

@@ -49,6 +49,7 @@ __all__ = [
     "SpoolLock",
     "Written",
     "cleanup",
+    "drain_lock",
     "failure_notes_path",
     "fallback_dir",
     "kick",
@@ -157,15 +158,33 @@ class SpoolLock:
         self.acquired = False
 
 
+def drain_lock(spool_dir: str) -> SpoolLock:
+    """The drainers' lock, taken (or not: `acquired`); the caller calls `__exit__`.
+
+    It is the outbox's `.lock`; the fallback's only when the outbox's cannot even be
+    created (the outbox directory is unusable, so its files are all in the fallback).
+    """
+    lock = SpoolLock(spool_dir)
+    try:
+        lock.__enter__()
+    except OSError:
+        lock = SpoolLock(fallback_dir(spool_dir))
+        lock.__enter__()
+    return lock
+
+
 def kick(spool_dir: str, cwd: str) -> bool:
     """Start a detached drainer unless one is running; True when one was started.
 
     A running drainer re-lists the spool after releasing its lock, so a file written
     before this call is never left behind by the race between the two.
     """
-    with SpoolLock(spool_dir) as lock:
+    lock = drain_lock(spool_dir)
+    try:
         if not lock.acquired:
             return False
+    finally:
+        lock.__exit__()
     python = sys.executable or "python3"
     argv = [python, "-m", "flowloom", "drain", spool_dir, cwd]
     # fork + exec rather than posix_spawn: the hook returns at once instead of waiting
