@@ -73,7 +73,7 @@ _KINDS = ("anthropic", "openai", "azure", "gemini", "openai_compatible")
     "--spool",
     "spool_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Spool file for --record spool (default: gateway-spool.jsonl in FlowLoom's home).",
+    help="Outbox directory for --record spool (default: gateway-outbox in FlowLoom's home).",
 )
 @click.option(
     "--upstream",

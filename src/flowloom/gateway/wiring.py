@@ -101,7 +101,7 @@ def build(
 
             observe = Telemetry().observe
         if spool_path is None and record == "spool":
-            spool_path = home / "gateway-spool.jsonl"
+            spool_path = home / "gateway-outbox"
         recorder = Recorder(
             ledgers.get,
             default_project=settings.default_project,
