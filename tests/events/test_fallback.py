@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -116,3 +118,28 @@ def test_write_durably_prefers_the_outbox_and_keeps_notes_of_losses(tmp_path: Pa
     assert [e["kind"] for e in record["events"]] == ["capture.error", "agent.prompt"]
     assert record["events"][0]["ts"] == "2026-01-01T00:00:01.000000Z"
     assert outbox.take_failure_notes(str(spool)) == ([], None)  # taken once
+
+
+def test_the_hook_path_stays_light(box: AgentSandbox) -> None:
+    """The outbox with its fallback adds nothing heavy to a hook run (`-X importtime`)."""
+    payload = json.dumps(box.claude("UserPromptSubmit", prompt="light")).encode()
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "flowloom", "hook", "claude-code"],
+        input=payload,
+        cwd=box.repo,
+        env=box.env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    imported = {
+        line.split("|")[-1].strip()
+        for line in result.stderr.decode().splitlines()
+        if line.startswith("import time:")
+    }
+    assert "flowloom.events.outbox" in imported
+    for heavy in ("hashlib", "tempfile", "flowloom.sinks", "flowloom.ledger", "flowloom.drainer"):
+        assert heavy not in imported, heavy
+    box.settled()
+    assert _prompts(box) == ["light"]

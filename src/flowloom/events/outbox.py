@@ -33,11 +33,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 
 from flowloom.events.durable import fsync_dir, private_dirs
@@ -325,9 +323,12 @@ def _state_home() -> str:
 
 
 def _outbox_id(spool_dir: str) -> str:
-    return hashlib.sha256(os.path.realpath(spool_dir).encode("utf-8", "surrogatepass")).hexdigest()[
-        :16
-    ]
+    """A short stable name for one outbox (its real path, checksummed: zlib, not hashlib,
+    which costs a hook several milliseconds to import)."""
+    import zlib
+
+    key = os.path.realpath(spool_dir).encode("utf-8", "surrogatepass")
+    return f"{zlib.crc32(key):08x}{zlib.adler32(key):08x}"
 
 
 def fallback_dir(spool_dir: str) -> str:
@@ -362,7 +363,8 @@ class Written:
 
 def failure_notes_path(spool_dir: str) -> str:
     """Where a hook that could write nothing durable leaves its note (no content)."""
-    base = os.path.join(tempfile.gettempdir(), f"flowloom-{os.getuid()}")
+    temporary = os.environ.get("TMPDIR") or "/tmp"  # tempfile costs a hook 5 ms to import
+    base = os.path.join(temporary, f"flowloom-{os.getuid()}")
     return os.path.join(base, f"failures-{_outbox_id(spool_dir)}.jsonl")
 
 
