@@ -180,7 +180,7 @@ def _run(app: object, host: str, port: int, log_level: str) -> None:
         timeout_graceful_shutdown=10,
     )
     click.echo(f"flowloom: gateway serving on http://{host}:{port}", err=True)
-    from flowloom.cli.uvicorn_run import run_until_stopped
+    from flowloom.server.uvicorn_run import run_until_stopped
 
     run_until_stopped(config)
 
