@@ -113,9 +113,15 @@ def commit_message(prompt: str | None, files: list[str], agent: str) -> tuple[st
     return subject, body
 
 
+OUTBOX_HELD = "FLOWLOOM_OUTBOX_HELD"
+
+
 def _git(top: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["GIT_TERMINAL_PROMPT"] = "0"
+    # This process holds the outbox lock and drains after the commit: the post-commit
+    # hook only makes its commit.link durable (`flowloom.capture.githooks.hookmain`).
+    env[OUTBOX_HELD] = "1"
     return subprocess.run(
         ["git", *args],
         cwd=top,
@@ -204,6 +210,7 @@ def run(place: Place, agent: str, capture: Capture, raw: bytes) -> list[Event]:
                 [outbox.recorded_index(place.spool_dir, name, i) for i in range(len(events))],
             )
             _commit(place, agent, capture, recorded, services.ledger, raw)
+            drain(outbox.outbox_dirs(place.spool_dir), LedgerSink(services.ledger))  # the link
         finally:
             lock.__exit__()
     finally:

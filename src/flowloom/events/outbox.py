@@ -133,6 +133,8 @@ class SpoolLock:
         self._fd: int | None = None
 
     def __enter__(self) -> SpoolLock:
+        if self._fd is not None:  # entered already (`drain_lock`)
+            return self
         try:
             self._fd = os.open(self.path, os.O_RDWR)  # works in a directory made read-only
         except FileNotFoundError:
@@ -156,17 +158,17 @@ class SpoolLock:
         self.acquired = False
 
 
-def drain_lock(spool_dir: str) -> SpoolLock:
+def drain_lock(spool_dir: str, *, wait_s: float = 0.0) -> SpoolLock:
     """The drainers' lock, taken (or not: `acquired`); the caller calls `__exit__`.
 
     It is the outbox's `.lock`; the fallback's only when the outbox's cannot even be
     created (the outbox directory is unusable, so its files are all in the fallback).
     """
-    lock = SpoolLock(spool_dir)
+    lock = SpoolLock(spool_dir, wait_s=wait_s)
     try:
         lock.__enter__()
     except OSError:
-        lock = SpoolLock(fallback_dir(spool_dir))
+        lock = SpoolLock(fallback_dir(spool_dir), wait_s=wait_s)
         lock.__enter__()
     return lock
 

@@ -613,19 +613,56 @@ def _post_commit(args: list[str]) -> int:
     if links.sessions:
         meta["session"] = links.sessions[0]
 
-    from flowloom.services import build_services
-
-    services = build_services(ctx.settings())
-    try:
-        services.ledger.record("commit.link", meta=meta)
-    finally:
-        services.close()
+    _record_through_outbox(ctx, {"kind": "commit.link", "meta": meta})
     pending = read_pending(ctx.common_dir)
     if pending is not None and pending.decision in valid:
         clear_pending(ctx.common_dir)
     if links.override is not None and pending_override is not None:
         clear_pending_override(ctx.common_dir)
     return 0
+
+
+def _record_through_outbox(ctx: _Context, event: dict[str, Any]) -> None:
+    """Make `event` durable in the outbox (`flowloom.events.outbox`), then record it.
+
+    Locally it is drained into the ledger at once, in this process, so the commit's link
+    is in the log when git returns; with a server configured the outbox is the server's
+    and the detached drainer sends it. Either way a ledger or server that is down loses
+    nothing: the event waits in the outbox for the next drainer.
+    """
+    from flowloom.capture.agents.common import now_ts
+    from flowloom.events import outbox
+
+    spool_dir = str(ctx.common_dir / "flowloom" / "spool")
+    created = now_ts()
+    outbox.write_durably(spool_dir, "git", [{**event, "ts": created}], created)
+    if os.environ.get("FLOWLOOM_OUTBOX_HELD"):
+        return  # an auto-commit holds the outbox lock and drains right after the commit
+    settings = ctx.settings()
+    if settings.server_url is None:
+        from flowloom.errors import FlowLoomError
+        from flowloom.events.drain import drain
+        from flowloom.services import build_services
+        from flowloom.sinks.ledger import LedgerSink
+
+        try:
+            services = build_services(settings)
+            try:
+                with outbox.drain_lock(spool_dir, wait_s=30.0) as lock:
+                    if lock.acquired:
+                        sink = LedgerSink(services.ledger)
+                        report = drain(outbox.outbox_dirs(spool_dir), sink)
+                        if report.error is not None:
+                            raise report.error
+                        return
+            finally:
+                services.close()
+        except FlowLoomError as exc:
+            sys.stderr.write(
+                f"flowloom: the commit link is kept in the outbox, not yet in the ledger: "
+                f"{exc.message}\n"
+            )
+    outbox.kick(spool_dir, str(ctx.top))
 
 
 # -- pre-push --------------------------------------------------------------------------
