@@ -33,7 +33,7 @@ import sys, time
 from flowloom.events.outbox import write_durably
 spool, world = sys.argv[1], sys.argv[2]
 n = int(sys.argv[3])
-while True:
+for _ in range(int(sys.argv[4])):
     n += 1
     now = time.time()
     ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(now))) + ".%06dZ" % int((now % 1) * 1e6)
@@ -42,6 +42,7 @@ while True:
     write_durably(spool, "claude-code", [event], ts)
     sys.stdout.write(f"ok {n} {ts}\n")
     sys.stdout.flush()
+time.sleep(3600)  # done: wait to be killed, like the others
 """
 
 
@@ -83,16 +84,30 @@ def _world(root: Path, seed: int) -> tuple[list[tuple[int, str]], int]:
     last = 0
     for _ in range(TRIALS_PER_WORLD):
         writer = subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(root / "spool"), root.name, str(last)],
+            [sys.executable, "-c", _WRITER, str(root / "spool"), root.name, str(last), "40"],
             cwd=root,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
+        journal = root / "spool" / "journal"
+        before = journal.stat().st_size if journal.exists() else 0
         drainer = _drainer(root, env)
-        time.sleep(rnd.uniform(0.05, 0.6))
+        # The writer dies while writing. The drainer spends its first second or two
+        # importing the ledger: a quarter of the time it dies then, otherwise once it
+        # has started recording, where a kill between a file's commit and its journal
+        # line is what could record an event twice.
+        time.sleep(rnd.uniform(0.1, 1.0))
         _kill(writer)
-        time.sleep(rnd.uniform(0.0, 0.4))
+        if rnd.random() < 0.25:
+            time.sleep(rnd.uniform(0.0, 1.0))
+        else:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and drainer.poll() is None:
+                if journal.exists() and journal.stat().st_size > before:
+                    break
+                time.sleep(0.005)
+            time.sleep(rnd.uniform(0.0, 0.4))
         _kill(drainer)
         assert writer.stdout is not None
         out = writer.stdout.read().decode()
