@@ -311,7 +311,7 @@ def without_flowloom(folder: Path, pack: Path, log_vkey: str) -> subprocess.Comp
     folder.mkdir()
     (folder / "verify_statement.py").write_text(doc_block("python", "# verify_statement.py"))
     (folder / "log.vkey").write_text(log_vkey + "\n")
-    script = doc_block("sh", "python3 verify_statement.py")
+    script = doc_block("sh", "sha256sum -c --quiet MANIFEST.sha256")
     return subprocess.run(
         ["bash", "-euc", script], cwd=folder, env={"PACK": str(pack), "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=120,
@@ -350,6 +350,59 @@ def test_the_documented_checks_without_flowloom(env: World, pack: Path, tmp_path
     rewrite(pack, forged, {"report.intoto.jsonl": bad, MANIFEST_SHA256: sums.encode()})
     done = without_flowloom(tmp_path / "badsig", forged, vkey(env))
     assert done.returncode != 0 and "InvalidSignature" in done.stderr
+
+
+def embedded(pdf_bytes: bytes) -> dict[str, bytes]:
+    """The files a report PDF embeds, by name."""
+    document = pdfium.PdfDocument(pdf_bytes)
+    try:
+        return {
+            document.get_attachment(i).get_name(): bytes(document.get_attachment(i).get_data())
+            for i in range(document.count_attachments())
+        }
+    finally:
+        document.close()
+
+
+def test_a_pdf_carries_its_assessment_and_the_statement_over_it(
+    env: World, pack: Path, tmp_path: Path
+) -> None:
+    out = report(tmp_path / "p11.pdf", "pdf")
+    files = embedded(out.read_bytes())
+    assert sorted(files) == ["report.json", "report.json.intoto.jsonl"]
+    data, line = files["report.json"], files["report.json.intoto.jsonl"]
+    verifier = Verifier.from_vkey(vkey(env))
+    inner = Envelope.parse(line)
+    assert inner.verified_by([verifier]) == verifier
+    digest = hashlib.sha256(data).hexdigest()
+    statement = inner.statement()
+    assert statement["subject"] == [{"name": "report.json", "digest": {"sha256": digest}}]
+    assert statement["predicate"]["format"] == "json"
+    # The PDF's own statement, beside it, names the PDF and the same assessment.
+    beside = Envelope.parse((tmp_path / "p11.pdf.intoto.jsonl").read_bytes()).statement()
+    assert beside["predicate"]["assessment"]["sha256"] == digest
+    assert beside["subject"][0]["digest"]["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert json.loads(data)["framework"] == "part11"
+    # In a pack, report.pdf holds exactly the pack's report.json.
+    with zipfile.ZipFile(pack) as archive:
+        packed = embedded(archive.read("report.pdf"))
+        assert packed["report.json"] == archive.read("report.json")
+    assert Envelope.parse(packed["report.json.intoto.jsonl"]).verified_by([verifier]) == verifier
+    # The documented commands take them out and check them without FlowLoom.
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "pdf_attachments.py").write_text(doc_block("python", "# pdf_attachments.py"))
+    (folder / "verify_statement.py").write_text(doc_block("python", "# verify_statement.py"))
+    (folder / "log.vkey").write_text(vkey(env) + "\n")
+    path = f"{Path(sys.executable).parent}:/usr/bin:/bin"  # python3 with pypdfium2
+    done = subprocess.run(
+        ["bash", "-euc", doc_block("sh", "python3 pdf_attachments.py")], cwd=folder,
+        env={"REPORT": str(out), "PATH": path}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "wrote report.json" in done.stdout and "signature OK" in done.stdout
+    assert "1 files match their digests" in done.stdout
+    assert (folder / "report.json").read_bytes() == data
 
 
 def archive_bytes(pack: Path, name: str) -> bytes:

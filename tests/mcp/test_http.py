@@ -107,7 +107,11 @@ def test_record_decision_over_http_is_recorded_as_the_keys_user(
             created = data(
                 await client.call_tool(
                     "create_entities",
-                    {"entities": [{"name": "gateway", "entityType": "component"}]},
+                    {
+                        "entities": [
+                            {"name": "gateway", "entityType": "component", "observations": []}
+                        ]
+                    },
                 )
             )
             assert created["entities"][0]["name"] == "gateway"
@@ -128,7 +132,8 @@ def test_a_read_only_role_may_read_but_not_record(server: HttpServer, keys: Keys
             assert "lacks permission ledger.append" in refused
             refused = error_text(
                 await client.call_tool(
-                    "create_entities", {"entities": [{"name": "x", "entityType": "y"}]}
+                    "create_entities",
+                    {"entities": [{"name": "x", "entityType": "y", "observations": []}]},
                 )
             )
             assert "ledger.append" in refused
@@ -278,3 +283,67 @@ def test_a_taken_port_is_a_one_line_error(world: World) -> None:
     assert f"cannot listen on 127.0.0.1 port {port}" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_a_session_answers_only_to_the_user_who_opened_it(
+    server: HttpServer, keys: Keys, world: World
+) -> None:
+    """Another user's key naming the session is refused, and writes stay the key's own."""
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "probe", "version": "1"},
+        },
+    }
+    call = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {
+            "name": "create_entities",
+            "arguments": {
+                "entities": [{"name": "hijacked", "entityType": "t", "observations": []}]
+            },
+        },
+    }
+    with httpx2.Client(timeout=60) as http:
+        opened = http.post(
+            server.url,
+            json=initialize,
+            headers={**headers, "Authorization": f"Bearer {keys.developer}"},
+        )
+        assert opened.status_code == 200, opened.text
+        session = opened.headers["mcp-session-id"]
+        stolen = http.post(
+            server.url,
+            json=call,
+            headers={
+                **headers,
+                "Authorization": f"Bearer {keys.auditor}",
+                "Mcp-Session-Id": session,
+            },
+        )
+        assert stolen.status_code == 404, stolen.text
+        assert stolen.json()["error"]["message"] == "no such MCP session"
+    assert not [
+        e
+        for e in world.box.events()
+        if e["kind"] == "memory.add" and "hijacked" in json.dumps(e.get("refs", {}))
+    ]
+
+
+def test_requested_by_cannot_name_another_user_over_http(server: HttpServer, keys: Keys) -> None:
+    async def main() -> str:
+        async with http_client(server.url, keys.developer) as client:
+            return error_text(
+                await client.call_tool(
+                    "record_decision", {"title": "Spoofed", "requested_by": "someone-else"}
+                )
+            )
+
+    assert "is not the API key's user" in asyncio.run(main())

@@ -32,10 +32,10 @@ def session(world: World, body: Callable[[Client], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
-def test_exactly_the_eight_tools_with_input_schemas(world: World) -> None:
+def test_exactly_the_fourteen_tools_with_input_schemas(world: World) -> None:
     async def body(client: Client) -> None:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-        assert set(tools) == set(TOOL_NAMES) and len(TOOL_NAMES) == 8
+        assert set(tools) == set(TOOL_NAMES) and len(TOOL_NAMES) == 14
         for tool in tools.values():
             assert tool.description, tool.name
             assert tool.input_schema["type"] == "object"
@@ -222,7 +222,7 @@ def test_memory_graph_tools_then_search(world: World) -> None:
                             "entityType": "component",
                             "observations": ["owns the price lookup"],
                         },
-                        {"name": "redis", "entityType": "component"},
+                        {"name": "redis", "entityType": "component", "observations": []},
                     ]
                 },
             )
@@ -231,7 +231,7 @@ def test_memory_graph_tools_then_search(world: World) -> None:
         again = data(
             await client.call_tool(
                 "create_entities",
-                {"entities": [{"name": "redis", "entityType": "component"}]},
+                {"entities": [{"name": "redis", "entityType": "component", "observations": []}]},
             )
         )
         assert again["entities"] == []  # existing names are skipped
@@ -254,8 +254,8 @@ def test_memory_graph_tools_then_search(world: World) -> None:
                 },
             )
         )
-        assert added["observations"] == [
-            {"entityName": "redis", "contents": ["evicts with allkeys-lfu"]}
+        assert added["results"] == [
+            {"entityName": "redis", "addedObservations": ["evicts with allkeys-lfu"]}
         ]
         hits = data(await client.call_tool("search_memory", {"query": "allkeys"}))["hits"]
         assert any(h["kind"] == "observation" and h["id"] == "redis" for h in hits)
@@ -273,10 +273,24 @@ def test_memory_graph_tools_then_search(world: World) -> None:
         assert "kinds" in error_text(
             await client.call_tool("search_memory", {"query": "x", "kinds": ["tweets"]})
         )
-        assert "entityType" in error_text(
+        # Schema errors are one readable line per field, not the validator's dump.
+        missing = error_text(
             await client.call_tool("create_entities", {"entities": [{"name": "x"}]})
         )
-        assert "entities" in error_text(await client.call_tool("create_entities", {"entities": []}))
+        assert "invalid arguments for create_entities" in missing
+        assert "entities.0.entityType: Field required" in missing
+        assert "pydantic" not in missing and "input_value" not in missing
+        # An argument the tool does not take is refused by name, not ignored.
+        unknown = error_text(await client.call_tool("search_nodes", {"query": "x", "limit": 5}))
+        assert "search_nodes takes no argument 'limit'; it takes query" in unknown
+        extra = error_text(
+            await client.call_tool(
+                "create_relations",
+                {"relations": [{"from": "a", "to": "b", "relationType": "r", "weight": 2}]},
+            )
+        )
+        assert "relations.0.weight: Extra inputs are not permitted" in extra
+        assert data(await client.call_tool("create_entities", {"entities": []})) == {"entities": []}
         assert "query" in error_text(await client.call_tool("search_memory", {"query": ""}))
 
     session(world, body)
@@ -385,6 +399,28 @@ def test_a_server_outside_a_repository_still_answers(tmp_path: Path, world: Worl
             assert recorded["links_next_commit"] is False
 
     asyncio.run(main())
+
+
+def test_outside_a_repository_without_a_ledger_named_it_refuses_to_serve(
+    tmp_path: Path, world: World
+) -> None:
+    """Not an empty per-user ledger answering "nothing found": a clear error, exit 3."""
+    elsewhere = tmp_path / "nowhere"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "flowloom", "mcp"],
+        cwd=elsewhere,
+        env=world.box.env,
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == ""
+    assert "outside a git repository" in result.stderr
+    assert "--database" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_decision_recorded_over_mcp_links_the_next_commit(tmp_path: Path) -> None:

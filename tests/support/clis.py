@@ -117,3 +117,20 @@ def codex() -> Path:
     )
     assert CODEX_VERSION in version.stdout, version.stdout + version.stderr
     return binary
+
+
+MEMORY_SERVER_VERSION = "2026.8.31"
+
+
+@pytest.fixture(scope="session")
+def reference_memory_server() -> Path:
+    """The pinned `mcp-server-memory` executable (the MCP reference memory server).
+
+    It serves over stdio and keeps its graph in the JSONL file named by MEMORY_FILE_PATH.
+    """
+    binary = npm_cli(
+        "@modelcontextprotocol/server-memory", MEMORY_SERVER_VERSION, "mcp-server-memory"
+    )
+    manifest = binary.parents[1] / "@modelcontextprotocol" / "server-memory" / "package.json"
+    assert f'"version": "{MEMORY_SERVER_VERSION}"' in manifest.read_text("utf-8")
+    return binary

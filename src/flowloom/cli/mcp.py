@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from flowloom.cli.context import AppContext
+from flowloom.config import find_git_dirs
 from flowloom.errors import InputError
 
 __all__ = ["mcp"]
@@ -46,8 +47,19 @@ def mcp(ctx: click.Context, transport: str, host: str, port: int) -> None:
 
     level: LogLevel = "DEBUG" if os.environ.get("FLOWLOOM_DEBUG") else "WARNING"
     logging.basicConfig(level=level, format="flowloom mcp: %(levelname)s %(name)s: %(message)s")
-    settings = AppContext.of(ctx).settings()
+    app = AppContext.of(ctx)
+    settings = app.settings()
     cwd = Path.cwd()
+    chosen = app.database is not None or "FLOWLOOM_DATABASE" in settings.sources
+    if find_git_dirs(cwd) is None and not chosen:
+        # Outside a repository the default ledger is the per-user one, which holds no
+        # project's record: serving it would answer every question with nothing.
+        raise InputError(
+            f"flowloom mcp was started outside a git repository ({cwd}), so it has no "
+            "project ledger to serve",
+            hint="start it in the repository's work tree (the client entry's cwd), "
+            "or name the ledger with --database/FLOWLOOM_DATABASE and --project",
+        )
     if transport == "stdio":
         run_stdio(settings, cwd, log_level=level)
         return

@@ -30,24 +30,27 @@ def memory() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def import_(ctx: click.Context, file: Path, as_json: bool) -> None:
-    """Import an MCP memory server JSONL file (- for standard input): all or nothing.
+    """Import an MCP memory server JSONL file (- for standard input).
 
-    Exits 3 on a malformed line, naming it; nothing is imported then.
+    Takes everything the reference server writes. A line it cannot take is skipped and
+    named on standard error (exit 1), with anything taken differently (an entity given
+    twice is merged); the rest of the file is imported all the same.
     """
     mem = open_memory(ctx, None, writes=True)
-    if str(file) == "-":
-        lines = sys.stdin.read().splitlines()
-        result = mem.import_jsonl(lines)
-    else:
-        result = mem.import_jsonl(file)
+    source: Path | bytes = sys.stdin.buffer.read() if str(file) == "-" else file
+    result = mem.import_jsonl(source)
     if as_json:
-        click.echo(json.dumps(result.to_json()))
-        return
-    where = f" (ledger entry {result.entries[0]})" if result.entries else " (nothing new)"
-    click.echo(
-        f"imported {result.entities} entities, {result.relations} relations, "
-        f"{result.observations} observations{where}"
-    )
+        click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+    else:
+        where = f" (ledger entry {result.entries[0]})" if result.entries else " (nothing new)"
+        click.echo(
+            f"imported {result.entities} entities, {result.relations} relations, "
+            f"{result.observations} observations{where}"
+        )
+    for problem in result.problems:
+        click.echo(f"flowloom memory import: {problem}", err=True)
+    if result.problems:
+        ctx.exit(1)
 
 
 @memory.command("export")

@@ -7,7 +7,9 @@
    everything recorded so far and the assessment reads exactly the entries it covers
    (`flowloom.compliance.snapshot`). A given bundle must be cut at that same checkpoint,
    else the run is refused: a pack's report and its bundle cover the same entries.
-3. The format is rendered from that one assessment (a pack holds every format).
+3. The format is rendered from that one assessment (a pack holds every format). A PDF
+   embeds the assessment's JSON and a statement signed over that JSON (PDF/A-3
+   associated files); its own statement, over its final bytes, is the one beside it.
 4. **Signed.** The file gets a statement beside it (``<file>.intoto.jsonl``), and a pack
    one inside too, over every file (`flowloom.compliance.statement`).
 5. **Recorded.** An ``export.generate`` event names the file's and the statement's
@@ -25,7 +27,7 @@ from typing import Any
 from flowloom.compliance.assess import assess
 from flowloom.compliance.history import Period, security_rows
 from flowloom.compliance.model import Assessment
-from flowloom.compliance.reports import RENDERERS, evidence_pack
+from flowloom.compliance.reports import RENDERERS, evidence_pack, pdf
 from flowloom.compliance.reports import json as json_report
 from flowloom.compliance.reports.atomic import write_atomic
 from flowloom.compliance.settings import ComplianceSettings
@@ -157,6 +159,11 @@ def generate_report(
                 generator=generator,
             )
 
+        # The PDF carries report.json and a statement over it (a PDF cannot carry one over
+        # itself: its own statement is signed over its final bytes, and written beside it).
+        assessment_statement = sign_statement(
+            [(pdf.ASSESSMENT_ATTACHMENT, digest_of_assessment)], body("json"), signer, generator
+        ).to_line()
         if fmt == "zip":
             extra = {}
             if snapshot.instance_size is not None:
@@ -166,8 +173,15 @@ def generate_report(
                 return sign_statement(subjects, body("evidence-pack"), signer, generator).to_line()
 
             written = evidence_pack.render(
-                assessment, out, bundle_dir=bundle_dir, extra=extra, sign=sign
+                assessment,
+                out,
+                bundle_dir=bundle_dir,
+                extra=extra,
+                sign=sign,
+                assessment_statement=assessment_statement,
             )
+        elif fmt == "pdf":
+            written = pdf.render(assessment, out, statement=assessment_statement)
         else:
             written = renderer(assessment, out)
     digest = sha256_hex(written.read_bytes())

@@ -7,6 +7,11 @@ is 401 (no or bad key) or 403 (no permission) in the server's error shape, befor
 MCP layer sees the request. The key is checked on every request, not once per MCP
 session, so a revoked key stops working at once. The Principal is left in the ASGI
 scope for the tools (writing tools also need ``ledger.append``).
+
+An MCP session belongs to the user whose key opened it: the gate notes the
+``Mcp-Session-Id`` the server hands out and answers 404 (as for an unknown session) to
+a request of another user that names it, so a session id seen elsewhere is no way into
+someone else's session.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ import json
 import logging
 import socket
 import sys
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowloom.auth.principals import Principal
 from flowloom.errors import AuthError, FlowLoomError, InputError, PermissionDeniedError
@@ -30,6 +36,9 @@ __all__ = ["ApiKeyGate", "serve_http"]
 _log = logging.getLogger("flowloom.mcp")
 
 MCP_PATH: Final = "/mcp"
+SESSION_HEADER: Final = b"mcp-session-id"
+MAX_SESSIONS: Final = 100_000
+"""Sessions whose owner the gate remembers (the oldest are forgotten first)."""
 
 Authenticate = Callable[[str], Awaitable[Principal]]
 """Turns a bearer secret into a Principal allowed to read the project, or raises
@@ -42,6 +51,7 @@ class ApiKeyGate:
     def __init__(self, app: ASGIApp, authenticate: Authenticate) -> None:
         self.app = app
         self.authenticate = authenticate
+        self._owners: OrderedDict[str, str] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,7 +76,42 @@ class ApiKeyGate:
             await _error(send, 503, "unavailable", exc)
             return
         scope[PRINCIPAL_SCOPE_KEY] = principal
-        await self.app(scope, receive, send)
+        session = _header(scope, SESSION_HEADER)
+        if session is not None:
+            owner = self._owners.get(session)
+            if owner is not None and owner != principal.user_id:
+                _log.warning("MCP session used with another user's key: refused")
+                await _error(
+                    send,
+                    404,
+                    "not_found",
+                    AuthError("no such MCP session", hint="start a session of your own"),
+                )
+                return
+        await self.app(scope, receive, self._bind(send, principal.user_id))
+
+    def _bind(self, send: Send, user: str) -> Send:
+        """`send`, noting the owner of a session id the server hands out."""
+
+        async def bound(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                for name, value in message.get("headers", ()):
+                    if bytes(name).lower() == SESSION_HEADER:
+                        session = bytes(value).decode("latin-1")
+                        self._owners.setdefault(session, user)
+                        self._owners.move_to_end(session)
+                        while len(self._owners) > MAX_SESSIONS:
+                            self._owners.popitem(last=False)
+            await send(message)
+
+        return bound
+
+
+def _header(scope: Scope, wanted: bytes) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if bytes(name).lower() == wanted:
+            return bytes(value).decode("latin-1")
+    return None
 
 
 def _bearer(scope: Scope) -> str | None:

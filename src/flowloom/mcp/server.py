@@ -1,14 +1,22 @@
 """The MCP server: FlowLoom's tools and decision resources on the official `mcp` SDK.
 
-Eight tools, the names assistants call:
+Fourteen tools, the names assistants call:
 
-- ``search_memory``, ``why``, ``get_decision``, ``recent_activity`` read;
-- ``record_decision``, ``create_entities``, ``create_relations``, ``add_observations``
-  write (each write is a ledger event).
+- FlowLoom's own: ``search_memory``, ``why``, ``get_decision``, ``recent_activity`` read,
+  ``record_decision`` writes;
+- the MCP reference memory server's nine (``@modelcontextprotocol/server-memory``),
+  with its names, argument schemas and result shapes, so it can be swapped for this
+  one: ``create_entities``, ``create_relations``, ``add_observations``,
+  ``delete_entities``, ``delete_observations``, ``delete_relations`` write, and
+  ``read_graph``, ``search_nodes``, ``open_nodes`` read.
+
+Each write is a ledger event. An argument the tool does not take is refused by name,
+and a schema error is one readable line per field, not the validator's dump.
 
 Resources: ``flowloom://decisions`` (every decision, as JSON) and
 ``flowloom://decisions/{decision_id}`` (one decision); each decision is also listed by
-``resources/list`` under its own URI.
+``resources/list`` under its own URI. ``memory://knowledge-graph`` is the reference
+memory server's resource (the whole graph).
 
 Each tool validates its arguments against its input schema (sizes included), runs its
 `ProjectTools` method on the `Worker` thread, and reports a FlowLoom error as a tool
@@ -30,9 +38,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from mcp.types import Resource as MCPResource
-from mcp.types import ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flowloom import __version__
 from flowloom.auth.principals import Principal
@@ -54,15 +62,29 @@ __all__ = [
 PRINCIPAL_SCOPE_KEY: Final = "flowloom.principal"
 """Where `ApiKeyGate` leaves the request's Principal in the ASGI scope."""
 
+REFERENCE_TOOLS: Final = (
+    "create_entities",
+    "create_relations",
+    "add_observations",
+    "delete_entities",
+    "delete_observations",
+    "delete_relations",
+    "read_graph",
+    "search_nodes",
+    "open_nodes",
+)
+"""The tools of the MCP reference memory server, which these mirror."""
+
+GRAPH_URI: Final = "memory://knowledge-graph"
+"""The reference memory server's resource: the whole graph, as ``read_graph`` gives it."""
+
 TOOL_NAMES: Final = (
     "search_memory",
     "why",
     "get_decision",
     "record_decision",
     "recent_activity",
-    "create_entities",
-    "create_relations",
-    "add_observations",
+    *REFERENCE_TOOLS,
 )
 
 MAX_NAME: Final = 200
@@ -110,16 +132,21 @@ ShortText = Annotated[str, Field(max_length=MAX_NAME)]
 
 
 class EntityInput(BaseModel):
-    """An entity as the MCP reference memory server writes it."""
+    """An entity as the MCP reference memory server takes it (every member required)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    name: Name
+    name: Annotated[str, Field(max_length=MAX_NAME, description="The name of the entity")]
     entity_type: Annotated[
-        str,
-        Field(alias="entityType", min_length=1, max_length=MAX_NAME, description="e.g. component"),
+        str, Field(alias="entityType", max_length=MAX_NAME, description="The type of the entity")
     ]
-    observations: Annotated[list[Text], Field(max_length=MAX_ITEMS)] = []
+    observations: Annotated[
+        list[Text],
+        Field(
+            max_length=MAX_ITEMS,
+            description="An array of observation contents associated with the entity",
+        ),
+    ]
 
 
 class RelationInput(BaseModel):
@@ -127,10 +154,25 @@ class RelationInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    source: Annotated[str, Field(alias="from", min_length=1, max_length=MAX_NAME)]
-    target: Annotated[str, Field(alias="to", min_length=1, max_length=MAX_NAME)]
+    source: Annotated[
+        str,
+        Field(
+            alias="from",
+            max_length=MAX_NAME,
+            description="The name of the entity where the relation starts",
+        ),
+    ]
+    target: Annotated[
+        str,
+        Field(
+            alias="to",
+            max_length=MAX_NAME,
+            description="The name of the entity where the relation ends",
+        ),
+    ]
     relation_type: Annotated[
-        str, Field(alias="relationType", min_length=1, max_length=MAX_NAME, description="e.g. uses")
+        str,
+        Field(alias="relationType", max_length=MAX_NAME, description="The type of the relation"),
     ]
 
 
@@ -139,8 +181,57 @@ class ObservationInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    entity_name: Annotated[str, Field(alias="entityName", min_length=1, max_length=MAX_NAME)]
-    contents: Annotated[list[Text], Field(min_length=1, max_length=MAX_ITEMS)]
+    entity_name: Annotated[
+        str,
+        Field(
+            alias="entityName",
+            max_length=MAX_NAME,
+            description="The name of the entity to add the observations to",
+        ),
+    ]
+    contents: Annotated[
+        list[Text],
+        Field(max_length=MAX_ITEMS, description="An array of observation contents to add"),
+    ]
+
+
+class DeletionInput(BaseModel):
+    """Observation texts to delete from one entity."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    entity_name: Annotated[
+        str,
+        Field(
+            alias="entityName",
+            max_length=MAX_NAME,
+            description="The name of the entity containing the observations",
+        ),
+    ]
+    observations: Annotated[
+        list[Text], Field(max_length=MAX_ITEMS, description="An array of observations to delete")
+    ]
+
+
+def reference_result(text_value: Any, structured: dict[str, Any]) -> CallToolResult:
+    """A result shaped as the reference memory server's: its text, its structured content."""
+    text = (
+        text_value
+        if isinstance(text_value, str)
+        else json.dumps(text_value, indent=2, ensure_ascii=False)
+    )
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=structured
+    )
+
+
+def readable(error: ValidationError) -> str:
+    """One line per wrong field (`entities.0.entityType: Field required`), no values."""
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "arguments"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
 
 
 HitKind = Literal["decision", "prompt", "reply", "observation", "entity"]
@@ -157,6 +248,28 @@ class FlowLoomMCP(MCPServer[Any]):
     def __init__(self, worker: Worker[Backend], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._worker = worker
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> Any:
+        """Refuse arguments a tool does not take; say in words what the schema wants."""
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None:
+            known = set(tool.parameters.get("properties", {}))
+            unknown = sorted(k for k in arguments if k not in known)
+            if unknown:
+                raise ToolError(
+                    f"{name} takes no argument {', '.join(repr(k) for k in unknown)}; "
+                    f"it takes {', '.join(sorted(known)) or 'none'}"
+                )
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                raise ToolError(
+                    f"invalid arguments for {name}: {readable(exc.__cause__)}"
+                ) from None
+            raise
 
     async def list_resources(self) -> list[MCPResource]:
         fixed = await super().list_resources()
@@ -196,7 +309,7 @@ def _stdio_caller(ctx: Context) -> Caller:
 
 
 def build_server(worker: Worker[Backend], *, log_level: LogLevel = "WARNING") -> FlowLoomMCP:
-    """The MCP server over `worker`'s backend: the eight tools and the decision resources."""
+    """The MCP server over `worker`'s backend: its fourteen tools and the decision resources."""
     server = FlowLoomMCP(
         worker,
         name="flowloom",
@@ -226,7 +339,7 @@ def build_server(worker: Worker[Backend], *, log_level: LogLevel = "WARNING") ->
             backend.authorizer.check(principal, permission, backend.project)
 
         await run(check)
-        return Caller(actor=principal.actor(), user=principal.user_id)
+        return Caller(actor=principal.actor(), user=principal.user_id, authenticated=True)
 
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
     appends = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
@@ -369,35 +482,122 @@ def build_server(worker: Worker[Backend], *, log_level: LogLevel = "WARNING") ->
         """The latest events in the project's ledger (prompts, decisions, commits), newest first."""
         return await run(lambda b: b.tools.recent_activity(limit=limit, since=since))
 
-    @server.tool(annotations=appends)
+    destroys = ToolAnnotations(
+        read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+    )
+    graph_reads = ToolAnnotations(
+        read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+    )
+
+    def deleted(what: str) -> CallToolResult:
+        message = f"{what} deleted successfully"
+        return reference_result(message, {"success": True, "message": message})
+
+    @server.tool(annotations=appends, title="Create Entities")
     async def create_entities(
         ctx: Context,
-        entities: Annotated[list[EntityInput], Field(min_length=1, max_length=MAX_ITEMS)],
-    ) -> dict[str, Any]:
-        """Create entities in the project's knowledge graph; existing names are skipped."""
+        entities: Annotated[list[EntityInput], Field(max_length=MAX_ITEMS)],
+    ) -> CallToolResult:
+        """Create multiple new entities in the knowledge graph (existing names are skipped)."""
         who = await caller(ctx, "ledger.append")
         rows = [(e.name, e.entity_type, e.observations) for e in entities]
-        return await run(lambda b: b.tools.create_entities(who, rows))
+        created = await run(lambda b: b.tools.create_entities(who, rows))
+        return reference_result(created, {"entities": created})
 
-    @server.tool(annotations=appends)
+    @server.tool(annotations=appends, title="Create Relations")
     async def create_relations(
         ctx: Context,
-        relations: Annotated[list[RelationInput], Field(min_length=1, max_length=MAX_ITEMS)],
-    ) -> dict[str, Any]:
-        """Create relations between existing entities, in active voice (from uses to)."""
+        relations: Annotated[list[RelationInput], Field(max_length=MAX_ITEMS)],
+    ) -> CallToolResult:
+        """Create multiple new relations between entities in the knowledge graph.
+
+        Relations should be in active voice (from uses to).
+        """
         who = await caller(ctx, "ledger.append")
         rows = [(r.source, r.target, r.relation_type) for r in relations]
-        return await run(lambda b: b.tools.create_relations(who, rows))
+        created = await run(lambda b: b.tools.create_relations(who, rows))
+        return reference_result(created, {"relations": created})
 
-    @server.tool(annotations=appends)
+    @server.tool(annotations=appends, title="Add Observations")
     async def add_observations(
         ctx: Context,
-        observations: Annotated[list[ObservationInput], Field(min_length=1, max_length=MAX_ITEMS)],
-    ) -> dict[str, Any]:
-        """Add observations (facts, one per string) to existing entities."""
+        observations: Annotated[list[ObservationInput], Field(max_length=MAX_ITEMS)],
+    ) -> CallToolResult:
+        """Add new observations to existing entities in the knowledge graph."""
         who = await caller(ctx, "ledger.append")
         rows = [(o.entity_name, o.contents) for o in observations]
-        return await run(lambda b: b.tools.add_observations(who, rows))
+        added = await run(lambda b: b.tools.add_observations(who, rows))
+        return reference_result(added, {"results": added})
+
+    @server.tool(annotations=destroys, title="Delete Entities")
+    async def delete_entities(
+        ctx: Context,
+        entityNames: Annotated[
+            list[Annotated[str, Field(max_length=MAX_NAME)]],
+            Field(max_length=MAX_ITEMS, description="An array of entity names to delete"),
+        ],
+    ) -> CallToolResult:
+        """Delete multiple entities and their associated relations from the knowledge graph."""
+        who = await caller(ctx, "ledger.append")
+        await run(lambda b: b.tools.delete_entities(who, entityNames))
+        return deleted("Entities")
+
+    @server.tool(annotations=destroys, title="Delete Observations")
+    async def delete_observations(
+        ctx: Context,
+        deletions: Annotated[list[DeletionInput], Field(max_length=MAX_ITEMS)],
+    ) -> CallToolResult:
+        """Delete specific observations from entities in the knowledge graph."""
+        who = await caller(ctx, "ledger.append")
+        rows = [(d.entity_name, d.observations) for d in deletions]
+        await run(lambda b: b.tools.delete_observations(who, rows))
+        return deleted("Observations")
+
+    @server.tool(annotations=destroys, title="Delete Relations")
+    async def delete_relations(
+        ctx: Context,
+        relations: Annotated[
+            list[RelationInput],
+            Field(max_length=MAX_ITEMS, description="An array of relations to delete"),
+        ],
+    ) -> CallToolResult:
+        """Delete multiple relations from the knowledge graph."""
+        who = await caller(ctx, "ledger.append")
+        rows = [(r.source, r.target, r.relation_type) for r in relations]
+        await run(lambda b: b.tools.delete_relations(who, rows))
+        return deleted("Relations")
+
+    @server.tool(annotations=graph_reads, title="Read Graph")
+    async def read_graph() -> CallToolResult:
+        """Read the entire knowledge graph (decisions with what they say, and entities)."""
+        graph = await run(lambda b: b.tools.read_graph())
+        return reference_result(graph, graph)
+
+    @server.tool(annotations=graph_reads, title="Search Nodes")
+    async def search_nodes(
+        query: Annotated[
+            str,
+            Field(
+                max_length=MAX_QUERY,
+                description="The search query to match against entity names, types, and "
+                "observation content",
+            ),
+        ],
+    ) -> CallToolResult:
+        """Search for nodes in the knowledge graph based on a query."""
+        graph = await run(lambda b: b.tools.search_nodes(query))
+        return reference_result(graph, graph)
+
+    @server.tool(annotations=graph_reads, title="Open Nodes")
+    async def open_nodes(
+        names: Annotated[
+            list[Annotated[str, Field(max_length=MAX_NAME)]],
+            Field(max_length=MAX_ITEMS, description="An array of entity names to retrieve"),
+        ],
+    ) -> CallToolResult:
+        """Open specific nodes in the knowledge graph by their names."""
+        graph = await run(lambda b: b.tools.open_nodes(names))
+        return reference_result(graph, graph)
 
     # -- resources ---------------------------------------------------------------------------
 
@@ -419,6 +619,18 @@ def build_server(worker: Worker[Backend], *, log_level: LogLevel = "WARNING") ->
     async def decisions() -> str:
         listed = await read(lambda b: b.tools.list_decisions())
         return json.dumps({"decisions": listed}, ensure_ascii=False)
+
+    @server.resource(
+        GRAPH_URI,
+        name="knowledge-graph",
+        title="Knowledge Graph",
+        description="The full knowledge graph with all entities and relations",
+        mime_type="application/json",
+    )
+    async def knowledge_graph() -> str:
+        """The reference memory server's resource, at its URI, with its text."""
+        graph = await read(lambda b: b.tools.read_graph())
+        return json.dumps(graph, indent=2, ensure_ascii=False)
 
     @server.resource(
         DECISIONS_URI + "/{decision_id}",

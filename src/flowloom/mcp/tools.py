@@ -59,6 +59,8 @@ class Caller:
     actor: Mapping[str, Any]
     user: str
     session: str | None = None
+    authenticated: bool = False
+    """The user is the API key's (HTTP): what is recorded is attributed to them alone."""
 
 
 def _redacted(text: str) -> str:
@@ -204,7 +206,17 @@ class ProjectTools:
         prompt_entry: int | None = None,
         response_entry: int | None = None,
     ) -> dict[str, Any]:
-        """Record a decision as a ``decision.record`` event; returns it as recorded."""
+        """Record a decision as a ``decision.record`` event; returns it as recorded.
+
+        Over HTTP the decision is requested by the key's user: another name is refused
+        (an API key speaks for its own user only).
+        """
+        asked = (requested_by or "").strip()
+        if caller.authenticated and asked and asked != caller.user:
+            raise InputError(
+                f"requested_by {asked!r} is not the API key's user",
+                hint="over HTTP a decision is requested by the key's user; leave requested_by out",
+            )
         recorded = self.book.record(  # it checks `risk`
             title=_redacted(title),
             context=_redacted(context),
@@ -313,8 +325,11 @@ class ProjectTools:
 
     def create_entities(
         self, caller: Caller, entities: Sequence[tuple[str, str, Sequence[str]]]
-    ) -> dict[str, Any]:
-        """Create entities (name, type, observations); existing names are skipped."""
+    ) -> list[dict[str, Any]]:
+        """Create entities (name, type, observations); existing names are skipped.
+
+        Returns the entities created, as stored (secrets redacted).
+        """
         from flowloom.memory.interface import Entity
 
         memory = self._memory()
@@ -325,12 +340,12 @@ class ProjectTools:
             ],
             meta=self._meta(caller),
         )
-        return {"entities": [e.to_json() for e in created]}
+        return [e.to_json() for e in created]
 
     def create_relations(
         self, caller: Caller, relations: Sequence[tuple[str, str, str]]
-    ) -> dict[str, Any]:
-        """Create relations (from, to, type) between existing entities."""
+    ) -> list[dict[str, Any]]:
+        """Create relations (from, to, type); those already known are skipped."""
         from flowloom.memory.interface import Relation
 
         memory = self._memory()
@@ -338,12 +353,12 @@ class ProjectTools:
             [Relation(source, target, kind) for source, target, kind in relations],
             meta=self._meta(caller),
         )
-        return {"relations": [r.to_json() for r in created]}
+        return [r.to_json() for r in created]
 
     def add_observations(
         self, caller: Caller, observations: Sequence[tuple[str, Sequence[str]]]
-    ) -> dict[str, Any]:
-        """Add observation texts to existing entities; returns those newly added."""
+    ) -> list[dict[str, Any]]:
+        """Add observation texts to existing entities; per entity, those newly added."""
         from flowloom.memory.interface import Observations
 
         memory = self._memory()
@@ -354,4 +369,40 @@ class ProjectTools:
             ],
             meta=self._meta(caller),
         )
-        return {"observations": [o.to_json() for o in added]}
+        return [{"entityName": o.entity_name, "addedObservations": list(o.contents)} for o in added]
+
+    def delete_entities(self, caller: Caller, names: Sequence[str]) -> None:
+        """Delete entities with their relations and observations (unknown names: no-op)."""
+        self._memory().delete_entities(list(names), meta=self._meta(caller))
+
+    def delete_observations(
+        self, caller: Caller, deletions: Sequence[tuple[str, Sequence[str]]]
+    ) -> None:
+        """Delete observation texts from entities (every copy of each)."""
+        from flowloom.memory.interface import Observations
+
+        self._memory().delete_observations(
+            [Observations(name, tuple(texts)) for name, texts in deletions],
+            meta=self._meta(caller),
+        )
+
+    def delete_relations(self, caller: Caller, relations: Sequence[tuple[str, str, str]]) -> None:
+        """Delete relations (unknown ones: no-op)."""
+        from flowloom.memory.interface import Relation
+
+        self._memory().delete_relations(
+            [Relation(source, target, kind) for source, target, kind in relations],
+            meta=self._meta(caller),
+        )
+
+    def read_graph(self) -> dict[str, Any]:
+        """The whole knowledge graph: decisions (with what they say) and explicit entities."""
+        return self._memory().read_graph().to_json()
+
+    def search_nodes(self, query: str) -> dict[str, Any]:
+        """Entities whose name, type or an observation contains `query`, and their relations."""
+        return self._memory().search_nodes(query).to_json()
+
+    def open_nodes(self, names: Sequence[str]) -> dict[str, Any]:
+        """The named entities and every relation touching one of them."""
+        return self._memory().open_nodes(list(names)).to_json()

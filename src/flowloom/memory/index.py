@@ -121,6 +121,17 @@ def _clean(text: str) -> str:
     return text.replace("\x00", " ")[:MAX_INDEXED_CHARS]
 
 
+def _exact(text: str) -> str | None:
+    """The ``exact`` column for a text: None when the body holds it as it is."""
+    if "\x00" not in text and len(text) <= MAX_INDEXED_CHARS:
+        return None
+    return json.dumps(text)
+
+
+def _text_of(body: object, exact: object) -> str:
+    return str(body) if exact is None else str(json.loads(str(exact)))
+
+
 def _sqlite_statements(script: str) -> Iterator[str]:
     """Statements of a script, triggers (with inner semicolons) kept whole."""
     pending = ""
@@ -251,30 +262,32 @@ class Writer:
     def has_observation(self, entity: str, content: str) -> bool:
         row = self._x(
             "SELECT 1 FROM memory_docs WHERE log = ? AND kind = 'observation' AND ref = ? "
-            "AND body = ?",
-            (self._log, entity, _clean(content)),
+            "AND body = ? AND exact IS NOT DISTINCT FROM ?",
+            (self._log, entity, _clean(content), _exact(content)),
         ).fetchone()
         return row is not None
 
     def delete_observation(self, entity: str, content: str) -> int:
+        """Delete every copy of an observation (as the reference server does)."""
         cur = self._x(
             "DELETE FROM memory_docs WHERE log = ? AND kind = 'observation' AND ref = ? "
-            "AND body = ?",
-            (self._log, entity, _clean(content)),
+            "AND body = ? AND exact IS NOT DISTINCT FROM ?",
+            (self._log, entity, _clean(content), _exact(content)),
         )
         return int(cur.rowcount)
 
     def add_doc(self, doc: DocRow, ctx: ItemContext) -> int:
         row = self._x(
-            "INSERT INTO memory_docs (log, kind, ref, title, body, author, author_alt, ts, "
-            "entry, commit_sha, session, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "RETURNING id",
+            "INSERT INTO memory_docs (log, kind, ref, title, body, exact, author, author_alt, "
+            "ts, entry, commit_sha, session, digest) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 self._log,
                 doc.kind,
                 doc.ref,
                 _clean(doc.title),
                 _clean(doc.body),
+                _exact(doc.body) if doc.kind == "observation" else None,
                 ctx.author,
                 ctx.author_alt,
                 ctx.ts,
@@ -474,13 +487,13 @@ class MemoryIndex:
         clause, params = self._names_clause("ref", names)
         with self._lock:
             rows = self._execute(
-                "SELECT ref, body FROM memory_docs WHERE log = ? AND kind = 'observation'"
+                "SELECT ref, body, exact FROM memory_docs WHERE log = ? AND kind = 'observation'"
                 f"{clause} ORDER BY id",
                 [self.log, *params],
             ).fetchall()
         found: dict[str, list[str]] = {}
-        for ref, body in rows:
-            found.setdefault(str(ref), []).append(str(body))
+        for ref, body, exact in rows:
+            found.setdefault(str(ref), []).append(_text_of(body, exact))
         return found
 
     def relations(self, touching: Sequence[str] | None = None) -> list[tuple[str, str, str]]:

@@ -25,6 +25,7 @@ __all__ = [
     "ImportResult",
     "MemoryService",
     "Observations",
+    "Problem",
     "Relation",
     "TimeBound",
 ]
@@ -169,13 +170,29 @@ class Activity:
 
 
 @dataclass(frozen=True)
+class Problem:
+    """A line (or an item of one) that an import did not take as it was, and why."""
+
+    line: int
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"line": self.line, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass(frozen=True)
 class ImportResult:
-    """What an import added; ``entries`` are the ``memory.add`` ledger entries written."""
+    """What an import added; ``entries`` are the ``memory.add`` ledger entries written,
+    ``problems`` the lines skipped or taken differently, each with its reason."""
 
     entities: int
     relations: int
     observations: int
     entries: tuple[int, ...] = ()
+    problems: tuple[Problem, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -183,6 +200,7 @@ class ImportResult:
             "relations": self.relations,
             "observations": self.observations,
             "entries": list(self.entries),
+            "problems": [p.to_json() for p in self.problems],
         }
 
 
@@ -230,7 +248,8 @@ class MemoryService(Protocol):
         ...
 
     def search_nodes(self, query: str) -> Graph:
-        """The MCP reference server's search: matching entities and their relations."""
+        """The MCP reference server's search: entities whose name, type or an observation
+        contains `query` (ignoring case), and the relations touching them."""
         ...
 
     def create_entities(
@@ -242,7 +261,7 @@ class MemoryService(Protocol):
     def create_relations(
         self, relations: Sequence[Relation], *, meta: Mapping[str, Any] | None = None
     ) -> list[Relation]:
-        """Create relations between existing entities; duplicates skipped; new ones returned."""
+        """Create relations (the entities need not exist); known ones skipped; new returned."""
         ...
 
     def add_observations(
@@ -283,11 +302,12 @@ class MemoryService(Protocol):
 
     def import_jsonl(
         self,
-        source: Path | Iterable[str],
+        source: Path | bytes | str | Iterable[str],
         *,
         meta: Mapping[str, Any] | None = None,
     ) -> ImportResult:
-        """Import an MCP memory server JSONL file (a path, or its lines): all or nothing."""
+        """Import an MCP memory server JSONL file (a path, its bytes or text, or its
+        lines); lines it cannot take are skipped and reported, never the whole file."""
         ...
 
     def export_jsonl(self) -> Iterator[str]:

@@ -1,10 +1,16 @@
 """The MCP reference memory server's file format: one JSON object per line.
 
 ``{"type":"entity","name":...,"entityType":...,"observations":[...]}`` and
-``{"type":"relation","from":...,"to":...,"relationType":...}``, entities first. Reading
-is strict — a malformed line is an error naming its line number, and nothing from the
-file is used — because an import is all or nothing. Writing matches the reference
-server's own output (compact JSON, members in its order, non-ASCII as itself).
+``{"type":"relation","from":...,"to":...,"relationType":...}``, entities first.
+
+Reading takes whatever the reference server writes: lines are split on ``\\n`` only
+(its JSON keeps U+2028, U+2029 and U+0085 raw inside strings, so `str.splitlines`
+would cut a line in two), empty strings, blank and repeated observations and
+relations naming no entity are kept as they are. A line that cannot be taken (not
+JSON, an unknown ``type``, a member of the wrong type, text UTF-8 cannot hold) is
+skipped and reported with its line number; it never costs the rest of the file.
+Writing matches the reference server's own output (compact JSON, members in its
+order, non-ASCII as itself).
 """
 
 from __future__ import annotations
@@ -12,11 +18,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from flowloom.errors import InputError
-from flowloom.memory.interface import Entity, Graph, Relation
+from flowloom.memory.interface import Entity, Graph, Problem, Relation
 
-__all__ = ["ParsedFile", "dump_lines", "parse_lines"]
+__all__ = ["ParsedFile", "Problem", "dump_lines", "parse_lines", "split_lines"]
 
 
 @dataclass(frozen=True)
@@ -27,85 +33,156 @@ class ParsedFile:
     relations: tuple[Relation, ...]
     entity_lines: tuple[int, ...]
     relation_lines: tuple[int, ...]
+    problems: tuple[Problem, ...] = ()
 
 
-def _text(obj: dict[str, object], name: str, number: int) -> str:
+def split_lines(text: str) -> list[str]:
+    """The lines of a JSONL text, split on ``\\n`` only (a ``\\r`` before it dropped)."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _string(obj: dict[str, Any], name: str) -> str | None:
     value = obj.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise InputError(
-            f"line {number}: {name!r} must be a non-empty string",
-            hint="each line is an MCP memory entity or relation; fix or remove the line",
+    return value if isinstance(value, str) else None
+
+
+def _entity(obj: dict[str, Any], number: int, problems: list[Problem]) -> Entity | None:
+    name, entity_type = _string(obj, "name"), _string(obj, "entityType")
+    if name is None:
+        problems.append(Problem(number, "the entity has no 'name' string; line skipped"))
+        return None
+    if "\x00" in name:
+        problems.append(Problem(number, f"entity name {name!r} contains NUL; line skipped"))
+        return None
+    if entity_type is None or "\x00" in entity_type:
+        problems.append(
+            Problem(
+                number, f"entity {name!r}: 'entityType' is not a string without NUL; line skipped"
+            )
         )
-    return value
+        return None
+    raw = obj.get("observations", [])
+    if not isinstance(raw, list):
+        problems.append(
+            Problem(number, f"entity {name!r}: 'observations' is not a list; line skipped")
+        )
+        return None
+    observations = [o for o in raw if isinstance(o, str) and _encodable(o)]
+    if len(observations) != len(raw):
+        problems.append(
+            Problem(
+                number,
+                f"entity {name!r}: {len(raw) - len(observations)} observation(s) are not "
+                "UTF-8 text and were left out",
+            )
+        )
+    return Entity(name=name, entity_type=entity_type, observations=tuple(observations))
+
+
+def _relation(obj: dict[str, Any], number: int, problems: list[Problem]) -> Relation | None:
+    values = [_string(obj, name) for name in ("from", "to", "relationType")]
+    if any(v is None or "\x00" in v for v in values):
+        problems.append(
+            Problem(
+                number,
+                "the relation needs 'from', 'to' and 'relationType' strings without NUL; "
+                "line skipped",
+            )
+        )
+        return None
+    source, target, relation_type = (str(v) for v in values)
+    return Relation(source=source, target=target, relation_type=relation_type)
 
 
 def parse_lines(lines: Iterable[str]) -> ParsedFile:
-    """Entities and relations of a JSONL file; InputError with the line number otherwise."""
+    """Entities and relations of a JSONL file, and a `Problem` for each line not taken.
+
+    `lines` are already split (`split_lines`); a BOM before the first is ignored.
+    """
     entities: list[Entity] = []
     relations: list[Relation] = []
     entity_lines: list[int] = []
     relation_lines: list[int] = []
+    problems: list[Problem] = []
     for number, raw in enumerate(lines, start=1):
-        line = raw.strip().lstrip("\ufeff") if number == 1 else raw.strip()
-        if not line:
+        line = raw.lstrip("\ufeff") if number == 1 else raw
+        if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(
-                f"line {number}: not valid JSON ({exc.msg} at column {exc.colno})",
-                hint="each line must be one JSON object; nothing was imported",
-            ) from None
+            problems.append(
+                Problem(number, f"not valid JSON ({exc.msg} at column {exc.colno}); line skipped")
+            )
+            continue
+        except RecursionError:
+            problems.append(Problem(number, "nested too deeply; line skipped"))
+            continue
         if not isinstance(obj, dict):
-            raise InputError(f"line {number}: expected a JSON object, got {type(obj).__name__}")
+            problems.append(
+                Problem(number, f"expected a JSON object, got {type(obj).__name__}; line skipped")
+            )
+            continue
         kind = obj.get("type")
         if kind == "entity":
-            observations = obj.get("observations", [])
-            if not isinstance(observations, list) or not all(
-                isinstance(o, str) for o in observations
+            entity = _entity(obj, number, problems)
+            if entity is not None and not all(
+                _encodable(v) for v in (entity.name, entity.entity_type)
             ):
-                raise InputError(f"line {number}: 'observations' must be a list of strings")
-            entities.append(
-                Entity(
-                    name=_text(obj, "name", number),
-                    entity_type=_text(obj, "entityType", number),
-                    observations=tuple(o for o in observations if o.strip()),
-                )
-            )
-            entity_lines.append(number)
+                problems.append(Problem(number, "the entity's name or type is not UTF-8 text"))
+                entity = None
+            if entity is not None:
+                entities.append(entity)
+                entity_lines.append(number)
         elif kind == "relation":
-            relations.append(
-                Relation(
-                    source=_text(obj, "from", number),
-                    target=_text(obj, "to", number),
-                    relation_type=_text(obj, "relationType", number),
+            relation = _relation(obj, number, problems)
+            if relation is not None and not all(
+                _encodable(v) for v in (relation.source, relation.target, relation.relation_type)
+            ):
+                problems.append(Problem(number, "the relation's names are not UTF-8 text"))
+                relation = None
+            if relation is not None:
+                relations.append(relation)
+                relation_lines.append(number)
+        else:
+            problems.append(
+                Problem(
+                    number, f'\'type\' must be "entity" or "relation", got {kind!r}; line skipped'
                 )
             )
-            relation_lines.append(number)
-        else:
-            raise InputError(
-                f'line {number}: \'type\' must be "entity" or "relation", got {kind!r}',
-                hint="nothing was imported",
-            )
-    return ParsedFile(tuple(entities), tuple(relations), tuple(entity_lines), tuple(relation_lines))
+    return ParsedFile(
+        tuple(entities),
+        tuple(relations),
+        tuple(entity_lines),
+        tuple(relation_lines),
+        tuple(problems),
+    )
+
+
+def _dumps(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
 def dump_lines(graph: Graph) -> Iterator[str]:
     """The graph as JSONL lines, entities first, as the reference server writes them."""
     for e in graph.entities:
-        yield json.dumps(
+        yield _dumps(
             {
                 "type": "entity",
                 "name": e.name,
                 "entityType": e.entity_type,
                 "observations": list(e.observations),
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
+            }
         )
     for r in graph.relations:
-        yield json.dumps(
-            {"type": "relation", "from": r.source, "to": r.target, "relationType": r.relation_type},
-            ensure_ascii=False,
-            separators=(",", ":"),
+        yield _dumps(
+            {"type": "relation", "from": r.source, "to": r.target, "relationType": r.relation_type}
         )

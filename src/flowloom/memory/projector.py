@@ -18,7 +18,8 @@ Automatic (from what capture and decisions record):
 Explicit (recorded by `flowloom.memory.service.Memory`): ``memory.add`` and
 ``memory.forget``, whose body is a JSON object ``{"entities": [...], "relations":
 [...], "observations": [...]}`` in the MCP memory server's shapes (``forget`` lists
-entity names, relations, and ``{"entityName", "contents"}`` to delete).
+entity names, relations, and ``{"entityName", "contents"}`` to delete); ``"exact":
+true`` marks a payload to be taken as it is (see `_memory_add`).
 
 Projection is deterministic: the same ledger gives the same graph, in the same order.
 """
@@ -231,38 +232,65 @@ def _erasure(a: _Apply) -> None:
     a.w.delete_docs_with_bodies(_texts(a.refs.get("bodies")))
 
 
+def _strings(value: object) -> list[str]:
+    """Every string of a list, empty ones and repeats included (exact payloads)."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
 def _memory_add(a: _Apply) -> None:
+    """Add a payload's entities, relations and observations.
+
+    An ``exact`` payload (what `Memory` records now) is taken as it is, like the MCP
+    reference server keeps it: empty types, blank and repeated observations, relations
+    naming no entity. Older payloads keep their original projection (blank and known
+    observations skipped, relations only between known entities).
+    """
     data = a.payload()
+    exact = data.get("exact") is True
     digest = a.event.body
     for item in data.get("entities", []):
         if not isinstance(item, dict):
             continue
         name, entity_type = item.get("name"), item.get("entityType")
-        if not isinstance(name, str) or not isinstance(entity_type, str) or not name:
+        if not isinstance(name, str) or not isinstance(entity_type, str):
+            continue
+        if not name and not exact:
             continue
         if a.w.add_entity(name, entity_type, a.seq(), a.ctx):
             a.w.add_doc(
                 DocRow(kind="entity", ref=name, title=name, body=entity_type, digest=digest),
                 a.ctx,
             )
-        _observe(a, name, item.get("observations"))
+        _observe(a, name, item.get("observations"), exact)
     for item in data.get("relations", []):
         if not isinstance(item, dict):
             continue
         source, target, kind = item.get("from"), item.get("to"), item.get("relationType")
-        if not all(isinstance(v, str) and v for v in (source, target, kind)):
+        if not (isinstance(source, str) and isinstance(target, str) and isinstance(kind, str)):
             continue
-        assert isinstance(source, str) and isinstance(target, str) and isinstance(kind, str)
-        if a.w.entity_type(source) is not None and a.w.entity_type(target) is not None:
+        if exact or (
+            source
+            and target
+            and kind
+            and a.w.entity_type(source) is not None
+            and a.w.entity_type(target) is not None
+        ):
             a.w.add_relation(source, target, kind, a.seq(), a.ctx)
     for item in data.get("observations", []):
         if isinstance(item, dict) and isinstance(item.get("entityName"), str):
             name = item["entityName"]
             if a.w.entity_type(name) is not None:
-                _observe(a, name, item.get("contents"))
+                _observe(a, name, item.get("contents"), exact)
 
 
-def _observe(a: _Apply, name: str, contents: object) -> None:
+def _observe(a: _Apply, name: str, contents: object, exact: bool) -> None:
+    if exact:
+        for text in _strings(contents):
+            a.w.add_doc(
+                DocRow(kind="observation", ref=name, title=name, body=text, digest=a.event.body),
+                a.ctx,
+            )
+        return
     for text in _texts(contents):
         if not a.w.has_observation(name, text):
             a.w.add_doc(
@@ -273,7 +301,7 @@ def _observe(a: _Apply, name: str, contents: object) -> None:
 
 def _memory_forget(a: _Apply) -> None:
     data = a.payload()
-    for name in _texts(data.get("entities")):
+    for name in _strings(data.get("entities")):
         a.w.delete_entity(name)
     for item in data.get("relations", []):
         if isinstance(item, dict):
@@ -282,7 +310,7 @@ def _memory_forget(a: _Apply) -> None:
                 a.w.delete_relation(source, target, kind)
     for item in data.get("observations", []):
         if isinstance(item, dict) and isinstance(item.get("entityName"), str):
-            for text in _texts(item.get("contents")):
+            for text in _strings(item.get("contents")):
                 a.w.delete_observation(item["entityName"], text)
 
 

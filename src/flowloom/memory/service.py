@@ -32,7 +32,7 @@ from flowloom.memory.interface import (
     Relation,
     TimeBound,
 )
-from flowloom.memory.jsonl import dump_lines, parse_lines
+from flowloom.memory.jsonl import Problem, dump_lines, parse_lines, split_lines
 from flowloom.memory.projector import Projector
 from flowloom.memory.query import parse_terms
 
@@ -82,12 +82,33 @@ def _bound(value: TimeBound | None, name: str) -> str | None:
 
 
 def _names(values: Iterable[str], what: str) -> list[str]:
+    """Names as the index keys them: any string but one with NUL (PostgreSQL has no NUL)."""
     found = []
     for value in values:
-        if not isinstance(value, str) or not value.strip() or "\x00" in value:
-            raise InputError(f"{what} must be non-empty strings without NUL, got {value!r}")
+        if not isinstance(value, str) or "\x00" in value:
+            raise InputError(f"{what} must be strings without NUL, got {value!r}")
         found.append(value)
     return found
+
+
+def _not_found(name: str) -> InputError:
+    # The reference memory server's words, so callers that match on them still do.
+    return InputError(f"Entity with name {name} not found", hint="create the entity first")
+
+
+_DECISION_FIELDS: Final = (("Context", "context"), ("Choice", "choice"), ("Rationale", "rationale"))
+
+
+def _decode_lines(data: bytes, problems: list[Problem]) -> list[str]:
+    """A file's lines (split on ``\\n`` only); a line that is not UTF-8 becomes a problem."""
+    lines: list[str] = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            lines.append(raw.decode("utf-8").removesuffix("\r"))
+        except UnicodeDecodeError as exc:
+            problems.append(Problem(number, f"not UTF-8 text (byte {exc.start}); line skipped"))
+            lines.append("")
+    return lines
 
 
 class Memory:
@@ -250,11 +271,13 @@ class Memory:
 
     @staticmethod
     def _redact(texts: Iterable[str]) -> tuple[str, ...]:
+        """The texts with known secret shapes redacted, otherwise exactly as given
+        (blank ones and repeats too, as the reference memory server keeps them)."""
         from flowloom.events.redaction import Redactor
 
         redactor = Redactor()
         # Known secret shapes only: observations often quote commit ids and digests.
-        return tuple(dict.fromkeys(redactor.text(t, entropy=False) for t in texts if t.strip()))
+        return tuple(redactor.text(t, entropy=False) if t.strip() else t for t in texts)
 
     def _existing(self, names: Iterable[str]) -> set[str]:
         return {name for name, _ in self._index.entities(list(dict.fromkeys(names)))}
@@ -274,7 +297,7 @@ class Memory:
         if new:
             self._record(
                 "memory.add",
-                {"entities": [e.to_json() for e in new.values()]},
+                {"exact": True, "entities": [e.to_json() for e in new.values()]},
                 meta,
                 {"op": "create_entities", "entities": len(new)},
             )
@@ -283,15 +306,13 @@ class Memory:
     def create_relations(
         self, relations: Sequence[Relation], *, meta: Mapping[str, Any] | None = None
     ) -> list[Relation]:
-        """Create relations between existing entities; duplicates skipped; new ones returned."""
+        """Create relations; those already known are skipped; the new ones are returned.
+
+        As in the MCP reference server, the entities need not exist (yet).
+        """
         for r in relations:
             _names([r.source, r.target, r.relation_type], "relation members")
         self.sync()
-        existing = self._existing([r.source for r in relations] + [r.target for r in relations])
-        for r in relations:
-            for name in (r.source, r.target):
-                if name not in existing:
-                    raise InputError(f"entity {name!r} not found", hint="create the entity first")
         known = set(self._index.relations(list({r.source for r in relations})))
         new: dict[tuple[str, str, str], Relation] = {}
         for r in relations:
@@ -301,7 +322,7 @@ class Memory:
         if new:
             self._record(
                 "memory.add",
-                {"relations": [r.to_json() for r in new.values()]},
+                {"exact": True, "relations": [r.to_json() for r in new.values()]},
                 meta,
                 {"op": "create_relations", "relations": len(new)},
             )
@@ -310,14 +331,18 @@ class Memory:
     def add_observations(
         self, observations: Sequence[Observations], *, meta: Mapping[str, Any] | None = None
     ) -> list[Observations]:
-        """Add observations to existing entities; returns, per entity, those newly added."""
+        """Add observations to existing entities; returns, per entity, those newly added.
+
+        As in the MCP reference server: a text the entity already has is skipped, the
+        others are added as given (a blank one, or one twice in the same list, too).
+        """
         _names([o.entity_name for o in observations], "entity names")
         self.sync()
         names = [o.entity_name for o in observations]
         existing = self._existing(names)
         for name in names:
             if name not in existing:
-                raise InputError(f"entity {name!r} not found", hint="create the entity first")
+                raise _not_found(name)
         current = self._index.observations(names)
         added: list[Observations] = []
         seen = {name: set(current.get(name, [])) for name in names}
@@ -328,7 +353,7 @@ class Memory:
         if any(a.contents for a in added):
             self._record(
                 "memory.add",
-                {"observations": [a.to_json() for a in added if a.contents]},
+                {"exact": True, "observations": [a.to_json() for a in added if a.contents]},
                 meta,
                 {"op": "add_observations", "observations": sum(len(a.contents) for a in added)},
             )
@@ -401,12 +426,37 @@ class Memory:
         entities = self._index.entities(names)
         observations = self._index.observations(None if names is None else names)
         relations = self._index.relations(None if names is None else [n for n, _ in entities])
+        decided = self._decision_observations([n for n, kind in entities if kind == "decision"])
         return Graph(
             entities=tuple(
-                Entity(name, kind, tuple(observations.get(name, []))) for name, kind in entities
+                Entity(name, kind, (*decided.get(name, ()), *observations.get(name, [])))
+                for name, kind in entities
             ),
             relations=tuple(Relation(s, t, k) for s, t, k in relations),
         )
+
+    def _decision_observations(self, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """What each named decision says (title, context, options, choice, rationale),
+        as observations: a graph read or exported elsewhere carries the decisions
+        themselves, not bare ids. Read from the decision records, amendments merged."""
+        if not names:
+            return {}
+        from flowloom.decisions.records import DecisionBook
+
+        wanted = set(names)
+        found: dict[str, tuple[str, ...]] = {}
+        for d in DecisionBook(self.ledger).list():
+            if d.id not in wanted:
+                continue
+            texts = [f"Title: {d.title}"]
+            texts += [f"Option: {o}" for o in d.options if o]
+            texts += [
+                f"{label}: {getattr(d, name)}"
+                for label, name in _DECISION_FIELDS
+                if getattr(d, name)
+            ]
+            found[d.id] = tuple(texts)
+        return found
 
     def read_graph(self) -> Graph:
         """The whole graph (every branch), entities in creation order."""
@@ -417,9 +467,20 @@ class Memory:
         return self._graph(list(names))
 
     def search_nodes(self, query: str) -> Graph:
-        """The MCP reference server's search: matching entities and their relations."""
-        hits = self.search(query, kinds=("entity", "observation"), all_branches=True, limit=100)
-        return self.open_nodes(list(dict.fromkeys(h.id for h in hits)))
+        """The MCP reference server's search: entities whose name, type or an observation
+        contains `query` (ignoring case), and every relation touching one of them."""
+        graph = self.read_graph()
+        needle = query.lower()
+        entities = tuple(
+            e
+            for e in graph.entities
+            if needle in e.name.lower()
+            or needle in e.entity_type.lower()
+            or any(needle in o.lower() for o in e.observations)
+        )
+        names = {e.name for e in entities}
+        relations = tuple(r for r in graph.relations if r.source in names or r.target in names)
+        return Graph(entities, relations)
 
     # -- search ------------------------------------------------------------------------
 
@@ -564,84 +625,122 @@ class Memory:
 
     def import_jsonl(
         self,
-        source: Path | Iterable[str],
+        source: Path | bytes | str | Iterable[str],
         *,
         meta: Mapping[str, Any] | None = None,
     ) -> ImportResult:
-        """Import an MCP memory server JSONL file (a path, or its lines): all or nothing.
+        """Import an MCP memory server JSONL file: a path, its bytes or text, or its lines.
 
-        Entities merge by name (a known entity keeps its type and gains the new
-        observations); relations must join entities of the file or of the graph. The
-        whole file becomes one ``memory.add`` event.
+        Everything the reference server writes is taken as it is: empty types, blank
+        and repeated observations, relations naming no entity, NUL inside observations,
+        U+2028/U+2029/U+0085 inside strings (text is split on ``\\n`` only). A line
+        that cannot be taken is skipped and named in ``problems``, with anything taken
+        differently (an entity named twice is merged into the first, a relation given
+        twice is kept once, a known entity keeps its type, a secret is redacted); the
+        rest of the file is imported all the same, as one ``memory.add`` event.
         """
         label = "lines"
+        problems: list[Problem] = []
         if isinstance(source, Path):
             label = source.name
             try:
-                lines: list[str] = source.read_text("utf-8").splitlines()
+                data = source.read_bytes()
             except FileNotFoundError:
                 raise InputError(f"no file {source}") from None
-            except UnicodeDecodeError as exc:
-                raise InputError(
-                    f"{source} is not UTF-8 text (byte {exc.start})",
-                    hint="MCP memory files are UTF-8 JSONL",
-                ) from None
             except OSError as exc:
                 raise InputError(f"cannot read {source}: {exc.strerror}") from None
+            lines = _decode_lines(data, problems)
+        elif isinstance(source, bytes):
+            lines = _decode_lines(source, problems)
+        elif isinstance(source, str):
+            lines = split_lines(source)
         else:
             lines = list(source)
         parsed = parse_lines(lines)
+        problems.extend(parsed.problems)
         self.sync()
-        merged: dict[str, Entity] = {}
-        for e in parsed.entities:
-            prior = merged.get(e.name)
+        names = [e.name for e in parsed.entities]
+        existing = {name: kind for name, kind in self._index.entities(list(dict.fromkeys(names)))}
+        current = {
+            name: set(texts)
+            for name, texts in self._index.observations([n for n in existing]).items()
+        }
+        new: dict[str, Entity] = {}
+        first_line: dict[str, int] = {}
+        additions: dict[str, list[str]] = {}
+        for e, number in zip(parsed.entities, parsed.entity_lines, strict=True):
             observations = self._redact(e.observations)
-            if prior is None:
-                merged[e.name] = Entity(e.name, e.entity_type, observations)
-            else:
-                both = tuple(dict.fromkeys(prior.observations + observations))
-                merged[e.name] = Entity(e.name, prior.entity_type, both)
-        existing = self._existing(
-            [*merged, *(r.source for r in parsed.relations), *(r.target for r in parsed.relations)]
-        )
-        for r, number in zip(parsed.relations, parsed.relation_lines, strict=True):
-            for name in (r.source, r.target):
-                if name not in merged and name not in existing:
-                    raise InputError(
-                        f"line {number}: relation names entity {name!r}, which is neither in "
-                        "the file nor in memory",
-                        hint="nothing was imported",
+            if observations != e.observations:
+                problems.append(
+                    Problem(number, f"entity {e.name!r}: a secret in an observation was redacted")
+                )
+            if e.name in existing:
+                if e.entity_type != existing[e.name]:
+                    problems.append(
+                        Problem(
+                            number,
+                            f"entity {e.name!r} is already in memory as {existing[e.name]!r}; "
+                            f"its type stays (not {e.entity_type!r})",
+                        )
                     )
-        current = self._index.observations([n for n in merged if n in existing])
-        new_entities = sum(1 for n in merged if n not in existing)
-        new_observations = sum(
-            len([o for o in e.observations if o not in set(current.get(e.name, []))])
-            for e in merged.values()
-        )
-        known = set(self._index.relations(list({r.source for r in parsed.relations})))
-        relations = list(
-            dict.fromkeys(
-                r for r in parsed.relations if (r.source, r.target, r.relation_type) not in known
-            )
-        )
-        if not (new_entities or new_observations or relations):
-            return ImportResult(0, 0, 0)
+                known = current.setdefault(e.name, set())
+                fresh = [o for o in observations if o not in known]
+                known.update(fresh)
+                additions.setdefault(e.name, []).extend(fresh)
+            elif e.name in new:
+                prior = new[e.name]
+                fresh = [o for o in observations if o not in prior.observations]
+                problems.append(
+                    Problem(
+                        number,
+                        f"entity {e.name!r} is also on line {first_line[e.name]}: merged into it"
+                        + (
+                            f" (type {e.entity_type!r} dropped)"
+                            if e.entity_type != prior.entity_type
+                            else ""
+                        ),
+                    )
+                )
+                new[e.name] = Entity(e.name, prior.entity_type, (*prior.observations, *fresh))
+            else:
+                new[e.name] = Entity(e.name, e.entity_type, observations)
+                first_line[e.name] = number
+        known_relations = set(self._index.relations(list({r.source for r in parsed.relations})))
+        relations: dict[tuple[str, str, str], int] = {}
+        for r, number in zip(parsed.relations, parsed.relation_lines, strict=True):
+            key = (r.source, r.target, r.relation_type)
+            if key in relations:
+                problems.append(
+                    Problem(
+                        number,
+                        f"relation {r.source!r} {r.relation_type!r} {r.target!r} is "
+                        f"also on line {relations[key]}: kept once",
+                    )
+                )
+            elif key not in known_relations:
+                relations[key] = number
+        added = [Observations(n, tuple(t)) for n, t in additions.items() if t]
+        count = sum(len(e.observations) for e in new.values()) + sum(len(a.contents) for a in added)
+        if not (new or added or relations):
+            return ImportResult(0, 0, 0, problems=tuple(problems))
         entry = self._record(
             "memory.add",
             {
-                "entities": [e.to_json() for e in merged.values()],
-                "relations": [r.to_json() for r in relations],
+                "exact": True,
+                "entities": [e.to_json() for e in new.values()],
+                "relations": [Relation(*key).to_json() for key in relations],
+                "observations": [a.to_json() for a in added],
             },
             meta,
             {
                 "op": "import",
                 "source": label,
-                "entities": new_entities,
+                "entities": len(new),
                 "relations": len(relations),
-                "observations": new_observations,
+                "observations": count,
             },
         )
-        return ImportResult(new_entities, len(relations), new_observations, (entry,))
+        return ImportResult(len(new), len(relations), count, (entry,), tuple(problems))
 
     def export_jsonl(self) -> Iterator[str]:
         """The graph as MCP memory server JSONL lines (no trailing newline on each)."""

@@ -173,6 +173,8 @@ def _readme(assessment: Assessment, names: list[str], *, signed: bool) -> str:
         "",
         "Files",
         "  report.html / report.pdf     the report (the PDF is laid out from the HTML)",
+        "                               report.pdf is PDF/A-3b and embeds report.json"
+        + (" and the statement over it" if signed else ""),
         "  report.json                  the whole assessment, schema flowloom-assessment/1",
         "  population.csv               the change population, one row per commit",
         "  exceptions.csv               every finding of every check",
@@ -217,13 +219,17 @@ def _stage(
     extra: Mapping[str, bytes],
     *,
     signed: bool,
+    assessment_statement: bytes | None = None,
 ) -> dict[str, Path]:
     members: dict[str, Path] = {}
     for name, data in extra.items():
         (staging / name).write_bytes(data)
         members[name] = staging / name
     for name, renderer in _MEMBERS:
-        members[name] = renderer(assessment, staging / name)
+        if renderer is pdf.render:
+            members[name] = pdf.render(assessment, staging / name, statement=assessment_statement)
+        else:
+            members[name] = renderer(assessment, staging / name)
     ledger = assessment.ledger
     if ledger.vkey:
         (staging / certificate.VKEY_FILE).write_text(ledger.vkey.strip() + "\n", "utf-8")
@@ -279,17 +285,26 @@ def render(
     bundle_dir: Path | None = None,
     extra: Mapping[str, bytes] | None = None,
     sign: PackSigner | None = None,
+    assessment_statement: bytes | None = None,
 ) -> Path:
     """Write the evidence pack ZIP to `out`; `bundle_dir` is a `flowloom log export` folder.
 
     `extra` adds files (name → bytes); `sign` makes the signed statement over every file
-    (flowloom.compliance.run passes both: the instance log's events and the log's key).
+    (flowloom.compliance.run passes both: the instance log's events and the log's key);
+    `assessment_statement`, the statement over report.json, is embedded in report.pdf.
     """
     if bundle_dir is not None:
         next(_bundle_files(bundle_dir), None)  # refuse a wrong folder before rendering
     with tempfile.TemporaryDirectory(prefix="flowloom-pack-") as tmp:
         staging = Path(tmp)
-        members = _stage(assessment, staging, bundle_dir, extra or {}, signed=sign is not None)
+        members = _stage(
+            assessment,
+            staging,
+            bundle_dir,
+            extra or {},
+            signed=sign is not None,
+            assessment_statement=assessment_statement,
+        )
         for name in members:
             if "\n" in name or "\\" in name:
                 raise InputError(f"cannot pack a file named {name!r}")

@@ -1,9 +1,10 @@
 """The HTML report: the one template both the browser view and the PDF are made from.
 
-The page is self-contained (stylesheet inlined, no scripts, no images, no external
-links to fetch), accessible (one h1, nested headings, captions and scoped table
-headers, `lang`) and carries print rules (running header, page numbers, repeated
-table headers) that WeasyPrint uses for the PDF. Its text depends only on the
+The page is self-contained (stylesheet inlined, no scripts, no images or external
+links to fetch: the charts are inline SVG), accessible (one h1, nested headings,
+captions and scoped table headers, `lang`, a text alternative beside every chart) and
+carries print rules (running header, page numbers, repeated table headers, landscape
+pages for wide tables) that WeasyPrint uses for the PDF. Its text depends only on the
 assessment, so the same assessment always gives the same bytes.
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from flowloom.compliance.model import CHECK_STATUSES, Assessment
-from flowloom.compliance.reports import certificate
+from flowloom.compliance.reports import certificate, charts
 from flowloom.compliance.reports.atomic import atomic_text
 from flowloom.compliance.reports.templating import environment, stylesheet
 
@@ -37,6 +38,7 @@ def context(assessment: Assessment, *, max_rows: int = MAX_TABLE_ROWS) -> dict[s
         "rows": assessment.changes[:max_rows],
         "total_changes": len(assessment.changes),
         "period": certificate.period_text(assessment),
+        "charts": charts.charts(assessment),
     }
 
 

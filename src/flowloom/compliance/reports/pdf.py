@@ -1,7 +1,14 @@
-"""The PDF report: the HTML report laid out for print by WeasyPrint.
+"""The PDF report: the HTML report laid out for print by WeasyPrint, as PDF/A-3b.
 
 The PDF comes from the very HTML `flowloom.compliance.reports.html` renders, so the two
-never disagree. WeasyPrint is given a fetcher that refuses every URL except inline
+never disagree. It is written for archiving: PDF/A-3b (ISO 19005-3, identified in the
+XMP metadata), tagged for accessibility (structure tree from the HTML's headings and
+tables), with the assessment's JSON document embedded as an associated file
+(``report.json``, AFRelationship ``Source``: the report is rendered from it) and, when
+the caller has one, the signed statement over that JSON (``report.json.intoto.jsonl``,
+``Supplement``). The PDF cannot carry a statement over itself (signing needs its final
+bytes), so its own statement stays beside it; the embedded one lets the JSON taken out
+of the PDF be checked on its own. WeasyPrint is given a fetcher that refuses every URL except inline
 `data:` ones: a report is rendered from the assessment alone, never from the network
 or the local disk, whatever a commit message might try to reference.
 
@@ -14,19 +21,34 @@ has not set it already.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from flowloom.compliance.model import Assessment
+from flowloom.compliance.reports import json as json_report
 from flowloom.compliance.reports.atomic import write_atomic
 from flowloom.compliance.reports.html import MAX_TABLE_ROWS, render_html
+from flowloom.compliance.statement import STATEMENT_SUFFIX
 from flowloom.errors import FlowLoomError
 
-__all__ = ["ReportRenderError", "epoch_of", "html_to_pdf", "render", "render_pdf"]
+__all__ = [
+    "ASSESSMENT_ATTACHMENT",
+    "PDF_VARIANT",
+    "STATEMENT_ATTACHMENT",
+    "Embedded",
+    "ReportRenderError",
+    "embedded_files",
+    "epoch_of",
+    "html_to_pdf",
+    "render",
+    "render_pdf",
+]
 
 _EPOCH_VAR = "SOURCE_DATE_EPOCH"
 
@@ -71,16 +93,65 @@ def _offline_fetcher() -> Any:
     return OfflineFetcher(allowed_protocols=("data",), allow_redirects=False)
 
 
-def html_to_pdf(html: str, *, epoch: int = 0) -> bytes:
-    """Lay out `html` as a PDF with no network or file access."""
+@dataclass(frozen=True)
+class Embedded:
+    """A file embedded in the PDF as a PDF/A-3 associated file."""
+
+    name: str
+    data: bytes
+    media_type: str
+    description: str
+    relationship: str = "Supplement"
+    """ISO 32000-2 AFRelationship: Source, Data, Alternative, Supplement or Unspecified."""
+
+
+ASSESSMENT_ATTACHMENT: Final = "report.json"
+STATEMENT_ATTACHMENT: Final = "report.json" + STATEMENT_SUFFIX
+PDF_VARIANT: Final = "pdf/a-3b"
+
+
+def _attachment(item: Embedded, fetcher: Any, moment: datetime) -> Any:
     import weasyprint  # type: ignore[import-untyped]
 
+    # A data: URL carries the media type, which WeasyPrint writes as the file's Subtype.
+    url = f"data:{item.media_type};base64,{base64.b64encode(item.data).decode('ascii')}"
+    return weasyprint.Attachment(
+        url=url,
+        url_fetcher=fetcher,
+        name=item.name,
+        description=item.description,
+        created=moment,
+        modified=moment,
+        relationship=item.relationship,
+    )
+
+
+def _finish(document: Any, pdf: Any) -> None:
+    """List each associated file once in the catalogue's /AF (WeasyPrint adds them twice)."""
+    files = pdf.catalog.get("AF")
+    if files:
+        unique = list(dict.fromkeys(files))
+        files.clear()
+        files.extend(unique)
+
+
+def html_to_pdf(html: str, *, epoch: int = 0, attachments: Sequence[Embedded] = ()) -> bytes:
+    """Lay out `html` as a tagged PDF/A-3b with no network or file access."""
+    import weasyprint
+
+    moment = datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
     try:
         with _pinned_epoch(epoch):
+            fetcher = _offline_fetcher()
             document = weasyprint.HTML(
-                string=html, base_url=None, url_fetcher=_offline_fetcher(), media_type="print"
+                string=html, base_url=None, url_fetcher=fetcher, media_type="print"
             )
-            data = document.write_pdf()
+            data = document.write_pdf(
+                finisher=_finish,
+                pdf_variant=PDF_VARIANT,
+                pdf_tags=True,
+                attachments=[_attachment(a, fetcher, moment) for a in attachments],
+            )
     except (ValueError, OSError, RuntimeError) as exc:
         raise ReportRenderError(
             f"the PDF report could not be laid out: {exc}",
@@ -91,10 +162,42 @@ def html_to_pdf(html: str, *, epoch: int = 0) -> bytes:
     return data
 
 
-def render_pdf(assessment: Assessment, *, max_rows: int = MAX_TABLE_ROWS) -> bytes:
-    """The report as PDF bytes."""
+def embedded_files(assessment: Assessment, statement: bytes | None = None) -> list[Embedded]:
+    """What a report PDF carries: the assessment's JSON and, when given, its statement."""
+    files = [
+        Embedded(
+            ASSESSMENT_ATTACHMENT,
+            json_report.to_bytes(assessment),
+            "application/json",
+            f"The assessment this report is rendered from ({json_report.SCHEMA})",
+            relationship="Source",
+        )
+    ]
+    if statement is not None:
+        files.append(
+            Embedded(
+                STATEMENT_ATTACHMENT,
+                statement,
+                "application/jsonl",
+                "Signed in-toto statement (DSSE envelope) over report.json",
+            )
+        )
+    return files
+
+
+def render_pdf(
+    assessment: Assessment,
+    *,
+    max_rows: int = MAX_TABLE_ROWS,
+    statement: bytes | None = None,
+) -> bytes:
+    """The report as PDF/A-3b bytes; `statement` is the signed statement over its JSON."""
     html = render_html(assessment, max_rows=max_rows)
-    return html_to_pdf(html, epoch=epoch_of(assessment.generated_at))
+    return html_to_pdf(
+        html,
+        epoch=epoch_of(assessment.generated_at),
+        attachments=embedded_files(assessment, statement),
+    )
 
 
 def render(
@@ -103,6 +206,7 @@ def render(
     *,
     bundle_dir: Path | None = None,
     max_rows: int = MAX_TABLE_ROWS,
+    statement: bytes | None = None,
 ) -> Path:
-    """Write the PDF report to `out`."""
-    return write_atomic(out, render_pdf(assessment, max_rows=max_rows))
+    """Write the PDF report to `out` (`statement`: the signed statement over report.json)."""
+    return write_atomic(out, render_pdf(assessment, max_rows=max_rows, statement=statement))

@@ -8,14 +8,16 @@ HTML is self-contained and renders with no network access.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from importlib import resources
 from types import MappingProxyType
 from typing import Final
 
 import jinja2
+from markupsafe import Markup, escape
 
-__all__ = ["STATUS_LABELS", "environment", "short", "stylesheet", "when"]
+__all__ = ["STATUS_LABELS", "environment", "is_token", "short", "stylesheet", "tokens", "when"]
 
 _PACKAGE: Final = "flowloom.compliance.reports"
 
@@ -49,6 +51,42 @@ def when(value: str | None) -> str | None:
     return text.replace(".000000Z", "Z")
 
 
+_TOKEN_MARKS: Final = frozenset("@/\\=|:<>")
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
+_LONG_WORD: Final = 24
+_SPACES: Final = re.compile(r"(\s+)")
+
+
+def is_token(word: str) -> bool:
+    """Whether `word` is a machine token (hash, e-mail, path, identifier), not prose.
+
+    Tokens may be broken anywhere to fit a narrow column; ordinary words never are.
+    """
+    bare = word.strip(".,;()[]\"'")
+    if len(bare) >= _LONG_WORD:
+        return True
+    if len(bare) >= 12 and set(bare) <= _HEX:
+        return True
+    return len(bare) >= 15 and any(c in _TOKEN_MARKS for c in bare)
+
+
+def tokens(value: object) -> Markup:
+    """`value` escaped, with each machine token wrapped so that only tokens may break.
+
+    The print stylesheet lets ``.token`` break anywhere (``overflow-wrap: anywhere``)
+    and never breaks other words: "unlinked" stays whole, a 40-digit hash wraps.
+    """
+    if value is None:
+        return Markup("")
+    parts: list[str] = []
+    for piece in _SPACES.split(str(value)):
+        if piece and not piece.isspace() and is_token(piece):
+            parts.append(f'<span class="token">{escape(piece)}</span>')
+        else:
+            parts.append(str(escape(piece)))
+    return Markup("".join(parts))
+
+
 def _label(status: str) -> str:
     return STATUS_LABELS.get(status, status)
 
@@ -76,4 +114,5 @@ def environment() -> jinja2.Environment:
     env.filters["label"] = _label
     env.filters["dash"] = _or_dash
     env.filters["when"] = when
+    env.filters["tokens"] = tokens
     return env
