@@ -115,7 +115,11 @@ class AgentSandbox(Sandbox):
                 continue
             try:
                 cmdline = Path("/proc", entry, "cmdline").read_bytes()
-                if cmdline and b"flowloom\0hook\0" not in cmdline:
+                if (
+                    cmdline
+                    and b"flowloom\0hook\0" not in cmdline
+                    and b"flowloom\0drain\0" not in cmdline
+                ):
                     continue
                 if os.path.realpath(os.readlink(f"/proc/{entry}/cwd")) == repo:
                     return True
