@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
     from flowloom.client.link import ServerLink
     from flowloom.config import Settings
-    from flowloom.events.drain import Sink
     from flowloom.services import Services
 
 _CHECK_EVERY_S = 60.0
@@ -66,7 +65,10 @@ def _cleanup(spool_dir: str, state_dir: str) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def run(spool_dir: str, sink: Sink, *, observer: Callable[[str], None] | None = None) -> int:
+def run(
+    spool_dir: str,
+    drain_once: Callable[[], DrainReport],
+) -> int:
     """Drain until nothing is left, another drainer holds the lock, or the sink fails."""
     state_dir = os.path.dirname(spool_dir)
     directories = outbox_dirs(spool_dir)
@@ -75,7 +77,7 @@ def run(spool_dir: str, sink: Sink, *, observer: Callable[[str], None] | None = 
         try:
             if not lock.acquired:
                 return 0  # another drainer is at work and will see our files
-            report: DrainReport = drain(directories, sink, observer=observer)
+            report = drain_once()
             _cleanup(spool_dir, state_dir)
         finally:
             lock.__exit__()
@@ -103,17 +105,16 @@ def _open_services(settings: Settings) -> Services:
 def _server(settings: Settings, state_dir: str) -> int:
     from flowloom.client.link import ServerLink
     from flowloom.errors import FlowLoomError
-    from flowloom.sinks.server import ServerSink
+    from flowloom.sinks.server import send_outbox
 
     try:
         link: ServerLink = ServerLink.from_settings(settings, state_dir)
     except FlowLoomError as exc:
         log(state_dir, f"send failed: {exc.diagnostics()}")
         return 1
-    sink = ServerSink(link.guarded_api, state_dir=state_dir, default_project=link.project)
     spool_dir = link.spool_dir
     before = sum(len(waiting(d)) for d in outbox_dirs(spool_dir))
-    code = run(spool_dir, sink)
+    code = run(spool_dir, lambda: send_outbox(link))
     from flowloom.capture import pushqueue
 
     if pushqueue.pending(state_dir):
@@ -138,7 +139,9 @@ def _local(settings: Settings, spool_dir: str, state_dir: str) -> int:
         code = 0
         if any(waiting(d) for d in outbox_dirs(spool_dir)):
             services = _open_services(settings)
-            code = run(spool_dir, LedgerSink(services.ledger))
+            sink = LedgerSink(services.ledger)
+            directories = outbox_dirs(spool_dir)
+            code = run(spool_dir, lambda: drain(directories, sink))
         else:
             _cleanup(spool_dir, state_dir)
         if pushqueue.pending(state_dir):
