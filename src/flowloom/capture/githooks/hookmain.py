@@ -659,8 +659,8 @@ def _record_through_outbox(ctx: _Context, event: dict[str, Any]) -> None:
                 services.close()
         except FlowLoomError as exc:
             sys.stderr.write(
-                f"flowloom: the commit link is kept in the outbox, not yet in the ledger: "
-                f"{exc.message}\n"
+                f"flowloom: warning: post-commit hook: {exc.message}; the commit's link is "
+                "kept in the outbox and recorded once the ledger works again\n"
             )
     outbox.kick(spool_dir, str(ctx.top))
 
