@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean chromium openssh node
+.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node
 
 $(BIN)/flowloom: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,12 +15,13 @@ $(BIN)/flowloom: pyproject.toml
 demo: $(BIN)/flowloom
 	$(BIN)/flowloom demo
 
-## test: install, then lint, type-check and run the whole test suite
-test: lint typecheck unit
+## test: install, then lint (with the import layers), type-check, the unit suite and the crash trials
+test: lint typecheck unit trials
 
 lint: $(BIN)/flowloom
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(BIN)/flowloom
 	$(BIN)/mypy --strict src
@@ -38,7 +39,11 @@ node:
 	@command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } || { echo "npm is missing: apt-get install nodejs npm"; exit 1; }
 
 unit: $(BIN)/flowloom chromium openssh node
-	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider
+	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider -m "not slow"
+
+## trials: the long crash trials (pytest marker `slow`), bounded, on their own
+trials: $(BIN)/flowloom
+	timeout 900 $(BIN)/python -m pytest -q -p no:cacheprovider -m slow
 
 bench: $(BIN)/flowloom
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -102,13 +102,14 @@ class Workspace:
         return elapsed
 
     def _drainer_running(self) -> bool:
-        """A forked drainer is alive (before its exec it still looks like the hook)."""
+        """A forked drainer is alive (`flowloom drain`; before its exec, the hook)."""
         repo = os.path.realpath(self.repo)
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
             try:
-                if b"flowloom\0hook\0" not in Path("/proc", pid, "cmdline").read_bytes():
+                cmdline = Path("/proc", pid, "cmdline").read_bytes()
+                if b"flowloom\0hook\0" not in cmdline and b"flowloom\0drain\0" not in cmdline:
                     continue
                 if os.path.realpath(os.readlink(f"/proc/{pid}/cwd")) == repo:
                     return True

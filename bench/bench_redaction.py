@@ -24,7 +24,7 @@ for _path in (ROOT / "src", ROOT):
         sys.path.insert(0, str(_path))
 
 from bench._common import emit, latency_summary_ms, machine, note, ratio  # noqa: E402
-from flowloom.capture.redaction import redact_text  # noqa: E402
+from flowloom.events.redaction import redact_text  # noqa: E402
 
 PROMPT = (
     "Refactor the payment retry loop in src/payments/retry.py so that it backs off "

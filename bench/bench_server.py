@@ -61,8 +61,8 @@ from bench._common import (  # noqa: E402
 from flowloom.auth.permissions import ALL_PROJECTS  # noqa: E402
 from flowloom.ledger.keys import KeyStore  # noqa: E402
 from flowloom.ledger.verify import verify_store  # noqa: E402
+from flowloom.server.build import build_server  # noqa: E402
 from flowloom.server.settings import ServerSettings  # noqa: E402
-from flowloom.services import build_server  # noqa: E402
 
 PROJECT = "bench"
 PUBLIC_URL = "http://flowloom.bench"

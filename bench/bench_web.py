@@ -40,9 +40,9 @@ import uvicorn  # noqa: E402
 from bench._common import emit, machine, note, percentile, ratio  # noqa: E402
 from flowloom.decisions.records import Decision, record_meta  # noqa: E402
 from flowloom.server.app import create_app  # noqa: E402
+from flowloom.server.build import build_server  # noqa: E402
 from flowloom.server.settings import ServerSettings  # noqa: E402
 from flowloom.server.state import ServerState  # noqa: E402
-from flowloom.services import build_server  # noqa: E402
 from flowloom.store.interface import PendingEntry  # noqa: E402
 
 PROJECT = "bench"

@@ -11,7 +11,8 @@ before it imports click. Add a hot-path command by adding a line to the table
 import sys
 
 LIGHT_COMMANDS = {
-    "git-hook": "flowloom.capture.git.hookmain:main",
+    "drain": "flowloom.drainer:main",
+    "git-hook": "flowloom.capture.githooks.hookmain:main",
     "hook": "flowloom.capture.agents.hookmain:run",
 }
 

@@ -105,7 +105,7 @@ class AgentSandbox(Sandbox):
 
     def _drainer_running(self) -> bool:
         """A hook's forked drainer is alive: before its exec it still looks like the hook
-        (`… flowloom hook …`), after it `… flowloom hook --drain …`; either way it works in
+        (`… flowloom hook …`), after it `… flowloom drain …`; either way it works in
         this repository. In the middle of its exec the kernel shows an empty command line
         (the new memory has no arguments yet), so a process in this repository with an
         empty command line counts too; a zombie has no working directory and does not."""
@@ -115,7 +115,11 @@ class AgentSandbox(Sandbox):
                 continue
             try:
                 cmdline = Path("/proc", entry, "cmdline").read_bytes()
-                if cmdline and b"flowloom\0hook\0" not in cmdline:
+                if (
+                    cmdline
+                    and b"flowloom\0hook\0" not in cmdline
+                    and b"flowloom\0drain\0" not in cmdline
+                ):
                     continue
                 if os.path.realpath(os.readlink(f"/proc/{entry}/cwd")) == repo:
                     return True
@@ -129,7 +133,7 @@ class AgentSandbox(Sandbox):
         instant believe another drainer is at work and leave the spool to it."""
         try:
             inode = (self.spool_dir / ".lock").stat().st_ino
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return True
         with open("/proc/locks", encoding="ascii") as fh:
             for line in fh:

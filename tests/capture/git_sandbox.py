@@ -16,10 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flowloom.capture.git.repo import GitRepo
-from flowloom.capture.signers import ALLOWED_SIGNERS_PATH, GitKeyApprover
 from flowloom.config import load_settings
 from flowloom.decisions.records import DecisionBook
+from flowloom.git.repo import GitRepo
+from flowloom.git.signers import ALLOWED_SIGNERS_PATH, GitKeyApprover
 from flowloom.services import Services, build_services
 from tests.support.sshkeys import SshKey, make_key
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from flowloom.capture.git.repo import GitRepo
-from flowloom.capture.signers import GitKeyApprover
 from flowloom.decisions.records import DecisionBook
+from flowloom.git.repo import GitRepo
+from flowloom.git.signers import GitKeyApprover
 from flowloom.ledger import merkle
 from flowloom.ledger.canonical import canonicalize
 from flowloom.ledger.event import now_ts

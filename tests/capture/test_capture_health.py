@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flowloom.capture import spool
+from flowloom.events import outbox as spool
 from tests.capture.agent_sandbox import AgentSandbox
 
 
@@ -105,7 +105,7 @@ def test_a_backlog_older_than_a_minute_is_loud_even_without_a_logged_failure(
     assert data["capture"]["spool"]["oldest"] == hour_ago
     assert data["capture"]["spool"]["stale"] is True
     assert "1 events in 1 spool files are waiting" in box.warned()
-    box.flowloom("hook", "--drain", str(box.spool_dir), str(box.repo))
+    box.flowloom("drain", str(box.spool_dir), str(box.repo))
     [recorded] = box.events("agent.prompt")
     assert recorded["ts"] == hour_ago  # when it happened, an hour before it was recorded
     assert "ok: capture is working" in box.ok("status")

@@ -231,7 +231,10 @@ def test_post_commit_failure_warns_in_one_line_and_commits(box: Sandbox) -> None
     warnings = [line for line in result.stderr.splitlines() if "post-commit" in line]
     assert len(warnings) == 1
     assert warnings[0].startswith("flowloom: warning: post-commit hook:")
-    assert "nothing was recorded" in warnings[0]
+    assert "kept in the outbox" in warnings[0]  # durable there: nothing is lost
+    spool = box.common_dir() / "flowloom" / "spool"
+    [name] = [p.name for p in spool.glob("*.json")]
+    assert '"commit.link"' in (spool / name).read_text()
 
 
 def test_a_title_shaped_like_a_trailer_is_still_a_title(box: Sandbox) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flowloom.capture.git.hooks import CHAINED_SUFFIX, HOOK_NAMES, MARKER
+from flowloom.capture.githooks.hooks import CHAINED_SUFFIX, HOOK_NAMES, MARKER
 from tests.capture.git_sandbox import DECISION, Sandbox
 
 RECORDER = """#!/bin/sh

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from flowloom.capture.policy import Policy, load_policy
 from flowloom.ci.templates import InstallSpec, job_script, render
 from flowloom.config import load_settings
 from flowloom.errors import ConfigError
+from flowloom.policy import Policy, load_policy
 from tests.capture.git_sandbox import DECISION, Sandbox
 
 
@@ -230,9 +230,10 @@ def test_commit_msg_fast_path_imports_only_the_standard_library(box: Sandbox) ->
     assert flowloom <= {
         "flowloom",
         "flowloom.capture",
-        "flowloom.capture.git",
-        "flowloom.capture.git.hookmain",
-        "flowloom.capture.git.trailers",
+        "flowloom.capture.githooks",
+        "flowloom.capture.githooks.hookmain",
+        "flowloom.git",
+        "flowloom.git.trailers",
         "flowloom.store",  # a docstring
         "flowloom.store.urls",  # standard library only, a few lines
     }, flowloom

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flowloom.capture.agents.install import hook_command
-from flowloom.capture.git.hooks import HOOK_NAMES
+from flowloom.capture.githooks.hooks import HOOK_NAMES
 from tests.capture.agent_sandbox import AgentSandbox
 
 SYSTEM_PATH = f"/usr/bin{os.pathsep}/bin"

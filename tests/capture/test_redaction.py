@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import pytest
 
-from flowloom.capture.redaction import Redactor, redact_text
+from flowloom.events.redaction import Redactor, redact_text
 from tests.capture.agent_sandbox import AgentSandbox
 
 _rng = random.Random(20261122)
@@ -403,7 +403,7 @@ def test_the_one_scan_fast_path_skips_only_text_no_rule_could_touch() -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from flowloom.capture.redaction import _RULES, _any_trigger
+    from flowloom.events.redaction import _RULES, _any_trigger
 
     triggers = sorted({t for rule in _RULES for t in rule.triggers})
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from flowloom.capture.git.replicate import LOG_REF, ensure_push_refspec, publish_log
-from flowloom.capture.git.repo import GitError
 from flowloom.config import load_settings
+from flowloom.git.replicate import LOG_REF, ensure_push_refspec, publish_log
+from flowloom.git.repo import GitError
 from flowloom.services import Services, build_services
 
 GIT_ENV = {

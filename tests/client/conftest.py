@@ -63,8 +63,8 @@ class LiveServer:
     def provision(self, project: str = PROJECT, role: str = "developer") -> tuple[str, str]:
         """Create `project` (if new) and a user with `role` on it; (user id, API key)."""
         from flowloom.errors import ConflictError
+        from flowloom.server.build import build_server
         from flowloom.server.settings import ServerSettings
-        from flowloom.services import build_server
 
         settings = self._settings()
         assert isinstance(settings, ServerSettings)
@@ -81,8 +81,8 @@ class LiveServer:
         return user.id, secret
 
     def revoke_keys(self, user_id: str) -> None:
+        from flowloom.server.build import build_server
         from flowloom.server.settings import ServerSettings
-        from flowloom.services import build_server
 
         settings = self._settings()
         assert isinstance(settings, ServerSettings)

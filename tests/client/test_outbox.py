@@ -7,10 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flowloom.capture import spool
 from flowloom.client.http import ServerUnreachableError
 from flowloom.client.link import ServerLink
 from flowloom.errors import AuthError
+from flowloom.events import outbox as spool
+from flowloom.sinks.server import send_outbox
 from tests.client.conftest import LiveServer
 
 AGENT = {"type": "agent", "id": "claude-code", "name": "Claude Code"}
@@ -37,7 +38,7 @@ def test_events_are_sent_in_order_and_acked(
     server.start()
     link = link_factory(server, key)
     names = spool_prompts(link, "one", "two", "three")
-    report = link.flush()
+    report = send_outbox(link)
     assert report.error is None
     assert (report.sent, report.files, report.remaining) == (3, 3, 0)
     assert spool.pending(link.spool_dir) == []
@@ -60,7 +61,7 @@ def test_a_server_that_is_down_keeps_everything_queued_then_gets_it_in_order(
     _, key = server.provision()
     link = link_factory(server, key)
     spool_prompts(link, "first", "second")
-    report = link.flush()  # the port is closed: nothing listens yet
+    report = send_outbox(link)  # the port is closed: nothing listens yet
     assert isinstance(report.error, ServerUnreachableError)
     assert "cannot reach the FlowLoom server" in report.error.message
     assert key not in report.error.diagnostics()
@@ -69,12 +70,12 @@ def test_a_server_that_is_down_keeps_everything_queued_then_gets_it_in_order(
     spool_prompts(link, "third")
     server.start()
     spool_prompts(link, "fourth")
-    report = link.flush()
+    report = send_outbox(link)
     assert report.error is None and report.sent == 4 and report.remaining == 0
     assert link.trust().load().last_error is None
     texts = [server.body(key, int(e["index"])) for e in sent(server, key)]
     assert texts == ["first", "second", "third", "fourth"]  # in order, once each
-    flushed_again = link.flush()
+    flushed_again = send_outbox(link)
     assert flushed_again.sent == 0 and len(sent(server, key)) == 4
 
 
@@ -90,13 +91,13 @@ def test_a_batch_resent_after_a_lost_answer_is_not_appended_twice(
     keep.mkdir()
     for name in names:
         shutil.copy(Path(link.spool_dir, name), keep / name)
-    first = link.flush()
+    first = send_outbox(link)
     size = len(sqlite_server.entries(key))
     # as if the process died after the server's commit, before it journaled and deleted
     for name in names:
         shutil.copy(keep / name, Path(link.spool_dir, name))
     Path(link.spool_dir, "journal").unlink()
-    again = link.flush()
+    again = send_outbox(link)
     assert again.error is None and again.sent == 2
     assert again.indices == first.indices
     assert len(sqlite_server.entries(key)) == size
@@ -110,7 +111,7 @@ def test_redacted_events_are_followed_by_their_redaction_note(
     link = link_factory(sqlite_server, key)
     event = prompt("token [REDACTED:github_token]", redactions={"github_token": 1})
     spool.write(link.spool_dir, "claude-code", [event], TS)
-    report = link.flush()
+    report = send_outbox(link)
     assert report.error is None
     notes = sent(sqlite_server, key, "redaction.apply")
     client_note = [n for n in notes if n["envelope"]["refs"].get("counts") == {"github_token": 1}]
@@ -131,7 +132,7 @@ def test_an_event_the_server_refuses_becomes_a_capture_error_and_the_rest_goes_o
         TS,
     )
     spool_prompts(link, "after")
-    report = link.flush()
+    report = send_outbox(link)
     assert report.error is None and report.replaced == 1 and report.remaining == 0
     kinds = [e["kind"] for e in sqlite_server.entries(key) if e["index"] in report.indices]
     assert kinds == ["agent.prompt", "capture.error", "agent.prompt"]
@@ -148,7 +149,7 @@ def test_an_unreadable_spool_file_is_set_aside_and_reported(
     link = link_factory(sqlite_server, key)
     spool_prompts(link, "one")
     Path(link.spool_dir, "00000000000000000001-0000001-001.json").write_text("{not json")
-    report = link.flush()
+    report = send_outbox(link)
     assert report.error is None and report.remaining == 0
     assert Path(link.spool_dir, "bad", "00000000000000000001-0000001-001.json").exists()
     kinds = [e["kind"] for e in sqlite_server.entries(key) if e["index"] in report.indices]
@@ -163,13 +164,13 @@ def test_a_revoked_key_is_reported_clearly_and_the_events_are_kept(
     sqlite_server.start()
     link = link_factory(sqlite_server, key)
     spool_prompts(link, "kept")
-    report = link.flush()
+    report = send_outbox(link)
     assert isinstance(report.error, AuthError)
     assert "refused the API key (401)" in report.error.message
     assert key not in report.error.diagnostics()
     assert report.remaining == 1
     _, fresh = sqlite_server.provision()
-    report = link_factory(sqlite_server, fresh).flush()
+    report = send_outbox(link_factory(sqlite_server, fresh))
     assert report.error is None and report.sent == 1
 
 
@@ -180,7 +181,7 @@ def test_an_unknown_project_stops_the_flush_and_keeps_the_events(
     sqlite_server.start()
     link = link_factory(sqlite_server, key, project="nope")
     spool_prompts(link, "kept")
-    report = link.flush()
+    report = send_outbox(link)
     assert report.error is not None and report.remaining == 1
     assert report.error.exit_code in (6, 8)
 
@@ -194,11 +195,11 @@ def test_files_pinned_to_a_project_go_to_that_project(
     link = link_factory(sqlite_server, key)
     spool_prompts(link, "to acme")
     spool.write(link.spool_dir, "cli", [prompt("to beta")], TS, project="beta")
-    report = link.flush()
+    report = send_outbox(link)
     # the developer has no role on beta: acme's file went, beta's waits (order kept)
     assert report.sent == 1 and report.remaining == 1
     assert report.error is not None and report.error.exit_code in (6, 8)
-    report = link_factory(sqlite_server, other_key).flush()
+    report = send_outbox(link_factory(sqlite_server, other_key))
     assert report.error is None and report.sent == 1
     beta = [e for e in sqlite_server.entries(other_key, "beta") if e["kind"] == "agent.prompt"]
     assert len(beta) == 1
@@ -214,9 +215,7 @@ def test_large_outboxes_go_in_batches(
         events = [prompt(f"p{i}") for i in range(start, start + 100)]
         spool.write(link.spool_dir, "claude-code", events, TS)
     lines: list[str] = []
-    outbox = link.outbox()
-    outbox.observer = lines.append
-    report = outbox.flush()
+    report = send_outbox(link, observer=lines.append)
     assert report.error is None and report.sent == 1200
     assert len(lines) == 3  # 500 + 500 + 200 events
     entries = sent(sqlite_server, key)
@@ -241,7 +240,7 @@ def test_sync_never_sends_an_authority_bearing_event(
     ]
     spool.write(link.spool_dir, "claude-code", [prompt("before"), *forged], TS)
     spool_prompts(link, "after")
-    report = link.flush()
+    report = send_outbox(link)
     assert report.error is None and report.replaced == 4 and report.remaining == 0
     kinds = [e["kind"] for e in server.entries(key) if e["index"] in report.indices]
     assert kinds == ["agent.prompt", *["capture.error"] * 4, "agent.prompt"]

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from flowloom.capture import spool
 from flowloom.client.link import ServerLink
-from flowloom.client.record import record_via_server
 from flowloom.client.status import server_warnings
 from flowloom.config import load_settings
 from flowloom.errors import AuthError
+from flowloom.events import outbox as spool
+from flowloom.sinks.record import record_via_server
+from flowloom.sinks.server import outbox_depth, send_outbox
 from tests.client.conftest import LiveServer
 from tests.client.test_outbox import TS, prompt
 
@@ -41,7 +42,7 @@ def test_an_unreachable_server_leaves_the_event_queued(
     assert done.queued and done.waiting == 1
     assert done.why is not None and "cannot reach" in done.why.message
     sqlite_server.start()
-    assert link.flush().sent == 1
+    assert send_outbox(link).sent == 1
 
 
 def test_a_refused_key_is_raised_after_the_event_is_safely_queued(
@@ -53,7 +54,7 @@ def test_a_refused_key_is_raised_after_the_event_is_safely_queued(
     link = link_factory(sqlite_server, key)
     with pytest.raises(AuthError, match="kept in the outbox"):
         record_via_server(link, [prompt("kept")], "cli", created=TS)
-    assert link.outbox().depth() == 1
+    assert outbox_depth(link) == 1
 
 
 def test_status_warns_about_a_stale_outbox_and_an_alarm(

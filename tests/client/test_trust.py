@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from flowloom.capture import spool
 from flowloom.client.link import ServerLink
 from flowloom.client.trust import HistoryRewrittenError
 from flowloom.errors import VerificationError
+from flowloom.events import outbox as spool
+from flowloom.sinks.server import send_outbox
 from tests.client.conftest import LiveServer
 from tests.client.test_outbox import TS, prompt, spool_prompts
 
@@ -27,7 +28,7 @@ def test_the_first_check_pins_the_key_and_later_ones_prove_consistency(
     assert state.vkey == first.vkey and state.data["pinned_by"] == "tofu"
     assert state.size == first.new_size
     spool_prompts(link, "one", "two")
-    assert link.flush().error is None
+    assert send_outbox(link).error is None
     second = link.check()
     assert not second.pinned
     assert (second.old_size, second.new_size) == (first.new_size, first.new_size + 2)
@@ -54,7 +55,7 @@ def test_a_server_that_lost_entries_is_caught(
     server.start()
     link = link_factory(server, key)
     spool_prompts(link, *[f"p{i}" for i in range(5)])
-    assert link.flush().error is None
+    assert send_outbox(link).error is None
     kept = link.check()
     other = _history_rewritten_at_the_same_address(server, other_database, tmp_path)
     try:
@@ -70,7 +71,7 @@ def test_a_server_that_lost_entries_is_caught(
         assert state.alarm is not None
         # nothing more is sent to it, and nothing is lost
         spool_prompts(rolled_back, "held back")
-        report = rolled_back.flush()
+        report = send_outbox(rolled_back)
         assert isinstance(report.error, HistoryRewrittenError)
         assert report.remaining == 1
         with pytest.raises(HistoryRewrittenError, match="earlier check"):
@@ -78,7 +79,7 @@ def test_a_server_that_lost_entries_is_caught(
         # once explained, the user trusts the server anew
         rolled_back.trust().repin()
         assert rolled_back.check().pinned
-        assert rolled_back.flush().error is None
+        assert send_outbox(rolled_back).error is None
     finally:
         other.stop()
 
@@ -92,7 +93,7 @@ def test_a_server_that_forked_its_history_is_caught_even_when_it_grew(
     sqlite_server.start()
     link = link_factory(sqlite_server, key)
     spool_prompts(link, "original")
-    assert link.flush().error is None
+    assert send_outbox(link).error is None
     kept = link.check()
     other = _history_rewritten_at_the_same_address(
         sqlite_server, str(tmp_path / "forked.db"), tmp_path
@@ -109,7 +110,7 @@ def test_a_server_that_forked_its_history_is_caught_even_when_it_grew(
             state_dir=str(tmp_path / "another-clone"),
         )
         spool.write(side.spool_dir, "claude-code", [prompt(f"x{i}") for i in range(8)], TS)
-        assert side.flush().error is None
+        assert send_outbox(side).error is None
         with pytest.raises(HistoryRewrittenError, match="not consistent") as caught:
             forked.check()
         assert f"checkpoint {kept.new_size}" in caught.value.message
@@ -144,7 +145,7 @@ def test_the_same_size_with_another_root_is_caught(
                 state_dir=str(tmp_path / "another-clone"),
             )
             spool.write(side.spool_dir, "claude-code", [prompt("y")] * missing, TS)
-            assert side.flush().error is None
+            assert send_outbox(side).error is None
         assert len(other.entries(other_key)) == kept.new_size
         with pytest.raises(HistoryRewrittenError, match="another root") as caught:
             forked.check()

@@ -20,9 +20,9 @@ from argon2 import PasswordHasher
 
 from flowloom.auth.directory import Directory
 from flowloom.auth.signatures import ReauthCredentials, SignatureService
-from flowloom.capture.git.repo import GitRepo
 from flowloom.compliance.changes import git_object_digest
 from flowloom.decisions.records import DecisionBook, content_digest
+from flowloom.git.repo import GitRepo
 from flowloom.ledger.body import BodyCipher
 from flowloom.ledger.keys import KeyStore
 from flowloom.ledger.log import Ledger

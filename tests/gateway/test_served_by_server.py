@@ -146,9 +146,9 @@ def test_standalone_gateway_with_the_servers_public_url_signs_as_the_server(
     import anthropic
 
     from flowloom.gateway.app import build_gateway
+    from flowloom.server.build import build_server
     from flowloom.server.settings import ServerSettings
     from flowloom.server.state import ServerState
-    from flowloom.services import build_server
     from tests.gateway.core.harness import start_gateway
 
     database = str(tmp_path / "server.db")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from flowloom.errors import ConfigError, InputError, KeyFileError, SignatureError
+from flowloom.git.signing import git_signing_key, sign_with_git_key
 from flowloom.ledger.identity import names_match
 from flowloom.ledger.sshsig import (
     SSHSIG_NAMESPACE,
@@ -33,8 +34,6 @@ from flowloom.ledger.sshsig import (
     SshSignatureFormatError,
     UnknownSignerKeyError,
     UnsupportedSshKeyError,
-    git_signing_key,
-    sign_with_git_key,
     sign_with_ssh_keygen,
     verify_signed,
 )

@@ -24,9 +24,9 @@ import uvicorn
 
 from flowloom.auth.permissions import ALL_PROJECTS
 from flowloom.server.app import create_app
+from flowloom.server.build import build_server
 from flowloom.server.settings import ServerSettings
 from flowloom.server.state import ServerState
-from flowloom.services import build_server
 
 ROOT = Path(__file__).resolve().parents[2]
 OWN = "alpha"

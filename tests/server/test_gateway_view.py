@@ -20,9 +20,9 @@ from flowloom.errors import ConfigError
 from flowloom.gateway.access.errors import BudgetExceededError
 from flowloom.gateway.access.records import Usage
 from flowloom.gateway.access.service import Access, AccessSettings
+from flowloom.server.build import build_server
 from flowloom.server.gateway_view import GatewayView, shown_url
 from flowloom.server.settings import GatewaySettings, ServerSettings, load_server_settings
-from flowloom.services import build_server
 from tests.server.support import ROOT, free_port, serve_process, stop, wait_ready
 
 # 2025-01-31 23:00 UTC: an hour before both a new day and a new month.

@@ -19,8 +19,8 @@ from flowloom.ledger.checkpoint import open_checkpoint
 from flowloom.ledger.keyring import key_name, log_keys
 from flowloom.ledger.note import Verifier
 from flowloom.ledger.verify import verify_store
+from flowloom.server.build import build_server
 from flowloom.server.settings import ServerSettings
-from flowloom.services import build_server
 from tests.cli.test_log_keys import digest, listing
 from tests.server.support import OTHER, OWN, World, live_server, make_world
 

@@ -24,9 +24,9 @@ import uvicorn
 from flowloom.auth.oidc import CALLBACK_PATH, OidcClient, OidcSettings
 from flowloom.server import INSTANCE_PROJECT
 from flowloom.server.app import create_app
+from flowloom.server.build import build_server
 from flowloom.server.settings import ServerSettings
 from flowloom.server.state import ServerState
-from flowloom.services import build_server
 from tests.support.oidc_provider import OidcProvider, ProviderUser
 
 LOGIN = "/api/v1/auth/oidc/login"

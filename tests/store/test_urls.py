@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from flowloom.server.build import build_server
 from flowloom.server.settings import ServerSettings
-from flowloom.services import build_server
 from flowloom.store.sqlite import SQLiteStore
 from flowloom.store.urls import sqlite_path
 

@@ -1,6 +1,6 @@
 """Auto-commit: after the agent writes a file, commit it, linked to its decision.
 
-Policy (`.flowloom/config.toml`, `[policy]`, read by `flowloom.capture.policy`):
+Policy (`.flowloom/config.toml`, `[policy]`, read by `flowloom.policy`):
 `auto_commit` (default true) and `auto_push` (default false). When a PostToolUse (or
 Cursor afterFileEdit) records an artifact.write inside a repository and auto-commit is
 on, the hook, in its own process:
@@ -66,7 +66,7 @@ _GIT_TIMEOUT_S = 120
 
 
 def read_policy(repo_top: str | None) -> dict[str, Any]:
-    """`auto_commit` and `auto_push` from the repository's policy (`flowloom.capture.policy`).
+    """`auto_commit` and `auto_push` from the repository's policy (`flowloom.policy`).
 
     A policy file that cannot be read switches auto-commit off (and says why under
     `error`): committing past a broken policy could bypass what it enforces.
@@ -76,8 +76,8 @@ def read_policy(repo_top: str | None) -> dict[str, Any]:
         return policy
     from pathlib import Path
 
-    from flowloom.capture.policy import load_policy
     from flowloom.errors import FlowLoomError
+    from flowloom.policy import load_policy
 
     try:
         loaded = load_policy(Path(repo_top))
@@ -113,9 +113,15 @@ def commit_message(prompt: str | None, files: list[str], agent: str) -> tuple[st
     return subject, body
 
 
+OUTBOX_HELD = "FLOWLOOM_OUTBOX_HELD"
+
+
 def _git(top: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["GIT_TERMINAL_PROMPT"] = "0"
+    # This process holds the outbox lock and drains after the commit: the post-commit
+    # hook only makes its commit.link durable (`flowloom.capture.githooks.hookmain`).
+    env[OUTBOX_HELD] = "1"
     return subprocess.run(
         ["git", *args],
         cwd=top,
@@ -173,7 +179,9 @@ def run(place: Place, agent: str, capture: Capture, raw: bytes) -> list[Event]:
     cannot be opened or the spool stays locked: then the events come back to the caller,
     which spools them (nothing is lost; the commit waits for the next write).
     """
-    from flowloom.capture import spool
+    from flowloom.events import outbox
+    from flowloom.events.drain import drain
+    from flowloom.sinks.ledger import LedgerSink
 
     assert place.top is not None and place.common_dir is not None
     events = [e.to_json() for e in capture.events]
@@ -183,23 +191,49 @@ def run(place: Place, agent: str, capture: Capture, raw: bytes) -> list[Event]:
         note = capture_error(agent, f"auto-commit skipped: cannot open the ledger: {exc}", raw)
         return [*capture.events, note]
     try:
-        with spool.SpoolLock(place.spool_dir, wait_s=_LOCK_WAIT_S) as lock:
+        lock = outbox.SpoolLock(place.spool_dir, wait_s=_LOCK_WAIT_S)
+        try:
+            lock.__enter__()
+        except OSError as exc:  # the outbox is unusable: the hook keeps them elsewhere
+            note = capture_error(agent, f"auto-commit skipped: the spool is unusable: {exc}", raw)
+            return [*capture.events, note]
+        try:
             if not lock.acquired:
                 note = capture_error(agent, "auto-commit skipped: the spool stayed locked", raw)
                 return [*capture.events, note]
-            name = spool.write(place.spool_dir, agent, events, now_ts())
+            name = outbox.write(place.spool_dir, agent, events, now_ts())
             try:
-                spool.drain(place.spool_dir, services.ledger)
+                report = drain(outbox.outbox_dirs(place.spool_dir), LedgerSink(services.ledger))
             except Exception as exc:  # the events wait in the spool; nothing to commit with
-                error = f"auto-commit skipped: cannot open the ledger: {exc}"
+                report_error: Exception | None = exc
+            else:
+                report_error = report.error
+            if report_error is not None:
+                error = f"auto-commit skipped: cannot open the ledger: {report_error}"
                 return [capture_error(agent, error, raw)]
             recorded = _Recorded(
-                name, [spool.recorded_index(place.spool_dir, name, i) for i in range(len(events))]
+                name,
+                [outbox.recorded_index(place.spool_dir, name, i) for i in range(len(events))],
             )
             _commit(place, agent, capture, recorded, services.ledger, raw)
+            drain(outbox.outbox_dirs(place.spool_dir), LedgerSink(services.ledger))  # the link
+        finally:
+            lock.__exit__()
     finally:
         services.close()
     return []
+
+
+def _prompt_index(spool_dir: str, prompt: dict[str, Any]) -> int | None:
+    """The index of the turn's prompt: its outbox file's journal, or the fallback's."""
+    from flowloom.events import outbox
+
+    directory = prompt.get("dir") if isinstance(prompt.get("dir"), str) else None
+    for candidate in [directory] if directory else outbox.outbox_dirs(spool_dir):
+        index = outbox.recorded_index(candidate, prompt["spool"], prompt["pos"])
+        if index is not None:
+            return index
+    return None
 
 
 def _open_services(top: str) -> Any:
@@ -234,7 +268,7 @@ def _commit(
 ) -> None:
     from pathlib import Path
 
-    from flowloom.capture import pushqueue, spool
+    from flowloom.capture import pushqueue
     from flowloom.capture.state import PendingLink, read_pending, write_pending
 
     assert place.top is not None and place.common_dir is not None
@@ -276,7 +310,7 @@ def _commit(
     prompt_text: str | None = prompt["text"] if isinstance(prompt.get("text"), str) else None
     prompt_entry: int | None = None
     if isinstance(prompt.get("spool"), str) and isinstance(prompt.get("pos"), int):
-        prompt_entry = spool.recorded_index(place.spool_dir, prompt["spool"], prompt["pos"])
+        prompt_entry = _prompt_index(place.spool_dir, prompt)
 
     decision = _decision_for(place, agent, capture, scratch, prompt, prompt_entry, files, ledger)
     previous = read_pending(common)

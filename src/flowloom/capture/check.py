@@ -18,11 +18,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from flowloom.capture.git.links import Link, LinkFinder, LinkIndex
-from flowloom.capture.git.repo import Commit, GitError, GitRepo
-from flowloom.capture.policy import Policy
 from flowloom.decisions.records import DecisionBook
+from flowloom.git.links import Link, LinkFinder, LinkIndex
+from flowloom.git.repo import Commit, GitError, GitRepo
 from flowloom.ledger.identity import names_of
+from flowloom.policy import Policy
 
 __all__ = [
     "CheckReport",

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flowloom.capture import spool
+from flowloom.events import outbox
 from flowloom.ledger.event import Event
 from flowloom.ledger.log import Ledger
 
@@ -112,16 +112,15 @@ def backlog(state_dir: str, now: float | None = None) -> Backlog:
     """The spool's backlog under `state_dir` (`.git/flowloom` or FLOWLOOM_HOME)."""
     now = time.time() if now is None else now
     spool_dir = os.path.join(state_dir, "spool")
-    done = spool.recorded_names(spool_dir)
-    waiting = [name for name in spool.pending(spool_dir) if name not in done]
+    waiting = [(n, d) for d in outbox.outbox_dirs(spool_dir) for n in outbox.waiting(d)]
     events = 0
     oldest: str | None = None
     first_mtime: float | None = None
-    for name in waiting:
-        path = os.path.join(spool_dir, name)
+    for name, directory in waiting:
+        path = os.path.join(directory, name)
         try:
             first_mtime = min(first_mtime or now, os.path.getmtime(path))
-            record = spool.read_record(spool_dir, name)
+            record = outbox.read_record(directory, name)
         except (OSError, ValueError):
             continue  # the drainer sets it aside and records the error
         items = [e for e in record["events"] if isinstance(e, dict)]
@@ -256,9 +255,9 @@ def _heard_from(ledger: Ledger, agents: set[str]) -> set[str]:
 def _spooled_agents(state_dir: str) -> set[str]:
     spool_dir = os.path.join(state_dir, "spool")
     agents: set[str] = set()
-    for name in spool.pending(spool_dir):
+    for name in outbox.pending(spool_dir):
         try:
-            record = spool.read_record(spool_dir, name)
+            record = outbox.read_record(spool_dir, name)
         except (OSError, ValueError):
             continue
         agents.add(str(record.get("agent", "")))

@@ -26,7 +26,7 @@ import os
 import subprocess
 import time
 
-from flowloom.capture.agents.common import private_dirs
+from flowloom.events.durable import private_dirs
 
 __all__ = ["PushOutcome", "enqueue", "pending", "process", "push_target"]
 
@@ -131,7 +131,7 @@ class PushOutcome:
 
 def process(state_dir: str, ledger: Ledger | None = None) -> PushOutcome:
     """Push the queue in order until it is empty or the remote is unreachable."""
-    from flowloom.capture.spool import SpoolLock
+    from flowloom.events.outbox import SpoolLock
 
     outcome = PushOutcome()
     directory = _queue_dir(state_dir)

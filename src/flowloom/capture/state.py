@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from flowloom.capture.agents.common import private_dirs
+from flowloom.events.durable import private_dirs
 
 __all__ = ["PendingLink", "clear_pending", "read_pending", "state_path", "write_pending"]
 

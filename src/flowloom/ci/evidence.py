@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from flowloom.capture.git.repo import GitRepo
 from flowloom.ci.identity import CIIdentity, CIIdentityError
 from flowloom.ci.junit import JUnitError, JUnitFile, Outcome
 from flowloom.errors import InputError
+from flowloom.git.repo import GitRepo
 
 __all__ = ["KIND", "TestEvidence", "tested_tree"]
 

@@ -9,13 +9,13 @@ from typing import Any
 import click
 
 from flowloom.capture.check import CheckReport, check_commits, ci_branch, default_range
-from flowloom.capture.git.repo import GitRepo
-from flowloom.capture.policy import load_policy
-from flowloom.capture.signers import range_base, repo_trust
 from flowloom.cli.context import AppContext
 from flowloom.decisions.records import DecisionBook
 from flowloom.errors import InputError
+from flowloom.git.repo import GitRepo
+from flowloom.git.signers import range_base, repo_trust
 from flowloom.ledger.log import Ledger
+from flowloom.policy import load_policy
 from flowloom.services import log_attesters, server_keys
 
 __all__ = ["check"]
@@ -76,7 +76,7 @@ def check(
     policy = load_policy(repo.cwd)
     branch = branch or ci_branch() or repo.branch()
     if ledger_ref is not None:
-        from flowloom.capture.git.replicate import load_published_log
+        from flowloom.git.replicate import load_published_log
         from flowloom.ledger.note import Verifier
 
         if not vkey:

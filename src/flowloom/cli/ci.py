@@ -92,10 +92,10 @@ def record(
     import httpx
 
     from flowloom.capture.check import ci_branch
-    from flowloom.capture.git.repo import GitRepo
     from flowloom.ci.evidence import KIND, TestEvidence, tested_tree
     from flowloom.ci.identity import identify
     from flowloom.ci.junit import parse_junit
+    from flowloom.git.repo import GitRepo
 
     settings = AppContext.of(ctx).settings()
     if settings.server_url is not None:

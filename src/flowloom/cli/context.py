@@ -62,9 +62,9 @@ class AppContext:
         authenticated the person), and approvals signed with an SSH key that the
         repository's allowed-signers file at `rev` lists for the approver.
         """
-        from flowloom.capture.git.repo import GitRepo
-        from flowloom.capture.signers import repo_trust
         from flowloom.config import find_git_dirs
+        from flowloom.git.repo import GitRepo
+        from flowloom.git.signers import repo_trust
         from flowloom.services import log_attesters, server_keys
 
         # Whatever the command built (a reader's read-only services stay read-only).
@@ -77,10 +77,10 @@ class AppContext:
     def trust_record(self, rev: str = "HEAD") -> TrustRecord:
         """`trust()` as a report's statement records it: the keys and the allowed-signers
         file's text at `rev` (resolved to its commit), so a verifier can rebuild it."""
-        from flowloom.capture.git.repo import GitRepo
-        from flowloom.capture.signers import ALLOWED_SIGNERS_PATH
         from flowloom.compliance.statement import TrustRecord
         from flowloom.config import find_git_dirs
+        from flowloom.git.repo import GitRepo
+        from flowloom.git.signers import ALLOWED_SIGNERS_PATH
         from flowloom.services import log_attesters, server_keys
 
         services = self._services or self.services("read")

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import click
 
-from flowloom.capture.git.repo import GitRepo
-from flowloom.capture.policy import Policy, load_policy
-from flowloom.capture.signers import GitKeyApprover
 from flowloom.capture.state import PendingLink, read_pending, write_pending
 from flowloom.cli.context import AppContext
 from flowloom.config import find_git_dirs
 from flowloom.decisions.records import RISKS, Decision, DecisionBook
 from flowloom.errors import InputError
+from flowloom.git.repo import GitRepo
+from flowloom.git.signers import GitKeyApprover
+from flowloom.policy import Policy, load_policy
 from flowloom.services import Access, default_actor
 
 __all__ = ["decide", "decision"]

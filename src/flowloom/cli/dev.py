@@ -77,7 +77,7 @@ def mock_provider(
         context_window=context_window,
         log_size=log_size,
     )
-    from flowloom.cli.uvicorn_run import sigterm_exits_cleanly
+    from flowloom.server.uvicorn_run import sigterm_exits_cleanly
 
     click.echo(f"flowloom mock provider on http://{host}:{port}", err=True)
     with sigterm_exits_cleanly():  # stopped by its pid: exit status 0, like the servers

@@ -78,7 +78,7 @@ _KINDS = ("anthropic", "openai", "azure", "gemini", "openai_compatible")
     "--spool",
     "spool_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Spool file for --record spool (default: gateway-spool.jsonl in FlowLoom's home).",
+    help="Outbox directory for --record spool (default: gateway-outbox in FlowLoom's home).",
 )
 @click.option(
     "--upstream",
@@ -262,7 +262,7 @@ def _run(app: object, host: str, port: int, log_level: str) -> None:
         timeout_graceful_shutdown=10,
     )
     click.echo(f"flowloom: gateway serving on http://{host}:{port}", err=True)
-    from flowloom.cli.uvicorn_run import run_until_stopped
+    from flowloom.server.uvicorn_run import run_until_stopped
 
     run_until_stopped(config)
 

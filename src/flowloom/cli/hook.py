@@ -17,9 +17,9 @@ import click
 from flowloom.capture.agents.aider import HISTORY_FILE, AiderImport, link_commits
 from flowloom.capture.agents.common import Event, agent_actor, locate
 from flowloom.capture.agents.hookmain import redact_event
-from flowloom.capture.spool import record_events
 from flowloom.cli.context import AppContext
 from flowloom.errors import InputError
+from flowloom.sinks.ledger import record_events
 
 __all__ = ["hook", "import_", "record"]
 
@@ -86,7 +86,7 @@ def record(
     if settings.server_url is not None:  # through the outbox: docs/sync.md
         from flowloom.capture.agents.common import now_ts
         from flowloom.client.link import ServerLink
-        from flowloom.client.record import record_via_server
+        from flowloom.sinks.record import record_via_server
 
         link = ServerLink.from_settings(settings, locate(os.getcwd()).state_dir)
         done = record_via_server(link, [event.to_json()], agent or "cli", created=now_ts())

@@ -20,11 +20,14 @@ from flowloom.capture.agents.install import (
     uninstall_agent_hooks,
     uninstall_mcp_server,
 )
-from flowloom.capture.git.hooks import HookState, hook_status, hooks_dir, install_hooks
-from flowloom.capture.git.hooks import uninstall_hooks as remove_hooks
-from flowloom.capture.git.repo import GitRepo
+from flowloom.capture.githooks.hooks import HookState, hook_status, hooks_dir, install_hooks
+from flowloom.capture.githooks.hooks import uninstall_hooks as remove_hooks
 from flowloom.capture.launch import INSTALL_HINT, where
-from flowloom.capture.policy import (
+from flowloom.cli.context import AppContext
+from flowloom.client.status import server_warnings
+from flowloom.errors import FlowLoomError, InputError
+from flowloom.git.repo import GitRepo
+from flowloom.policy import (
     OVERRIDE_TTL_S,
     Override,
     load_policy,
@@ -32,9 +35,6 @@ from flowloom.capture.policy import (
     write_pending_override,
     write_policy,
 )
-from flowloom.cli.context import AppContext
-from flowloom.client.status import server_warnings
-from flowloom.errors import FlowLoomError, InputError
 
 __all__ = ["git_hook", "init", "override", "status", "uninstall"]
 
@@ -55,7 +55,7 @@ def _record_config_change(ctx: click.Context, repo: GitRepo, refs: dict[str, Any
 
 
 def _refresh_hook_cache(repo: GitRepo) -> None:
-    from flowloom.capture.git.hookmain import refresh_cache
+    from flowloom.capture.githooks.hookmain import refresh_cache
     from flowloom.config import load_settings
 
     top = repo.cwd
@@ -280,7 +280,7 @@ def override(reason: str, approver: str | None) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def git_hook(args: tuple[str, ...]) -> None:
     """Run a git hook (`python -m flowloom git-hook` does the same without click)."""
-    from flowloom.capture.git.hookmain import main as hook_main
+    from flowloom.capture.githooks.hookmain import main as hook_main
 
     raise SystemExit(hook_main(list(args)))
 
@@ -314,7 +314,7 @@ def _hook_problem(state: HookState) -> str | None:
 
 def _linked_share(ctx: click.Context, repo: GitRepo) -> dict[str, Any]:
     """How many commits since FlowLoom was adopted (the policy file added) are linked."""
-    from flowloom.capture.git.links import LinkFinder, LinkIndex
+    from flowloom.git.links import LinkFinder, LinkIndex
 
     added = repo.run(
         "log", "--diff-filter=A", "--format=%H", "HEAD", "--", ".flowloom/config.toml", check=False

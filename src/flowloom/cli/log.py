@@ -317,8 +317,8 @@ def _remember(path: Path, report: VerifyReport) -> None:
 
 def _verify_remote(services: Services, remote: str) -> int:
     """`log verify --remote`: the published copy verifies and agrees with the local log."""
-    from flowloom.capture.git.replicate import LOG_REF, verify_remote
     from flowloom.config import find_git_dirs
+    from flowloom.git.replicate import LOG_REF, verify_remote
 
     git = find_git_dirs(Path.cwd())
     if git is None:

@@ -27,8 +27,8 @@ from flowloom.compliance.catalog import FRAMEWORKS
 from flowloom.errors import FlowLoomError, VerificationError
 
 if TYPE_CHECKING:
-    from flowloom.capture.git.repo import GitRepo
     from flowloom.compliance.statement import Generator
+    from flowloom.git.repo import GitRepo
     from flowloom.ledger.note import Verifier
 
 __all__ = ["report"]
@@ -96,13 +96,13 @@ def report(
     if missing:
         raise click.UsageError(f"missing option(s): {', '.join(missing)}")
     assert framework is not None and start is not None and end is not None and out is not None
-    from flowloom.capture.git.repo import GitError, GitRepo
-    from flowloom.capture.policy import Policy, load_policy
     from flowloom.compliance.assess import parse_period
     from flowloom.compliance.reports import RENDERERS
     from flowloom.compliance.run import generate_report
     from flowloom.compliance.settings import load_compliance_settings
     from flowloom.errors import InputError
+    from flowloom.git.repo import GitError, GitRepo
+    from flowloom.policy import Policy, load_policy
 
     if fmt not in RENDERERS:
         raise InputError(
@@ -163,8 +163,8 @@ def _generator(git: GitRepo | None) -> Generator:
     person's key signs the statement too, so the identity is proven by a signature.
     Otherwise nothing proves who ran the command: git's user.email is shown as a claim.
     """
-    from flowloom.capture.signers import GitKeyApprover
     from flowloom.compliance.statement import Generator
+    from flowloom.git.signers import GitKeyApprover
 
     if git is not None:
         try:
@@ -206,11 +206,11 @@ def respond(
     response is a compliance.response event in the ledger; the next report shows it.
     You are whoever the committed .flowloom/allowed_signers lists for the key.
     """
-    from flowloom.capture.git.repo import GitRepo
-    from flowloom.capture.signers import GitKeyApprover
     from flowloom.compliance.responses import record_response
     from flowloom.config import find_git_dirs
     from flowloom.errors import InputError
+    from flowloom.git.repo import GitRepo
+    from flowloom.git.signers import GitKeyApprover
     from flowloom.ledger.provenance import judge_bytes
 
     app = AppContext.of(ctx)
@@ -268,8 +268,8 @@ def verify(
     """
     import json
 
-    from flowloom.capture.git.repo import GitRepo
     from flowloom.compliance.reperform import verify_report
+    from flowloom.git.repo import GitRepo
 
     trusted = _trusted(ctx, vkey_text)
     git = GitRepo.discover(repo) if repo is not None else None

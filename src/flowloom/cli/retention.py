@@ -46,8 +46,8 @@ def _settings(*, purging: bool = False, default_periods: bool = False) -> Compli
     A purge destroys bodies for good, so it does not fall back to the default periods
     silently: outside a repository it needs `--default-periods`.
     """
-    from flowloom.capture.git.repo import GitError, GitRepo
     from flowloom.compliance.settings import load_compliance_settings
+    from flowloom.git.repo import GitError, GitRepo
 
     try:
         top = GitRepo.discover(Path.cwd()).top()

@@ -87,8 +87,8 @@ def serve(
     log_level: str,
 ) -> None:
     """Run the FlowLoom server: projects, users, keys and each project's ledger over HTTP."""
+    from flowloom.server.build import build_server
     from flowloom.server.settings import load_server_settings
-    from flowloom.services import build_server
 
     settings = load_server_settings().with_overrides(
         database=database or AppContext.of(ctx).database,
@@ -177,6 +177,6 @@ def _run(server: ServerState, log_level: str, gateway: Gateway | None = None) ->
         f"(public URL {settings.public_url})",
         err=True,
     )
-    from flowloom.cli.uvicorn_run import run_until_stopped
+    from flowloom.server.uvicorn_run import run_until_stopped
 
     run_until_stopped(config)

@@ -56,7 +56,8 @@ def sync(
     """Send queued events to the server, then verify its log against the kept checkpoint."""
     if ctx.invoked_subcommand is not None:
         return
-    from flowloom.capture.spool import SpoolLock
+    from flowloom.events.outbox import SpoolLock
+    from flowloom.sinks.server import send_outbox
 
     link = _link(ctx, vkey, echo=not as_json)
     result: dict[str, Any] = {"server": link.server_url, "project": link.project}
@@ -74,7 +75,7 @@ def sync(
                     "another FlowLoom process is sending the outbox",
                     hint="wait for it, then run 'flowloom sync' again",
                 )
-            report = link.flush()
+            report = send_outbox(link)
         result.update(
             sent=report.sent,
             files=report.files,
@@ -126,14 +127,14 @@ def sync(
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show the configured server, the pinned key, the kept checkpoint and the outbox."""
-    from flowloom.capture import spool
     from flowloom.client.trust import ServerTrust
+    from flowloom.events.drain import waiting_total
+    from flowloom.events.outbox import outbox_dirs
 
     settings = AppContext.of(ctx).settings()
     state_dir = _state_dir()
     spool_dir = os.path.join(state_dir, "spool")
-    done = spool.recorded_names(spool_dir)
-    waiting = sum(1 for name in spool.pending(spool_dir) if name not in done)
+    waiting = waiting_total(outbox_dirs(spool_dir))
     info: dict[str, Any] = {
         "server": settings.server_url,
         "project": settings.project,

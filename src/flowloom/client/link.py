@@ -2,20 +2,18 @@
 
 `ServerLink.from_settings` is the one place that turns settings (`server_url`, API key,
 `server_vkey`, project) and a capture state directory into the pieces the commands and
-the drainer use: `flush()` sends the outbox (the caller holds the spool lock),
-`check()` verifies the server's log against the pinned key and kept checkpoint. Nothing
+the drainer use: `guarded_api` for the server sink (`flowloom.sinks.server`), `check()`
+to verify the server's log against the pinned key and kept checkpoint. Nothing
 is sent to a project whose trust state carries an alarm. Standard library only until a
 check verifies signatures.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from flowloom.client.api import LedgerApi
 from flowloom.client.http import DEFAULT_TIMEOUT_S, HttpClient
-from flowloom.client.outbox import FlushReport, Outbox
 from flowloom.client.trust import HistoryRewrittenError, ServerTrust, TrustCheck, check_server
 from flowloom.errors import ConfigError, FlowLoomError
 
@@ -88,7 +86,7 @@ class ServerLink:
     def api(self, project: str | None = None) -> LedgerApi:
         return LedgerApi(self.http, project or self.project)
 
-    def _guarded_api(self, project: str) -> LedgerApi:
+    def guarded_api(self, project: str) -> LedgerApi:
         """The API of `project`, refused while its trust state carries an alarm."""
         alarm = self.trust(project).load().alarm
         if alarm is not None:
@@ -98,26 +96,6 @@ class ServerLink:
                 "'flowloom sync --repin' once it is explained",
             )
         return self.api(project)
-
-    def outbox(self) -> Outbox:
-        return Outbox(
-            self.spool_dir,
-            self._guarded_api,
-            default_project=self.project,
-            observer=self.observer,
-        )
-
-    def flush(self) -> FlushReport:
-        """Send the outbox in order (the caller holds the spool lock).
-
-        Server and network failures end up in the report (`error`), not raised: what was
-        sent is journaled, the rest waits. Only local file-system errors propagate.
-        """
-        report = self.outbox().flush()
-        # The state is a convenience for `sync status`; the report says it all.
-        with contextlib.suppress(OSError, FlowLoomError):
-            self.trust().note_error(report.error.message if report.error else None)
-        return report
 
     def check(self) -> TrustCheck:
         """Verify the server's latest checkpoint (see `flowloom.client.trust`)."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import time
 
-from flowloom.capture import spool
 from flowloom.client.trust import ServerTrust
+from flowloom.events import outbox
 
 __all__ = ["STALE_OUTBOX_S", "server_warnings"]
 
@@ -23,11 +23,12 @@ STALE_OUTBOX_S = 600.0
 """An event queued longer than this means delivery is not working."""
 
 
-def _oldest_age_s(spool_dir: str, names: list[str]) -> float | None:
-    if not names:
+def _oldest_age_s(waiting: list[tuple[str, str]]) -> float | None:
+    if not waiting:
         return None
+    name, directory = waiting[0]
     try:
-        return max(0.0, time.time() - os.path.getmtime(os.path.join(spool_dir, names[0])))
+        return max(0.0, time.time() - os.path.getmtime(os.path.join(directory, name)))
     except OSError:
         return None
 
@@ -38,15 +39,14 @@ def server_warnings(settings: Settings, state_dir: str) -> list[str]:
         return []
     warnings: list[str] = []
     spool_dir = os.path.join(state_dir, "spool")
-    done = spool.recorded_names(spool_dir)
-    waiting = [name for name in spool.pending(spool_dir) if name not in done]
+    waiting = sorted((n, d) for d in outbox.outbox_dirs(spool_dir) for n in outbox.waiting(d))
     state = ServerTrust(state_dir, settings.server_url, settings.project).load()
     if state.alarm is not None:
         warnings.append(
             f"the server {settings.server_url} rewrote history: {state.alarm}; "
             "nothing is sent to it (see docs/sync.md)"
         )
-    age = _oldest_age_s(spool_dir, waiting)
+    age = _oldest_age_s(waiting)
     if age is not None and age > STALE_OUTBOX_S:
         why = f": {state.last_error}" if state.last_error else ""
         warnings.append(

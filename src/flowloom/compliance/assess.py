@@ -18,8 +18,6 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from flowloom import __version__
-from flowloom.capture.git.repo import GitRepo
-from flowloom.capture.policy import Policy
 from flowloom.compliance import minimise
 from flowloom.compliance.auditmeta import with_ids
 from flowloom.compliance.catalog import load_framework
@@ -54,11 +52,13 @@ from flowloom.compliance.sampling import default_seed, draw
 from flowloom.compliance.settings import ComplianceSettings
 from flowloom.compliance.snapshot import Snapshot
 from flowloom.errors import InputError
+from flowloom.git.repo import GitRepo
 from flowloom.ledger import merkle
 from flowloom.ledger.event import format_ts
 from flowloom.ledger.log import Ledger
 from flowloom.ledger.provenance import Trust
 from flowloom.ledger.verify import VerifyReport
+from flowloom.policy import Policy
 
 __all__ = ["assess", "parse_period"]
 

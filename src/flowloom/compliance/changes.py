@@ -19,12 +19,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from flowloom.capture.git.links import Link, LinkFinder, LinkIndex
-from flowloom.capture.git.repo import Commit, GitError, GitRepo
-from flowloom.capture.git.trailers import Links
 from flowloom.compliance.history import Entry, LedgerView, Period
 from flowloom.decisions.records import Decision, DecisionBook
 from flowloom.errors import NotFoundError
+from flowloom.git.links import Link, LinkFinder, LinkIndex
+from flowloom.git.repo import Commit, GitError, GitRepo
+from flowloom.git.trailers import Links
 from flowloom.ledger.identity import names_of
 
 __all__ = [

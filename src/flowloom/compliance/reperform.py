@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import flowloom
-from flowloom.capture.git.repo import GitRepo
 from flowloom.compliance.model import Assessment
 from flowloom.compliance.reports import certificate
 from flowloom.compliance.reports.evidence_pack import (
@@ -55,6 +54,7 @@ from flowloom.compliance.statement import (
     settings_from_record,
 )
 from flowloom.errors import FlowLoomError, InputError
+from flowloom.git.repo import GitRepo
 from flowloom.ledger.dsse import Envelope
 from flowloom.ledger.log import Ledger
 from flowloom.ledger.note import Verifier
@@ -223,7 +223,7 @@ def _check_generator(
     if found is None:
         result.problems.append(f"the statement claims an SSH signature by {key}, but has none")
         return
-    from flowloom.capture.signers import allowed_signers_at
+    from flowloom.git.signers import allowed_signers_at
     from flowloom.ledger.sshsig import AllowedSigners, verify_signed
 
     trust = TrustRecord.from_json(predicate.get("trust"))
@@ -443,13 +443,13 @@ def _reperform(
     original: Mapping[str, Any],
     result: ReportVerification,
 ) -> Assessment | None:
-    from flowloom.capture.policy import Policy
     from flowloom.compliance.assess import assess
     from flowloom.compliance.checks import CHECKS
     from flowloom.compliance.history import Period
     from flowloom.compliance.snapshot import Snapshot
     from flowloom.ledger.bundle import verify_bundle
     from flowloom.ledger.event import parse_ts
+    from flowloom.policy import Policy
 
     bundle = bundle_root / certificate.BUNDLE_DIR
     verification = verify_bundle(bundle, signer)

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flowloom.capture.git.repo import GitRepo
-from flowloom.capture.policy import Policy
 from flowloom.compliance.assess import assess
 from flowloom.compliance.history import Period, security_rows
 from flowloom.compliance.model import Assessment
@@ -43,8 +41,10 @@ from flowloom.compliance.statement import (
     sign_statement,
 )
 from flowloom.errors import InputError
+from flowloom.git.repo import GitRepo
 from flowloom.ledger.dsse import sha256_hex
 from flowloom.ledger.log import Ledger
+from flowloom.policy import Policy
 
 __all__ = ["Generated", "bundle_checkpoint", "generate_report", "instance_events"]
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from flowloom.capture.policy import POLICY_FILE
 from flowloom.errors import ConfigError
+from flowloom.policy import POLICY_FILE
 
 __all__ = [
     "DEFAULT_RETENTION_DAYS",

@@ -72,7 +72,7 @@ class TrustRecord:
     def trust(self) -> Trust:
         ssh = None
         if self.allowed_signers is not None:
-            from flowloom.capture.signers import ALLOWED_SIGNERS_PATH, SignersCheck
+            from flowloom.git.signers import ALLOWED_SIGNERS_PATH, SignersCheck
             from flowloom.ledger.sshsig import AllowedSigners
 
             source = f"{ALLOWED_SIGNERS_PATH} at {self.allowed_signers_rev or 'HEAD'}"

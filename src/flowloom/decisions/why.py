@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowloom.capture.git.repo import GitRepo
-from flowloom.capture.git.trailers import Links
 from flowloom.decisions.records import Decision, DecisionBook, check_decision_id
 from flowloom.errors import FlowLoomError, InputError, NotFoundError
+from flowloom.git.repo import GitRepo
+from flowloom.git.trailers import Links
 from flowloom.ledger import merkle
 from flowloom.ledger.body import digest_of
 from flowloom.ledger.canonical import canonicalize

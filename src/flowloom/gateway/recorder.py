@@ -11,13 +11,16 @@ queue never holds more than `capacity` exchanges and `record()` never blocks.
 When the ledger is unavailable the policy decides:
 - "fail_closed": `available` turns False and the gateway refuses new requests (503);
   exchanges already in hand are retried until the ledger is back.
-- "spool": exchanges go to a durable spool file (JSON lines, fsync per batch, redacted
-  before they touch the disk) and the gateway keeps serving; the spool is replayed, in
-  order, once the ledger accepts writes again. A full spool falls back to fail-closed.
+- "spool": exchanges go to a durable outbox directory (`flowloom.events.outbox`, the
+  one every capture path uses: a file per batch, fsynced, redacted before it touches
+  the disk) and the gateway keeps serving; the outbox is drained into the ledger, in
+  order (`flowloom.events.drain`), once the ledger accepts writes again. A full outbox
+  falls back to fail-closed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -30,8 +33,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from flowloom.capture.redaction import Redactor
 from flowloom.errors import InputError
+from flowloom.events import outbox
+from flowloom.events.drain import drain
+from flowloom.events.redaction import Redactor
 from flowloom.gateway.providers.interface import Format
 from flowloom.gateway.wire.common import Tokens
 from flowloom.gateway.wire.formats import wire_for
@@ -39,6 +44,7 @@ from flowloom.gateway.wire.intake import MalformedRequestError, parse_json
 from flowloom.gateway.wire.sse import SseSplitter, iter_events
 
 if TYPE_CHECKING:
+    from flowloom.events.outbox import OutboxFile
     from flowloom.ledger.log import Ledger
     from flowloom.store.interface import PendingEntry
 
@@ -269,6 +275,36 @@ def exchange_record(
     return Finalized(exchange.project or default_project, meta, body)
 
 
+def _now_ts() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond:06d}Z"
+
+
+class _ReplaySink:
+    """The recorder's ledgers as the drainer's sink: one outbox file per append."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def accepts(self, group: Sequence[OutboxFile], item: OutboxFile) -> bool:
+        return False
+
+    def record(self, files: Sequence[OutboxFile]) -> list[list[int]]:
+        out = []
+        for item in files:
+            project = item.project or self.recorder._default_project
+            records = [
+                Finalized(
+                    project,
+                    e["meta"] if isinstance(e.get("meta"), dict) else {},
+                    str(e.get("body", "")).encode("utf-8"),
+                )
+                for e in item.events
+            ]
+            out.append(self.recorder._append(records))
+        return out
+
+
 class Recorder:
     """Records exchanges in the background; see the module docstring for the policies."""
 
@@ -467,16 +503,21 @@ class Recorder:
             if self._reserved <= 0:
                 self._idle.notify_all()
 
-    def _append(self, records: Sequence[Finalized]) -> None:
-        """Append `records` to their ledgers, one batch per project, in order."""
-        by_project: dict[str, list[Finalized]] = {}
-        for record in records:
-            by_project.setdefault(record.project, []).append(record)
+    def _append(self, records: Sequence[Finalized]) -> list[int]:
+        """Append `records` to their ledgers, one batch per project, in order; their
+        indices (each in its project's log)."""
+        by_project: dict[str, list[tuple[int, Finalized]]] = {}
+        for position, record in enumerate(records):
+            by_project.setdefault(record.project, []).append((position, record))
+        indices = [0] * len(records)
         for project, items in by_project.items():
             ledger = self._ledger_for(project)
-            entries = [self._prepare(ledger, r) for r in items]
-            ledger.writer.append_many(entries)
+            entries = [self._prepare(ledger, r) for _, r in items]
+            acks = ledger.writer.append_many(entries)
+            for (position, _), ack in zip(items, acks, strict=True):
+                indices[position] = ack.index
         self.recorded += len(records)
+        return indices
 
     @staticmethod
     def _prepare(ledger: Ledger, record: Finalized) -> PendingEntry:
@@ -526,28 +567,22 @@ class Recorder:
 
     # -- spool ---------------------------------------------------------------------------
 
-    def _spool_pending(self) -> bool:
-        path = self._spool_path
-        return path is not None and path.exists() and path.stat().st_size > self._offset()
-
-    def _offset_path(self) -> Path:
+    def _spool_dir(self) -> str:
         assert self._spool_path is not None
-        return self._spool_path.with_name(self._spool_path.name + ".offset")
+        return str(self._spool_path)
 
-    def _offset(self) -> int:
-        try:
-            return int(self._offset_path().read_text().strip() or 0)
-        except (OSError, ValueError):
-            return 0
+    def _spool_pending(self) -> bool:
+        return self._spool_path is not None and bool(outbox.waiting(self._spool_dir()))
 
-    def _write_offset(self, offset: int) -> None:
-        path = self._offset_path()
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(str(offset))
-        os.replace(tmp, path)
+    def _spool_bytes(self) -> int:
+        total = 0
+        for name in outbox.pending(self._spool_dir()):
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(os.path.join(self._spool_dir(), name))
+        return total
 
     def _persist_spooling(self, records: list[Finalized]) -> None:
-        if self._ledger_ok:
+        if self._ledger_ok and not self._spool_pending():  # nothing may overtake the spool
             try:
                 self._append(records)
                 return
@@ -556,56 +591,51 @@ class Recorder:
         self._spool(records)
 
     def _spool(self, records: list[Finalized]) -> None:
-        assert self._spool_path is not None
-        data = b"".join(r.to_line() for r in records)
-        self._spool_path.parent.mkdir(parents=True, exist_ok=True)
-        size = self._spool_path.stat().st_size if self._spool_path.exists() else 0
-        if size + len(data) > self._spool_max:
-            # Nothing may be lost: these still go in, but no new request is accepted.
+        """One outbox file per run of records for the same project, in order."""
+        runs: list[list[Finalized]] = []
+        for record in records:
+            if runs and runs[-1][0].project == record.project:
+                runs[-1].append(record)
+            else:
+                runs.append([record])
+        size = self._spool_bytes()
+        created = _now_ts()
+        for run in runs:
+            events = [
+                {"kind": KIND, "ts": created, "meta": r.meta, "body": r.body.decode("utf-8")}
+                for r in run
+            ]
+            name = outbox.write(
+                self._spool_dir(), "gateway", events, created, project=run[0].project
+            )
+            size += os.path.getsize(os.path.join(self._spool_dir(), name))
+        if size > self._spool_max:
+            # Nothing may be lost: these went in, but no new request is accepted.
             if not self._spool_full:
                 log.error("the gateway spool is full; refusing new requests (fail-closed)")
             self._spool_full = True
-        fd = os.open(self._spool_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         self.spooled += len(records)
 
     def _replay_spool(self) -> None:
-        """Append spooled records to the ledger, in order, remembering how far it got."""
-        path = self._spool_path
-        if path is None or not path.exists():
+        """Drain the outbox into the ledger, in order (`flowloom.events.drain`)."""
+        if self._spool_path is None or not self._spool_pending():
+            self._spool_full = False
             self._ledger_ok = True
             return
-        offset = self._offset()
         try:
-            with path.open("rb") as fh:
-                fh.seek(offset)
-                while True:
-                    lines = []
-                    for _ in range(self._max_batch):
-                        line = fh.readline()
-                        if not line:
-                            break
-                        if line.endswith(b"\n"):
-                            lines.append(line)
-                        else:
-                            break  # a torn last line: leave it for the writer
-                    if not lines:
-                        break
-                    self._append([Finalized.from_line(line) for line in lines])
-                    offset += sum(len(line) for line in lines)
-                    self._write_offset(offset)
-                    self.replayed += len(lines)
+            with outbox.SpoolLock(self._spool_dir()) as lock:
+                if not lock.acquired:
+                    return  # another gateway process drains it
+                report = drain([self._spool_dir()], _ReplaySink(self))
+            if report.error is not None:
+                raise report.error
         except Exception as exc:
             self._fail(exc)
             return
-        if offset >= path.stat().st_size:
-            path.unlink()
-            self._offset_path().unlink(missing_ok=True)
-            self._spool_full = False
+        self.replayed += report.sent
+        if report.remaining:
+            return
+        self._spool_full = False
         if not self._ledger_ok:
             log.warning("the ledger accepts writes again; the spool was replayed")
         self._ledger_ok = True

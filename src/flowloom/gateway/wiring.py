@@ -119,7 +119,7 @@ def build(
             observers.append(Telemetry(otlp.tracer_provider, otlp.meter_provider).observe)
         observe = _each(observers)
         if spool_path is None and record == "spool":
-            spool_path = home / "gateway-spool.jsonl"
+            spool_path = home / "gateway-outbox"
         recorder = Recorder(
             ledgers.get,
             default_project=settings.default_project,

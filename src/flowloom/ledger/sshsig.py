@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import math
-import os
 import re
 import subprocess
-import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,8 +60,6 @@ __all__ = [
     "SshSignatureFormatError",
     "UnknownSignerKeyError",
     "UnsupportedSshKeyError",
-    "git_signing_key",
-    "sign_with_git_key",
     "sign_with_ssh_keygen",
     "verify_signed",
 ]
@@ -984,58 +979,3 @@ def sign_with_ssh_keygen(
     except SshSignatureFormatError as exc:
         raise SshKeygenError(f"ssh-keygen printed no usable signature: {exc.message}") from None
     return armored
-
-
-@contextlib.contextmanager
-def git_signing_key(repo: Path) -> Iterator[Path]:
-    """The key git would sign commits with in `repo`, as a file ssh-keygen can use.
-
-    Requires `gpg.format` = ssh. `user.signingkey` is a path (`~` expanded, relative
-    paths from the work tree's top) or a literal public key (`key::ssh-ed25519 AAAA...`,
-    or the older bare `ssh-ed25519 AAAA...`), which is written to a private temporary
-    file for the duration of the `with` block; its private key must then be in ssh-agent.
-    """
-    from flowloom.capture.git.repo import GitRepo  # runs git; not needed by readers
-
-    git = GitRepo(repo)
-    fmt = git.config_get("gpg.format")
-    if fmt != "ssh":
-        raise ConfigError(
-            f"git in {repo} is not set up for SSH signing (gpg.format is {fmt or 'openpgp'})",
-            hint="git config gpg.format ssh && git config user.signingkey ~/.ssh/id_ed25519.pub",
-        )
-    value = (git.config_get("user.signingkey") or "").strip()
-    if not value:
-        raise ConfigError(
-            f"git in {repo} has no user.signingkey",
-            hint="git config user.signingkey ~/.ssh/id_ed25519.pub",
-        )
-    literal = value.removeprefix("key::") if value.startswith("key::") else None
-    if literal is None and value.startswith("ssh-"):
-        literal = value
-    if literal is None:
-        path = Path(value).expanduser()
-        yield path if path.is_absolute() else git.top() / path
-        return
-    try:
-        SshPublicKey.from_openssh(literal)
-    except SshSignatureFormatError as exc:
-        raise ConfigError(f"user.signingkey is not a usable public key: {exc.message}") from None
-    with tempfile.TemporaryDirectory(prefix="flowloom-sshkey-") as scratch:
-        path = Path(scratch) / "signingkey.pub"
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(literal + "\n")
-        yield path
-
-
-def sign_with_git_key(
-    message: bytes,
-    repo: Path,
-    namespace: str = SSHSIG_NAMESPACE,
-    *,
-    env: Mapping[str, str] | None = None,
-) -> str:
-    """Sign `message` with the SSH key git signs commits with in `repo`."""
-    with git_signing_key(repo) as key:
-        return sign_with_ssh_keygen(message, key, namespace, env=env)

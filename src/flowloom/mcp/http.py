@@ -186,7 +186,7 @@ def serve_http(app: ASGIApp, *, host: str, port: int, log_level: str = "warning"
             )
         await task
 
-    from flowloom.cli.uvicorn_run import sigterm_exits_cleanly
+    from flowloom.server.uvicorn_run import sigterm_exits_cleanly
 
     try:
         with sigterm_exits_cleanly():  # so the caller's cleanup runs on SIGTERM

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from flowloom.capture.redaction import redact_text
 from flowloom.decisions.records import DecisionBook, check_decision_id
 from flowloom.errors import InputError, NotFoundError
+from flowloom.events.redaction import redact_text
 from flowloom.ledger.log import Ledger
 from flowloom.ledger.provenance import NOBODY, Trust
 

@@ -16,8 +16,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Final
 
-from flowloom.capture.git.repo import GitError, GitRepo
 from flowloom.errors import InputError
+from flowloom.git.repo import GitError, GitRepo
 
 __all__ = ["BranchScope"]
 

@@ -273,7 +273,7 @@ class Memory:
     def _redact(texts: Iterable[str]) -> tuple[str, ...]:
         """The texts with known secret shapes redacted, otherwise exactly as given
         (blank ones and repeats too, as the reference memory server keeps them)."""
-        from flowloom.capture.redaction import Redactor
+        from flowloom.events.redaction import Redactor
 
         redactor = Redactor()
         # Known secret shapes only: observations often quote commit ids and digests.

@@ -1,7 +1,7 @@
 """The FlowLoom team server: the HTTP API over the ledger, the directory and signatures.
 
 `create_app(server)` assembles the FastAPI application from a `ServerState`, which
-`flowloom.services.build_server(settings)` wires; `flowloom serve` runs it under uvicorn.
+`flowloom.server.build.build_server(settings)` wires; `flowloom serve` runs it under uvicorn.
 """
 
 from __future__ import annotations

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowloom.auth.principals import Principal
-from flowloom.capture.redaction import Redactor
 from flowloom.errors import InputError
+from flowloom.events.model import redaction_notice
+from flowloom.events.redaction import Redactor
 from flowloom.ledger import merkle
 from flowloom.ledger.attest import ATTESTATION_FIELD, refuse_generic
 from flowloom.ledger.event import Event, validate_kind
@@ -203,21 +204,9 @@ def _record_redactions(
     for (_, prepared), index in zip(fresh, acks_indices, strict=True):
         if not prepared.redactions:
             continue
-        counts = prepared.redactions
-        entries.append(
-            ledger.prepare(
-                "redaction.apply",
-                meta={
-                    "actor": prepared.actor,
-                    "subject": prepared.kind,
-                    "refs": {
-                        "entry": index,
-                        "kind": prepared.kind,
-                        "counts": counts,
-                        "total": sum(counts.values()),
-                    },
-                },
-            ).entry
+        notice = redaction_notice(
+            prepared.kind, prepared.redactions, index, {"actor": prepared.actor}
         )
+        entries.append(ledger.prepare(notice["kind"], meta=notice["meta"]).entry)
     if entries:
         ledger.writer.append_many(entries)

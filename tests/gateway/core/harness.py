@@ -159,7 +159,7 @@ def make_gateway(
         ledgers.get,
         default_project="gw",
         mode=mode,
-        spool_path=tmp_path / "spool.jsonl",
+        spool_path=tmp_path / "outbox",
         spool_max_bytes=spool_max_bytes,
         retry_interval_s=0.1,
     )

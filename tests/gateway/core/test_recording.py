@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from flowloom.events import outbox
 from flowloom.gateway.mock import MockServer
 from flowloom.gateway.recorder import Exchange, exchange_record
 from tests.gateway.core.conftest import mock_config
@@ -65,11 +66,11 @@ def test_spool_keeps_serving_and_replays_in_order(
         recorder = run.gateway.recorder
         run.flush()
         assert recorder.status()["spooled"] >= 5
-        spool = tmp_path / "spool.jsonl"
-        assert spool.exists()
-        assert b"message 3" in spool.read_bytes()
+        spool = tmp_path / "outbox"
+        assert outbox.waiting(str(spool))
+        assert b"message 3" in b"".join(p.read_bytes() for p in spool.glob("*.json"))
         run.ledgers.mend()
-        wait_for(lambda: not spool.exists())
+        wait_for(lambda: not outbox.waiting(str(spool)))
         assert call(run, 6).status_code == 200
         assert recorded_messages(run) == [f"message {n}" for n in range(7)]
 

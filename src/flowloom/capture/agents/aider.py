@@ -39,8 +39,8 @@ from flowloom.capture.agents.common import (
     Place,
     agent_actor,
     git_context,
-    private_dirs,
 )
+from flowloom.events.durable import private_dirs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -317,10 +317,10 @@ def link_commits(
     commits were linked and a note per commit that could not be (not in this repository,
     or already linked by its own trailer).
     """
-    from flowloom.capture.git.repo import GitRepo
-    from flowloom.capture.git.trailers import Links
     from flowloom.decisions.records import DecisionBook
     from flowloom.errors import FlowLoomError
+    from flowloom.git.repo import GitRepo
+    from flowloom.git.trailers import Links
 
     entry_of = {id(event): index for event, index in zip(events, indices, strict=True)}
     repo = GitRepo(top)

@@ -16,11 +16,12 @@ more to import than the hook's budget allows).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import time
+
+from flowloom.events.durable import private_dirs
 
 __all__ = [
     "AGENT_NAMES",
@@ -41,7 +42,6 @@ __all__ = [
     "locate",
     "make_private",
     "now_ts",
-    "private_dirs",
     "read_file_state",
     "save_session",
     "session_dir",
@@ -486,21 +486,6 @@ def _safe(name: str) -> str:
     if cleaned != name:
         cleaned += "-" + _sha256_hex(name.encode("utf-8", "replace"))[:12]
     return cleaned
-
-
-def private_dirs(path: str) -> None:
-    """Make `path` and any missing parent a directory only its owner can open (0700).
-
-    Capture state holds prompts, diffs and replies: `.git/flowloom` and what is in it
-    are created private, whichever piece of FlowLoom creates them first.
-    """
-    if os.path.isdir(path):
-        return
-    parent = os.path.dirname(path)
-    if parent and parent != path:
-        private_dirs(parent)
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(path, 0o700)
 
 
 def make_private(state_dir: str) -> list[str]:

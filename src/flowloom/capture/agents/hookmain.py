@@ -5,7 +5,7 @@ must be quick and must never get in the agent's way:
 
 - it reads the payload (stdin; for Codex notify, the JSON argument), turns it into
   events with the agent's adapter, redacts them, and writes them to the spool, synced to
-  disk (`flowloom.capture.spool`), then starts a detached drainer that records the spool
+  disk (`flowloom.events.outbox`), then starts a detached drainer that records the spool
   into the ledger in order. Importing the ledger is what costs time, and the drainer
   pays it, not the agent;
 - a file write with auto-commit on is the exception: it needs ledger indices for its
@@ -23,6 +23,7 @@ Standard library only on this path; `python -X importtime -m flowloom hook …` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-    from flowloom.capture.redaction import Redactor
+    from flowloom.events.redaction import Redactor
 
 AGENTS = ("claude-code", "codex", "cursor")
 MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
@@ -141,7 +142,7 @@ def _identifier(redactor: Redactor, value: Any) -> Any:
 
 def redact_event(event: Event) -> None:
     """Redact an event's body and every string in its meta, in place, counting."""
-    from flowloom.capture.redaction import Redactor
+    from flowloom.events.redaction import Redactor
 
     redactor = Redactor()
     if event.data is not None:
@@ -265,15 +266,25 @@ def _hook(agent: str, raw: bytes) -> int:
         capture.add(capture_error(agent, f"unknown agent {agent[:40]!r}", raw))
     else:
         place, capture = _capture(agent, raw)
-    from flowloom.capture import spool
+    from flowloom.events import outbox
 
-    notices = [n for part in _turn_parts(capture) for n in _deliver(agent, raw, place, part)]
-    spool.kick(place.spool_dir, place.top or place.cwd)
-    out = capture.stdout or _tell(agent, notices) or _fallback_stdout(agent, raw)
+    notices: list[str] = []
+    try:
+        for part in _turn_parts(capture):
+            notices += _deliver(agent, raw, place, part)
+    except _NotRecorded as exc:
+        return _unrecorded(agent, place, raw, capture.stdout, str(exc))
+    with contextlib.suppress(OSError):
+        outbox.kick(place.spool_dir, place.top or place.cwd)
+    out = _with_warning(agent, capture.stdout or _fallback_stdout(agent, raw), notices)
     if out:
         sys.stdout.write(out + "\n")
         sys.stdout.flush()
     return 0
+
+
+class _NotRecorded(Exception):
+    """Neither the spool nor the fallback outbox could be written."""
 
 
 def _turn_parts(capture: Capture) -> list[Capture]:
@@ -289,19 +300,6 @@ def _turn_parts(capture: Capture) -> list[Capture]:
     rest.reply_at = 0
     rest.session_updates = capture.session_updates
     return [first, rest]
-
-
-def _tell(agent: str, notices: list[str]) -> str:
-    """What the agent shows its user when capture is in trouble: Claude Code and Codex
-    read a `systemMessage` from a hook's JSON output (the session goes on); every agent
-    also gets the line on stderr."""
-    if not notices:
-        return ""
-    text = "FlowLoom: " + " ".join(notices)
-    sys.stderr.write(text + "\n")
-    if agent in ("claude-code", "codex"):
-        return json.dumps({"systemMessage": text})
-    return ""
 
 
 def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> list[str]:
@@ -335,23 +333,91 @@ def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> list[str
             note = capture_error(agent, error, raw)
             redact_event(note)
             to_spool = [*capture.events, note]
-    from flowloom.capture import spool
+    from flowloom.events import outbox
 
-    name = None
+    written = None
     if to_spool:
-        name = spool.write(place.spool_dir, agent, [e.to_json() for e in to_spool], now_ts())
+        try:
+            written = outbox.write_durably(
+                place.spool_dir, agent, [e.to_json() for e in to_spool], now_ts()
+            )
+        except outbox.OutboxUnwritableError as exc:
+            raise _NotRecorded(str(exc)) from exc
+        if written.fallback:
+            notices.append(
+                f"capture could not write {place.spool_dir} ({written.primary_error}); "
+                f"the events are kept in {written.directory} instead."
+            )
     updates = dict(capture.session_updates)
-    if capture.prompt_at is not None and name is not None and to_spool is capture.events:
+    if capture.prompt_at is not None and written is not None and to_spool is capture.events:
         prompt = capture.events[capture.prompt_at].body or ""
         updates["prompt"] = {
-            "spool": name,
-            "pos": capture.prompt_at,
+            "spool": written.name,
+            "dir": written.directory,
+            "pos": written.offset + capture.prompt_at,
             "text": prompt[:_PROMPT_KEPT_CHARS],
             "at": now_ts(),
         }
         updates["decision"] = None  # a new exchange: its decision is not known yet
-    save_session(place, capture.session, updates)
+    with contextlib.suppress(OSError):  # scratch is a convenience; the events are kept
+        save_session(place, capture.session, updates)
     return notices
+
+
+def _with_warning(agent: str, out: str, notices: list[str]) -> str:
+    """The hook's answer, carrying `notices` the way the agent shows them to its user.
+
+    Claude Code and Codex read a JSON answer's `systemMessage` (the session goes on);
+    every agent also gets the line on stderr.
+    """
+    if not notices:
+        return out
+    text = "FlowLoom: " + " ".join(notices)
+    sys.stderr.write(text + "\n")
+    if agent in ("claude-code", "codex"):
+        try:
+            answer = json.loads(out) if out else {}
+        except ValueError:
+            answer = None
+        if isinstance(answer, dict):
+            answer["systemMessage"] = text
+            return json.dumps(answer)
+    return out
+
+
+def _unrecorded(agent: str, place: Place, raw: bytes, stdout: str, error: str) -> int:
+    """Nothing could be written: tell the agent; block it only when the policy says so.
+
+    Claude Code: exit 2 with the reason on stderr blocks the tool call and shows the
+    reason (`fail_closed`); otherwise a `systemMessage` warns the user and the session
+    goes on. The loss itself was noted (`flowloom.events.outbox.note_failure`) and is
+    recorded as a capture.error by the next write that succeeds.
+    """
+    message = f"this {agent} event was NOT recorded: {error}"
+    if _fail_closed(place):
+        sys.stderr.write(
+            f"FlowLoom: {message}; the policy is fail_closed, so the action is blocked\n"
+        )
+        return 2
+    out = _with_warning(agent, stdout or _fallback_stdout(agent, raw), [message])
+    if out:
+        sys.stdout.write(out + "\n")
+    return 0 if agent == "claude-code" else 1
+
+
+def _fail_closed(place: Place) -> bool:
+    """Whether the repository's policy blocks the agent when capture cannot record."""
+    if place.top is None:
+        return False
+    from pathlib import Path
+
+    from flowloom.errors import FlowLoomError
+    from flowloom.policy import load_policy
+
+    try:
+        return load_policy(Path(place.top)).fail_closed
+    except FlowLoomError:
+        return True  # a policy that cannot be read is not permission to lose events
 
 
 def _last_resort(agent: str, raw: bytes, exc: BaseException) -> None:
@@ -362,31 +428,27 @@ def _last_resort(agent: str, raw: bytes, exc: BaseException) -> None:
 
         traceback.print_exc()
     try:
-        from flowloom.capture import spool
+        from flowloom.events import outbox
 
         place = locate(os.getcwd())
         error = f"internal error in the {agent} hook: {type(exc).__name__}: {exc}"
         event = capture_error(agent, error, raw)
         redact_event(event)
-        spool.write(place.spool_dir, agent, [event.to_json()], now_ts())
-        spool.kick(place.spool_dir, place.top or place.cwd)
+        outbox.write_durably(place.spool_dir, agent, [event.to_json()], now_ts())
+        outbox.kick(place.spool_dir, place.top or place.cwd)
         notice = f"a hook failed ({type(exc).__name__}: {exc}); recorded as a capture error."
     except BaseException as second:
         notice = (
             f"this {agent} event could NOT be recorded ({type(exc).__name__}: {exc}; "
             f"and the spool: {type(second).__name__}: {second}). Run `flowloom status`."
         )
-    out = _tell(agent, [notice]) or _fallback_stdout(agent, raw)
+    out = _with_warning(agent, _fallback_stdout(agent, raw), [notice])
     if out:
         sys.stdout.write(out + "\n")
 
 
 def main(argv: Sequence[str]) -> int:
-    """`flowloom hook AGENT` (and the internal `flowloom hook --drain SPOOL CWD`)."""
-    if argv[:1] == ["--drain"]:
-        from flowloom.capture.spool import drain_main
-
-        return drain_main(argv[1:])
+    """`flowloom hook AGENT`."""
     if not argv or argv[0] in ("-h", "--help"):
         (sys.stdout if argv else sys.stderr).write(USAGE)
         return 0 if argv else 2

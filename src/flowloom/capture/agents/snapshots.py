@@ -25,11 +25,11 @@ import time
 
 from flowloom.capture.agents.common import (
     Place,
-    private_dirs,
     read_file_state,
     session_dir,
     write_atomic,
 )
+from flowloom.events.durable import private_dirs
 
 __all__ = ["MAX_AGE_S", "forget_before", "key_dir", "snapshot_before", "sweep", "take_before"]
 

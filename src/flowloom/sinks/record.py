@@ -10,9 +10,10 @@ run, drainer or `flowloom sync` sends it, in order.
 
 from __future__ import annotations
 
-from flowloom.capture import spool
 from flowloom.client.http import ServerFailedError, ServerUnreachableError
 from flowloom.client.link import ServerLink
+from flowloom.events import outbox as spool
+from flowloom.sinks.server import outbox_depth, send_outbox
 
 __all__ = ["Recorded", "record_via_server"]
 
@@ -55,16 +56,19 @@ def record_via_server(
     leaves them queued (`Recorded.queued`, `why`); any other failure — a refused key,
     a missing project, a history alarm — is raised after the events are safely queued.
     """
-    name = spool.write(
+    written = spool.write_durably(
         link.spool_dir, agent, list(events), created, project=project or link.project
     )
     why: FlowLoomError | None = None
     with spool.SpoolLock(link.spool_dir, wait_s=_LOCK_WAIT_S) as lock:
         if lock.acquired:
-            report = link.flush()
+            report = send_outbox(link)
             why = report.error
-    indices = [spool.recorded_index(link.spool_dir, name, i) for i in range(len(events))]
-    waiting = link.outbox().depth()
+    indices = [
+        spool.recorded_index(written.directory, written.name, written.offset + i)
+        for i in range(len(events))
+    ]
+    waiting = outbox_depth(link)
     transient = isinstance(why, ServerUnreachableError | ServerFailedError)
     if why is not None and not transient and any(index is None for index in indices):
         why.message = (

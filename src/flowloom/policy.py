@@ -11,6 +11,7 @@ defaults:
     override_requires_approver = false
     auto_commit = true
     auto_push = false
+    fail_closed = false                 # block the agent when capture can record nothing
 
 A repository whose config file has no `[policy]` table has not been set up with
 `flowloom init`: hooks do nothing there (a shared `core.hooksPath` may point other
@@ -62,6 +63,8 @@ class Policy:
     override_requires_approver: bool = False
     auto_commit: bool = True
     auto_push: bool = False
+    fail_closed: bool = False
+    """Block the agent's action (Claude Code: exit 2) when capture can write nothing."""
     configured: bool = field(default=True, compare=False)
     """False when the repository has no [policy] table (defaults apply)."""
 
@@ -261,7 +264,7 @@ def write_pending_override(git_common_dir: Path, override: Override) -> Path:
     import json
     import time
 
-    from flowloom.capture.agents.common import private_dirs
+    from flowloom.events.durable import private_dirs
 
     path = _pending_override_path(git_common_dir)
     private_dirs(str(path.parent))

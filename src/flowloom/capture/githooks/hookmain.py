@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import sys
 
-from flowloom.capture.git.trailers import (
+from flowloom.git.trailers import (
     OVERRIDE,
     OVERRIDE_APPROVER,
     Links,
@@ -41,9 +41,9 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-    from flowloom.capture.git.repo import GitRepo
-    from flowloom.capture.policy import Override, Policy
     from flowloom.config import Settings
+    from flowloom.git.repo import GitRepo
+    from flowloom.policy import Override, Policy
     from flowloom.services import Services
 
 __all__ = ["CACHE_FILE", "HOOK_NAMES", "main", "refresh_cache"]
@@ -191,7 +191,7 @@ def refresh_cache(repo_top: Path, common_dir: Path, settings: Settings, policy: 
     )
     comment_char = "#"
     try:
-        from flowloom.capture.git.repo import GitRepo
+        from flowloom.git.repo import GitRepo
 
         configured = GitRepo(repo_top).config_get("core.commentChar")
         if configured and len(configured) == 1:
@@ -225,7 +225,7 @@ def refresh_cache(repo_top: Path, common_dir: Path, settings: Settings, policy: 
     repos: dict[str, Any] = found if isinstance(found, dict) else {}
     repos[str(repo_top)] = entry
     try:
-        from flowloom.capture.agents.common import private_dirs
+        from flowloom.events.durable import private_dirs
 
         private_dirs(str(path.parent))
         fd, tmp = tempfile.mkstemp(prefix=".hook-cache-", dir=path.parent)
@@ -326,7 +326,7 @@ class _Context:
     def __init__(self) -> None:
         from pathlib import Path
 
-        from flowloom.capture.git.repo import GitRepo
+        from flowloom.git.repo import GitRepo
 
         self.repo: GitRepo = GitRepo.discover(Path.cwd())
         self.top: Path = self.repo.cwd
@@ -334,7 +334,7 @@ class _Context:
         self.common_dir: Path = self.repo.common_dir()
 
     def policy(self) -> Policy:
-        from flowloom.capture.policy import load_policy
+        from flowloom.policy import load_policy
 
         return load_policy(self.top)
 
@@ -383,7 +383,7 @@ def _commit_msg(args: list[str]) -> int:
 def _commit_msg_full(ctx: _Context, policy: Policy, settings: Settings, message_file: str) -> int:
     from pathlib import Path
 
-    from flowloom.capture.policy import Override, read_pending_override
+    from flowloom.policy import Override, read_pending_override
     from flowloom.services import build_services
 
     message = Path(message_file).read_text("utf-8", errors="replace")
@@ -466,8 +466,8 @@ def _grant(
     import time
     from dataclasses import replace
 
-    from flowloom.capture.git.trailers import add_trailers
-    from flowloom.capture.policy import write_pending_override
+    from flowloom.git.trailers import add_trailers
+    from flowloom.policy import write_pending_override
 
     grant = override.grant  # set when a commit it was granted for did not complete
     if grant is None:
@@ -511,8 +511,8 @@ def _prepare_commit_msg(args: list[str]) -> int:
         return 0
     from pathlib import Path
 
-    from flowloom.capture.git.trailers import DECISION, ENTRY, SESSION, add_trailers
     from flowloom.capture.state import read_pending
+    from flowloom.git.trailers import DECISION, ENTRY, SESSION, add_trailers
 
     message = Path(args[0]).read_text("utf-8", errors="replace")
     if Links.of(message, ctx.comment_char()).decisions:
@@ -537,7 +537,7 @@ def _prepare_commit_msg(args: list[str]) -> int:
 
 def _squashed_trailers(ctx: _Context, squash_msg: Path) -> list[tuple[str, str]]:
     """The decisions and sessions of the commits `git merge --squash` combined."""
-    from flowloom.capture.git.trailers import DECISION, SESSION
+    from flowloom.git.trailers import DECISION, SESSION
 
     shas = [
         line.split()[1]
@@ -564,8 +564,8 @@ def _post_commit(args: list[str]) -> int:
     policy = ctx.policy()
     if not policy.configured:
         return 0
-    from flowloom.capture.policy import clear_pending_override, read_pending_override
     from flowloom.capture.state import clear_pending, read_pending
+    from flowloom.policy import clear_pending_override, read_pending_override
 
     head = ctx.repo.head()
     if head is None:
@@ -613,13 +613,7 @@ def _post_commit(args: list[str]) -> int:
     if links.sessions:
         meta["session"] = links.sessions[0]
 
-    from flowloom.services import build_services
-
-    services = build_services(ctx.settings())
-    try:
-        services.ledger.record("commit.link", meta=meta)
-    finally:
-        services.close()
+    _record_through_outbox(ctx, {"kind": "commit.link", "meta": meta})
     pending = read_pending(ctx.common_dir)
     if pending is not None and pending.decision in valid:
         clear_pending(ctx.common_dir)
@@ -628,13 +622,56 @@ def _post_commit(args: list[str]) -> int:
     return 0
 
 
+def _record_through_outbox(ctx: _Context, event: dict[str, Any]) -> None:
+    """Make `event` durable in the outbox (`flowloom.events.outbox`), then record it.
+
+    Locally it is drained into the ledger at once, in this process, so the commit's link
+    is in the log when git returns; with a server configured the outbox is the server's
+    and the detached drainer sends it. Either way a ledger or server that is down loses
+    nothing: the event waits in the outbox for the next drainer.
+    """
+    from flowloom.capture.agents.common import now_ts
+    from flowloom.events import outbox
+
+    spool_dir = str(ctx.common_dir / "flowloom" / "spool")
+    created = now_ts()
+    outbox.write_durably(spool_dir, "git", [{**event, "ts": created}], created)
+    if os.environ.get("FLOWLOOM_OUTBOX_HELD"):
+        return  # an auto-commit holds the outbox lock and drains right after the commit
+    settings = ctx.settings()
+    if settings.server_url is None:
+        from flowloom.errors import FlowLoomError
+        from flowloom.events.drain import drain
+        from flowloom.services import build_services
+        from flowloom.sinks.ledger import LedgerSink
+
+        try:
+            services = build_services(settings)
+            try:
+                with outbox.drain_lock(spool_dir, wait_s=30.0) as lock:
+                    if lock.acquired:
+                        sink = LedgerSink(services.ledger)
+                        report = drain(outbox.outbox_dirs(spool_dir), sink)
+                        if report.error is not None:
+                            raise report.error
+                        return
+            finally:
+                services.close()
+        except FlowLoomError as exc:
+            sys.stderr.write(
+                f"flowloom: warning: post-commit hook: {exc.message}; the commit's link is "
+                "kept in the outbox and recorded once the ledger works again\n"
+            )
+    outbox.kick(spool_dir, str(ctx.top))
+
+
 # -- pre-push --------------------------------------------------------------------------
 
 
 def _pre_push(args: list[str]) -> int:
     """Extension point: replicate the log through git (refs/flowloom/log) if available."""
     try:
-        from flowloom.capture.git.replicate import (  # type: ignore[import-not-found,unused-ignore]
+        from flowloom.git.replicate import (  # type: ignore[import-not-found,unused-ignore]
             publish_log,
         )
     except ImportError:

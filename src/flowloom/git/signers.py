@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from flowloom.capture.git.repo import GitRepo
 from flowloom.errors import ConfigError
+from flowloom.git.repo import GitRepo
+from flowloom.git.signing import git_signing_key
 from flowloom.ledger.provenance import SSH_SIGNATURE_FIELD, Trust, ssh_signed_message
 from flowloom.ledger.sshsig import (
     SSHSIG_NAMESPACE,
     AllowedSigners,
     SshPublicKey,
-    git_signing_key,
     sign_with_ssh_keygen,
     verify_signed,
 )

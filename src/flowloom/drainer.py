@@ -1,0 +1,173 @@
+"""The detached drainer: `python -m flowloom drain SPOOL_DIR CWD`, started by every hook.
+
+It picks the sink once, from the settings: the team server when one is configured
+(`flowloom.sinks.server`), else the local ledger (`flowloom.sinks.ledger`); then drains
+the outbox and its fallback into it (`flowloom.events.drain`) under the outbox lock,
+until nothing is left, and runs the auto-push queue. An unavailable sink is normal,
+not an error worth troubling anyone with: the files stay for the next drainer, and the
+reason goes to `capture.log` beside the outbox, where `flowloom status` finds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+
+from flowloom.events.drain import DrainReport, drain
+from flowloom.events.outbox import cleanup, drain_lock, outbox_dirs, waiting
+
+__all__ = ["main", "run"]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from flowloom.client.link import ServerLink
+    from flowloom.config import Settings
+    from flowloom.services import Services
+
+_CHECK_EVERY_S = 60.0
+
+
+def log(state_dir: str, line: str) -> None:
+    """Append a line to `capture.log`: failures of detached work must be findable."""
+    from flowloom.capture.agents.common import now_ts
+
+    path = os.path.join(state_dir, "capture.log")
+    with contextlib.suppress(OSError):
+        if os.path.getsize(path) > 1024 * 1024:  # keep one old log, not an endless one
+            os.replace(path, path + ".1")
+    with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as fh:
+        fh.write(f"{now_ts()} {line}\n")
+
+
+def _cleanup(spool_dir: str, state_dir: str) -> None:
+    """Old temporary outbox files, before-images and session scratch."""
+    import shutil
+
+    from flowloom.capture.agents.snapshots import sweep
+
+    sweep(state_dir)
+    for directory in outbox_dirs(spool_dir):
+        cleanup(directory)
+    week_ago = time.time() - 7 * 86400
+    sessions = os.path.join(state_dir, "sessions")
+    try:
+        entries = os.listdir(sessions)
+    except OSError:
+        return
+    for name in entries:
+        path = os.path.join(sessions, name)
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_mtime < week_ago:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def run(
+    spool_dir: str,
+    drain_once: Callable[[], DrainReport],
+) -> int:
+    """Drain until nothing is left, another drainer holds the lock, or the sink fails."""
+    state_dir = os.path.dirname(spool_dir)
+    directories = outbox_dirs(spool_dir)
+    while True:
+        lock = drain_lock(spool_dir)
+        try:
+            if not lock.acquired:
+                return 0  # another drainer is at work and will see our files
+            report = drain_once()
+            _cleanup(spool_dir, state_dir)
+        finally:
+            lock.__exit__()
+        if report.error is not None:
+            log(state_dir, f"drain stopped: {report.error.diagnostics()}")
+            return 1
+        if not any(waiting(d) for d in directories):
+            return 0
+
+
+def _settings() -> Settings:
+    from pathlib import Path
+
+    from flowloom.config import load_settings
+
+    return load_settings(Path.cwd())
+
+
+def _open_services(settings: Settings) -> Services:
+    from flowloom.services import build_services
+
+    return build_services(settings)
+
+
+def _server(settings: Settings, state_dir: str) -> int:
+    from flowloom.client.link import ServerLink
+    from flowloom.errors import FlowLoomError
+    from flowloom.sinks.server import send_outbox
+
+    try:
+        link: ServerLink = ServerLink.from_settings(settings, state_dir)
+    except FlowLoomError as exc:
+        log(state_dir, f"send failed: {exc.diagnostics()}")
+        return 1
+    spool_dir = link.spool_dir
+    before = sum(len(waiting(d)) for d in outbox_dirs(spool_dir))
+    code = run(spool_dir, lambda: send_outbox(link))
+    from flowloom.capture import pushqueue
+
+    if pushqueue.pending(state_dir):
+        pushqueue.process(state_dir, None)
+    if before and code == 0:
+        checked = link.trust().load().data.get("checked_epoch")
+        if not isinstance(checked, int | float) or time.time() - checked >= _CHECK_EVERY_S:
+            try:
+                link.check()
+            except FlowLoomError as exc:
+                log(state_dir, f"server check failed: {exc.diagnostics()}")
+                return 1
+    return code
+
+
+def _local(settings: Settings, spool_dir: str, state_dir: str) -> int:
+    from flowloom.capture import pushqueue
+    from flowloom.sinks.ledger import LedgerSink
+
+    services: Services | None = None
+    try:
+        code = 0
+        if any(waiting(d) for d in outbox_dirs(spool_dir)):
+            services = _open_services(settings)
+            sink = LedgerSink(services.ledger)
+            directories = outbox_dirs(spool_dir)
+            code = run(spool_dir, lambda: drain(directories, sink))
+        else:
+            _cleanup(spool_dir, state_dir)
+        if pushqueue.pending(state_dir):
+            if services is None:
+                services = _open_services(settings)
+            pushqueue.process(state_dir, services.ledger)
+        return code
+    finally:
+        if services is not None:
+            services.close()
+
+
+def main(argv: Sequence[str]) -> int:
+    """`python -m flowloom drain SPOOL_DIR CWD`: drain into the sink the settings name."""
+    if len(argv) != 2:
+        sys.stderr.write("flowloom: error: usage: flowloom drain SPOOL_DIR CWD\n")
+        return 2
+    spool_dir, cwd = argv
+    state_dir = os.path.dirname(spool_dir)
+    with contextlib.suppress(OSError):
+        os.chdir(cwd)
+    try:
+        settings = _settings()
+        if settings.server_url is not None:
+            return _server(settings, state_dir)
+        return _local(settings, spool_dir, state_dir)
+    except Exception as exc:
+        log(state_dir, f"drain failed: {type(exc).__name__}: {exc}")
+        return 1

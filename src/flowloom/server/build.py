@@ -1,0 +1,96 @@
+"""build_server(settings): the team server's objects wired together, once per process.
+
+The local wiring (store, keys, one project's ledger) is `flowloom.services`; this adds
+what only the server has: every project's log, the directory, OIDC, the gateway view.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowloom.ledger.keys import KeyStore
+from flowloom.server.settings import ServerSettings
+from flowloom.server.state import LedgerRegistry, ServerState
+from flowloom.services import open_store
+from flowloom.store.interface import Store
+
+__all__ = ["build_server"]
+
+
+def build_server(settings: ServerSettings, *, store: Store | None = None) -> ServerState:
+    """Wire the team server: one store for every project's log, the directory, keys.
+
+    Opening checks the database: an unreachable PostgreSQL raises StoreUnavailableError
+    here (exit code 4) rather than on the first request.
+    """
+    from flowloom.auth.directory import Directory
+    from flowloom.auth.permissions import Authorizer
+    from flowloom.server.idempotency import IdempotencyBook
+    from flowloom.server.metrics import Metrics
+
+    store = store or open_store(settings.database)
+    closers: list[Any] = []
+    try:
+        keys = KeyStore(settings.home)
+        ledgers = LedgerRegistry(
+            store,
+            keys,
+            origin=settings.origin,
+            max_body_bytes=settings.max_body_bytes,
+            batch_max_entries=settings.batch_max_entries,
+        )
+        _require_instance_key(ledgers)
+        directory = Directory(settings.database, audit=ledgers.audit)
+        closers.append(directory.close)
+        idempotency = IdempotencyBook(directory.engine)
+        oidc = None
+        if settings.oidc:
+            import httpx
+
+            from flowloom.auth.oidc import OidcClient, OidcSettings
+
+            oidc_settings = OidcSettings.from_mapping(settings.oidc, public_url=settings.public_url)
+            http = httpx.Client(timeout=oidc_settings.timeout_seconds)
+            closers.append(http.close)
+            oidc = OidcClient(oidc_settings, http)
+        from flowloom.server.gateway_view import GatewayView
+
+        # Opened on first use: the gateway's tables, by default in this very database.
+        gateway = GatewayView(
+            settings.gateway.database or directory.engine,
+            config=settings.gateway.config,
+            master_key_loader=keys.master_key,
+        )
+        closers.append(gateway.close)
+        return ServerState(
+            settings=settings,
+            store=store,
+            keys=keys,
+            ledgers=ledgers,
+            directory=directory,
+            authorizer=Authorizer(),
+            idempotency=idempotency,
+            metrics=Metrics(),
+            oidc=oidc,
+            closers=closers,
+            repositories=dict(settings.repositories),
+            gateway=gateway,
+        )
+    except BaseException:
+        for close in reversed(closers):
+            close()
+        store.close()
+        raise
+
+
+def _require_instance_key(ledgers: LedgerRegistry) -> None:
+    """Refuse to start with a home that lacks the instance log's key (KeyMissingError).
+
+    Every administrative action is recorded there, attested by that key; a server that
+    could not record them would act unrecorded. A brand-new instance log has no key yet.
+    """
+    from flowloom.auth.permissions import INSTANCE_PROJECT
+
+    ledger = ledgers.get(INSTANCE_PROJECT)
+    if ledger.current_verifier() is not None:
+        ledger.require_signer()

@@ -1,0 +1,244 @@
+"""The local ledger as a sink: outbox files recorded, one transaction per file.
+
+Each event keeps the time it happened (its `ts`, else its file's `created`, both taken
+in the hook). An event the ledger refuses is recorded as a `capture.error` in its place
+(`flowloom.events.model.refused_event`): an outbox file is anyone's to write, so no
+authority-bearing kind passes through it. Follow-ups are recorded right after the
+file's events, because they name their indices: a `redaction.apply` per redacted event,
+and for a turn's final reply (`amend`) the `decision.amend` that gives the turn's
+decision its reply and the reasoning drawn from it
+(`flowloom.decisions.records.reply_amendment`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from flowloom.decisions.records import Decision, DecisionBook, reply_amendment
+from flowloom.errors import FlowLoomError, InputError
+from flowloom.events.model import (
+    event_meta,
+    happened_at,
+    redaction_notice,
+    refused_event,
+    without_identity,
+)
+from flowloom.events.outbox import OutboxFile
+from flowloom.ledger import merkle
+from flowloom.ledger.attest import refuse_generic
+from flowloom.ledger.event import parse_ts
+from flowloom.ledger.log import Ledger
+from flowloom.store.interface import PendingEntry
+
+__all__ = ["LedgerSink", "record_events"]
+
+
+def _happened(event: dict[str, Any], created: str | None) -> str | None:
+    """The first valid time the event carries; None (now) when it carries none."""
+    for ts in happened_at(event, created):
+        try:
+            parse_ts(ts)
+        except InputError:
+            continue
+        return ts
+    return None
+
+
+def _prepared(
+    ledger: Ledger,
+    event: dict[str, Any],
+    agent: str,
+    strict: bool = False,
+    created: str | None = None,
+) -> PendingEntry:
+    """The ledger entry for one event, with the time it happened; a capture.error in its
+    place if refused."""
+    kind = str(event.get("kind", ""))
+    body = event.get("body")
+    data = body.encode("utf-8", "replace") if isinstance(body, str) else None
+    try:
+        refuse_generic(kind)  # an outbox file is anyone's to write: no authority through it
+        return ledger.prepare(
+            kind, body=data, meta=event_meta(event), ts=_happened(event, created)
+        ).entry
+    except FlowLoomError as exc:
+        if strict:
+            raise
+        error = refused_event(event, agent, exc.message)
+        try:
+            return ledger.prepare("capture.error", meta=error["meta"]).entry
+        except FlowLoomError:  # the actor or session was what the ledger refused
+            return ledger.prepare("capture.error", meta=without_identity(error)["meta"]).entry
+
+
+def _reply_amendment(ledger: Ledger, event: dict[str, Any], index: int, agent: str) -> Any:
+    """The `decision.amend` that gives a turn's decision the reply recorded at `index`.
+
+    The hook names the decision and its record's entry (from the session's scratch); the
+    record is read back and checked, else found by id. When neither works the gap is
+    recorded as a capture.error instead.
+    """
+    request: dict[str, Any] = event["amend"]
+    meta = event_meta(event)
+    decision_id, record = request.get("decision"), request.get("record")
+    reply = event.get("body")
+    decision: Decision | None = None
+    try:
+        if isinstance(record, int) and not isinstance(record, bool):
+            stored = ledger.store.entry(ledger.log, record)
+            if stored is not None and stored.kind == "decision.record":
+                candidate = Decision.from_envelope(record, stored.envelope)
+                decision = candidate if candidate.id == decision_id else None
+        if decision is None and isinstance(decision_id, str):
+            found = DecisionBook(ledger).get(decision_id)
+            if found.entry is not None:
+                decision = Decision.from_envelope(found.entry, ledger.entry(found.entry).envelope)
+    except FlowLoomError:
+        decision = None
+    follow_up: dict[str, Any]
+    if decision is None or not isinstance(reply, str):
+        error = f"the reply at entry {index} could not amend decision {str(decision_id)[:40]}"
+        follow_up = {"subject": agent or "unknown", "refs": {"error": error, "entry": index}}
+        kind = "capture.error"
+    else:
+        refs = reply_amendment(decision, reply, index)
+        follow_up = {"subject": decision.id, "refs": refs}
+        kind = "decision.amend"
+    for key in ("actor", "session", "git"):
+        if key in meta:
+            follow_up[key] = meta[key]
+    return _prepared(ledger, {"kind": kind, "meta": follow_up}, agent)
+
+
+def _follow_ups(
+    ledger: Ledger,
+    events: Sequence[dict[str, Any]],
+    prepared: Sequence[PendingEntry],
+    indices: Sequence[int],
+    agent: str,
+) -> None:
+    follow_ups = []
+    for event, entry, index in zip(events, prepared, indices, strict=True):
+        counts = event.get("redactions")
+        if isinstance(counts, dict) and counts:
+            notice = redaction_notice(str(event.get("kind", "")), counts, index, event_meta(event))
+            follow_ups.append(_prepared(ledger, notice, agent))
+        if isinstance(event.get("amend"), dict) and entry.kind == event.get("kind"):
+            follow_ups.append(_reply_amendment(ledger, event, index, agent))
+    if follow_ups:
+        ledger.writer.append_many(follow_ups)
+
+
+def record_events(
+    ledger: Ledger,
+    events: Sequence[dict[str, Any]],
+    agent: str,
+    *,
+    strict: bool = False,
+    created: str | None = None,
+    intent: Callable[[int, Sequence[PendingEntry]], None] | None = None,
+) -> list[int]:
+    """Record events (already redacted) in one transaction, then their follow-ups; the
+    events' indices.
+
+    `strict`: an event the ledger refuses raises, and nothing is recorded. `intent` is
+    called with the log's size and the sealed entries just before they are appended.
+    """
+    prepared = [_prepared(ledger, e, agent, strict, created) for e in events]
+    if intent is not None:
+        intent(ledger.store.size(ledger.log), prepared)
+    acks = ledger.writer.append_many(prepared)
+    indices = [ack.index for ack in acks]
+    _follow_ups(ledger, events, prepared, indices, agent)
+    return indices
+
+
+_INTENTS = "intents"
+_INTENTS_MAX_BYTES = 256 * 1024
+
+
+class LedgerSink:
+    """Records outbox files into one ledger, one transaction per file, exactly once.
+
+    The drainer journals a file's indices after the sink returned them; a drainer killed
+    between the ledger's commit and that journal line would record the file again. So
+    before appending, the sink notes its intent (`<dir>/intents`: the file, the log's
+    size and the entries' leaf hashes, fsynced); a later drain that finds an intent for
+    a file still pending looks for those leaves after that size and, when they are there,
+    answers their indices instead of appending again. (The file's follow-ups, recorded
+    in a second transaction, are not redone then: a kill between the two can lose a
+    `redaction.apply` or `decision.amend`, never an event.)
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def accepts(self, group: Sequence[OutboxFile], item: OutboxFile) -> bool:
+        return False  # one file, one transaction: a bad file never takes others with it
+
+    def record(self, files: Sequence[OutboxFile]) -> list[list[int]]:
+        return [self._record_one(f) for f in files]
+
+    def _record_one(self, item: OutboxFile) -> list[int]:
+        found = self._already_recorded(item)
+        if found is not None:
+            return found
+
+        def intent(size: int, entries: Sequence[PendingEntry]) -> None:
+            hashes = ",".join(e.leaf_hash.hex() for e in entries)
+            _append_line(os.path.join(item.directory, _INTENTS), f"{item.name} {size} {hashes}")
+
+        return record_events(
+            self.ledger, item.events, item.agent, created=item.created, intent=intent
+        )
+
+    def _already_recorded(self, item: OutboxFile) -> list[int] | None:
+        path = os.path.join(item.directory, _INTENTS)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()
+        except OSError:
+            return None
+        for line in reversed(lines):
+            parts = line.split(" ")
+            if len(parts) != 3 or parts[0] != item.name:
+                continue
+            try:
+                size = int(parts[1])
+            except ValueError:
+                return None
+            wanted = [h for h in parts[2].split(",") if h]
+            if not wanted:
+                return None
+            at: dict[str, int] = {}
+            for index, envelope, _kind in self.ledger.store.rows(self.ledger.log, start=size):
+                leaf = merkle.leaf_hash(envelope).hex()
+                if leaf in wanted:
+                    at[leaf] = index
+                    if len(at) == len(wanted):
+                        break
+            if len(at) == len(wanted):
+                return [at[h] for h in wanted]
+            return None
+        return None
+
+
+def _append_line(path: str, line: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, (line + "\n").encode())
+        os.fsync(fd)
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    if size > _INTENTS_MAX_BYTES:  # intents only matter for files still pending
+        with open(path, encoding="utf-8") as fh:
+            kept = fh.read().splitlines()[-100:]
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("".join(k + "\n" for k in kept))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
