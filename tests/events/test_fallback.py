@@ -121,7 +121,13 @@ def test_write_durably_prefers_the_outbox_and_keeps_notes_of_losses(tmp_path: Pa
 
 
 def test_the_hook_path_stays_light(box: AgentSandbox) -> None:
-    """The outbox with its fallback adds nothing heavy to a hook run (`-X importtime`)."""
+    """The outbox with its fallback adds nothing heavy to a hook run (`-X importtime`).
+
+    The worktree is clean (what `init` wrote is committed): a prompt then hashes nothing
+    (with changed files it digests them, to tell bypassed edits at Stop).
+    """
+    box.git("add", "-A")
+    box.git("-c", "core.hooksPath=/dev/null", "commit", "-q", "-m", "flowloom init")
     payload = json.dumps(box.claude("UserPromptSubmit", prompt="light")).encode()
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "flowloom", "hook", "claude-code"],
