@@ -36,7 +36,7 @@ from flowloom.ledger.keys import KeyStore
 from flowloom.ledger.log import Ledger
 from flowloom.ledger.note import Verifier
 from flowloom.ledger.receipt import Receipt, verify_receipt
-from flowloom.policy import Policy, policy_from_table, policy_table_text
+from flowloom.repo.policy import Policy, policy_from_table, policy_table_text
 from flowloom.server.state import LedgerRegistry
 from flowloom.services import open_store
 from flowloom.store.interface import Store

@@ -18,8 +18,8 @@ from typing import Any
 
 from flowloom.config import load_settings
 from flowloom.decisions.records import DecisionBook
-from flowloom.git.repo import GitRepo
-from flowloom.git.signers import ALLOWED_SIGNERS_PATH, GitKeyApprover
+from flowloom.repo.git import GitRepo
+from flowloom.repo.signers import ALLOWED_SIGNERS_PATH, GitKeyApprover
 from flowloom.services import Services, build_services
 from tests.support.sshkeys import SshKey, make_key
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from flowloom.decisions.records import DecisionBook
-from flowloom.git.repo import GitRepo
-from flowloom.git.signers import GitKeyApprover
 from flowloom.ledger import merkle
 from flowloom.ledger.canonical import canonicalize
 from flowloom.ledger.event import now_ts
+from flowloom.repo.git import GitRepo
+from flowloom.repo.signers import GitKeyApprover
 from flowloom.store.interface import PendingEntry
 from tests.capture.git_sandbox import DECISION, Sandbox
 from tests.support.forgeries import FORGED_KINDS

@@ -15,7 +15,7 @@ import pytest
 from flowloom.ci.templates import InstallSpec, job_script, render
 from flowloom.config import load_settings
 from flowloom.errors import ConfigError
-from flowloom.policy import Policy, load_policy
+from flowloom.repo.policy import Policy, load_policy
 from tests.capture.git_sandbox import DECISION, Sandbox
 
 
@@ -232,8 +232,8 @@ def test_commit_msg_fast_path_imports_only_the_standard_library(box: Sandbox) ->
         "flowloom.capture",
         "flowloom.capture.githooks",
         "flowloom.capture.githooks.hookmain",
-        "flowloom.git",
-        "flowloom.git.trailers",
+        "flowloom.repo",
+        "flowloom.repo.trailers",
         "flowloom.store",  # a docstring
         "flowloom.store.urls",  # standard library only, a few lines
     }, flowloom

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from flowloom.config import load_settings
-from flowloom.git.replicate import LOG_REF, ensure_push_refspec, publish_log
-from flowloom.git.repo import GitError
+from flowloom.repo.git import GitError
+from flowloom.repo.replicate import LOG_REF, ensure_push_refspec, publish_log
 from flowloom.services import Services, build_services
 
 GIT_ENV = {

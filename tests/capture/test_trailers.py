@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from flowloom.git.trailers import Links, has_title, is_decision_id, parse_trailers
+from flowloom.repo.trailers import Links, has_title, is_decision_id, parse_trailers
 
 MESSAGES = [
     "title only\n",

@@ -246,11 +246,11 @@ def test_from_an_index_the_same_version() -> None:
 
 def test_from_a_git_url_the_same_commit_without_credentials() -> None:
     direct = {
-        "url": "https://ci-bot:s3cret@git.example/acme/flowloom.git",
+        "url": "https://ci-bot:s3cret@git.example/acme/flowloom.repo",
         "vcs_info": {"vcs": "git", "commit_id": "d" * 40, "requested_revision": "main"},
     }
     spec = _spec(direct)
-    assert spec.requirement == f"flowloom @ git+https://git.example/acme/flowloom.git@{'d' * 40}"
+    assert spec.requirement == f"flowloom @ git+https://git.example/acme/flowloom.repo@{'d' * 40}"
     assert "s3cret" not in spec.requirement
 
 
@@ -260,10 +260,10 @@ def test_from_an_editable_checkout_its_pushed_commit(tmp_path: Path) -> None:
     direct = {"url": box.repo.as_uri(), "dir_info": {"editable": True}}
     with pytest.raises(InputError, match="which no remote holds"):
         _spec(direct)
-    box.git("remote", "add", "origin", "git@git.example:acme/flowloom.git")
+    box.git("remote", "add", "origin", "git@git.example:acme/flowloom.repo")
     box.git("update-ref", "refs/remotes/origin/main", head)  # as after a push
     spec = _spec(direct)
-    assert spec.requirement == f"flowloom @ git+ssh://git@git.example/acme/flowloom.git@{head}"
+    assert spec.requirement == f"flowloom @ git+ssh://git@git.example/acme/flowloom.repo@{head}"
     (box.repo / "work.txt").write_text("not committed\n")
     with pytest.raises(InputError, match="uncommitted changes"):
         _spec(direct)

@@ -245,7 +245,7 @@ def test_period_parsing() -> None:
 
 
 def test_protected_branch_patterns_select_the_population(world: World) -> None:
-    from flowloom.policy import Policy
+    from flowloom.repo.policy import Policy
 
     world.git("checkout", "-q", "-b", "release/1.0")
     sha = world.commit("r.py", "r\n", "Release tweak", who=BOB)

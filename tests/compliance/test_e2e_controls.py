@@ -17,7 +17,7 @@ import pytest
 from flowloom.compliance.assess import assess, parse_period
 from flowloom.compliance.checks import CHECKS
 from flowloom.compliance.model import Assessment, CheckResult
-from flowloom.policy import Policy
+from flowloom.repo.policy import Policy
 from tests.compliance.world import World
 
 NOW = datetime(2026, 4, 15, tzinfo=UTC)

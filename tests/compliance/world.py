@@ -22,11 +22,11 @@ from flowloom.auth.directory import Directory
 from flowloom.auth.signatures import ReauthCredentials, SignatureService
 from flowloom.compliance.changes import git_object_digest
 from flowloom.decisions.records import DecisionBook, content_digest
-from flowloom.git.repo import GitRepo
 from flowloom.ledger.body import BodyCipher
 from flowloom.ledger.keys import KeyStore
 from flowloom.ledger.log import Ledger
 from flowloom.ledger.provenance import Trust
+from flowloom.repo.git import GitRepo
 from flowloom.store.interface import Store
 from flowloom.store.sqlite import SQLiteStore
 

@@ -16,8 +16,8 @@ from flowloom.config import load_settings
 from flowloom.decisions.records import Decision, DecisionBook
 from flowloom.decisions.why import explain
 from flowloom.errors import InputError, NotFoundError
-from flowloom.git.repo import GitRepo
 from flowloom.ledger.event import Event
+from flowloom.repo.git import GitRepo
 from flowloom.services import Services, build_services
 from tests.support.ledgers import raw_sql
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from flowloom.errors import ConfigError, InputError, KeyFileError, SignatureError
-from flowloom.git.signing import git_signing_key, sign_with_git_key
 from flowloom.ledger.identity import names_match
 from flowloom.ledger.sshsig import (
     SSHSIG_NAMESPACE,
@@ -37,6 +36,7 @@ from flowloom.ledger.sshsig import (
     sign_with_ssh_keygen,
     verify_signed,
 )
+from flowloom.repo.signing import git_signing_key, sign_with_git_key
 from tests.support.sshkeys import (
     SshKey,
     agent_add,

@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from flowloom.auth.directory import Directory
     from flowloom.auth.principals import Principal
     from flowloom.auth.records import User
-    from flowloom.policy import Policy
+    from flowloom.repo.policy import Policy
 
 __all__ = [
     "INSTANCE_PROJECT",
@@ -159,7 +159,7 @@ class SigningPolicy:
 
     @classmethod
     def from_policy(cls, policy: Policy, **changes: Any) -> SigningPolicy:
-        """The signing rules of a repository's committed policy (flowloom.policy)."""
+        """The signing rules of a repository's committed policy (flowloom.repo.policy)."""
         values: dict[str, Any] = {
             "forbid_self_approval": policy.forbid_self_approval,
             "forbid_approving_own_ai_session": policy.forbid_approving_own_ai_session,

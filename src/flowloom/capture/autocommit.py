@@ -1,6 +1,6 @@
 """Auto-commit: after the agent writes a file, commit it, linked to its decision.
 
-Policy (`.flowloom/config.toml`, `[policy]`, read by `flowloom.policy`):
+Policy (`.flowloom/config.toml`, `[policy]`, read by `flowloom.repo.policy`):
 `auto_commit` (default true) and `auto_push` (default false). When a PostToolUse (or
 Cursor afterFileEdit) records an artifact.write inside a repository and auto-commit is
 on, the hook, in its own process:
@@ -66,7 +66,7 @@ _GIT_TIMEOUT_S = 120
 
 
 def read_policy(repo_top: str | None) -> dict[str, Any]:
-    """`auto_commit` and `auto_push` from the repository's policy (`flowloom.policy`).
+    """`auto_commit` and `auto_push` from the repository's policy (`flowloom.repo.policy`).
 
     A policy file that cannot be read switches auto-commit off (and says why under
     `error`): committing past a broken policy could bypass what it enforces.
@@ -77,7 +77,7 @@ def read_policy(repo_top: str | None) -> dict[str, Any]:
     from pathlib import Path
 
     from flowloom.errors import FlowLoomError
-    from flowloom.policy import load_policy
+    from flowloom.repo.policy import load_policy
 
     try:
         loaded = load_policy(Path(repo_top))

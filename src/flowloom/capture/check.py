@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from flowloom.decisions.records import DecisionBook
-from flowloom.git.links import Link, LinkFinder, LinkIndex
-from flowloom.git.repo import Commit, GitError, GitRepo
 from flowloom.ledger.identity import names_of
-from flowloom.policy import Policy
+from flowloom.repo.git import Commit, GitError, GitRepo
+from flowloom.repo.links import Link, LinkFinder, LinkIndex
+from flowloom.repo.policy import Policy
 
 __all__ = [
     "CheckReport",

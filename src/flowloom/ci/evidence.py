@@ -23,7 +23,7 @@ from typing import Any, Final
 from flowloom.ci.identity import CIIdentity, CIIdentityError
 from flowloom.ci.junit import JUnitError, JUnitFile, Outcome
 from flowloom.errors import InputError
-from flowloom.git.repo import GitRepo
+from flowloom.repo.git import GitRepo
 
 __all__ = ["KIND", "TestEvidence", "tested_tree"]
 

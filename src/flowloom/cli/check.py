@@ -12,10 +12,10 @@ from flowloom.capture.check import CheckReport, check_commits, ci_branch, defaul
 from flowloom.cli.context import AppContext
 from flowloom.decisions.records import DecisionBook
 from flowloom.errors import InputError
-from flowloom.git.repo import GitRepo
-from flowloom.git.signers import range_base, repo_trust
 from flowloom.ledger.log import Ledger
-from flowloom.policy import load_policy
+from flowloom.repo.git import GitRepo
+from flowloom.repo.policy import load_policy
+from flowloom.repo.signers import range_base, repo_trust
 from flowloom.services import log_attesters, server_keys
 
 __all__ = ["check"]
@@ -76,8 +76,8 @@ def check(
     policy = load_policy(repo.cwd)
     branch = branch or ci_branch() or repo.branch()
     if ledger_ref is not None:
-        from flowloom.git.replicate import load_published_log
         from flowloom.ledger.note import Verifier
+        from flowloom.repo.replicate import load_published_log
 
         if not vkey:
             raise InputError("--ledger-ref needs the key to trust: --vkey or FLOWLOOM_VKEY")

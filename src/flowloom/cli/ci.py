@@ -95,7 +95,7 @@ def record(
     from flowloom.ci.evidence import KIND, TestEvidence, tested_tree
     from flowloom.ci.identity import identify
     from flowloom.ci.junit import parse_junit
-    from flowloom.git.repo import GitRepo
+    from flowloom.repo.git import GitRepo
 
     settings = AppContext.of(ctx).settings()
     if settings.server_url is not None:

@@ -63,8 +63,8 @@ class AppContext:
         repository's allowed-signers file at `rev` lists for the approver.
         """
         from flowloom.config import find_git_dirs
-        from flowloom.git.repo import GitRepo
-        from flowloom.git.signers import repo_trust
+        from flowloom.repo.git import GitRepo
+        from flowloom.repo.signers import repo_trust
         from flowloom.services import log_attesters, server_keys
 
         # Whatever the command built (a reader's read-only services stay read-only).
@@ -79,8 +79,8 @@ class AppContext:
         file's text at `rev` (resolved to its commit), so a verifier can rebuild it."""
         from flowloom.compliance.statement import TrustRecord
         from flowloom.config import find_git_dirs
-        from flowloom.git.repo import GitRepo
-        from flowloom.git.signers import ALLOWED_SIGNERS_PATH
+        from flowloom.repo.git import GitRepo
+        from flowloom.repo.signers import ALLOWED_SIGNERS_PATH
         from flowloom.services import log_attesters, server_keys
 
         services = self._services or self.services("read")

@@ -14,9 +14,9 @@ from flowloom.cli.context import AppContext
 from flowloom.config import find_git_dirs
 from flowloom.decisions.records import RISKS, Decision, DecisionBook
 from flowloom.errors import InputError
-from flowloom.git.repo import GitRepo
-from flowloom.git.signers import GitKeyApprover
-from flowloom.policy import Policy, load_policy
+from flowloom.repo.git import GitRepo
+from flowloom.repo.policy import Policy, load_policy
+from flowloom.repo.signers import GitKeyApprover
 from flowloom.services import Access, default_actor
 
 __all__ = ["decide", "decision"]

@@ -26,8 +26,8 @@ from flowloom.capture.launch import INSTALL_HINT, where
 from flowloom.cli.context import AppContext
 from flowloom.client.status import server_warnings
 from flowloom.errors import FlowLoomError, InputError
-from flowloom.git.repo import GitRepo
-from flowloom.policy import (
+from flowloom.repo.git import GitRepo
+from flowloom.repo.policy import (
     OVERRIDE_TTL_S,
     Override,
     load_policy,
@@ -314,7 +314,7 @@ def _hook_problem(state: HookState) -> str | None:
 
 def _linked_share(ctx: click.Context, repo: GitRepo) -> dict[str, Any]:
     """How many commits since FlowLoom was adopted (the policy file added) are linked."""
-    from flowloom.git.links import LinkFinder, LinkIndex
+    from flowloom.repo.links import LinkFinder, LinkIndex
 
     added = repo.run(
         "log", "--diff-filter=A", "--format=%H", "HEAD", "--", ".flowloom/config.toml", check=False

@@ -318,7 +318,7 @@ def _remember(path: Path, report: VerifyReport) -> None:
 def _verify_remote(services: Services, remote: str) -> int:
     """`log verify --remote`: the published copy verifies and agrees with the local log."""
     from flowloom.config import find_git_dirs
-    from flowloom.git.replicate import LOG_REF, verify_remote
+    from flowloom.repo.replicate import LOG_REF, verify_remote
 
     git = find_git_dirs(Path.cwd())
     if git is None:

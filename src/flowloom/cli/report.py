@@ -28,8 +28,8 @@ from flowloom.errors import FlowLoomError, VerificationError
 
 if TYPE_CHECKING:
     from flowloom.compliance.statement import Generator
-    from flowloom.git.repo import GitRepo
     from flowloom.ledger.note import Verifier
+    from flowloom.repo.git import GitRepo
 
 __all__ = ["report"]
 
@@ -101,8 +101,8 @@ def report(
     from flowloom.compliance.run import generate_report
     from flowloom.compliance.settings import load_compliance_settings
     from flowloom.errors import InputError
-    from flowloom.git.repo import GitError, GitRepo
-    from flowloom.policy import Policy, load_policy
+    from flowloom.repo.git import GitError, GitRepo
+    from flowloom.repo.policy import Policy, load_policy
 
     if fmt not in RENDERERS:
         raise InputError(
@@ -164,7 +164,7 @@ def _generator(git: GitRepo | None) -> Generator:
     Otherwise nothing proves who ran the command: git's user.email is shown as a claim.
     """
     from flowloom.compliance.statement import Generator
-    from flowloom.git.signers import GitKeyApprover
+    from flowloom.repo.signers import GitKeyApprover
 
     if git is not None:
         try:
@@ -209,9 +209,9 @@ def respond(
     from flowloom.compliance.responses import record_response
     from flowloom.config import find_git_dirs
     from flowloom.errors import InputError
-    from flowloom.git.repo import GitRepo
-    from flowloom.git.signers import GitKeyApprover
     from flowloom.ledger.provenance import judge_bytes
+    from flowloom.repo.git import GitRepo
+    from flowloom.repo.signers import GitKeyApprover
 
     app = AppContext.of(ctx)
     settings = app.settings()
@@ -269,7 +269,7 @@ def verify(
     import json
 
     from flowloom.compliance.reperform import verify_report
-    from flowloom.git.repo import GitRepo
+    from flowloom.repo.git import GitRepo
 
     trusted = _trusted(ctx, vkey_text)
     git = GitRepo.discover(repo) if repo is not None else None

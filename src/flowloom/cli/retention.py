@@ -47,7 +47,7 @@ def _settings(*, purging: bool = False, default_periods: bool = False) -> Compli
     silently: outside a repository it needs `--default-periods`.
     """
     from flowloom.compliance.settings import load_compliance_settings
-    from flowloom.git.repo import GitError, GitRepo
+    from flowloom.repo.git import GitError, GitRepo
 
     try:
         top = GitRepo.discover(Path.cwd()).top()

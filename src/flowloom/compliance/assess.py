@@ -52,13 +52,13 @@ from flowloom.compliance.sampling import default_seed, draw
 from flowloom.compliance.settings import ComplianceSettings
 from flowloom.compliance.snapshot import Snapshot
 from flowloom.errors import InputError
-from flowloom.git.repo import GitRepo
 from flowloom.ledger import merkle
 from flowloom.ledger.event import format_ts
 from flowloom.ledger.log import Ledger
 from flowloom.ledger.provenance import Trust
 from flowloom.ledger.verify import VerifyReport
-from flowloom.policy import Policy
+from flowloom.repo.git import GitRepo
+from flowloom.repo.policy import Policy
 
 __all__ = ["assess", "parse_period"]
 

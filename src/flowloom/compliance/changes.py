@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from flowloom.compliance.history import Entry, LedgerView, Period
 from flowloom.decisions.records import Decision, DecisionBook
 from flowloom.errors import NotFoundError
-from flowloom.git.links import Link, LinkFinder, LinkIndex
-from flowloom.git.repo import Commit, GitError, GitRepo
-from flowloom.git.trailers import Links
 from flowloom.ledger.identity import names_of
+from flowloom.repo.git import Commit, GitError, GitRepo
+from flowloom.repo.links import Link, LinkFinder, LinkIndex
+from flowloom.repo.trailers import Links
 
 __all__ = [
     "Change",

@@ -30,13 +30,13 @@ from flowloom.compliance.retention import hold_covers, holds
 from flowloom.compliance.settings import ComplianceSettings, record_class
 from flowloom.decisions.records import DecisionBook, content_digest
 from flowloom.errors import FlowLoomError
-from flowloom.git.repo import GitRepo
 from flowloom.ledger import merkle
 from flowloom.ledger.event import format_ts
 from flowloom.ledger.identity import names_of
 from flowloom.ledger.log import Ledger
 from flowloom.ledger.verify import VerifyReport, verify_store
-from flowloom.policy import Policy
+from flowloom.repo.git import GitRepo
+from flowloom.repo.policy import Policy
 from flowloom.store.interface import StoredCheckpoint
 
 __all__ = ["CHECKS", "CheckContext", "CheckSpec", "anchor_point", "run_check", "tested_tree_of"]
@@ -1111,7 +1111,7 @@ def _member_sessions(change: Change, sha: str, population: Population) -> list[s
             found.append(session)
     for member in change.members:
         if member.sha == sha:
-            from flowloom.git.trailers import Links
+            from flowloom.repo.trailers import Links
 
             found.extend(Links.of(member.message, population.comment_char).sessions)
     return found

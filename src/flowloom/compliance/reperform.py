@@ -54,10 +54,10 @@ from flowloom.compliance.statement import (
     settings_from_record,
 )
 from flowloom.errors import FlowLoomError, InputError
-from flowloom.git.repo import GitRepo
 from flowloom.ledger.dsse import Envelope
 from flowloom.ledger.log import Ledger
 from flowloom.ledger.note import Verifier
+from flowloom.repo.git import GitRepo
 from flowloom.store.interface import StoredCheckpoint
 
 __all__ = ["ReportVerification", "verify_report"]
@@ -223,8 +223,8 @@ def _check_generator(
     if found is None:
         result.problems.append(f"the statement claims an SSH signature by {key}, but has none")
         return
-    from flowloom.git.signers import allowed_signers_at
     from flowloom.ledger.sshsig import AllowedSigners, verify_signed
+    from flowloom.repo.signers import allowed_signers_at
 
     trust = TrustRecord.from_json(predicate.get("trust"))
     signers = None
@@ -449,7 +449,7 @@ def _reperform(
     from flowloom.compliance.snapshot import Snapshot
     from flowloom.ledger.bundle import verify_bundle
     from flowloom.ledger.event import parse_ts
-    from flowloom.policy import Policy
+    from flowloom.repo.policy import Policy
 
     bundle = bundle_root / certificate.BUNDLE_DIR
     verification = verify_bundle(bundle, signer)

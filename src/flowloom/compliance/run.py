@@ -41,10 +41,10 @@ from flowloom.compliance.statement import (
     sign_statement,
 )
 from flowloom.errors import InputError
-from flowloom.git.repo import GitRepo
 from flowloom.ledger.dsse import sha256_hex
 from flowloom.ledger.log import Ledger
-from flowloom.policy import Policy
+from flowloom.repo.git import GitRepo
+from flowloom.repo.policy import Policy
 
 __all__ = ["Generated", "bundle_checkpoint", "generate_report", "instance_events"]
 

@@ -29,7 +29,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from flowloom.errors import ConfigError
-from flowloom.policy import POLICY_FILE
+from flowloom.repo.policy import POLICY_FILE
 
 __all__ = [
     "DEFAULT_RETENTION_DAYS",

@@ -72,8 +72,8 @@ class TrustRecord:
     def trust(self) -> Trust:
         ssh = None
         if self.allowed_signers is not None:
-            from flowloom.git.signers import ALLOWED_SIGNERS_PATH, SignersCheck
             from flowloom.ledger.sshsig import AllowedSigners
+            from flowloom.repo.signers import ALLOWED_SIGNERS_PATH, SignersCheck
 
             source = f"{ALLOWED_SIGNERS_PATH} at {self.allowed_signers_rev or 'HEAD'}"
             ssh = SignersCheck(AllowedSigners.parse(self.allowed_signers, source=source))

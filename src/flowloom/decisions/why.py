@@ -33,14 +33,14 @@ from typing import Any
 
 from flowloom.decisions.records import Decision, DecisionBook, check_decision_id
 from flowloom.errors import FlowLoomError, InputError, NotFoundError
-from flowloom.git.repo import GitRepo
-from flowloom.git.trailers import Links
 from flowloom.ledger import merkle
 from flowloom.ledger.body import digest_of
 from flowloom.ledger.canonical import canonicalize
 from flowloom.ledger.event import Event
 from flowloom.ledger.log import Ledger
 from flowloom.ledger.provenance import NOBODY, Trust
+from flowloom.repo.git import GitRepo
+from flowloom.repo.trailers import Links
 
 __all__ = [
     "BlameLine",

@@ -30,8 +30,8 @@ _log = logging.getLogger("flowloom.mcp")
 
 def _trust(services: Services, repo_top: Path | None) -> Trust:
     """Approvals proven by the log's keys and the repository's allowed signers."""
-    from flowloom.git.repo import GitRepo
-    from flowloom.git.signers import repo_trust
+    from flowloom.repo.git import GitRepo
+    from flowloom.repo.signers import repo_trust
     from flowloom.services import log_attesters, server_keys
 
     repo = GitRepo(repo_top) if repo_top is not None else None

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from flowloom.errors import InputError
-from flowloom.git.repo import GitError, GitRepo
+from flowloom.repo.git import GitError, GitRepo
 
 __all__ = ["BranchScope"]
 

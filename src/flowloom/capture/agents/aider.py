@@ -319,8 +319,8 @@ def link_commits(
     """
     from flowloom.decisions.records import DecisionBook
     from flowloom.errors import FlowLoomError
-    from flowloom.git.repo import GitRepo
-    from flowloom.git.trailers import Links
+    from flowloom.repo.git import GitRepo
+    from flowloom.repo.trailers import Links
 
     entry_of = {id(event): index for event, index in zip(events, indices, strict=True)}
     repo = GitRepo(top)

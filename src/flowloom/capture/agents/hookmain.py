@@ -412,7 +412,7 @@ def _fail_closed(place: Place) -> bool:
     from pathlib import Path
 
     from flowloom.errors import FlowLoomError
-    from flowloom.policy import load_policy
+    from flowloom.repo.policy import load_policy
 
     try:
         return load_policy(Path(place.top)).fail_closed

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import sys
 
-from flowloom.git.trailers import (
+from flowloom.repo.trailers import (
     OVERRIDE,
     OVERRIDE_APPROVER,
     Links,
@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from flowloom.config import Settings
-    from flowloom.git.repo import GitRepo
-    from flowloom.policy import Override, Policy
+    from flowloom.repo.git import GitRepo
+    from flowloom.repo.policy import Override, Policy
     from flowloom.services import Services
 
 __all__ = ["CACHE_FILE", "HOOK_NAMES", "main", "refresh_cache"]
@@ -191,7 +191,7 @@ def refresh_cache(repo_top: Path, common_dir: Path, settings: Settings, policy: 
     )
     comment_char = "#"
     try:
-        from flowloom.git.repo import GitRepo
+        from flowloom.repo.git import GitRepo
 
         configured = GitRepo(repo_top).config_get("core.commentChar")
         if configured and len(configured) == 1:
@@ -326,7 +326,7 @@ class _Context:
     def __init__(self) -> None:
         from pathlib import Path
 
-        from flowloom.git.repo import GitRepo
+        from flowloom.repo.git import GitRepo
 
         self.repo: GitRepo = GitRepo.discover(Path.cwd())
         self.top: Path = self.repo.cwd
@@ -334,7 +334,7 @@ class _Context:
         self.common_dir: Path = self.repo.common_dir()
 
     def policy(self) -> Policy:
-        from flowloom.policy import load_policy
+        from flowloom.repo.policy import load_policy
 
         return load_policy(self.top)
 
@@ -383,7 +383,7 @@ def _commit_msg(args: list[str]) -> int:
 def _commit_msg_full(ctx: _Context, policy: Policy, settings: Settings, message_file: str) -> int:
     from pathlib import Path
 
-    from flowloom.policy import Override, read_pending_override
+    from flowloom.repo.policy import Override, read_pending_override
     from flowloom.services import build_services
 
     message = Path(message_file).read_text("utf-8", errors="replace")
@@ -466,8 +466,8 @@ def _grant(
     import time
     from dataclasses import replace
 
-    from flowloom.git.trailers import add_trailers
-    from flowloom.policy import write_pending_override
+    from flowloom.repo.policy import write_pending_override
+    from flowloom.repo.trailers import add_trailers
 
     grant = override.grant  # set when a commit it was granted for did not complete
     if grant is None:
@@ -512,7 +512,7 @@ def _prepare_commit_msg(args: list[str]) -> int:
     from pathlib import Path
 
     from flowloom.capture.state import read_pending
-    from flowloom.git.trailers import DECISION, ENTRY, SESSION, add_trailers
+    from flowloom.repo.trailers import DECISION, ENTRY, SESSION, add_trailers
 
     message = Path(args[0]).read_text("utf-8", errors="replace")
     if Links.of(message, ctx.comment_char()).decisions:
@@ -537,7 +537,7 @@ def _prepare_commit_msg(args: list[str]) -> int:
 
 def _squashed_trailers(ctx: _Context, squash_msg: Path) -> list[tuple[str, str]]:
     """The decisions and sessions of the commits `git merge --squash` combined."""
-    from flowloom.git.trailers import DECISION, SESSION
+    from flowloom.repo.trailers import DECISION, SESSION
 
     shas = [
         line.split()[1]
@@ -565,7 +565,7 @@ def _post_commit(args: list[str]) -> int:
     if not policy.configured:
         return 0
     from flowloom.capture.state import clear_pending, read_pending
-    from flowloom.policy import clear_pending_override, read_pending_override
+    from flowloom.repo.policy import clear_pending_override, read_pending_override
 
     head = ctx.repo.head()
     if head is None:
@@ -671,7 +671,7 @@ def _record_through_outbox(ctx: _Context, event: dict[str, Any]) -> None:
 def _pre_push(args: list[str]) -> int:
     """Extension point: replicate the log through git (refs/flowloom/log) if available."""
     try:
-        from flowloom.git.replicate import (  # type: ignore[import-not-found,unused-ignore]
+        from flowloom.repo.replicate import (  # type: ignore[import-not-found,unused-ignore]
             publish_log,
         )
     except ImportError:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowloom.capture import launch
-from flowloom.git.repo import GitError, GitRepo
+from flowloom.repo.git import GitError, GitRepo
 
 __all__ = [
     "CHAINED_SUFFIX",

@@ -58,8 +58,8 @@ if TYPE_CHECKING:
     from flowloom.auth.signatures import SubjectResolver
     from flowloom.compliance.history import LedgerView, Period
     from flowloom.compliance.retention import Hold
-    from flowloom.git.repo import GitRepo
     from flowloom.ledger.log import Ledger
+    from flowloom.repo.git import GitRepo
 
 __all__ = [
     "MAX_LOG_ENTRIES",
@@ -126,7 +126,7 @@ def project_repository(server: ServerState, project: str) -> GitRepo | None:
     Read from the server state's optional ``repositories`` mapping (project → path); a
     configured path that is not a repository is an error, not a silent "no git".
     """
-    from flowloom.git.repo import GitError, GitRepo
+    from flowloom.repo.git import GitError, GitRepo
 
     path = _repositories(server).get(project)
     if path is None:
@@ -178,8 +178,8 @@ def git_subject_resolvers(
 def project_policy(repo: GitRepo | None) -> tuple[Any, Any]:
     """The committed [policy] and [compliance] of the repository's work tree, or defaults."""
     from flowloom.compliance.settings import ComplianceSettings, load_compliance_settings
-    from flowloom.git.repo import GitError
-    from flowloom.policy import Policy, load_policy
+    from flowloom.repo.git import GitError
+    from flowloom.repo.policy import Policy, load_policy
 
     if repo is not None:
         try:

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowloom.git.repo import Commit, GitRepo
-from flowloom.git.trailers import Links
+from flowloom.repo.git import Commit, GitRepo
+from flowloom.repo.trailers import Links
 from flowloom.store.interface import Store
 
 __all__ = ["CommitLink", "Link", "LinkFinder", "LinkIndex"]

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from flowloom.errors import ConfigError
-from flowloom.git.repo import GitRepo
-from flowloom.git.signing import git_signing_key
 from flowloom.ledger.provenance import SSH_SIGNATURE_FIELD, Trust, ssh_signed_message
 from flowloom.ledger.sshsig import (
     SSHSIG_NAMESPACE,
@@ -27,6 +25,8 @@ from flowloom.ledger.sshsig import (
     sign_with_ssh_keygen,
     verify_signed,
 )
+from flowloom.repo.git import GitRepo
+from flowloom.repo.signing import git_signing_key
 
 if TYPE_CHECKING:
     from flowloom.ledger.note import Verifier

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Never
 
 from flowloom.errors import NotFoundError
-from flowloom.git.repo import GitError
 from flowloom.ledger import merkle
 from flowloom.ledger.tiles import decode_entry_bundle, entries_path, entry_bundles_for_size
 from flowloom.ledger.verify import Problem, VerifyReport, body_ref, kind_of
+from flowloom.repo.git import GitError
 
 if TYPE_CHECKING:
     from flowloom.ledger.log import Ledger

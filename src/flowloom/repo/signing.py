@@ -14,13 +14,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from flowloom.errors import ConfigError
-from flowloom.git.repo import GitRepo
 from flowloom.ledger.sshsig import (
     SSHSIG_NAMESPACE,
     SshPublicKey,
     SshSignatureFormatError,
     sign_with_ssh_keygen,
 )
+from flowloom.repo.git import GitRepo
 
 __all__ = ["git_signing_key", "sign_with_git_key"]
 

@@ -182,6 +182,6 @@ def add_trailers(
         args, cwd=cwd or os.getcwd(), capture_output=True, text=True, timeout=60, check=False
     )
     if result.returncode != 0:
-        from flowloom.git.repo import GitError
+        from flowloom.repo.git import GitError
 
         raise GitError(f"git interpret-trailers failed: {result.stderr.strip()}")
