@@ -59,18 +59,30 @@ def served_gateway(
         stop(process)
 
 
-def recorded_exchanges(database: Path | str) -> list[dict[str, Any]]:
-    """Every gateway.exchange event in `database`, any log, oldest first per log."""
+def recorded_exchanges(
+    database: Path | str, *, logs: list[str] | None = None, bodies: bool = False
+) -> list[dict[str, Any]]:
+    """Every gateway.exchange event in `database` (in `logs`, else any log), oldest first
+    per log; with `bodies`, each carries its body (request and response) as "_body"."""
     store = open_store(str(database))
     try:
         out = []
-        for log in store.logs():
+        for log in store.logs() if logs is None else logs:
             for index in range(store.size(log)):
                 entry = store.entry(log, index)
                 assert entry is not None
                 envelope = json.loads(entry.envelope)
-                if envelope["kind"] == "gateway.exchange":
-                    out.append(envelope)
+                if envelope["kind"] != "gateway.exchange":
+                    continue
+                if bodies:
+                    body = store.body(envelope["body"]) if "body" in envelope else None
+                    envelope["_body"] = json.loads(body.content) if body is not None else None
+                out.append(envelope)
         return out
     finally:
         store.close()
+
+
+def exchanges_with_bodies(database: Path | str) -> list[dict[str, Any]]:
+    """`recorded_exchanges` with each exchange's body, for tests that read both."""
+    return recorded_exchanges(database, bodies=True)

@@ -24,8 +24,8 @@ import pytest
 
 from flowloom.gateway.mock import MockServer
 from tests.gateway.doc_snippets import at, doc_block
+from tests.gateway.processes import exchanges_with_bodies as recorded_exchanges
 from tests.gateway.processes import gateway_process
-from tests.gateway.records import exchanges_with_bodies as recorded_exchanges
 from tests.support.clis import offline_env
 
 REPLY = "Hello from the FlowLoom mock provider."

@@ -23,8 +23,8 @@ from typing import Any
 
 from flowloom.gateway.mock import MockServer
 from tests.gateway.doc_snippets import at, doc_block
+from tests.gateway.processes import exchanges_with_bodies as recorded_exchanges
 from tests.gateway.processes import gateway_process
-from tests.gateway.records import exchanges_with_bodies as recorded_exchanges
 from tests.support.clis import CODEX_VERSION, offline_env
 
 REPLY = "Hello from the FlowLoom mock provider."

@@ -22,8 +22,8 @@ import pytest
 
 from flowloom.gateway.mock import MockServer
 from tests.gateway.doc_snippets import at, doc_block
+from tests.gateway.processes import exchanges_with_bodies as recorded_exchanges
 from tests.gateway.processes import gateway_process
-from tests.gateway.records import exchanges_with_bodies as recorded_exchanges
 
 KEY = "local"
 

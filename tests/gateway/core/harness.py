@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
@@ -21,6 +20,7 @@ from flowloom.ledger.keys import KeyStore
 from flowloom.ledger.log import Ledger
 from flowloom.services import open_store
 from flowloom.store.interface import Store
+from tests.gateway.processes import recorded_exchanges
 
 
 class LedgerSwitch:
@@ -90,21 +90,7 @@ class RunningGateway:
     def events(self, project: str = "gw") -> list[dict[str, Any]]:
         """Every gateway.exchange event of `project`, with its body parsed as "_body"."""
         self.flush()
-        store = open_store(str(self.ledgers.database))
-        try:
-            out = []
-            for index in range(store.size(project)):
-                entry = store.entry(project, index)
-                assert entry is not None
-                envelope = json.loads(entry.envelope)
-                if envelope["kind"] != "gateway.exchange":
-                    continue
-                body = store.body(envelope["body"]) if "body" in envelope else None
-                envelope["_body"] = json.loads(body.content) if body is not None else None
-                out.append(envelope)
-            return out
-        finally:
-            store.close()
+        return recorded_exchanges(self.ledgers.database, logs=[project], bodies=True)
 
 
 def start_gateway(
