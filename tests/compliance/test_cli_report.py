@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flowloom.cli.main import main
-from tests.compliance.world import PROJECT, World, build_world
+from tests.compliance.world import PROJECT, World, build_world, enter
 
 
 @pytest.fixture(scope="module")
@@ -22,18 +22,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 @pytest.fixture
 def env(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
-    for name in ("FLOWLOOM_SERVER", "FLOWLOOM_API_KEY", "FLOWLOOM_API_KEY_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(world.root / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(world.root / "home" / ".config"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(world.root / "home" / ".gitconfig"))
-    monkeypatch.setenv("FLOWLOOM_HOME", str(world.root / "flowloom-home"))
-    monkeypatch.setenv("FLOWLOOM_DATABASE", str(world.root / "ledger.db"))
-    monkeypatch.setenv("FLOWLOOM_PROJECT", PROJECT)
-    monkeypatch.setenv("FLOWLOOM_ORIGIN", f"flowloom.example.com/{PROJECT}")
-    monkeypatch.chdir(world.repo.cwd)
-    return world
+    return enter(world, monkeypatch)
 
 
 def report(*args: str) -> int:

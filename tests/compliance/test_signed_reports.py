@@ -31,7 +31,7 @@ from flowloom.compliance.reports.evidence_pack import MANIFEST_JSON, MANIFEST_SH
 from flowloom.ledger.dsse import Envelope
 from flowloom.ledger.event import Event
 from flowloom.ledger.note import Verifier
-from tests.compliance.world import PROJECT, World, build_world
+from tests.compliance.world import PROJECT, World, build_world, enter
 
 PERIOD = ("--from", "2026-03-01", "--to", "2026-03-31")
 
@@ -45,18 +45,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 @pytest.fixture
 def env(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
-    for name in ("FLOWLOOM_SERVER", "FLOWLOOM_API_KEY", "FLOWLOOM_API_KEY_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(world.root / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(world.root / "home" / ".config"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(world.root / "home" / ".gitconfig"))
-    monkeypatch.setenv("FLOWLOOM_HOME", str(world.root / "flowloom-home"))
-    monkeypatch.setenv("FLOWLOOM_DATABASE", str(world.root / "ledger.db"))
-    monkeypatch.setenv("FLOWLOOM_PROJECT", PROJECT)
-    monkeypatch.setenv("FLOWLOOM_ORIGIN", f"flowloom.example.com/{PROJECT}")
-    monkeypatch.chdir(world.repo.cwd)
-    return world
+    return enter(world, monkeypatch)
 
 
 def run(*args: str) -> int:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from argon2 import PasswordHasher
 
 from flowloom.auth.directory import Directory
@@ -575,3 +576,20 @@ def _month(w: World) -> None:
         late_mallory=late_mallory, late_laptop=late_laptop, late_key=late_key,
         early=early, held=held, request=request,
     )  # fmt: skip
+
+
+def enter(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
+    """Run the CLI in `world` as its developer: its repository, ledger, keys and git
+    config, and no team server."""
+    for name in ("FLOWLOOM_SERVER", "FLOWLOOM_API_KEY", "FLOWLOOM_API_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(world.root / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(world.root / "home" / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(world.root / "home" / ".gitconfig"))
+    monkeypatch.setenv("FLOWLOOM_HOME", str(world.root / "flowloom-home"))
+    monkeypatch.setenv("FLOWLOOM_DATABASE", str(world.root / "ledger.db"))
+    monkeypatch.setenv("FLOWLOOM_PROJECT", PROJECT)
+    monkeypatch.setenv("FLOWLOOM_ORIGIN", f"flowloom.example.com/{PROJECT}")
+    monkeypatch.chdir(world.repo.cwd)
+    return world
