@@ -253,14 +253,14 @@ def _heard_from(ledger: Ledger, agents: set[str]) -> set[str]:
 
 
 def _spooled_agents(state_dir: str) -> set[str]:
-    spool_dir = os.path.join(state_dir, "spool")
     agents: set[str] = set()
-    for name in outbox.pending(spool_dir):
-        try:
-            record = outbox.read_record(spool_dir, name)
-        except (OSError, ValueError):
-            continue
-        agents.add(str(record.get("agent", "")))
+    for directory in outbox.outbox_dirs(os.path.join(state_dir, "spool")):
+        for name in outbox.pending(directory):
+            try:
+                record = outbox.read_record(directory, name)
+            except (OSError, ValueError):
+                continue
+            agents.add(str(record.get("agent", "")))
     return agents
 
 
