@@ -35,3 +35,25 @@ def fsync_dir(directory: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def append_line(path: str, line: str, *, max_bytes: int, keep_lines: int) -> None:
+    """Append `line` to the journal at `path` and fsync it; past `max_bytes`, keep only
+    the last `keep_lines` lines (replaced atomically), so a journal never grows unbounded."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, (line + "\n").encode())
+        os.fsync(fd)
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    if size <= max_bytes:
+        return
+    with open(path, encoding="utf-8") as fh:
+        kept = fh.read().splitlines()[-keep_lines:]
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write("".join(k + "\n" for k in kept))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

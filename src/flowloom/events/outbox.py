@@ -38,6 +38,7 @@ import os
 import sys
 import time
 
+from flowloom.events import durable
 from flowloom.events.durable import fsync_dir, private_dirs
 
 __all__ = [
@@ -218,23 +219,13 @@ def _journal_lines(spool_dir: str) -> list[str]:
 
 
 def _journal_append(spool_dir: str, name: str, indices: Sequence[int]) -> None:
-    path = _journal_path(spool_dir)
-    line = f"{name} {','.join(str(i) for i in indices)}\n".encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-        size = os.fstat(fd).st_size
-    finally:
-        os.close(fd)
-    if size > _JOURNAL_MAX_BYTES:
-        kept = _journal_lines(spool_dir)[-_JOURNAL_KEEP_LINES:]
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write("".join(k + "\n" for k in kept))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+    line = f"{name} {','.join(str(i) for i in indices)}"
+    durable.append_line(
+        _journal_path(spool_dir),
+        line,
+        max_bytes=_JOURNAL_MAX_BYTES,
+        keep_lines=_JOURNAL_KEEP_LINES,
+    )
 
 
 def recorded_names(spool_dir: str) -> set[str]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from flowloom.decisions.records import Decision, DecisionBook, reply_amendment
 from flowloom.errors import FlowLoomError, InputError
+from flowloom.events import durable
 from flowloom.events.model import (
     event_meta,
     happened_at,
@@ -188,7 +189,12 @@ class LedgerSink:
 
         def intent(size: int, entries: Sequence[PendingEntry]) -> None:
             hashes = ",".join(e.leaf_hash.hex() for e in entries)
-            _append_line(os.path.join(item.directory, _INTENTS), f"{item.name} {size} {hashes}")
+            durable.append_line(
+                os.path.join(item.directory, _INTENTS),
+                f"{item.name} {size} {hashes}",
+                max_bytes=_INTENTS_MAX_BYTES,  # intents only matter for files still pending
+                keep_lines=100,
+            )
 
         return record_events(
             self.ledger, item.events, item.agent, created=item.created, intent=intent
@@ -223,22 +229,3 @@ class LedgerSink:
                 return [at[h] for h in wanted]
             return None
         return None
-
-
-def _append_line(path: str, line: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        os.write(fd, (line + "\n").encode())
-        os.fsync(fd)
-        size = os.fstat(fd).st_size
-    finally:
-        os.close(fd)
-    if size > _INTENTS_MAX_BYTES:  # intents only matter for files still pending
-        with open(path, encoding="utf-8") as fh:
-            kept = fh.read().splitlines()[-100:]
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write("".join(k + "\n" for k in kept))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
