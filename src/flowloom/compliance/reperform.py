@@ -20,8 +20,8 @@ is compared with report.json, field by field; the HTML and CSV files are rendere
 from report.json and compared byte for byte. Every difference is listed.
 
 A single report file (HTML, PDF, CSV, JSON) is checked against the statement beside it:
-signature, digest, the checkpoint's signature; a PDF's embedded files as in a pack. Re-performing needs the ledger: verify the
-evidence pack of the same run for that.
+signature, digest, the checkpoint's signature; a PDF's embedded files as in a pack.
+Re-performing needs the ledger: verify the evidence pack of the same run for that.
 """
 
 from __future__ import annotations
