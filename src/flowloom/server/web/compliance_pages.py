@@ -2,21 +2,21 @@
 
 Assessments come from `flowloom.compliance.assess.assess` over the project's ledger and,
 as for the API's reports, the repository configured for the project when there is one
-(with its committed [policy] and [compliance]). Without one, the checks that need git
-are not assessed and say what they need; the dashboard and `flowloom report` then give
-the same statuses as `flowloom report --no-git`, never a pass the commits were not
-examined for. A framework page shows the report's scope, completeness (git and the ledger
+(with its committed [policy] and [compliance]). Without one, the checks that need git are
+not assessed and say what they need; the dashboard and `flowloom report` then give the
+same statuses as `flowloom report --no-git`, never a pass the commits were not examined
+for. A framework page shows the report's scope, completeness (git and the ledger
 reconciled, pre-adoption commits apart) and sampling sections, rendered by the report's
-own template from the page's one assessment. Every control shows one of the five statuses (pass, flag, manual,
-not_applicable, not_assessed) with its reason. A page never writes, so it never signs a
-checkpoint: it assesses the entries the latest signed checkpoint covers, the same
-snapshot a report run there reads, and caches it per (framework, period, checkpoint:
-size and root). The dashboard computes missing assessments in the background
-(`flowloom.server.web.background`) and shows "computing", reloading itself until they
-are there; it never shows a log with data as not assessed for want of a visit.
-Reports are written by the API's report route (`report_response`: the same limits, and
-each download is recorded as an export.generate event). As in the API's report routes,
-all of this needs audit.read (owners, admins, auditors).
+own template from the page's one assessment. Every control shows one of the five statuses
+(pass, flag, manual, not_applicable, not_assessed) with its reason. A page never writes,
+so it never signs a checkpoint: it assesses the entries the latest signed checkpoint
+covers, the same snapshot a report run there reads, and caches it per (framework, period,
+checkpoint: size and root). The dashboard computes missing assessments in the background
+(`flowloom.server.web.background`) and shows "computing", reloading itself until they are
+there; it never shows a log with data as not assessed for want of a visit. Reports are
+written by the API's report route (`report_response`: the same limits, and each download
+is recorded as an export.generate event). As in the API's report routes, all of this needs
+audit.read (owners, admins, auditors).
 """
 
 from __future__ import annotations
