@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node
+.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node fonts
 
 $(BIN)/flowloom: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,11 @@ openssh:
 node:
 	@command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } || { echo "npm is missing: apt-get install nodejs npm"; exit 1; }
 
-unit: $(BIN)/flowloom chromium openssh node
+## fonts: report PDFs are PDF/A, where every glyph comes from a font: Noto CJK for Chinese, Japanese and Korean names, and HarfBuzz's subsetter to embed a few of its glyphs fast
+fonts: $(BIN)/flowloom
+	@{ fc-list -q :lang=ja && $(BIN)/python -c "from weasyprint.text.ffi import harfbuzz_subset as h; raise SystemExit(h is None)"; } 2>/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk libharfbuzz-subset0 >/dev/null; } || { echo "fonts for report PDFs are missing: apt-get install fonts-noto-cjk libharfbuzz-subset0"; exit 1; }
+
+unit: $(BIN)/flowloom chromium openssh node fonts
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider -m "not slow"
 
 ## trials: the long crash trials (pytest marker `slow`), bounded, on their own
