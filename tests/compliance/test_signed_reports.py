@@ -10,7 +10,9 @@ file of a pack, and every "flag" rewritten to "pass" with the manifests rebuilt.
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -18,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -258,6 +261,33 @@ def test_all_formats_of_one_run_agree(env: World, pack: Path, tmp_path: Path) ->
     for found in re.findall(r"(?<!Audit trail \()\b(\d+) entries", everywhere):
         assert int(found) == size, found
     assert "not yet covered by a signed checkpoint" not in exceptions + html_text
+    # The same counts of controls, findings, changes and trail rows in every format.
+    from flowloom.compliance.reports.templating import STATUS_LABELS
+
+    with zipfile.ZipFile(pack) as archive:
+        tables = {
+            name: list(csv.DictReader(io.StringIO(archive.read(name).decode())))
+            for name in ("population.csv", "exceptions.csv", "audit-trail.csv",
+                         "controls-requirements.csv")
+        }  # fmt: skip
+    assert len(tables["population.csv"]) == len(data["changes"]) > 0
+    assert len(tables["exceptions.csv"]) == len(data["exceptions"]) > 0
+    assert len(tables["audit-trail.csv"]) == len(data["audit_trail"])
+    controls = tables["controls-requirements.csv"]
+    assert [r["status"] for r in controls] == [c["status"] for c in data["controls"]]
+    flat = " ".join(text.split())
+    statuses = Counter(c["status"] for c in data["controls"])
+    for status, label in STATUS_LABELS.items():
+        count = statuses.get(status, 0)
+        row = f'<th scope="row" class="status status-{status}">{status}</th><td>{label}</td>'
+        assert f"{row}<td>{count}</td>" in html_text, status
+        assert f"{status} {label} {count}" in flat, status
+    notes = sum(f["severity"] == "info" for f in data["exceptions"])
+    totals = (
+        f"{len(data['exceptions']) - notes} exceptions and {notes} informational notes in "
+        f"total; {len(data['changes'])} changes in the population."
+    )
+    assert totals in html_text and totals in flat
     # The period as requested: the last day included, the timezone stated.
     label = "2026-03-01 to 2026-03-31 (both days included, UTC)"
     assert label in html_text and label in chain and label in " ".join(text.split())
