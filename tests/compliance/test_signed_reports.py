@@ -433,7 +433,7 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _forged_pdf(report_json: bytes, statement: bytes) -> bytes:
+def pdf_embedding(report_json: bytes, statement: bytes) -> bytes:
     """A small PDF/A embedding `report_json` and `statement`, as a report PDF does."""
     from flowloom.compliance.reports.pdf import Embedded, html_to_pdf
 
@@ -499,7 +499,7 @@ def test_a_pdf_embedding_another_assessment_fails(
             [("report.json", _sha(other))], predicate, env.ledger.require_signer(), Generator("")
         ).to_line()
     target = tmp_path / "forged.zip"
-    _resigned_pack(env, pack, target, _forged_pdf(other, statement))
+    _resigned_pack(env, pack, target, pdf_embedding(other, statement))
     result = verify_report(target, trusted=[Verifier.from_vkey(vkey(env))])
     assert not result.ok and not result.reperformed
     assert all(p.startswith(("report.pdf ", "the statement report.pdf")) for p in result.problems)
@@ -517,7 +517,7 @@ def test_a_pdf_embedding_another_assessment_fails(
     assert "embeds a report.json that differs" in capsys.readouterr().out
     # Made with the pack's own attachments, the rebuilt pack verifies: the check is sound.
     honest = tmp_path / "honest.zip"
-    _resigned_pack(env, pack, honest, _forged_pdf(original, embedded(
+    _resigned_pack(env, pack, honest, pdf_embedding(original, embedded(
         archive_bytes(pack, "report.pdf"))["report.json.intoto.jsonl"]))  # fmt: skip
     result = verify_report(honest, trusted=[Verifier.from_vkey(vkey(env))])
     assert not result.problems, result.problems
@@ -536,7 +536,7 @@ def test_a_single_pdf_embedding_another_assessment_fails(
     out = tmp_path / "p11.pdf"
     trusted = [Verifier.from_vkey(vkey(env))]
     for name, data in (("honest", archive_bytes(pack, "report.json")), ("forged", b"{}")):
-        out.write_bytes(_forged_pdf(data, statement))
+        out.write_bytes(pdf_embedding(data, statement))
         beside = sign_statement(
             [(out.name, _sha(out.read_bytes()))], {**predicate, "format": "pdf"}, signer,
             Generator(""),
