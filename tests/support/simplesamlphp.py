@@ -10,18 +10,22 @@ id, ACS and SLO URLs, certificate), as an administrator would paste them in.
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
 import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -202,11 +206,6 @@ class SimpleSamlIdp:
             }
             for u in self.users
         }
-        sources = {
-            "admin": ["core:AdminPassword"],
-            "example-userpass": ["exampleauth:UserPass", *[]],
-        }
-        del sources
         (config / "authsources.php").write_text(
             "<?php\n$config = [\n"
             "    'admin' => ['core:AdminPassword'],\n"
@@ -322,3 +321,55 @@ class SimpleSamlIdp:
         path = self.root / "log" / "simplesamlphp.log"
         text = path.read_text() if path.exists() else ""
         return json.dumps(text[-3000:])
+
+
+USERS = [
+    IdpUser("ada", "ada@example.test", "Ada Lovelace", ["engineering", "secops"]),
+    IdpUser("bob", "bob@example.test", "Bob Builder", []),
+]
+
+
+@pytest.fixture(scope="session")
+def saml_idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleSamlIdp]:
+    """One SimpleSAMLphp IdP for the whole run (start-up bounded by START_TIMEOUT);
+    tests register their own service providers with it. Fails under CI when the
+    packages are missing (`make saml` installs them), skips elsewhere."""
+    from tests.conftest import in_ci
+
+    reason = available()
+    if reason is not None:
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with SimpleSamlIdp(tmp_path_factory.mktemp("simplesamlphp"), USERS) as idp:
+        yield idp
+
+
+def form_fields(page: str) -> dict[str, str]:
+    """The hidden inputs of an HTML form (SimpleSAMLphp's POST-binding pages)."""
+    found = re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page)
+    return {name: html.unescape(value) for name, value in found}
+
+
+def form_action(page: str) -> str:
+    match = re.search(r'<form[^>]*action="([^"]+)"', page)
+    assert match, page[:2000]
+    return html.unescape(match.group(1))
+
+
+def sign_in_at_idp(
+    browser: httpx.Client, url: str, *, user: str = "ada", password: str = PASSWORD
+) -> httpx.Response:
+    """Follow `url` to the IdP and, when it asks, enter the credentials; the page that
+    carries the SAMLResponse form back to the SP (not yet posted)."""
+    page = browser.get(url, follow_redirects=True)
+    if "SAMLResponse" not in page.text:
+        assert 'name="AuthState"' in page.text, page.text[:2000]
+        fields = form_fields(page.text)
+        page = browser.post(
+            str(page.url).split("?")[0],
+            data={"username": user, "password": password, "AuthState": fields["AuthState"]},
+            follow_redirects=True,
+        )
+    assert "SAMLResponse" in page.text, page.text[:3000]
+    return page

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 from urllib.parse import urlsplit
 
+from defusedxml.ElementTree import fromstring as defused_fromstring
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, SAMLError
 from saml2.client import Saml2Client
 from saml2.config import SPConfig
@@ -440,9 +441,10 @@ class SamlServiceProvider:
         if len(saml_response) > _MAX_RESPONSE_BYTES:
             raise SamlLoginError("malformed", "the SAMLResponse is too large")
         try:
-            base64.b64decode(saml_response, validate=True)
+            xml = base64.b64decode(saml_response, validate=True)
         except (binascii.Error, ValueError):
             raise SamlLoginError("malformed", "the SAMLResponse is not base64") from None
+        self._check_destination(xml)
         outstanding = {expected_request: "/"} if expected_request else {}
         with self._lock:
             try:
@@ -454,6 +456,21 @@ class SamlServiceProvider:
         if not isinstance(response, AuthnResponse) or response.assertion is None:
             raise SamlLoginError("malformed", "the SAMLResponse holds no usable assertion")
         return self._identity(response, expected_request, reauth)
+
+    def _check_destination(self, xml: bytes) -> None:
+        """A Response addressed elsewhere is refused with its own reason (pysaml2 would
+        only log it). Parsed with defusedxml: no entities, no network."""
+        try:
+            root = defused_fromstring(xml)
+        except Exception:
+            raise SamlLoginError("malformed", "the SAMLResponse is not well-formed XML") from None
+        destination = root.get("Destination")
+        if destination is not None and destination != self.settings.acs_url:
+            raise SamlLoginError(
+                "destination",
+                "the SAML response is not addressed to this sign-in endpoint (Destination)",
+                hint=f"the IdP's ACS URL must be {self.settings.acs_url}",
+            )
 
     def _identity(
         self, response: AuthnResponse, expected_request: str | None, reauth: bool
