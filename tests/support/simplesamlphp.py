@@ -265,14 +265,18 @@ class SimpleSamlIdp:
                 " [10 => ['class' => 'saml:AttributeNameID', 'attribute' => 'uid',"
                 " 'Format' => 'urn:oasis:names:tc:SAML:2.0:nameid-format:persistent']]]);"
             )
-        (metadata / "saml20-sp-remote.php").write_text("\n".join(lines) + "\n")
+        partial = metadata / "saml20-sp-remote.php.new"
+        partial.write_text("\n".join(lines) + "\n")
+        partial.replace(metadata / "saml20-sp-remote.php")  # atomic: never read half-written
 
     def start(self) -> SimpleSamlIdp:
         self._write()
         env = {**os.environ, "SIMPLESAMLPHP_CONFIG_DIR": str(self.root / "config")}
         with self.log.open("wb") as out:
             self._process = subprocess.Popen(
-                [PHP, "-S", f"127.0.0.1:{self.port}", "-t", str(WWW)],
+                # No opcache: it would serve metadata files rewritten by `register`
+                # stale for up to two seconds.
+                [PHP, "-d", "opcache.enable=0", "-S", f"127.0.0.1:{self.port}", "-t", str(WWW)],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
