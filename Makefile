@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node
+.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node saml
 
 $(BIN)/flowloom: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,11 @@ openssh:
 node:
 	@command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } || { echo "npm is missing: apt-get install nodejs npm"; exit 1; }
 
-unit: $(BIN)/flowloom chromium openssh node
+## saml: the SAML tests sign with xmlsec1 and sign in at a real SimpleSAMLphp under PHP's own server
+saml:
+	@{ command -v xmlsec1 && command -v php && command -v openssl && [ -f /usr/share/simplesamlphp/www/saml2/idp/SSOService.php ] && php -m | grep -qx dom; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends xmlsec1 openssl php-cli php-xml php-mbstring simplesamlphp >/dev/null; } || { echo "SAML test tools are missing: apt-get install xmlsec1 openssl php-cli php-xml php-mbstring simplesamlphp"; exit 1; }
+
+unit: $(BIN)/flowloom chromium openssh node saml
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider -m "not slow"
 
 ## trials: the long crash trials (pytest marker `slow`), bounded, on their own

@@ -45,6 +45,9 @@ def available() -> str | None:
         return "SimpleSAMLphp is missing: apt-get install simplesamlphp (make saml)"
     if shutil.which("xmlsec1") is None:
         return "xmlsec1 is missing: apt-get install xmlsec1 (make saml)"
+    modules = subprocess.run([PHP, "-m"], capture_output=True, text=True, timeout=60).stdout
+    if "dom" not in modules.split():
+        return "PHP's XML support is missing: apt-get install php-xml (make saml)"
     return None
 
 

@@ -597,17 +597,16 @@ class SamlServiceProvider:
 
     # -- single logout --------------------------------------------------------------------
 
-    def logout_request(self, name_id: NameIdRef, session_index: str | None) -> SamlRequest:
-        """A signed LogoutRequest (HTTP-Redirect) for the IdP session behind a FlowLoom one."""
+    def logout_request(self, name_id: NameIdRef, session_index: str | None) -> SamlRequest | None:
+        """A signed LogoutRequest (HTTP-Redirect) for the IdP session behind a FlowLoom
+        one; None when the IdP publishes no single logout endpoint (Google Workspace)."""
         relay_state = secrets.token_urlsafe(32)
         with self._lock:
             destination = self._client.metadata.single_logout_service(
                 self.idp_entity_id, BINDING_HTTP_REDIRECT, "idpsso"
             )
             if not destination:
-                raise SamlLoginError(
-                    "no_slo", "the identity provider publishes no single logout endpoint"
-                )
+                return None
             request_id, request = self._client.create_logout_request(
                 destination[0]["location"],
                 self.idp_entity_id,

@@ -262,8 +262,11 @@ def saml_logout(
             ref.name_id, ref.name_id_format, ref.name_qualifier, ref.sp_name_qualifier
         )
         outgoing = provider.logout_request(name_id, ref.session_index)
-        server.directory.put_saml_request(outgoing.relay_state, outgoing.request_id, "logout", "/")
-        url = outgoing.url
+        if outgoing is not None:
+            server.directory.put_saml_request(
+                outgoing.relay_state, outgoing.request_id, "logout", "/"
+            )
+            url = outgoing.url
     response = JSONResponse({"logout_url": url}, headers=_NO_STORE)
     if principal.via == "session" and token:
         server.directory.end_session(token, method="saml" if ref is not None else None)
