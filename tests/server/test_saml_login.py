@@ -8,6 +8,7 @@ auth.login_failed with the reason) in the instance ledger.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
@@ -299,3 +300,51 @@ def test_forged_logout_request_is_refused(running: Running) -> None:
         me = httpx.get(running.url + "/api/v1/me", cookies={"flowloom_session": token or ""})
         assert me.status_code == 200
     assert [e["refs"]["reason"] for e in running.events("auth.logout_failed")] == ["signature"]
+
+
+def _logout_request_to_us(run: Running, browser: httpx.Client) -> str:
+    """Start logout at the IdP and stop at its signed LogoutRequest for FlowLoom."""
+    url = run.idp.base + "/saml2/idp/initSLO.php?" + urlencode({"RelayState": run.idp.base + "/"})
+    for _hop in range(10):
+        answer = browser.get(url, follow_redirects=False)
+        assert answer.status_code in (302, 303), answer.text[:1000]
+        url = answer.headers["location"]
+        if url.startswith(run.url + SLS_PATH):
+            return url
+    raise AssertionError("the IdP sent no LogoutRequest to FlowLoom")
+
+
+def test_tampered_or_unsigned_logout_requests_are_refused(running: Running) -> None:
+    with running.browser() as browser:
+        assert sign_in(running, browser).status_code == 200
+        token = browser.cookies.get("flowloom_session") or ""
+        genuine = _logout_request_to_us(running, browser)
+        parts = httpx.URL(genuine)
+        query = dict(parts.params)
+        # Another RelayState under the same signature: the signature no longer matches.
+        tampered = {**query, "RelayState": "https://evil.example.test/"}
+        assert httpx.get(running.url + SLS_PATH, params=tampered).status_code == 401
+        unsigned = {k: v for k, v in query.items() if k not in ("Signature", "SigAlg")}
+        assert httpx.get(running.url + SLS_PATH, params=unsigned).status_code == 401
+        # An unsigned LogoutRequest by HTTP-POST naming ada is refused too.
+        forged = (
+            '<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
+            'xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_f1" Version="2.0" '
+            f'IssueInstant="2026-01-01T00:00:00Z" Destination="{running.url}{SLS_PATH}">'
+            f"<saml:Issuer>{running.idp.entity_id}</saml:Issuer>"
+            '<saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">ada'
+            "</saml:NameID></samlp:LogoutRequest>"
+        )
+        posted = httpx.post(
+            running.url + SLS_PATH,
+            data={"SAMLRequest": base64.b64encode(forged.encode()).decode()},
+        )
+        assert posted.status_code == 401
+        me = httpx.get(running.url + "/api/v1/me", cookies={"flowloom_session": token})
+        assert me.status_code == 200  # still signed in
+        # The genuine request does sign ada out.
+        assert httpx.get(genuine).status_code == 302
+        me = httpx.get(running.url + "/api/v1/me", cookies={"flowloom_session": token})
+        assert me.status_code == 401
+    reasons = [e["refs"]["reason"] for e in running.events("auth.logout_failed")]
+    assert reasons == ["signature", "signature", "signature"]

@@ -282,9 +282,7 @@ def saml_logout(
 )
 def saml_sls(request: Request) -> Response:
     """The IdP's LogoutRequest (sign that user out, answer) or LogoutResponse to ours."""
-    query = dict(request.query_params)
-    query["__raw_query__"] = request.url.query
-    return _single_logout(request, query, BINDING_HTTP_REDIRECT)
+    return _single_logout(request, dict(request.query_params), BINDING_HTTP_REDIRECT)
 
 
 @router.post(
