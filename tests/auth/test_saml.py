@@ -6,6 +6,7 @@ request."""
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,9 @@ from flowloom.auth.rolemap import RoleGrant
 from flowloom.auth.saml import (
     ACS_PATH,
     METADATA_PATH,
+    PERSISTENT,
     SLS_PATH,
+    NameIdRef,
     SamlIdentity,
     SamlLoginError,
     SamlServiceProvider,
@@ -356,3 +359,18 @@ def test_config_from_table_and_environment() -> None:
     }
     with pytest.raises(ConfigError):
         saml_config({}, {"FLOWLOOM_SERVER_SAML_ROLE_MAP": "not json"})
+
+
+def test_idp_without_single_logout_means_a_local_logout(
+    saml_idp: SimpleSamlIdp, tmp_path: Path
+) -> None:
+    """Google Workspace publishes no SLO endpoint: logout then ends FlowLoom's session only."""
+    sp = make_sp(saml_idp, tmp_path / "sp")
+    with_slo = sp.logout_request(NameIdRef("ada", PERSISTENT), "_s1")
+    assert with_slo is not None and with_slo.url.startswith(saml_idp.slo_url)
+    metadata = (tmp_path / "sp" / "idp.xml").read_text()
+    stripped = re.sub(r"<md:SingleLogoutService[^>]*/>", "", metadata)
+    assert stripped != metadata
+    (tmp_path / "no-slo.xml").write_text(stripped)
+    no_slo = make_sp(saml_idp, tmp_path / "other", idp_metadata_file=str(tmp_path / "no-slo.xml"))
+    assert no_slo.logout_request(NameIdRef("ada", PERSISTENT), "_s1") is None

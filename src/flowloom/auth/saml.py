@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import calendar
 import json
 import re
 import secrets
@@ -47,6 +46,7 @@ from saml2.response import (
     UnsolicitedResponse,
     VerificationError,
 )
+from saml2.s_utils import UnsupportedBinding
 from saml2.saml import NameID
 from saml2.sigver import SignatureError, SigverError, verify_redirect_signature
 from saml2.time_util import str_to_time
@@ -603,9 +603,12 @@ class SamlServiceProvider:
         one; None when the IdP publishes no single logout endpoint (Google Workspace)."""
         relay_state = secrets.token_urlsafe(32)
         with self._lock:
-            destination = self._client.metadata.single_logout_service(
-                self.idp_entity_id, BINDING_HTTP_REDIRECT, "idpsso"
-            )
+            try:
+                destination = self._client.metadata.single_logout_service(
+                    self.idp_entity_id, BINDING_HTTP_REDIRECT, "idpsso"
+                )
+            except UnsupportedBinding:
+                destination = None
             if not destination:
                 return None
             request_id, request = self._client.create_logout_request(
