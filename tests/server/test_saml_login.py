@@ -348,3 +348,24 @@ def test_tampered_or_unsigned_logout_requests_are_refused(running: Running) -> N
         assert me.status_code == 401
     reasons = [e["refs"]["reason"] for e in running.events("auth.logout_failed")]
     assert reasons == ["signature", "signature", "signature"]
+
+
+def test_reauth_without_a_session_opens_a_reauthenticated_one(running: Running) -> None:
+    with running.browser() as browser:
+        assert sign_in(running, browser, reauth="1").status_code == 200
+        token = browser.cookies.get("flowloom_session") or ""
+    session = running.state.directory.session_for_token(token)
+    assert session.via == "saml" and session.reauthenticated_at is not None
+
+
+def test_disabled_account_cannot_sign_in(running: Running) -> None:
+    with running.browser() as browser:
+        assert sign_in(running, browser).status_code == 200
+    user = running.state.directory.user_by_email("ada@example.test")
+    running.state.directory.disable_user(user.id)
+    with running.browser() as browser:
+        refused = sign_in(running, browser)
+        assert refused.status_code == 401
+        assert "disabled" in refused.text
+    assert running.failures() == ["account"]
+    assert len(running.events("auth.login")) == 1

@@ -200,10 +200,6 @@ def _sign_in(
             raise AuthError("this account is disabled", hint="ask a FlowLoom administrator")
         apply_grants(server, user.id, provider.roles_for(identity.groups))
         current = current_session(server, request) if reauth else None
-        if reauth and (current is None or current.session_id is None):
-            raise SamlLoginError(
-                "reauth", "re-authentication needs a signed-in session", hint="sign in first"
-            )
         if current is not None and current.user_id != user.id:
             raise SamlLoginError(
                 "reauth_user",
@@ -238,6 +234,8 @@ def _sign_in(
         raise
     except AuthError as exc:
         raise SamlLoginError("account", exc.message, hint=exc.hint) from None
+    if reauth:  # as for OIDC: a fresh sign-in with ForceAuthn is itself a re-authentication
+        directory.mark_reauthenticated(session.id)
     set_session_cookie(response, server, token)
     return response
 
