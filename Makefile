@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node
+.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node softhsm2
 
 $(BIN)/flowloom: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,11 @@ openssh:
 node:
 	@command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } || { echo "npm is missing: apt-get install nodejs npm"; exit 1; }
 
-unit: $(BIN)/flowloom chromium openssh node
+## softhsm2: the key-provider tests keep keys in a SoftHSM2 token (PKCS#11) of their own
+softhsm2:
+	@command -v softhsm2-util >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null; } || { echo "softhsm2 is missing: apt-get install softhsm2"; exit 1; }
+
+unit: $(BIN)/flowloom chromium openssh node softhsm2
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider -m "not slow"
 
 ## trials: the long crash trials (pytest marker `slow`), bounded, on their own

@@ -5,7 +5,8 @@ digest = "sha256:" + hex(SHA-256(salt || body)). The salt keeps low-entropy bodi
 together with the content erases the body while the envelope and tree still verify.
 Bodies of a data subject are encrypted with AES-256-GCM under that subject's key, the
 digest as associated data; the subject keys are wrapped under the installation's master
-key, so destroying a subject key makes that subject's bodies unreadable everywhere.
+key (held by a key provider: `flowloom.ledger.keyprovider`), so destroying a subject key
+makes that subject's bodies unreadable everywhere.
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ import hashlib
 import hmac
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flowloom.errors import KeyFileError, VerificationError
+from flowloom.errors import KeyFileError, KeyMissingError, VerificationError
 from flowloom.store.interface import StoredBody
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from flowloom.ledger.keyprovider import Envelope
+    from flowloom.ledger.keys import FileMasterKey
 
 __all__ = [
     "SALT_SIZE",
@@ -70,27 +75,34 @@ def _aesgcm(key: bytes) -> AESGCM:
 
 
 class BodyCipher:
-    """Encrypts bodies per data subject; subject keys are wrapped under a master key."""
+    """Encrypts bodies per data subject; subject keys are wrapped under a master key.
 
-    def __init__(self, master_key: bytes) -> None:
-        if len(master_key) != _KEY_SIZE:
-            raise KeyFileError("the master key must be 32 bytes")
-        self._master_key = master_key
+    Given raw bytes (tests, tools), the master key is a key in memory; given an
+    `Envelope`, wrapping happens wherever the installation's master key is held.
+    """
+
+    def __init__(self, master: Envelope | bytes) -> None:
+        if isinstance(master, bytes):
+            if len(master) != _KEY_SIZE:
+                raise KeyFileError("the master key must be 32 bytes")
+            from flowloom.ledger.keyprovider import Envelope
+            from flowloom.ledger.keys import FileMasterKey
+
+            master = Envelope(
+                _FixedMasterKeys(FileMasterKey(master, Path("(memory)"))), create=False
+            )
+        self.envelope = master
 
     def new_wrapped_key(self, pseudonym: str) -> bytes:
-        """A fresh subject key, wrapped (nonce || ciphertext) for storage."""
-        nonce = os.urandom(_NONCE_SIZE)
-        key = os.urandom(_KEY_SIZE)
-        return nonce + _aesgcm(self._master_key).encrypt(nonce, key, pseudonym.encode())
+        """A fresh subject key, wrapped under the active master key for storage."""
+        return self.envelope.wrap(os.urandom(_KEY_SIZE), pseudonym.encode())
 
     def unwrap(self, pseudonym: str, wrapped: bytes) -> bytes:
-        from cryptography.exceptions import InvalidTag
-
         try:
-            return _aesgcm(self._master_key).decrypt(
-                wrapped[:_NONCE_SIZE], wrapped[_NONCE_SIZE:], pseudonym.encode()
-            )
-        except InvalidTag as exc:
+            return self.envelope.unwrap(wrapped, pseudonym.encode())
+        except KeyMissingError:
+            raise
+        except KeyFileError as exc:
             raise KeyFileError(
                 f"cannot unwrap the key of {pseudonym}: wrong master key or damaged key row"
             ) from exc
@@ -122,3 +134,25 @@ def open_body(stored: StoredBody, plaintext: bytes) -> None:
     expected = digest_of(stored.salt, plaintext)
     if not hmac.compare_digest(expected, stored.digest):
         raise VerificationError(f"body {stored.digest} does not match its commitment")
+
+
+class _FixedMasterKeys:
+    """One master key held in memory, nothing to rotate: what raw bytes stand for."""
+
+    provider = "memory"
+    location = "memory"
+
+    def __init__(self, key: FileMasterKey) -> None:
+        self._key = key
+
+    def active(self, *, create: bool) -> FileMasterKey:
+        return self._key
+
+    def find(self, ref: str) -> FileMasterKey | None:
+        return self._key if ref == self._key.ref else None
+
+    def legacy(self) -> list[FileMasterKey]:
+        return [self._key]
+
+    def rotate(self, to: str | None) -> tuple[FileMasterKey | None, FileMasterKey]:
+        raise KeyFileError("a master key given in memory cannot be rotated")
