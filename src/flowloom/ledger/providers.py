@@ -8,16 +8,19 @@ compare-and-swap, so it can run while others write and be run again after a cras
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flowloom.config import KeySettings
 from flowloom.errors import ConfigError, KeyFileError
-from flowloom.ledger.keyprovider import Envelope, MasterKeys, SigningKeys
+from flowloom.ledger.keyprovider import Envelope, MasterKey, MasterKeys, SigningKeys
 from flowloom.ledger.keys import FileMasterKeys, KeyStore
 
 if TYPE_CHECKING:
+    from flowloom.ledger.hsm import Token
+    from flowloom.ledger.note import Signer, Verifier
     from flowloom.store.interface import Store
 
 __all__ = ["MASTER_PURPOSE", "KeyProviders", "open_key_providers", "rewrap_subject_keys"]
@@ -41,7 +44,7 @@ def open_key_providers(home: Path, settings: KeySettings | None = None) -> KeyPr
     """The providers `settings` select (key files under `home` by default)."""
     settings = settings or KeySettings()
     files = KeyStore(home)
-    token = None
+    token: Token | None = None
     if "pkcs11" in (settings.signing, settings.master):
         from flowloom.ledger.hsm import Token
 
@@ -56,8 +59,15 @@ def open_key_providers(home: Path, settings: KeySettings | None = None) -> KeyPr
         from flowloom.ledger.hsm import Pkcs11SigningKeys
 
         assert token is not None
-        signing = Pkcs11SigningKeys(token)
+        signing = SigningWithKeyFiles(Pkcs11SigningKeys(token), files)
     master: MasterKeys = FileMasterKeys(files)
+    if settings.master != "file":
+        master = _migrating(master, settings, token)
+    return KeyProviders(signing, master)
+
+
+def _migrating(files: MasterKeys, settings: KeySettings, token: Token | None) -> MasterKeys:
+    master: MasterKeys = files
     if settings.master == "pkcs11":
         from flowloom.ledger.hsm import Pkcs11MasterKeys
 
@@ -69,7 +79,81 @@ def open_key_providers(home: Path, settings: KeySettings | None = None) -> KeyPr
         master = KmsMasterKeys.connect(
             settings.kms_key_id, region=settings.kms_region, endpoint=settings.kms_endpoint
         )
-    return KeyProviders(signing, master)
+    return WithKeyFiles(master, files)
+
+
+class SigningWithKeyFiles:
+    """Signing keys in a token that still finds this home's key files: a log pinned to a
+    key file moves into the token by `flowloom keys rotate checkpoint` (the file key
+    attests the rotation, the new key is generated in the token)."""
+
+    def __init__(self, token: SigningKeys, files: SigningKeys) -> None:
+        self.token = token
+        self.files = files
+        self.provider = token.provider
+
+    @property
+    def location(self) -> str:
+        return self.token.location
+
+    def expected(self, name: str, key_id: bytes) -> str:
+        return (
+            f"{self.token.expected(name, key_id)}, or in {self.files.location} "
+            f"{self.files.expected(name, key_id)}"
+        )
+
+    def has_signer(self, origin: str) -> bool:
+        return self.token.has_signer(origin)
+
+    def signer(self, origin: str) -> tuple[Signer, bool]:
+        return self.token.signer(origin)
+
+    def find(self, verifier: Verifier) -> Signer | None:
+        found = self.token.find(verifier)
+        return found if found is not None else self.files.find(verifier)
+
+    def find_id(self, name: str, key_id: bytes) -> Signer | None:
+        found = self.token.find_id(name, key_id)
+        return found if found is not None else self.files.find_id(name, key_id)
+
+    def active(self, origin: str) -> Signer | None:
+        return self.token.active(origin)
+
+    def generate(self, origin: str) -> Signer:
+        return self.token.generate(origin)
+
+    def archive(self, signer: Signer) -> None:
+        """A file key stays where it is; a token key is found by its id already."""
+
+    def activate(self, signer: Signer) -> None:
+        self.token.activate(signer)
+
+
+class WithKeyFiles:
+    """A master-key provider that still reads rows wrapped under this home's key files:
+    moving from files to a token or KMS is `flowloom keys rewrap`, not a lost body."""
+
+    def __init__(self, master: MasterKeys, files: MasterKeys) -> None:
+        self.master = master
+        self.files = files
+        self.provider = master.provider
+
+    @property
+    def location(self) -> str:
+        return self.master.location
+
+    def active(self, *, create: bool) -> MasterKey:
+        return self.master.active(create=create)
+
+    def find(self, ref: str) -> MasterKey | None:
+        found = self.master.find(ref)
+        return found if found is not None else self.files.find(ref)
+
+    def legacy(self) -> Sequence[MasterKey]:
+        return [*self.master.legacy(), *self.files.legacy()]
+
+    def rotate(self, to: str | None) -> tuple[MasterKey | None, MasterKey]:
+        return self.master.rotate(to)
 
 
 @dataclass(frozen=True)
