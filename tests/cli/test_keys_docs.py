@@ -32,6 +32,11 @@ CONFIG = _block("[keys]")
 FIRST_USE = _block("flowloom log vkey > log.vkey")
 KMS = _block("FLOWLOOM_MASTER_KEY=kms")
 ROTATION = _block("flowloom keys rotate checkpoint")
+_FIRST_BODY = "import json, sys; print(json.loads(sys.stdin.readline())['event']['body'])"
+READ_BODY = (
+    "flowloom log body $(flowloom log show --kind agent.prompt --json | "
+    f'{sys.executable} -c "{_FIRST_BODY}")\n'
+)
 
 
 def test_every_block_of_the_doc_is_run_by_a_test() -> None:
@@ -98,9 +103,7 @@ def test_the_hsm_walkthrough_keeps_every_key_in_the_token(tmp_path: Path) -> Non
     # The body is still readable through the rotated master key.
     body = _ok(
         home,
-        SETUP.split("softhsm2-util")[0]
-        + "flowloom log body $(flowloom log show --kind agent.prompt --json | "
-        + "python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())[\"event\"][\"body\"])')\n",
+        SETUP.split("softhsm2-util")[0] + READ_BODY,
     )
     assert body == "why we chose SQLite\n"
     assert not keys_dir.exists() or list(keys_dir.iterdir()) == []
@@ -139,10 +142,7 @@ def test_the_kms_walkthrough_moves_file_wrapped_keys_into_kms(
     assert f"master key: kms (AWS KMS ({alias}))" in out
     assert "re-wrapped 1 subject keys" in out
     master_file.rename(master_file.with_name("offline.key"))  # kept with the backups
-    read = (
-        "flowloom log body $(flowloom log show --kind agent.prompt --json | "
-        "python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())[\"event\"][\"body\"])')\n"
-    )
+    read = READ_BODY
     exports = "".join(line + "\n" for line in KMS.splitlines() if line.startswith("export"))
     assert _ok(home, exports + read, **aws) == "kept secret\n"  # read through KMS alone
 
