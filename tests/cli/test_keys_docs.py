@@ -129,29 +129,58 @@ def test_the_kms_walkthrough_moves_file_wrapped_keys_into_kms(
         key = client.create_key(KeySpec="SYMMETRIC_DEFAULT", KeyUsage="ENCRYPT_DECRYPT")
         client.create_alias(AliasName=alias, TargetKeyId=key["KeyMetadata"]["KeyId"])
     first_arn = client.describe_key(KeyId=alias)["KeyMetadata"]["Arn"]
-    # A body recorded under the default master key file, before KMS was chosen.
+    # A body and a gateway provider key stored under the default master key file,
+    # before KMS was chosen.
     _ok(
         home,
         "printf 'kept secret\\n' > s.txt\n"
-        "flowloom log append --kind agent.prompt --body-file s.txt --data-subject bob\n",
+        "flowloom log append --kind agent.prompt --body-file s.txt --data-subject bob\n"
+        "printf 'sk-ant-upstream\\n' | flowloom gateway providers set-key anthropic\n",
     )
     master_file = home / ".local" / "share" / "flowloom" / "keys" / "master.key"
     assert master_file.exists()
 
     out = _ok(home, KMS, **aws)
     assert f"master key: kms (AWS KMS ({alias}))" in out
-    assert "re-wrapped 1 subject keys" in out
+    assert "re-wrapped 1 subject keys and 1 provider keys" in out
     master_file.rename(master_file.with_name("offline.key"))  # kept with the backups
     read = READ_BODY
     exports = "".join(line + "\n" for line in KMS.splitlines() if line.startswith("export"))
     assert _ok(home, exports + read, **aws) == "kept secret\n"  # read through KMS alone
+    assert _provider_key(home, kms_endpoint, alias) == "sk-ant-upstream"
 
     rotate = next(line for line in ROTATION.splitlines() if "rotate master" in line)
     rotated = _ok(home, exports + rotate + "\n", **aws)
     new_arn = client.describe_key(KeyId=alias)["KeyMetadata"]["Arn"]
     assert new_arn != first_arn
     assert f"kms:{first_arn} -> kms:{new_arn}" in rotated
+    assert "re-wrapped 1 subject keys and 1 provider keys" in rotated
     assert _ok(home, exports + read, **aws) == "kept secret\n"
+    assert _provider_key(home, kms_endpoint, alias) == "sk-ant-upstream"
+
+
+def _provider_key(home: Path, endpoint: str, alias: str) -> str | None:
+    """The gateway's provider key as the gateway reads it, with the master key in KMS."""
+    from flowloom.config import KeySettings
+    from flowloom.gateway.access import Access
+    from flowloom.gateway.access.service import AccessSettings
+    from flowloom.ledger.providers import open_key_providers
+
+    flowloom_home = home / ".local" / "share" / "flowloom"
+    settings = KeySettings(master="kms", kms_key_id=alias, kms_endpoint=endpoint)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in AWS_ENV.items():
+            patch.setenv(name, value)
+        providers = open_key_providers(flowloom_home, settings)
+        access = Access(
+            str(flowloom_home / "ledger.db"),
+            master_key_loader=lambda: providers.envelope(create=False),
+            settings=AccessSettings(background=False),
+        )
+        try:
+            return access.provider_key("anthropic")
+        finally:
+            access.close()
 
 
 def test_a_wrong_pin_is_a_config_error_naming_the_token(tmp_path: Path) -> None:
