@@ -244,6 +244,11 @@ def test_kms_master_key_wraps_in_kms_and_rotation_moves_the_alias(
     data_key = envelope.unwrap(wrapped, subject.encode())
     with pytest.raises(KeyFileError):
         envelope.unwrap(wrapped, b"another subject")  # the context is bound by KMS
+    # A row naming a KMS key in another account does not choose where FlowLoom decrypts.
+    foreign = "kms:arn:aws:kms:eu-west-1:999999999999:key/0c1d"
+    forged = b"FLMK\x01" + bytes([len(foreign)]) + foreign.encode() + wrapped[-40:]
+    with pytest.raises(KeyMissingError, match="not reachable"):
+        envelope.unwrap(forged, subject.encode())
 
     old, new = providers.master.rotate(None)
     assert old is not None and old.ref == "kms:" + first["KeyMetadata"]["Arn"]

@@ -33,6 +33,7 @@ _NONCE_SIZE = 12
 # logged into once shares that session. These caches are those rules, not app state.
 _LIBRARIES: dict[str, Any] = {}
 _SESSIONS: dict[tuple[str, str], tuple[Any, bytes]] = {}
+_SESSION_LOCKS: dict[tuple[str, str], threading.RLock] = {}
 _LIBRARIES_LOCK = threading.Lock()
 
 
@@ -44,7 +45,10 @@ class Token:
         self.label = token_label
         self._pin = pin
         self._session: Any = None
-        self.lock = threading.RLock()
+        # One operation at a time per session (C_SignInit..C_Sign): the lock is shared by
+        # every Token of the process on this token, as the session is.
+        with _LIBRARIES_LOCK:
+            self.lock = _SESSION_LOCKS.setdefault((module, token_label), threading.RLock())
 
     @property
     def where(self) -> str:

@@ -124,6 +124,9 @@ class Envelope:
         self.keys = keys
         self._create = create
         self._found: dict[str, MasterKey] = {}
+        # Unwrapped data keys, so sealing many bodies of one subject costs one call to
+        # the token or KMS, not one each; bounded, and only ever in this process.
+        self._unwrapped: dict[tuple[bytes, bytes], bytes] = {}
 
     def active(self) -> MasterKey:
         return self.keys.active(create=self._create)
@@ -150,12 +153,19 @@ class Envelope:
 
     def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
         """The data key in `wrapped`, found under whichever master key wrapped it."""
+        cached = self._unwrapped.get((wrapped, context))
+        if cached is not None:
+            return cached
         ref = self.ref_of(wrapped)
         if ref is None:
-            return self._unwrap_legacy(wrapped, context)
-        key = self._find(ref)
-        payload = wrapped[len(_MAGIC) + 1 + len(ref) :]
-        return key.decrypt(payload, context)
+            data_key = self._unwrap_legacy(wrapped, context)
+        else:
+            payload = wrapped[len(_MAGIC) + 1 + len(ref) :]
+            data_key = self._find(ref).decrypt(payload, context)
+        if len(self._unwrapped) >= 4096:
+            self._unwrapped.clear()
+        self._unwrapped[(wrapped, context)] = data_key
+        return data_key
 
     def rewrap(self, wrapped: bytes, context: bytes) -> bytes | None:
         """`wrapped` wrapped anew under the active key; None when it already is."""

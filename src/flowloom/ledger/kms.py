@@ -114,9 +114,15 @@ class KmsMasterKeys:
         return KmsMasterKey(self._client, self._describe(self.key_id))
 
     def find(self, ref: str) -> KmsMasterKey | None:
+        """The key a row names, if it is in the configured key's region and account: a
+        row naming a key elsewhere is not trusted to choose where FlowLoom decrypts."""
         if not ref.startswith("kms:arn:"):
             return None
-        return KmsMasterKey(self._client, ref[len("kms:") :])
+        arn = ref[len("kms:") :]
+        home = self.active(create=False).arn
+        if arn.split(":key/")[0] != home.split(":key/")[0]:
+            return None
+        return KmsMasterKey(self._client, arn)
 
     def legacy(self) -> list[KmsMasterKey]:
         return []
