@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flowloom.errors import KeyFileError, KeyMissingError, VerificationError
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     from flowloom.ledger.keyprovider import Envelope
-    from flowloom.ledger.keys import FileMasterKey
 
 __all__ = [
     "SALT_SIZE",
@@ -85,12 +83,9 @@ class BodyCipher:
         if isinstance(master, bytes):
             if len(master) != _KEY_SIZE:
                 raise KeyFileError("the master key must be 32 bytes")
-            from flowloom.ledger.keyprovider import Envelope
-            from flowloom.ledger.keys import FileMasterKey
+            from flowloom.ledger.keys import in_memory_envelope
 
-            master = Envelope(
-                _FixedMasterKeys(FileMasterKey(master, Path("(memory)"))), create=False
-            )
+            master = in_memory_envelope(master)
         self.envelope = master
 
     def new_wrapped_key(self, pseudonym: str) -> bytes:
@@ -134,25 +129,3 @@ def open_body(stored: StoredBody, plaintext: bytes) -> None:
     expected = digest_of(stored.salt, plaintext)
     if not hmac.compare_digest(expected, stored.digest):
         raise VerificationError(f"body {stored.digest} does not match its commitment")
-
-
-class _FixedMasterKeys:
-    """One master key held in memory, nothing to rotate: what raw bytes stand for."""
-
-    provider = "memory"
-    location = "memory"
-
-    def __init__(self, key: FileMasterKey) -> None:
-        self._key = key
-
-    def active(self, *, create: bool) -> FileMasterKey:
-        return self._key
-
-    def find(self, ref: str) -> FileMasterKey | None:
-        return self._key if ref == self._key.ref else None
-
-    def legacy(self) -> list[FileMasterKey]:
-        return [self._key]
-
-    def rotate(self, to: str | None) -> tuple[FileMasterKey | None, FileMasterKey]:
-        raise KeyFileError("a master key given in memory cannot be rotated")

@@ -30,9 +30,16 @@ from typing import TYPE_CHECKING
 from flowloom.errors import KeyFileError, KeyMissingError
 
 if TYPE_CHECKING:
+    from flowloom.ledger.keyprovider import Envelope
     from flowloom.ledger.note import Signer, Verifier
 
-__all__ = ["FileMasterKey", "FileMasterKeys", "KeyStore"]
+__all__ = [
+    "FileMasterKey",
+    "FileMasterKeys",
+    "InMemoryMasterKeys",
+    "KeyStore",
+    "in_memory_envelope",
+]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -325,3 +332,32 @@ class FileMasterKeys:
         except OSError as exc:
             raise KeyFileError(f"cannot replace key file {active_path}: {exc.strerror}") from exc
         return old, new
+
+
+class InMemoryMasterKeys:
+    """One master key held in memory, nothing to rotate: what raw bytes stand for."""
+
+    provider = "memory"
+    location = "memory"
+
+    def __init__(self, key: FileMasterKey) -> None:
+        self._key = key
+
+    def active(self, *, create: bool) -> FileMasterKey:
+        return self._key
+
+    def find(self, ref: str) -> FileMasterKey | None:
+        return self._key if ref == self._key.ref else None
+
+    def legacy(self) -> list[FileMasterKey]:
+        return [self._key]
+
+    def rotate(self, to: str | None) -> tuple[FileMasterKey | None, FileMasterKey]:
+        raise KeyFileError("a master key given in memory cannot be rotated")
+
+
+def in_memory_envelope(raw: bytes) -> Envelope:
+    """An envelope over one master key given as raw bytes (tests, tools)."""
+    from flowloom.ledger.keyprovider import Envelope
+
+    return Envelope(InMemoryMasterKeys(FileMasterKey(raw, Path("(memory)"))), create=False)

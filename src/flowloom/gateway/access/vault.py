@@ -120,6 +120,10 @@ class ProviderKeyVault:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         master = self._master()
+        if blob[:1] == _ENVELOPED and isinstance(master, bytes):
+            from flowloom.ledger.keys import in_memory_envelope
+
+            master = in_memory_envelope(master)  # a 0x02 value wrapped under this key
         if blob[:1] == _ENVELOPED and len(blob) > 3 and not isinstance(master, bytes):
             size = int.from_bytes(blob[1:3], "big")
             wrapped, rest = blob[3 : 3 + size], blob[3 + size :]
