@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node fonts saml
+.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node fonts saml softhsm2
 
 $(BIN)/flowloom: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,11 @@ fonts: $(BIN)/flowloom
 saml:
 	@{ command -v xmlsec1 && command -v php && command -v openssl && [ -f /usr/share/simplesamlphp/www/saml2/idp/SSOService.php ] && php -m | grep -qx dom; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends xmlsec1 openssl php-cli php-xml php-mbstring simplesamlphp >/dev/null; } || { echo "SAML test tools are missing: apt-get install xmlsec1 openssl php-cli php-xml php-mbstring simplesamlphp"; exit 1; }
 
-unit: $(BIN)/flowloom chromium openssh node fonts saml
+## softhsm2: the key-provider tests keep keys in a SoftHSM2 token (PKCS#11) of their own
+softhsm2:
+	@command -v softhsm2-util >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null; } || { echo "softhsm2 is missing: apt-get install softhsm2"; exit 1; }
+
+unit: $(BIN)/flowloom chromium openssh node fonts saml softhsm2
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider -m "not slow"
 
 ## trials: the long crash trials (pytest marker `slow`), bounded, on their own

@@ -60,8 +60,8 @@ def build(
     public URL without the scheme) when recording into the server's database.
     `metrics` counts every exchange (the standalone gateway's /metrics).
     """
-    from flowloom.config import DEFAULT_MAX_BODY_BYTES
-    from flowloom.ledger.keys import KeyStore
+    from flowloom.config import DEFAULT_MAX_BODY_BYTES, load_key_settings
+    from flowloom.ledger.providers import open_key_providers
     from flowloom.server.state import LedgerRegistry
     from flowloom.services import open_store
 
@@ -74,7 +74,8 @@ def build(
     settings = settings or GatewaySettings(default_project=project)
     home = home or Path.home() / ".local" / "share" / "flowloom"
     closers: list[Any] = []
-    keys = KeyStore(home)
+    providers = open_key_providers(home, load_key_settings())
+    keys = providers.signing
     try:
         if ledgers is None:
             store = open_store(database)
@@ -82,6 +83,7 @@ def build(
             ledgers = LedgerRegistry(
                 store,
                 keys,
+                master=providers.master,
                 origin=lambda name: f"{origin_prefix}/{name}",
                 max_body_bytes=DEFAULT_MAX_BODY_BYTES,
             )
@@ -103,7 +105,7 @@ def build(
 
             real = Access(
                 access_database or database,
-                master_key_loader=keys.master_key,
+                master_key_loader=lambda: providers.envelope(create=True),
                 audit=ledgers.audit,
             )
             closers.append(real.close)

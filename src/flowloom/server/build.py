@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowloom.ledger.keys import KeyStore
+from flowloom.config import load_key_settings
+from flowloom.ledger.providers import open_key_providers
 from flowloom.server.settings import ServerSettings
 from flowloom.server.state import LedgerRegistry, ServerState
 from flowloom.services import open_store
@@ -31,10 +32,12 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
     store = store or open_store(settings.database)
     closers: list[Any] = []
     try:
-        keys = KeyStore(settings.home)
+        providers = open_key_providers(settings.home, load_key_settings())
+        keys = providers.signing
         ledgers = LedgerRegistry(
             store,
             keys,
+            master=providers.master,
             origin=settings.origin,
             max_body_bytes=settings.max_body_bytes,
             batch_max_entries=settings.batch_max_entries,
@@ -65,7 +68,7 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
         gateway = GatewayView(
             settings.gateway.database or directory.engine,
             config=settings.gateway.config,
-            master_key_loader=keys.master_key,
+            master_key_loader=lambda: providers.envelope(create=True),
         )
         closers.append(gateway.close)
         return ServerState(

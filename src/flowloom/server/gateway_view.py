@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the gateway's modules are imported on first use, not at sta
     from flowloom.gateway.access.records import BudgetStatus, ProviderKeyInfo, VirtualKey
     from flowloom.gateway.access.service import Access
     from flowloom.gateway.routing.config import CompiledConfig
+    from flowloom.ledger.keyprovider import Envelope
 
 __all__ = [
     "GatewayView",
@@ -215,7 +216,7 @@ class GatewayView:
         database: str | Engine,
         *,
         config: Path | None,
-        master_key_loader: Callable[[], bytes],
+        master_key_loader: Callable[[], bytes | Envelope],
         env: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:

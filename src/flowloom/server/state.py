@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowloom.ledger.keys import KeyStore
+from flowloom.ledger.keyprovider import MasterKeys, SigningKeys
 from flowloom.ledger.log import META_FIELDS, Ledger
 from flowloom.ledger.provenance import Trust
 from flowloom.ledger.writer import LogWriter
@@ -51,14 +51,16 @@ class LedgerRegistry:
     def __init__(
         self,
         store: Store,
-        keys: KeyStore,
+        keys: SigningKeys,
         *,
         origin: Callable[[str], str],
         max_body_bytes: int,
         batch_max_entries: int = 2000,
+        master: MasterKeys | None = None,
     ) -> None:
         self._store = store
         self._keys = keys
+        self._master = master
         self._origin = origin
         self._max_body = max_body_bytes
         self._batch_max = batch_max_entries
@@ -85,6 +87,7 @@ class LedgerRegistry:
         return open_ledger(
             self._store,
             self._keys,
+            master=self._master,
             log=project,
             origin=self._origin(project),
             actor=SERVER_ACTOR,
@@ -124,7 +127,7 @@ class ServerState:
 
     settings: ServerSettings
     store: Store
-    keys: KeyStore
+    keys: SigningKeys
     ledgers: LedgerRegistry
     directory: Directory
     authorizer: Authorizer

@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
@@ -73,6 +73,9 @@ from flowloom.gateway.access.records import (
 from flowloom.gateway.access.schema import migrate
 from flowloom.gateway.access.spend import SpendKey, SpendRow, write_rows
 from flowloom.gateway.access.vault import ProviderKeyVault
+
+if TYPE_CHECKING:
+    from flowloom.ledger.keyprovider import Envelope
 
 __all__ = ["Access", "AccessSettings", "AuditHook"]
 
@@ -200,7 +203,7 @@ class Access:
         self,
         database: str | Engine,
         *,
-        master_key_loader: Callable[[], bytes],
+        master_key_loader: Callable[[], bytes | Envelope],
         clock: Callable[[], float] = time.time,
         audit: AuditHook | None = None,
         prices: Path | Mapping[str, Any] | None = None,
@@ -210,7 +213,8 @@ class Access:
     ) -> None:
         """Open (and migrate) the access tables in `database`: a URL or an engine.
 
-        `master_key_loader` returns the installation's 32-byte master key (KeyStore's);
+        `master_key_loader` returns the installation's master key: its key provider's
+        `Envelope` (docs/keys.md), or 32 raw bytes (tests);
         it is called on the first provider-key operation only. `clock` returns POSIX
         seconds (tests move it). `prices` overrides the packaged price table (a TOML
         path or a mapping of the same shape). `default_actor` is the ledger actor for
@@ -1039,6 +1043,28 @@ class Access:
         with self._lock:
             self._provider_keys.put(ref, (value,))
         return value
+
+    def rewrap_provider_keys(self) -> int:
+        """Wrap every stored provider key's data key under the active master key (after a
+        master-key rotation); a row changed meanwhile is left to its writer. Returns how
+        many rows were re-wrapped."""
+        with self._read("reading provider keys") as conn:
+            rows = conn.execute(text("SELECT name, sealed FROM gateway_provider_keys")).all()
+        done = 0
+        for row in rows:
+            renewed = self._vault.rewrap(str(row.name), bytes(row.sealed))
+            if renewed is None:
+                continue
+            with self._tx("re-wrapping a provider key") as conn:
+                changed = conn.execute(
+                    text(
+                        "UPDATE gateway_provider_keys SET sealed = :new"
+                        " WHERE name = :n AND sealed = :old"
+                    ),
+                    {"new": renewed, "n": row.name, "old": bytes(row.sealed)},
+                ).rowcount
+            done += 1 if changed == 1 else 0
+        return done
 
     def set_provider_key(
         self, name: str, secret: str, *, actor: Mapping[str, Any] | None = None
