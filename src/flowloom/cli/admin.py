@@ -484,3 +484,60 @@ def team_roles(ctx: click.Context, team: str | None, as_json: bool) -> None:
         return
     for row in rows:
         click.echo(f"{row['team']}  {row['project']}  {row['role']}")
+
+
+@admin.group("scim-token")
+def scim_token_group() -> None:
+    """Create, list and revoke the bearer tokens identity providers provision with (SCIM)."""
+
+
+@scim_token_group.command("create")
+@click.option("--name", required=True, help="What the token is for (e.g. okta, entra).")
+@click.pass_context
+def scim_token_create(ctx: click.Context, name: str) -> None:
+    """Create a SCIM provisioning token; it is printed once, on standard output."""
+    from flowloom.auth.scim import Provisioning
+
+    with _directory(ctx) as directory:
+        token, secret = Provisioning(directory).create_token(name)
+    click.echo(f"created SCIM token {token.id} ({token.name}); shown once:", err=True)
+    click.echo(secret)
+
+
+@scim_token_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def scim_token_list(ctx: click.Context, as_json: bool) -> None:
+    """List SCIM tokens (never their secrets)."""
+    from flowloom.auth.scim import Provisioning
+
+    with _directory(ctx) as directory:
+        tokens = Provisioning(directory).list_tokens()
+    rows = [
+        {
+            "id": t.id,
+            "name": t.name,
+            "prefix": t.prefix,
+            "created_at": _fmt_time(t.created_at),
+            "revoked_at": None if t.revoked_at is None else _fmt_time(t.revoked_at),
+        }
+        for t in tokens
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = "revoked " + str(row["revoked_at"]) if row["revoked_at"] else "active"
+        click.echo(f"{row['id']}  {row['name']}  flscim_{row['prefix']}_…  {state}")
+
+
+@scim_token_group.command("revoke")
+@click.argument("token_id")
+@click.pass_context
+def scim_token_revoke(ctx: click.Context, token_id: str) -> None:
+    """Stop a SCIM token at once."""
+    from flowloom.auth.scim import Provisioning
+
+    with _directory(ctx) as directory:
+        Provisioning(directory).revoke_token(token_id)
+    click.echo(f"revoked SCIM token {token_id}")

@@ -62,7 +62,7 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
             master_key_loader=keys.master_key,
         )
         closers.append(gateway.close)
-        return ServerState(
+        state = ServerState(
             settings=settings,
             store=store,
             keys=keys,
@@ -76,6 +76,11 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
             repositories=dict(settings.repositories),
             gateway=gateway,
         )
+        from flowloom.auth.scim import Provisioning
+        from flowloom.server.deprovision import gateway_cut_off
+
+        state.provisioning = Provisioning(directory, cut_off=[gateway_cut_off(state)])
+        return state
     except BaseException:
         for close in reversed(closers):
             close()
