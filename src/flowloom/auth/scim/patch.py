@@ -3,7 +3,7 @@
 The operations work on a copy of the resource's writable attributes and return the new
 object; the service then validates it as it would a PUT and stores the difference, so a
 PATCH can never produce what a PUT could not. What identity providers send is accepted
-as they send it (fixtures in tests/auth/scim_fixtures/):
+as they send it (fixtures in tests/server/scim_fixtures/):
 
 - Entra ID writes ``"op": "Replace"`` (capitalised) and booleans as strings
   (``"value": "False"``); the service's validation turns those into booleans;
@@ -112,8 +112,8 @@ def _apply_one(
         if not isinstance(value, Mapping):
             raise ScimPatchError("an operation without a path needs an object as value")
         for key, item in value.items():
-            if key.lower() == "schemas":
-                continue
+            if key.lower() in ("schemas", "id", "meta"):
+                continue  # Okta repeats the id in a path-less replace; both are read-only
             _apply_one(resource, op, key, item, known, multi)
         return
     if path.lower().startswith(_EXTENSION_PREFIX):

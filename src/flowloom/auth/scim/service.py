@@ -498,6 +498,7 @@ class Provisioning:
                 ).first()
             if managed is not None or user.kind != "user":
                 raise ScimConflictError(f"a user with email {email!r} already exists")
+            self._target_allowed(user.id, by)
             linked = True
         else:
             user = self._directory.create_user(email, name, require_email=False, by=by)
