@@ -17,7 +17,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import Match
 
 from flowloom.auth.principals import Principal
 from flowloom.auth.scim import (
@@ -50,6 +49,7 @@ __all__ = ["SCIM_PREFIX", "router"]
 
 SCIM_PREFIX = "/scim/v2"
 SCIM_MEDIA_TYPE = "application/scim+json"
+"""Unknown paths and methods under the prefix get SCIM errors too (flowloom.server.errors)."""
 _log = logging.getLogger("flowloom.server")
 
 router = APIRouter(prefix=SCIM_PREFIX, tags=["scim"], include_in_schema=True)
@@ -427,20 +427,3 @@ async def _search(request: Request, kind: str) -> Response:
 @router.post("/.search", summary="Search users and groups at once")
 async def search_all(request: Request) -> Response:
     return await _search(request, "all")
-
-
-@router.api_route(
-    "/{rest:path}",
-    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-    include_in_schema=False,
-)
-async def unknown(rest: str, request: Request) -> Response:
-    """Anything else under /scim/v2: a SCIM 405 for a known path's other methods, else
-    a SCIM 404 (not the API's error shape)."""
-    for route in router.routes:
-        if getattr(route, "endpoint", unknown) is unknown:
-            continue
-        match, _ = route.matches(request.scope)
-        if match == Match.PARTIAL:
-            return _error(405, f"{request.method} is not supported on /{rest}")
-    return _error(404, f"no SCIM endpoint /{rest}")
