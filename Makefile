@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node
+.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node slapd
 
 $(BIN)/flowloom: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,11 @@ openssh:
 node:
 	@command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } || { echo "npm is missing: apt-get install nodejs npm"; exit 1; }
 
-unit: $(BIN)/flowloom chromium openssh node
+## slapd: the LDAP tests start Debian's OpenLDAP server (slapd) with their own directory
+slapd:
+	@command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null; } || { echo "slapd is missing: apt-get install slapd ldap-utils"; exit 1; }
+
+unit: $(BIN)/flowloom chromium openssh node slapd
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider -m "not slow"
 
 ## trials: the long crash trials (pytest marker `slow`), bounded, on their own

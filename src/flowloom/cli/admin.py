@@ -541,3 +541,67 @@ def scim_token_revoke(ctx: click.Context, token_id: str) -> None:
     with _directory(ctx) as directory:
         Provisioning(directory).revoke_token(token_id)
     click.echo(f"revoked SCIM token {token_id}")
+
+
+@admin.group("ldap")
+def ldap_group() -> None:
+    """Group sync with the LDAP directory of [server.ldap]."""
+
+
+@ldap_group.command("sync")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def ldap_sync(ctx: click.Context, as_json: bool) -> None:
+    """Teams follow LDAP groups; disable accounts gone from LDAP or its required group.
+
+    Disabling ends sessions, revokes API keys and the user's gateway virtual keys at once.
+    """
+    from flowloom.auth.ldap import LdapDirectory, LdapSettings
+    from flowloom.gateway.access import Access
+    from flowloom.gateway.access.service import AccessSettings
+    from flowloom.ledger.keys import KeyStore
+    from flowloom.server.deprovision import owners_of
+    from flowloom.server.settings import load_server_settings
+
+    table = load_server_settings().ldap
+    if not table:
+        raise InputError(
+            "no [server.ldap] table in the configuration",
+            hint="add it to ~/.config/flowloom/config.toml (docs/auth.md#ldap)",
+        )
+    settings = LdapSettings.from_mapping(table)
+    with _directory(ctx) as directory:
+        home = AppContext.of(ctx).settings().home
+        with Access(
+            directory.engine,
+            master_key_loader=KeyStore(home).master_key,
+            settings=AccessSettings(background=False),
+        ) as access:
+
+            def revoke_vkeys(user: Any, by: Any, why: str) -> None:
+                for key in access.revoke_owned_keys("user", owners_of(user)):
+                    directory.record(
+                        "auth.vkey_revoked",
+                        by=None,
+                        subject=key.id,
+                        refs={
+                            "vkey_id": key.id,
+                            "prefix": key.prefix,
+                            "owner": key.owner,
+                            "user_id": user.id,
+                            "reason": f"user {why}",
+                        },
+                    )
+
+            report = LdapDirectory(settings, directory, cut_off=[revoke_vkeys]).sync()
+    rows = {
+        "disabled": list(report.disabled),
+        "joined": [{"user_id": u, "team": t} for u, t in report.joined],
+        "left": [{"user_id": u, "team": t} for u, t in report.left],
+    }
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(
+        f"disabled {len(report.disabled)}, joined {len(report.joined)}, left {len(report.left)}"
+    )

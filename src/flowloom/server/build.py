@@ -80,6 +80,14 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
         from flowloom.server.deprovision import gateway_cut_off
 
         state.provisioning = Provisioning(directory, cut_off=[gateway_cut_off(state)])
+        if settings.ldap:
+            from flowloom.auth.ldap import LdapDirectory, LdapSettings
+
+            state.ldap = LdapDirectory(
+                LdapSettings.from_mapping(settings.ldap),
+                directory,
+                cut_off=[gateway_cut_off(state)],
+            )
         return state
     except BaseException:
         for close in reversed(closers):

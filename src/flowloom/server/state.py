@@ -26,6 +26,7 @@ from flowloom.store.interface import Store
 
 if TYPE_CHECKING:
     from flowloom.auth.directory import Directory
+    from flowloom.auth.ldap import LdapDirectory
     from flowloom.auth.oidc import OidcClient
     from flowloom.auth.permissions import Authorizer
     from flowloom.auth.scim import Provisioning
@@ -139,6 +140,8 @@ class ServerState:
     """The LLM gateway's budgets, keys, providers and policy (read-only, opened on use)."""
     provisioning: Provisioning | None = None
     """SCIM 2.0 provisioning (/scim/v2) and the cut-off hooks deprovisioning runs."""
+    ldap: LdapDirectory | None = None
+    """LDAP sign-in and group sync, when a [server.ldap] table configures it."""
 
     def ledger(self, project: str) -> Ledger:
         return self.ledgers.get(project)
