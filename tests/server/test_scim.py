@@ -311,3 +311,38 @@ def test_bad_requests_get_scim_errors(scim: Scim) -> None:
     assert scim.http.put("/Schemas").status_code == 405
     quoted = urllib.parse.quote('userName eq "unterminated')
     assert scim.http.get(f"/Users?filter={quoted}").status_code == 400
+
+
+def test_provisioning_shows_in_the_sox_report(scim: Scim) -> None:
+    import datetime
+
+    directory = scim.world.server.directory
+    directory.create_team("alpha-devs")
+    directory.grant_team("alpha-devs", "alpha", "developer")
+    person = scim.user("joiner@example.org")
+    group = scim.http.post(
+        "/Groups",
+        json={
+            "schemas": [GROUP],
+            "displayName": "alpha-devs",
+            "members": [{"value": person["id"]}],
+        },
+    )
+    assert group.status_code == 201, group.text
+    off = {"schemas": [PATCH], "Operations": [{"op": "replace", "value": {"active": False}}]}
+    assert scim.http.patch(f"/Users/{person['id']}", json=off).status_code == 200
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    report = httpx.post(
+        scim.base + "/api/v1/projects/alpha/reports",
+        headers=scim.world.headers("instance_owner"),
+        json={"framework": "sox", "from": today, "to": today, "format": "json"},
+        timeout=60,
+    )
+    assert report.status_code == 200, report.text
+    check = next(c for c in report.json()["checks"] if c["check"] == "access_provisioning")
+    about = [
+        f["message"] for f in check["findings"] if person["id"] in json.dumps(f, default=str)
+    ]
+    assert about, sorted(check)
+    assert any("disabled by the identity provider" in m for m in about), about
+    assert any("team alpha-devs" in m and "identity provider" in m for m in about), about
