@@ -340,9 +340,7 @@ def test_provisioning_shows_in_the_sox_report(scim: Scim) -> None:
     )
     assert report.status_code == 200, report.text
     check = next(c for c in report.json()["checks"] if c["check"] == "access_provisioning")
-    about = [
-        f["message"] for f in check["findings"] if person["id"] in json.dumps(f, default=str)
-    ]
+    about = [f["message"] for f in check["findings"] if person["id"] in json.dumps(f, default=str)]
     assert about, sorted(check)
     assert any("disabled by the identity provider" in m for m in about), about
     assert any("team alpha-devs" in m and "identity provider" in m for m in about), about
