@@ -344,3 +344,31 @@ def test_provisioning_shows_in_the_sox_report(scim: Scim) -> None:
     assert about, sorted(check)
     assert any("disabled by the identity provider" in m for m in about), about
     assert any("team alpha-devs" in m and "identity provider" in m for m in about), about
+
+
+def test_an_administrator_disabling_someone_revokes_their_gateway_keys_too(scim: Scim) -> None:
+    from flowloom.gateway.access import Access
+    from flowloom.ledger.keys import KeyStore
+
+    server = scim.world.server
+    person = server.directory.create_user("keyholder@example.org", "Key Holder")
+    database = server.settings.database
+    with Access(database, master_key_loader=KeyStore(server.settings.home).master_key) as access:
+        by_email, _ = access.create_key(owner_user="keyholder@example.org")
+        by_id, _ = access.create_key(owner_user=person.id, project="alpha")
+        other, _ = access.create_key(owner_user="someone-else@example.org")
+    disabled = httpx.post(
+        f"{scim.base}/api/v1/users/{person.id}/disable",
+        headers=scim.world.headers("instance_owner"),
+    )
+    assert disabled.status_code == 200, disabled.text
+    with Access(database, master_key_loader=KeyStore(server.settings.home).master_key) as access:
+        assert access.get_key(by_email.id).revoked_at is not None
+        assert access.get_key(by_id.id).revoked_at is not None
+        assert access.get_key(other.id).revoked_at is None
+    instance = [e for e in scim.kinds() if e["kind"] == "auth.vkey_revoked"]
+    alpha = [e for e in scim.kinds("alpha") if e["kind"] == "auth.vkey_revoked"]
+    assert [e["subject"] for e in instance] == [by_email.id]
+    assert [e["subject"] for e in alpha] == [by_id.id]
+    owner_id = scim.world.user_ids["instance_owner"]
+    assert all(e["actor"]["id"] == owner_id for e in instance + alpha)
