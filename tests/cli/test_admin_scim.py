@@ -93,3 +93,29 @@ def test_revoking_an_unknown_token_says_so(tmp_path: Path) -> None:
     assert result.returncode == 6 and "no SCIM token 'scim_nope'" in result.stderr
     empty = admin("scim-token", "create", "--name", "  ")
     assert empty.returncode == 3 and "token name" in empty.stderr
+
+
+def test_disabling_on_the_command_line_revokes_gateway_keys(tmp_path: Path) -> None:
+    from flowloom.gateway.access import Access
+    from flowloom.ledger.keys import KeyStore
+
+    admin = Admin(tmp_path, str(tmp_path / "server.db"))
+    admin.ok(
+        "create-owner",
+        "--email",
+        "olive@example.org",
+        "--name",
+        "Olive Owner",
+        "--password-stdin",
+        input=PASSWORD + "\n",
+    )
+    admin.ok("create-user", "--email", "lee@example.org", "--name", "Lee Leaver")
+    keys = KeyStore(tmp_path / "home")
+    with Access(admin.database, master_key_loader=keys.master_key) as access:
+        vkey, _ = access.create_key(owner_user="lee@example.org")
+    admin.ok("user", "disable", "lee@example.org", "--as", "olive@example.org")
+    with Access(admin.database, master_key_loader=keys.master_key) as access:
+        assert access.get_key(vkey.id).revoked_at is not None
+    revoked = [e for e in admin.envelopes(INSTANCE_PROJECT) if e["kind"] == "auth.vkey_revoked"]
+    assert [e["subject"] for e in revoked] == [vkey.id]
+    assert revoked[0]["refs"]["reason"] == "user disabled"  # type: ignore[index]

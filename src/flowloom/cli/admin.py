@@ -70,6 +70,31 @@ def _directory(ctx: click.Context) -> Iterator[Any]:
         audit.close()
 
 
+@contextmanager
+def _vkey_revoker(ctx: click.Context, directory: Any) -> Iterator[Any]:
+    """revoke(user as before, by, why): revoke the gateway virtual keys a deprovisioned
+    user owns (by id or email) in the same database, each recorded as auth.vkey_revoked."""
+    from flowloom.gateway.access import Access
+    from flowloom.gateway.access.service import AccessSettings
+    from flowloom.ledger.keys import KeyStore
+    from flowloom.server.deprovision import owners_of
+
+    home = AppContext.of(ctx).settings().home
+    with Access(
+        directory.engine,
+        master_key_loader=KeyStore(home).master_key,
+        settings=AccessSettings(background=False),
+    ) as access:
+
+        def revoke(user: Any, by: Any, why: str) -> None:
+            for key in access.revoke_owned_keys("user", owners_of(user)):
+                refs = {"vkey_id": key.id, "prefix": key.prefix, "owner": key.owner}
+                refs.update(user_id=user.id, reason=f"user {why}")
+                directory.record("auth.vkey_revoked", by=by, subject=key.id, refs=refs)
+
+        yield revoke
+
+
 class _AdminOptions:
     def __init__(self, database: str | None) -> None:
         self.database = database
@@ -366,8 +391,11 @@ def user_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def user_disable(ctx: click.Context, user: str, acting: str) -> None:
     """Disable USER (email or usr_ id): their sessions end and API keys are revoked at once."""
-    with _directory(ctx) as directory:
-        done = directory.disable_user(_user_id(directory, user), by=_acting(directory, acting))
+    with _directory(ctx) as directory, _vkey_revoker(ctx, directory) as revoke:
+        by = _acting(directory, acting)
+        before = directory.get_user(_user_id(directory, user))
+        done = directory.disable_user(before.id, by=by)
+        revoke(before, by, "disabled")
     click.echo(f"disabled {user} ({done.id}): sessions ended, API keys revoked")
 
 
@@ -394,8 +422,11 @@ def user_delete(ctx: click.Context, user: str, acting: str, yes: bool) -> None:
             "deleting a user erases their personal data and cannot be undone",
             hint="pass --yes to confirm, or disable the user instead",
         )
-    with _directory(ctx) as directory:
-        done = directory.delete_user(_user_id(directory, user), by=_acting(directory, acting))
+    with _directory(ctx) as directory, _vkey_revoker(ctx, directory) as revoke:
+        by = _acting(directory, acting)
+        before = directory.get_user(_user_id(directory, user))
+        done = directory.delete_user(before.id, by=by)
+        revoke(before, by, "deleted")
     click.echo(f"deleted {user}: {done.id} remains, as a deleted user")
 
 
@@ -557,10 +588,6 @@ def ldap_sync(ctx: click.Context, as_json: bool) -> None:
     Disabling ends sessions, revokes API keys and the user's gateway virtual keys at once.
     """
     from flowloom.auth.ldap import LdapDirectory, LdapSettings
-    from flowloom.gateway.access import Access
-    from flowloom.gateway.access.service import AccessSettings
-    from flowloom.ledger.keys import KeyStore
-    from flowloom.server.deprovision import owners_of
     from flowloom.server.settings import load_server_settings
 
     table = load_server_settings().ldap
@@ -570,30 +597,8 @@ def ldap_sync(ctx: click.Context, as_json: bool) -> None:
             hint="add it to ~/.config/flowloom/config.toml (docs/auth.md#ldap)",
         )
     settings = LdapSettings.from_mapping(table)
-    with _directory(ctx) as directory:
-        home = AppContext.of(ctx).settings().home
-        with Access(
-            directory.engine,
-            master_key_loader=KeyStore(home).master_key,
-            settings=AccessSettings(background=False),
-        ) as access:
-
-            def revoke_vkeys(user: Any, by: Any, why: str) -> None:
-                for key in access.revoke_owned_keys("user", owners_of(user)):
-                    directory.record(
-                        "auth.vkey_revoked",
-                        by=None,
-                        subject=key.id,
-                        refs={
-                            "vkey_id": key.id,
-                            "prefix": key.prefix,
-                            "owner": key.owner,
-                            "user_id": user.id,
-                            "reason": f"user {why}",
-                        },
-                    )
-
-            report = LdapDirectory(settings, directory, cut_off=[revoke_vkeys]).sync()
+    with _directory(ctx) as directory, _vkey_revoker(ctx, directory) as revoke:
+        report = LdapDirectory(settings, directory, cut_off=[revoke]).sync()
     rows = {
         "disabled": list(report.disabled),
         "joined": [{"user_id": u, "team": t} for u, t in report.joined],
