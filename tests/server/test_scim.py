@@ -101,6 +101,25 @@ def _fill(value: Any, ids: dict[str, str]) -> Any:
 
 @pytest.mark.parametrize("provider", ["okta", "entra"])
 def test_the_request_shapes_identity_providers_send(scim: Scim, provider: str) -> None:
+    _replay(scim, provider)
+
+
+@pytest.mark.postgres
+def test_the_request_shapes_over_postgresql(pg_url: str, tmp_path: Path) -> None:
+    world = make_world(pg_url, tmp_path / "home")
+    assert world.server.provisioning is not None
+    _, token = world.server.provisioning.create_token("tests")
+    try:
+        with live_server(world.server) as base:
+            client = Scim(world, base, token)
+            for provider in ("okta", "entra"):
+                _replay(client, provider)
+            client.http.close()
+    finally:
+        world.close()
+
+
+def _replay(scim: Scim, provider: str) -> None:
     script = json.loads((FIXTURES / f"{provider}.json").read_text("utf-8"))
     ids: dict[str, str] = {}
     for step in script["requests"]:
