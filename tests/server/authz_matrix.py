@@ -264,6 +264,14 @@ MATRIX.update(
 _SSO_OFF = frozenset({400, 404})
 MATRIX.setdefault(("GET", "/api/v1/auth/oidc/login"), Rule(EVERYONE, ok=_SSO_OFF))
 MATRIX.setdefault(("GET", "/api/v1/auth/oidc/callback"), Rule(EVERYONE, ok=_SSO_OFF))
+# SAML likewise (404 without [server.saml]); its logout needs a signed-in principal first.
+_SAML = "/api/v1/auth/saml"
+MATRIX.setdefault(("GET", _SAML + "/metadata"), Rule(EVERYONE, ok=_SSO_OFF))
+MATRIX.setdefault(("GET", _SAML + "/login"), Rule(EVERYONE, ok=_SSO_OFF))
+MATRIX.setdefault(("POST", _SAML + "/acs"), Rule(EVERYONE, ok=_SSO_OFF))
+MATRIX.setdefault(("POST", _SAML + "/logout"), Rule(AUTHENTICATED, ok=_SSO_OFF))
+MATRIX.setdefault(("GET", _SAML + "/sls"), Rule(EVERYONE, ok=_SSO_OFF))
+MATRIX.setdefault(("POST", _SAML + "/sls"), Rule(EVERYONE, ok=_SSO_OFF))
 
 # -- compliance: reports (audit.read), the catalogue (project.read), legal holds ----------
 # A report over one quiet day as JSON: real, and cheap enough to generate per principal.

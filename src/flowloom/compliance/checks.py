@@ -1137,7 +1137,13 @@ def _model_of(entries: list[Entry], fallback: str | None) -> tuple[str | None, s
 
 # -- access provisioning and privileged access ----------------------------------------------
 
-_GRANTS = ("auth.user_created", "auth.oidc_linked", "auth.role_granted", "auth.team_member_added")
+_GRANTS = (
+    "auth.user_created",
+    "auth.oidc_linked",
+    "auth.saml_linked",
+    "auth.role_granted",
+    "auth.team_member_added",
+)
 _REMOVALS = (
     "auth.user_disabled",
     "auth.user_deleted",
@@ -1202,7 +1208,7 @@ def _access_what(entry: Entry) -> str:
         return f"role {refs.get('role')} on {refs.get('project')} for {who}"
     if entry.kind in ("auth.team_member_added", "auth.team_member_removed"):
         return f"membership of team {refs.get('team')} for {who}"
-    if entry.kind == "auth.oidc_linked":
+    if entry.kind in ("auth.oidc_linked", "auth.saml_linked"):
         return f"a single sign-on identity for account {who}"
     return f"account {who}"
 

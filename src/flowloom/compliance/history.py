@@ -45,6 +45,7 @@ INSTANCE_LOG: Final = "flowloom-instance"
 INSTANCE_KINDS: Final = (
     "auth.user_created",
     "auth.oidc_linked",
+    "auth.saml_linked",
     "auth.user_disabled",
     "auth.user_enabled",
     "auth.user_deleted",

@@ -53,6 +53,12 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
             http = httpx.Client(timeout=oidc_settings.timeout_seconds)
             closers.append(http.close)
             oidc = OidcClient(oidc_settings, http)
+        saml = None
+        if settings.saml:
+            from flowloom.auth.saml import SamlServiceProvider, SamlSettings
+
+            saml_settings = SamlSettings.from_mapping(settings.saml, public_url=settings.public_url)
+            saml = SamlServiceProvider(saml_settings)
         from flowloom.server.gateway_view import GatewayView
 
         # Opened on first use: the gateway's tables, by default in this very database.
@@ -72,6 +78,7 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
             idempotency=idempotency,
             metrics=Metrics(),
             oidc=oidc,
+            saml=saml,
             closers=closers,
             repositories=dict(settings.repositories),
             gateway=gateway,

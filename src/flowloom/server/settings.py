@@ -98,6 +98,9 @@ class ServerSettings:
     oidc: Mapping[str, Any] | None = None
     """The [server.oidc] table with FLOWLOOM_SERVER_OIDC_* applied, validated when the
     server is built (flowloom.auth.oidc.OidcSettings); None: single sign-on is off."""
+    saml: Mapping[str, Any] | None = None
+    """The [server.saml] table with FLOWLOOM_SERVER_SAML_* applied, validated when the
+    server is built (flowloom.auth.saml.SamlSettings); None: SAML sign-in is off."""
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     """[server.gateway] with FLOWLOOM_SERVER_GATEWAY_DATABASE / _CONFIG applied."""
     ldap: Mapping[str, Any] | None = None
@@ -191,7 +194,7 @@ _KINDS: dict[str, type] = {
 }
 
 
-_SUBTABLES = frozenset({"oidc", "repositories", "gateway", "ldap"})
+_SUBTABLES = frozenset({"oidc", "saml", "repositories", "gateway", "ldap"})
 # The client's keys share the [server] table (docs/sync.md); the server ignores them.
 _CLIENT_KEYS = frozenset({"url", "api_key_file", "vkey"})
 """Tables inside [server] that their own modules validate."""
@@ -258,6 +261,7 @@ def load_server_settings(
     xdg_config = Path(env.get("XDG_CONFIG_HOME") or user_home / ".config")
     table = _server_table(xdg_config / "flowloom" / "config.toml")
     oidc_table = table.pop("oidc", None)
+    saml_table = table.pop("saml", None)
     ldap_table = table.pop("ldap", None)
     if ldap_table is not None and not isinstance(ldap_table, dict):
         raise ConfigError("[server.ldap] must be a table")
@@ -275,7 +279,12 @@ def load_server_settings(
     typed = {k: _coerce(k, v, _KINDS[k]) for k, v in values.items() if k in known and k in _KINDS}
     typed["repositories"] = values["repositories"]
     from flowloom.auth.oidc import oidc_config  # validated later, once public_url is final
+    from flowloom.auth.saml import saml_config
 
     return ServerSettings(
-        **typed, oidc=oidc_config(oidc_table, env), gateway=gateway, ldap=ldap_table
+        **typed,
+        oidc=oidc_config(oidc_table, env),
+        saml=saml_config(saml_table, env),
+        gateway=gateway,
+        ldap=ldap_table,
     )

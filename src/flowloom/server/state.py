@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from flowloom.auth.ldap import LdapDirectory
     from flowloom.auth.oidc import OidcClient
     from flowloom.auth.permissions import Authorizer
+    from flowloom.auth.saml import SamlServiceProvider
     from flowloom.auth.scim import Provisioning
     from flowloom.server.gateway_view import GatewayView
     from flowloom.server.idempotency import IdempotencyBook
@@ -133,6 +134,8 @@ class ServerState:
     metrics: Metrics
     oidc: OidcClient | None = None
     """Single sign-on, when a [server.oidc] table (or FLOWLOOM_SERVER_OIDC_*) configures it."""
+    saml: SamlServiceProvider | None = None
+    """SAML single sign-on, when a [server.saml] table (or FLOWLOOM_SERVER_SAML_*) does."""
     closers: list[Callable[[], None]] = field(default_factory=list)
     repositories: dict[str, Path] = field(default_factory=dict)
     """Project → a clone the server may read (from [server.repositories])."""
