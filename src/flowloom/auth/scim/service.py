@@ -1,6 +1,6 @@
 """Provisioning: SCIM 2.0 Users and Groups over the Directory's users and teams.
 
-Data model (in the directory's database, migration 0003): scim_tokens(id, name, prefix
+Data model (in the directory's database, migration 0004): scim_tokens(id, name, prefix
 UNIQUE, token_hash SHA-256, created_at, revoked_at, last_used_at) — the bearer tokens an
 identity provider provisions with, shown once; scim_users(user_id → directory_users,
 user_name, user_name_key UNIQUE lower-case, external_id, attributes JSON, created_at,
