@@ -103,6 +103,9 @@ class ServerSettings:
     server is built (flowloom.auth.saml.SamlSettings); None: SAML sign-in is off."""
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     """[server.gateway] with FLOWLOOM_SERVER_GATEWAY_DATABASE / _CONFIG applied."""
+    ldap: Mapping[str, Any] | None = None
+    """The [server.ldap] table, validated when the server is built
+    (flowloom.auth.ldap.LdapSettings); None: no LDAP sign-in."""
 
     def __post_init__(self) -> None:
         if not self.public_url:
@@ -191,7 +194,7 @@ _KINDS: dict[str, type] = {
 }
 
 
-_SUBTABLES = frozenset({"oidc", "saml", "repositories", "gateway"})
+_SUBTABLES = frozenset({"oidc", "saml", "repositories", "gateway", "ldap"})
 # The client's keys share the [server] table (docs/sync.md); the server ignores them.
 _CLIENT_KEYS = frozenset({"url", "api_key_file", "vkey"})
 """Tables inside [server] that their own modules validate."""
@@ -259,6 +262,12 @@ def load_server_settings(
     table = _server_table(xdg_config / "flowloom" / "config.toml")
     oidc_table = table.pop("oidc", None)
     saml_table = table.pop("saml", None)
+    ldap_table = table.pop("ldap", None)
+    if ldap_table is not None and not isinstance(ldap_table, dict):
+        raise ConfigError("[server.ldap] must be a table")
+    ldap_password = env.get(_ENV_PREFIX + "LDAP_BIND_PASSWORD")
+    if ldap_table is not None and ldap_password:
+        ldap_table = {**ldap_table, "bind_password": ldap_password}  # kept out of the file
     values["repositories"] = _repositories(table.pop("repositories", None))
     gateway = _gateway(table.pop("gateway", None), env)
     values.update(table)
@@ -277,4 +286,5 @@ def load_server_settings(
         oidc=oidc_config(oidc_table, env),
         saml=saml_config(saml_table, env),
         gateway=gateway,
+        ldap=ldap_table,
     )

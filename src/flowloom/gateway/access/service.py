@@ -517,6 +517,39 @@ class Access:
         )
         return revoked
 
+    def revoke_owned_keys(self, owner_kind: OwnerKind, owners: Sequence[str]) -> list[VirtualKey]:
+        """Revoke every live key of these owners (a deprovisioned user: their id and
+        email) and forget any cached verification of their keys, here at once. Returns
+        the keys this call revoked; the caller records them (it knows why and who)."""
+        wanted = sorted({o for o in owners if o})
+        if not wanted:
+            return []
+        now = self._clock()
+        names = {f"o{i}": owner for i, owner in enumerate(wanted)}
+        marks = ", ".join(f":{name}" for name in names)
+        with self._tx("revoking a user's virtual keys") as conn:
+            rows = conn.execute(
+                text(
+                    f"SELECT {_KEY_COLUMNS} FROM gateway_vkeys WHERE owner_kind = :kind"
+                    f" AND owner IN ({marks}) AND revoked_at IS NULL"
+                ),
+                {"kind": owner_kind, **names},
+            ).all()
+            conn.execute(
+                text(
+                    "UPDATE gateway_vkeys SET revoked_at = :now WHERE owner_kind = :kind"
+                    f" AND owner IN ({marks}) AND revoked_at IS NULL"
+                ),
+                {"now": _iso(now), "kind": owner_kind, **names},
+            )
+        owned = set(wanted)
+        with self._lock:
+            self._keys.discard_where(
+                lambda entry: entry.vkey.owner_kind == owner_kind and entry.vkey.owner in owned
+            )
+        at = datetime.fromtimestamp(now, UTC)
+        return [replace(self._vkey(row), revoked_at=at) for row in rows]
+
     def set_budget(
         self,
         key: str,
