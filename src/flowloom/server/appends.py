@@ -10,32 +10,65 @@ verdicts: `flowloom.ledger.attest`) are refused here with 403, naming the endpoi
 enforces their rule. Bodies are redacted before they are sealed. A batch is prepared
 whole first (all or nothing) and written in one writer call, so it is one transaction.
 Client ``event_id`` keys make retries safe: a repeat returns the first index.
+
+A person-signed event (``signed_envelope``: a ``decision.approve`` made with the
+approver's SSH key, synced from a clone's outbox) is the one exception to "the server
+writes the envelope": it is stored as signed, because changing it would break the
+signature, and only after the server checked what it would otherwise have set itself —
+the signature verifies against the project's committed allowed-signers file, the signer
+is the actor, the actor is the authenticated key's user, the project is the path's, and
+the segregation-of-duties policy allows it. Then the server attests it like its own
+endpoints' events. A refusal is 400 for that event (the outbox replaces it with a
+``capture.error`` naming why), never a silently rewritten identity.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from flowloom.auth.principals import Principal
-from flowloom.errors import InputError
+from flowloom.errors import FlowLoomError, InputError
 from flowloom.events.model import redaction_notice
 from flowloom.events.redaction import Redactor
 from flowloom.ledger import merkle
 from flowloom.ledger.attest import ATTESTATION_FIELD, refuse_generic
 from flowloom.ledger.event import Event, validate_kind
+from flowloom.ledger.identity import canonical_identity
 from flowloom.ledger.log import Ledger
+from flowloom.ledger.provenance import SSH_SIGNATURE_FIELD, SshCheck, ssh_signed_message
 from flowloom.server.idempotency import IdempotencyBook
 from flowloom.server.models import EventIn
 from flowloom.store.interface import PendingEntry
 
-__all__ = ["Appended", "append_events"]
+__all__ = ["SIGNED_KINDS", "Appended", "SignedEventRefusedError", "SignedRules", "append_events"]
 
 _RESERVED_REFS = frozenset({ATTESTATION_FIELD, "submitted_by", "reported_actor"})
 """Refs the server sets; a client that sends them is refused, not silently overridden."""
+
+
+SIGNED_KINDS = frozenset({"decision.approve"})
+"""Authority kinds a person proves with their own signature, so a clone may sync them."""
+
+
+class SignedEventRefusedError(InputError):
+    """A person-signed event the server will not store (400: the event, not the caller)."""
+
+
+@dataclass(frozen=True)
+class SignedRules:
+    """What the server checks a person-signed event against, for one project."""
+
+    ssh: SshCheck | None
+    """The project's allowed signers (from its configured repository); None: none known."""
+    identities: Callable[[Principal], set[str]]
+    """The canonical names the authenticated principal goes by."""
+    segregation: Callable[[Principal, dict[str, Any]], None]
+    """Raises when the policy forbids this principal the signed approval (its envelope)."""
 
 
 @dataclass(frozen=True)
@@ -90,9 +123,81 @@ def _utf8(text: str, position: int | None) -> bytes:
         ) from None
 
 
-def _prepare(
-    ledger: Ledger, event: EventIn, principal: Principal, position: int | None
+def _prepare_signed(
+    ledger: Ledger,
+    event: EventIn,
+    principal: Principal,
+    position: int | None,
+    rules: SignedRules | None,
 ) -> _Prepared:
+    """The person-signed envelope, checked (see the module docstring) and attested."""
+    where = _where(position)
+
+    def refuse(why: str, hint: str | None = None) -> SignedEventRefusedError:
+        return SignedEventRefusedError(f"{where}signed {event.kind} refused: {why}", hint=hint)
+
+    others = event.model_dump(exclude={"kind", "event_id", "signed_envelope"}, exclude_none=True)
+    if others:
+        raise refuse(f"give only kind, event_id and signed_envelope, not {sorted(others)[0]}")
+    if event.kind not in SIGNED_KINDS:
+        raise refuse(f"only {', '.join(sorted(SIGNED_KINDS))} events may be person-signed")
+    assert event.signed_envelope is not None
+    try:
+        envelope = json.loads(event.signed_envelope)
+        parsed = Event.from_json(envelope)
+    except (ValueError, FlowLoomError) as exc:
+        raise refuse(f"the envelope is not a valid event ({exc})") from None
+    if envelope.get("kind") != event.kind:
+        raise refuse(f"the envelope's kind is {envelope.get('kind')!r}, not {event.kind!r}")
+    if envelope.get("project") != ledger.log:
+        raise refuse(f"the envelope names project {envelope.get('project')!r}, not {ledger.log!r}")
+    refs = envelope.get("refs")
+    refs = refs if isinstance(refs, dict) else {}
+    reserved = sorted(_RESERVED_REFS & set(refs))
+    if reserved:
+        raise refuse(f"refs.{reserved[0]} is set by the server, not the client")
+    armored = refs.get(SSH_SIGNATURE_FIELD)
+    if not isinstance(armored, str):
+        raise refuse(f"it carries no refs.{SSH_SIGNATURE_FIELD}")
+    actor = envelope.get("actor") if isinstance(envelope.get("actor"), dict) else {}
+    actor_id = actor.get("id") if isinstance(actor.get("id"), str) else ""
+    if actor.get("type") != "human" or not actor_id:
+        raise refuse("its actor is not a person")
+    mine = {canonical_identity(name) for name in rules.identities(principal)} if rules else set()
+    if canonical_identity(actor_id) not in mine:
+        raise refuse(
+            f"it names {actor_id} as the actor, but this API key is {principal.user_id}'s",
+            hint="each person syncs their own approvals with their own key",
+        )
+    if rules is None or rules.ssh is None:
+        raise refuse(
+            f"this server has no allowed-signers file for project {ledger.log}",
+            hint="the operator names a clone in [server.repositories] whose default branch "
+            "commits .flowloom/allowed_signers",
+        )
+    try:
+        signer = rules.ssh.principal(ssh_signed_message(envelope), armored, None)
+    except FlowLoomError as exc:
+        raise refuse(f"its SSH signature does not verify: {exc.message}") from None
+    if signer != canonical_identity(actor_id):
+        raise refuse(f"it is signed by {signer}'s key but names {actor_id} as the actor")
+    rules.segregation(principal, envelope)
+    # The signed envelope is the event: `sign` hands it to prepare, which pins a new
+    # log's key first and binds this server's attestation over it (the SSH signature
+    # covers everything but the attestation, so it still verifies).
+    prepared = ledger.prepare(event.kind, sign=lambda _server_built: parsed.to_json())
+    return _Prepared(prepared.entry, dict(actor), event.kind, {})
+
+
+def _prepare(
+    ledger: Ledger,
+    event: EventIn,
+    principal: Principal,
+    position: int | None,
+    rules: SignedRules | None = None,
+) -> _Prepared:
+    if event.signed_envelope is not None:
+        return _prepare_signed(ledger, event, principal, position, rules)
     try:
         validate_kind(event.kind)
         refuse_generic(event.kind, _where(position))
@@ -151,8 +256,13 @@ def append_events(
     idempotency: IdempotencyBook,
     *,
     batch: bool,
+    signed_rules: Callable[[], SignedRules] | None = None,
 ) -> list[Appended]:
-    """Append `events` (all or nothing) and return one Appended per event, in order."""
+    """Append `events` (all or nothing) and return one Appended per event, in order.
+
+    `signed_rules` gives the checks for person-signed events (built only when one comes).
+    """
+    rules: SignedRules | None = None
     ids = [e.event_id for e in events if e.event_id is not None]
     claim = idempotency.claim(ledger.log, ids)
     results: list[Appended | None] = [None] * len(events)
@@ -169,7 +279,9 @@ def append_events(
                     continue  # the same id twice in one batch: the first one's answer
                 first_position[event.event_id] = position
             where = position if batch else None
-            fresh.append((position, _prepare(ledger, event, principal, where)))
+            if event.signed_envelope is not None and rules is None and signed_rules:
+                rules = signed_rules()
+            fresh.append((position, _prepare(ledger, event, principal, where, rules)))
         entries = [p.entry for _, p in fresh]
         if len(entries) == 1:
             acks = [ledger.writer.append(entries[0])]  # group commit with other requests

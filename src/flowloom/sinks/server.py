@@ -76,7 +76,14 @@ def client_id(state_dir: str) -> str:
 
 
 def server_event(event: dict[str, Any], *, ts: str | None, event_id: str) -> dict[str, Any]:
-    """An outbox event in the server's append shape (see the HTTP API's event input)."""
+    """An outbox event in the server's append shape (see the HTTP API's event input).
+
+    A person-signed event (``signed_envelope``: an approval made with the approver's SSH
+    key) goes as signed, so the server can verify it and keep the signature valid.
+    """
+    signed = event.get("signed_envelope")
+    if isinstance(signed, str):
+        return {"kind": str(event.get("kind", "")), "event_id": event_id, "signed_envelope": signed}
     meta = event_meta(event)
     out: dict[str, Any] = {"kind": str(event.get("kind", "")), "event_id": event_id}
     times = happened_at(event, ts)  # taken in the hook; the file's time otherwise
@@ -189,6 +196,8 @@ class ServerSink:
         """
         from flowloom.ledger.attest import refuse_generic
 
+        if isinstance(event.get("signed_envelope"), str):
+            return event  # the person's signature is its proof: the server verifies it
         try:
             refuse_generic(str(event.get("kind", "")))
         except FlowLoomError as exc:
