@@ -145,3 +145,124 @@ def test_each_developer_sees_the_others_decisions_links_and_approvals(
     # Ann may not approve her own decision: refused before anything is sent.
     own = ann.run("decision", "approve", decision, "--key", str(ann.ssh.private))
     assert own.returncode != 0 and "cannot approve" in own.stderr
+
+
+def test_memory_and_the_mcp_tools_read_the_teams_record(
+    team: tuple[Dev, Dev, Path], server: LiveServer
+) -> None:
+    import asyncio
+    import sys
+
+    from mcp import Client, StdioServerParameters
+
+    ann, bob, _ = team
+    graph = ann.box.root / "graph.jsonl"
+    graph.write_text(
+        json.dumps(
+            {
+                "type": "entity",
+                "name": "cache",
+                "entityType": "component",
+                "observations": ["lives in cache.py"],
+            }
+        )
+        + "\n"
+    )
+    ann.ok("memory", "import", str(graph))
+    decision = ann.ok("decide", "--title", "Evict the cache hourly").strip()
+
+    exported = bob.ok("memory", "export")
+    assert "lives in cache.py" in exported
+
+    async def ask() -> tuple[str, str]:
+        params = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "flowloom", "mcp"],
+            env=bob.box.env,
+            cwd=str(bob.box.repo),
+        )
+        async with Client(params, read_timeout_seconds=120) as client:
+            got = await client.call_tool("get_decision", {"id": decision})
+            graph = await client.call_tool("read_graph", {})
+            assert not got.is_error and not graph.is_error, (got.content, graph.content)
+            return json.dumps(got.structured_content), json.dumps(graph.structured_content)
+
+    seen_decision, seen_graph = asyncio.run(ask())
+    assert "Evict the cache hourly" in seen_decision
+    assert "lives in cache.py" in seen_graph
+
+
+def test_offline_work_is_queued_and_reads_are_labelled_stale(
+    team: tuple[Dev, Dev, Path], server: LiveServer
+) -> None:
+    ann, bob, _ = team
+    first = ann.ok("decide", "--title", "Before the outage").strip()
+    bob.ok("decision", "show", first)  # bob's copy holds it now
+    server.stop()
+    queued = ann.run("decide", "--title", "During the outage")
+    assert queued.returncode == 0, queued.stderr
+    during = queued.stdout.strip()
+    assert "queued in the outbox" in queued.stderr
+    offline = bob.run("decision", "show", first)
+    assert offline.returncode == 0, offline.stderr
+    assert "Before the outage" in offline.stdout
+    assert "may be stale" in offline.stderr and "cannot reach" in offline.stderr
+    server.start()
+    assert "sent" in ann.ok("sync")
+    shown = bob.run("decision", "show", during)
+    assert shown.returncode == 0 and "During the outage" in shown.stdout
+    assert "stale" not in shown.stderr
+    titles = [
+        e["refs"]["title"]  # type: ignore[index]
+        for e in entries(server, ann.key)
+        if e["kind"] == "decision.record"
+    ]
+    assert titles == ["Before the outage", "During the outage"]  # once each, in order
+
+
+def test_the_server_never_takes_a_signed_identity_from_someone_elses_key(
+    team: tuple[Dev, Dev, Path], server: LiveServer
+) -> None:
+    """Bob signs an approval naming Ann as approver with Ann's key file (he got hold of
+    it): the signature verifies, but his API key is not Ann's, so the server refuses."""
+    from flowloom.client.http import HttpClient, ServerRejectedError
+    from flowloom.errors import PermissionDeniedError
+    from flowloom.ledger.canonical import canonicalize
+    from flowloom.ledger.provenance import ssh_signed_message
+    from flowloom.ledger.sshsig import SSHSIG_NAMESPACE, sign_with_ssh_keygen
+
+    ann, bob, _ = team
+    decision = bob.ok("decide", "--title", "Bob's change").strip()
+    envelope = {
+        "v": 1,
+        "kind": "decision.approve",
+        "ts": "2026-12-07T10:00:00.000000Z",
+        "project": PROJECT,
+        "actor": {"type": "human", "id": "dev0@example.com"},
+        "subject": decision,
+        "refs": {"meaning": "approved", "content_digest": "sha256:" + "0" * 64},
+    }
+    signature = sign_with_ssh_keygen(
+        ssh_signed_message(envelope), ann.ssh.private, SSHSIG_NAMESPACE
+    )
+    envelope["refs"]["ssh_signature"] = signature  # type: ignore[index]
+    signed = canonicalize(envelope).decode()
+    path = f"/api/v1/projects/{PROJECT}/ledger/batch"
+    with pytest.raises(ServerRejectedError) as refused:
+        HttpClient(server.url, bob.key).post_json(
+            path, {"events": [{"kind": "decision.approve", "signed_envelope": signed}]}
+        )
+    assert "this API key is" in refused.value.message
+    # The same event through Ann's key is hers: accepted and attested.
+    answer = HttpClient(server.url, ann.key).post_json(
+        path, {"events": [{"kind": "decision.approve", "signed_envelope": signed}]}
+    )
+    [index] = answer["indices"]
+    stored = server.entries(ann.key)[index]["envelope"]
+    assert stored["actor"] == {"type": "human", "id": "dev0@example.com"}
+    assert "attestation" in stored["refs"]
+    # A generic append of an approval, even naming the caller, is still refused.
+    with pytest.raises(PermissionDeniedError, match="carry authority"):
+        HttpClient(server.url, ann.key).post_json(
+            path, {"events": [{"kind": "decision.approve", "subject": decision}]}
+        )
