@@ -45,7 +45,15 @@ from flowloom.server.idempotency import IdempotencyBook
 from flowloom.server.models import EventIn
 from flowloom.store.interface import PendingEntry
 
-__all__ = ["SIGNED_KINDS", "Appended", "SignedEventRefusedError", "SignedRules", "append_events"]
+__all__ = [
+    "CI_KINDS",
+    "SIGNED_KINDS",
+    "Appended",
+    "CIRules",
+    "SignedEventRefusedError",
+    "SignedRules",
+    "append_events",
+]
 
 _RESERVED_REFS = frozenset({ATTESTATION_FIELD, "submitted_by", "reported_actor"})
 """Refs the server sets; a client that sends them is refused, not silently overridden."""
@@ -69,6 +77,19 @@ class SignedRules:
     """The canonical names the authenticated principal goes by."""
     segregation: Callable[[Principal, dict[str, Any]], None]
     """Raises when the policy forbids this principal the signed approval (its envelope)."""
+
+
+CI_KINDS = frozenset({"test.result", "ci.result"})
+"""Authority kinds a CI run proves with its platform's OIDC token, so a runner may sync them."""
+
+
+@dataclass(frozen=True)
+class CIRules:
+    """Whose CI tokens the server believes, and how it verifies one."""
+
+    issuers: tuple[str, ...]
+    verify: Callable[[str, str], dict[str, Any]]
+    """(token, issuer) → the verified claims; raises when the token does not verify."""
 
 
 @dataclass(frozen=True)
@@ -189,15 +210,93 @@ def _prepare_signed(
     return _Prepared(prepared.entry, dict(actor), event.kind, {})
 
 
+def _prepare_ci(
+    ledger: Ledger,
+    event: EventIn,
+    principal: Principal,
+    position: int | None,
+    rules: CIRules | None,
+) -> _Prepared:
+    """A CI run's result, believed only as far as its OIDC token proves: the issuer is
+    on the server's allow-list, the token verifies, names the tested commit when it
+    names one, and the run's identity (actor, ``refs.ci``) is taken from its verified
+    claims, never from the client's; the key that sent it is ``refs.submitted_by``."""
+    import hashlib
+
+    import jwt
+
+    from flowloom.ci.identity import CLAIMS
+
+    where = _where(position)
+
+    def refuse(why: str, hint: str | None = None) -> SignedEventRefusedError:
+        return SignedEventRefusedError(f"{where}{event.kind} refused: {why}", hint=hint)
+
+    if event.kind not in CI_KINDS or event.signed_envelope is not None:
+        raise refuse(f"a CI token proves only {', '.join(sorted(CI_KINDS))} events")
+    assert event.ci_token is not None
+    try:
+        issuer = jwt.decode(event.ci_token, options={"verify_signature": False}).get("iss")
+    except jwt.PyJWTError:
+        raise refuse("the CI identity token is not a JWT") from None
+    issuer = issuer.rstrip("/") if isinstance(issuer, str) else ""
+    if rules is None or issuer not in rules.issuers:
+        raise refuse(
+            f"this server does not trust CI tokens from {issuer or 'an unnamed issuer'}",
+            hint="the operator lists the CI's issuer in [server] ci_issuers",
+        )
+    try:
+        claims = rules.verify(event.ci_token, issuer)
+    except FlowLoomError as exc:
+        raise refuse(exc.message) from None
+    refs = dict(event.refs or {})
+    reserved = sorted(_RESERVED_REFS & set(refs))
+    if reserved:
+        raise refuse(f"refs.{reserved[0]} is set by the server, not the client")
+    commit = refs.get("commit")
+    sha = next((claims[k] for k in ("sha", "CI_COMMIT_SHA") if isinstance(claims.get(k), str)), "")
+    if sha and isinstance(commit, str) and sha != commit:
+        raise refuse(f"the CI token is for commit {sha[:12]}, not the tested {commit[:12]}")
+    kept = {name: claims[name] for name in CLAIMS if isinstance(claims.get(name), str | int)}
+    claimed = refs.get("ci")
+    platform = str((claimed.get("platform") if isinstance(claimed, dict) else None) or "oidc")
+    platform = platform[:40]
+    refs["ci"] = {
+        "platform": platform,
+        "verified": True,
+        "claims": kept,
+        "issuer": issuer,
+        "token_sha256": hashlib.sha256(event.ci_token.encode("utf-8")).hexdigest(),
+        "verified_by": "server",
+    }
+    refs["submitted_by"] = principal.actor()
+    place = next((str(kept[k]) for k in ("repository", "project_path") if kept.get(k)), "")
+    actor = {"type": "service", "id": (f"ci:{platform}" + (f":{place}" if place else ""))[:200]}
+    redactor = Redactor()
+    body = _body_bytes(event, redactor, position)
+    meta: dict[str, Any] = {"actor": actor, "refs": refs}
+    if event.subject is not None:
+        meta["subject"] = event.subject
+    if event.git is not None:
+        meta["git"] = event.git.model_dump(exclude_none=True)
+    if event.session is not None:
+        meta["session"] = event.session
+    prepared = ledger.prepare(event.kind, body=body, meta=meta, ts=event.ts)
+    return _Prepared(prepared.entry, actor, event.kind, dict(redactor.counts))
+
+
 def _prepare(
     ledger: Ledger,
     event: EventIn,
     principal: Principal,
     position: int | None,
     rules: SignedRules | None = None,
+    ci: CIRules | None = None,
 ) -> _Prepared:
     if event.signed_envelope is not None:
         return _prepare_signed(ledger, event, principal, position, rules)
+    if event.ci_token is not None:
+        return _prepare_ci(ledger, event, principal, position, ci)
     try:
         validate_kind(event.kind)
         refuse_generic(event.kind, _where(position))
@@ -257,6 +356,7 @@ def append_events(
     *,
     batch: bool,
     signed_rules: Callable[[], SignedRules] | None = None,
+    ci_rules: CIRules | None = None,
 ) -> list[Appended]:
     """Append `events` (all or nothing) and return one Appended per event, in order.
 
@@ -281,7 +381,7 @@ def append_events(
             where = position if batch else None
             if event.signed_envelope is not None and rules is None and signed_rules:
                 rules = signed_rules()
-            fresh.append((position, _prepare(ledger, event, principal, where, rules)))
+            fresh.append((position, _prepare(ledger, event, principal, where, rules, ci_rules)))
         entries = [p.entry for _, p in fresh]
         if len(entries) == 1:
             acks = [ledger.writer.append(entries[0])]  # group commit with other requests

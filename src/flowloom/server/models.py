@@ -84,6 +84,14 @@ class EventIn(_Strict):
         max_length=200,
         description="Client idempotency key: a repeat returns the first index.",
     )
+    ci_token: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16 * 1024,
+        description="For test.result and ci.result: the CI job's OIDC identity token. The "
+        "server verifies it against its trusted issuers (ci_issuers) and records the "
+        "run's identity from the verified claims (the token itself is not stored).",
+    )
     signed_envelope: str | None = Field(
         default=None,
         min_length=2,

@@ -23,7 +23,7 @@ from flowloom.auth.principals import Principal
 from flowloom.errors import InputError, NotFoundError
 from flowloom.ledger import merkle
 from flowloom.ledger.log import Ledger, consistency_text
-from flowloom.server.appends import SignedEventRefusedError, SignedRules, append_events
+from flowloom.server.appends import CIRules, SignedEventRefusedError, SignedRules, append_events
 from flowloom.server.deps import authorize, get_server
 from flowloom.server.errors import ERROR_RESPONSES, RequestTooLargeError
 from flowloom.server.models import (
@@ -62,6 +62,23 @@ def entry_out(entry: StoredEntry) -> EntryOut:
 
 def _ledger(server: ServerState, project: str) -> Ledger:
     return server.ledger(project)
+
+
+def ci_rules(server: ServerState) -> CIRules:
+    """CI tokens from the issuers the operator trusts (`ci_issuers`), verified against
+    each issuer's published keys (OIDC discovery) for the configured audience."""
+
+    def verify(token: str, issuer: str) -> dict[str, Any]:
+        import httpx
+
+        from flowloom.ci.identity import verify_token
+
+        with httpx.Client(timeout=15, follow_redirects=False) as http:
+            return verify_token(
+                token, issuer=issuer, audience=server.settings.ci_audience, http=http
+            )
+
+    return CIRules(issuers=server.settings.ci_issuers, verify=verify)
 
 
 def signed_rules(server: ServerState, project: str) -> SignedRules:
@@ -114,6 +131,7 @@ def append_one(
         server.idempotency,
         batch=False,
         signed_rules=lambda: signed_rules(server, project),
+        ci_rules=ci_rules(server),
     )
     server.metrics.appends.labels("entries").inc(0 if done.duplicate else 1)
     return AppendAck(index=done.index, leaf_hash=done.leaf_hash, duplicate=done.duplicate)
@@ -145,6 +163,7 @@ def append_batch(
         server.idempotency,
         batch=True,
         signed_rules=lambda: signed_rules(server, project),
+        ci_rules=ci_rules(server),
     )
     server.metrics.appends.labels("batch").inc(sum(1 for d in done if not d.duplicate))
     return BatchAck(
