@@ -266,3 +266,55 @@ def test_the_server_never_takes_a_signed_identity_from_someone_elses_key(
         HttpClient(server.url, ann.key).post_json(
             path, {"events": [{"kind": "decision.approve", "subject": decision}]}
         )
+
+
+@pytest.mark.slow  # restarts the server with a CI issuer: about a minute
+def test_the_servers_sox_report_judges_both_developers_commits(
+    team: tuple[Dev, Dev, Path], server: LiveServer
+) -> None:
+    import datetime
+
+    import httpx
+
+    ann, bob, _ = team
+    shas = []
+    for dev, name in ((ann, "ann.py"), (bob, "bob.py")):
+        dev.box.git("pull", "-q", "--rebase", "origin", "main")
+        dev.ok("decide", "--title", f"Add {name}")
+        dev.box.write(name, f"NAME = {name!r}\n")
+        dev.box.git("add", name)
+        dev.box.git("commit", "-q", "-m", f"Add {name}")
+        dev.box.settled()
+        dev.box.git("push", "-q", "origin", "main")
+        shas.append(dev.box.head())
+    # Bob's CI run records its tests for his commit, proven by the run's OIDC token.
+    from tests.support.ci_issuer import CIIssuer
+
+    junit = bob.box.root / "junit.xml"
+    junit.write_text(
+        '<testsuite name="unit" tests="1"><testcase classname="bob" name="test_name"/></testsuite>'
+    )
+    with CIIssuer({"repository": "acme/app"}) as issuer:
+        server.stop()
+        server.env["FLOWLOOM_SERVER_CI_ISSUERS"] = issuer.issuer
+        server.start()
+        ci_env = {**bob.box.env, **issuer.github_env(sha=shas[1], run_id="9")}
+        recorded = bob.box.flowloom("ci", "record", "--junit", str(junit), env=ci_env)
+        assert recorded.returncode == 0, recorded.stderr
+    _, auditor = server.provision(role="auditor")
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    answer = httpx.post(
+        f"{server.url}/api/v1/projects/{PROJECT}/reports",
+        json={"framework": "sox", "from": today, "to": today, "format": "json"},
+        headers={"Authorization": f"Bearer {auditor}"},
+        timeout=120,
+    )
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    changes = {c["commit"]: c for c in report["changes"]}
+    for sha in shas:  # judged from the links the clones synced (and the server's clone)
+        assert changes[sha]["link"] == "trailer" and changes[sha]["link_entry"] is not None
+        assert changes[sha]["decisions"] and "unapproved" in changes[sha]["flags"]
+    assert changes[shas[0]]["tests"] == "none"
+    assert changes[shas[1]]["tests"] != "none" and changes[shas[1]]["ci_entries"]
+    assert "untested" not in changes[shas[1]]["flags"]
