@@ -684,6 +684,8 @@ def _pre_push(args: list[str]) -> int:
     """Extension point: replicate the log through git (refs/flowloom/log) if available."""
     try:
         from flowloom.repo.replicate import (  # type: ignore[import-not-found,unused-ignore]
+            LogCollisionError,
+            check_publication,
             publish_log,
         )
     except ImportError:
@@ -697,7 +699,18 @@ def _pre_push(args: list[str]) -> int:
     # this hook ran, so the freshly published log goes out in a push of its own, now,
     # ahead of the branch: CI triggered by the branch then finds the log that links it.
     destination = args[0] if args else None
-    services = build_services(ctx.settings())
+    settings = ctx.settings()
+    if settings.server_url is not None:
+        return 0  # the server is the team's one record: nothing to publish through git
+    if destination:
+        try:
+            check_publication(ctx.top, destination)
+        except LogCollisionError as exc:
+            # The code still goes out; the log does not overwrite (or fail against)
+            # another clone's. Said as an error, every push, until it is resolved.
+            sys.stderr.write(f"flowloom: error: {exc.message}\n  {exc.hint}\n")
+            return 0
+    services = build_services(settings)
     try:
         publish_log(ctx.top, services)
     finally:
