@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 __all__ = [
     "LOG_REF",
     "LogCollisionError",
-    "check_publication",
     "RemoteReport",
+    "check_publication",
     "ensure_push_refspec",
     "load_published_log",
     "publish_log",
