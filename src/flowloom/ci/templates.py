@@ -267,9 +267,10 @@ _HEADER = """\
 {comment} FLOWLOOM_INSTALL pins the FlowLoom this repository was set up with ({how}).
 {comment} FLOWLOOM_DATABASE: the team ledger's postgresql:// URL (a secret); recording also
 {comment} needs the log's signing key: the job restores it from the FLOWLOOM_LOG_KEY secret
-{comment} (`flowloom log restore-key`, checked against FLOWLOOM_VKEY). Without them, set FLOWLOOM_VKEY
-{comment} (`flowloom log vkey`): the gate then reads the log published in git and records
-{comment} nothing. Put your test command in the script; it writes JUnit XML into {results}/.
+{comment} (`flowloom log restore-key`, checked against FLOWLOOM_VKEY). Without the database,
+{comment} set only FLOWLOOM_VKEY (`flowloom log vkey`): the gate then reads the log published
+{comment} in git and records nothing. Put your test command in the script; it writes
+{comment} JUnit XML into {results}/.
 """
 
 
