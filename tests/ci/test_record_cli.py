@@ -205,6 +205,13 @@ def test_with_a_team_server_results_go_there_proven_by_the_ci_token(
         assert event["refs"]["submitted_by"]["id"] == user
         assert "attestation" in event["refs"]
         assert box.events("test.result") == []  # nothing in a runner's own ledger
+        # The gate reads the team's record and sends its verdict the same way.
+        gate = box.flowloom("check", "--all", "--record", env=env)
+        assert "Traceback" not in gate.stderr, gate.stderr
+        [verdict] = [e["envelope"] for e in server.entries(key) if e["kind"] == "ci.result"]
+        assert verdict["refs"]["ci"]["verified_by"] == "server"
+        assert verdict["refs"]["ci"]["claims"]["run_id"] == "77"
+        assert box.events("ci.result") == []
 
         # An issuer the server does not list is not believed, whatever it signs.
         server.stop()

@@ -27,6 +27,7 @@ EXERCISED_BY = {
     "decision list": "tests/decisions/test_decide_cli.py",
     "decision export": "tests/decisions/test_decide_cli.py",
     "ci record": "tests/ci/test_record_cli.py",
+    "check": "tests/ci/test_record_cli.py",
     "memory import": "tests/client/test_team_record.py",
     "memory export": "tests/client/test_team_record.py",
     "init": "tests/client/test_team_record.py",

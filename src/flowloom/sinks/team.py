@@ -184,6 +184,30 @@ class TeamLedger(Ledger):
         except NotFoundError:
             return None
 
+    def record_with_ci_token(
+        self, kind: str, meta: Mapping[str, Any], token: str, body: bytes | None = None
+    ) -> int | None:
+        """Send a CI run's result with its OIDC token, for the server to verify and attest
+        (an authority kind: no other way in); its index, or None while it waits queued."""
+        from datetime import UTC, datetime
+
+        from flowloom.ledger.event import format_ts
+
+        now = format_ts(datetime.now(UTC))
+        event: dict[str, Any] = {"kind": kind, "ts": now, "meta": dict(meta), "ci_token": token}
+        if body is not None:
+            event["body"] = body.decode("utf-8")
+        recorded = record_via_server(self.link, [event], "ci", project=self.log, created=now)
+        if recorded.refused:
+            raise PermissionDeniedError(
+                recorded.refused[0].removeprefix("the server refused a ").strip(),
+                hint="the refusal itself is in the team's record (a capture.error)",
+            )
+        if not recorded.queued:
+            self.outbox.mirror_state = self.mirror.refresh(self.link)
+            self.store = self.mirror.store
+        return recorded.indices[0]
+
     @property
     def outbox(self) -> OutboxWriter:
         assert isinstance(self.writer, OutboxWriter)
