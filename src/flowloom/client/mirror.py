@@ -133,6 +133,16 @@ class Mirror:
         state (stale); a server whose log does not verify raises (its alarm is kept by
         the trust state, see docs/sync.md), as does a refused key.
         """
+        import fcntl
+
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        # One refresh at a time per mirror (two commands, a hook): each would append
+        # the same entries after the other's.
+        with open(self.path + ".lock", "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            return self._refresh(link)
+
+    def _refresh(self, link: ServerLink) -> MirrorState:
         previous = self.state()
         try:
             checked = link.check()
