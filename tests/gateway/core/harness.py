@@ -15,6 +15,7 @@ from flowloom.gateway.app import Gateway, GatewaySettings
 from flowloom.gateway.ports import AccessPort, OpenAccess, RouterPort, SingleProviderRouter
 from flowloom.gateway.providers.interface import ProviderConfig
 from flowloom.gateway.recorder import Recorder, RecordMode
+from flowloom.gateway.settlement import Settlement
 from flowloom.ledger.body import BodyCipher
 from flowloom.ledger.keys import KeyStore
 from flowloom.ledger.log import Ledger
@@ -138,6 +139,7 @@ def make_gateway(
     ledgers: LedgerSwitch | None = None,
 ) -> tuple[Gateway, LedgerSwitch]:
     ledgers = ledgers or LedgerSwitch(tmp_path / "ledger.db", tmp_path / "home")
+    access = access or OpenAccess()
     if router is None:
         assert provider is not None
         router = SingleProviderRouter(provider)
@@ -148,14 +150,14 @@ def make_gateway(
         spool_path=tmp_path / "outbox",
         spool_max_bytes=spool_max_bytes,
         retry_interval_s=0.1,
+        settle=Settlement(access),
     )
     gateway = Gateway(
         router=router,
-        access=access or OpenAccess(),
+        access=access,
         recorder=recorder,
         settings=settings or GatewaySettings(default_project="gw", reload_interval_s=0),
     )
-    recorder.settle = gateway.settle
     return gateway, ledgers
 
 
