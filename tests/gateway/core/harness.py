@@ -16,6 +16,7 @@ from flowloom.gateway.ports import AccessPort, OpenAccess, RouterPort, SinglePro
 from flowloom.gateway.providers.interface import ProviderConfig
 from flowloom.gateway.recorder import Recorder, RecordMode
 from flowloom.gateway.settlement import Settlement
+from flowloom.gateway.upstream import Upstream
 from flowloom.ledger.body import BodyCipher
 from flowloom.ledger.keys import KeyStore
 from flowloom.ledger.log import Ledger
@@ -137,6 +138,7 @@ def make_gateway(
     settings: GatewaySettings | None = None,
     spool_max_bytes: int = 64 * 1024 * 1024,
     ledgers: LedgerSwitch | None = None,
+    upstream: Upstream | None = None,
 ) -> tuple[Gateway, LedgerSwitch]:
     ledgers = ledgers or LedgerSwitch(tmp_path / "ledger.db", tmp_path / "home")
     access = access or OpenAccess()
@@ -157,6 +159,7 @@ def make_gateway(
         access=access,
         recorder=recorder,
         settings=settings or GatewaySettings(default_project="gw", reload_interval_s=0),
+        upstream=upstream,
     )
     return gateway, ledgers
 
