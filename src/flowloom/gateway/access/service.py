@@ -25,6 +25,7 @@ ready for Ledger.record that never holds a secret.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fnmatch
 import functools
@@ -57,7 +58,7 @@ from flowloom.gateway.access.cache import TtlLru
 from flowloom.gateway.access.errors import BudgetExceededError, RateLimitedError
 from flowloom.gateway.access.limits import SlidingWindow
 from flowloom.gateway.access.prices import PriceTable, cost_of, load_price_file
-from flowloom.gateway.access.quota import Grant, Leases, QuotaStore, SqlQuotaStore
+from flowloom.gateway.access.quota import Grant, LeaseNeeded, Leases, QuotaStore, SqlQuotaStore
 from flowloom.gateway.access.records import (
     Admission,
     BudgetStatus,
@@ -775,23 +776,37 @@ class Access:
                 hint="allowed: " + ", ".join(vkey.models),
             )
 
-    def admit(self, vkey: VirtualKey, *, model: str, est_tokens: int) -> Admission:
+    async def admit_async(self, vkey: VirtualKey, *, model: str, est_tokens: int) -> Admission:
+        """`admit` for the event loop: in line while the local leases and trackers cover
+        the request (no I/O), in a thread when a lease transaction or a spend read is
+        needed, so a slow database holds up this request only, not every other one."""
+        try:
+            return self.admit(vkey, model=model, est_tokens=est_tokens, wait=False)
+        except LeaseNeeded:
+            return await asyncio.to_thread(
+                functools.partial(self.admit, vkey, model=model, est_tokens=est_tokens)
+            )
+
+    def admit(
+        self, vkey: VirtualKey, *, model: str, est_tokens: int, wait: bool = True
+    ) -> Admission:
         """Let one request for `model` of about `est_tokens` tokens through, or refuse it.
 
         PermissionDeniedError (403) when the model is outside the key's allow-list;
         RateLimitedError (429, retry_after_s) when rpm or tpm is reached;
         BudgetExceededError (429) when the key's or its project's budget is spent.
-        Nothing is counted for a refused request.
+        Nothing is counted for a refused request. With `wait` False, LeaseNeeded (and
+        nothing counted) when admitting would need the database.
         """
         self.check_model(vkey, model)
         est_tokens = max(int(est_tokens), 0)
         now = self._clock()
         scopes = self._scopes(vkey)
         for scope, _budget_usd, period, _what in scopes:
-            self._ensure_tracker(scope, period, now)
+            self._ensure_tracker(scope, period, now, wait=wait)
         price = self._prices.lookup(None, model)
         estimate = est_tokens * price.input / 1_000_000 if price is not None else 0.0
-        shared = self._take_shared(vkey, scopes, est_tokens, estimate, now)
+        shared = self._take_shared(vkey, scopes, est_tokens, estimate, now, wait=wait)
         try:
             return self._admit_here(vkey, model, est_tokens, estimate, scopes, shared, now)
         except BaseException:
@@ -856,6 +871,8 @@ class Access:
         est_tokens: int,
         estimate: float,
         now: float,
+        *,
+        wait: bool = True,
     ) -> tuple[tuple[str, int, float], ...]:
         """Take one request, its tokens and its estimated cost from the shared quotas.
 
@@ -886,10 +903,12 @@ class Access:
                     need=float(need),
                     amount=float(need),
                     expire_newest_before=now - window,
+                    wait=wait,
                 )
                 if refused is not None:
-                    wait = _retry_after(refused, limit, need, window, now)
-                    raise RateLimitedError(wait, limit=name)
+                    raise RateLimitedError(
+                        _retry_after(refused, limit, need, window, now), limit=name
+                    )
                 taken.append((scope, slot, float(need)))
             for scope, budget_usd, period, what in scopes:
                 start, end = self._calendar.bounds(period, now)
@@ -905,6 +924,7 @@ class Access:
                     amount=estimate,
                     expire_bucket_before=bucket,
                     seed=functools.partial(self._period_spend, scope=scope, start=start),
+                    wait=wait,
                 )
                 if refused is not None:
                     raise BudgetExceededError(
@@ -962,11 +982,14 @@ class Access:
             if key[index] == name and key[0] >= start
         )
 
-    def _ensure_tracker(self, scope: str, period: Period, now: float) -> None:
-        """Load the scope's spend from the database the first time it is used."""
+    def _ensure_tracker(self, scope: str, period: Period, now: float, *, wait: bool = True) -> None:
+        """Load the scope's spend from the database the first time it is used (with
+        `wait` False, LeaseNeeded instead of reading)."""
         with self._lock:
             if scope in self._trackers:
                 return
+        if not wait:
+            raise LeaseNeeded(scope)
         with self._flush_lock:
             self._load_tracker(scope, self._calendar.bounds(period, now)[0], now)
 
