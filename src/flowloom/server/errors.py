@@ -153,6 +153,14 @@ async def _flowloom_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if request.url.path.startswith(SCIM_PATH):  # a SCIM client reads SCIM's error shape
+        scim = {
+            "schemas": [ERROR_SCHEMA],
+            "status": "400",
+            "scimType": "invalidSyntax",
+            "detail": "the request does not match the SCIM schema",
+        }
+        return JSONResponse(scim, status_code=400, media_type=SCIM_MEDIA_TYPE)
     for error in exc.errors():
         if error.get("type") == "json_invalid":
             detail = (error.get("ctx") or {}).get("error", "")

@@ -52,14 +52,51 @@ SCIM_MEDIA_TYPE = "application/scim+json"
 """Unknown paths and methods under the prefix get SCIM errors too (flowloom.server.errors)."""
 _log = logging.getLogger("flowloom.server")
 
-router = APIRouter(prefix=SCIM_PREFIX, tags=["scim"], include_in_schema=True)
-
 
 class _ScimResponse(Response):
     media_type = SCIM_MEDIA_TYPE
 
     def render(self, content: Any) -> bytes:
         return json.dumps(content, separators=(",", ":")).encode()
+
+
+_SCIM_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["schemas", "status"],
+    "properties": {
+        "schemas": {"type": "array", "items": {"type": "string"}},
+        "status": {"type": "string"},
+        "detail": {"type": "string"},
+        "scimType": {"type": "string"},
+    },
+}
+_SCIM_ERRORS = {
+    400: "The request is malformed (scimType names why: invalidFilter, invalidValue, ...).",
+    401: "No valid provisioning token (API keys are refused here).",
+    403: "The token may not touch this user or group.",
+    404: "No such user, group, resource type or schema.",
+    409: "A user or group of that name exists already.",
+    412: "If-Match names an older version.",
+    413: "The request body is over the server's limit.",
+    422: "The request does not match the schema.",
+}
+SCIM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": text,
+        "content": {SCIM_MEDIA_TYPE: {"schema": _SCIM_ERROR_SCHEMA}},
+    }
+    for status, text in _SCIM_ERRORS.items()
+}
+"""Every SCIM route's error answers, in SCIM's own shape and media type (RFC 7644 §3.12),
+as the OpenAPI document declares them."""
+
+router = APIRouter(
+    prefix=SCIM_PREFIX,
+    tags=["scim"],
+    include_in_schema=True,
+    default_response_class=_ScimResponse,
+    responses=SCIM_RESPONSES,
+)
 
 
 def _error(status: int, detail: str, scim_type: str | None = None) -> Response:
