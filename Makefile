@@ -15,7 +15,7 @@ $(BIN)/flowloom: pyproject.toml
 demo: $(BIN)/flowloom
 	$(BIN)/flowloom demo
 
-## test: install, then lint (with the import layers), type-check and the whole test suite but the crash trials
+## test: install, then lint (with the import layers), type-check and the whole test suite but the long trials (marker `slow`)
 test: lint typecheck unit
 
 lint: $(BIN)/flowloom
@@ -41,7 +41,7 @@ node:
 unit: $(BIN)/flowloom chromium openssh node
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider -m "not slow"
 
-## trials: the long crash trials (pytest marker `slow`), bounded, on their own
+## trials: the long trials (pytest marker `slow`: crash trials, plain wheel install, first Aider install), bounded, on their own
 trials: $(BIN)/flowloom
 	timeout 900 $(BIN)/python -m pytest -q -p no:cacheprovider -m slow
 
