@@ -43,7 +43,7 @@ unit: $(BIN)/flowloom chromium openssh node
 
 ## trials: the long trials (pytest marker `slow`: crash trials, plain wheel install, first Aider install), bounded, on their own
 trials: $(BIN)/flowloom
-	timeout 900 $(BIN)/python -m pytest -q -p no:cacheprovider -m slow
+	timeout 2400 $(BIN)/python -m pytest -q -p no:cacheprovider -m slow
 
 bench: $(BIN)/flowloom
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
