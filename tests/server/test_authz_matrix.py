@@ -112,27 +112,25 @@ def _call(
 
 def test_authorization_matrix(matrix_world: World) -> None:
     world = matrix_world
+    client = TestClient(create_app(world.server), raise_server_exceptions=True)
     wrong: list[str] = []
     checked = 0
-    # One client for the whole matrix: as a context manager it keeps one event loop
-    # thread, instead of starting a new one for each of the ~1,200 requests.
-    with TestClient(create_app(world.server), raise_server_exceptions=True) as client:
-        for (method, path), rule in sorted(MATRIX.items()):
-            scopes = [True] if rule.other is None else [True, False]
-            for own, who in itertools.product(scopes, PRINCIPALS):
-                allowed_set = rule.own if own else rule.other
-                assert allowed_set is not None
-                allowed = who in allowed_set
-                status = _call(client, world, method, path, rule, MatrixCtx(world, who, own))
-                checked += 1
-                where = f"{method} {path} as {who} on {'own' if own else 'other'}: {status}"
-                if status >= 500:
-                    wrong.append(f"{where} (server error)")
-                elif allowed and not (status < 400 or status in rule.ok):
-                    wrong.append(f"{where}, expected allowed")
-                elif not allowed:
-                    expected = {401} if who == "anonymous" else {403, 404}
-                    if status not in expected:
-                        wrong.append(f"{where}, expected one of {sorted(expected)}")
+    for (method, path), rule in sorted(MATRIX.items()):
+        scopes = [True] if rule.other is None else [True, False]
+        for own, who in itertools.product(scopes, PRINCIPALS):
+            allowed_set = rule.own if own else rule.other
+            assert allowed_set is not None
+            allowed = who in allowed_set
+            status = _call(client, world, method, path, rule, MatrixCtx(world, who, own))
+            checked += 1
+            where = f"{method} {path} as {who} on {'own' if own else 'other'}: {status}"
+            if status >= 500:
+                wrong.append(f"{where} (server error)")
+            elif allowed and not (status < 400 or status in rule.ok):
+                wrong.append(f"{where}, expected allowed")
+            elif not allowed:
+                expected = {401} if who == "anonymous" else {403, 404}
+                if status not in expected:
+                    wrong.append(f"{where}, expected one of {sorted(expected)}")
     assert not wrong, f"{len(wrong)} of {checked} checks wrong:\n" + "\n".join(wrong)
     assert checked >= len(MATRIX) * len(PRINCIPALS)
