@@ -15,7 +15,7 @@ $(BIN)/flowloom: pyproject.toml
 demo: $(BIN)/flowloom
 	$(BIN)/flowloom demo
 
-## test: install, then lint (with the import layers), type-check and the whole test suite but the crash trials
+## test: install, then lint (with the import layers), type-check and the whole test suite but the long trials (marker `slow`)
 test: lint typecheck unit
 
 lint: $(BIN)/flowloom
@@ -57,9 +57,9 @@ slapd:
 unit: $(BIN)/flowloom chromium openssh node fonts saml softhsm2 slapd
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider -m "not slow"
 
-## trials: the long crash trials (pytest marker `slow`), bounded, on their own
+## trials: the long trials (pytest marker `slow`: crash trials, plain wheel install, first Aider install), bounded, on their own
 trials: $(BIN)/flowloom
-	timeout 900 $(BIN)/python -m pytest -q -p no:cacheprovider -m slow
+	timeout 2400 $(BIN)/python -m pytest -q -p no:cacheprovider -m slow
 
 bench: $(BIN)/flowloom
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done

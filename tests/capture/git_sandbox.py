@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -263,3 +264,25 @@ class Sandbox:
 
     def common_dir(self) -> Path:
         return self.repo / ".git"
+
+
+class SandboxTemplate:
+    """A sandbox set up once (per test module) and laid down afresh for each test.
+
+    Setting up a governed repository takes a dozen git and `flowloom` processes; tests
+    that all start from the same one copy it instead. The copy is laid at the very path
+    the template was built at, so every absolute path inside it (git config, hooks, HOME,
+    keys) stays true, and each test still starts from untouched files.
+    """
+
+    def __init__(self, root: Path, setup: Callable[[Sandbox], None]) -> None:
+        self.work = root / "box"
+        self.saved = root / "template"
+        setup(Sandbox(self.work))
+        shutil.copytree(self.work, self.saved, symlinks=True)
+
+    def fresh(self) -> Sandbox:
+        """The set-up sandbox, as it was right after set-up."""
+        shutil.rmtree(self.work)
+        shutil.copytree(self.saved, self.work, symlinks=True)
+        return Sandbox(self.work)

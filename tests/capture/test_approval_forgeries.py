@@ -22,21 +22,28 @@ from flowloom.ledger.event import now_ts
 from flowloom.repo.git import GitRepo
 from flowloom.repo.signers import GitKeyApprover
 from flowloom.store.interface import PendingEntry
-from tests.capture.git_sandbox import DECISION, Sandbox
+from tests.capture.git_sandbox import DECISION, Sandbox, SandboxTemplate
 from tests.support.forgeries import FORGED_KINDS
 from tests.support.sshkeys import make_key
 
 
-@pytest.fixture
-def box(tmp_path: Path) -> Sandbox:
-    sandbox = Sandbox(tmp_path)
+def _set_up(sandbox: Sandbox) -> None:
     sandbox.commit_ok("initial commit", extra=("--no-verify",))
     sandbox.init()
     sandbox.allow_signers("ann", "carol")
     sandbox.record_decision(DECISION, requested_by="bob")
     sandbox.git("checkout", "-q", "-b", "feature")
     sandbox.commit_ok(f"one\n\nFlowLoom-Decision: {DECISION}")
-    return sandbox
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> SandboxTemplate:
+    return SandboxTemplate(tmp_path_factory.mktemp("forgeries"), _set_up)
+
+
+@pytest.fixture
+def box(template: SandboxTemplate) -> Sandbox:
+    return template.fresh()
 
 
 def gate(box: Sandbox) -> tuple[int, dict[str, object]]:

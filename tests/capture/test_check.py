@@ -7,18 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.capture.git_sandbox import DECISION, OTHER_DECISION, Sandbox
+from tests.capture.git_sandbox import DECISION, OTHER_DECISION, Sandbox, SandboxTemplate
 
 
-@pytest.fixture
-def box(tmp_path: Path) -> Sandbox:
-    sandbox = Sandbox(tmp_path)
+def _set_up(sandbox: Sandbox) -> None:
     sandbox.commit_ok("initial commit", extra=("--no-verify",))
     sandbox.init()
     sandbox.allow_signers("ann", "bob", "carol")
     sandbox.record_decision(DECISION, requested_by="bob")
     sandbox.git("checkout", "-q", "-b", "feature")
-    return sandbox
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> SandboxTemplate:
+    return SandboxTemplate(tmp_path_factory.mktemp("check"), _set_up)
+
+
+@pytest.fixture
+def box(template: SandboxTemplate) -> Sandbox:
+    return template.fresh()
 
 
 def linked(message: str, decision: str = DECISION) -> str:

@@ -7,15 +7,22 @@ from pathlib import Path
 import pytest
 
 from flowloom.capture.state import PendingLink, read_pending, write_pending
-from tests.capture.git_sandbox import DECISION, OTHER_DECISION, Sandbox
+from tests.capture.git_sandbox import DECISION, OTHER_DECISION, Sandbox, SandboxTemplate
+
+
+def _set_up(sandbox: Sandbox) -> None:
+    sandbox.commit_ok("initial commit, before FlowLoom", extra=("--no-verify",))
+    sandbox.init()
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> SandboxTemplate:
+    return SandboxTemplate(tmp_path_factory.mktemp("enforcement"), _set_up)
 
 
 @pytest.fixture
-def box(tmp_path: Path) -> Sandbox:
-    sandbox = Sandbox(tmp_path)
-    sandbox.commit_ok("initial commit, before FlowLoom", extra=("--no-verify",))
-    sandbox.init()
-    return sandbox
+def box(template: SandboxTemplate) -> Sandbox:
+    return template.fresh()
 
 
 def test_unlinked_manual_commit_is_refused(box: Sandbox) -> None:

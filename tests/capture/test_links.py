@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from tests.capture.git_sandbox import DECISION, OTHER_DECISION, Sandbox
+from tests.capture.git_sandbox import DECISION, OTHER_DECISION, Sandbox, SandboxTemplate
 
 
-@pytest.fixture
-def box(tmp_path: Path) -> Sandbox:
-    sandbox = Sandbox(tmp_path)
+def _set_up(sandbox: Sandbox) -> None:
     sandbox.commit_ok("initial commit", extra=("--no-verify",))
     sandbox.init()
     sandbox.set_policy(protected_branches=[])  # approvals are test_check's subject
     sandbox.git("commit", "-qam", "unprotect", env={"FLOWLOOM_OVERRIDE": "test set-up"})
     sandbox.record_decision(DECISION)
     sandbox.record_decision(OTHER_DECISION)
-    return sandbox
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> SandboxTemplate:
+    return SandboxTemplate(tmp_path_factory.mktemp("links"), _set_up)
+
+
+@pytest.fixture
+def box(template: SandboxTemplate) -> Sandbox:
+    return template.fresh()
 
 
 def verdicts(box: Sandbox, *revs: str) -> dict[str, dict[str, object]]:

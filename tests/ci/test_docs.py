@@ -13,6 +13,7 @@ import pytest
 
 from flowloom.cli.main import cli
 from tests.capture.git_sandbox import DECISION, Sandbox
+from tests.ci import NO_PLUGINS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "ci.md"
 
@@ -58,7 +59,7 @@ def test_the_pages_commands_run(tmp_path: Path) -> None:
     box.git("update-ref", "refs/remotes/origin/main", "base")
     box.record_decision()
     box.commit_ok(f"linked\n\nFlowLoom-Decision: {DECISION}")
-    env = {"PATH": f"{box.bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin"}
+    env = {"PATH": f"{box.bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin", **NO_PLUGINS}
     for args in _commands():
         if args[:3] == ["flowloom", "init", "--ci"] and "--ci-install" not in args:
             continue  # derives the pin from this FlowLoom's install: tests/ci/test_templates.py

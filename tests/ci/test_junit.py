@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from flowloom.ci.junit import MAX_JUNIT_BYTES, JUnitError, TestCase, parse_junit, write_junit
+from tests.ci import NO_PLUGINS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -61,6 +63,7 @@ def test_pytest_junitxml_run_for_real(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={out}"],
         cwd=tmp_path,
+        env={**os.environ, **NO_PLUGINS},
         capture_output=True,
         timeout=300,
         check=False,

@@ -13,6 +13,7 @@ import pytest
 
 from flowloom.ci.junit import parse_junit
 from tests.capture.git_sandbox import DECISION, Sandbox
+from tests.ci import NO_PLUGINS
 from tests.support.ci_issuer import CIIssuer
 
 PASSING = b'<testsuite name="unit"><testcase classname="app" name="test_ok"/></testsuite>'
@@ -157,7 +158,8 @@ def test_pytests_own_junit_recorded_end_to_end(box: Sandbox) -> None:
     subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          "--junitxml=test-results/pytest.xml"],
-        cwd=box.repo, env=box.env, capture_output=True, timeout=300, check=True,
+        cwd=box.repo, env={**box.env, **NO_PLUGINS}, capture_output=True, timeout=300,
+        check=True,
     )  # fmt: skip
     parse_junit((box.repo / "test-results" / "pytest.xml").read_bytes(), "pytest.xml")
     assert "1 tests, 1 passed" in box.ok("ci", "record", "--junit", "test-results/pytest.xml")

@@ -31,6 +31,7 @@ from flowloom.ci.templates import (
 )
 from flowloom.errors import InputError
 from tests.capture.git_sandbox import DECISION, Sandbox
+from tests.ci import NO_PLUGINS
 
 PIN = "flowloom @ git+https://git.example/acme/flowloom@" + "c" * 40
 FILES = {
@@ -158,6 +159,7 @@ def test_the_written_job_parses_and_its_script_runs(tmp_path: Path, kind: str) -
         "FLOWLOOM_BRANCH": "topic",  # not protected: the gate needs no approval here
         "FLOWLOOM_DATABASE": str(box.common_dir() / "flowloom" / "ledger.db"),
         "PATH": f"{box.bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin",
+        **NO_PLUGINS,
     }
     done = box.run(["sh", "-e", "-c", script], env=env)
     assert done.returncode == 0, done.stdout + done.stderr

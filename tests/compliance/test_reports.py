@@ -615,7 +615,9 @@ def test_chain_verification_statement_in_three_forms(tmp_path: Path) -> None:
 
 
 def test_pdf_of_a_large_population_is_real(tmp_path: Path) -> None:
-    assessment = make_assessment(600)
+    # 100 changes already run to ~14 pages with the table header repeated on each: what is
+    # proven is paging (running header, "Page n of N", repeated header), not sheer size.
+    assessment = make_assessment(100)
     out = render("pdf", assessment, tmp_path / "report.pdf")
     data = out.read_bytes()
     assert data.startswith(b"%PDF-")

@@ -83,6 +83,11 @@ def test_cursor_base_url_override(tmp_path: Path, mock_provider: MockServer) -> 
     assert formats == {"openai", "anthropic", "gemini"}
 
 
+# The first use installs aider-chat and its pinned dependencies (about 700 MB, several
+# minutes on a machine with an empty cache): a long trial, run by `make trials`, with
+# room for that install beyond the suite's per-test bound.
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize(
     ("containing", "path"),
     [("OPENAI_API_BASE", "/v1/chat/completions"), ("ANTHROPIC_API_BASE", "/v1/messages")],

@@ -32,7 +32,10 @@ ROOT = Path(__file__).resolve().parents[2]
 INSTALL_TIMEOUT_S = 420  # a cold pip cache downloads every dependency once
 START_TIMEOUT_S = 60
 
-pytestmark = pytest.mark.timeout(900)
+# Building the wheel and installing it with its dependencies into a fresh virtualenv is
+# a minute and a half even with pip's cache warm (several minutes cold): a long trial,
+# run by `make trials` (marker `slow`) rather than by `make test`.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @dataclass(frozen=True)
