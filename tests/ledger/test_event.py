@@ -345,8 +345,11 @@ def test_every_catalogued_kind_is_accepted() -> None:
         "test.result",
         "capture.bypass",
         "compliance.response",
+        "access_review.open",
+        "access_review.decide",
+        "access_review.close",
     }
-    assert len(KINDS) == 24
+    assert len(KINDS) == 27
 
 
 @pytest.mark.parametrize(

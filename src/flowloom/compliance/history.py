@@ -58,7 +58,9 @@ INSTANCE_KINDS: Final = (
 """The instance log's security events a project's assessment reads: who exists, who was
 disabled, which keys were revoked, and the instance-wide ("*") roles and team members."""
 
-PERSONAL_KINDS: Final = frozenset({"decision.approve", "signature.apply", "compliance.response"})
+PERSONAL_KINDS: Final = frozenset(
+    {"decision.approve", "signature.apply", "compliance.response", "access_review.decide"}
+)
 """Kinds that are a person's own act: they count only when that person is proven (a
 server that authenticated them attested it, or their own key signed it). FlowLoom's
 attestation alone proves only that FlowLoom's command wrote it, for whoever ran it."""
@@ -73,6 +75,9 @@ _NAMES: Final = {
     "ci.result": "CI verdict",
     "test.result": "test result",
     "compliance.response": "management response",
+    "access_review.open": "access review opening",
+    "access_review.decide": "access review decision",
+    "access_review.close": "access review closing",
 }
 
 

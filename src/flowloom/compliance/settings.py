@@ -73,6 +73,9 @@ _RECORD = frozenset(
         "export.generate",
         "redaction.apply",
         "compliance.response",
+        "access_review.open",
+        "access_review.decide",
+        "access_review.close",
     }
 )
 
