@@ -317,8 +317,7 @@ class AccessReviews:
         for user_id, moment in rows:
             when = _parse(moment)
             if user_id in wanted and when is not None:
-                if user_id not in latest or when > latest[user_id]:
-                    latest[user_id] = when
+                latest[user_id] = max(when, latest.get(user_id, when))
         return latest
 
     def _user_vkeys(self, user_id: str, email: str | None) -> list[VirtualKeyInfo]:
