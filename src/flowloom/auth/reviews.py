@@ -265,7 +265,7 @@ class AccessReviews:
         self,
         directory: Directory,
         ledger_for: Callable[[str], Ledger],
-        signatures: SignatureService,
+        signatures: SignatureService | None = None,
         *,
         policy: ReviewPolicy | None = None,
         vkeys: VirtualKeyStore | None = None,
@@ -283,7 +283,8 @@ class AccessReviews:
 
     # -- plumbing -------------------------------------------------------------------
 
-    def _now(self) -> datetime:
+    def now(self) -> datetime:
+        """The review clock's current time (aware UTC)."""
         return self._clock().astimezone(UTC)
 
     @staticmethod
@@ -349,7 +350,7 @@ class AccessReviews:
                 f"an access review of {scope!r} is already open",
                 hint="decide and close it before opening another",
             )
-        now = self._now()
+        now = self.now()
         campaign_id = f"AR-{secrets.token_hex(5)}"
         lines = self._snapshot(campaign_id, scope, now, dormant)
         campaign = Campaign(
@@ -562,7 +563,7 @@ class AccessReviews:
         """People with a role in `scope` and no activity for `days` (the policy's default),
         as of now: the live flag, between campaigns."""
         days = _days(days or self.policy.dormant_days, "days")
-        now = self._now()
+        now = self.now()
         users = {u.id: u for u in self.directory.list_users() if u.deleted_at is None}
         holders = {
             user_id
@@ -649,6 +650,8 @@ class AccessReviews:
                 hint="revoke the team's role or remove the person from the team, then certify"
                 " the line with a reason saying so",
             )
+        if self._signatures is None:
+            raise ConflictError("this access review service only reads")  # a wiring mistake
         log = self.log_of(campaign.scope)
         signature = self._signatures.sign(
             principal,
@@ -661,7 +664,7 @@ class AccessReviews:
         revoked: dict[str, Any] = {}
         if decision == "revoke":
             revoked = self._take_away(principal, line)
-        now = _iso(self._now())
+        now = _iso(self.now())
         with self.directory.engine.begin() as conn:
             changed = conn.execute(
                 text(
@@ -720,7 +723,7 @@ class AccessReviews:
         vkeys: list[str] = []
         if not left:
             for key in self.directory.list_keys(line.user_id):
-                if key.active(self._now()):
+                if key.active(self.now()):
                     self.directory.revoke_key(key.id, by=principal)
                     keys.append(key.id)
         if self._vkeys is not None:
@@ -745,7 +748,7 @@ class AccessReviews:
                 f"campaign {campaign.id} has {counts['pending']} undecided line(s)",
                 hint="certify or revoke every line, then close",
             )
-        now = _iso(self._now())
+        now = _iso(self.now())
         with self.directory.engine.begin() as conn:
             changed = conn.execute(
                 text(
