@@ -334,7 +334,7 @@ MATRIX.update(
         ("GET", AR): Rule(AUDITORS, other=STAR),
         ("POST", AR): Rule(
             PROJECT_ADMINS, other=STAR, request=lambda ctx: Call(json={}), ok=_REVIEWED
-        ),  # fmt: skip
+        ),
         ("GET", AR + "/dormant"): Rule(AUDITORS, other=STAR),
         ("GET", AR + "/{campaign}"): Rule(AUDITORS, other=STAR, request=_campaign),
         ("POST", AR + "/{campaign}/lines/{line}"): Rule(
