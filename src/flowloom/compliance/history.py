@@ -54,6 +54,9 @@ INSTANCE_KINDS: Final = (
     "auth.role_granted",
     "auth.role_revoked",
     "auth.team_member_added",
+    "access_review.open",
+    "access_review.decide",
+    "access_review.close",
 )
 """The instance log's security events a project's assessment reads: who exists, who was
 disabled, which keys were revoked, and the instance-wide ("*") roles and team members."""
