@@ -69,6 +69,11 @@ SUBJECT_TYPE: Final = "access_review"
 Decision = Literal["certify", "revoke"]
 DECISIONS: Final[tuple[Decision, ...]] = ("certify", "revoke")
 _ID = re.compile(r"AR-[0-9a-f]{10}")
+CLI_ACTOR: Final[Mapping[str, str]] = {
+    "type": "service",
+    "id": "flowloom-admin-cli",
+    "name": "flowloom access-review",
+}
 _TS = "%Y-%m-%dT%H:%M:%S.%fZ"
 _MAX_DAYS = 3660
 
@@ -292,12 +297,19 @@ class AccessReviews:
         """The ledger a campaign's events go to: the project's, or the instance's."""
         return INSTANCE_PROJECT if scope == ALL_PROJECTS else scope
 
-    def _record(self, scope: str, kind: str, actor: Mapping[str, Any], subject: str,
-                refs: Mapping[str, Any]) -> int:  # fmt: skip
+    def _record(
+        self, scope: str, kind: str, by: Principal, subject: str, refs: Mapping[str, Any]
+    ) -> int:
+        """Append an attested ``access_review.*`` event; its index. A principal named on
+        the command line (``--as``) is a claim: the command is the actor, as for the
+        directory's own events."""
+        actor = by.actor()
+        clean = {**refs, "auth_via": by.via}
+        if by.via == "cli":
+            clean["claimed_by"] = actor
+            actor = dict(CLI_ACTOR)
         ledger = self._ledger_for(self.log_of(scope))
-        prepared = ledger.prepare(
-            kind, meta={"actor": dict(actor), "subject": subject, "refs": dict(refs)}
-        )
+        prepared = ledger.prepare(kind, meta={"actor": actor, "subject": subject, "refs": clean})
         return ledger.writer.append_many([prepared.entry])[0].index
 
     def _last_activity(self, user_ids: Iterable[str]) -> dict[str, datetime]:
@@ -404,7 +416,7 @@ class AccessReviews:
         entry = self._record(
             scope,
             OPEN_KIND,
-            principal.actor(),
+            principal,
             campaign.id,
             {
                 "campaign": campaign.id,
@@ -424,7 +436,6 @@ class AccessReviews:
                     }
                     for line in lines
                 ],
-                "auth_via": principal.via,
             },
         )
         self._set(campaign.id, "opened_entry", entry)
@@ -693,14 +704,13 @@ class AccessReviews:
             "decision": decision,
             "signature": signature.id,
             "content_digest": signature.content_digest,
-            "auth_via": principal.via,
             **revoked,
         }
         if line.team is not None:
             refs["team"] = line.team
         if reason:
             refs["reason"] = reason
-        entry = self._record(campaign.scope, DECIDE_KIND, principal.actor(), campaign.id, refs)
+        entry = self._record(campaign.scope, DECIDE_KIND, principal, campaign.id, refs)
         with self.directory.engine.begin() as conn:
             conn.execute(
                 text(
@@ -762,7 +772,7 @@ class AccessReviews:
         entry = self._record(
             campaign.scope,
             CLOSE_KIND,
-            principal.actor(),
+            principal,
             campaign.id,
             {
                 "campaign": campaign.id,
@@ -773,7 +783,6 @@ class AccessReviews:
                 "late": now > campaign.due_at,
                 **counts,
                 "signatures": [line.signature for line in campaign.lines],
-                "auth_via": principal.via,
             },
         )
         self._set(campaign.id, "closed_entry", entry)

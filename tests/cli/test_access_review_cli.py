@@ -1,0 +1,98 @@
+"""`flowloom access-review …` as a real process, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowloom.auth.directory import INSTANCE_PROJECT
+from tests.cli.test_admin import PASSWORD, Admin
+
+
+class Reviews(Admin):
+    """Runs `python -m flowloom access-review …` (and `admin …` to set up)."""
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "flowloom", "access-review", *args],
+            capture_output=True,
+            text=True,
+            cwd=self.cwd,
+            env=self.env,
+            timeout=120,
+            check=False,
+        )
+
+    def review(self, *args: str) -> str:
+        result = self.run(*args)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def reviews(request: pytest.FixtureRequest, tmp_path: Path) -> Reviews:
+    database = (
+        str(tmp_path / "ledger.db") if request.param == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )  # fmt: skip
+    built = Reviews(tmp_path, database)
+    built.ok("create-owner", "--email", "olive@example.org", "--name", "Olive", "--password-stdin",
+             input=PASSWORD + "\n")  # fmt: skip
+    built.ok("create-project", "alpha")
+    built.ok("create-project", "beta")
+    built.ok("create-user", "--email", "dev@example.org", "--name", "Dev")
+    built.ok("grant", "--email", "dev@example.org", "--project", "alpha", "--role", "developer")
+    return built
+
+
+def test_open_list_show_dormant_close(reviews: Reviews) -> None:
+    opened = json.loads(
+        reviews.review("open", "alpha", "--as", "olive@example.org", "--due-days", "7", "--json")
+    )
+    assert opened["scope"] == "alpha" and opened["status"] == "open"
+    [line] = opened["lines"]
+    assert line["email"] == "dev@example.org" and line["role"] == "developer"
+    assert line["last_activity"] is None and line["decision"] is None
+
+    listed = reviews.review("list", "alpha")
+    assert opened["id"] in listed and "open" in listed
+    shown = reviews.review("show", opened["id"])
+    assert "dev@example.org  developer on alpha" in shown and "pending" in shown
+    dormant = json.loads(reviews.review("dormant", "alpha", "--days", "1", "--json"))
+    assert dormant == []  # created today: not dormant yet
+
+    pending = reviews.run("close", opened["id"], "--as", "olive@example.org")
+    assert pending.returncode != 0
+    assert "undecided" in pending.stderr
+    again = reviews.run("open", "alpha", "--as", "olive@example.org")
+    assert "already open" in again.stderr
+    not_owner = reviews.run("open", "beta", "--as", "dev@example.org")
+    assert "not an instance owner" in not_owner.stderr
+    neither = reviews.run("open", "--as", "olive@example.org")
+    assert "PROJECT or pass --instance" in neither.stderr
+
+    # Nobody holds a role on beta: a campaign with no line closes at once.
+    empty = reviews.review("open", "beta", "--as", "olive@example.org")
+    campaign = empty.split()[1]
+    assert "0 lines" in empty
+    assert "closed " + campaign in reviews.review("close", campaign, "--as", "olive@example.org")
+    assert "closed" in reviews.review("list", "beta", "--status", "closed")
+
+    instance = reviews.review("open", "--instance", "--as", "olive@example.org")
+    assert "over *" in instance
+    kinds = reviews.kinds(INSTANCE_PROJECT)
+    assert kinds.count("access_review.open") == 1
+    assert reviews.kinds("alpha").count("access_review.open") == 1
+    assert reviews.kinds("beta")[-2:] == ["access_review.open", "access_review.close"]
+    envelope = reviews.envelopes("beta")[-1]
+    assert envelope["actor"]["id"] == "flowloom-admin-cli"  # type: ignore[index]
+    assert envelope["refs"]["claimed_by"]["name"] == "Olive"  # type: ignore[index]
