@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,54 @@ def test_open_list_show_dormant_close(reviews: Reviews) -> None:
     envelope = reviews.envelopes("beta")[-1]
     assert envelope["actor"]["id"] == "flowloom-admin-cli"  # type: ignore[index]
     assert envelope["refs"]["claimed_by"]["name"] == "Olive"  # type: ignore[index]
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "auth.md"
+
+
+def test_the_documented_commands(reviews: Reviews) -> None:
+    """Every `flowloom access-review …` line of docs/auth.md, in order, with a reviewer's
+    signed decision in between (as the server would take it)."""
+    from flowloom.auth.directory import Directory
+    from flowloom.auth.reviews import AccessReviews
+    from flowloom.auth.signatures import ReauthCredentials, SignatureService
+    from flowloom.config import load_settings
+    from flowloom.services import AuditLedgers
+
+    section = DOCS.read_text("utf-8").split("## Access reviews", 1)[1]
+    block = section.split("```", 2)[1]
+    commands = [shlex.split(line)[2:] for line in block.splitlines() if line.startswith("flowloom")]
+    assert len(commands) == 6, commands
+    reviews.ok("create-project", "payments")
+    reviews.ok(
+        "grant", "--email", "dev@example.org", "--project", "payments", "--role", "developer"
+    )
+    campaign = ""
+    for command in commands:
+        args = [campaign if a == "AR-0123456789" else a for a in command]
+        if args[0] == "close":  # Olive signs her decision on the one line first.
+            ledgers = AuditLedgers(load_settings(reviews.cwd, env=reviews.env))
+            directory = Directory(reviews.database, audit=ledgers)
+            try:
+                olive = directory.user_by_email("olive@example.org")
+                _, token, _ = directory.create_session(olive.id, via="password")
+                signer = directory.principal_for_session(token)
+                service = AccessReviews(
+                    directory, ledgers.ledger, SignatureService(directory, ledgers.ledger)
+                )
+                [line] = service.get(campaign).lines
+                service.decide(
+                    signer, campaign, line.line, "revoke",
+                    credentials=ReauthCredentials(password=PASSWORD, email="olive@example.org"),
+                )  # fmt: skip
+                assert directory.grants_of(line.user_id) == {"alpha": frozenset({"developer"})}
+            finally:
+                directory.close()
+                ledgers.close()
+        out = reviews.review(*args)
+        if args[0] == "open" and not campaign:
+            campaign = out.split()[1]
+            assert "1 lines" in out and "payments" in out
+    assert "closed " + campaign in out or "over *" in out
+    assert reviews.kinds("payments").count("access_review.decide") == 1
+    assert reviews.kinds("payments").count("access_review.close") == 1
