@@ -91,9 +91,9 @@ def test_open_list_show_dormant_close(reviews: Reviews) -> None:
     instance = reviews.review("open", "--instance", "--as", "olive@example.org")
     assert "over *" in instance
     kinds = reviews.kinds(INSTANCE_PROJECT)
-    assert kinds.count("access_review.open") == 1
-    assert reviews.kinds("alpha").count("access_review.open") == 1
-    assert reviews.kinds("beta")[-2:] == ["access_review.open", "access_review.close"]
+    assert kinds.count("access.review_opened") == 1
+    assert reviews.kinds("alpha").count("access.review_opened") == 1
+    assert reviews.kinds("beta")[-2:] == ["access.review_opened", "access.review_closed"]
     envelope = reviews.envelopes("beta")[-1]
     assert envelope["actor"]["id"] == "flowloom-admin-cli"  # type: ignore[index]
     assert envelope["refs"]["claimed_by"]["name"] == "Olive"  # type: ignore[index]
@@ -146,5 +146,5 @@ def test_the_documented_commands(reviews: Reviews) -> None:
             campaign = out.split()[1]
             assert "1 lines" in out and "payments" in out
     assert "closed " + campaign in out or "over *" in out
-    assert reviews.kinds("payments").count("access_review.decide") == 1
-    assert reviews.kinds("payments").count("access_review.close") == 1
+    assert reviews.kinds("payments").count("access.review_decided") == 1
+    assert reviews.kinds("payments").count("access.review_closed") == 1

@@ -122,7 +122,7 @@ def test_forged_closing_counts_for_nothing(world: World) -> None:
     world.clock.set(at(10))
     forge(
         world.ledger,
-        "access_review.close",
+        "access.review_closed",
         {"refs": {"campaign": "AR-0123456789", "scope": PROJECT, "lines": 0, "certified": 0}},
     )
     result = _check(_run(world))

@@ -345,9 +345,9 @@ def test_every_catalogued_kind_is_accepted() -> None:
         "test.result",
         "capture.bypass",
         "compliance.response",
-        "access_review.open",
-        "access_review.decide",
-        "access_review.close",
+        "access.review_opened",
+        "access.review_decided",
+        "access.review_closed",
     }
     assert len(KINDS) == 27
 

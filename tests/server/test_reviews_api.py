@@ -142,9 +142,9 @@ def test_campaign_over_http_revoke_takes_role_keys_and_vkeys_away(
         assert dormant.status_code == 200 and dormant.json()["days"] == 1
 
     kinds = [e.kind for e in world.server.ledger(OWN).store.entries(OWN)]
-    assert kinds.count("access_review.decide") == len(campaign["lines"])
-    assert kinds.count("access_review.open") == kinds.count("access_review.close") == 1
-    decided_event = _events(world, "access_review.decide")[0]
+    assert kinds.count("access.review_decided") == len(campaign["lines"])
+    assert kinds.count("access.review_opened") == kinds.count("access.review_closed") == 1
+    decided_event = _events(world, "access.review_decided")[0]
     assert decided_event.refs["revoked_vkeys"] == (vkey.id,)
     assert decided_event.actor.id == world.user_ids["admin"]
 
@@ -152,7 +152,7 @@ def test_campaign_over_http_revoke_takes_role_keys_and_vkeys_away(
 def test_generic_append_of_review_kinds_is_refused(world: World) -> None:
     headers = {"Authorization": f"Bearer {world.keys['owner']}"}
     with live_server(world.server) as base, httpx.Client(base_url=base) as client:
-        for kind in ("access_review.open", "access_review.decide", "access_review.close"):
+        for kind in ("access.review_opened", "access.review_decided", "access.review_closed"):
             response = client.post(
                 f"/api/v1/projects/{OWN}/ledger/entries",
                 json={"kind": kind, "refs": {"campaign": "AR-0123456789"}},

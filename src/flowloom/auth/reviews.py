@@ -15,7 +15,7 @@ all, their API keys and virtual keys are revoked too (they would reach nothing),
 virtual keys bound to the project go when no role on it remains. Nobody reviews their
 own access, and the identity of the reviewer is the authenticated principal.
 
-Opening, each decision and closing are ``access_review.*`` ledger events (authority
+Opening, each decision and closing are ``access.review_*`` ledger events (authority
 kinds: only this module writes them, attested by the log's key) in the project's
 ledger, or the instance's for "*" campaigns. A campaign closes once every line is
 decided; an open campaign past its due date is *overdue*. The compliance checks read
@@ -61,9 +61,9 @@ __all__ = [
     "line_digest",
 ]
 
-OPEN_KIND: Final = "access_review.open"
-DECIDE_KIND: Final = "access_review.decide"
-CLOSE_KIND: Final = "access_review.close"
+OPEN_KIND: Final = "access.review_opened"
+DECIDE_KIND: Final = "access.review_decided"
+CLOSE_KIND: Final = "access.review_closed"
 SUBJECT_TYPE: Final = "access_review"
 
 Decision = Literal["certify", "revoke"]
@@ -300,7 +300,7 @@ class AccessReviews:
     def _record(
         self, scope: str, kind: str, by: Principal, subject: str, refs: Mapping[str, Any]
     ) -> int:
-        """Append an attested ``access_review.*`` event; its index. A principal named on
+        """Append an attested ``access.review_*`` event; its index. A principal named on
         the command line (``--as``) is a claim: the command is the actor, as for the
         directory's own events."""
         actor = by.actor()
@@ -351,7 +351,7 @@ class AccessReviews:
         period_days: int | None = None,
     ) -> Campaign:
         """Open a campaign over `scope` (a project, or "*"): snapshot its lines, record
-        ``access_review.open``. ConflictError while another campaign of the scope is open."""
+        ``access.review_opened``. ConflictError while another campaign of the scope is open."""
         dormant = _days(dormant_days or self.policy.dormant_days, "dormant_days")
         due = _days(due_days or self.policy.due_days, "due_days")
         period = _days(period_days or self.policy.period_days, "period_days")
@@ -748,7 +748,7 @@ class AccessReviews:
     # -- closing --------------------------------------------------------------------
 
     def close(self, principal: Principal, campaign_id: str) -> Campaign:
-        """Close a campaign whose every line is decided; record ``access_review.close``."""
+        """Close a campaign whose every line is decided; record ``access.review_closed``."""
         campaign = self.get(campaign_id)
         if campaign.closed_at is not None:
             raise ConflictError(f"campaign {campaign.id} is already closed")

@@ -1345,9 +1345,9 @@ def check_privileged(ctx: CheckContext) -> CheckResult:
 
 # -- periodic access review ----------------------------------------------------------------
 
-_REVIEW_OPEN = "access_review.open"
-_REVIEW_DECIDE = "access_review.decide"
-_REVIEW_CLOSE = "access_review.close"
+_REVIEW_OPEN = "access.review_opened"
+_REVIEW_DECIDE = "access.review_decided"
+_REVIEW_CLOSE = "access.review_closed"
 
 
 def _review_events(ctx: CheckContext, kind: str) -> list[Entry]:
@@ -1815,7 +1815,7 @@ CHECKS: Final[Mapping[str, CheckSpec]] = MappingProxyType(
                 "access_review",
                 "Periodic access review: a completed campaign, every line signed, in the period",
                 check_access_review,
-                "Reads access_review.* events of the project and instance logs (flowloom "
+                "Reads access.review_* events of the project and instance logs (flowloom "
                 "access reviews); a review done outside FlowLoom is not seen. Signatures are "
                 "matched in the project's log; an instance campaign's decisions count as "
                 "signed when the server attested them. Whether the reviewer was accountable "

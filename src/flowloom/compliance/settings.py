@@ -73,9 +73,9 @@ _RECORD = frozenset(
         "export.generate",
         "redaction.apply",
         "compliance.response",
-        "access_review.open",
-        "access_review.decide",
-        "access_review.close",
+        "access.review_opened",
+        "access.review_decided",
+        "access.review_closed",
     }
 )
 

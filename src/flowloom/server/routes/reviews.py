@@ -107,7 +107,7 @@ class LineOut(BaseModel):
     decided_by: str | None
     decided_at: str | None
     signature: int | None = Field(description="The signature.apply entry of the decision")
-    entry: int | None = Field(description="The access_review.decide entry")
+    entry: int | None = Field(description="The access.review_decided entry")
 
 
 class CampaignOut(BaseModel):
