@@ -458,11 +458,15 @@ class AccessReviews:
             user = users[user_id]
             last = activity.get(user_id)
             keys = [
-                {"id": k.id, "name": k.name, "prefix": k.prefix,
-                 "last_used_at": None if k.last_used_at is None else _iso(k.last_used_at)}
+                {
+                    "id": k.id,
+                    "name": k.name,
+                    "prefix": k.prefix,
+                    "last_used_at": None if k.last_used_at is None else _iso(k.last_used_at),
+                }
                 for k in self.directory.list_keys(user_id)
                 if k.active(now)
-            ]  # fmt: skip
+            ]
             vkeys = [
                 {"id": v.id, "name": v.name, "prefix": v.prefix, "project": v.project}
                 for v in self._user_vkeys(user_id, user.email)
