@@ -243,6 +243,15 @@ def test_instance_campaign_covers_every_project_in_the_instance_log(world: World
     dev_lines = {(ln.project, ln.role) for ln in campaign.lines if ln.user_id == world.dev.id}
     assert dev_lines == {(PROJECT, "developer"), ("other", "developer")}
     assert world.events(OPEN_KIND, "flowloom-instance")[0].refs["scope"] == "*"
+    line = next(ln for ln in campaign.lines if ln.user_id == world.dev.id and ln.project == "other")
+    decided = reviews.decide(
+        world.principal(owner), campaign.id, line.line, "revoke",
+        credentials=_creds(owner),
+    )  # fmt: skip
+    assert world.directory.grants_of(world.dev.id) == {PROJECT: frozenset({"developer"})}
+    record = reviews._signatures.get("flowloom-instance", decided.signature or -1)  # type: ignore[union-attr]
+    assert record.subject == f"access_review:{campaign.id}/{line.line}/revoke"
+    assert world.events(DECIDE_KIND, "flowloom-instance")[0].refs["project"] == "other"
 
 
 def test_generic_appends_of_review_kinds_are_refused() -> None:
