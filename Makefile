@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node fonts saml softhsm2
+.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node fonts saml softhsm2 slapd
 
 $(BIN)/flowloom: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +50,11 @@ saml:
 softhsm2:
 	@command -v softhsm2-util >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null; } || { echo "softhsm2 is missing: apt-get install softhsm2"; exit 1; }
 
-unit: $(BIN)/flowloom chromium openssh node fonts saml softhsm2
+## slapd: the LDAP tests start Debian's OpenLDAP server (slapd) with their own directory
+slapd:
+	@command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null; } || { echo "slapd is missing: apt-get install slapd ldap-utils"; exit 1; }
+
+unit: $(BIN)/flowloom chromium openssh node fonts saml softhsm2 slapd
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider -m "not slow"
 
 ## trials: the long crash trials (pytest marker `slow`), bounded, on their own

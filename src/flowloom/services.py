@@ -37,6 +37,7 @@ __all__ = [
     "AuditLedgers",
     "Services",
     "build_services",
+    "build_team_services",
     "default_actor",
     "log_attesters",
     "open_ledger",
@@ -62,6 +63,10 @@ class Services:
     access: Access = "write"
     master: MasterKeys | None = None
     """Where the master key is held (the key files of `keys` when None)."""
+    notice: str | None = None
+    """What a reader should say about its answer (the team record's copy is stale)."""
+    team: bool = False
+    """The ledger is the team's record on the server (`build_team_services`)."""
 
     def close(self) -> None:
         self.ledger.writer.close()
@@ -198,6 +203,47 @@ def build_services(
         ledger=ledger,
         access=access,
         master=providers.master,
+    )
+
+
+def build_team_services(
+    settings: Settings, state_dir: str, *, access: Access = "write", agent: str = "cli"
+) -> Services:
+    """Services over the team's record on the server (`settings.server_url`): reads from
+    this clone's verified copy of the server's log, brought up to date now (or labelled
+    stale in `Services.notice` when the server is out of reach); writes through the
+    outbox to the server (`flowloom.sinks.team`). The pinned server key is trusted as
+    the server's (its attestations prove who acted)."""
+    from flowloom.client.link import ServerLink
+    from flowloom.client.mirror import Mirror
+    from flowloom.sinks.team import TeamLedger
+
+    link = ServerLink.from_settings(settings, state_dir)
+    mirror = Mirror(state_dir, link.server_url, link.project)
+    try:
+        state = mirror.refresh(link)
+        pinned = link.trust().load().vkey
+        if settings.server_vkey is None and pinned is not None:
+            settings = settings.with_overrides(server_vkey=pinned)
+        ledger = TeamLedger(
+            link,
+            mirror,
+            origin=settings.origin,
+            actor=default_actor(),
+            max_body_bytes=settings.max_body_bytes,
+            agent=agent,
+        )
+    except BaseException:
+        mirror.close()
+        raise
+    return Services(
+        settings=settings,
+        store=mirror.store,
+        keys=KeyStore(settings.home),
+        ledger=ledger,
+        access=access,
+        notice=state.label(link.server_url, link.project),
+        team=True,
     )
 
 

@@ -429,3 +429,51 @@ MATRIX.update(
 MATRIX[("POST", L + "/key/rotate")] = Rule(
     PROJECT_ADMINS, other=STAR, request=lambda ctx: Call(json={"reason": ""}), ok=_INVALID
 )
+
+# -- SCIM provisioning (/scim/v2): only a provisioning token, never an API key or a session.
+# Every principal here holds an API key, so each is refused as unauthenticated (401), not
+# as forbidden; tests/server/test_scim.py covers what a provisioning token may do.
+S = "/scim/v2"
+
+
+def _scim_ids(ctx: Ctx) -> Call:
+    return Call(
+        path={
+            "name": "User",
+            "schema_id": "urn:ietf:params:scim:schemas:core:2.0:User",
+            "user_id": ctx.user_id("victim"),
+            "group_id": "team_matrix",
+        },
+        json={},
+    )
+
+
+MATRIX.update(
+    {
+        (method, S + path): Rule(NOBODY, request=_scim_ids)
+        for method, path in (
+            ("GET", "/ServiceProviderConfig"),
+            ("GET", "/ResourceTypes"),
+            ("GET", "/ResourceTypes/{name}"),
+            ("GET", "/Schemas"),
+            ("GET", "/Schemas/{schema_id}"),
+            ("GET", "/Users"),
+            ("POST", "/Users"),
+            ("POST", "/Users/.search"),
+            ("GET", "/Users/{user_id}"),
+            ("PUT", "/Users/{user_id}"),
+            ("PATCH", "/Users/{user_id}"),
+            ("DELETE", "/Users/{user_id}"),
+            ("GET", "/Groups"),
+            ("POST", "/Groups"),
+            ("POST", "/Groups/.search"),
+            ("GET", "/Groups/{group_id}"),
+            ("PUT", "/Groups/{group_id}"),
+            ("PATCH", "/Groups/{group_id}"),
+            ("DELETE", "/Groups/{group_id}"),
+            ("POST", "/.search"),
+        )
+    }
+)
+TOKEN_ONLY_PREFIX = S + "/"
+"""Routes under this prefix refuse every API key as unauthenticated (401)."""

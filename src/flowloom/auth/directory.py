@@ -356,6 +356,18 @@ class Directory:
             meta["refs"] = clean
         self._audit_hook(kind, project, meta)
 
+    def record(
+        self,
+        kind: str,
+        *,
+        by: Principal | None,
+        subject: str | None,
+        refs: Mapping[str, Any],
+    ) -> None:
+        """Report an instance-wide security event of a module built on the directory
+        (provisioning), with the same actor rules as the directory's own events."""
+        self._audit(kind, None, by=by, subject=subject, refs=refs)
+
     def _audit_role(
         self,
         kind: str,
@@ -449,13 +461,18 @@ class Directory:
         *,
         password: str | None = None,
         kind: str = "user",
+        require_email: bool = True,
         by: Principal | None = None,
     ) -> User:
-        """Add a person (kind "user") or a service account (kind "service")."""
+        """Add a person (kind "user") or a service account (kind "service").
+
+        `require_email` False lets a provisioned person exist without one (a SCIM user
+        whose identity provider sends none): they sign in through single sign-on only.
+        """
         if kind not in _USER_KINDS:
             raise InputError(f"unknown user kind {kind!r}", hint="use 'user' or 'service'")
         clean_email = _normal_email(email) if email is not None else None
-        if clean_email is None and kind == "user":
+        if clean_email is None and kind == "user" and require_email:
             raise InputError("a user needs an email address", hint="give --email")
         clean_name = _clean_name(name, "a user's name")
         hashed = self._passwords.hash(password) if password is not None else None
@@ -525,6 +542,38 @@ class Directory:
         if not done:
             raise _no_user(user_id)
         self._audit("auth.password_set", None, by=by, subject=user_id, refs={"user_id": user_id})
+
+    def update_profile(
+        self, user_id: str, *, email: str | None, name: str, by: Principal | None = None
+    ) -> User:
+        """Set a live user's email (None: none) and printed name, as their identity
+        provider now states them; ConflictError if the email belongs to someone else."""
+        clean_email = _normal_email(email) if email is not None else None
+        clean_name = _clean_name(name, "a user's name")
+        before = self.get_user(user_id)
+        if before.deleted_at is not None:
+            raise ConflictError(f"user {user_id!r} was deleted", hint="create a new account")
+        if (before.email, before.name) == (clean_email, clean_name):
+            return before
+        try:
+            with self._tx("updating a user") as conn:
+                conn.execute(
+                    text("UPDATE directory_users SET email = :e, name = :n WHERE id = :id"),
+                    {"e": clean_email, "n": clean_name, "id": user_id},
+                )
+        except IntegrityError:
+            raise ConflictError(
+                f"a user with email {clean_email!r} already exists",
+                hint="each email address belongs to one account",
+            ) from None
+        self._audit(
+            "auth.user_updated",
+            None,
+            by=by,
+            subject=user_id,
+            refs={"user_id": user_id, "email": clean_email, "name": clean_name},
+        )
+        return self.get_user(user_id)
 
     # -- user lifecycle: disable, enable, delete -----------------------------------------
 
@@ -1056,6 +1105,80 @@ class Directory:
                 subject=user_id,
                 refs={"team": found.name, "user_id": user_id},
             )
+
+    def remove_member(self, team: str, user_id: str, *, by: Principal | None = None) -> bool:
+        """Take `user_id` out of `team`; False if they were not in it. ConflictError if
+        that would leave the instance without an owner."""
+        found = self.get_team(team)
+        with self._tx("removing a team member") as conn:
+            owners = self._owners(conn, lock=True)
+            removed = conn.execute(
+                text("DELETE FROM directory_team_members WHERE team_id = :t AND user_id = :u"),
+                {"t": found.id, "u": user_id},
+            ).rowcount
+            self._keep_an_owner(conn, owners)
+        if removed:
+            self._audit(
+                "auth.team_member_removed",
+                None,
+                by=by,
+                subject=user_id,
+                refs={"team": found.name, "user_id": user_id},
+            )
+        return bool(removed)
+
+    def rename_team(self, team: str, name: str, *, by: Principal | None = None) -> Team:
+        """Give `team` a new name (its id, members and roles stay); ConflictError if taken."""
+        found = self.get_team(team)
+        clean = _clean_name(name, "a team name")
+        if clean == found.name:
+            return found
+        try:
+            with self._tx("renaming a team") as conn:
+                conn.execute(
+                    text("UPDATE directory_teams SET name = :n WHERE id = :id"),
+                    {"n": clean, "id": found.id},
+                )
+        except IntegrityError:
+            raise ConflictError(
+                f"team {clean!r} already exists", hint="choose another name"
+            ) from None
+        self._audit(
+            "auth.team_renamed",
+            None,
+            by=by,
+            subject=found.id,
+            refs={"team": clean, "old_name": found.name},
+        )
+        return Team(id=found.id, name=clean, created_at=found.created_at)
+
+    def delete_team(self, team: str, *, by: Principal | None = None) -> None:
+        """Remove `team`, its memberships and its roles (each audited as revoked);
+        ConflictError if that would leave the instance without an owner."""
+        found = self.get_team(team)
+        with self._tx("deleting a team") as conn:
+            owners = self._owners(conn, lock=True)
+            roles = conn.execute(
+                text(
+                    "DELETE FROM directory_team_grants WHERE team_id = :t RETURNING project, role"
+                ),
+                {"t": found.id},
+            ).all()
+            conn.execute(
+                text("DELETE FROM directory_team_members WHERE team_id = :t"), {"t": found.id}
+            )
+            conn.execute(text("DELETE FROM directory_teams WHERE id = :t"), {"t": found.id})
+            self._keep_an_owner(conn, owners)
+        for project, role in sorted((str(r[0]), str(r[1])) for r in roles):
+            self._audit_role(
+                "auth.role_revoked",
+                project,
+                role,
+                by=by,
+                subject=found.id,
+                grantee={"team": found.name, "reason": "team deleted"},
+            )
+        self._audit("auth.team_deleted", None, by=by, subject=found.id, refs={"team": found.name})
 
     def grant_team(
         self, team: str, project: str, role: str, *, by: Principal | None = None

@@ -180,13 +180,11 @@ def run(place: Place, agent: str, capture: Capture, raw: bytes) -> list[Event]:
     which spools them (nothing is lost; the commit waits for the next write).
     """
     from flowloom.events import outbox
-    from flowloom.events.drain import drain
-    from flowloom.sinks.ledger import LedgerSink
 
     assert place.top is not None and place.common_dir is not None
     events = [e.to_json() for e in capture.events]
     try:
-        services = _open_services(place.top)
+        services = _open_services(place.top, os.path.dirname(place.spool_dir))
     except Exception as exc:
         note = capture_error(agent, f"auto-commit skipped: cannot open the ledger: {exc}", raw)
         return [*capture.events, note]
@@ -202,8 +200,10 @@ def run(place: Place, agent: str, capture: Capture, raw: bytes) -> list[Event]:
                 note = capture_error(agent, "auto-commit skipped: the spool stayed locked", raw)
                 return [*capture.events, note]
             name = outbox.write(place.spool_dir, agent, events, now_ts())
+            if services.team:
+                services.ledger.outbox.lock_held = True
             try:
-                report = drain(outbox.outbox_dirs(place.spool_dir), LedgerSink(services.ledger))
+                report = _drain(services, place.spool_dir)
             except Exception as exc:  # the events wait in the spool; nothing to commit with
                 report_error: Exception | None = exc
             else:
@@ -216,7 +216,7 @@ def run(place: Place, agent: str, capture: Capture, raw: bytes) -> list[Event]:
                 [outbox.recorded_index(place.spool_dir, name, i) for i in range(len(events))],
             )
             _commit(place, agent, capture, recorded, services.ledger, raw)
-            drain(outbox.outbox_dirs(place.spool_dir), LedgerSink(services.ledger))  # the link
+            _drain(services, place.spool_dir)  # the link
         finally:
             lock.__exit__()
     finally:
@@ -236,13 +236,32 @@ def _prompt_index(spool_dir: str, prompt: dict[str, Any]) -> int | None:
     return None
 
 
-def _open_services(top: str) -> Any:
+def _open_services(top: str, state_dir: str) -> Any:
+    """The local ledger, or the team's record when a server is configured (the events
+    then go through the outbox to the server: docs/sync.md)."""
     from pathlib import Path
 
     from flowloom.config import load_settings
-    from flowloom.services import build_services
+    from flowloom.services import build_services, build_team_services
 
-    return build_services(load_settings(Path(top)))
+    settings = load_settings(Path(top))
+    if settings.server_url is not None:
+        return build_team_services(settings, state_dir, agent="auto-commit")
+    return build_services(settings)
+
+
+def _drain(services: Any, spool_dir: str) -> Any:
+    """Drain the outbox (the caller holds its lock) into the ledger, or to the server."""
+    from flowloom.events import outbox
+    from flowloom.events.drain import drain
+
+    if services.team:
+        from flowloom.sinks.server import send_outbox
+
+        return send_outbox(services.ledger.link)
+    from flowloom.sinks.ledger import LedgerSink
+
+    return drain(outbox.outbox_dirs(spool_dir), LedgerSink(services.ledger))
 
 
 def _record(ledger: Ledger, event: Event) -> int:

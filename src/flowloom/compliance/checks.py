@@ -1144,7 +1144,12 @@ _GRANTS = (
     "auth.role_granted",
     "auth.team_member_added",
 )
-_REMOVALS = ("auth.user_disabled", "auth.user_deleted", "auth.role_revoked")
+_REMOVALS = (
+    "auth.user_disabled",
+    "auth.user_deleted",
+    "auth.role_revoked",
+    "auth.team_member_removed",
+)
 _PRIVILEGED = ("owner", "admin")
 
 
@@ -1176,6 +1181,8 @@ def _granted_how(entry: Entry) -> tuple[str, bool]:
     if via in ("key", "session"):
         means = "an API key" if via == "key" else "a sign-in session"
         return f"by {actor}, authenticated with {means}", True
+    if via == "scim":
+        return f"by the identity provider ({actor}), authenticated with its SCIM token", True
     if via == "cli":
         ran = refs.get("os_user")
         return (
@@ -1199,7 +1206,7 @@ def _access_what(entry: Entry) -> str:
     who = (_grantee(entry) or "someone").partition(":")[2] or "someone"
     if entry.kind in ("auth.role_granted", "auth.role_revoked"):
         return f"role {refs.get('role')} on {refs.get('project')} for {who}"
-    if entry.kind == "auth.team_member_added":
+    if entry.kind in ("auth.team_member_added", "auth.team_member_removed"):
         return f"membership of team {refs.get('team')} for {who}"
     if entry.kind in ("auth.oidc_linked", "auth.saml_linked"):
         return f"a single sign-on identity for account {who}"

@@ -57,6 +57,7 @@ INSTANCE_KINDS: Final = (
     "access.review_opened",
     "access.review_decided",
     "access.review_closed",
+    "auth.team_member_removed",
 )
 """The instance log's security events a project's assessment reads: who exists, who was
 disabled, which keys were revoked, and the instance-wide ("*") roles and team members."""

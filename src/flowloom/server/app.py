@@ -28,6 +28,7 @@ from flowloom.server.edge import docs_page, edge, oauth2_redirect_page
 from flowloom.server.errors import ErrorBody, install_error_handlers
 from flowloom.server.metrics import Metrics
 from flowloom.server.routes import routers
+from flowloom.server.routes.scim import SCIM_MEDIA_TYPE, SCIM_PREFIX
 from flowloom.server.state import ServerState
 from flowloom.server.web.state import WebState
 
@@ -105,10 +106,13 @@ def _describe_errors_as_json(app: FastAPI) -> None:
             return app.openapi_schema
         document = default()
         error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-        for operations in document.get("paths", {}).values():
+        for path, operations in document.get("paths", {}).items():
+            scim = path.startswith(SCIM_PREFIX + "/")
             for operation in operations.values():
                 for status, response in operation.get("responses", {}).items():
-                    if status[:1] in ("4", "5"):
+                    if scim:  # SCIM answers in its own shape and media type (RFC 7644)
+                        _describe_scim(status, response)
+                    elif status[:1] in ("4", "5"):
                         response["content"] = error
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         schemas.setdefault(
@@ -120,6 +124,13 @@ def _describe_errors_as_json(app: FastAPI) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _describe_scim(status: str, response: dict[str, Any]) -> None:
+    """A SCIM route's answer: a JSON object as application/scim+json; its errors keep the
+    SCIM error schema the route declares (flowloom.server.routes.scim)."""
+    if status[:1] == "2" and "content" in response:
+        response["content"] = {SCIM_MEDIA_TYPE: {"schema": {"type": "object"}}}
 
 
 def _too_large(limit: int) -> bytes:

@@ -71,7 +71,7 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
             master_key_loader=lambda: providers.envelope(create=True),
         )
         closers.append(gateway.close)
-        return ServerState(
+        state = ServerState(
             settings=settings,
             store=store,
             keys=keys,
@@ -86,6 +86,19 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
             repositories=dict(settings.repositories),
             gateway=gateway,
         )
+        from flowloom.auth.scim import Provisioning
+        from flowloom.server.deprovision import gateway_cut_off
+
+        state.provisioning = Provisioning(directory, cut_off=[gateway_cut_off(state)])
+        if settings.ldap:
+            from flowloom.auth.ldap import LdapDirectory, LdapSettings
+
+            state.ldap = LdapDirectory(
+                LdapSettings.from_mapping(settings.ldap),
+                directory,
+                cut_off=[gateway_cut_off(state)],
+            )
+        return state
     except BaseException:
         for close in reversed(closers):
             close()

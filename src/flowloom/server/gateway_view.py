@@ -260,6 +260,15 @@ class GatewayView:
                 )
             return self._access
 
+    def revoke_user_keys(self, owners: Sequence[str]) -> list[VirtualKey]:
+        """Revoke the virtual keys owned by a user named by any of `owners` (id, email).
+
+        The one write this view makes: deprovisioning a user must reach their gateway
+        keys too. A gateway in another process refuses them within its key cache's TTL
+        (key_cache_ttl_s); one served in the server's own process at once.
+        """
+        return self._opened().revoke_owned_keys("user", owners)
+
     def budgets(self, project: str) -> list[BudgetStatus]:
         """The project's budget and its live keys' budgets, with this period's spend."""
         return self._opened().budgets(project)

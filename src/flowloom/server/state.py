@@ -26,9 +26,11 @@ from flowloom.store.interface import Store
 
 if TYPE_CHECKING:
     from flowloom.auth.directory import Directory
+    from flowloom.auth.ldap import LdapDirectory
     from flowloom.auth.oidc import OidcClient
     from flowloom.auth.permissions import Authorizer
     from flowloom.auth.saml import SamlServiceProvider
+    from flowloom.auth.scim import Provisioning
     from flowloom.server.gateway_view import GatewayView
     from flowloom.server.idempotency import IdempotencyBook
     from flowloom.server.metrics import Metrics
@@ -142,6 +144,10 @@ class ServerState:
     """Project → a clone the server may read (from [server.repositories])."""
     gateway: GatewayView | None = None
     """The LLM gateway's budgets, keys, providers and policy (read-only, opened on use)."""
+    provisioning: Provisioning | None = None
+    """SCIM 2.0 provisioning (/scim/v2) and the cut-off hooks deprovisioning runs."""
+    ldap: LdapDirectory | None = None
+    """LDAP sign-in and group sync, when a [server.ldap] table configures it."""
 
     def ledger(self, project: str) -> Ledger:
         return self.ledgers.get(project)

@@ -190,21 +190,6 @@ def _ask_to_amend(place: Place, capture: Capture) -> None:
     capture.events[capture.reply_at].amend = request
 
 
-def _server_configured(top: str) -> bool:
-    """Whether events go to a server (FLOWLOOM_SERVER or `[server] url`); only asked when
-    auto-commit would run, a path that loads the ledger anyway."""
-    if os.environ.get("FLOWLOOM_SERVER"):
-        return True
-    try:
-        from pathlib import Path
-
-        from flowloom.config import load_settings
-
-        return load_settings(Path(top)).server_url is not None
-    except Exception:  # a broken config: auto-commit reports it when it opens the ledger
-        return False
-
-
 def _fallback_stdout(agent: str, raw: bytes) -> str:
     """What an agent must read back even when the payload could not be handled."""
     if agent == "cursor" and b"beforeSubmitPrompt" in raw:
@@ -314,9 +299,7 @@ def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> list[str
         from flowloom.capture.autocommit import read_policy, run
 
         policy = read_policy(place.top)
-        if policy.get("auto_commit") and _server_configured(place.top):
-            pass  # the spool is the server's outbox; auto-commit records locally (docs/sync.md)
-        elif policy.get("auto_commit"):
+        if policy.get("auto_commit"):
             to_spool = run(place, agent, capture, raw)
             for event in to_spool:
                 if not event.redactions:

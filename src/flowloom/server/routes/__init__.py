@@ -30,6 +30,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "flowloom.server.routes.decisions",
     "flowloom.server.routes.reports",
     "flowloom.server.routes.reviews",
+    "flowloom.server.routes.scim",
     "flowloom.server.web.routes",
 )
 
