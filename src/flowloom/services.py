@@ -284,6 +284,11 @@ class AuditLedgers:
             )
         return self._ledgers[project]
 
+    def ledger(self, project: str) -> Ledger:
+        """The ledger of `project`, built on first use (commands that write their own
+        authority events, such as access reviews, append through it)."""
+        return self._ledger(project)
+
     def __call__(self, kind: str, project: str | None, meta: Mapping[str, Any]) -> None:
         from flowloom.auth.directory import INSTANCE_PROJECT
 

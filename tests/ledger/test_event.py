@@ -345,8 +345,11 @@ def test_every_catalogued_kind_is_accepted() -> None:
         "test.result",
         "capture.bypass",
         "compliance.response",
+        "access.review_opened",
+        "access.review_decided",
+        "access.review_closed",
     }
-    assert len(KINDS) == 24
+    assert len(KINDS) == 27
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,10 @@ class Ctx(Protocol):
         """A name never used before in this run."""
         ...
 
+    def review(self, scope: str) -> tuple[str, int]:
+        """An open access review of `scope` (a project, or "*") and the victim's line in it."""
+        ...
+
 
 @dataclass(frozen=True)
 class Call:
@@ -299,6 +303,54 @@ MATRIX.update(
                 json={"action": "hold", "id": ctx.fresh("LH-"), "reason": "matrix"}
             ),
         ),
+    }
+)
+
+# -- access reviews: campaigns stay open with undecided lines, so opening another is 409,
+# closing is 409 and deciding (the matrix principals have no password to re-enter) is 401
+# for whoever passes authorize(); everyone else gets 403/404 first.
+AR = P + "/access-reviews"
+AI = "/api/v1/access-reviews"
+_REVIEWED = frozenset({409})
+_SIGNING = frozenset({401})
+_DECIDE = {"decision": "certify", "password": "not the password"}
+
+
+def _campaign(ctx: Ctx) -> Call:
+    return Call(path={"campaign": ctx.review(ctx.project)[0]})
+
+
+def _line(ctx: Ctx, scope: str) -> Call:
+    campaign, line = ctx.review(scope)
+    return Call(path={"campaign": campaign, "line": str(line)}, json=_DECIDE)
+
+
+def _instance_campaign(ctx: Ctx) -> Call:
+    return Call(path={"campaign": ctx.review("*")[0]})
+
+
+MATRIX.update(
+    {
+        ("GET", AR): Rule(AUDITORS, other=STAR),
+        ("POST", AR): Rule(
+            PROJECT_ADMINS, other=STAR, request=lambda ctx: Call(json={}), ok=_REVIEWED
+        ),
+        ("GET", AR + "/dormant"): Rule(AUDITORS, other=STAR),
+        ("GET", AR + "/{campaign}"): Rule(AUDITORS, other=STAR, request=_campaign),
+        ("POST", AR + "/{campaign}/lines/{line}"): Rule(
+            PROJECT_ADMINS, other=STAR, request=lambda ctx: _line(ctx, ctx.project), ok=_SIGNING
+        ),
+        ("POST", AR + "/{campaign}/close"): Rule(
+            PROJECT_ADMINS, other=STAR, request=_campaign, ok=_REVIEWED
+        ),
+        ("GET", AI): Rule(STAR),
+        ("POST", AI): Rule(STAR, request=lambda ctx: Call(json={}), ok=_REVIEWED),
+        ("GET", AI + "/dormant"): Rule(STAR),
+        ("GET", AI + "/{campaign}"): Rule(STAR, request=_instance_campaign),
+        ("POST", AI + "/{campaign}/lines/{line}"): Rule(
+            STAR, request=lambda ctx: _line(ctx, "*"), ok=_SIGNING
+        ),
+        ("POST", AI + "/{campaign}/close"): Rule(STAR, request=_instance_campaign, ok=_REVIEWED),
     }
 )
 

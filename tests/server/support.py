@@ -41,6 +41,8 @@ class World:
     """principal name (a role, or "instance_owner") → API key."""
     user_ids: dict[str, str] = field(default_factory=dict)
     body_index: dict[str, int] = field(default_factory=dict)
+    reviews: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """Access review scope → an open campaign and a line to decide (the matrix's)."""
 
     def headers(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[who]}"} if who in self.keys else {}

@@ -14,6 +14,7 @@ import pytest
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
+from flowloom.auth.reviews import AccessReviews
 from flowloom.server.app import create_app
 from tests.server.authz_matrix import MATRIX, PRINCIPALS, TOKEN_ONLY_PREFIX, Call, Rule
 from tests.server.support import OTHER, OWN, World, make_world
@@ -53,6 +54,9 @@ class MatrixCtx:
     def fresh(self, prefix: str) -> str:
         return f"{prefix}{next(_counter)}"
 
+    def review(self, scope: str) -> tuple[str, int]:
+        return self.world.reviews[scope]
+
 
 @pytest.fixture(scope="module")
 def matrix_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
@@ -69,6 +73,14 @@ def matrix_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         ledger = world.server.ledger(project)
         ack = ledger.record("agent.prompt", body=b"a body", meta={"session": "s-0"})
         world.body_index[project] = ack.index
+    reviews = AccessReviews(directory, world.server.ledger)
+    opener = directory.principal_for_user(world.user_ids["instance_owner"], via="cli")
+    for scope in (OWN, OTHER, "*"):
+        if scope != "*":
+            directory.grant(victim.id, scope, "auditor")
+        campaign = reviews.open(opener, scope)
+        line = next(ln for ln in campaign.lines if ln.user_id == victim.id)
+        world.reviews[scope] = (campaign.id, line.line)
     yield world
     world.close()
 

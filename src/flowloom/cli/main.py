@@ -63,6 +63,7 @@ def cli(ctx: click.Context, database: str | None, project: str | None) -> None:
 
 _LAZY_COMMANDS = {
     "admin": "flowloom.cli.admin:admin",
+    "access-review": "flowloom.cli.reviews:access_review",
     "anchor": "flowloom.cli.anchor:anchor",
     "log": "flowloom.cli.log:log",
     "demo": "flowloom.cli.demo:demo",

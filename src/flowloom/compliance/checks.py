@@ -1350,6 +1350,127 @@ def check_privileged(ctx: CheckContext) -> CheckResult:
     )
 
 
+# -- periodic access review ----------------------------------------------------------------
+
+_REVIEW_OPEN = "access.review_opened"
+_REVIEW_DECIDE = "access.review_decided"
+_REVIEW_CLOSE = "access.review_closed"
+
+
+def _review_events(ctx: CheckContext, kind: str) -> list[Entry]:
+    """Counted access review events of the project's log and of the instance log (whose
+    campaigns cover every project)."""
+    return [*ctx.view.of(kind), *(e for e in ctx.view.instance if e.kind == kind)]
+
+
+def _signed(ctx: CheckContext, decide: Entry, campaign: str) -> bool:
+    """Whether a decision names its e-signature, and (in this project's log) the counted
+    signature.apply entry there signs exactly this line and decision."""
+    refs = decide.event.refs
+    signature = refs.get("signature")
+    if not isinstance(signature, int) or isinstance(signature, bool):
+        return False
+    if decide.log != ctx.view.log:
+        return True  # the instance log's signatures are read by the instance's own report
+    entry = ctx.view.at(signature)
+    subject = f"access_review:{campaign}/{refs.get('line')}/{refs.get('decision')}"
+    return (
+        entry is not None
+        and entry.kind == "signature.apply"
+        and ctx.view.counts(entry)
+        and entry.event.subject == subject
+        and entry.event.refs.get("signer") == decide.event.actor.id
+    )
+
+
+def check_access_review(ctx: CheckContext) -> CheckResult:
+    """A completed, signed access review closed in the period (of the project or of the
+    whole instance); overdue campaigns; the removals each review made."""
+    name = "access_review"
+    findings: list[Finding] = []
+    decisions: dict[str, list[Entry]] = {}
+    for entry in _review_events(ctx, _REVIEW_DECIDE):
+        if entry.at < ctx.period.end:
+            decisions.setdefault(str(entry.event.refs.get("campaign")), []).append(entry)
+    closes = [e for e in _review_events(ctx, _REVIEW_CLOSE) if e.at < ctx.period.end]
+    closed_ids = {str(e.event.refs.get("campaign")) for e in closes}
+    complete: list[Entry] = []
+    evidence: list[Entry] = []
+    for close in (e for e in closes if e.at in ctx.period):
+        refs = close.event.refs
+        campaign = str(refs.get("campaign"))
+        lines = refs.get("lines")
+        its = decisions.get(campaign, [])
+        signed = [d for d in its if _signed(ctx, d, campaign)]
+        log = close.log if close.log != ctx.view.log else None
+        evidence += [close, *its]
+        if not isinstance(lines, int) or len(signed) < lines:
+            findings.append(
+                _finding(
+                    name, "high", "access-review-unsigned",
+                    f"access review {campaign} was closed with {lines} lines but only "
+                    f"{len(signed)} decisions carry a proven e-signature",
+                    entry=close, log=log,
+                )
+            )  # fmt: skip
+            continue
+        complete.append(close)
+        findings.append(
+            _finding(
+                name, "info", "access-review-completed",
+                f"access review {campaign} of {refs.get('scope')} completed: {lines} lines, "
+                f"{refs.get('certified')} certified, {refs.get('revoked')} revoked"
+                f"{' (closed after its due date)' if refs.get('late') else ''}",
+                entry=close, log=log,
+            )
+        )  # fmt: skip
+        for decide in its:
+            if decide.event.refs.get("decision") == "revoke":
+                dr = decide.event.refs
+                findings.append(
+                    _finding(
+                        name, "info", "access-review-revoked",
+                        f"review {campaign} revoked {dr.get('role')} on {dr.get('project')} "
+                        f"from {dr.get('user_id')}",
+                        entry=decide, log=decide.log if decide.log != ctx.view.log else None,
+                    )
+                )  # fmt: skip
+    for opened in _review_events(ctx, _REVIEW_OPEN):
+        refs = opened.event.refs
+        campaign = str(refs.get("campaign"))
+        due = refs.get("due_at")
+        if campaign in closed_ids or opened.at >= ctx.period.end or not isinstance(due, str):
+            continue
+        if due < format_ts(min(ctx.period.end, ctx.now)):
+            evidence.append(opened)
+            findings.append(
+                _finding(
+                    name, "medium", "access-review-overdue",
+                    f"access review {campaign} of {refs.get('scope')} was due at {due} and "
+                    "is not closed",
+                    entry=opened, log=opened.log if opened.log != ctx.view.log else None,
+                )
+            )  # fmt: skip
+    if not complete:
+        findings.append(
+            _finding(
+                name, "high", "access-review-missing",
+                "no completed, signed access review of this project or of the instance was "
+                "closed in the period",
+                ts=format_ts(ctx.period.end),
+            )
+        )  # fmt: skip
+    return _result(
+        name,
+        findings,
+        examined=len(evidence) + 1,
+        summary=f"{len(complete)} completed access reviews closed in the period; "
+        f"{_count(findings)} exceptions",
+        empty="",
+        entries=[e.index for e in evidence if e.log == ctx.view.log],
+    )
+
+
 # -- separation of development and deployment -------------------------------------------------
 
 _HOST_COMMITTERS = frozenset({"noreply@github.com"})
@@ -1696,6 +1817,16 @@ CHECKS: Final[Mapping[str, CheckSpec]] = MappingProxyType(
                 "Holders are rebuilt from the auth.role_granted / auth.role_revoked events the "
                 "ledger proves; a grant made before the ledger recorded it, and members of a "
                 "team holding a role, are not seen (compare with the server's member listing).",
+            ),
+            CheckSpec(
+                "access_review",
+                "Periodic access review: a completed campaign, every line signed, in the period",
+                check_access_review,
+                "Reads access.review_* events of the project and instance logs (flowloom "
+                "access reviews); a review done outside FlowLoom is not seen. Signatures are "
+                "matched in the project's log; an instance campaign's decisions count as "
+                "signed when the server attested them. Whether the reviewer was accountable "
+                "for the access is not in the ledger.",
             ),
             CheckSpec(
                 "deploy_separation",

@@ -54,12 +54,17 @@ INSTANCE_KINDS: Final = (
     "auth.role_granted",
     "auth.role_revoked",
     "auth.team_member_added",
+    "access.review_opened",
+    "access.review_decided",
+    "access.review_closed",
     "auth.team_member_removed",
 )
 """The instance log's security events a project's assessment reads: who exists, who was
 disabled, which keys were revoked, and the instance-wide ("*") roles and team members."""
 
-PERSONAL_KINDS: Final = frozenset({"decision.approve", "signature.apply", "compliance.response"})
+PERSONAL_KINDS: Final = frozenset(
+    {"decision.approve", "signature.apply", "compliance.response", "access.review_decided"}
+)
 """Kinds that are a person's own act: they count only when that person is proven (a
 server that authenticated them attested it, or their own key signed it). FlowLoom's
 attestation alone proves only that FlowLoom's command wrote it, for whoever ran it."""
@@ -74,6 +79,9 @@ _NAMES: Final = {
     "ci.result": "CI verdict",
     "test.result": "test result",
     "compliance.response": "management response",
+    "access.review_opened": "access review opening",
+    "access.review_decided": "access review decision",
+    "access.review_closed": "access review closing",
 }
 
 

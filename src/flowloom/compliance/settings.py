@@ -73,6 +73,9 @@ _RECORD = frozenset(
         "export.generate",
         "redaction.apply",
         "compliance.response",
+        "access.review_opened",
+        "access.review_decided",
+        "access.review_closed",
     }
 )
 

@@ -58,6 +58,9 @@ AUTHORITY_KINDS: Final = frozenset(
         "ci.result",
         "test.result",
         "compliance.response",
+        "access.review_opened",
+        "access.review_decided",
+        "access.review_closed",
     }
 )
 """Kinds whose event is itself an authority: only their own endpoint writes them."""
@@ -88,6 +91,12 @@ WRITTEN_BY: Final = {
     "test.result": "'flowloom ci record --junit PATH' in CI",
     "compliance.response": "'flowloom report respond EXCEPTION_ID' (signed with your SSH "
     "signing key), or on a team server POST /api/v1/projects/{project}/reports/responses",
+    "access.review_opened": "'flowloom access-review open', or on a team server "
+    "POST /api/v1/projects/{project}/access-reviews (or /api/v1/access-reviews)",
+    "access.review_decided": "a team server's POST .../access-reviews/{campaign}/lines/{line}"
+    " (an electronic signature, with re-authentication)",
+    "access.review_closed": "'flowloom access-review close', or on a team server "
+    "POST .../access-reviews/{campaign}/close",
     "auth": "nothing: FlowLoom records sign-ins, keys, users and roles as they happen",
     "key": "nothing: FlowLoom records its key events itself ('flowloom log rotate-key')",
 }

@@ -86,6 +86,13 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
         "compliance.response": (
             "Management's response to a report's exception: remediation, owner, due date."
         ),
+        "access.review_opened": (
+            "An access review campaign was opened: its scope, period, due date and lines."
+        ),
+        "access.review_decided": (
+            "A reviewer certified or revoked one access review line, with an e-signature."
+        ),
+        "access.review_closed": "An access review campaign was closed, every line decided.",
         "capture.error": "Capture failed or was partial, so that a gap in the record is visible.",
         "capture.bypass": (
             "Files changed during an agent's turn that no tool hook reported: paths, digests."

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from flowloom.errors import ConfigError, StoreUnavailableError
@@ -276,6 +276,14 @@ class GatewayView:
     def keys(self, project: str) -> list[VirtualKey]:
         """The project's virtual keys that are not revoked (prefixes, never secrets)."""
         return self._opened().list_keys(project=project)
+
+    def all_keys(self) -> list[VirtualKey]:
+        """Every virtual key that is not revoked, of any project (for access reviews)."""
+        return self._opened().list_keys()
+
+    def revoke_key(self, key_id: str, actor: Mapping[str, Any]) -> None:
+        """Revoke a virtual key at once: an access review's revoke decision needs it."""
+        self._opened().revoke_key(key_id, actor=actor)
 
     def provider_keys(self) -> list[ProviderKeyInfo]:
         """The stored upstream keys' names and times (never the keys)."""

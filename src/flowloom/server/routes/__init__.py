@@ -29,6 +29,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "flowloom.server.routes.signatures",
     "flowloom.server.routes.decisions",
     "flowloom.server.routes.reports",
+    "flowloom.server.routes.reviews",
     "flowloom.server.routes.scim",
     "flowloom.server.web.routes",
 )

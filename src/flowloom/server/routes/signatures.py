@@ -58,14 +58,17 @@ def signature_service(server: ServerState) -> SignatureService:
     repository; without one their binding is reported ``unchecked``. Approvals and
     signatures count only when this server's keys attest them (`ServerState.trust`).
     """
+    from flowloom.auth.reviews import SUBJECT_TYPE, AccessReviews
     from flowloom.server.routes.reports import git_subject_resolvers, project_repository
 
     policy = getattr(server, "signing_policy", None)
+    subjects = git_subject_resolvers(lambda project: project_repository(server, project))
+    subjects[SUBJECT_TYPE] = AccessReviews(server.directory, server.ledger).resolve
     return SignatureService(
         server.directory,
         server.ledger,
         policy=policy if isinstance(policy, SigningPolicy) else SigningPolicy(),
-        subjects=git_subject_resolvers(lambda project: project_repository(server, project)),
+        subjects=subjects,
         trust_for=server.trust,
     )
 
