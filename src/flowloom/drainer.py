@@ -3,7 +3,9 @@
 It picks the sink once, from the settings: the team server when one is configured
 (`flowloom.sinks.server`), else the local ledger (`flowloom.sinks.ledger`); then drains
 the outbox and its fallback into it (`flowloom.events.drain`) under the outbox lock,
-until nothing is left, and runs the auto-push queue. An unavailable sink is normal,
+until nothing is left, makes the auto-commits waiting for it
+(`flowloom.capture.autocommit.commit_waiting`, local ledger only), and runs the
+auto-push queue. An unavailable sink is normal,
 not an error worth troubling anyone with: the files stay for the next drainer, and the
 reason goes to `capture.log` beside the outbox, where `flowloom status` finds it.
 """
@@ -68,8 +70,12 @@ def _cleanup(spool_dir: str, state_dir: str) -> None:
 def run(
     spool_dir: str,
     drain_once: Callable[[], DrainReport],
+    more: Callable[[], bool] | None = None,
 ) -> int:
-    """Drain until nothing is left, another drainer holds the lock, or the sink fails."""
+    """Drain until nothing is left, another drainer holds the lock, or the sink fails.
+
+    `more` says whether other work came in meanwhile (a commit request written after
+    the last pass): a hook that found the lock held left it to this drainer."""
     state_dir = os.path.dirname(spool_dir)
     directories = outbox_dirs(spool_dir)
     while True:
@@ -84,7 +90,7 @@ def run(
         if report.error is not None:
             log(state_dir, f"drain stopped: {report.error.diagnostics()}")
             return 1
-        if not any(waiting(d) for d in directories):
+        if not any(waiting(d) for d in directories) and not (more is not None and more()):
             return 0
 
 
@@ -131,17 +137,29 @@ def _server(settings: Settings, state_dir: str) -> int:
 
 
 def _local(settings: Settings, spool_dir: str, state_dir: str) -> int:
-    from flowloom.capture import pushqueue
+    from flowloom.capture import autocommit, pushqueue
+    from flowloom.events.outbox import pending
     from flowloom.sinks.ledger import LedgerSink
 
     services: Services | None = None
     try:
         code = 0
-        if any(waiting(d) for d in outbox_dirs(spool_dir)):
+        jobs = autocommit.jobs_dir(state_dir)
+        if any(waiting(d) for d in outbox_dirs(spool_dir)) or pending(jobs):
             services = _open_services(settings)
-            sink = LedgerSink(services.ledger)
+            ledger = services.ledger
+            sink = LedgerSink(ledger)
             directories = outbox_dirs(spool_dir)
-            code = run(spool_dir, lambda: drain(directories, sink))
+
+            def drain_and_commit() -> DrainReport:
+                """Record the outbox, make the commits it allows, record their links."""
+                report = drain(directories, sink)
+                if report.error is None and pending(jobs):
+                    autocommit.commit_waiting(state_dir, ledger)
+                    report = drain(directories, sink)
+                return report
+
+            code = run(spool_dir, drain_and_commit, lambda: autocommit.jobs_ready(state_dir))
         else:
             _cleanup(spool_dir, state_dir)
         if pushqueue.pending(state_dir):

@@ -3,10 +3,13 @@
 Policy (`.flowloom/config.toml`, `[policy]`, read by `flowloom.repo.policy`):
 `auto_commit` (default true) and `auto_push` (default false). When a PostToolUse (or
 Cursor afterFileEdit) records an artifact.write inside a repository and auto-commit is
-on, the hook, in its own process:
+on, the agent does not wait for the commit:
 
-1. drains the spool (everything captured earlier goes into the ledger first, in order)
-   and records this run's events, so their ledger indices are known;
+0. the hook writes its events to the outbox (durable at once), then a commit request
+   naming them (`enqueue`, `<state>/commits/`, durable too), and starts the detached
+   drainer; the drainer, under the outbox lock, records the outbox and then makes the
+   waiting commits (`commit_waiting`), each so:
+1. the request's events have their ledger indices (the outbox journal);
 2. finds the decision for this exchange: the one already recorded for the current
    prompt, or a pending link (`flowloom.capture.state`) of this session recorded after
    the prompt (an explicit `flowloom decide`), or else records a new `decision.record`
@@ -18,6 +21,10 @@ on, the hook, in its own process:
    FlowLoom-Entry trailers;
 4. with auto-push on, enqueues the push (`flowloom.capture.pushqueue`).
 
+The next prompt, the turn's end (Stop) and the session's end first finish any commit
+still waiting (`finish`), so every commit is made under its own turn's prompt and the
+turn's reply amends the decision it produced.
+
 Files git ignores are not committed, nor is a file whose diff held something that looks
 like a secret (that one is reported: git history cannot be redacted afterwards). A
 commit that cannot be made (a merge in progress, a failing pre-commit hook, no git
@@ -26,8 +33,8 @@ identity) is recorded as capture.error and the agent goes on.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import secrets
 import subprocess
 
 from flowloom.capture.agents.common import (
@@ -48,9 +55,14 @@ __all__ = [
     "DEFAULT_POLICY",
     "SUBJECT_LIMIT",
     "commit_message",
+    "commit_waiting",
+    "enqueue",
+    "finish",
+    "jobs_dir",
+    "jobs_ready",
+    "jobs_waiting",
     "new_decision_id",
     "read_policy",
-    "run",
 ]
 
 TYPE_CHECKING = False
@@ -88,6 +100,8 @@ def read_policy(repo_top: str | None) -> dict[str, Any]:
 
 def new_decision_id() -> str:
     """`D-` and 10 lowercase hex characters."""
+    import secrets  # not at the top: it loads hashlib, which prompt hooks do without
+
     return "D-" + secrets.token_hex(5)
 
 
@@ -162,66 +176,182 @@ def _busy(place: Place) -> str | None:
     return None
 
 
-class _Recorded:
-    """Ledger indices of this run's events, once recorded."""
-
-    __slots__ = ("indices", "spool_name")
-
-    def __init__(self, spool_name: str, indices: list[int | None]) -> None:
-        self.spool_name = spool_name
-        self.indices = indices
+_JOBS = "commits"
 
 
-def run(place: Place, agent: str, capture: Capture, raw: bytes) -> list[Event]:
-    """Record `capture` and commit the files it wrote; returns events left to spool.
+def jobs_dir(state_dir: str) -> str:
+    """Where commit requests wait for the committer (`<state>/commits/`)."""
+    return os.path.join(state_dir, _JOBS)
 
-    Everything this run captured is recorded before it returns, except when the ledger
-    cannot be opened or the spool stays locked: then the events come back to the caller,
-    which spools them (nothing is lost; the commit waits for the next write).
+
+def jobs_waiting(state_dir: str) -> bool:
+    """Whether a commit request is still waiting (a cheap listdir: hooks call it)."""
+    from flowloom.events import outbox
+
+    return bool(outbox.pending(jobs_dir(state_dir)))
+
+
+def enqueue(place: Place, agent: str, capture: Capture, written: Any, raw: bytes) -> str:
+    """Ask the committer to commit what `capture` wrote; the request's file name.
+
+    The events are already durable in outbox file `written` (`outbox.Written`); the
+    request names them by position, and is itself one durable outbox-format file under
+    `<state>/commits/`, so a request survives a crash like an event does.
     """
+    from flowloom.events import outbox
+    from flowloom.events.model import digest
+
+    positions = {id(event): i for i, event in enumerate(capture.events)}
+    job = {
+        "agent": agent,
+        "session": capture.session,
+        "cwd": place.cwd,
+        "dir": written.directory,
+        "spool": written.name,
+        "offset": written.offset,
+        "writes": [
+            {"path": write.path, "pos": positions[id(event)], "secrets": sorted(event.redactions)}
+            for write, event in capture.writes
+            if id(event) in positions
+        ],
+        "payload": {"payload_digest": digest(raw), "payload_bytes": len(raw)},
+    }
+    return outbox.write(jobs_dir(place.state_dir), agent, [job], now_ts())
+
+
+def jobs_ready(state_dir: str) -> bool:
+    """Whether a waiting request can be handled now: its outbox file is gone (recorded,
+    or lost). A drainer goes round again for one that became ready meanwhile."""
+    from flowloom.events import outbox
+
+    directory = jobs_dir(state_dir)
+    for name in outbox.pending(directory):
+        job = _read_job(os.path.join(directory, name))
+        if job is None:
+            return True
+        if not os.path.exists(os.path.join(str(job.get("dir", "")), str(job.get("spool", "")))):
+            return True
+    return False
+
+
+def _read_job(path: str) -> dict[str, Any] | None:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            record = json.load(fh)
+        job = record["events"][0]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    return job if isinstance(job, dict) else None
+
+
+def commit_waiting(state_dir: str, ledger: Ledger) -> int:
+    """Commit every waiting request whose events are recorded, oldest first; how many
+    requests are left (their events not recorded yet).
+
+    The caller holds the outbox lock and has drained the outbox just before, so the
+    requests' events have their indices; it drains again after, for the commit links
+    the post-commit hook spooled. A request is removed once handled, however it ended:
+    a failure is recorded as capture.error by `_commit`.
+    """
+    from flowloom.capture.agents.common import locate
+    from flowloom.events import outbox
+
+    directory = jobs_dir(state_dir)
+    left = 0
+    for name in outbox.pending(directory):
+        path = os.path.join(directory, name)
+        job = _read_job(path)
+        if job is None or not isinstance(job.get("writes"), list):
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # unreadable: nothing can be committed from it
+            continue
+        spool_dir, spool = str(job.get("dir", "")), str(job.get("spool", ""))
+        offset = job["offset"] if isinstance(job.get("offset"), int) else 0
+        indices = [
+            outbox.recorded_index(spool_dir, spool, offset + int(w.get("pos", 0)))
+            for w in job["writes"]
+        ]
+        if any(i is None for i in indices) and os.path.exists(os.path.join(spool_dir, spool)):
+            left += 1  # not recorded yet (the sink refused it for now): keep it for later
+            continue
+        place = locate(str(job.get("cwd") or "."))
+        if place.top is not None and place.common_dir is not None:
+            payload = job["payload"] if isinstance(job.get("payload"), dict) else {}
+            writes = [
+                (str(w.get("path", "")), [str(k) for k in w.get("secrets") or []], index)
+                for w, index in zip(job["writes"], indices, strict=True)
+            ]
+            agent = str(job.get("agent", ""))
+            session = job["session"] if isinstance(job.get("session"), str) else None
+            _commit(place, agent, session, writes, ledger, payload)
+        with contextlib.suppress(OSError):  # a hook that gave up waiting dropped it
+            os.unlink(path)
+    return left
+
+
+def finish(place: Place, agent: str, raw: bytes) -> list[Event]:
+    """Finish any commit still waiting, before this hook goes on; events to spool.
+
+    A hook that starts a new exchange (prompt), ends a turn (its reply amends the
+    turn's decision) or ends the session calls this: the turn's commits must be made
+    first, under that turn's prompt. Usually the detached committer has made them
+    (`flowloom.drainer`) and this is one listdir; else it waits for that committer, or
+    commits in-process. A request that cannot be made now is dropped with a
+    capture.error (its events stay in the outbox; the files stay uncommitted), so it
+    never commits later under another prompt.
+    """
+    if not jobs_waiting(place.state_dir):
+        return []
     from flowloom.events import outbox
     from flowloom.events.drain import drain
     from flowloom.sinks.ledger import LedgerSink
 
-    assert place.top is not None and place.common_dir is not None
-    events = [e.to_json() for e in capture.events]
+    lock = outbox.drain_lock(place.spool_dir, wait_s=_LOCK_WAIT_S)
     try:
-        services = _open_services(place.top)
-    except Exception as exc:
-        note = capture_error(agent, f"auto-commit skipped: cannot open the ledger: {exc}", raw)
-        return [*capture.events, note]
-    try:
-        lock = outbox.SpoolLock(place.spool_dir, wait_s=_LOCK_WAIT_S)
+        if not jobs_waiting(place.state_dir):
+            return []  # the detached committer made them
+        if not lock.acquired:
+            return _drop_jobs(place, agent, raw, "the spool stayed locked")
         try:
-            lock.__enter__()
-        except OSError as exc:  # the outbox is unusable: the hook keeps them elsewhere
-            note = capture_error(agent, f"auto-commit skipped: the spool is unusable: {exc}", raw)
-            return [*capture.events, note]
+            services = _open_services(place.top or place.cwd)
+        except Exception as exc:
+            return _drop_jobs(place, agent, raw, f"cannot open the ledger: {exc}")
         try:
-            if not lock.acquired:
-                note = capture_error(agent, "auto-commit skipped: the spool stayed locked", raw)
-                return [*capture.events, note]
-            name = outbox.write(place.spool_dir, agent, events, now_ts())
+            directories = outbox.outbox_dirs(place.spool_dir)
+            sink = LedgerSink(services.ledger)
             try:
-                report = drain(outbox.outbox_dirs(place.spool_dir), LedgerSink(services.ledger))
-            except Exception as exc:  # the events wait in the spool; nothing to commit with
+                report = drain(directories, sink)
+            except Exception as exc:
                 report_error: Exception | None = exc
             else:
                 report_error = report.error
             if report_error is not None:
-                error = f"auto-commit skipped: cannot open the ledger: {report_error}"
-                return [capture_error(agent, error, raw)]
-            recorded = _Recorded(
-                name,
-                [outbox.recorded_index(place.spool_dir, name, i) for i in range(len(events))],
-            )
-            _commit(place, agent, capture, recorded, services.ledger, raw)
-            drain(outbox.outbox_dirs(place.spool_dir), LedgerSink(services.ledger))  # the link
+                return _drop_jobs(place, agent, raw, f"cannot open the ledger: {report_error}")
+            commit_waiting(place.state_dir, services.ledger)
+            drain(directories, sink)  # the links the post-commit hook spooled
         finally:
-            lock.__exit__()
+            services.close()
     finally:
-        services.close()
-    return []
+        lock.__exit__()
+    return _drop_jobs(place, agent, raw, "its events were not recorded")
+
+
+def _drop_jobs(place: Place, agent: str, raw: bytes, why: str) -> list[Event]:
+    from flowloom.events import outbox
+
+    directory = jobs_dir(place.state_dir)
+    dropped: list[Event] = []
+    for name in outbox.pending(directory):
+        job = _read_job(os.path.join(directory, name)) or {}
+        writes = job.get("writes") if isinstance(job.get("writes"), list) else []
+        files = [place.relative(str(w.get("path", ""))) for w in writes if isinstance(w, dict)]
+        error = f"auto-commit skipped: {why}"
+        dropped.append(capture_error(agent, error, raw, files=files))
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(directory, name))
+    return dropped
 
 
 def _prompt_index(spool_dir: str, prompt: dict[str, Any]) -> int | None:
@@ -261,11 +391,13 @@ def _record(ledger: Ledger, event: Event) -> int:
 def _commit(
     place: Place,
     agent: str,
-    capture: Capture,
-    recorded: _Recorded,
+    session: str | None,
+    writes: list[tuple[str, list[str], int | None]],
     ledger: Ledger,
-    raw: bytes,
+    payload: dict[str, Any],
 ) -> None:
+    """Commit the files written (path, kinds of secret found in its diff, index of its
+    artifact.write), linked to the exchange's decision."""
     from pathlib import Path
 
     from flowloom.capture import pushqueue
@@ -273,23 +405,26 @@ def _commit(
 
     assert place.top is not None and place.common_dir is not None
     common = Path(place.common_dir)
-    positions = {id(event): i for i, event in enumerate(capture.events)}
+
+    def error_event(error: str, **refs: Any) -> Event:
+        return capture_error(agent, error, None, **payload, **refs)
+
     candidates: dict[str, int | None] = {}
-    for write, event in capture.writes:
-        rel = place.relative(write.path)
+    for path, found, index in writes:
+        rel = place.relative(path)
         if os.path.isabs(rel):
             continue  # outside the work tree: recorded, not committed
-        if event.redactions:
+        if found:
             # The diff held something that looks like a secret: committing it would put
             # the secret into git history, which no redaction can take back.
-            kinds = ", ".join(sorted(event.redactions))
+            kinds = ", ".join(sorted(found))
             error = (
                 f"auto-commit skipped for {rel}: it contains what looks like a secret "
                 f"({kinds}); commit it yourself if that is intended"
             )
-            _record(ledger, capture_error(agent, error, raw, files=[rel]))
+            _record(ledger, error_event(error, files=[rel]))
             continue
-        candidates[rel] = recorded.indices[positions[id(event)]]
+        candidates[rel] = index
     if candidates:  # files git ignores are recorded, never committed
         ignored = _git(place.top, "check-ignore", "--", *candidates).stdout.splitlines()
         for rel in ignored:
@@ -301,10 +436,9 @@ def _commit(
     artifact_index = max(known) if known else None
     busy = _busy(place)
     if busy is not None:
-        _record(ledger, capture_error(agent, f"auto-commit skipped: {busy} is in progress", raw))
+        _record(ledger, error_event(f"auto-commit skipped: {busy} is in progress"))
         return
 
-    session = capture.session
     scratch = load_session(place, session)
     prompt: dict[str, Any] = scratch["prompt"] if isinstance(scratch.get("prompt"), dict) else {}
     prompt_text: str | None = prompt["text"] if isinstance(prompt.get("text"), str) else None
@@ -312,7 +446,7 @@ def _commit(
     if isinstance(prompt.get("spool"), str) and isinstance(prompt.get("pos"), int):
         prompt_entry = _prompt_index(place.spool_dir, prompt)
 
-    decision = _decision_for(place, agent, capture, scratch, prompt, prompt_entry, files, ledger)
+    decision = _decision_for(place, agent, session, scratch, prompt, prompt_entry, files, ledger)
     previous = read_pending(common)
     write_pending(
         common,
@@ -329,7 +463,7 @@ def _commit(
     if added.returncode != 0:
         _restore(common, previous)
         error = f"auto-commit skipped: git add failed: {_git_error(added)}"
-        _record(ledger, capture_error(agent, error, raw, files=files))
+        _record(ledger, error_event(error, files=files))
         return
     args = ["commit", "--only", "-m", subject, "-m", body]
     for trailer in trailers:
@@ -341,7 +475,7 @@ def _commit(
         if "nothing to commit" in text or "no changes added" in text:
             return
         error = f"auto-commit failed: {text}"
-        _record(ledger, capture_error(agent, error, raw, files=files, decision=decision))
+        _record(ledger, error_event(error, files=files, decision=decision))
         return
     if not read_policy(place.top).get("auto_push"):
         return
@@ -349,7 +483,7 @@ def _commit(
     target = pushqueue.push_target(place.top)
     if not sha or target is None:
         error = "auto-push skipped: the branch has no upstream and there is no 'origin' remote"
-        _record(ledger, capture_error(agent, error, raw))
+        _record(ledger, error_event(error))
         return
     pushqueue.enqueue(place.state_dir, place.top, target[0], target[1], sha, now_ts())
 
@@ -367,7 +501,7 @@ def _restore(common: Any, previous: Any) -> None:
 def _decision_for(
     place: Place,
     agent: str,
-    capture: Capture,
+    session: str | None,
     scratch: dict[str, Any],
     prompt: dict[str, Any],
     prompt_entry: int | None,
@@ -393,7 +527,7 @@ def _decision_for(
     if (
         pending is not None
         and pending.decision
-        and pending.session == capture.session
+        and pending.session == session
         and pending.entry is not None
         and prompt_entry is not None
         and pending.entry > prompt_entry
@@ -407,7 +541,7 @@ def _decision_for(
             "title": _shorten(_first_line(prompt_text), 200) or f"Update {', '.join(files)}",
             "context": _shorten(prompt_text, 2000) if prompt_text else None,
             "requested_by": _human(place.top or place.cwd),
-            "session": capture.session,
+            "session": session,
             "model": scratch.get("model") if isinstance(scratch.get("model"), str) else None,
             "files": files,
             "tickets": tickets_in(prompt_text),
@@ -416,7 +550,7 @@ def _decision_for(
         event = Event(
             "decision.record",
             actor=agent_actor(agent),
-            session=capture.session,
+            session=session,
             git=git_context(place),
             subject=decision,
             refs=refs,
@@ -425,5 +559,5 @@ def _decision_for(
     # The turn's final reply amends this decision; `entry` lets the drainer find its
     # record without a search (it is checked, and searched for by id when it is not).
     scratch_decision: dict[str, Any] = {"id": decision, "prompt": prompt_key, "entry": entry}
-    save_session(place, capture.session, {"decision": scratch_decision})
+    save_session(place, session, {"decision": scratch_decision})
     return decision

@@ -552,14 +552,25 @@ def save_session(place: Place, session: str | None, updates: dict[str, Any]) -> 
     """Merge `updates` into the session's scratch (a key set to None is removed)."""
     if not session or not updates:
         return
-    data = load_session(place, session)
-    for key, value in updates.items():
-        if value is None:
-            data.pop(key, None)
-        else:
-            data[key] = value
-    path = os.path.join(session_dir(place, session), "session.json")
-    write_atomic(path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
+    import fcntl
+
+    directory = session_dir(place, session)
+    path = os.path.join(directory, "session.json")
+    private_dirs(directory)
+    # The detached committer saves the turn's decision while the agent's next hooks
+    # save theirs: the read-modify-write is serialised, so neither loses the other's.
+    fd = os.open(os.path.join(directory, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        data = load_session(place, session)
+        for key, value in updates.items():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        write_atomic(path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def drop_session(place: Place, session: str | None) -> None:

@@ -8,10 +8,11 @@ must be quick and must never get in the agent's way:
   disk (`flowloom.events.outbox`), then starts a detached drainer that records the spool
   into the ledger in order. Importing the ledger is what costs time, and the drainer
   pays it, not the agent;
-- a file write with auto-commit on is the exception: it needs ledger indices for its
-  trailers, so that run records and commits in-process (`flowloom.capture.autocommit`),
-  except when a server is configured: then the spool is the server's outbox
-  (`flowloom.client`) and the drainer sends it there, so auto-commit does not run;
+- a file write with auto-commit on also leaves a commit request beside the outbox; the
+  detached drainer commits it once the events are recorded, so the agent never waits for
+  a commit; the next prompt, the turn's end and the session's end finish any commit
+  still waiting first (`flowloom.capture.autocommit`). With a server configured the
+  spool is the server's outbox (`flowloom.client`), so auto-commit does not run;
 - a payload it cannot read becomes a capture.error event (the error text and the
   payload's digest, never its content) and the hook still exits 0; so does anything
   unexpected: only enforcement may block an agent, and capture is not enforcement;
@@ -302,39 +303,63 @@ def _turn_parts(capture: Capture) -> list[Capture]:
     return [first, rest]
 
 
+def _turn_boundary(capture: Capture) -> bool:
+    """Whether this run starts an exchange, ends a turn or ends the session: the points
+    where the turn's commits must have been made (`flowloom.capture.autocommit.finish`)."""
+    if capture.prompt_at is not None or capture.reply_at is not None:
+        return True
+    return any(event.kind == "session.end" for event in capture.events)
+
+
+def _ledger_notice(events: Sequence[Event]) -> list[str]:
+    notices = []
+    for event in events:
+        error = event.meta.get("refs", {}).get("error", "")
+        if event.kind == "capture.error" and "cannot open the ledger" in error:
+            notices.append(
+                f"{error}. The events are kept in the spool and recorded once the "
+                "ledger can be written; the files are not committed. Run "
+                "`flowloom status`."
+            )
+    return notices
+
+
 def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> list[str]:
-    """Redact, auto-commit when the capture wrote files, and spool what is left; what
-    the agent's user must be told."""
+    """Redact, spool, and ask for the commit when the capture wrote files; what the
+    agent's user must be told.
+
+    The agent never waits for a commit here: the events are made durable, a commit
+    request names them, and the detached drainer commits. Only at a turn's boundary
+    does a hook finish a commit still waiting (usually already made).
+    """
     notices: list[str] = []
     for event in capture.events:
         redact_event(event)
+    extra: list[Event] = []
+    if place.top is not None and _turn_boundary(capture):
+        from flowloom.capture.autocommit import finish
+
+        extra = finish(place, agent, raw)
+        for event in extra:
+            redact_event(event)
+        notices += _ledger_notice(extra)
     _ask_to_amend(place, capture)
-    to_spool = capture.events
+    commit = False
     if capture.writes and place.top is not None:
-        from flowloom.capture.autocommit import read_policy, run
+        from flowloom.capture.autocommit import read_policy
 
         policy = read_policy(place.top)
         if policy.get("auto_commit") and _server_configured(place.top):
             pass  # the spool is the server's outbox; auto-commit records locally (docs/sync.md)
         elif policy.get("auto_commit"):
-            to_spool = run(place, agent, capture, raw)
-            for event in to_spool:
-                if not event.redactions:
-                    redact_event(event)
-                error = event.meta.get("refs", {}).get("error", "")
-                if event.kind == "capture.error" and "cannot open the ledger" in error:
-                    notices.append(
-                        f"{error}. The events are kept in the spool and recorded once the "
-                        "ledger can be written; the files are not committed. Run "
-                        "`flowloom status`."
-                    )
+            commit = True
         elif policy.get("error"):
-            error = f"auto-commit skipped: {policy['error']}"
-            note = capture_error(agent, error, raw)
+            note = capture_error(agent, f"auto-commit skipped: {policy['error']}", raw)
             redact_event(note)
-            to_spool = [*capture.events, note]
+            extra.append(note)
     from flowloom.events import outbox
 
+    to_spool = [*capture.events, *extra]
     written = None
     if to_spool:
         try:
@@ -348,8 +373,19 @@ def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> list[str
                 f"capture could not write {place.spool_dir} ({written.primary_error}); "
                 f"the events are kept in {written.directory} instead."
             )
+    if commit and written is not None:
+        from flowloom.capture.autocommit import enqueue
+
+        try:
+            enqueue(place, agent, capture, written, raw)
+        except OSError as exc:  # the events are kept; only the commit is not asked for
+            note = capture_error(agent, f"auto-commit skipped: cannot ask for it: {exc}", raw)
+            redact_event(note)
+            with contextlib.suppress(outbox.OutboxUnwritableError):
+                outbox.write_durably(place.spool_dir, agent, [note.to_json()], now_ts())
+            notices.append(f"auto-commit skipped: cannot ask for it: {exc}")
     updates = dict(capture.session_updates)
-    if capture.prompt_at is not None and written is not None and to_spool is capture.events:
+    if capture.prompt_at is not None and written is not None:
         prompt = capture.events[capture.prompt_at].body or ""
         updates["prompt"] = {
             "spool": written.name,
