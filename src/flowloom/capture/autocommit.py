@@ -345,7 +345,7 @@ def _drop_jobs(place: Place, agent: str, raw: bytes, why: str) -> list[Event]:
     dropped: list[Event] = []
     for name in outbox.pending(directory):
         job = _read_job(os.path.join(directory, name)) or {}
-        writes = job.get("writes") if isinstance(job.get("writes"), list) else []
+        writes: list[Any] = job["writes"] if isinstance(job.get("writes"), list) else []
         files = [place.relative(str(w.get("path", ""))) for w in writes if isinstance(w, dict)]
         error = f"auto-commit skipped: {why}"
         dropped.append(capture_error(agent, error, raw, files=files))

@@ -687,7 +687,7 @@ def _pre_push(args: list[str]) -> int:
     destination = args[0] if args else None
     services = build_services(ctx.settings())
     try:
-        publish_log(ctx.top, services)
+        publish_log(ctx.top, services.ledger)
     finally:
         services.close()
     if destination:
