@@ -56,6 +56,8 @@ __all__ = [
     "SUBJECT_LIMIT",
     "commit_message",
     "commit_waiting",
+    "defer",
+    "defer_if_busy",
     "enqueue",
     "finish",
     "jobs_dir",
@@ -219,19 +221,100 @@ def enqueue(place: Place, agent: str, capture: Capture, written: Any, raw: bytes
     return outbox.write(jobs_dir(place.state_dir), agent, [job], now_ts())
 
 
+def defer(place: Place, agent: str, capture: Capture, amend_at: int | None) -> str:
+    """Queue a turn's (or session's) end behind the commits still waiting; the request's
+    file name.
+
+    Its events (redacted) are durable in the request; the drainer, once the commits
+    before it are made, asks for the amendment of the turn's decision by the reply at
+    `amend_at`, writes the events to the outbox, and drops the session's scratch when
+    the capture ended the session (`commit_waiting`).
+    """
+    from flowloom.events import outbox
+
+    job = {
+        "type": "events",
+        "agent": agent,
+        "session": capture.session,
+        "cwd": place.cwd,
+        "events": [event.to_json() for event in capture.events],
+        "amend_at": amend_at,
+        "ends_session": capture.ends_session,
+    }
+    return outbox.write(jobs_dir(place.state_dir), agent, [job], now_ts())
+
+
+def defer_if_busy(place: Place, agent: str, capture: Capture, amend_at: int | None) -> bool:
+    """`defer` the capture when a drainer is at work on the queue (it holds the outbox
+    lock, and goes round again for what is queued meanwhile); True when deferred.
+
+    When no drainer is at work, the one started earlier has ended without making the
+    commits (the ledger could not be opened, say): the hook then finishes them itself
+    (`finish`), which tells the agent's user what went wrong.
+    """
+    from flowloom.events import outbox
+
+    lock = outbox.drain_lock(place.spool_dir)
+    try:
+        if lock.acquired:
+            return False
+        defer(place, agent, capture, amend_at)
+        return True
+    except OSError:
+        return False  # the queue cannot be written: wait for the commits instead
+    finally:
+        lock.__exit__()
+
+
 def jobs_ready(state_dir: str) -> bool:
-    """Whether a waiting request can be handled now: its outbox file is gone (recorded,
-    or lost). A drainer goes round again for one that became ready meanwhile."""
+    """Whether the oldest waiting request can be handled now: events to pass on, or a
+    commit whose outbox file is gone (recorded, or lost). A drainer goes round again
+    for one that became ready meanwhile."""
     from flowloom.events import outbox
 
     directory = jobs_dir(state_dir)
     for name in outbox.pending(directory):
         job = _read_job(os.path.join(directory, name))
-        if job is None:
-            return True
-        if not os.path.exists(os.path.join(str(job.get("dir", "")), str(job.get("spool", "")))):
-            return True
+        return job is None or _ready(job)
     return False
+
+
+def _ready(job: dict[str, Any]) -> bool:
+    if job.get("type") == "events":
+        return True
+    return not os.path.exists(os.path.join(str(job.get("dir", "")), str(job.get("spool", ""))))
+
+
+def _pass_on(job: dict[str, Any], created: str) -> None:
+    """A deferred turn's end: amend request set now that its decision is known, events to
+    the outbox, the session's scratch dropped when it ended the session."""
+    from flowloom.capture.agents.common import drop_session, locate
+    from flowloom.capture.agents.hookmain import amend_request
+    from flowloom.events import outbox
+
+    place = locate(str(job.get("cwd") or "."))
+    session = job["session"] if isinstance(job.get("session"), str) else None
+    events = [e for e in job.get("events") or [] if isinstance(e, dict)]
+    at = job.get("amend_at")
+    if isinstance(at, int) and 0 <= at < len(events):
+        request = amend_request(place, session)
+        if request is not None:
+            events[at]["amend"] = request
+    if events:
+        outbox.write_durably(place.spool_dir, str(job.get("agent", "")), events, created)
+    if job.get("ends_session") is True:
+        drop_session(place, session)
+
+
+def _created(path: str) -> str:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            created = json.load(fh).get("created")
+    except (OSError, ValueError, AttributeError):
+        return now_ts()
+    return created if isinstance(created, str) else now_ts()
 
 
 def _read_job(path: str) -> dict[str, Any] | None:
@@ -247,48 +330,47 @@ def _read_job(path: str) -> dict[str, Any] | None:
 
 
 def commit_waiting(state_dir: str, ledger: Ledger) -> int:
-    """Commit every waiting request whose events are recorded, oldest first; how many
-    requests are left (their events not recorded yet).
+    """Handle the waiting requests in order, oldest first; how many are left.
 
-    The caller holds the outbox lock and has drained the outbox just before, so the
-    requests' events have their indices; it drains again after, for the commit links
-    the post-commit hook spooled. A request is removed once handled, however it ended:
-    a failure is recorded as capture.error by `_commit`.
+    A commit is made once its events are recorded: the caller holds the outbox lock and
+    has drained the outbox just before, so they have their indices; it drains again
+    after, for the commit links the post-commit hook spooled and the events passed on.
+    A commit whose events are not recorded yet stops the queue there (what is behind it
+    waits, in order). A request is removed once handled, however it ended: a failure is
+    recorded as capture.error by `_commit`.
     """
     from flowloom.capture.agents.common import locate
     from flowloom.events import outbox
 
     directory = jobs_dir(state_dir)
-    left = 0
-    for name in outbox.pending(directory):
+    names = outbox.pending(directory)
+    for done, name in enumerate(names):
         path = os.path.join(directory, name)
         job = _read_job(path)
-        if job is None or not isinstance(job.get("writes"), list):
-            with contextlib.suppress(OSError):
-                os.unlink(path)  # unreadable: nothing can be committed from it
-            continue
-        spool_dir, spool = str(job.get("dir", "")), str(job.get("spool", ""))
-        offset = job["offset"] if isinstance(job.get("offset"), int) else 0
-        indices = [
-            outbox.recorded_index(spool_dir, spool, offset + int(w.get("pos", 0)))
-            for w in job["writes"]
-        ]
-        if any(i is None for i in indices) and os.path.exists(os.path.join(spool_dir, spool)):
-            left += 1  # not recorded yet (the sink refused it for now): keep it for later
-            continue
-        place = locate(str(job.get("cwd") or "."))
-        if place.top is not None and place.common_dir is not None:
-            payload = job["payload"] if isinstance(job.get("payload"), dict) else {}
-            writes = [
-                (str(w.get("path", "")), [str(k) for k in w.get("secrets") or []], index)
-                for w, index in zip(job["writes"], indices, strict=True)
+        if job is not None and job.get("type") == "events":
+            _pass_on(job, _created(path))
+        elif job is not None and isinstance(job.get("writes"), list):
+            spool_dir, spool = str(job.get("dir", "")), str(job.get("spool", ""))
+            offset = job["offset"] if isinstance(job.get("offset"), int) else 0
+            indices = [
+                outbox.recorded_index(spool_dir, spool, offset + int(w.get("pos", 0)))
+                for w in job["writes"]
             ]
-            agent = str(job.get("agent", ""))
-            session = job["session"] if isinstance(job.get("session"), str) else None
-            _commit(place, agent, session, writes, ledger, payload)
-        with contextlib.suppress(OSError):  # a hook that gave up waiting dropped it
-            os.unlink(path)
-    return left
+            if any(i is None for i in indices) and not _ready(job):
+                return len(names) - done  # not recorded yet: it and those behind it wait
+            place = locate(str(job.get("cwd") or "."))
+            if place.top is not None and place.common_dir is not None:
+                payload = job["payload"] if isinstance(job.get("payload"), dict) else {}
+                writes = [
+                    (str(w.get("path", "")), [str(k) for k in w.get("secrets") or []], index)
+                    for w, index in zip(job["writes"], indices, strict=True)
+                ]
+                agent = str(job.get("agent", ""))
+                session = job["session"] if isinstance(job.get("session"), str) else None
+                _commit(place, agent, session, writes, ledger, payload)
+        with contextlib.suppress(OSError):  # (a hook that gave up waiting dropped it)
+            os.unlink(path)  # handled, or unreadable: nothing can be done from it
+    return 0
 
 
 def finish(place: Place, agent: str, raw: bytes) -> list[Event]:
@@ -344,7 +426,13 @@ def _drop_jobs(place: Place, agent: str, raw: bytes, why: str) -> list[Event]:
     directory = jobs_dir(place.state_dir)
     dropped: list[Event] = []
     for name in outbox.pending(directory):
-        job = _read_job(os.path.join(directory, name)) or {}
+        path = os.path.join(directory, name)
+        job = _read_job(path) or {}
+        if job.get("type") == "events":  # a deferred turn's end: its events go on
+            _pass_on(job, _created(path))
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            continue
         writes: list[Any] = job["writes"] if isinstance(job.get("writes"), list) else []
         files = [place.relative(str(w.get("path", ""))) for w in writes if isinstance(w, dict)]
         error = f"auto-commit skipped: {why}"

@@ -143,6 +143,7 @@ class Capture:
     """What one hook run produced."""
 
     __slots__ = (
+        "ends_session",
         "events",
         "prompt_at",
         "reply_at",
@@ -160,6 +161,7 @@ class Capture:
         self.prompt_at: int | None = None  # position of the agent.prompt in `events`
         self.reply_at: int | None = None  # position of the turn's final agent.response
         self.session_updates: dict[str, Any] = {}
+        self.ends_session = False  # the session's scratch is dropped once this is delivered
 
     def add(self, event: Event) -> Event:
         self.events.append(event)

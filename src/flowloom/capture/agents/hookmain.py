@@ -35,6 +35,7 @@ from flowloom.capture.agents.common import (
     PayloadError,
     Place,
     capture_error,
+    drop_session,
     load_session,
     locate,
     now_ts,
@@ -171,24 +172,32 @@ def redact_event(event: Event) -> None:
 def _ask_to_amend(place: Place, capture: Capture) -> None:
     """A turn's final reply amends the decision the turn produced (docs/capture.md).
 
-    The session's scratch knows that decision when auto-commit recorded or adopted it
-    for the current prompt; the drainer records the reply and then the decision.amend
-    that gives the decision the reply and the reasoning drawn from it. A capture that
-    holds its own prompt (Codex notify) starts a new exchange: nothing to amend.
+    A capture that holds its own prompt (Codex notify) starts a new exchange: nothing
+    to amend.
     """
     if capture.reply_at is None or capture.prompt_at is not None:
         return
-    scratch = load_session(place, capture.session)
+    request = amend_request(place, capture.session)
+    if request is not None:
+        capture.events[capture.reply_at].amend = request
+
+
+def amend_request(place: Place, session: str | None) -> dict[str, Any] | None:
+    """What the turn's final reply amends: the decision auto-commit recorded or adopted
+    for the current prompt (the session's scratch knows it); None when the turn
+    produced none. The drainer records the reply and then the decision.amend that gives
+    the decision the reply and the reasoning drawn from it."""
+    scratch = load_session(place, session)
     decision, prompt = scratch.get("decision"), scratch.get("prompt")
     if not isinstance(decision, dict) or not isinstance(decision.get("id"), str):
-        return
+        return None
     current = prompt.get("spool") if isinstance(prompt, dict) else None
     if decision.get("prompt") != current:
-        return  # the decision of an earlier prompt: this turn changed nothing
+        return None  # the decision of an earlier prompt: this turn changed nothing
     request: dict[str, Any] = {"decision": decision["id"]}
     if isinstance(decision.get("entry"), int):
         request["record"] = decision["entry"]
-    capture.events[capture.reply_at].amend = request
+    return request
 
 
 def _server_configured(top: str) -> bool:
@@ -306,9 +315,7 @@ def _turn_parts(capture: Capture) -> list[Capture]:
 def _turn_boundary(capture: Capture) -> bool:
     """Whether this run starts an exchange, ends a turn or ends the session: the points
     where the turn's commits must have been made (`flowloom.capture.autocommit.finish`)."""
-    if capture.prompt_at is not None or capture.reply_at is not None:
-        return True
-    return any(event.kind == "session.end" for event in capture.events)
+    return capture.prompt_at is not None or capture.reply_at is not None or capture.ends_session
 
 
 def _ledger_notice(events: Sequence[Event]) -> list[str]:
@@ -337,9 +344,20 @@ def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> list[str
         redact_event(event)
     extra: list[Event] = []
     if place.top is not None and _turn_boundary(capture):
-        from flowloom.capture.autocommit import finish
+        from flowloom.capture import autocommit
 
-        extra = finish(place, agent, raw)
+        if (
+            _may_defer(capture)
+            and autocommit.jobs_waiting(place.state_dir)
+            and autocommit.defer_if_busy(place, agent, capture, _amend_position(capture))
+        ):
+            # The turn's (or session's) end while the drainer is making its commits:
+            # its events wait, durably, behind them in the same queue; the drainer asks
+            # for the amendment once the decision is known. The agent does not wait.
+            with contextlib.suppress(OSError):
+                save_session(place, capture.session, dict(capture.session_updates))
+            return notices
+        extra = autocommit.finish(place, agent, raw)
         for event in extra:
             redact_event(event)
         notices += _ledger_notice(extra)
@@ -397,7 +415,19 @@ def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> list[str
         updates["decision"] = None  # a new exchange: its decision is not known yet
     with contextlib.suppress(OSError):  # scratch is a convenience; the events are kept
         save_session(place, capture.session, updates)
+    if capture.ends_session:
+        drop_session(place, capture.session)
     return notices
+
+
+def _may_defer(capture: Capture) -> bool:
+    """A turn's end or the session's end, with nothing to write or commit of its own:
+    its events can wait behind the commits still being made."""
+    return capture.prompt_at is None and not capture.writes
+
+
+def _amend_position(capture: Capture) -> int | None:
+    return capture.reply_at if capture.prompt_at is None else None
 
 
 def _with_warning(agent: str, out: str, notices: list[str]) -> str:
