@@ -6,7 +6,8 @@ real detached drainer (`python -m flowloom drain`), and kills both at random poi
 After the trials a last drainer runs to the end, and the ledger must hold every event
 whose write returned success exactly once, in the order written, with the time it
 happened, and with its follow-up (each event says a secret was redacted from it, so
-its `redaction.apply` must be there exactly once too). Worlds run side by side so 200+ trials stay within a few minutes.
+its `redaction.apply` must be there exactly once too). Worlds run side by side so 200+
+trials stay within a few minutes.
 """
 
 from __future__ import annotations
