@@ -18,7 +18,7 @@ import sys
 import time
 
 from flowloom.events.drain import DrainReport, drain
-from flowloom.events.outbox import cleanup, drain_lock, outbox_dirs, waiting
+from flowloom.events.outbox import SpoolLock, cleanup, drain_lock, outbox_dirs, waiting
 
 __all__ = ["main", "run"]
 
@@ -71,15 +71,17 @@ def run(
     spool_dir: str,
     drain_once: Callable[[], DrainReport],
     more: Callable[[], bool] | None = None,
+    held: SpoolLock | None = None,
 ) -> int:
     """Drain until nothing is left, another drainer holds the lock, or the sink fails.
 
     `more` says whether other work came in meanwhile (a commit request written after
-    the last pass): a hook that found the lock held left it to this drainer."""
+    the last pass): a hook that found the lock held left it to this drainer. `held`:
+    the lock, taken already for the first pass."""
     state_dir = os.path.dirname(spool_dir)
     directories = outbox_dirs(spool_dir)
     while True:
-        lock = drain_lock(spool_dir)
+        lock, held = held or drain_lock(spool_dir), None
         try:
             if not lock.acquired:
                 return 0  # another drainer is at work and will see our files
@@ -108,7 +110,7 @@ def _open_services(settings: Settings) -> Services:
     return build_services(settings)
 
 
-def _server(settings: Settings, state_dir: str) -> int:
+def _server(settings: Settings, state_dir: str, held: SpoolLock | None = None) -> int:
     from flowloom.client.link import ServerLink
     from flowloom.errors import FlowLoomError
     from flowloom.sinks.server import send_outbox
@@ -120,7 +122,10 @@ def _server(settings: Settings, state_dir: str) -> int:
         return 1
     spool_dir = link.spool_dir
     before = sum(len(waiting(d)) for d in outbox_dirs(spool_dir))
-    code = run(spool_dir, lambda: send_outbox(link))
+    if held is not None and os.path.dirname(held.path) != spool_dir:
+        held.__exit__()  # the lock of another outbox than the link's
+        held = None
+    code = run(spool_dir, lambda: send_outbox(link), held=held)
     from flowloom.capture import pushqueue
 
     if pushqueue.pending(state_dir):
@@ -136,7 +141,9 @@ def _server(settings: Settings, state_dir: str) -> int:
     return code
 
 
-def _local(settings: Settings, spool_dir: str, state_dir: str) -> int:
+def _local(
+    settings: Settings, spool_dir: str, state_dir: str, held: SpoolLock | None = None
+) -> int:
     from flowloom.capture import autocommit, pushqueue
     from flowloom.events.outbox import pending
     from flowloom.sinks.ledger import LedgerSink
@@ -146,7 +153,17 @@ def _local(settings: Settings, spool_dir: str, state_dir: str) -> int:
         code = 0
         jobs = autocommit.jobs_dir(state_dir)
         if any(waiting(d) for d in outbox_dirs(spool_dir)) or pending(jobs):
-            services = _open_services(settings)
+            # The lock first, then the ledger: a hook at a turn's end sees a drainer at
+            # work from the start, and leaves the commits to it.
+            lock, held = held or drain_lock(spool_dir), None
+            if not lock.acquired:
+                lock.__exit__()
+                return 0  # another drainer is at work and will see our files
+            try:
+                services = _open_services(settings)
+            except BaseException:
+                lock.__exit__()
+                raise
             ledger = services.ledger
             sink = LedgerSink(ledger)
             directories = outbox_dirs(spool_dir)
@@ -159,8 +176,13 @@ def _local(settings: Settings, spool_dir: str, state_dir: str) -> int:
                     report = drain(directories, sink)
                 return report
 
-            code = run(spool_dir, drain_and_commit, lambda: autocommit.jobs_ready(state_dir))
+            code = run(
+                spool_dir, drain_and_commit, lambda: autocommit.jobs_ready(state_dir), lock
+            )
         else:
+            if held is not None:
+                held.__exit__()
+                held = None
             _cleanup(spool_dir, state_dir)
         if pushqueue.pending(state_dir):
             if services is None:
@@ -173,7 +195,12 @@ def _local(settings: Settings, spool_dir: str, state_dir: str) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    """`python -m flowloom drain SPOOL_DIR CWD`: drain into the sink the settings name."""
+    """`python -m flowloom drain SPOOL_DIR CWD [--lock-fd FD]`: drain into the sink the
+    settings name; `--lock-fd`: the outbox lock, taken by the hook that started it."""
+    held: SpoolLock | None = None
+    if len(argv) == 4 and argv[2] == "--lock-fd" and argv[3].isdigit():
+        held = SpoolLock.inherited(argv[0], int(argv[3]))
+        argv = argv[:2]
     if len(argv) != 2:
         sys.stderr.write("flowloom: error: usage: flowloom drain SPOOL_DIR CWD\n")
         return 2
@@ -184,8 +211,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         settings = _settings()
         if settings.server_url is not None:
-            return _server(settings, state_dir)
-        return _local(settings, spool_dir, state_dir)
+            return _server(settings, state_dir, held)
+        return _local(settings, spool_dir, state_dir, held)
     except Exception as exc:
         log(state_dir, f"drain failed: {type(exc).__name__}: {exc}")
         return 1

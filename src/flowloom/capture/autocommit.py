@@ -254,6 +254,8 @@ def defer_if_busy(place: Place, agent: str, capture: Capture, amend_at: int | No
     """
     from flowloom.events import outbox
 
+    if _drain_failed_since(place.state_dir):
+        return False
     lock = outbox.drain_lock(place.spool_dir)
     try:
         if lock.acquired:
@@ -264,6 +266,22 @@ def defer_if_busy(place: Place, agent: str, capture: Capture, amend_at: int | No
         return False  # the queue cannot be written: wait for the commits instead
     finally:
         lock.__exit__()
+
+
+def _drain_failed_since(state_dir: str) -> bool:
+    """Whether a drainer logged a failure (`capture.log`) after the oldest waiting
+    request was made: then the drainer at work may fail the same way, and the hook
+    finishes the commits itself, to tell the user."""
+    from flowloom.events import outbox
+
+    names = outbox.pending(jobs_dir(state_dir))
+    if not names:
+        return False
+    try:
+        logged = os.stat(os.path.join(state_dir, "capture.log")).st_mtime_ns
+    except OSError:
+        return False
+    return logged >= int(names[0].split("-", 1)[0])  # names start with time_ns
 
 
 def jobs_ready(state_dir: str) -> bool:
