@@ -298,18 +298,24 @@ def test_an_unwritable_ledger_is_reported_to_the_user_and_nothing_is_lost(
         thaw()
     if agent.name == "claude-code":  # Claude Code shows the hook's systemMessage
         notices = _notices(done.stdout)
-        assert any("auto-commit skipped: cannot open the ledger" in n for n in notices), notices
+        assert any("cannot open the ledger" in n for n in notices), notices
     # (`codex exec` 0.171 shows neither a hook's systemMessage nor its stderr: the
     # status and the events recorded after repair are what tell, docs/capture.md)
     assert len(box.commits()) == 2  # not committed while the ledger could not record it
     box.hook_ok(agent.name, box.claude("SessionEnd", reason="other"))  # any next hook drains
     box.settled()
     kinds = box.kinds(box.events()[before:])
-    for kind in ("agent.prompt", "artifact.write", "agent.response", "capture.error"):
+    for kind in ("agent.prompt", "artifact.write", "agent.response"):
         assert kinds.count(kind) == 1, kinds
-    status = box.flowloom("status")
-    assert status.returncode == 1 and "capture errors since" in status.stdout
-    box.ok("status", "--acknowledge")
+    # Either a hook at the turn's end found the drain failing and gave the commit up,
+    # recorded as a capture.error (what the user was told), or the commit waited in
+    # its queue behind a drainer at work and was made once the ledger was repaired.
+    errors = kinds.count("capture.error")
+    assert errors == 1 or (errors == 0 and len(box.commits()) == 3), kinds
+    if errors:
+        status = box.flowloom("status")
+        assert status.returncode == 1 and "capture errors since" in status.stdout
+        box.ok("status", "--acknowledge")
     assert box.flowloom("status").returncode == 0
 
 

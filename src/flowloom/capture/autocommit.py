@@ -212,7 +212,12 @@ def enqueue(place: Place, agent: str, capture: Capture, written: Any, raw: bytes
         "spool": written.name,
         "offset": written.offset,
         "writes": [
-            {"path": write.path, "pos": positions[id(event)], "secrets": sorted(event.redactions)}
+            {
+                "path": write.path,
+                "pos": positions[id(event)],
+                "secrets": sorted(event.redactions),
+                "after": event.meta.get("refs", {}).get("after"),
+            }
             for write, event in capture.writes
             if id(event) in positions
         ],
@@ -324,6 +329,35 @@ def _pass_on(job: dict[str, Any], created: str) -> None:
         drop_session(place, session)
 
 
+def _unchanged_since(place: Place, write: dict[str, Any]) -> bool:
+    """Whether the file is still as the write left it. When it is not, it was written
+    again (that write's request commits it) or edited past the hooks (Stop records and
+    commits that): committing it now would name this write for content it did not make.
+    """
+    from flowloom.capture.agents.worktree import state_of
+
+    after = write.get("after")
+    if not isinstance(after, str) or not after.startswith("sha256:"):
+        return True  # nothing to compare with: commit what is there, as before
+    try:
+        with open(place.absolute(str(write.get("path", ""))), "rb") as fh:
+            content: bytes | None = fh.read()
+    except FileNotFoundError:
+        content = None
+    except OSError:
+        return True
+    return state_of(content) == after
+
+
+def _paths_written(place: Place, jobs: list[dict[str, Any] | None]) -> set[str]:
+    paths: set[str] = set()
+    for job in jobs:
+        writes = job.get("writes") if job is not None else None
+        if isinstance(writes, list):
+            paths.update(place.relative(str(w.get("path", ""))) for w in writes)
+    return paths
+
+
 def _created(path: str) -> str:
     import json
 
@@ -362,9 +396,10 @@ def commit_waiting(state_dir: str, ledger: Ledger) -> int:
 
     directory = jobs_dir(state_dir)
     names = outbox.pending(directory)
+    jobs = [_read_job(os.path.join(directory, name)) for name in names]
     for done, name in enumerate(names):
         path = os.path.join(directory, name)
-        job = _read_job(path)
+        job = jobs[done]
         if job is not None and job.get("type") == "events":
             _pass_on(job, _created(path))
         elif job is not None and isinstance(job.get("writes"), list):
@@ -379,9 +414,14 @@ def commit_waiting(state_dir: str, ledger: Ledger) -> int:
             place = locate(str(job.get("cwd") or "."))
             if place.top is not None and place.common_dir is not None:
                 payload = job["payload"] if isinstance(job.get("payload"), dict) else {}
+                # A file written again by a request behind this one has only its later
+                # content on disk: that request commits it, naming its own write.
+                later = _paths_written(place, jobs[done + 1 :])
                 writes = [
                     (str(w.get("path", "")), [str(k) for k in w.get("secrets") or []], index)
                     for w, index in zip(job["writes"], indices, strict=True)
+                    if place.relative(str(w.get("path", ""))) not in later
+                    and _unchanged_since(place, w)
                 ]
                 agent = str(job.get("agent", ""))
                 session = job["session"] if isinstance(job.get("session"), str) else None
