@@ -396,3 +396,27 @@ def _pretend_init_ran_hours_ago(box: AgentSandbox) -> None:
             "config.change", meta={"subject": ".flowloom/config.toml", "refs": refs}, ts=ts
         )
         ledger.writer.append_many([prepared.entry])
+
+
+def test_codex_exec_shows_the_user_no_hook_message(codex: Path, tmp_path: Path) -> None:
+    """What a Codex user sees when a hook has something to say (docs/capture.md): with
+    the spool unwritable every hook answers a systemMessage (and says it on stderr),
+    yet `codex exec` 0.171 shows neither; the events are kept in the fallback."""
+    box = governed(tmp_path, "codex")
+    box.env["XDG_STATE_HOME"] = str(tmp_path / "state")
+    spool = box.spool_dir
+    if spool.is_dir():
+        import shutil
+
+        shutil.rmtree(spool)
+    spool.write_text("not a directory\n")  # unusable, for root too
+    done = run_codex(codex, box, Script([], reply=REPLY))
+    assert REPLY in done.stdout
+    assert "FlowLoom" not in done.stdout and "FlowLoom" not in done.stderr, done.stderr
+    hook = box.hook(
+        "codex", {"hook_event_name": "SessionStart", "session_id": "s", "cwd": str(box.repo)}
+    )
+    assert b"FlowLoom: capture could not write" in hook.stderr  # what the hooks said
+    spool.unlink()
+    box.settled()
+    assert any(e["actor"]["id"] == "codex" and e["kind"] == "agent.prompt" for e in box.events())
