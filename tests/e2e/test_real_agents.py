@@ -410,9 +410,12 @@ def test_codex_exec_shows_the_user_no_hook_message(codex: Path, tmp_path: Path) 
 
         shutil.rmtree(spool)
     spool.write_text("not a directory\n")  # unusable, for root too
-    done = run_codex(codex, box, Script([], reply=REPLY))
+    done, _ = run_codex(codex, box, Script([], reply=REPLY))
     assert REPLY in done.stdout
     assert "FlowLoom" not in done.stdout and "FlowLoom" not in done.stderr, done.stderr
+    # All it shows of the hooks: that each ran and completed.
+    for event in ("SessionStart", "UserPromptSubmit", "Stop"):
+        assert f"hook: {event}\n" in done.stderr and f"hook: {event} Completed" in done.stderr
     hook = box.hook(
         "codex", {"hook_event_name": "SessionStart", "session_id": "s", "cwd": str(box.repo)}
     )
