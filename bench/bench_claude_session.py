@@ -43,7 +43,7 @@ PROMPT = "Add a greeting module for PAY-7"
 REPLY = "I added hello.py, which prints a greeting."
 
 
-def _repository(root: Path, governed: bool) -> AgentSandbox:
+def _repository(root: Path, governed: bool, mcp: bool = True) -> AgentSandbox:
     box = AgentSandbox(root)
     box.write("README.md", "# demo\n")
     box.git("add", ".")
@@ -51,6 +51,8 @@ def _repository(root: Path, governed: bool) -> AgentSandbox:
     if governed:
         box.init("--agent", "claude-code")
         box.settled()
+        if not mcp:  # hooks and git hooks only: Claude Code starts no MCP server
+            (box.repo / ".mcp.json").unlink()
     return box
 
 
@@ -124,26 +126,27 @@ def _mcp_start(box: AgentSandbox, runs: int) -> None:
 def run(args: argparse.Namespace) -> None:
     os.environ.setdefault("PYTHONPATH", str(ROOT / "src"))
     claude = npm_cli("@anthropic-ai/claude-code", CLAUDE_CODE_VERSION, "claude")
-    plain: list[float] = []
-    governed: list[float] = []
+    times: dict[str, list[float]] = {"plain": [], "governed": [], "hooks_only": []}
     settled: list[float] = []
     with tempfile.TemporaryDirectory(prefix="flowloom-bench-claude-") as scratch:
         base = Path(scratch)
-        for i in range(args.runs + 1):  # the first pair warms caches and is not counted
-            for mode in ("plain", "governed"):
-                box = _repository(base / f"{mode}-{i}", mode == "governed")
+        for i in range(args.runs + 1):  # the first round warms caches and is not counted
+            for mode in times:
+                box = _repository(base / f"{mode}-{i}", mode != "plain", mode == "governed")
                 started = time.perf_counter()
                 elapsed = _session(claude, box)
-                if mode == "governed":
+                if mode != "plain":
                     box.settled()
                     if len(box.commits()) != 3:
                         raise SystemExit("the governed session's write was not committed")
-                    if i:
+                    if i and mode == "governed":
                         settled.append(time.perf_counter() - started)
                 if i:
-                    (governed if mode == "governed" else plain).append(elapsed)
+                    times[mode].append(elapsed)
                 note(f"run {i} {mode}: {elapsed * 1000:.0f} ms")
+        plain, governed = times["plain"], times["governed"]
         plain_p50, governed_p50 = statistics.median(plain), statistics.median(governed)
+        hooks_p50 = statistics.median(times["hooks_only"])
         emit(
             "claude_session_overhead",
             governed_p50 * 1000,
@@ -157,6 +160,9 @@ def run(args: argparse.Namespace) -> None:
             governed_ms=[round(s * 1000) for s in governed],
             plain_ms=[round(s * 1000) for s in plain],
             settled_ms=round(statistics.median(settled) * 1000),
+            hooks_only_ms=round(hooks_p50 * 1000),
+            hooks_only_ratio=ratio(hooks_p50, plain_p50),
+            hooks_only_def="the same, governed but without the MCP server entry (.mcp.json)",
             n=args.runs,
             claude_code=CLAUDE_CODE_VERSION,
             **machine(),
