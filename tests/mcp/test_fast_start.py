@@ -113,7 +113,8 @@ def test_the_sdk_client_connects_and_calls_a_tool(world: World) -> None:
 
 def test_initialize_is_answered_well_before_the_sdk_could_be(world: World) -> None:
     """The early answer does not wait for the SDK's import (the goal is 300 ms; the
-    figure is `bench/bench_mcp_start.py`'s; this bound only holds on a loaded machine)."""
+    figure is `bench/bench_claude_session.py`'s `mcp_initialize_ms`; this bound holds on a
+    loaded machine)."""
     message = [_initialize("2025-06-18")]
     early = min(_exchange(world, FRONT, message, 1)[1] for _ in range(2))
     sdk = _exchange(world, SDK_ONLY, message, 1)[1]
