@@ -253,7 +253,7 @@ def run(args: argparse.Namespace) -> None:
                 "ms",
                 **{**context, "n": len(writes)},
                 **summary(writes),
-                note="records in-process and runs git commit; no goal",
+                note="spools, asks the drainer for the commit and starts it; no goal",
             )
         recorded = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         expected = {"agent.prompt": args.n, "agent.tool": args.n, "artifact.write": args.writes}

@@ -176,9 +176,7 @@ def _local(
                     report = drain(directories, sink)
                 return report
 
-            code = run(
-                spool_dir, drain_and_commit, lambda: autocommit.jobs_ready(state_dir), lock
-            )
+            code = run(spool_dir, drain_and_commit, lambda: autocommit.jobs_ready(state_dir), lock)
         else:
             if held is not None:
                 held.__exit__()
