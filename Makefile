@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node
+.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node fonts saml softhsm2 slapd
 
 $(BIN)/flowloom: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,23 @@ openssh:
 node:
 	@command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } || { echo "npm is missing: apt-get install nodejs npm"; exit 1; }
 
-unit: $(BIN)/flowloom chromium openssh node
+## fonts: report PDFs are PDF/A, where every glyph comes from a font: Noto CJK for Chinese, Japanese and Korean names, and HarfBuzz's subsetter to embed a few of its glyphs fast
+fonts: $(BIN)/flowloom
+	@{ fc-list -q :lang=ja && $(BIN)/python -c "from weasyprint.text.ffi import harfbuzz_subset as h; raise SystemExit(h is None)"; } 2>/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk libharfbuzz-subset0 >/dev/null; } || { echo "fonts for report PDFs are missing: apt-get install fonts-noto-cjk libharfbuzz-subset0"; exit 1; }
+
+## saml: the SAML tests sign with xmlsec1 and sign in at a real SimpleSAMLphp under PHP's own server
+saml:
+	@{ command -v xmlsec1 && command -v php && command -v openssl && [ -f /usr/share/simplesamlphp/www/saml2/idp/SSOService.php ] && php -m | grep -qx dom; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends xmlsec1 openssl php-cli php-xml php-mbstring simplesamlphp >/dev/null; } || { echo "SAML test tools are missing: apt-get install xmlsec1 openssl php-cli php-xml php-mbstring simplesamlphp"; exit 1; }
+
+## softhsm2: the key-provider tests keep keys in a SoftHSM2 token (PKCS#11) of their own
+softhsm2:
+	@command -v softhsm2-util >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null; } || { echo "softhsm2 is missing: apt-get install softhsm2"; exit 1; }
+
+## slapd: the LDAP tests start Debian's OpenLDAP server (slapd) with their own directory
+slapd:
+	@command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null; } || { echo "slapd is missing: apt-get install slapd ldap-utils"; exit 1; }
+
+unit: $(BIN)/flowloom chromium openssh node fonts saml softhsm2 slapd
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider -m "not slow"
 
 ## trials: the long crash trials (pytest marker `slow`), bounded, on their own

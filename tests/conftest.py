@@ -30,8 +30,8 @@ STORE_KINDS = ("sqlite", "postgres", "memory")
 settings.register_profile("flowloom", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("flowloom")
 
-# The real agent CLIs (`claude_code`, `codex` fixtures), installed from npm when used.
-pytest_plugins = ["tests.support.clis"]
+# The real agent CLIs (`claude_code`, `codex`) and the SAML IdP (`saml_idp`), started when used.
+pytest_plugins = ["tests.support.clis", "tests.support.simplesamlphp"]
 
 _pg_problem: list[str] = []  # cached reason the server is unreachable, once known
 _pg_checked: list[bool] = []

@@ -7,6 +7,11 @@ options. Reading settings imports only the standard library, so hooks stay fast.
 The `[server]` table names the FlowLoom server this client sends its events to (`url`,
 `api_key_file`, `vkey`); the API key itself comes only from a file or FLOWLOOM_API_KEY,
 never from a config file that may be committed.
+
+The `[keys]` table says where the signing keys and the master key are held (key files,
+a PKCS#11 token, AWS KMS: docs/keys.md). It is read from the user config and the
+environment only, never from a repository's config: naming a PKCS#11 module loads that
+library into the process, which a committed file must not be able to do.
 """
 
 from __future__ import annotations
@@ -22,10 +27,120 @@ from typing import Any
 
 from flowloom.errors import ConfigError
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "Settings", "find_git_dirs", "load_settings"]
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "KeySettings",
+    "Settings",
+    "find_git_dirs",
+    "load_key_settings",
+    "load_settings",
+]
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 _PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class KeySettings:
+    """Where keys are held: `signing` is "file" or "pkcs11", `master` "file", "pkcs11" or
+    "kms". The PIN comes only from FLOWLOOM_PKCS11_PIN or a PIN file; it is never printed."""
+
+    signing: str = "file"
+    master: str = "file"
+    pkcs11_module: str | None = None
+    pkcs11_token: str | None = None
+    pkcs11_pin: str | None = field(default=None, repr=False)
+    pkcs11_pin_file: Path | None = None
+    pkcs11_master_label: str = "flowloom-master"
+    kms_key_id: str | None = None
+    kms_region: str | None = None
+    kms_endpoint: str | None = None
+
+    def pin(self) -> str:
+        """The token's user PIN: FLOWLOOM_PKCS11_PIN, else the PIN file (read now)."""
+        if self.pkcs11_pin:
+            return self.pkcs11_pin
+        if self.pkcs11_pin_file is not None:
+            try:
+                return self.pkcs11_pin_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read the PKCS#11 PIN file {self.pkcs11_pin_file}: {exc.strerror}"
+                ) from exc
+        raise ConfigError(
+            "the PKCS#11 token needs a PIN",
+            hint="set FLOWLOOM_PKCS11_PIN or [keys] pkcs11_pin_file (docs/keys.md)",
+        )
+
+
+_KEY_ENV = {
+    "FLOWLOOM_SIGNING_KEYS": "signing",
+    "FLOWLOOM_MASTER_KEY": "master",
+    "FLOWLOOM_PKCS11_MODULE": "pkcs11_module",
+    "FLOWLOOM_PKCS11_TOKEN": "pkcs11_token",
+    "FLOWLOOM_PKCS11_PIN_FILE": "pkcs11_pin_file",
+    "FLOWLOOM_PKCS11_MASTER_LABEL": "pkcs11_master_label",
+    "FLOWLOOM_KMS_KEY_ID": "kms_key_id",
+    "FLOWLOOM_KMS_REGION": "kms_region",
+    "FLOWLOOM_KMS_ENDPOINT": "kms_endpoint",
+}
+_KEY_FIELDS = frozenset(_KEY_ENV.values())
+
+
+def load_key_settings(
+    env: Mapping[str, str] | None = None, user_file: Path | None = None
+) -> KeySettings:
+    """Key-provider settings from the user config's `[keys]` table and FLOWLOOM_* variables."""
+    env = os.environ if env is None else env
+    if user_file is None:
+        user_home = Path(env.get("HOME", str(Path.home())))
+        xdg_config = Path(env.get("XDG_CONFIG_HOME") or user_home / ".config")
+        user_file = xdg_config / "flowloom" / "config.toml"
+    values: dict[str, Any] = {}
+    table = _read_table(user_file, "keys")
+    for key, value in table.items():
+        if key not in _KEY_FIELDS:
+            pin = ": the PIN belongs in a PIN file (pkcs11_pin_file)" if "pin" in key else ""
+            raise ConfigError(
+                f"{user_file}: unknown [keys] setting {key!r}{pin}", hint="see docs/keys.md"
+            )
+        if not isinstance(value, str):
+            raise ConfigError(f"{user_file}: [keys] {key} must be a string")
+        values[key] = value
+    for var, key in _KEY_ENV.items():
+        if env.get(var):
+            values[key] = env[var]
+    for role, allowed in (("signing", ("file", "pkcs11")), ("master", ("file", "pkcs11", "kms"))):
+        if values.get(role, "file") not in allowed:
+            why = (
+                ": AWS KMS holds the master key only (docs/keys.md)"
+                if (role, values[role]) == ("signing", "kms")
+                else ""
+            )
+            raise ConfigError(
+                f"unknown {role} key provider {values[role]!r}{why}",
+                hint=f"use one of: {', '.join(allowed)}",
+            )
+    pin_file = values.pop("pkcs11_pin_file", None)
+    return KeySettings(
+        **values,
+        pkcs11_pin=env.get("FLOWLOOM_PKCS11_PIN") or None,
+        pkcs11_pin_file=Path(pin_file).expanduser() if pin_file else None,
+    )
+
+
+def _read_table(path: Path, name: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [{name}] must be a table")
+    return table
 
 
 @dataclass(frozen=True)
@@ -47,6 +162,8 @@ class Settings:
     api_key_file: Path | None = None
     server_vkey: str | None = None
     """A verifier key to pin instead of trusting the server's on first use."""
+    keys: KeySettings = field(default_factory=KeySettings)
+    """Where the signing keys and the master key are held (docs/keys.md)."""
 
     @property
     def last_verification_file(self) -> Path:
@@ -212,6 +329,12 @@ def load_settings(cwd: Path | None = None, env: Mapping[str, str] | None = None)
         main_tree = common.parent if common.name == ".git" else common
         default_project = main_tree.name.removesuffix(".git") or top.name
         repo_file = top / ".flowloom" / "config.toml"
+        if _read_table(repo_file, "keys"):
+            raise ConfigError(
+                f"{repo_file}: a repository's config may not say where keys are held",
+                hint="put [keys] in your user config (~/.config/flowloom/config.toml) or "
+                "set FLOWLOOM_* variables (docs/keys.md)",
+            )
         repo_values = _read_toml(repo_file)
         if repo_values:
             values.update(repo_values)
@@ -248,5 +371,6 @@ def load_settings(cwd: Path | None = None, env: Mapping[str, str] | None = None)
         origin=origin,
         max_body_bytes=max_body,
         sources=tuple(sources),
+        keys=load_key_settings(env, user_file),
         **_server_settings(values, env),
     )

@@ -4,8 +4,8 @@ It picks the sink once, from the settings: the team server when one is configure
 (`flowloom.sinks.server`), else the local ledger (`flowloom.sinks.ledger`); then drains
 the outbox and its fallback into it (`flowloom.events.drain`) under the outbox lock,
 until nothing is left, makes the auto-commits waiting for it
-(`flowloom.capture.autocommit.commit_waiting`, local ledger only), and runs the
-auto-push queue. An unavailable sink is normal,
+(`flowloom.capture.autocommit.commit_waiting`: their decisions and links go to the
+same sink), and runs the auto-push queue. An unavailable sink is normal,
 not an error worth troubling anyone with: the files stay for the next drainer, and the
 reason goes to `capture.log` beside the outbox, where `flowloom status` finds it.
 """
@@ -125,7 +125,13 @@ def _server(settings: Settings, state_dir: str, held: SpoolLock | None = None) -
     if held is not None and os.path.dirname(held.path) != spool_dir:
         held.__exit__()  # the lock of another outbox than the link's
         held = None
-    code = run(spool_dir, lambda: send_outbox(link), held=held)
+    from flowloom.capture import autocommit
+    from flowloom.events.outbox import pending
+
+    if pending(autocommit.jobs_dir(state_dir)):
+        code = _server_commits(settings, link, state_dir, held)
+    else:
+        code = run(spool_dir, lambda: send_outbox(link), held=held)
     from flowloom.capture import pushqueue
 
     if pushqueue.pending(state_dir):
@@ -139,6 +145,46 @@ def _server(settings: Settings, state_dir: str, held: SpoolLock | None = None) -
                 log(state_dir, f"server check failed: {exc.diagnostics()}")
                 return 1
     return code
+
+
+def _server_commits(
+    settings: Settings, link: ServerLink, state_dir: str, held: SpoolLock | None
+) -> int:
+    """Send the outbox to the server and make the auto-commits waiting for it, as
+    `_local` does with the ledger: the commit links and decisions go to the team's
+    record (`flowloom.sinks.team`), through the outbox this process holds the lock of."""
+    from flowloom.capture import autocommit
+    from flowloom.services import build_team_services
+    from flowloom.sinks.server import send_outbox
+    from flowloom.sinks.team import TeamLedger
+
+    spool_dir = link.spool_dir
+    lock, held = held or drain_lock(spool_dir), None
+    if not lock.acquired:
+        lock.__exit__()
+        return 0  # another drainer is at work and will see our files
+    try:
+        services = build_team_services(settings, state_dir, agent="auto-commit")
+    except BaseException:
+        lock.__exit__()
+        raise
+    try:
+        ledger = services.ledger
+        assert isinstance(ledger, TeamLedger)
+        ledger.outbox.lock_held = True
+        team_link = ledger.link
+
+        def send_and_commit() -> DrainReport:
+            """Send the outbox, make the commits it allows, send their links."""
+            report = send_outbox(team_link)
+            if report.error is None and autocommit.jobs_waiting(state_dir):
+                autocommit.commit_waiting(state_dir, ledger)
+                report = send_outbox(team_link)
+            return report
+
+        return run(spool_dir, send_and_commit, lambda: autocommit.jobs_ready(state_dir), lock)
+    finally:
+        services.close()
 
 
 def _local(

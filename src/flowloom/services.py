@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from flowloom.config import Settings
 from flowloom.errors import InputError
 from flowloom.ledger.body import BodyCipher
+from flowloom.ledger.keyprovider import Envelope, MasterKeys, SigningKeys
 from flowloom.ledger.keyring import Keyring
-from flowloom.ledger.keys import KeyStore
+from flowloom.ledger.keys import FileMasterKeys, KeyStore
 from flowloom.ledger.log import Ledger
+from flowloom.ledger.providers import open_key_providers
 from flowloom.store.interface import Store
 
 if TYPE_CHECKING:
@@ -35,6 +37,7 @@ __all__ = [
     "AuditLedgers",
     "Services",
     "build_services",
+    "build_team_services",
     "default_actor",
     "log_attesters",
     "open_ledger",
@@ -55,9 +58,15 @@ class Services:
 
     settings: Settings
     store: Store
-    keys: KeyStore
+    keys: SigningKeys
     ledger: Ledger
     access: Access = "write"
+    master: MasterKeys | None = None
+    """Where the master key is held (the key files of `keys` when None)."""
+    notice: str | None = None
+    """What a reader should say about its answer (the team record's copy is stale)."""
+    team: bool = False
+    """The ledger is the team's record on the server (`build_team_services`)."""
 
     def close(self) -> None:
         self.ledger.writer.close()
@@ -130,8 +139,9 @@ def server_keys(settings: Settings) -> list[Verifier]:
 
 def open_ledger(
     store: Store,
-    keys: KeyStore,
+    keys: SigningKeys,
     *,
+    master: MasterKeys | None = None,
     log: str,
     origin: str,
     actor: Mapping[str, Any],
@@ -139,14 +149,24 @@ def open_ledger(
     access: Access = "write",
     writer: LogWriter | None = None,
 ) -> Ledger:
-    """A Ledger for `log` whose keys come from the log's own history (see Access)."""
+    """A Ledger for `log` whose keys come from the log's own history (see Access).
+
+    `master` holds the master key; by default the key files beside `keys`.
+    """
     writing = access == "write"
+    masters: MasterKeys
+    if master is not None:
+        masters = master
+    elif isinstance(keys, KeyStore):
+        masters = FileMasterKeys(keys)
+    else:
+        raise TypeError("signing keys outside files need their master key provider")
     return Ledger(
         store,
         log=log,
         origin=origin,
         keyring=Keyring(store, log, origin, keys, create=writing),
-        cipher=lambda: BodyCipher(keys.master_key(create=writing)),
+        cipher=lambda: BodyCipher(Envelope(masters, create=writing)),
         actor=actor,
         max_body_bytes=max_body_bytes,
         writer=writer,
@@ -161,10 +181,12 @@ def build_services(
         settings.database, read_only=access == "read", create=access == "write"
     )
     try:
-        keys = KeyStore(settings.home)
+        providers = open_key_providers(settings.home, settings.keys)
+        keys = providers.signing
         ledger = open_ledger(
             store,
             keys,
+            master=providers.master,
             log=settings.project,
             origin=settings.origin,
             actor=default_actor(),
@@ -174,7 +196,55 @@ def build_services(
     except BaseException:
         store.close()
         raise
-    return Services(settings=settings, store=store, keys=keys, ledger=ledger, access=access)
+    return Services(
+        settings=settings,
+        store=store,
+        keys=keys,
+        ledger=ledger,
+        access=access,
+        master=providers.master,
+    )
+
+
+def build_team_services(
+    settings: Settings, state_dir: str, *, access: Access = "write", agent: str = "cli"
+) -> Services:
+    """Services over the team's record on the server (`settings.server_url`): reads from
+    this clone's verified copy of the server's log, brought up to date now (or labelled
+    stale in `Services.notice` when the server is out of reach); writes through the
+    outbox to the server (`flowloom.sinks.team`). The pinned server key is trusted as
+    the server's (its attestations prove who acted)."""
+    from flowloom.client.link import ServerLink
+    from flowloom.client.mirror import Mirror
+    from flowloom.sinks.team import TeamLedger
+
+    link = ServerLink.from_settings(settings, state_dir)
+    mirror = Mirror(state_dir, link.server_url, link.project)
+    try:
+        state = mirror.refresh(link)
+        pinned = link.trust().load().vkey
+        if settings.server_vkey is None and pinned is not None:
+            settings = settings.with_overrides(server_vkey=pinned)
+        ledger = TeamLedger(
+            link,
+            mirror,
+            origin=settings.origin,
+            actor=default_actor(),
+            max_body_bytes=settings.max_body_bytes,
+            agent=agent,
+        )
+    except BaseException:
+        mirror.close()
+        raise
+    return Services(
+        settings=settings,
+        store=mirror.store,
+        keys=KeyStore(settings.home),
+        ledger=ledger,
+        access=access,
+        notice=state.label(link.server_url, link.project),
+        team=True,
+    )
 
 
 class AuditLedgers:
@@ -188,14 +258,16 @@ class AuditLedgers:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._store: Store | None = None
-        self._keys: KeyStore | None = None
+        self._keys: SigningKeys | None = None
+        self._master: MasterKeys | None = None
         self._ledgers: dict[str, Ledger] = {}
 
     def _ledger(self, project: str) -> Ledger:
         if project not in self._ledgers:
             if self._store is None or self._keys is None:
                 self._store = open_store(self._settings.database)
-                self._keys = KeyStore(self._settings.home)
+                providers = open_key_providers(self._settings.home, self._settings.keys)
+                self._keys, self._master = providers.signing, providers.master
             origin = (
                 self._settings.origin
                 if project == self._settings.project
@@ -204,6 +276,7 @@ class AuditLedgers:
             self._ledgers[project] = open_ledger(
                 self._store,
                 self._keys,
+                master=self._master,
                 log=project,
                 origin=origin,
                 actor=default_actor(),

@@ -163,10 +163,85 @@ def test_pytests_own_junit_recorded_end_to_end(box: Sandbox) -> None:
     assert "1 tests, 1 passed" in box.ok("ci", "record", "--junit", "test-results/pytest.xml")
 
 
-def test_with_a_team_server_nothing_is_recorded_where_it_would_vanish(box: Sandbox) -> None:
+def test_with_a_team_server_results_without_a_ci_token_are_refused(box: Sandbox) -> None:
     path = _results(box, "a.xml", PASSING)
     done = box.flowloom(
-        "ci", "record", "--junit", path, env={"FLOWLOOM_SERVER": "http://127.0.0.1:9"}
+        "ci",
+        "record",
+        "--junit",
+        path,
+        env={"FLOWLOOM_SERVER": "http://127.0.0.1:9", "FLOWLOOM_API_KEY": "k"},
     )
-    assert done.returncode == 3 and "takes no test results yet" in done.stderr
+    assert done.returncode == 3 and "only with the CI run's OIDC identity token" in done.stderr
     assert box.events("test.result") == []
+
+
+def test_with_a_team_server_results_go_there_proven_by_the_ci_token(
+    box: Sandbox, issuer: CIIssuer, tmp_path: Path
+) -> None:
+    """`flowloom ci record` in server mode: through the outbox to the server, which
+    verifies the run's token against its allow-list of issuers and records the run's
+    identity from the verified claims (docs/sync.md)."""
+    from tests.client.conftest import PROJECT, LiveServer
+
+    server = LiveServer(tmp_path / "srv", str(tmp_path / "server.db"))
+    (tmp_path / "srv").mkdir()
+    user, key = server.provision()
+    server.env["FLOWLOOM_SERVER_CI_ISSUERS"] = issuer.issuer
+    server.start()
+    try:
+        team = {"FLOWLOOM_SERVER": server.url, "FLOWLOOM_API_KEY": key, "FLOWLOOM_PROJECT": PROJECT}
+        path = _results(box, "a.xml", PASSING)
+        env = {**team, **issuer.github_env(sha=box.head(), run_id="77")}
+        done = box.flowloom("ci", "record", "--junit", path, env=env)
+        assert done.returncode == 0, done.stderr
+        assert "recorded entry" in done.stdout and "verified" in done.stdout
+        [entry] = [e for e in server.entries(key) if e["kind"] == "test.result"]
+        event = entry["envelope"]
+        assert event["actor"] == {"type": "service", "id": "ci:github:acme/app"}
+        ci = event["refs"]["ci"]
+        assert ci["verified"] is True and ci["verified_by"] == "server"
+        assert ci["issuer"] == issuer.issuer and ci["claims"]["run_id"] == "77"
+        assert event["refs"]["submitted_by"]["id"] == user
+        assert "attestation" in event["refs"]
+        assert box.events("test.result") == []  # nothing in a runner's own ledger
+        # The gate reads the team's record and sends its verdict the same way.
+        gate = box.flowloom("check", "--all", "--record", env=env)
+        assert "Traceback" not in gate.stderr, gate.stderr
+        [verdict] = [e["envelope"] for e in server.entries(key) if e["kind"] == "ci.result"]
+        assert verdict["refs"]["ci"]["verified_by"] == "server"
+        assert verdict["refs"]["ci"]["claims"]["run_id"] == "77"
+        assert box.events("ci.result") == []
+
+        # An issuer the server does not list is not believed, whatever it signs.
+        server.stop()
+        server.env["FLOWLOOM_SERVER_CI_ISSUERS"] = "https://token.actions.githubusercontent.com"
+        server.start()
+        refused = box.flowloom("ci", "record", "--junit", path, env=env)
+        assert refused.returncode == 8, refused.stderr
+        assert "does not trust CI tokens from" in refused.stderr
+        assert len([e for e in server.entries(key) if e["kind"] == "test.result"]) == 1
+    finally:
+        server.stop()
+
+
+def test_the_servers_ci_issuers_come_from_its_config_and_must_be_https(tmp_path: Path) -> None:
+    from flowloom.errors import ConfigError
+    from flowloom.server.settings import load_server_settings
+
+    config = tmp_path / ".config" / "flowloom" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(
+        '[server]\nci_issuers = ["https://token.actions.githubusercontent.com/", '
+        '"https://gitlab.com"]\n'
+    )
+    env = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / ".config")}
+    settings = load_server_settings(tmp_path, env)
+    assert settings.ci_issuers == (
+        "https://token.actions.githubusercontent.com",
+        "https://gitlab.com",
+    )
+    assert load_server_settings(tmp_path, {**env, "FLOWLOOM_SERVER_CI_ISSUERS": ""}).ci_issuers
+    config.write_text('[server]\nci_issuers = ["http://issuer.example.com"]\n')
+    with pytest.raises(ConfigError, match="not an https URL"):
+        load_server_settings(tmp_path, env)

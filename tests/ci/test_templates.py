@@ -297,3 +297,59 @@ def test_a_pinned_commit_is_what_pip_installs(tmp_path: Path) -> None:
     [item] = json.loads(report.read_text())["install"]
     assert item["metadata"]["name"] == "flowloom"
     assert item["download_info"]["vcs_info"]["commit_id"] == head
+
+
+def test_the_job_restores_the_log_key_from_a_ci_secret(tmp_path: Path) -> None:
+    """A runner starts with an empty FLOWLOOM_HOME: the job puts the log's key there from
+    the FLOWLOOM_LOG_KEY secret (checked against FLOWLOOM_VKEY) before it records."""
+    from flowloom.ledger.note import Signer
+
+    box = Sandbox(tmp_path)
+    box.commit_ok("initial commit")
+    test_command = (
+        f'"{sys.executable}" -m pytest -q -p no:cacheprovider --junitxml=test-results/t.xml'
+    )
+    box.ok("init", "--ci", "github", "--ci-install", PIN, "--ci-test-command", test_command)
+    box.write("test_app.py", "def test_pays():\n    assert 2 + 2 == 4\n")
+    box.write(".gitignore", "test-results/\ntest-reports/\n__pycache__/\n")
+    box.git("add", "-A")
+    box.git("commit", "-q", "-m", "CI and tests", env={"FLOWLOOM_OVERRIDE": "adopt FlowLoom"})
+    origin = tmp_path / "origin.git"
+    box.run(["git", "init", "-q", "--bare", str(origin)])
+    box.git("remote", "add", "origin", str(origin))
+    box.git("push", "-q", "origin", "main")
+    base = box.head()
+    box.record_decision()
+    head = box.commit_ok(f"linked change\n\nFlowLoom-Decision: {DECISION}")
+    vkey = box.ok("log", "vkey").strip()
+    keys = Path(box.env["FLOWLOOM_HOME"]) / "keys"
+    [secret] = {
+        path.read_text().strip()
+        for path in keys.glob("*.skey")
+        if Signer.from_skey(path.read_text().strip()).verifier().vkey == vkey
+    }
+    _, script = READERS["github"]((box.repo / FILES["github"]).read_text())
+    assert "flowloom log restore-key" in script
+    runner_home = tmp_path / "runner-home"
+    env = {
+        **_platform_env("github", base, head),
+        "FLOWLOOM_BRANCH": "topic",
+        "FLOWLOOM_DATABASE": str(box.common_dir() / "flowloom" / "ledger.db"),
+        "FLOWLOOM_HOME": str(runner_home),
+        "FLOWLOOM_VKEY": vkey,
+        "PATH": f"{box.bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin",
+    }
+    without = box.run(["sh", "-e", "-c", script], env=env)
+    assert without.returncode != 0  # no key on the runner: nothing can be attested
+    wrong = Signer.generate(vkey.split("+")[0]).to_skey()
+    refused = box.run(["sh", "-e", "-c", script], env={**env, "FLOWLOOM_LOG_KEY": wrong})
+    assert refused.returncode != 0 and "not the private half of FLOWLOOM_VKEY" in refused.stderr
+    assert secret not in refused.stdout + refused.stderr
+    done = box.run(["sh", "-e", "-c", script], env={**env, "FLOWLOOM_LOG_KEY": secret})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "restored the signing key" in done.stdout and secret not in done.stdout
+    [tested] = box.events("test.result")
+    assert tested["refs"]["ok"] is True
+    [verdict] = box.events("ci.result")
+    assert verdict["refs"]["ok"] is True
+    assert oct((runner_home / "keys").stat().st_mode & 0o777) == "0o700"

@@ -170,20 +170,28 @@ def test_the_hook_stays_light_with_a_server_configured(
     assert prompts(sqlite_server, key) == ["light"]
 
 
-def test_an_agents_file_write_goes_to_the_server_and_is_not_auto_committed(
+def test_an_agents_file_write_is_auto_committed_and_recorded_on_the_server(
     sqlite_server: LiveServer, box: AgentSandbox
 ) -> None:
-    from tests.capture.test_autocommit import agent_writes
+    from tests.capture.test_autocommit import agent_writes, trailer
 
-    box.write("README.md", "project\n")
-    box.git("add", "README.md")
-    box.git("commit", "-q", "-m", "initial")
     _, key = sqlite_server.provision()
     sqlite_server.start()
     connect(box, sqlite_server, key)
+    box.init()  # git hooks, policy (committed under an override, recorded on the server)
     agent_writes(box, "loader.py", "def load():\n    pass\n", "t1")
     box.settled()
-    assert len(box.commits()) == 1  # auto-commit records locally: off with a server
-    kinds = [e["kind"] for e in sqlite_server.entries(key)]
-    assert "artifact.write" in kinds
+    assert len(box.commits()) == 2  # auto-commit works in server mode (docs/sync.md)
+    assert box.git("status", "--porcelain") == ""
+    decision = trailer(box, "FlowLoom-Decision")
+    recorded = sqlite_server.entries(key)
+    kinds = [e["kind"] for e in recorded]
+    assert "artifact.write" in kinds and "decision.record" in kinds and "commit.link" in kinds
+    [link] = [
+        e for e in recorded if e["kind"] == "commit.link" and e["envelope"]["subject"] == box.head()
+    ]
+    assert link["envelope"]["refs"]["decision"] == decision
+    [record] = [e for e in recorded if e["kind"] == "decision.record"]
+    [write] = [e for e in recorded if e["kind"] == "artifact.write"]
+    assert write["index"] < record["index"] < link["index"]  # in order
     assert not (box.state_dir / "ledger.db").exists()

@@ -263,6 +263,39 @@ def test_a_gdpr_report_names_nobody(world: World, tmp_path: Path) -> None:
     )
 
 
+def test_a_gdpr_report_names_its_generator_in_full_in_the_body_and_the_statement(
+    world: World, tmp_path: Path
+) -> None:
+    """Who generated the report is the one person named (an authenticated employee making
+    the record, not a subject of it); the body and its signed statement agree. Everyone
+    the assessment is about stays pseudonymised, the generator too where they appear as
+    a developer."""
+    from flowloom.compliance.minimise import pseudonym
+    from flowloom.compliance.run import generate_report
+    from flowloom.compliance.statement import Generator, TrustRecord
+    from flowloom.ledger.dsse import Envelope
+
+    made = generate_report(
+        world.ledger, framework="gdpr", period=MARCH, fmt="json", out=tmp_path / "gdpr.json",
+        trust=TrustRecord.of_server(world.trust), generator=Generator(ANN[1], "server"),
+        repo=world.repo,
+    )  # fmt: skip
+    body = json.loads(made.path.read_text())
+    predicate = Envelope.parse(made.statement_path.read_bytes()).statement()["predicate"]
+    assert predicate["generatedBy"]["identity"] == ANN[1]
+    assert predicate["generatedBy"]["authenticated"] is True
+    assert body["generated_by"] == f"{ANN[1]} (authenticated by the FlowLoom server)"
+    assert body["minimised"].startswith("personal data minimised")
+    rest = json.dumps({k: v for k, v in body.items() if k != "generated_by"}, ensure_ascii=False)
+    rest = rest.replace(body["ledger"]["origin"], "")
+    assert not re.search(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[a-z]{2,}", rest)
+    assert ANN[0] not in rest and BOB[0] not in rest
+    ann = pseudonym(body["ledger"]["origin"], ANN[1], ANN[0])
+    assert ann in {c["author"] for c in body["changes"]}
+    html = render("html", Assessment.from_json(body), tmp_path / "gdpr.html").read_text()
+    assert html.count(ANN[1]) == 1 and f"<dd>{ANN[1]} (authenticated" in html
+
+
 # -- re-performing with the recorded seed --------------------------------------------------
 
 

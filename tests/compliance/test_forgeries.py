@@ -323,6 +323,9 @@ def test_no_check_counts_a_forged_event(forged: Forged) -> None:
     assert "not counted" in message
     [c1_row, c2_row] = result.changes
     assert c1_row.approvals == () and [a.entry for a in c2_row.approvals]
+    # So no control resting on approvals passes: each is flagged for C1.
+    approving = [c for c in result.controls if "segregation_of_duties" in c.control.checks]
+    assert approving and all(c.status == "flag" for c in approving), approving
 
     # CI: the forged passing verdict does not test C1.
     tested = _flags(result.check("tested_before_deploy"))

@@ -10,7 +10,9 @@ file of a pack, and every "flag" rewritten to "pass" with the manifests rebuilt.
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -18,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -258,6 +261,33 @@ def test_all_formats_of_one_run_agree(env: World, pack: Path, tmp_path: Path) ->
     for found in re.findall(r"(?<!Audit trail \()\b(\d+) entries", everywhere):
         assert int(found) == size, found
     assert "not yet covered by a signed checkpoint" not in exceptions + html_text
+    # The same counts of controls, findings, changes and trail rows in every format.
+    from flowloom.compliance.reports.templating import STATUS_LABELS
+
+    with zipfile.ZipFile(pack) as archive:
+        tables = {
+            name: list(csv.DictReader(io.StringIO(archive.read(name).decode())))
+            for name in ("population.csv", "exceptions.csv", "audit-trail.csv",
+                         "controls-requirements.csv")
+        }  # fmt: skip
+    assert len(tables["population.csv"]) == len(data["changes"]) > 0
+    assert len(tables["exceptions.csv"]) == len(data["exceptions"]) > 0
+    assert len(tables["audit-trail.csv"]) == len(data["audit_trail"])
+    controls = tables["controls-requirements.csv"]
+    assert [r["status"] for r in controls] == [c["status"] for c in data["controls"]]
+    flat = " ".join(text.split())
+    statuses = Counter(c["status"] for c in data["controls"])
+    for status, label in STATUS_LABELS.items():
+        count = statuses.get(status, 0)
+        row = f'<th scope="row" class="status status-{status}">{status}</th><td>{label}</td>'
+        assert f"{row}<td>{count}</td>" in html_text, status
+        assert f"{status} {label} {count}" in flat, status
+    notes = sum(f["severity"] == "info" for f in data["exceptions"])
+    totals = (
+        f"{len(data['exceptions']) - notes} exceptions and {notes} informational notes in "
+        f"total; {len(data['changes'])} changes in the population."
+    )
+    assert totals in html_text and totals in flat
     # The period as requested: the last day included, the timezone stated.
     label = "2026-03-01 to 2026-03-31 (both days included, UTC)"
     assert label in html_text and label in chain and label in " ".join(text.split())
@@ -397,6 +427,128 @@ def test_a_pdf_carries_its_assessment_and_the_statement_over_it(
 def archive_bytes(pack: Path, name: str) -> bytes:
     with zipfile.ZipFile(pack) as archive:
         return archive.read(name)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def pdf_embedding(report_json: bytes, statement: bytes) -> bytes:
+    """A small PDF/A embedding `report_json` and `statement`, as a report PDF does."""
+    from flowloom.compliance.reports.pdf import Embedded, html_to_pdf
+
+    return html_to_pdf(
+        '<!doctype html><html lang="en"><head><title>Report</title></head>'
+        "<body><h1>Report</h1><p>Every control passes.</p></body></html>",
+        attachments=[
+            Embedded("report.json", report_json, "application/json", "assessment", "Source"),
+            Embedded("report.json.intoto.jsonl", statement, "application/jsonl", "statement"),
+        ],
+    )
+
+
+def _resigned_pack(env: World, pack: Path, target: Path, pdf_bytes: bytes) -> None:
+    """`pack` with report.pdf replaced and everything rebuilt and signed again with the
+    log's own key: manifest.json, the statement inside, MANIFEST.sha256 and the
+    statement beside it. Only what the PDF embeds is left to give it away."""
+    from flowloom.compliance.statement import Generator, sign_statement
+
+    signer = env.ledger.require_signer()
+    with zipfile.ZipFile(pack) as archive:
+        contents = {n: archive.read(n) for n in archive.namelist() if not n.endswith("/")}
+    predicate = Envelope.parse(contents["report.intoto.jsonl"]).statement()["predicate"]
+    changed = {"report.pdf": pdf_bytes}
+    manifest = json.loads(contents[MANIFEST_JSON])
+    manifest["files"]["report.pdf"] = {"sha256": _sha(pdf_bytes), "size": len(pdf_bytes)}
+    changed[MANIFEST_JSON] = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode()
+    files = {**contents, **changed}
+    subjects = sorted(
+        (n, _sha(d)) for n, d in files.items() if n not in ("report.intoto.jsonl", MANIFEST_SHA256)
+    )
+    changed["report.intoto.jsonl"] = sign_statement(
+        subjects, predicate, signer, Generator("")
+    ).to_line()
+    files.update(changed)
+    sums = {n: _sha(d) for n, d in files.items() if n != MANIFEST_SHA256}
+    changed[MANIFEST_SHA256] = "".join(f"{d}  {n}\n" for n, d in sorted(sums.items())).encode()
+    rewrite(pack, target, changed)
+    beside = Envelope.parse(pack.with_name(pack.name + ".intoto.jsonl").read_bytes()).statement()
+    outer = sign_statement(
+        [(target.name, _sha(target.read_bytes()))], beside["predicate"], signer, Generator("")
+    )
+    target.with_name(target.name + ".intoto.jsonl").write_bytes(outer.to_line())
+
+
+@pytest.mark.parametrize("forged", ["assessment", "assessment-and-statement"])
+def test_a_pdf_embedding_another_assessment_fails(
+    env: World, pack: Path, tmp_path: Path, forged: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The pack is signed again with the log's own key around a PDF that embeds another
+    report.json (flags made passes), alone or with a statement signed over it: only the
+    PDF's attachments differ, and verify lists them."""
+    from flowloom.compliance.statement import Generator, sign_statement
+
+    original = archive_bytes(pack, "report.json")
+    other = original.replace(b'"flag"', b'"pass"')
+    assert other != original
+    statement = embedded(archive_bytes(pack, "report.pdf"))["report.json.intoto.jsonl"]
+    if forged == "assessment-and-statement":  # self-consistent inside the PDF
+        predicate = Envelope.parse(statement).statement()["predicate"]
+        predicate["assessment"]["sha256"] = _sha(other)
+        statement = sign_statement(
+            [("report.json", _sha(other))], predicate, env.ledger.require_signer(), Generator("")
+        ).to_line()
+    target = tmp_path / "forged.zip"
+    _resigned_pack(env, pack, target, pdf_embedding(other, statement))
+    result = verify_report(target, trusted=[Verifier.from_vkey(vkey(env))])
+    assert not result.ok and not result.reperformed
+    assert all(p.startswith(("report.pdf ", "the statement report.pdf")) for p in result.problems)
+    assert "report.pdf embeds a report.json that differs from the pack's report.json" in (
+        result.problems
+    )
+    inner = [p for p in result.problems if p.startswith("the statement report.pdf embeds")]
+    if forged == "assessment":
+        assert inner == []
+    else:  # signed by the right key, but over another assessment than the report's
+        assert any("is not over the report's assessment" in p for p in inner), inner
+        assert any(p.endswith("about: assessment") for p in inner), inner
+    capsys.readouterr()
+    assert run("report", "verify", str(target), "--vkey", vkey(env)) == 1
+    assert "embeds a report.json that differs" in capsys.readouterr().out
+    # Made with the pack's own attachments, the rebuilt pack verifies: the check is sound.
+    honest = tmp_path / "honest.zip"
+    _resigned_pack(env, pack, honest, pdf_embedding(original, embedded(
+        archive_bytes(pack, "report.pdf"))["report.json.intoto.jsonl"]))  # fmt: skip
+    result = verify_report(honest, trusted=[Verifier.from_vkey(vkey(env))])
+    assert not result.problems, result.problems
+
+
+def test_a_single_pdf_embedding_another_assessment_fails(
+    env: World, pack: Path, tmp_path: Path
+) -> None:
+    """A PDF on its own, with a valid statement beside it, whose embedded report.json is
+    not the assessment its statement names."""
+    from flowloom.compliance.statement import Generator, sign_statement
+
+    statement = embedded(archive_bytes(pack, "report.pdf"))["report.json.intoto.jsonl"]
+    predicate = Envelope.parse(statement).statement()["predicate"]
+    signer = env.ledger.require_signer()
+    out = tmp_path / "p11.pdf"
+    trusted = [Verifier.from_vkey(vkey(env))]
+    for name, data in (("honest", archive_bytes(pack, "report.json")), ("forged", b"{}")):
+        out.write_bytes(pdf_embedding(data, statement))
+        beside = sign_statement(
+            [(out.name, _sha(out.read_bytes()))], {**predicate, "format": "pdf"}, signer,
+            Generator(""),
+        )  # fmt: skip
+        out.with_name(out.name + ".intoto.jsonl").write_bytes(beside.to_line())
+        result = verify_report(out, trusted=trusted)
+        if name == "honest":
+            assert result.ok, result.problems
+        else:
+            assert result.problems == [
+                "p11.pdf embeds a report.json that is not the assessment its statement names"
+            ]
 
 
 # -- a generator proven by their SSH key ---------------------------------------------------

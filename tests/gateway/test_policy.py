@@ -22,6 +22,7 @@ from flowloom.gateway.app import Gateway, GatewaySettings
 from flowloom.gateway.mock import MockServer
 from flowloom.gateway.recorder import ObserveHook, Recorder
 from flowloom.gateway.routing import Router
+from flowloom.gateway.settlement import Settlement
 from tests.gateway.core.harness import LedgerSwitch, RunningGateway, start_gateway
 
 CONFIG = """
@@ -102,14 +103,19 @@ def start(tmp_path: Path, mock: MockServer, observe: ObserveHook | None = None) 
     access = Access(
         str(tmp_path / "access.db"), master_key_loader=ledgers.keys.master_key, prices=PRICES
     )
-    recorder = Recorder(ledgers.get, default_project="gw", retry_interval_s=0.1, observe=observe)
+    recorder = Recorder(
+        ledgers.get,
+        default_project="gw",
+        retry_interval_s=0.1,
+        observe=observe,
+        settle=Settlement(access),
+    )
     gateway = Gateway(
         router=Router(config, clock=clock),
         access=access,
         recorder=recorder,
         settings=GatewaySettings(default_project="gw", reload_interval_s=0),
     )
-    recorder.settle = gateway.settle
     return World(start_gateway(gateway, ledgers), access, mock, clock)
 
 

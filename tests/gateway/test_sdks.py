@@ -21,6 +21,7 @@ from flowloom.gateway.app import Gateway, GatewaySettings
 from flowloom.gateway.mock import MockServer
 from flowloom.gateway.recorder import Recorder
 from flowloom.gateway.routing import Router
+from flowloom.gateway.settlement import Settlement
 from tests.gateway.core.harness import LedgerSwitch, RunningGateway, start_gateway
 
 SECRET_IN_PROMPT = "sk-ant-api03-" + "Zx9" * 30 + "AA"
@@ -99,14 +100,15 @@ def setup(tmp_path: Path, mock_provider: MockServer) -> Iterator[Setup]:
     access.set_provider_key("anthropic", "sk-ant-upstream-" + "q" * 40)
     access.set_provider_key("openai", "sk-upstream-" + "r" * 40)
     vkey, secret = access.create_key(name="sdk", project="sdk-project")
-    recorder = Recorder(ledgers.get, default_project="gw", retry_interval_s=0.1)
+    recorder = Recorder(
+        ledgers.get, default_project="gw", retry_interval_s=0.1, settle=Settlement(access)
+    )
     gateway = Gateway(
         router=Router(config),
         access=access,
         recorder=recorder,
         settings=GatewaySettings(default_project="gw", reload_interval_s=0),
     )
-    recorder.settle = gateway.settle
     run = start_gateway(gateway, ledgers)
     try:
         yield Setup(run, secret, vkey.id, mock_provider)

@@ -145,7 +145,7 @@ def test_standalone_gateway_with_the_servers_public_url_signs_as_the_server(
 ) -> None:
     import anthropic
 
-    from flowloom.gateway.app import build_gateway
+    from flowloom.gateway import build_gateway
     from flowloom.server.build import build_server
     from flowloom.server.settings import ServerSettings
     from flowloom.server.state import ServerState

@@ -264,6 +264,14 @@ MATRIX.update(
 _SSO_OFF = frozenset({400, 404})
 MATRIX.setdefault(("GET", "/api/v1/auth/oidc/login"), Rule(EVERYONE, ok=_SSO_OFF))
 MATRIX.setdefault(("GET", "/api/v1/auth/oidc/callback"), Rule(EVERYONE, ok=_SSO_OFF))
+# SAML likewise (404 without [server.saml]); its logout needs a signed-in principal first.
+_SAML = "/api/v1/auth/saml"
+MATRIX.setdefault(("GET", _SAML + "/metadata"), Rule(EVERYONE, ok=_SSO_OFF))
+MATRIX.setdefault(("GET", _SAML + "/login"), Rule(EVERYONE, ok=_SSO_OFF))
+MATRIX.setdefault(("POST", _SAML + "/acs"), Rule(EVERYONE, ok=_SSO_OFF))
+MATRIX.setdefault(("POST", _SAML + "/logout"), Rule(AUTHENTICATED, ok=_SSO_OFF))
+MATRIX.setdefault(("GET", _SAML + "/sls"), Rule(EVERYONE, ok=_SSO_OFF))
+MATRIX.setdefault(("POST", _SAML + "/sls"), Rule(EVERYONE, ok=_SSO_OFF))
 
 # -- compliance: reports (audit.read), the catalogue (project.read), legal holds ----------
 # A report over one quiet day as JSON: real, and cheap enough to generate per principal.
@@ -369,3 +377,51 @@ MATRIX.update(
 MATRIX[("POST", L + "/key/rotate")] = Rule(
     PROJECT_ADMINS, other=STAR, request=lambda ctx: Call(json={"reason": ""}), ok=_INVALID
 )
+
+# -- SCIM provisioning (/scim/v2): only a provisioning token, never an API key or a session.
+# Every principal here holds an API key, so each is refused as unauthenticated (401), not
+# as forbidden; tests/server/test_scim.py covers what a provisioning token may do.
+S = "/scim/v2"
+
+
+def _scim_ids(ctx: Ctx) -> Call:
+    return Call(
+        path={
+            "name": "User",
+            "schema_id": "urn:ietf:params:scim:schemas:core:2.0:User",
+            "user_id": ctx.user_id("victim"),
+            "group_id": "team_matrix",
+        },
+        json={},
+    )
+
+
+MATRIX.update(
+    {
+        (method, S + path): Rule(NOBODY, request=_scim_ids)
+        for method, path in (
+            ("GET", "/ServiceProviderConfig"),
+            ("GET", "/ResourceTypes"),
+            ("GET", "/ResourceTypes/{name}"),
+            ("GET", "/Schemas"),
+            ("GET", "/Schemas/{schema_id}"),
+            ("GET", "/Users"),
+            ("POST", "/Users"),
+            ("POST", "/Users/.search"),
+            ("GET", "/Users/{user_id}"),
+            ("PUT", "/Users/{user_id}"),
+            ("PATCH", "/Users/{user_id}"),
+            ("DELETE", "/Users/{user_id}"),
+            ("GET", "/Groups"),
+            ("POST", "/Groups"),
+            ("POST", "/Groups/.search"),
+            ("GET", "/Groups/{group_id}"),
+            ("PUT", "/Groups/{group_id}"),
+            ("PATCH", "/Groups/{group_id}"),
+            ("DELETE", "/Groups/{group_id}"),
+            ("POST", "/.search"),
+        )
+    }
+)
+TOKEN_ONLY_PREFIX = S + "/"
+"""Routes under this prefix refuse every API key as unauthenticated (401)."""

@@ -78,15 +78,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def live_server(server: ServerState, app: Any = None) -> Iterator[str]:
+def live_server(server: ServerState, app: Any = None, *, lifespan: str = "off") -> Iterator[str]:
     """Serve `server` (or `app`, made from it) over loopback HTTP in a thread; yields the
-    base URL. Proxy headers are left to the app, as `flowloom serve` does."""
+    base URL. Proxy headers are left to the app, as `flowloom serve` does; `lifespan="on"`
+    runs the app's start-up and shut-down as `flowloom serve` does."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app or create_app(server), log_level="warning", lifespan="off", proxy_headers=False
+        app or create_app(server), log_level="warning", lifespan=lifespan, proxy_headers=False
     )
     runner = uvicorn.Server(config)
     thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)

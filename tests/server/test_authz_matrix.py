@@ -15,7 +15,7 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
 from flowloom.server.app import create_app
-from tests.server.authz_matrix import MATRIX, PRINCIPALS, Call, Rule
+from tests.server.authz_matrix import MATRIX, PRINCIPALS, TOKEN_ONLY_PREFIX, Call, Rule
 from tests.server.support import OTHER, OWN, World, make_world
 
 _counter = itertools.count()
@@ -129,7 +129,8 @@ def test_authorization_matrix(matrix_world: World) -> None:
             elif allowed and not (status < 400 or status in rule.ok):
                 wrong.append(f"{where}, expected allowed")
             elif not allowed:
-                expected = {401} if who == "anonymous" else {403, 404}
+                token_only = path.startswith(TOKEN_ONLY_PREFIX)
+                expected = {401} if who == "anonymous" or token_only else {403, 404}
                 if status not in expected:
                     wrong.append(f"{where}, expected one of {sorted(expected)}")
     assert not wrong, f"{len(wrong)} of {checked} checks wrong:\n" + "\n".join(wrong)

@@ -271,6 +271,7 @@ def test_health_ready_metrics_and_openapi(client: TestClient) -> None:
                     or "201" in operation["responses"]
                     or "204" in operation["responses"]
                     or "302" in operation["responses"]
+                    or "303" in operation["responses"]
                     or "307" in operation["responses"]
                 ), path
 

@@ -18,9 +18,11 @@ import httpx
 import pytest
 
 from flowloom.compliance.reperform import verify_report
+from flowloom.compliance.statement import Generator, sign_statement
 from flowloom.ledger.dsse import Envelope
 from flowloom.ledger.event import Event
 from flowloom.ledger.note import Verifier
+from tests.compliance.test_signed_reports import pdf_embedding
 from tests.server.support import OWN, World, live_server
 from tests.server.test_reports_api import PERIOD, REPORTS, client, populate
 
@@ -67,6 +69,21 @@ def _exercise(world: World, tmp_path: Path) -> None:
             VERIFY, files={"file": ("report.html", edited), "statement": ("s", line)}
         )
         assert answer.json()["ok"] is False
+
+        # A PDF whose embedded report.json is not the assessment its (validly signed)
+        # statement names: the API's verification lists it too.
+        pdf = pdf_embedding(b"{}", line)
+        beside = sign_statement(
+            [("report.pdf", hashlib.sha256(pdf).hexdigest())], {**predicate, "format": "pdf"},
+            world.server.ledger(OWN).require_signer(), Generator(""),
+        ).to_line()  # fmt: skip
+        answer = http.post(VERIFY, files={"file": ("report.pdf", pdf), "statement": ("s", beside)})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["ok"] is False
+        assert any(
+            "embeds a report.json that is not the assessment" in p
+            for p in answer.json()["problems"]
+        ), answer.json()
 
         # Two reports in a row: the same control results; the first's export flags nothing.
         runs = []

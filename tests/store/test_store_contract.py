@@ -625,3 +625,18 @@ def test_concurrent_first_opens_migrate_once(fresh_location: tuple[str, str]) ->
     raw = RawDB(dialect, where)
     versions = [r[0] for r in _migration_rows(raw)]
     assert versions == [m.version for m in load_migrations(dialect)]
+
+
+def test_subject_keys_are_listed_and_swapped_only_while_unchanged(store: Store) -> None:
+    store.put_subject_key(LOG, "alice", b"under-old")
+    store.put_subject_key(OTHER, "bob", b"bob-old")
+    assert store.subject_keys() == [(OTHER, "bob", b"bob-old"), (LOG, "alice", b"under-old")]
+    assert store.replace_subject_key(LOG, "alice", b"under-old", b"under-new") is True
+    assert store.subject_key(LOG, "alice") == b"under-new"
+    # A row that changed (or was erased) since it was read is left alone.
+    assert store.replace_subject_key(LOG, "alice", b"under-old", b"stale") is False
+    assert store.subject_key(LOG, "alice") == b"under-new"
+    store.delete_bodies(OTHER, "bob")
+    assert store.replace_subject_key(OTHER, "bob", b"bob-old", b"bob-new") is False
+    assert store.subject_key(OTHER, "bob") is None
+    assert store.subject_keys() == [(LOG, "alice", b"under-new")]

@@ -151,3 +151,53 @@ def test_a_failed_assessment_is_shown_with_its_reason() -> None:
         assert background.progress("ok", lambda: 0) == ("ready", 42)
     finally:
         background.close()
+
+
+def release_when_closing(web: WebState, release: threading.Event) -> None:
+    deadline = time.monotonic() + 120
+    probe = 0
+    while web.background.progress(("probe", probe), lambda: None)[0] != "failed":
+        assert time.monotonic() < deadline
+        probe += 1
+        time.sleep(0.05)
+    release.set()
+
+
+def test_the_worker_ends_with_the_app_and_leaves_no_work_running(world: World) -> None:
+    """Served with its lifespan, as `flowloom serve` does: when the lifespan ends, the
+    computation under way has finished, what was queued never runs, and the worker
+    thread is gone; a later visit is told the server is shutting down."""
+    app = create_app(world.server)
+    web: WebState = app.state.flowloom_web
+    started, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+    workers: list[threading.Thread] = []
+
+    def slow() -> str:
+        workers.append(threading.current_thread())
+        started.set()
+        assert release.wait(60)
+        ran.append("slow")
+        return "done"
+
+    def queued() -> str:
+        ran.append("queued")
+        return "never"
+
+    with live_server(world.server, app, lifespan="on") as base, httpx.Client(base_url=base) as c:
+        sign_in(c, "auditor@example.org")
+        assert c.get(P, params=PERIOD).status_code == 200  # the real assessments start
+        assert web.background.progress("slow", slow) == ("computing", None)
+        assert started.wait(120), "the worker never reached the slow computation"
+        assert web.background.progress("queued", queued) == ("computing", None)
+        # Held until the app is closing (a new key is refused): its end must wait for it.
+        threading.Thread(target=release_when_closing, args=(web, release), daemon=True).start()
+    assert started.is_set() and release.is_set()
+    assert ran == ["slow"], ran  # finished before the lifespan ended; the queued one dropped
+    assert web.assessments.peek("slow") == "done"
+    assert workers and not any(t.is_alive() for t in workers)
+    assert not [t for t in threading.enumerate() if t in workers]
+    assert web.background.progress("later", lambda: 1) == (
+        "failed",
+        "the server is shutting down",
+    )

@@ -109,7 +109,7 @@ def test_every_status_is_shown_with_its_reason(world: tuple[World, Populated]) -
     )]  # fmt: skip
 
 
-def _git(repo: Path, *args: str) -> str:
+def _git(repo: Path, *args: str, date: str | None = None) -> str:
     env = {
         **os.environ,
         "GIT_CONFIG_NOSYSTEM": "1",
@@ -118,6 +118,7 @@ def _git(repo: Path, *args: str) -> str:
         "GIT_AUTHOR_EMAIL": "developer@example.org",
         "GIT_COMMITTER_NAME": "Dev Person",
         "GIT_COMMITTER_EMAIL": "developer@example.org",
+        **({"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date} if date else {}),
     }
     done = subprocess.run(
         ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True
@@ -198,3 +199,66 @@ def test_the_dashboard_and_the_cli_agree(
         outcome = web[clause][2]
         status = control["status"].replace("_", " ")
         assert outcome == f"{status} {control['note']}".strip(), (clause, control, outcome)
+
+
+def test_the_framework_page_shows_completeness_and_sampling(
+    world: tuple[World, Populated], tmp_path: Path
+) -> None:
+    """The report's scope, completeness and sampling sections, on the web page, from the
+    page's own (cached) assessment: one snapshot. A commit from before the baseline (the
+    first ledger entry) is listed apart, never an exception."""
+    from flowloom.compliance.reports.html import auditmeta_html
+    from flowloom.server.app import create_app
+
+    server = world[0]
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    (repo / "legacy.py").write_text("# before FlowLoom\n")
+    _git(repo, "add", "legacy.py")
+    _git(repo, "commit", "-q", "-m", "Legacy code", date="2021-06-01T12:00:00Z")
+    legacy = _git(repo, "rev-parse", "HEAD")
+    for name in ("app.py", "hotfix.py"):
+        (repo / name).write_text(f"# {name}\n")
+        _git(repo, "add", name)
+        _git(repo, "commit", "-q", "-m", f"Add {name}")
+    app = create_app(server.server)
+    with live_server(server.server, app) as base, httpx.Client(base_url=base) as client:
+        sign_in(client, "auditor@example.org")
+        bare = client.get(f"{P}/sox", params=PERIOD)
+        assert bare.status_code == 200, bare.text
+        server.server.repositories = {OWN: repo}
+        ledger = server.server.ledger(OWN)
+        ledger.record("agent.prompt", meta={"actor": {"type": "human", "id": "someone"}})
+        ledger.checkpoint()  # a new snapshot: assessed again, with git
+        page = client.get(f"{P}/sox", params=PERIOD)
+        assert page.status_code == 200, page.text
+    # Without a repository the page says what is missing, as the report does.
+    assert "Completeness not assessed:" in bare.text
+    assert "No sample: the change population was not examined (no repository)." in bare.text
+    cached = app.state.flowloom_web.assessments._items
+    latest = max((k for k in cached if k[2] == "sox"), key=lambda k: k[-1][0])
+    assessment = cached[latest]
+    assert assessment.ledger.size == latest[-1][0]  # the checkpoint the page is keyed by
+    completeness, sampling = assessment.completeness, assessment.sampling
+    assert completeness is not None and sampling is not None
+    # Exactly the report's sections, from this assessment, and its numbers.
+    assert auditmeta_html(assessment) in page.text
+    text = _text(page.text)
+    assert "Completeness: git and the ledger reconciled" in text
+    assert completeness.commits == 2 and completeness.reconciled
+    assert (
+        f"Reconciled: {completeness.commits} changes = {completeness.linked} linked + "
+        f"{completeness.unlinked} unlinked." in text
+    )
+    assert [item.commit for item in completeness.pre_adoption] == [legacy]
+    assert f"Pre-adoption commits (1), before the baseline {completeness.baseline[:10]}" in text
+    assert legacy[:12] in text and "Legacy code" in text
+    assert legacy not in {c.commit for c in assessment.changes}
+    assert not any(f.commit == legacy for f in assessment.exceptions)
+    assert "Sampling for manual testing" in text
+    assert f"{sampling.size}: {sampling.basis}" in text and sampling.seed in text
+    assert sampling.items and all(commit in text for commit in sampling.items)
+    # The summary cards count the same assessment's controls.
+    cards = dict(re.findall(r'<h2>([A-Za-z ]+)</h2><p class="big">(\d+)</p>', page.text))
+    assert int(cards["Flagged"]) == assessment.counts()["flag"]

@@ -21,6 +21,10 @@ flowloom/auth/migrations/<dialect>/, versions in ``directory_migrations``):
   processes; each is reserved before its password is evaluated and removed on success
   (`client` is the throttle's address key, flowloom.auth.throttle.client_key).
 - oidc_states(state_hash, verifier, nonce, redirect, created_at): single-use, 10 minutes.
+- saml_requests(state_hash, request_id, kind login|reauth|logout, redirect, created_at):
+  single-use, 10 minutes; saml_assertions(assertion_hash, idp, expires_at): each assertion
+  id accepted once, remembered until the assertion expires (replay protection);
+  saml_sessions(session_id, idp, name_id..., session_index): for single logout.
 
 No secret is stored: API keys and session tokens as SHA-256, passwords as argon2id, the
 CSRF token not at all (it is derived from the session token). Every change is a single
@@ -63,6 +67,8 @@ from flowloom.auth.records import (
     Member,
     OidcState,
     Project,
+    SamlPending,
+    SamlSessionRef,
     Session,
     Team,
     User,
@@ -350,6 +356,18 @@ class Directory:
             meta["refs"] = clean
         self._audit_hook(kind, project, meta)
 
+    def record(
+        self,
+        kind: str,
+        *,
+        by: Principal | None,
+        subject: str | None,
+        refs: Mapping[str, Any],
+    ) -> None:
+        """Report an instance-wide security event of a module built on the directory
+        (provisioning), with the same actor rules as the directory's own events."""
+        self._audit(kind, None, by=by, subject=subject, refs=refs)
+
     def _audit_role(
         self,
         kind: str,
@@ -443,13 +461,18 @@ class Directory:
         *,
         password: str | None = None,
         kind: str = "user",
+        require_email: bool = True,
         by: Principal | None = None,
     ) -> User:
-        """Add a person (kind "user") or a service account (kind "service")."""
+        """Add a person (kind "user") or a service account (kind "service").
+
+        `require_email` False lets a provisioned person exist without one (a SCIM user
+        whose identity provider sends none): they sign in through single sign-on only.
+        """
         if kind not in _USER_KINDS:
             raise InputError(f"unknown user kind {kind!r}", hint="use 'user' or 'service'")
         clean_email = _normal_email(email) if email is not None else None
-        if clean_email is None and kind == "user":
+        if clean_email is None and kind == "user" and require_email:
             raise InputError("a user needs an email address", hint="give --email")
         clean_name = _clean_name(name, "a user's name")
         hashed = self._passwords.hash(password) if password is not None else None
@@ -519,6 +542,38 @@ class Directory:
         if not done:
             raise _no_user(user_id)
         self._audit("auth.password_set", None, by=by, subject=user_id, refs={"user_id": user_id})
+
+    def update_profile(
+        self, user_id: str, *, email: str | None, name: str, by: Principal | None = None
+    ) -> User:
+        """Set a live user's email (None: none) and printed name, as their identity
+        provider now states them; ConflictError if the email belongs to someone else."""
+        clean_email = _normal_email(email) if email is not None else None
+        clean_name = _clean_name(name, "a user's name")
+        before = self.get_user(user_id)
+        if before.deleted_at is not None:
+            raise ConflictError(f"user {user_id!r} was deleted", hint="create a new account")
+        if (before.email, before.name) == (clean_email, clean_name):
+            return before
+        try:
+            with self._tx("updating a user") as conn:
+                conn.execute(
+                    text("UPDATE directory_users SET email = :e, name = :n WHERE id = :id"),
+                    {"e": clean_email, "n": clean_name, "id": user_id},
+                )
+        except IntegrityError:
+            raise ConflictError(
+                f"a user with email {clean_email!r} already exists",
+                hint="each email address belongs to one account",
+            ) from None
+        self._audit(
+            "auth.user_updated",
+            None,
+            by=by,
+            subject=user_id,
+            refs={"user_id": user_id, "email": clean_email, "name": clean_name},
+        )
+        return self.get_user(user_id)
 
     # -- user lifecycle: disable, enable, delete -----------------------------------------
 
@@ -726,8 +781,18 @@ class Directory:
         The identity provider is trusted to have verified the email address (the OIDC
         module passes it only then); an existing account with that email is linked once.
         """
+        return self.upsert_federated_user(issuer, subject, email, name, method="oidc")
+
+    def upsert_federated_user(
+        self, issuer: str, subject: str, email: str | None, name: str, *, method: str
+    ) -> User:
+        """The user for an identity-provider identity (OIDC issuer or SAML IdP entity id,
+        and its subject), created or linked by email on first sign-in; audited as
+        auth.user_created or auth.<method>_linked."""
+        if method not in ("oidc", "saml"):
+            raise InputError(f"unknown sign-in method {method!r}")
         if not issuer or not subject:
-            raise InputError("an OIDC identity needs an issuer and a subject")
+            raise InputError("an identity from a provider needs an issuer and a subject")
         clean_email = _normal_email(email) if email else None
         clean_name = _clean_name(name or clean_email or subject, "a user's name")
         created = linked = False
@@ -798,10 +863,12 @@ class Directory:
             )
         user = self._user(user_row)
         refs = {"user_id": user.id, "issuer": issuer, "email": user.email}
+        if method != "oidc":
+            refs["method"] = method
         if created:
             self._audit("auth.user_created", None, by=None, subject=user.id, refs=refs)
         elif linked:
-            self._audit("auth.oidc_linked", None, by=None, subject=user.id, refs=refs)
+            self._audit(f"auth.{method}_linked", None, by=None, subject=user.id, refs=refs)
         return user
 
     # -- grants -----------------------------------------------------------------------
@@ -1038,6 +1105,80 @@ class Directory:
                 subject=user_id,
                 refs={"team": found.name, "user_id": user_id},
             )
+
+    def remove_member(self, team: str, user_id: str, *, by: Principal | None = None) -> bool:
+        """Take `user_id` out of `team`; False if they were not in it. ConflictError if
+        that would leave the instance without an owner."""
+        found = self.get_team(team)
+        with self._tx("removing a team member") as conn:
+            owners = self._owners(conn, lock=True)
+            removed = conn.execute(
+                text("DELETE FROM directory_team_members WHERE team_id = :t AND user_id = :u"),
+                {"t": found.id, "u": user_id},
+            ).rowcount
+            self._keep_an_owner(conn, owners)
+        if removed:
+            self._audit(
+                "auth.team_member_removed",
+                None,
+                by=by,
+                subject=user_id,
+                refs={"team": found.name, "user_id": user_id},
+            )
+        return bool(removed)
+
+    def rename_team(self, team: str, name: str, *, by: Principal | None = None) -> Team:
+        """Give `team` a new name (its id, members and roles stay); ConflictError if taken."""
+        found = self.get_team(team)
+        clean = _clean_name(name, "a team name")
+        if clean == found.name:
+            return found
+        try:
+            with self._tx("renaming a team") as conn:
+                conn.execute(
+                    text("UPDATE directory_teams SET name = :n WHERE id = :id"),
+                    {"n": clean, "id": found.id},
+                )
+        except IntegrityError:
+            raise ConflictError(
+                f"team {clean!r} already exists", hint="choose another name"
+            ) from None
+        self._audit(
+            "auth.team_renamed",
+            None,
+            by=by,
+            subject=found.id,
+            refs={"team": clean, "old_name": found.name},
+        )
+        return Team(id=found.id, name=clean, created_at=found.created_at)
+
+    def delete_team(self, team: str, *, by: Principal | None = None) -> None:
+        """Remove `team`, its memberships and its roles (each audited as revoked);
+        ConflictError if that would leave the instance without an owner."""
+        found = self.get_team(team)
+        with self._tx("deleting a team") as conn:
+            owners = self._owners(conn, lock=True)
+            roles = conn.execute(
+                text(
+                    "DELETE FROM directory_team_grants WHERE team_id = :t RETURNING project, role"
+                ),
+                {"t": found.id},
+            ).all()
+            conn.execute(
+                text("DELETE FROM directory_team_members WHERE team_id = :t"), {"t": found.id}
+            )
+            conn.execute(text("DELETE FROM directory_teams WHERE id = :t"), {"t": found.id})
+            self._keep_an_owner(conn, owners)
+        for project, role in sorted((str(r[0]), str(r[1])) for r in roles):
+            self._audit_role(
+                "auth.role_revoked",
+                project,
+                role,
+                by=by,
+                subject=found.id,
+                grantee={"team": found.name, "reason": "team deleted"},
+            )
+        self._audit("auth.team_deleted", None, by=by, subject=found.id, refs={"team": found.name})
 
     def grant_team(
         self, team: str, project: str, role: str, *, by: Principal | None = None
@@ -1690,8 +1831,9 @@ class Directory:
             return False
         return csrf_matches(token, csrf_token)
 
-    def end_session(self, token: str) -> None:
-        """Sign out: the session stops working at once. Audited as auth.logout."""
+    def end_session(self, token: str, *, method: str | None = None) -> None:
+        """Sign out: the session stops working at once. Audited as auth.logout
+        (with `method`, e.g. "saml" for single logout, in its refs)."""
         if not isinstance(token, str) or not token:
             return
         now = self._now()
@@ -1710,7 +1852,11 @@ class Directory:
                 by=None,
                 actor={"type": "human", "id": row[1]},
                 subject=row[1],
-                refs={"user_id": row[1], "session_id": row[0]},
+                refs={
+                    "user_id": row[1],
+                    "session_id": row[0],
+                    **({"method": method} if method else {}),
+                },
             )
 
     def _touch_session(self, session_id: str, assignment: str, params: dict[str, Any]) -> None:
@@ -1780,3 +1926,146 @@ class Directory:
         return OidcState(
             state=state, verifier=row[0], nonce=row[1], redirect=row[2], created_at=self._dt(row[3])
         )
+
+    # -- SAML requests, assertions and IdP sessions --------------------------------------
+
+    def put_saml_request(self, state: str, request_id: str, kind: str, redirect: str) -> None:
+        """Remember a SAML request by its RelayState (single use, 10 min)."""
+        if kind not in ("login", "reauth", "logout"):
+            raise InputError(f"unknown SAML request kind {kind!r}")
+        now = self._now()
+        try:
+            with self._tx("saving a SAML request") as conn:
+                conn.execute(
+                    text("DELETE FROM directory_saml_requests WHERE created_at < :old"),
+                    {"old": self._t(now - OIDC_STATE_TTL)},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO directory_saml_requests"
+                        " (state_hash, request_id, kind, redirect, created_at)"
+                        " VALUES (:h, :r, :k, :d, :t)"
+                    ),
+                    {
+                        "h": hashlib.sha256(state.encode()).hexdigest(),
+                        "r": request_id,
+                        "k": kind,
+                        "d": redirect,
+                        "t": self._t(now),
+                    },
+                )
+        except IntegrityError:
+            raise ConflictError("this SAML relay state was already used") from None
+
+    def take_saml_request(self, state: str) -> SamlPending:
+        """The SAML request remembered for RelayState `state`, removed so it cannot be
+        answered twice; AuthError when unknown, used or older than 10 minutes."""
+        now = self._now()
+        with self._tx("reading a SAML request") as conn:
+            row = conn.execute(
+                text(
+                    "DELETE FROM directory_saml_requests WHERE state_hash = :h"
+                    " RETURNING request_id, kind, redirect, created_at"
+                ),
+                {"h": hashlib.sha256(str(state).encode()).hexdigest()},
+            ).first()
+        if row is None or now - self._dt(row[3]) > OIDC_STATE_TTL:
+            raise AuthError(
+                "the sign-in attempt is unknown or expired", hint="start the sign-in again"
+            )
+        return SamlPending(
+            request_id=row[0], kind=row[1], redirect=row[2], created_at=self._dt(row[3])
+        )
+
+    def remember_saml_assertion(self, idp: str, assertion_id: str, expires_at: datetime) -> bool:
+        """Note that an assertion was accepted; False when its id was seen before (a
+        replay). Ids are kept until their assertion expires, then forgotten."""
+        now = self._now()
+        digest = hashlib.sha256(f"{idp}\n{assertion_id}".encode()).hexdigest()
+        try:
+            with self._tx("remembering a SAML assertion") as conn:
+                conn.execute(
+                    text("DELETE FROM directory_saml_assertions WHERE expires_at < :now"),
+                    {"now": self._t(now)},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO directory_saml_assertions (assertion_hash, idp, expires_at)"
+                        " VALUES (:h, :i, :x)"
+                    ),
+                    {"h": digest, "i": idp, "x": self._t(max(expires_at, now))},
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def bind_saml_session(self, ref: SamlSessionRef) -> None:
+        """Remember which IdP session (NameID, SessionIndex) a FlowLoom session came from."""
+        with self._tx("binding a SAML session") as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO directory_saml_sessions (session_id, idp, name_id,"
+                    " name_id_format, name_qualifier, sp_name_qualifier, session_index)"
+                    " VALUES (:s, :i, :n, :f, :q, :sq, :x)"
+                ),
+                {
+                    "s": ref.session_id,
+                    "i": ref.idp,
+                    "n": ref.name_id,
+                    "f": ref.name_id_format,
+                    "q": ref.name_qualifier,
+                    "sq": ref.sp_name_qualifier,
+                    "x": ref.session_index,
+                },
+            )
+
+    def saml_session(self, session_id: str) -> SamlSessionRef | None:
+        """The IdP session behind FlowLoom session `session_id`, if it came from SAML."""
+        with self._read("reading a SAML session") as conn:
+            row = conn.execute(
+                text(
+                    "SELECT session_id, idp, name_id, name_id_format, name_qualifier,"
+                    " sp_name_qualifier, session_index FROM directory_saml_sessions"
+                    " WHERE session_id = :s"
+                ),
+                {"s": session_id},
+            ).first()
+        return None if row is None else SamlSessionRef(*row)
+
+    def end_saml_sessions(
+        self, idp: str, name_id: str, session_indexes: Sequence[str] = ()
+    ) -> list[str]:
+        """End the live sessions of IdP subject `name_id` (only those of the given
+        SessionIndexes, if any): IdP-initiated single logout. Each is audited as
+        auth.logout; the ids ended are returned."""
+        now = self._now()
+        with self._tx("ending SAML sessions") as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT s.id, s.user_id, m.session_index FROM directory_sessions s"
+                    " JOIN directory_saml_sessions m ON m.session_id = s.id"
+                    " WHERE m.idp = :i AND m.name_id = :n AND s.ended_at IS NULL"
+                ),
+                {"i": idp, "n": name_id},
+            ).all()
+            chosen = [r for r in rows if not session_indexes or r[2] in session_indexes]
+            for row in chosen:
+                conn.execute(
+                    text("UPDATE directory_sessions SET ended_at = :t WHERE id = :id"),
+                    {"t": self._t(now), "id": row[0]},
+                )
+        for row in chosen:
+            self._audit(
+                "auth.logout",
+                None,
+                by=None,
+                actor={"type": "human", "id": row[1]},
+                subject=row[1],
+                refs={
+                    "user_id": row[1],
+                    "session_id": row[0],
+                    "method": "saml",
+                    "initiated_by": "idp",
+                },
+            )
+        return [str(r[0]) for r in chosen]

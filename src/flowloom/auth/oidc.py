@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 import jwt
 
-from flowloom.auth.permissions import ALL_PROJECTS, ROLES
+from flowloom.auth.rolemap import RoleGrant, RoleMap, groups_from
 from flowloom.errors import AuthError, ConfigError, InputError
 
 __all__ = [
@@ -65,7 +65,6 @@ SUPPORTED_ALGS: Final = frozenset(
 )
 """Asymmetric algorithms only: "none" and shared-secret HMAC are never accepted."""
 
-_PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 _SETTING_KEYS = frozenset(
     {
@@ -92,13 +91,6 @@ class OidcLoginError(AuthError):
     def __init__(self, reason: str, message: str, *, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.reason = reason
-
-
-class RoleGrant(NamedTuple):
-    """One role on one project ("*" for every project) that a provider group confers."""
-
-    project: str
-    role: str
 
 
 @dataclass(frozen=True)
@@ -163,16 +155,7 @@ class OidcSettings:
         groups_claim = data.get("groups_claim", "groups")
         if not isinstance(groups_claim, str) or not groups_claim:
             raise ConfigError("[server.oidc] groups_claim must be a non-empty claim name")
-        role_map_raw = data.get("role_map", {})
-        if not isinstance(role_map_raw, Mapping):
-            raise ConfigError(
-                '[server.oidc] role_map must be a table of group = ["project:role", ...]'
-            )
-        role_map = {
-            str(group): _role_grants(f"role_map.{group}", grants)
-            for group, grants in role_map_raw.items()
-        }
-        default_roles = _role_grants("default_roles", data.get("default_roles", []))
+        roles = RoleMap.from_mapping("oidc", data)
         algs = data.get("allowed_algs", ["RS256", "ES256"])
         if (
             isinstance(algs, str)
@@ -191,8 +174,8 @@ class OidcSettings:
             redirect_uri=redirect,
             scopes=scopes,
             groups_claim=groups_claim,
-            role_map=MappingProxyType(role_map),
-            default_roles=default_roles,
+            role_map=roles.groups,
+            default_roles=roles.default_roles,
             allowed_algs=tuple(str(a) for a in algs),
             leeway_seconds=_seconds(data, "leeway_seconds", 60.0, maximum=600.0),
             discovery_ttl_seconds=_seconds(data, "discovery_ttl_seconds", 3600.0),
@@ -290,34 +273,6 @@ def _scopes(value: object) -> tuple[str, ...]:
             "[server.oidc] scopes must include openid", hint='use "openid email profile"'
         )
     return tuple(dict.fromkeys(items))
-
-
-def _role_grants(where: str, value: object) -> tuple[RoleGrant, ...]:
-    """Parse ["project:role", {project = "p", role = "r"}, ...] into checked RoleGrants."""
-    if isinstance(value, str) or not isinstance(value, list | tuple):
-        raise ConfigError(
-            f'[server.oidc] {where} must be a list such as ["alpha:developer", "*:auditor"]'
-        )
-    grants: list[RoleGrant] = []
-    for item in value:
-        if isinstance(item, str) and ":" in item:
-            project, _, role = item.rpartition(":")
-        elif isinstance(item, Mapping):
-            project, role = str(item.get("project", "")), str(item.get("role", ""))
-        else:
-            raise ConfigError(
-                f'[server.oidc] {where}: {item!r} is not "project:role"',
-                hint='use "*" as the project for an instance-wide role',
-            )
-        if project != ALL_PROJECTS and not _PROJECT_RE.match(project):
-            raise ConfigError(f'[server.oidc] {where}: {project!r} is not a project name or "*"')
-        if role not in ROLES:
-            raise ConfigError(
-                f"[server.oidc] {where}: unknown role {role!r}",
-                hint=f"roles are: {', '.join(sorted(ROLES))}",
-            )
-        grants.append(RoleGrant(project, role))
-    return tuple(dict.fromkeys(grants))
 
 
 def _seconds(
@@ -774,16 +729,13 @@ class OidcClient:
             subject=subject,
             email=email,
             name=str(name).strip(),
-            groups=_groups(claims.get(self.settings.groups_claim)),
+            groups=groups_from(claims.get(self.settings.groups_claim)),
             auth_time=auth_time,
         )
 
     def roles_for(self, groups: Iterable[str]) -> frozenset[RoleGrant]:
         """The grants a member of `groups` receives: default_roles plus each group's roles."""
-        grants = set(self.settings.default_roles)
-        for group in groups:
-            grants.update(self.settings.role_map.get(group, ()))
-        return frozenset(grants)
+        return RoleMap(self.settings.role_map, self.settings.default_roles).roles_for(groups)
 
     def _now(self) -> float:
         return self._clock().timestamp()
@@ -808,12 +760,3 @@ def _number(claims: Mapping[str, Any], name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise OidcLoginError("malformed", f"the ID token's {name} claim is not a number")
     return float(value)
-
-
-def _groups(value: object) -> tuple[str, ...]:
-    """Group names from the configured claim: a list of strings, or one string."""
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list | tuple):
-        return tuple(dict.fromkeys(str(v) for v in value if isinstance(v, str)))
-    return ()

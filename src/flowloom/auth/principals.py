@@ -14,8 +14,9 @@ from typing import Any, Literal
 __all__ = ["Principal", "PrincipalKind", "PrincipalVia"]
 
 PrincipalKind = Literal["user", "service"]
-PrincipalVia = Literal["key", "session", "cli"]
-"""How the principal was established; "cli": named with `flowloom admin ... --as`."""
+PrincipalVia = Literal["key", "session", "cli", "scim"]
+"""How the principal was established; "cli": named with `flowloom admin ... --as`;
+"scim": an identity provider provisioning with a SCIM token (no roles of its own)."""
 
 
 @dataclass(frozen=True)

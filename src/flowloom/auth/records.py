@@ -16,6 +16,8 @@ __all__ = [
     "Member",
     "OidcState",
     "Project",
+    "SamlPending",
+    "SamlSessionRef",
     "Session",
     "Team",
     "User",
@@ -133,3 +135,26 @@ class OidcState:
     nonce: str
     redirect: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class SamlPending:
+    """A SAML request in flight: its id (the answer's InResponseTo), why, and where to."""
+
+    request_id: str
+    kind: Literal["login", "reauth", "logout"]
+    redirect: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SamlSessionRef:
+    """The IdP session behind a FlowLoom session, named as the IdP names it (for logout)."""
+
+    session_id: str
+    idp: str
+    name_id: str
+    name_id_format: str | None
+    name_qualifier: str | None
+    sp_name_qualifier: str | None
+    session_index: str | None

@@ -9,7 +9,8 @@ log; its entry index is the signature's id. The envelope holds the manifestation
     {"signer": user id, "printed_name": full name from the directory, "email": ...,
      "meaning": "authored" | "reviewed" | "approved" | "responsible",
      "statement": the meaning in words, "content_digest": "sha256:<hex>",
-     "method": "password" | "oidc-reauth", "components": ["email", "password"] | ...,
+     "method": "password" | "oidc-reauth" | "saml-reauth",
+     "components": ["email", "password"] | ...,
      "auth_session": session id (never its token) | "auth_key": API key id}
 
 Signing (§11.200): every component (email and password) at the first signing in a
@@ -89,10 +90,14 @@ SIGNATURE_KIND: Final = "signature.apply"
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _SUBJECT = re.compile(r"[a-z][a-z0-9_.-]{0,31}:[^\s]{1,200}")
-_METHODS: Final = ("password", "oidc-reauth")
+_METHODS: Final = ("password", "oidc-reauth", "saml-reauth")
 _OIDC_REAUTH_HINT = (
     "re-authenticate with your identity provider (GET /api/v1/auth/oidc/login?reauth=true), "
     "then sign within a few minutes"
+)
+_SAML_REAUTH_HINT = (
+    "re-authenticate with your identity provider (GET /api/v1/auth/saml/login?reauth=true, "
+    "which asks it for ForceAuthn), then sign within a few minutes"
 )
 
 
@@ -484,15 +489,15 @@ class SignatureService:
                 raise AuthError("signing needs a session", hint="sign in again")
             session = self.directory.get_session(principal.session_id)
         if password is None:
-            if session is not None and session.via == "oidc":
+            if session is not None and session.via in ("oidc", "saml"):
                 fresh = session.reauthenticated_at
                 now = self._clock()
                 if fresh is not None and now - fresh <= self.policy.sso_reauth_max_age:
-                    return "oidc-reauth", ("identity-provider",)
+                    return f"{session.via}-reauth", ("identity-provider",)
                 self._audit_failure(principal, project, subject, "reauth_required")
                 raise AuthError(
                     "signing needs a fresh sign-in at your identity provider",
-                    hint=_OIDC_REAUTH_HINT,
+                    hint=_OIDC_REAUTH_HINT if session.via == "oidc" else _SAML_REAUTH_HINT,
                 )
             self._audit_failure(principal, project, subject, "password_missing")
             raise AuthError(

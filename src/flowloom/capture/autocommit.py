@@ -445,8 +445,6 @@ def finish(place: Place, agent: str, raw: bytes) -> list[Event]:
     if not jobs_waiting(place.state_dir):
         return []
     from flowloom.events import outbox
-    from flowloom.events.drain import drain
-    from flowloom.sinks.ledger import LedgerSink
 
     lock = outbox.drain_lock(place.spool_dir, wait_s=_LOCK_WAIT_S)
     try:
@@ -455,14 +453,14 @@ def finish(place: Place, agent: str, raw: bytes) -> list[Event]:
         if not lock.acquired:
             return _drop_jobs(place, agent, raw, "the spool stayed locked")
         try:
-            services = _open_services(place.top or place.cwd)
+            services = _open_services(place.top or place.cwd, place.state_dir)
         except Exception as exc:
             return _drop_jobs(place, agent, raw, f"cannot open the ledger: {exc}")
         try:
-            directories = outbox.outbox_dirs(place.spool_dir)
-            sink = LedgerSink(services.ledger)
+            if services.team:  # this process holds the outbox lock: send without it
+                services.ledger.outbox.lock_held = True
             try:
-                report = drain(directories, sink)
+                report = _drain(services, place.spool_dir)
             except Exception as exc:
                 report_error: Exception | None = exc
             else:
@@ -470,7 +468,7 @@ def finish(place: Place, agent: str, raw: bytes) -> list[Event]:
             if report_error is not None:
                 return _drop_jobs(place, agent, raw, f"cannot open the ledger: {report_error}")
             commit_waiting(place.state_dir, services.ledger)
-            drain(directories, sink)  # the links the post-commit hook spooled
+            _drain(services, place.spool_dir)  # the links the post-commit hook spooled
         finally:
             services.close()
     finally:
@@ -512,16 +510,36 @@ def _prompt_index(spool_dir: str, prompt: dict[str, Any]) -> int | None:
     return None
 
 
-def _open_services(top: str) -> Any:
+def _open_services(top: str, state_dir: str) -> Any:
+    """The local ledger, or the team's record when a server is configured (the events
+    then go through the outbox to the server: docs/sync.md)."""
     from pathlib import Path
 
     from flowloom.config import load_settings
-    from flowloom.services import build_services
+    from flowloom.services import build_services, build_team_services
 
-    return build_services(load_settings(Path(top)))
+    settings = load_settings(Path(top))
+    if settings.server_url is not None:
+        return build_team_services(settings, state_dir, agent="auto-commit")
+    return build_services(settings)
 
 
-def _record(ledger: Ledger, event: Event) -> int:
+def _drain(services: Any, spool_dir: str) -> Any:
+    """Drain the outbox (the caller holds its lock) into the ledger, or to the server."""
+    from flowloom.events import outbox
+    from flowloom.events.drain import drain
+
+    if services.team:
+        from flowloom.sinks.server import send_outbox
+
+        return send_outbox(services.ledger.link)
+    from flowloom.sinks.ledger import LedgerSink
+
+    return drain(outbox.outbox_dirs(spool_dir), LedgerSink(services.ledger))
+
+
+def _record(ledger: Ledger, event: Event) -> int | None:
+    """Record `event`; its index (None: queued for the team server, out of reach now)."""
     from flowloom.capture.agents.hookmain import redact_event
 
     redact_event(event)  # as every hook event is: paths and ids stay readable
@@ -531,7 +549,7 @@ def _record(ledger: Ledger, event: Event) -> int:
         body=body.encode("utf-8", "replace") if body is not None else None,
         meta=event.meta,
     )
-    return ack.index
+    return None if ack.queued else ack.index
 
 
 def _commit(

@@ -96,6 +96,8 @@ class CIIdentity:
     claims: Mapping[str, Any] = field(default_factory=dict)
     issuer: str | None = None
     token_sha256: str | None = None
+    token: str | None = field(default=None, repr=False, compare=False)
+    """The verified token itself, for a team server to verify again (never recorded)."""
 
     @property
     def sha(self) -> str | None:
@@ -320,4 +322,5 @@ def identify(
         claims=kept,
         issuer=issuer,
         token_sha256=hashlib.sha256(token.encode("utf-8")).hexdigest(),
+        token=token,
     )

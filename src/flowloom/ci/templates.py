@@ -170,6 +170,9 @@ def install_spec(
 _RECORD_AND_GATE = f"""\
 status=0
 if [ -n "$FLOWLOOM_DATABASE" ]; then
+  if [ -n "$FLOWLOOM_LOG_KEY" ]; then
+    flowloom log restore-key || status=1
+  fi
   flowloom ci record --junit '{TEST_RESULTS}/*.xml' || status=1
   set -- --record "$@"
 elif [ -n "$FLOWLOOM_VKEY" ]; then
@@ -263,9 +266,11 @@ _HEADER = """\
 {comment}
 {comment} FLOWLOOM_INSTALL pins the FlowLoom this repository was set up with ({how}).
 {comment} FLOWLOOM_DATABASE: the team ledger's postgresql:// URL (a secret); recording also
-{comment} needs the log's signing key in FLOWLOOM_HOME. Without it, set FLOWLOOM_VKEY
-{comment} (`flowloom log vkey`): the gate then reads the log published in git and records
-{comment} nothing. Put your test command in the script; it writes JUnit XML into {results}/.
+{comment} needs the log's signing key: the job restores it from the FLOWLOOM_LOG_KEY secret
+{comment} (`flowloom log restore-key`, checked against FLOWLOOM_VKEY). Without the database,
+{comment} set only FLOWLOOM_VKEY (`flowloom log vkey`): the gate then reads the log published
+{comment} in git and records nothing. Put your test command in the script; it writes
+{comment} JUnit XML into {results}/.
 """
 
 
@@ -300,6 +305,7 @@ jobs:
       - name: Tests, test evidence and the FlowLoom gate
         env:
           FLOWLOOM_DATABASE: ${{{{ secrets.FLOWLOOM_DATABASE }}}}
+          FLOWLOOM_LOG_KEY: ${{{{ secrets.FLOWLOOM_LOG_KEY }}}}
           FLOWLOOM_VKEY: ${{{{ vars.FLOWLOOM_VKEY }}}}
           BEFORE: ${{{{ github.event.before }}}}
           BASE_REF: ${{{{ github.base_ref }}}}
@@ -394,6 +400,7 @@ def _jenkins(spec: InstallSpec, script: str) -> str:
   environment {{
     FLOWLOOM_INSTALL = '{_groovy_single(spec.requirement)}'
     FLOWLOOM_DATABASE = credentials('flowloom-database')
+    FLOWLOOM_LOG_KEY = credentials('flowloom-log-key')
   }}
   stages {{
     stage('FlowLoom') {{

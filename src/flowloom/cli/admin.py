@@ -70,6 +70,31 @@ def _directory(ctx: click.Context) -> Iterator[Any]:
         audit.close()
 
 
+@contextmanager
+def _vkey_revoker(ctx: click.Context, directory: Any) -> Iterator[Any]:
+    """revoke(user as before, by, why): revoke the gateway virtual keys a deprovisioned
+    user owns (by id or email) in the same database, each recorded as auth.vkey_revoked."""
+    from flowloom.gateway.access import Access
+    from flowloom.gateway.access.service import AccessSettings
+    from flowloom.ledger.keys import KeyStore
+    from flowloom.server.deprovision import owners_of
+
+    home = AppContext.of(ctx).settings().home
+    with Access(
+        directory.engine,
+        master_key_loader=KeyStore(home).master_key,
+        settings=AccessSettings(background=False),
+    ) as access:
+
+        def revoke(user: Any, by: Any, why: str) -> None:
+            for key in access.revoke_owned_keys("user", owners_of(user)):
+                refs = {"vkey_id": key.id, "prefix": key.prefix, "owner": key.owner}
+                refs.update(user_id=user.id, reason=f"user {why}")
+                directory.record("auth.vkey_revoked", by=by, subject=key.id, refs=refs)
+
+        yield revoke
+
+
 class _AdminOptions:
     def __init__(self, database: str | None) -> None:
         self.database = database
@@ -366,8 +391,11 @@ def user_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def user_disable(ctx: click.Context, user: str, acting: str) -> None:
     """Disable USER (email or usr_ id): their sessions end and API keys are revoked at once."""
-    with _directory(ctx) as directory:
-        done = directory.disable_user(_user_id(directory, user), by=_acting(directory, acting))
+    with _directory(ctx) as directory, _vkey_revoker(ctx, directory) as revoke:
+        by = _acting(directory, acting)
+        before = directory.get_user(_user_id(directory, user))
+        done = directory.disable_user(before.id, by=by)
+        revoke(before, by, "disabled")
     click.echo(f"disabled {user} ({done.id}): sessions ended, API keys revoked")
 
 
@@ -394,8 +422,11 @@ def user_delete(ctx: click.Context, user: str, acting: str, yes: bool) -> None:
             "deleting a user erases their personal data and cannot be undone",
             hint="pass --yes to confirm, or disable the user instead",
         )
-    with _directory(ctx) as directory:
-        done = directory.delete_user(_user_id(directory, user), by=_acting(directory, acting))
+    with _directory(ctx) as directory, _vkey_revoker(ctx, directory) as revoke:
+        by = _acting(directory, acting)
+        before = directory.get_user(_user_id(directory, user))
+        done = directory.delete_user(before.id, by=by)
+        revoke(before, by, "deleted")
     click.echo(f"deleted {user}: {done.id} remains, as a deleted user")
 
 
@@ -484,3 +515,98 @@ def team_roles(ctx: click.Context, team: str | None, as_json: bool) -> None:
         return
     for row in rows:
         click.echo(f"{row['team']}  {row['project']}  {row['role']}")
+
+
+@admin.group("scim-token")
+def scim_token_group() -> None:
+    """Create, list and revoke the bearer tokens identity providers provision with (SCIM)."""
+
+
+@scim_token_group.command("create")
+@click.option("--name", required=True, help="What the token is for (e.g. okta, entra).")
+@click.pass_context
+def scim_token_create(ctx: click.Context, name: str) -> None:
+    """Create a SCIM provisioning token; it is printed once, on standard output."""
+    from flowloom.auth.scim import Provisioning
+
+    with _directory(ctx) as directory:
+        token, secret = Provisioning(directory).create_token(name)
+    click.echo(f"created SCIM token {token.id} ({token.name}); shown once:", err=True)
+    click.echo(secret)
+
+
+@scim_token_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def scim_token_list(ctx: click.Context, as_json: bool) -> None:
+    """List SCIM tokens (never their secrets)."""
+    from flowloom.auth.scim import Provisioning
+
+    with _directory(ctx) as directory:
+        tokens = Provisioning(directory).list_tokens()
+    rows = [
+        {
+            "id": t.id,
+            "name": t.name,
+            "prefix": t.prefix,
+            "created_at": _fmt_time(t.created_at),
+            "revoked_at": None if t.revoked_at is None else _fmt_time(t.revoked_at),
+        }
+        for t in tokens
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = "revoked " + str(row["revoked_at"]) if row["revoked_at"] else "active"
+        click.echo(f"{row['id']}  {row['name']}  flscim_{row['prefix']}_…  {state}")
+
+
+@scim_token_group.command("revoke")
+@click.argument("token_id")
+@click.pass_context
+def scim_token_revoke(ctx: click.Context, token_id: str) -> None:
+    """Stop a SCIM token at once."""
+    from flowloom.auth.scim import Provisioning
+
+    with _directory(ctx) as directory:
+        Provisioning(directory).revoke_token(token_id)
+    click.echo(f"revoked SCIM token {token_id}")
+
+
+@admin.group("ldap")
+def ldap_group() -> None:
+    """Group sync with the LDAP directory of [server.ldap]."""
+
+
+@ldap_group.command("sync")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def ldap_sync(ctx: click.Context, as_json: bool) -> None:
+    """Teams follow LDAP groups; disable accounts gone from LDAP or its required group.
+
+    Disabling ends sessions, revokes API keys and the user's gateway virtual keys at once.
+    """
+    from flowloom.auth.ldap import LdapDirectory, LdapSettings
+    from flowloom.server.settings import load_server_settings
+
+    table = load_server_settings().ldap
+    if not table:
+        raise InputError(
+            "no [server.ldap] table in the configuration",
+            hint="add it to ~/.config/flowloom/config.toml (docs/auth.md#ldap)",
+        )
+    settings = LdapSettings.from_mapping(table)
+    with _directory(ctx) as directory, _vkey_revoker(ctx, directory) as revoke:
+        report = LdapDirectory(settings, directory, cut_off=[revoke]).sync()
+    rows = {
+        "disabled": list(report.disabled),
+        "joined": [{"user_id": u, "team": t} for u, t in report.joined],
+        "left": [{"user_id": u, "team": t} for u, t in report.left],
+    }
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(
+        f"disabled {len(report.disabled)}, joined {len(report.joined)}, left {len(report.left)}"
+    )

@@ -16,7 +16,7 @@ from flowloom.ledger.log import Ledger
 from flowloom.repo.git import GitRepo
 from flowloom.repo.policy import load_policy
 from flowloom.repo.signers import range_base, repo_trust
-from flowloom.services import log_attesters, server_keys
+from flowloom.services import Services, log_attesters, server_keys
 
 __all__ = ["check"]
 
@@ -75,6 +75,7 @@ def check(
         selected, description = default_range(repo)
     policy = load_policy(repo.cwd)
     branch = branch or ci_branch() or repo.branch()
+    services: Services | None = None
     if ledger_ref is not None:
         from flowloom.ledger.note import Verifier
         from flowloom.repo.replicate import load_published_log
@@ -87,9 +88,12 @@ def check(
         ledger = load_published_log(repo.cwd, ledger_ref, trusted)
         attesters = [trusted]
     else:
-        services = AppContext.of(ctx).services()
+        # With a team server: its record (docs/sync.md), read through the verified copy.
+        services = AppContext.of(ctx).record_services()
         ledger, attesters = services.ledger, log_attesters(services)
-    servers = server_keys(AppContext.of(ctx).settings())
+    servers = server_keys(
+        services.settings if services is not None else AppContext.of(ctx).settings()
+    )
     # Approvals count when the approver's SSH key signed them, by the allowed-signers file
     # at the base of the range: a change never brings the key that approves it.
     book = DecisionBook(
@@ -105,7 +109,8 @@ def check(
     )
     report = check_commits(repo, book, policy, selected, description=description, branch=branch)
     if record:
-        _record(ledger, repo, report, _run_identity(repo))
+        run, token = _run_identity(repo)
+        _record(ledger, repo, report, run, token)
     if junit_path is not None:
         _write_junit(junit_path, report)
     if as_json:
@@ -131,7 +136,7 @@ def _print(report: CheckReport) -> None:
         click.echo(f"FAILED: {summary}, {len(report.failing)} failing", err=True)
 
 
-def _run_identity(repo: GitRepo) -> dict[str, Any]:
+def _run_identity(repo: GitRepo) -> tuple[dict[str, Any], str | None]:
     """The CI run recording the verdict (`flowloom.ci.identity`): verified from its OIDC
     token when there is one, else what the environment claims; asked before recording."""
     import os
@@ -149,10 +154,12 @@ def _run_identity(repo: GitRepo) -> dict[str, Any]:
             f"the CI run's verified token is for commit {identity.sha[:12]}, but HEAD is "
             f"{head[:12]}: the verdict was not recorded"
         )
-    return identity.to_json()
+    return identity.to_json(), identity.token
 
 
-def _record(ledger: Ledger, repo: GitRepo, report: CheckReport, run: dict[str, Any]) -> None:
+def _record(
+    ledger: Ledger, repo: GitRepo, report: CheckReport, run: dict[str, Any], token: str | None
+) -> None:
     refs: dict[str, Any] = {
         "ok": report.ok,
         "checked": len(report.commits),
@@ -169,6 +176,18 @@ def _record(ledger: Ledger, repo: GitRepo, report: CheckReport, run: dict[str, A
     git = {k: v for k, v in {"branch": repo.branch(), "head": head}.items() if v}
     if git:
         meta["git"] = git
+    from flowloom.sinks.team import TeamLedger
+
+    if isinstance(ledger, TeamLedger):
+        # The server believes a CI verdict only with the run's OIDC token (docs/sync.md).
+        if token is None:
+            raise InputError(
+                "the team server takes the gate's verdict only with the CI run's OIDC "
+                "identity token, and this run has none: it was not recorded",
+                hint="give the job an identity token (GitHub: permissions id-token: write)",
+            )
+        ledger.record_with_ci_token("ci.result", meta, token)
+        return
     ledger.record("ci.result", meta=meta)
 
 

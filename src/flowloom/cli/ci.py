@@ -11,6 +11,11 @@ import click
 from flowloom.cli.context import AppContext
 from flowloom.errors import InputError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from flowloom.ci.evidence import TestEvidence
+    from flowloom.config import Settings
+
 __all__ = ["ci"]
 
 
@@ -98,13 +103,6 @@ def record(
     from flowloom.repo.git import GitRepo
 
     settings = AppContext.of(ctx).settings()
-    if settings.server_url is not None:
-        # Recorded here they would stay in this runner's own ledger, and vanish with it.
-        raise InputError(
-            f"this project records to the team server {settings.server_url}, which takes no "
-            "test results yet: nothing was recorded",
-            hint="in CI, set FLOWLOOM_DATABASE to the team ledger and leave FLOWLOOM_SERVER unset",
-        )
     repo = GitRepo.discover(Path.cwd())
     files = []
     for path in _paths(patterns):
@@ -124,17 +122,20 @@ def record(
         branch=branch or ci_branch() or repo.branch(),
         name=name,
     )
-    services = AppContext.of(ctx).services()
-    ledger = services.ledger
-    ack = ledger.record(
-        KIND, meta=evidence.meta(), body=evidence.body(services.settings.max_body_bytes)
-    )
+    if settings.server_url is not None:
+        index = _to_server(settings, evidence, identity.token)
+    else:
+        services = AppContext.of(ctx).services()
+        index = services.ledger.record(
+            KIND, meta=evidence.meta(), body=evidence.body(services.settings.max_body_bytes)
+        ).index
+    where = "queued for the team server" if index is None else f"recorded entry {index}"
     if as_json:
-        click.echo(json.dumps({"entry": ack.index, **evidence.meta()["refs"]}, indent=2))
+        click.echo(json.dumps({"entry": index, **evidence.meta()["refs"]}, indent=2))
     else:
         proof = "verified" if identity.verified else "unverified (no identity token)"
         click.echo(
-            f"recorded entry {ack.index} (test.result) for tree {tree[:12]} of {commit[:12]}: "
+            f"{where} (test.result) for tree {tree[:12]} of {commit[:12]}: "
             f"{evidence.tests} tests, {evidence.count('passed')} passed, "
             f"{evidence.count('failed')} failed, {evidence.count('error')} errors, "
             f"{evidence.count('skipped')} skipped; CI run {identity.platform}, {proof}"
@@ -142,3 +143,40 @@ def record(
         for failed in evidence.failing()[:20]:
             click.echo(f"  failed: {failed}", err=True)
     ctx.exit(0 if evidence.ok else 1)
+
+
+def _to_server(settings: Settings, evidence: TestEvidence, token: str | None) -> int | None:
+    """Send the results through the outbox to the team server, with the run's OIDC token
+    for the server to verify (docs/sync.md); its index, or None while it waits queued."""
+    import os
+    from datetime import UTC, datetime
+
+    from flowloom.capture.agents.common import locate
+    from flowloom.client.link import ServerLink
+    from flowloom.errors import PermissionDeniedError
+    from flowloom.ledger.event import format_ts
+    from flowloom.sinks.record import record_via_server
+
+    if token is None:
+        raise InputError(
+            f"the team server {settings.server_url} takes test results only with the CI "
+            "run's OIDC identity token, and this run has none: nothing was recorded",
+            hint="give the job an identity token (GitHub: permissions id-token: write; "
+            "GitLab: id_tokens FLOWLOOM_CI_TOKEN with aud flowloom)",
+        )
+    link = ServerLink.from_settings(settings, locate(os.getcwd()).state_dir)
+    now = format_ts(datetime.now(UTC))
+    event = {
+        "kind": "test.result",
+        "ts": now,
+        "meta": evidence.meta(),
+        "body": evidence.body(settings.max_body_bytes).decode("utf-8"),
+        "ci_token": token,
+    }
+    recorded = record_via_server(link, [event], "ci", created=now)
+    if recorded.refused:
+        raise PermissionDeniedError(
+            recorded.refused[0].removeprefix("the server refused a ").strip(),
+            hint="the refusal itself is in the team's record (a capture.error)",
+        )
+    return recorded.indices[0]

@@ -54,6 +54,27 @@ class AppContext:
             self._services = build_services(self.settings(), access=access)
         return self._services
 
+    def record_services(self, access: Access = "write") -> Services:
+        """The services over the record this command reads and writes: the team's record
+        on the server when one is configured (docs/sync.md: writes go through the
+        outbox, reads come from this clone's verified copy, labelled on stderr when it
+        may be stale), else the local ledger (`services`)."""
+        settings = self.settings()
+        if settings.server_url is None:
+            return self.services(access)
+        if self._services is not None and self._services.team:
+            return self._services
+        self.close()
+        from flowloom.capture.agents.common import locate
+        from flowloom.services import build_team_services
+
+        self._services = build_team_services(
+            settings, locate(str(Path.cwd())).state_dir, access=access
+        )
+        if self._services.notice:
+            click.echo(self._services.notice, err=True)
+        return self._services
+
     def trust(self, rev: str = "HEAD") -> Trust:
         """What the command line believes when it reads authority-bearing events.
 

@@ -28,7 +28,7 @@ def _book(ctx: click.Context, access: Access = "write") -> DecisionBook:
     policy = load_policy(git[0]) if git else Policy()
     app = AppContext.of(ctx)
     return DecisionBook(
-        app.services(access).ledger,
+        app.record_services(access).ledger,
         forbid_self_approval=policy.forbid_self_approval,
         forbid_approving_own_ai_session=policy.forbid_approving_own_ai_session,
         trust=app.trust(),
@@ -84,6 +84,7 @@ def decide(
         prompt_entry=prompt_entry,
         response_entry=response_entry,
     )
+    queued = recorded.entry is not None and recorded.entry < 0  # a team server out of reach
     git = find_git_dirs(Path.cwd())
     if git is not None:
         previous = read_pending(git[1])
@@ -93,7 +94,7 @@ def decide(
             PendingLink(
                 decision=recorded.id,
                 session=session or (previous.session if previous else None),
-                entry=recorded.entry,
+                entry=None if queued else recorded.entry,
                 agent=previous.agent if keep and previous else None,
             ),
         )
@@ -103,6 +104,12 @@ def decide(
         click.echo(recorded.id)
     if git is None:
         click.echo("note: not in a git repository, so no commit will be linked to it", err=True)
+    if queued:
+        click.echo(
+            "note: the team server is out of reach; the decision is queued in the "
+            "outbox and 'flowloom sync' sends it",
+            err=True,
+        )
 
 
 @click.group()
@@ -194,14 +201,6 @@ def approve(ctx: click.Context, decision_id: str, meaning: str, key: Path | None
     You are whoever the committed .flowloom/allowed_signers lists for the key; the
     approval names the decision's exact content and the tree at HEAD.
     """
-    settings = AppContext.of(ctx).settings()
-    if settings.server_url is not None:
-        raise InputError(
-            f"this project records to the team server {settings.server_url}: approvals "
-            "there are electronic signatures",
-            hint="approve on the decision's page, or POST "
-            "/api/v1/projects/{project}/decisions/{id}/approve",
-        )
     if find_git_dirs(Path.cwd()) is None:
         raise InputError(
             "an approval is signed with your git SSH key and checked against the "
@@ -217,7 +216,10 @@ def approve(ctx: click.Context, decision_id: str, meaning: str, key: Path | None
             f"the approval was recorded (entry {approval.entry}) but does not verify: "
             f"{approval.unverified_reason}"
         )
-    click.echo(f"{decision_id} {meaning} by {approval.approver} (entry {approval.entry})")
+    if approval.entry < 0:  # a team server out of reach: the signed approval waits
+        click.echo(f"{decision_id} {meaning} by {approval.approver} (queued for the server)")
+    else:
+        click.echo(f"{decision_id} {meaning} by {approval.approver} (entry {approval.entry})")
 
 
 @decision.command()

@@ -31,16 +31,16 @@ __all__ = ["keys", "providers"]
 def _access(ctx: click.Context) -> Iterator[Access]:
     from flowloom.gateway.access import Access
     from flowloom.gateway.access.service import AccessSettings
-    from flowloom.ledger.keys import KeyStore
+    from flowloom.ledger.providers import open_key_providers
     from flowloom.services import AuditLedgers, default_actor
 
     app = AppContext.of(ctx)
     settings = app.settings()
     audit = AuditLedgers(settings)
-    keystore = KeyStore(settings.home)
+    providers = open_key_providers(settings.home, settings.keys)
     access = Access(
         settings.database,
-        master_key_loader=keystore.master_key,
+        master_key_loader=lambda: providers.envelope(create=True),
         audit=audit,
         settings=AccessSettings(background=False),
         default_actor=default_actor(),

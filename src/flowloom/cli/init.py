@@ -45,14 +45,18 @@ LOW_LINKED_SHARE = 0.8
 STATUS_COMMITS = 50
 
 
-def _record_config_change(ctx: click.Context, repo: GitRepo, refs: dict[str, Any]) -> int:
-    services = AppContext.of(ctx).services()
+def _record_config_change(ctx: click.Context, repo: GitRepo, refs: dict[str, Any]) -> str:
+    """Record the change (in the team's record when a server is configured); where it went."""
+    services = AppContext.of(ctx).record_services()
     meta: dict[str, Any] = {"subject": str(policy_file(Path(".")).as_posix()), "refs": refs}
     git = {"branch": repo.branch(), "head": repo.head()}
     git = {k: v for k, v in git.items() if v}
     if git:
         meta["git"] = git
-    return services.ledger.record("config.change", meta=meta).index
+    ack = services.ledger.record("config.change", meta=meta)
+    if ack.queued:
+        return "queued for the team server (config.change)"
+    return f"recorded in the ledger as entry {ack.index} (config.change)"
 
 
 def _refresh_hook_cache(repo: GitRepo) -> None:
@@ -170,8 +174,7 @@ def init(
 
     _refresh_hook_cache(repo)
     if changed:
-        index = _record_config_change(ctx, repo, {"action": "init", **changed})
-        click.echo(f"recorded in the ledger as entry {index} (config.change)")
+        click.echo(_record_config_change(ctx, repo, {"action": "init", **changed}))
     else:
         click.echo("nothing to change: FlowLoom is set up here")
     if policy_status == "created":
@@ -240,8 +243,7 @@ def uninstall(ctx: click.Context) -> None:
         refs: dict[str, Any] = {"action": "uninstall", "hooks": removed}
         if agents:
             refs["agents"] = agents
-        index = _record_config_change(ctx, repo, refs)
-        click.echo(f"recorded in the ledger as entry {index} (config.change)")
+        click.echo(_record_config_change(ctx, repo, refs))
     click.echo(
         f"kept: the policy file ({policy_file(Path('.'))}), the ledger and any CI job;"
         " run flowloom init to set capture up again"

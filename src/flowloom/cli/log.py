@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from flowloom.cli.context import AppContext
-from flowloom.errors import InputError
+from flowloom.errors import FlowLoomError, InputError
 from flowloom.ledger.attest import refuse_generic
 from flowloom.ledger.canonical import parse_json
 from flowloom.ledger.keyring import key_name
@@ -139,6 +139,56 @@ def checkpoint(ctx: click.Context) -> None:
 def vkey(ctx: click.Context) -> None:
     """Print the verifier key (public) of this log: the key its own history names."""
     click.echo(AppContext.of(ctx).services("read").ledger.verifier.vkey)
+
+
+@log.command("restore-key")
+@click.option(
+    "--from-env",
+    "variable",
+    default="FLOWLOOM_LOG_KEY",
+    show_default=True,
+    metavar="NAME",
+    help="The environment variable holding the key (a CI secret).",
+)
+@click.option(
+    "--vkey",
+    "vkey_text",
+    envvar="FLOWLOOM_VKEY",
+    help="The log's verifier key: the restored key must be its private half.",
+)
+@click.pass_context
+def restore_key(ctx: click.Context, variable: str, vkey_text: str | None) -> None:
+    """Put the log's signing key from a CI secret into FLOWLOOM_HOME (keys/, mode 0600).
+
+    CI records its verdicts and test results attested by the log's key (docs/ci.md); the
+    job restores that key from a secret first. Checked against FLOWLOOM_VKEY when given,
+    so a wrong or stale secret fails here, not at the first attestation. Never printed.
+    """
+    import os
+
+    from flowloom.ledger.keys import KeyStore
+    from flowloom.ledger.note import Signer
+
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        raise InputError(
+            f"{variable} is empty: no log key to restore",
+            hint="store the key file's content (FLOWLOOM_HOME/keys/<log>.skey) as a CI secret",
+        )
+    try:
+        signer = Signer.from_skey(text)
+    except (FlowLoomError, ValueError):
+        raise InputError(f"{variable} does not hold a FlowLoom log signing key") from None
+    if vkey_text and signer.verifier().vkey != vkey_text.strip():
+        raise InputError(
+            f"the key in {variable} is not the private half of FLOWLOOM_VKEY "
+            f"({vkey_text.strip().split('+')[0]})",
+            hint="update the secret from the key that signs this log ('flowloom log vkey')",
+        )
+    keys = KeyStore(AppContext.of(ctx).settings().home)
+    keys.archive(signer)
+    keys.activate(signer)
+    click.echo(f"restored the signing key of {signer.name} ({signer.verifier().vkey})")
 
 
 @log.command()

@@ -88,6 +88,7 @@ _LAZY_COMMANDS = {
     "dev": "flowloom.cli.dev:dev",
     "gateway": "flowloom.cli.gateway:gateway",
     "retention": "flowloom.cli.retention:retention",
+    "keys": "flowloom.cli.keys:keys",
 }
 
 

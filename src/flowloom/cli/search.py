@@ -36,7 +36,7 @@ def open_memory(ctx: click.Context, session: str | None, *, writes: bool = False
 
         pending = read_pending(git[1])
         session = pending.session if pending is not None else None
-    services = app.services("write" if writes else "read")
+    services = app.record_services("write" if writes else "read")
     memory = Memory.configured(
         services.ledger, services.settings.sources, repo=repo, session=session
     )

@@ -109,6 +109,7 @@ def serve(
         gateway = None
         if gateway_config is not None:
             gateway = _gateway(server, gateway_config, gateway_record, gateway_project)
+            _forget_deprovisioned(server, gateway)
         _run(server, log_level, gateway)
     finally:
         server.close()
@@ -137,6 +138,22 @@ def _gateway(server: ServerState, config: Path, record: str, project: str | None
         telemetry=False,
         ledgers=server.ledgers,
     )
+
+
+def _forget_deprovisioned(server: ServerState, gateway: Gateway) -> None:
+    """Make the gateway served here refuse a deprovisioned user's keys on their next
+    request: its key cache forgets them when the user is disabled or deleted."""
+    from flowloom.gateway.access import Access
+    from flowloom.server.deprovision import owners_of, record_revoked
+
+    access = gateway.access
+    if server.provisioning is None or not isinstance(access, Access):
+        return
+
+    def cut_off(user: Any, by: Any, why: str) -> None:
+        record_revoked(server, access.revoke_owned_keys("user", owners_of(user)), user, by, why)
+
+    server.provisioning.add_cut_off(cut_off)
 
 
 def _create_admin(server: ServerState, email: str) -> None:

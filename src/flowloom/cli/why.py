@@ -91,7 +91,7 @@ def why(ctx: click.Context, location: str, as_json: bool) -> None:
     if git is None:
         raise InputError("'flowloom why' needs a git repository; run it inside one")
     # "sign": a proof may sign a checkpoint with the log's key if it is here, nothing else.
-    ledger = app.services("sign").ledger
+    ledger = app.record_services("sign").ledger
     answer = explain(
         ledger, Path.cwd(), path, line, index_path=index_path(git[1]), trust=app.trust()
     )

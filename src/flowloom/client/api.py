@@ -73,6 +73,18 @@ class LedgerApi:
             )
         return list(indices)
 
+    def entries(self, start: int, limit: int = 1000) -> dict[str, Any]:
+        """One page of entries from `start`: ``entries`` (index, kind, envelope,
+        leaf_hash), ``size`` and ``next`` (None after the last)."""
+        answer = self.http.get_json(self._path("entries"), {"start": start, "limit": limit})
+        if not isinstance(answer, dict) or not isinstance(answer.get("entries"), list):
+            raise RemoteError("the server answered a page of entries without its entries")
+        return answer
+
+    def body(self, index: int) -> bytes:
+        """The plaintext body of entry `index` (NotFoundError when erased or absent)."""
+        return self.http.request("GET", self._path(f"entries/{index}/body"), accept="*/*")
+
     def checkpoint(self) -> str:
         """The latest signed checkpoint note (the server signs one if it is behind)."""
         return self.http.get_text(self._path("checkpoint"))

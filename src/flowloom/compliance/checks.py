@@ -1137,8 +1137,19 @@ def _model_of(entries: list[Entry], fallback: str | None) -> tuple[str | None, s
 
 # -- access provisioning and privileged access ----------------------------------------------
 
-_GRANTS = ("auth.user_created", "auth.oidc_linked", "auth.role_granted", "auth.team_member_added")
-_REMOVALS = ("auth.user_disabled", "auth.user_deleted", "auth.role_revoked")
+_GRANTS = (
+    "auth.user_created",
+    "auth.oidc_linked",
+    "auth.saml_linked",
+    "auth.role_granted",
+    "auth.team_member_added",
+)
+_REMOVALS = (
+    "auth.user_disabled",
+    "auth.user_deleted",
+    "auth.role_revoked",
+    "auth.team_member_removed",
+)
 _PRIVILEGED = ("owner", "admin")
 
 
@@ -1170,6 +1181,8 @@ def _granted_how(entry: Entry) -> tuple[str, bool]:
     if via in ("key", "session"):
         means = "an API key" if via == "key" else "a sign-in session"
         return f"by {actor}, authenticated with {means}", True
+    if via == "scim":
+        return f"by the identity provider ({actor}), authenticated with its SCIM token", True
     if via == "cli":
         ran = refs.get("os_user")
         return (
@@ -1193,9 +1206,9 @@ def _access_what(entry: Entry) -> str:
     who = (_grantee(entry) or "someone").partition(":")[2] or "someone"
     if entry.kind in ("auth.role_granted", "auth.role_revoked"):
         return f"role {refs.get('role')} on {refs.get('project')} for {who}"
-    if entry.kind == "auth.team_member_added":
+    if entry.kind in ("auth.team_member_added", "auth.team_member_removed"):
         return f"membership of team {refs.get('team')} for {who}"
-    if entry.kind == "auth.oidc_linked":
+    if entry.kind in ("auth.oidc_linked", "auth.saml_linked"):
         return f"a single sign-on identity for account {who}"
     return f"account {who}"
 

@@ -45,6 +45,7 @@ INSTANCE_LOG: Final = "flowloom-instance"
 INSTANCE_KINDS: Final = (
     "auth.user_created",
     "auth.oidc_linked",
+    "auth.saml_linked",
     "auth.user_disabled",
     "auth.user_enabled",
     "auth.user_deleted",
@@ -53,6 +54,7 @@ INSTANCE_KINDS: Final = (
     "auth.role_granted",
     "auth.role_revoked",
     "auth.team_member_added",
+    "auth.team_member_removed",
 )
 """The instance log's security events a project's assessment reads: who exists, who was
 disabled, which keys were revoked, and the instance-wide ("*") roles and team members."""

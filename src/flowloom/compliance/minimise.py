@@ -8,6 +8,12 @@ id, e.g. ``A.A.-3f9a12bc``: the same person gets the same pseudonym in every rep
 the log, so an auditor can follow them, and whoever holds the log (the controller) can
 re-identify them; the report alone does not name anyone. This is pseudonymisation, not
 anonymisation.
+
+One person stays named: who generated the report (`generated_by`, as in its signed
+statement). They are not a subject of the assessment but the authenticated employee who
+made this record for the controller; naming them is what makes the report accountable
+evidence (GDPR Art. 5(2), 24), and their SSH signature, when there is one, is checked
+against that very identity. The body and the statement say the same.
 """
 
 from __future__ import annotations
@@ -105,7 +111,11 @@ def minimise(assessment: Assessment, key: str) -> Assessment:
     """The assessment with every person pseudonymised (`key`: the log's origin)."""
     data = assessment.to_json()
     pairs = _replacements(key, _people(data))
-    kept = {name: data.pop(name) for name in ("ledger", "verification", "period_label")}
+    kept = {
+        name: data.pop(name)
+        for name in ("ledger", "verification", "period_label", "generated_by")
+        if name in data
+    }
     scrubbed = _scrub(data, pairs, key)
     scrubbed.update(kept)
     scrubbed["minimised"] = MINIMISED

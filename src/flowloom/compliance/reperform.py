@@ -9,6 +9,8 @@ For an evidence pack (ZIP) it checks, and lists every problem:
 - the statement beside the pack (``<pack>.intoto.jsonl``), when present: the pack's digest;
 - that the checkpoint the statement names is the bundle's, that the bundle covers every
   entry the report cites, and that report.json is the assessment the statement names;
+- that report.pdf embeds exactly the pack's report.json, and a statement by the same
+  key over it that says what the pack's statement says (but the format);
 - the generating person's SSH signature, when the statement claims one;
 
 then **re-performs** the assessment: the bundle is loaded into a scratch database and
@@ -18,8 +20,8 @@ is compared with report.json, field by field; the HTML and CSV files are rendere
 from report.json and compared byte for byte. Every difference is listed.
 
 A single report file (HTML, PDF, CSV, JSON) is checked against the statement beside it:
-signature, digest, the checkpoint's signature. Re-performing needs the ledger: verify the
-evidence pack of the same run for that.
+signature, digest, the checkpoint's signature; a PDF's embedded files as in a pack.
+Re-performing needs the ledger: verify the evidence pack of the same run for that.
 """
 
 from __future__ import annotations
@@ -272,6 +274,8 @@ def _verify_file(path: Path, trusted: Sequence[Verifier], result: ReportVerifica
     assessed = _text(predicate, "assessment", "sha256")
     if predicate.get("format") == "json" and digest != assessed:
         result.problems.append("the JSON is not the assessment the statement names")
+    if predicate.get("format") == "pdf":
+        _check_embedded(path.name, path.read_bytes(), None, predicate, signer, result)
     result.notes.append(
         "not re-performed: a single file carries no ledger; verify the evidence pack (zip) "
         "of the period to re-perform the assessment"
@@ -294,6 +298,86 @@ def _check_checkpoint_note(
         result.problems.append("the statement's checkpoint size or root disagrees with its note")
         return None
     return checkpoint.size, checkpoint.root.hex()
+
+
+# -- the files a PDF embeds ----------------------------------------------------------------
+
+
+def _check_embedded(
+    name: str,
+    data: bytes,
+    report_bytes: bytes | None,
+    predicate: Mapping[str, Any],
+    signer: Verifier,
+    result: ReportVerification,
+) -> None:
+    """The PDF's attachments are the report's assessment and the statement over it.
+
+    A report PDF embeds ``report.json`` (what it is rendered from) and the statement
+    signed over it (`flowloom.compliance.reports.pdf`). Someone who takes them out of
+    the PDF must get exactly the pack's report.json (`report_bytes`; for a PDF on its
+    own, the assessment its statement names), and a statement by the same key, over
+    that JSON, saying what the report's own statement says.
+    """
+    from flowloom.compliance.reports.pdf import (
+        ASSESSMENT_ATTACHMENT,
+        STATEMENT_ATTACHMENT,
+        read_embedded,
+    )
+
+    try:
+        files = read_embedded(data)
+    except FlowLoomError as exc:
+        result.problems.append(f"{name}: {exc.message}")
+        return
+    for extra in sorted(set(files) - {ASSESSMENT_ATTACHMENT, STATEMENT_ATTACHMENT}):
+        result.problems.append(f"{name} embeds {extra!r}, which a report PDF does not carry")
+    embedded = files.get(ASSESSMENT_ATTACHMENT)
+    assessed = _text(predicate, "assessment", "sha256")
+    if embedded is None:
+        result.problems.append(f"{name} does not embed its assessment ({ASSESSMENT_ATTACHMENT})")
+    elif report_bytes is not None and embedded != report_bytes:
+        result.problems.append(
+            f"{name} embeds a {ASSESSMENT_ATTACHMENT} that differs from the pack's "
+            f"{ASSESSMENT_ATTACHMENT}"
+        )
+    elif _sha256(embedded) != assessed:
+        result.problems.append(
+            f"{name} embeds a {ASSESSMENT_ATTACHMENT} that is not the assessment its "
+            "statement names"
+        )
+    line = files.get(STATEMENT_ATTACHMENT)
+    if line is None:
+        result.problems.append(
+            f"{name} does not embed the statement over its assessment ({STATEMENT_ATTACHMENT})"
+        )
+        return
+    where = f"the statement {name} embeds"
+    try:
+        envelope = Envelope.parse(line)
+        inner = envelope.statement()
+    except FlowLoomError as exc:
+        result.problems.append(f"{where}: {exc.message}")
+        return
+    if envelope.verified_by([signer]) is None:
+        result.problems.append(f"{where}: its signature does not verify with the report's key")
+    if inner.get("predicateType") != PREDICATE_TYPE:
+        result.problems.append(f"{where}: its predicate type is not {PREDICATE_TYPE}")
+    if _subjects(inner) != {ASSESSMENT_ATTACHMENT: assessed}:
+        result.problems.append(
+            f"{where} is not over the report's assessment (it names "
+            + (", ".join(f"{k} {v[:12]}" for k, v in _subjects(inner).items()) or "nothing")
+            + ")"
+        )
+    said = dict(inner.get("predicate") or {})
+    if said.pop("format", None) != "json":
+        result.problems.append(f"{where} is not a statement over a JSON assessment")
+    expected = {k: v for k, v in predicate.items() if k != "format"}
+    differing = sorted(k for k in {*said, *expected} if said.get(k) != expected.get(k))
+    if differing:
+        result.problems.append(
+            f"{where} says otherwise than the report's statement about: " + ", ".join(differing)
+        )
 
 
 # -- an evidence pack ----------------------------------------------------------------------
@@ -338,6 +422,9 @@ def _verify_pack(
             return
         if _sha256(report_bytes) != _text(predicate, "assessment", "sha256"):
             result.problems.append("report.json is not the assessment the statement names")
+        packed_pdf = _member_bytes(archive, "report.pdf")
+        if packed_pdf is not None:
+            _check_embedded("report.pdf", packed_pdf, report_bytes, predicate, signer, result)
         bundle_note = _member_text(archive, f"{certificate.BUNDLE_DIR}/checkpoint")
         if bundle_note is None:
             result.problems.append("the pack has no ledger bundle: nothing to re-perform from")
@@ -679,6 +766,6 @@ def _compare_renderings(
         if again != packed:
             result.differences.append(f"{name} is not a rendering of report.json")
     result.notes.append(
-        "report.pdf is checked by its digest in the signed statement; its layout is not "
-        "rendered again"
+        "report.pdf is checked by its digest in the signed statement and by the files it "
+        "embeds; its layout is not rendered again"
     )

@@ -609,7 +609,11 @@ class DecisionBook:
         )
         prepared = self.ledger.prepare("decision.record", meta=record_meta(decision, actor=actor))
         ack = self.ledger.writer.append_many([prepared.entry])[0]
-        return Decision.from_envelope(ack.index, prepared.entry.envelope)
+        # A team server writes the envelope itself (its actor, its salt): read back what
+        # it stored, when this ledger holds it.
+        stored = self.ledger.store.entry(self.ledger.log, ack.index) if ack.index >= 0 else None
+        envelope = stored.envelope if stored is not None else prepared.entry.envelope
+        return Decision.from_envelope(ack.index, envelope)
 
     def from_exchange(
         self,
@@ -711,7 +715,9 @@ class DecisionBook:
             sign=sign,
         )
         ack = self.ledger.writer.append_many([prepared.entry])[0]
-        approval = _approval(ack.index, prepared.entry.envelope, decision, self.trust)
+        stored = self.ledger.store.entry(self.ledger.log, ack.index) if ack.index >= 0 else None
+        envelope = stored.envelope if stored is not None else prepared.entry.envelope
+        approval = _approval(ack.index, envelope, decision, self.trust)
         assert approval is not None
         return approval
 

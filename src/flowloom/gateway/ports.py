@@ -52,6 +52,10 @@ class AccessPort(Protocol):
 
     def admit(self, vkey: VirtualKey, *, model: str, est_tokens: int) -> Admission: ...
 
+    async def admit_async(self, vkey: VirtualKey, *, model: str, est_tokens: int) -> Admission:
+        """`admit` without blocking the event loop (database work in a thread)."""
+        ...
+
     def settle(self, admission: Admission, *, provider: str, model: str, usage: Usage) -> Cost: ...
 
     def release(self, admission: Admission) -> None: ...
@@ -153,6 +157,9 @@ class OpenAccess:
         return Admission(
             key=vkey, model=model, est_tokens=est_tokens, at=time.time(), reserved_usd=0.0, slot=0.0
         )
+
+    async def admit_async(self, vkey: VirtualKey, *, model: str, est_tokens: int) -> Admission:
+        return self.admit(vkey, model=model, est_tokens=est_tokens)
 
     def settle(self, admission: Admission, *, provider: str, model: str, usage: Usage) -> Cost:
         return Cost(priced=False)

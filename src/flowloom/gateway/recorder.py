@@ -347,7 +347,7 @@ class Recorder:
         self._max_batch = max_batch
         self._retry_s = retry_interval_s
         self._max_body = max_body_bytes
-        self.settle = settle
+        self._settle = settle
         self.observe = observe
         self._queue: queue.SimpleQueue[Exchange | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -483,7 +483,7 @@ class Recorder:
                         exchange,
                         default_project=self._default_project,
                         max_body_bytes=self._max_body,
-                        settle=self.settle,
+                        settle=self._settle,
                         observe=self.observe,
                     )
                 )

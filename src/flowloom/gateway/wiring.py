@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowloom.errors import ConfigError
-from flowloom.gateway.app import Gateway, GatewaySettings
+from flowloom.gateway.app import Gateway
 from flowloom.gateway.ports import AccessPort, OpenAccess, RouterPort, SingleProviderRouter
 from flowloom.gateway.providers.interface import ProviderConfig
 from flowloom.gateway.recorder import Recorder
+from flowloom.gateway.settings import GatewaySettings
+from flowloom.gateway.settlement import Settlement
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,7 +33,14 @@ if TYPE_CHECKING:
     from flowloom.gateway.routing.model import ConfigChange
     from flowloom.server.state import LedgerRegistry
 
-__all__ = ["SPEC_ENV", "ServeSpec", "app_from_environment", "build", "build_served"]
+__all__ = [
+    "SPEC_ENV",
+    "ServeSpec",
+    "app_from_environment",
+    "build",
+    "build_gateway",
+    "build_served",
+]
 
 SPEC_ENV = "FLOWLOOM_GATEWAY_SERVE"
 
@@ -52,7 +61,7 @@ def build(
     origin_prefix: str = "flowloom.local",
     metrics: GatewayMetrics | None = None,
 ) -> Gateway:
-    """A gateway over the ledger database `database` (see app.build_gateway).
+    """A gateway over the ledger database `database` (see build_gateway).
 
     `ledgers` lets the team server share its own ledgers (same store, same origins and
     signing keys) when it serves the gateway's routes in its process. Otherwise a
@@ -60,8 +69,8 @@ def build(
     public URL without the scheme) when recording into the server's database.
     `metrics` counts every exchange (the standalone gateway's /metrics).
     """
-    from flowloom.config import DEFAULT_MAX_BODY_BYTES
-    from flowloom.ledger.keys import KeyStore
+    from flowloom.config import DEFAULT_MAX_BODY_BYTES, load_key_settings
+    from flowloom.ledger.providers import open_key_providers
     from flowloom.server.state import LedgerRegistry
     from flowloom.services import open_store
 
@@ -74,7 +83,8 @@ def build(
     settings = settings or GatewaySettings(default_project=project)
     home = home or Path.home() / ".local" / "share" / "flowloom"
     closers: list[Any] = []
-    keys = KeyStore(home)
+    providers = open_key_providers(home, load_key_settings())
+    keys = providers.signing
     try:
         if ledgers is None:
             store = open_store(database)
@@ -82,6 +92,7 @@ def build(
             ledgers = LedgerRegistry(
                 store,
                 keys,
+                master=providers.master,
                 origin=lambda name: f"{origin_prefix}/{name}",
                 max_body_bytes=DEFAULT_MAX_BODY_BYTES,
             )
@@ -103,7 +114,7 @@ def build(
 
             real = Access(
                 access_database or database,
-                master_key_loader=keys.master_key,
+                master_key_loader=lambda: providers.envelope(create=True),
                 audit=ledgers.audit,
             )
             closers.append(real.close)
@@ -127,6 +138,7 @@ def build(
             spool_path=spool_path,
             max_body_bytes=DEFAULT_MAX_BODY_BYTES,
             observe=observe,
+            settle=Settlement(access),
         )
         gateway = Gateway(
             router=router,
@@ -135,12 +147,47 @@ def build(
             settings=settings,
             closers=closers,
         )
-        recorder.settle = gateway.settle
         return gateway
     except BaseException:
         for close in reversed(closers):
             close()
         raise
+
+
+def build_gateway(
+    *,
+    database: str,
+    config_path: Path | None = None,
+    record: str = "fail_closed",
+    spool_path: Path | None = None,
+    project: str = "gateway",
+    home: Path | None = None,
+    settings: GatewaySettings | None = None,
+    provider: ProviderConfig | None = None,
+    access_database: str | None = None,
+    telemetry: bool = False,
+    origin_prefix: str = "flowloom.local",
+) -> Gateway:
+    """Wire a gateway over the ledger database `database`.
+
+    Routing comes from `config_path`, else `provider` serves every call, else the default
+    policy passes each provider's own model names straight through (routing.DEFAULT_POLICY);
+    access from the access tables in `access_database` (default: `database`), or open
+    access when `access_database` is "none".
+    """
+    return build(
+        database=database,
+        config_path=config_path,
+        record=record,
+        spool_path=spool_path,
+        project=project,
+        home=home,
+        settings=settings,
+        provider=provider,
+        access_database=access_database,
+        telemetry=telemetry,
+        origin_prefix=origin_prefix,
+    )
 
 
 def _change_recorder(

@@ -5,7 +5,8 @@ digest = "sha256:" + hex(SHA-256(salt || body)). The salt keeps low-entropy bodi
 together with the content erases the body while the envelope and tree still verify.
 Bodies of a data subject are encrypted with AES-256-GCM under that subject's key, the
 digest as associated data; the subject keys are wrapped under the installation's master
-key, so destroying a subject key makes that subject's bodies unreadable everywhere.
+key (held by a key provider: `flowloom.ledger.keyprovider`), so destroying a subject key
+makes that subject's bodies unreadable everywhere.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from flowloom.errors import KeyFileError, VerificationError
+from flowloom.errors import KeyFileError, KeyMissingError, VerificationError
 from flowloom.store.interface import StoredBody
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from flowloom.ledger.keyprovider import Envelope
 
 __all__ = [
     "SALT_SIZE",
@@ -70,27 +73,31 @@ def _aesgcm(key: bytes) -> AESGCM:
 
 
 class BodyCipher:
-    """Encrypts bodies per data subject; subject keys are wrapped under a master key."""
+    """Encrypts bodies per data subject; subject keys are wrapped under a master key.
 
-    def __init__(self, master_key: bytes) -> None:
-        if len(master_key) != _KEY_SIZE:
-            raise KeyFileError("the master key must be 32 bytes")
-        self._master_key = master_key
+    Given raw bytes (tests, tools), the master key is a key in memory; given an
+    `Envelope`, wrapping happens wherever the installation's master key is held.
+    """
+
+    def __init__(self, master: Envelope | bytes) -> None:
+        if isinstance(master, bytes):
+            if len(master) != _KEY_SIZE:
+                raise KeyFileError("the master key must be 32 bytes")
+            from flowloom.ledger.keys import in_memory_envelope
+
+            master = in_memory_envelope(master)
+        self.envelope = master
 
     def new_wrapped_key(self, pseudonym: str) -> bytes:
-        """A fresh subject key, wrapped (nonce || ciphertext) for storage."""
-        nonce = os.urandom(_NONCE_SIZE)
-        key = os.urandom(_KEY_SIZE)
-        return nonce + _aesgcm(self._master_key).encrypt(nonce, key, pseudonym.encode())
+        """A fresh subject key, wrapped under the active master key for storage."""
+        return self.envelope.wrap(os.urandom(_KEY_SIZE), pseudonym.encode())
 
     def unwrap(self, pseudonym: str, wrapped: bytes) -> bytes:
-        from cryptography.exceptions import InvalidTag
-
         try:
-            return _aesgcm(self._master_key).decrypt(
-                wrapped[:_NONCE_SIZE], wrapped[_NONCE_SIZE:], pseudonym.encode()
-            )
-        except InvalidTag as exc:
+            return self.envelope.unwrap(wrapped, pseudonym.encode())
+        except KeyMissingError:
+            raise
+        except KeyFileError as exc:
             raise KeyFileError(
                 f"cannot unwrap the key of {pseudonym}: wrong master key or damaged key row"
             ) from exc

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 from flowloom.errors import FlowLoomError, KeyMissingError, NotFoundError
 
 if TYPE_CHECKING:
-    from flowloom.ledger.keys import KeyStore
+    from flowloom.ledger.keyprovider import SigningKeys
     from flowloom.ledger.note import Signer, Verifier
     from flowloom.store.interface import Store
 
@@ -51,26 +51,34 @@ def key_name(verifier: Verifier) -> str:
     return f"{verifier.name}+{verifier.key_id.hex()}"
 
 
-def generated_meta(verifier: Verifier) -> dict[str, Any]:
-    """The envelope fields of the ``key.generated`` event that pins `verifier`."""
+def generated_meta(verifier: Verifier, provider: str | None = None) -> dict[str, Any]:
+    """The envelope fields of the ``key.generated`` event that pins `verifier`.
+
+    `provider` ("file", "pkcs11") records where the private key is held.
+    """
+    refs: dict[str, Any] = {"vkey": verifier.vkey, "purpose": KEY_PURPOSE}
+    if provider is not None:
+        refs["provider"] = provider
     return {
         "actor": {"type": "service", "id": "flowloom"},
         "subject": verifier.name,
-        "refs": {"vkey": verifier.vkey, "purpose": KEY_PURPOSE},
+        "refs": refs,
     }
 
 
-def rotated_meta(old: Verifier, new: Verifier, reason: str) -> dict[str, Any]:
+def rotated_meta(
+    old: Verifier, new: Verifier, reason: str, provider: str | None = None
+) -> dict[str, Any]:
     """The envelope fields (but the actor) of a ``key.rotated`` event from `old` to `new`."""
-    return {
-        "subject": old.name,
-        "refs": {
-            "old_vkey": old.vkey,
-            "new_vkey": new.vkey,
-            "reason": reason,
-            "purpose": KEY_PURPOSE,
-        },
+    refs: dict[str, Any] = {
+        "old_vkey": old.vkey,
+        "new_vkey": new.vkey,
+        "reason": reason,
+        "purpose": KEY_PURPOSE,
     }
+    if provider is not None:
+        refs["provider"] = provider
+    return {"subject": old.name, "refs": refs}
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,8 @@ def log_keys(store: Store, log: str) -> KeyHistory:
         if not isinstance(refs, Mapping):
             problems.append(f"{at} names no key; ignored")
             continue
+        if refs.get("purpose", KEY_PURPOSE) != KEY_PURPOSE:
+            continue  # another key's lifecycle (the master key): not the log's signing key
         if entry.kind == KEY_GENERATED:
             verifier = _parse(refs.get("vkey"))
             if verifier is None:
@@ -205,7 +215,7 @@ class Keyring:
     """
 
     def __init__(
-        self, store: Store, log: str, origin: str, keys: KeyStore, *, create: bool
+        self, store: Store, log: str, origin: str, keys: SigningKeys, *, create: bool
     ) -> None:
         self.store = store
         self.log = log
@@ -262,13 +272,13 @@ class Keyring:
 
     def missing(self, wanted: Verifier) -> KeyMissingError:
         """The error for a home that lacks the log's key `wanted`."""
-        active = self.keys.active_path(wanted.name)
-        archived = self.keys.archived_path(wanted.name, wanted.key_id)
         return KeyMissingError(
             f"log {self.log!r} is signed by key {key_name(wanted)} ({wanted.vkey}), which is "
-            f"not in {self.keys.directory} (expected {active.name} or {archived.name})",
-            hint="FlowLoom never makes a second key for a log: set FLOWLOOM_HOME to the home "
-            "that holds this one, or copy its key file there; nothing was written",
+            f"not in {self.keys.location} (expected "
+            f"{self.keys.expected(wanted.name, wanted.key_id)})",
+            hint="FlowLoom never makes a second key for a log: set FLOWLOOM_HOME (or the key "
+            "provider, docs/keys.md) to where this one is held, or copy its key file there; "
+            "nothing was written",
         )
 
     def _unpinned(self) -> FlowLoomError:
@@ -279,8 +289,8 @@ class Keyring:
             )
         return KeyMissingError(
             f"log {self.log!r} has {size} entries but pins no signing key (no key.generated "
-            f"event), and {self.keys.directory} holds no key that signed its latest "
-            f"checkpoint (or, before any, {self.keys.active_path(self.origin).name})",
+            f"event), and {self.keys.location} holds no key that signed its latest "
+            f"checkpoint (or, before any, the key in use for {self.origin})",
             hint="set FLOWLOOM_HOME to the home that holds its key; nothing was written",
         )
 

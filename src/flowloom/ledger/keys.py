@@ -9,12 +9,17 @@ A log's signing key is ``<origin>.skey``; a key rotated out of use is kept as
 every key a log was ever signed by can still be found by its key id. Which key a log
 uses is the log's own record (`flowloom.ledger.keyring`), not whichever file is here:
 only `signer` and `master_key` create keys, and only writers call them.
+
+`KeyStore` is the file provider of signing keys and `FileMasterKeys` the file provider
+of master keys (`flowloom.ledger.keyprovider`): the default, today's behaviour. The
+master key in use is ``master.key``; one rotated out is kept as ``master.<ref>.key``.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import os
 import re
 import stat
@@ -25,9 +30,16 @@ from typing import TYPE_CHECKING
 from flowloom.errors import KeyFileError, KeyMissingError
 
 if TYPE_CHECKING:
+    from flowloom.ledger.keyprovider import Envelope
     from flowloom.ledger.note import Signer, Verifier
 
-__all__ = ["KeyStore"]
+__all__ = [
+    "FileMasterKey",
+    "FileMasterKeys",
+    "InMemoryMasterKeys",
+    "KeyStore",
+    "in_memory_envelope",
+]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -35,8 +47,17 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 class KeyStore:
     """Finds or creates key files in one directory."""
 
+    provider = "file"
+
     def __init__(self, home: Path) -> None:
         self.directory = home / "keys"
+
+    @property
+    def location(self) -> str:
+        return str(self.directory)
+
+    def expected(self, name: str, key_id: bytes) -> str:
+        return f"{self.active_path(name).name} or {self.archived_path(name, key_id).name}"
 
     def _path(self, stem: str, suffix: str) -> Path:
         return self.directory / f"{_SAFE.sub('_', stem)}{suffix}"
@@ -202,3 +223,141 @@ class KeyStore:
             return path.read_bytes()
         except OSError as exc:
             raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
+
+
+_NONCE_SIZE = 12
+
+
+class FileMasterKey:
+    """A 32-byte master key held in memory (read from a key file): AES-256-GCM."""
+
+    def __init__(self, raw: bytes, path: Path) -> None:
+        if len(raw) != 32:
+            raise KeyFileError(f"master key file {path} does not hold a 32-byte key")
+        self.raw = raw
+        self.path = path
+        # The reference names the key without revealing it: 64 bits of a domain-separated hash.
+        self.ref = "file:" + hashlib.sha256(b"flowloom master key\n" + raw).hexdigest()[:16]
+
+    def encrypt(self, plaintext: bytes, context: bytes) -> bytes:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        nonce = os.urandom(_NONCE_SIZE)
+        return nonce + AESGCM(self.raw).encrypt(nonce, plaintext, context)
+
+    def decrypt(self, ciphertext: bytes, context: bytes) -> bytes:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        try:
+            return AESGCM(self.raw).decrypt(
+                ciphertext[:_NONCE_SIZE], ciphertext[_NONCE_SIZE:], context
+            )
+        except InvalidTag as exc:
+            raise KeyFileError(
+                f"master key {self.ref} cannot decrypt this data key: wrong key or damaged row"
+            ) from exc
+
+
+class FileMasterKeys:
+    """Master keys in key files: ``master.key`` in use, ``master.<ref>.key`` rotated out."""
+
+    provider = "file"
+
+    def __init__(self, store: KeyStore) -> None:
+        self._store = store
+
+    @property
+    def location(self) -> str:
+        return str(self._store.directory)
+
+    def active(self, *, create: bool) -> FileMasterKey:
+        path = self._store._path("master", ".key")
+        return FileMasterKey(self._store.master_key(create=create), path)
+
+    def _archived(self) -> list[Path]:
+        if not self._store.directory.is_dir():
+            return []
+        return sorted(self._store.directory.glob("master.*.key"))
+
+    def _load(self, path: Path) -> FileMasterKey:
+        try:
+            raw = base64.b64decode(self._store._read(path).strip(), validate=True)
+        except ValueError as exc:
+            raise KeyFileError(f"master key file {path} is malformed") from exc
+        return FileMasterKey(raw, path)
+
+    def legacy(self) -> list[FileMasterKey]:
+        found: list[FileMasterKey] = []
+        active = self._store._path("master", ".key")
+        for path in [active, *self._archived()]:
+            if path.exists():
+                found.append(self._load(path))
+        return found
+
+    def find(self, ref: str) -> FileMasterKey | None:
+        if not ref.startswith("file:"):
+            return None
+        for key in self.legacy():
+            if key.ref == ref:
+                return key
+        return None
+
+    def rotate(self, to: str | None) -> tuple[FileMasterKey | None, FileMasterKey]:
+        if to is not None:
+            raise KeyFileError(
+                "a master key file cannot be rotated to a named key",
+                hint="leave out --to: a new key file is generated",
+            )
+        active_path = self._store._path("master", ".key")
+        old = self._load(active_path) if active_path.exists() else None
+        raw = os.urandom(32)
+        new = FileMasterKey(raw, active_path)
+        content = base64.b64encode(raw) + b"\n"
+        archived_new = self._store._path("master", f".{new.ref[5:]}.key")
+        if not self._store._create(archived_new, content):
+            raise KeyFileError(f"key file {archived_new} already exists")
+        if old is not None:
+            archived_old = self._store._path("master", f".{old.ref[5:]}.key")
+            if not archived_old.exists():
+                self._store._create(archived_old, base64.b64encode(old.raw) + b"\n")
+        tmp = self._store._path("master", f".{new.ref[5:]}.activating")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        if not self._store._create(tmp, content):
+            raise KeyFileError(f"cannot create key file {tmp}")
+        try:
+            os.replace(tmp, active_path)
+            self._store._sync_directory()
+        except OSError as exc:
+            raise KeyFileError(f"cannot replace key file {active_path}: {exc.strerror}") from exc
+        return old, new
+
+
+class InMemoryMasterKeys:
+    """One master key held in memory, nothing to rotate: what raw bytes stand for."""
+
+    provider = "memory"
+    location = "memory"
+
+    def __init__(self, key: FileMasterKey) -> None:
+        self._key = key
+
+    def active(self, *, create: bool) -> FileMasterKey:
+        return self._key
+
+    def find(self, ref: str) -> FileMasterKey | None:
+        return self._key if ref == self._key.ref else None
+
+    def legacy(self) -> list[FileMasterKey]:
+        return [self._key]
+
+    def rotate(self, to: str | None) -> tuple[FileMasterKey | None, FileMasterKey]:
+        raise KeyFileError("a master key given in memory cannot be rotated")
+
+
+def in_memory_envelope(raw: bytes) -> Envelope:
+    """An envelope over one master key given as raw bytes (tests, tools)."""
+    from flowloom.ledger.keyprovider import Envelope
+
+    return Envelope(InMemoryMasterKeys(FileMasterKey(raw, Path("(memory)"))), create=False)

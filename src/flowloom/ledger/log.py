@@ -172,7 +172,7 @@ class Ledger:
                 if signer is not None:
                     from flowloom.ledger.keyring import generated_meta
 
-                    meta = generated_meta(signer.verifier())
+                    meta = generated_meta(signer.verifier(), self.keyring.keys.provider)
                     prepared = self._prepare("key.generated", None, meta)
                     event = Event.from_json(attest(prepared.event.to_json(), signer))
                     self.writer.append_many([self._pending(event, None)])
@@ -208,7 +208,9 @@ class Ledger:
         keys = self.keyring.keys
         new = keys.generate(old.name)
         keys.archive(old)
-        meta: dict[str, Any] = rotated_meta(old.verifier(), new.verifier(), reason.strip())
+        meta: dict[str, Any] = rotated_meta(
+            old.verifier(), new.verifier(), reason.strip(), keys.provider
+        )
         if actor is not None:
             meta["actor"] = dict(actor)
         ack = self.record("key.rotated", meta=meta)

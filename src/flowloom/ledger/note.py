@@ -15,6 +15,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -34,6 +35,7 @@ __all__ = [
     "ALG_ED25519",
     "MAX_NOTE_BYTES",
     "MAX_SIGNATURES",
+    "ExternalKey",
     "NoteSignature",
     "OpenedNote",
     "Signer",
@@ -184,26 +186,60 @@ class Verifier:
         return f"Verifier({self.vkey!r})"
 
 
-class Signer:
-    """An Ed25519 private key under a name. Its ``repr`` never shows key material."""
+class ExternalKey(Protocol):
+    """An Ed25519 private key held outside this process (an HSM): it signs, never leaves."""
 
-    __slots__ = ("_key", "_public_key", "key_id", "name")
+    @property
+    def public_key(self) -> bytes:
+        """The raw 32-byte Ed25519 public key."""
+        ...
+
+    @property
+    def where(self) -> str:
+        """Where the key is held, for messages (never key material)."""
+        ...
+
+    def sign(self, message: bytes) -> bytes:
+        """The raw 64-byte Ed25519 signature (pure Ed25519, RFC 8032)."""
+        ...
+
+
+class Signer:
+    """An Ed25519 private key under a name. Its ``repr`` never shows key material.
+
+    The key is either in memory (a key file) or an `ExternalKey` (an HSM): notes signed
+    either way are the same bytes, since Ed25519 signatures are deterministic.
+    """
+
+    __slots__ = ("_external", "_key", "_public_key", "key_id", "name")
 
     name: str
     key_id: bytes
-    _key: Ed25519PrivateKey
+    _key: Ed25519PrivateKey | None
+    _external: ExternalKey | None
     _public_key: bytes
 
-    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
+    def __init__(self, name: str, private_key: Ed25519PrivateKey | ExternalKey) -> None:
         if not is_valid_key_name(name):
             raise KeyFileError(
                 f"invalid key name {name!r}",
                 hint="a key name is non-empty and has no spaces, '+' or control characters",
             )
         self.name = name
-        self._key = private_key
-        self._public_key = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        if isinstance(private_key, Ed25519PrivateKey):
+            self._key, self._external = private_key, None
+            self._public_key = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        else:
+            self._key, self._external = None, private_key
+            self._public_key = bytes(private_key.public_key)
+            if len(self._public_key) != _ED25519_KEY_SIZE:
+                raise KeyFileError(f"the key at {private_key.where} is not an Ed25519 key")
         self.key_id = key_id(name, self._public_key)
+
+    @property
+    def external(self) -> ExternalKey | None:
+        """The device holding the key, or None for a key in memory."""
+        return self._external
 
     @classmethod
     def generate(cls, name: str) -> Signer:
@@ -238,6 +274,12 @@ class Signer:
 
     def to_skey(self) -> str:
         """The secret signer key string. Keep it secret: it can sign anything."""
+        if self._key is None:
+            assert self._external is not None
+            raise KeyFileError(
+                f"key {self.name}+{self.key_id.hex()} is held at {self._external.where} "
+                "and cannot be exported"
+            )
         seed = self._key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         encoded = _b64encode(bytes([ALG_ED25519]) + seed)
         return f"{_PRIVATE_PREFIX}{self.name}+{self.key_id.hex()}+{encoded}"
@@ -248,7 +290,17 @@ class Signer:
 
     def sign(self, message: bytes) -> bytes:
         """The raw 64-byte Ed25519 signature of ``message`` (no key ID)."""
-        return self._key.sign(message)
+        if self._key is not None:
+            return self._key.sign(message)
+        assert self._external is not None
+        signature = self._external.sign(message)
+        # A device that returns a wrong signature must not put it into the record.
+        if not self.verifier().verify(message, signature):
+            raise SignatureError(
+                f"the key at {self._external.where} returned a signature that does not "
+                f"verify with {self.name}+{self.key_id.hex()}"
+            )
+        return signature
 
     def __repr__(self) -> str:
         return f"Signer(name={self.name!r}, key_id={self.key_id.hex()!r})"

@@ -25,10 +25,14 @@ __all__ = ["Ack", "LogMovedOnError", "LogWriter"]
 
 @dataclass(frozen=True)
 class Ack:
-    """A durable append: the entry's index and leaf hash."""
+    """A durable append: the entry's index and leaf hash.
+
+    `queued`: not appended yet but safely in the outbox for a team server (which will
+    assign the index; `index` is then -1)."""
 
     index: int
     leaf_hash: bytes
+    queued: bool = False
 
 
 class LogMovedOnError(StoreError):

@@ -43,11 +43,21 @@ def open_backend(settings: Settings, cwd: Path, *, http: bool) -> Backend:
     from flowloom.decisions.why import index_path
     from flowloom.services import build_services
 
-    services = build_services(settings)
+    git = find_git_dirs(cwd)
+    repo_top, common = (git[0], git[1]) if git is not None else (None, None)
+    if settings.server_url is not None and not http:
+        # The team's record (docs/sync.md): the tools read the server's log through this
+        # clone's verified copy and record through the outbox, like the CLI.
+        from flowloom.capture.agents.common import locate
+        from flowloom.services import build_team_services
+
+        services = build_team_services(settings, locate(str(cwd)).state_dir, agent="mcp")
+        if services.notice:
+            _log.warning("%s", services.notice)
+    else:
+        services = build_services(settings)
     closers = [services.close]
     try:
-        git = find_git_dirs(cwd)
-        repo_top, common = (git[0], git[1]) if git is not None else (None, None)
         memory = _open_memory(services, repo_top)
         if memory is not None:
             closers.append(memory.close)

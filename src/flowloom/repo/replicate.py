@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Never
 
-from flowloom.errors import NotFoundError
+from flowloom.errors import ConflictError, NotFoundError
 from flowloom.ledger import merkle
 from flowloom.ledger.tiles import decode_entry_bundle, entries_path, entry_bundles_for_size
 from flowloom.ledger.verify import Problem, VerifyReport, body_ref, kind_of
@@ -40,7 +40,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOG_REF",
+    "LogCollisionError",
     "RemoteReport",
+    "check_publication",
     "ensure_push_refspec",
     "load_published_log",
     "publish_log",
@@ -48,6 +50,12 @@ __all__ = [
 ]
 
 LOG_REF = "refs/flowloom/log"
+
+
+class LogCollisionError(ConflictError):
+    """The remote's published log is not this clone's to extend (one writer per repository)."""
+
+
 _REFSPEC = f"{LOG_REF}:{LOG_REF}"
 _ZERO_OID = "0" * 40
 _TIMEOUT_S = 300
@@ -192,6 +200,59 @@ def publish_log(repo_top: Path, ledger: Ledger, remote: str | None = None) -> st
     if remote is not None:
         ensure_push_refspec(repo_top, remote)
     return commit
+
+
+def check_publication(repo_top: Path, remote: str) -> None:
+    """Refuse (`LogCollisionError`) to publish over another clone's log on `remote`.
+
+    Without a server a repository has one published log and one writer: the clone
+    whose publications the remote's ``refs/flowloom/log`` descends from. Each clone's
+    ledger is its own log (its own key and origin), so a second clone's publication
+    could never fast-forward the first one's: this says so, naming both logs, instead
+    of leaving a rejected push or, with a forced refspec, a silently replaced log.
+    A remote without the ref, or whose ref the local publication descends from, is fine.
+    """
+    scratch = f"refs/flowloom/check-{secrets.token_hex(4)}"
+    try:
+        try:
+            theirs = _fetch(repo_top, remote, scratch)
+        except NotFoundError:
+            return
+        ours = _resolve(repo_top, LOG_REF)
+        if ours == theirs:
+            return
+        if ours is not None:
+            related = _git(repo_top, "merge-base", "--is-ancestor", theirs, ours, check=False)
+            if related.returncode == 0:
+                return
+        their_origin = _origin_of(repo_top, theirs)
+        our_origin = _origin_of(repo_top, ours) if ours else None
+        same = our_origin is not None and our_origin == their_origin
+        raise LogCollisionError(
+            f"{remote}'s {LOG_REF} is "
+            + (
+                f"a publication of this log ({their_origin}) that this clone's does not "
+                "extend (the local log or the remote copy was rewritten)"
+                if same
+                else f"another clone's log ({their_origin or 'unknown origin'}), not this "
+                f"clone's ({our_origin or 'not published yet'})"
+            )
+            + ": this clone's log was not published there",
+            hint="without a server one clone publishes the repository's log (docs/sync.md); "
+            "for several writers use a team server (FLOWLOOM_SERVER), and check the remote "
+            f"copy with 'flowloom log verify --remote {remote}'",
+        )
+    finally:
+        _git(repo_top, "update-ref", "-d", scratch, check=False)
+
+
+def _origin_of(repo_top: Path, commit: str) -> str | None:
+    """The log origin a publication's signed checkpoint names (its first line)."""
+    shown = _git(repo_top, "cat-file", "blob", f"{commit}:checkpoint", check=False)
+    if shown.returncode != 0:
+        return None
+    first = _text(shown).split("\n", 1)[0].strip()
+    return first or None
 
 
 # -- verifying a remote copy ---------------------------------------------------------------

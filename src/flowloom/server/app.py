@@ -3,15 +3,20 @@
 The app holds no state of its own beyond what it is given: the ServerState (on
 ``app.state.flowloom``), its routers (flowloom.server.routes.ROUTE_MODULES), the one
 exception handler (flowloom.server.errors) and two pieces of ASGI middleware: a body
-size limit (413 before anything parses an oversized body) and request metrics. Outside
+size limit (413 before anything parses an oversized body) and request metrics. The web
+pages' state (flowloom.server.web.state) is made with the app and closed when its
+lifespan ends, so the dashboard's background worker never outlives it. Outside
 all of it, error pages included, sits the edge (flowloom.server.edge): trusted proxy
 headers, security headers, redirects from the public URL.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
@@ -24,6 +29,7 @@ from flowloom.server.errors import ErrorBody, install_error_handlers
 from flowloom.server.metrics import Metrics
 from flowloom.server.routes import routers
 from flowloom.server.state import ServerState
+from flowloom.server.web.state import WebState
 
 __all__ = ["BodyLimit", "RequestMetrics", "create_app"]
 
@@ -47,6 +53,14 @@ class _ServerApp(FastAPI):
 
 def create_app(server: ServerState) -> FastAPI:
     """The HTTP application over `server`; the caller owns `server` and closes it."""
+    web = WebState(server)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        # The worker may be computing an assessment: wait for it off the event loop.
+        await asyncio.to_thread(web.close)
+
     app = _ServerApp(
         title="FlowLoom",
         version=__version__,
@@ -54,8 +68,10 @@ def create_app(server: ServerState) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url=None,
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.flowloom = server
+    app.state.flowloom_web = web
 
     # FastAPI's own /docs pages, served here to give them a policy of their own.
     @app.get("/docs", include_in_schema=False)

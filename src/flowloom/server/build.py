@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowloom.ledger.keys import KeyStore
+from flowloom.config import load_key_settings
+from flowloom.ledger.providers import open_key_providers
 from flowloom.server.settings import ServerSettings
 from flowloom.server.state import LedgerRegistry, ServerState
 from flowloom.services import open_store
@@ -31,10 +32,12 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
     store = store or open_store(settings.database)
     closers: list[Any] = []
     try:
-        keys = KeyStore(settings.home)
+        providers = open_key_providers(settings.home, load_key_settings())
+        keys = providers.signing
         ledgers = LedgerRegistry(
             store,
             keys,
+            master=providers.master,
             origin=settings.origin,
             max_body_bytes=settings.max_body_bytes,
             batch_max_entries=settings.batch_max_entries,
@@ -53,16 +56,22 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
             http = httpx.Client(timeout=oidc_settings.timeout_seconds)
             closers.append(http.close)
             oidc = OidcClient(oidc_settings, http)
+        saml = None
+        if settings.saml:
+            from flowloom.auth.saml import SamlServiceProvider, SamlSettings
+
+            saml_settings = SamlSettings.from_mapping(settings.saml, public_url=settings.public_url)
+            saml = SamlServiceProvider(saml_settings)
         from flowloom.server.gateway_view import GatewayView
 
         # Opened on first use: the gateway's tables, by default in this very database.
         gateway = GatewayView(
             settings.gateway.database or directory.engine,
             config=settings.gateway.config,
-            master_key_loader=keys.master_key,
+            master_key_loader=lambda: providers.envelope(create=True),
         )
         closers.append(gateway.close)
-        return ServerState(
+        state = ServerState(
             settings=settings,
             store=store,
             keys=keys,
@@ -72,10 +81,24 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
             idempotency=idempotency,
             metrics=Metrics(),
             oidc=oidc,
+            saml=saml,
             closers=closers,
             repositories=dict(settings.repositories),
             gateway=gateway,
         )
+        from flowloom.auth.scim import Provisioning
+        from flowloom.server.deprovision import gateway_cut_off
+
+        state.provisioning = Provisioning(directory, cut_off=[gateway_cut_off(state)])
+        if settings.ldap:
+            from flowloom.auth.ldap import LdapDirectory, LdapSettings
+
+            state.ldap = LdapDirectory(
+                LdapSettings.from_mapping(settings.ldap),
+                directory,
+                cut_off=[gateway_cut_off(state)],
+            )
+        return state
     except BaseException:
         for close in reversed(closers):
             close()

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from flowloom.auth.scim.schemas import ERROR_SCHEMA
 from flowloom.auth.throttle import LoginThrottledError
 from flowloom.errors import (
     AuthError,
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger("flowloom.server")
+SCIM_PATH = "/scim/v2/"
+SCIM_MEDIA_TYPE = "application/scim+json"
 
 
 class ErrorDetail(BaseModel):
@@ -172,6 +175,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     code = _CODES.get(exc.status_code, "error")
     message = str(exc.detail) if exc.detail else code.replace("_", " ")
     headers = dict(exc.headers) if exc.headers else None
+    if request.url.path.startswith(SCIM_PATH):
+        # A SCIM client reads SCIM's error shape, also for a path or method that no
+        # route serves (RFC 7644 §3.12).
+        scim = {"schemas": [ERROR_SCHEMA], "status": str(exc.status_code), "detail": message}
+        return JSONResponse(
+            scim, status_code=exc.status_code, headers=headers, media_type=SCIM_MEDIA_TYPE
+        )
     return error_response(exc.status_code, code, message, None, headers)
 
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the gateway's modules are imported on first use, not at sta
     from flowloom.gateway.access.records import BudgetStatus, ProviderKeyInfo, VirtualKey
     from flowloom.gateway.access.service import Access
     from flowloom.gateway.routing.config import CompiledConfig
+    from flowloom.ledger.keyprovider import Envelope
 
 __all__ = [
     "GatewayView",
@@ -215,7 +216,7 @@ class GatewayView:
         database: str | Engine,
         *,
         config: Path | None,
-        master_key_loader: Callable[[], bytes],
+        master_key_loader: Callable[[], bytes | Envelope],
         env: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -258,6 +259,15 @@ class GatewayView:
                     settings=AccessSettings(background=False),
                 )
             return self._access
+
+    def revoke_user_keys(self, owners: Sequence[str]) -> list[VirtualKey]:
+        """Revoke the virtual keys owned by a user named by any of `owners` (id, email).
+
+        The one write this view makes: deprovisioning a user must reach their gateway
+        keys too. A gateway in another process refuses them within its key cache's TTL
+        (key_cache_ttl_s); one served in the server's own process at once.
+        """
+        return self._opened().revoke_owned_keys("user", owners)
 
     def budgets(self, project: str) -> list[BudgetStatus]:
         """The project's budget and its live keys' budgets, with this period's spend."""

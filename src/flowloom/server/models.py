@@ -84,6 +84,23 @@ class EventIn(_Strict):
         max_length=200,
         description="Client idempotency key: a repeat returns the first index.",
     )
+    ci_token: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16 * 1024,
+        description="For test.result and ci.result: the CI job's OIDC identity token. The "
+        "server verifies it against its trusted issuers (ci_issuers) and records the "
+        "run's identity from the verified claims (the token itself is not stored).",
+    )
+    signed_envelope: str | None = Field(
+        default=None,
+        min_length=2,
+        max_length=64 * 1024,
+        description="A person-signed event (decision.approve with refs.ssh_signature), "
+        "stored as it was signed once the server verified the signature against the "
+        "project's allowed signers and that the signer is the key's user; give only "
+        "kind, event_id and this.",
+    )
 
 
 class BatchIn(_Strict):

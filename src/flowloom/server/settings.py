@@ -98,8 +98,20 @@ class ServerSettings:
     oidc: Mapping[str, Any] | None = None
     """The [server.oidc] table with FLOWLOOM_SERVER_OIDC_* applied, validated when the
     server is built (flowloom.auth.oidc.OidcSettings); None: single sign-on is off."""
+    saml: Mapping[str, Any] | None = None
+    """The [server.saml] table with FLOWLOOM_SERVER_SAML_* applied, validated when the
+    server is built (flowloom.auth.saml.SamlSettings); None: SAML sign-in is off."""
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     """[server.gateway] with FLOWLOOM_SERVER_GATEWAY_DATABASE / _CONFIG applied."""
+    ldap: Mapping[str, Any] | None = None
+    """The [server.ldap] table, validated when the server is built
+    (flowloom.auth.ldap.LdapSettings); None: no LDAP sign-in."""
+    ci_issuers: tuple[str, ...] = ()
+    """OIDC issuers whose CI job tokens this server believes (``[server] ci_issuers``,
+    FLOWLOOM_SERVER_CI_ISSUERS comma-separated): a synced test.result or ci.result is
+    taken only with a token from one of them; empty (the default): none is taken."""
+    ci_audience: str = "flowloom"
+    """The audience those tokens must name."""
 
     def __post_init__(self) -> None:
         if not self.public_url:
@@ -114,6 +126,7 @@ class ServerSettings:
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"server setting {name} must not be negative")
         object.__setattr__(self, "trusted_proxies", trusted_networks(self.trusted_proxies))
+        object.__setattr__(self, "ci_issuers", ci_issuers(self.ci_issuers))
 
     @property
     def origin_prefix(self) -> str:
@@ -170,7 +183,33 @@ def _coerce(name: str, value: object, kind: type) -> Any:
         return Path(str(value))
     if kind is tuple:
         return trusted_networks(value)
+    if kind is list:
+        return ci_issuers(value)
     return str(value)
+
+
+def ci_issuers(value: object) -> tuple[str, ...]:
+    """The allow-list of CI OIDC issuers: https URLs (http only on loopback, for tests and
+    an issuer on the same host), from a TOML list or a comma-separated string."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ConfigError("server setting ci_issuers must be a list of issuer URLs")
+    found: list[str] = []
+    for item in items:
+        url = item.strip().rstrip("/")
+        if not url:
+            continue
+        parts = urlsplit(url)
+        loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+        if not parts.netloc or not (
+            parts.scheme == "https" or (parts.scheme == "http" and loopback)
+        ):
+            raise ConfigError(
+                f"ci_issuers entry {item!r} is not an https URL",
+                hint="e.g. https://token.actions.githubusercontent.com or https://gitlab.com",
+            )
+        found.append(url)
+    return tuple(dict.fromkeys(found))
 
 
 _KINDS: dict[str, type] = {
@@ -185,10 +224,12 @@ _KINDS: dict[str, type] = {
     "batch_max_entries": int,
     "cookie_secure": bool,
     "trusted_proxies": tuple,
+    "ci_issuers": list,
+    "ci_audience": str,
 }
 
 
-_SUBTABLES = frozenset({"oidc", "repositories", "gateway"})
+_SUBTABLES = frozenset({"oidc", "saml", "repositories", "gateway", "ldap"})
 # The client's keys share the [server] table (docs/sync.md); the server ignores them.
 _CLIENT_KEYS = frozenset({"url", "api_key_file", "vkey"})
 """Tables inside [server] that their own modules validate."""
@@ -255,6 +296,13 @@ def load_server_settings(
     xdg_config = Path(env.get("XDG_CONFIG_HOME") or user_home / ".config")
     table = _server_table(xdg_config / "flowloom" / "config.toml")
     oidc_table = table.pop("oidc", None)
+    saml_table = table.pop("saml", None)
+    ldap_table = table.pop("ldap", None)
+    if ldap_table is not None and not isinstance(ldap_table, dict):
+        raise ConfigError("[server.ldap] must be a table")
+    ldap_password = env.get(_ENV_PREFIX + "LDAP_BIND_PASSWORD")
+    if ldap_table is not None and ldap_password:
+        ldap_table = {**ldap_table, "bind_password": ldap_password}  # kept out of the file
     values["repositories"] = _repositories(table.pop("repositories", None))
     gateway = _gateway(table.pop("gateway", None), env)
     values.update(table)
@@ -266,5 +314,12 @@ def load_server_settings(
     typed = {k: _coerce(k, v, _KINDS[k]) for k, v in values.items() if k in known and k in _KINDS}
     typed["repositories"] = values["repositories"]
     from flowloom.auth.oidc import oidc_config  # validated later, once public_url is final
+    from flowloom.auth.saml import saml_config
 
-    return ServerSettings(**typed, oidc=oidc_config(oidc_table, env), gateway=gateway)
+    return ServerSettings(
+        **typed,
+        oidc=oidc_config(oidc_table, env),
+        saml=saml_config(saml_table, env),
+        gateway=gateway,
+        ldap=ldap_table,
+    )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowloom.ledger.keys import KeyStore
+from flowloom.ledger.keyprovider import MasterKeys, SigningKeys
 from flowloom.ledger.log import META_FIELDS, Ledger
 from flowloom.ledger.provenance import Trust
 from flowloom.ledger.writer import LogWriter
@@ -26,8 +26,11 @@ from flowloom.store.interface import Store
 
 if TYPE_CHECKING:
     from flowloom.auth.directory import Directory
+    from flowloom.auth.ldap import LdapDirectory
     from flowloom.auth.oidc import OidcClient
     from flowloom.auth.permissions import Authorizer
+    from flowloom.auth.saml import SamlServiceProvider
+    from flowloom.auth.scim import Provisioning
     from flowloom.server.gateway_view import GatewayView
     from flowloom.server.idempotency import IdempotencyBook
     from flowloom.server.metrics import Metrics
@@ -50,14 +53,16 @@ class LedgerRegistry:
     def __init__(
         self,
         store: Store,
-        keys: KeyStore,
+        keys: SigningKeys,
         *,
         origin: Callable[[str], str],
         max_body_bytes: int,
         batch_max_entries: int = 2000,
+        master: MasterKeys | None = None,
     ) -> None:
         self._store = store
         self._keys = keys
+        self._master = master
         self._origin = origin
         self._max_body = max_body_bytes
         self._batch_max = batch_max_entries
@@ -84,6 +89,7 @@ class LedgerRegistry:
         return open_ledger(
             self._store,
             self._keys,
+            master=self._master,
             log=project,
             origin=self._origin(project),
             actor=SERVER_ACTOR,
@@ -123,7 +129,7 @@ class ServerState:
 
     settings: ServerSettings
     store: Store
-    keys: KeyStore
+    keys: SigningKeys
     ledgers: LedgerRegistry
     directory: Directory
     authorizer: Authorizer
@@ -131,11 +137,17 @@ class ServerState:
     metrics: Metrics
     oidc: OidcClient | None = None
     """Single sign-on, when a [server.oidc] table (or FLOWLOOM_SERVER_OIDC_*) configures it."""
+    saml: SamlServiceProvider | None = None
+    """SAML single sign-on, when a [server.saml] table (or FLOWLOOM_SERVER_SAML_*) does."""
     closers: list[Callable[[], None]] = field(default_factory=list)
     repositories: dict[str, Path] = field(default_factory=dict)
     """Project → a clone the server may read (from [server.repositories])."""
     gateway: GatewayView | None = None
     """The LLM gateway's budgets, keys, providers and policy (read-only, opened on use)."""
+    provisioning: Provisioning | None = None
+    """SCIM 2.0 provisioning (/scim/v2) and the cut-off hooks deprovisioning runs."""
+    ldap: LdapDirectory | None = None
+    """LDAP sign-in and group sync, when a [server.ldap] table configures it."""
 
     def ledger(self, project: str) -> Ledger:
         return self.ledgers.get(project)

@@ -30,12 +30,20 @@ _LOCK_WAIT_S = 10.0
 class Recorded:
     """The server indices of the events (None: still queued) and why they wait, if so."""
 
-    __slots__ = ("indices", "waiting", "why")
+    __slots__ = ("indices", "refused", "waiting", "why")
 
-    def __init__(self, indices: list[int | None], waiting: int, why: FlowLoomError | None):
+    def __init__(
+        self,
+        indices: list[int | None],
+        waiting: int,
+        why: FlowLoomError | None,
+        refused: list[str] | None = None,
+    ):
         self.indices = indices
         self.waiting = waiting
         self.why = why
+        self.refused = refused or []
+        """Why the server refused events of this flush (each replaced by a capture.error)."""
 
     @property
     def queued(self) -> bool:
@@ -49,9 +57,11 @@ def record_via_server(
     *,
     project: str | None = None,
     created: str,
+    lock_held: bool = False,
 ) -> Recorded:
     """Spool `events` (spool shape, already redacted) for `project`, then flush.
 
+    `lock_held`: the caller holds the spool lock already (an auto-commit).
     Returns the indices once the server acked them. A server that is down or failing
     leaves them queued (`Recorded.queued`, `why`); any other failure — a refused key,
     a missing project, a history alarm — is raised after the events are safely queued.
@@ -60,10 +70,21 @@ def record_via_server(
         link.spool_dir, agent, list(events), created, project=project or link.project
     )
     why: FlowLoomError | None = None
-    with spool.SpoolLock(link.spool_dir, wait_s=_LOCK_WAIT_S) as lock:
-        if lock.acquired:
-            report = send_outbox(link)
-            why = report.error
+    refused: list[str] = []
+
+    def observe(line: str) -> None:
+        if line.startswith(("the server refused", "not synced:")):
+            refused.append(line)
+        if link.observer is not None:
+            link.observer(line)
+
+    if lock_held:
+        why = send_outbox(link, observer=observe).error
+    else:
+        with spool.SpoolLock(link.spool_dir, wait_s=_LOCK_WAIT_S) as lock:
+            if lock.acquired:
+                report = send_outbox(link, observer=observe)
+                why = report.error
     indices = [
         spool.recorded_index(written.directory, written.name, written.offset + i)
         for i in range(len(events))
@@ -77,4 +98,4 @@ def record_via_server(
         )
         why.args = (why.message,)
         raise why
-    return Recorded(indices, waiting, why)
+    return Recorded(indices, waiting, why, refused)

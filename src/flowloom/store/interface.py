@@ -157,4 +157,15 @@ class Store(Protocol):
         """Store the key unless one exists; return the stored one (first writer wins)."""
         ...
 
+    def subject_keys(self) -> list[tuple[str, str, bytes]]:
+        """Every wrapped subject key as (log, subject, wrapped): for a master-key rotation."""
+        ...
+
+    def replace_subject_key(self, log: str, subject: str, old: bytes, new: bytes) -> bool:
+        """Swap a wrapped key for the same key wrapped anew, only if it is still `old`.
+
+        False when the row changed or was erased meanwhile (a rotation then skips it).
+        """
+        ...
+
     def logs(self) -> list[str]: ...

@@ -217,3 +217,16 @@ class MemoryStore:
         with self._lock:
             self._check_open()
             return self._keys.setdefault((log, subject), bytes(wrapped))
+
+    def subject_keys(self) -> list[tuple[str, str, bytes]]:
+        with self._lock:
+            self._check_open()
+            return [(log, subject, key) for (log, subject), key in sorted(self._keys.items())]
+
+    def replace_subject_key(self, log: str, subject: str, old: bytes, new: bytes) -> bool:
+        with self._lock:
+            self._check_open()
+            if self._keys.get((log, subject)) != old:
+                return False
+            self._keys[(log, subject)] = bytes(new)
+            return True

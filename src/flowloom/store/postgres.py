@@ -491,6 +491,23 @@ class PostgresStore:
             raise StoreError(f"subject key for {subject!r} vanished while it was being stored")
         return bytes(row[0])
 
+    def subject_keys(self) -> list[tuple[str, str, bytes]]:
+        rows = self._query(
+            "SELECT log, subject, wrapped_key FROM subject_keys ORDER BY log, subject",
+            (),
+            "reading subject keys",
+        )
+        return [(str(r[0]), str(r[1]), bytes(r[2])) for r in rows]
+
+    def replace_subject_key(self, log: str, subject: str, old: bytes, new: bytes) -> bool:
+        with self._connection("re-wrapping a subject key") as conn, conn.transaction():
+            cursor = conn.execute(
+                "UPDATE subject_keys SET wrapped_key = %s WHERE log = %s AND subject = %s"
+                " AND wrapped_key = %s",
+                (new, log, subject, old),
+            )
+            return cursor.rowcount == 1
+
     def _lookup_in(self, conn: Connection, log: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
         """A node lookup for callbacks: reads inside the caller's transaction."""
         try:

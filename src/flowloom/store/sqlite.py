@@ -444,6 +444,23 @@ class SQLiteStore:
             ).fetchone()
         return bytes(row[0])
 
+    def subject_keys(self) -> list[tuple[str, str, bytes]]:
+        rows = self._query(
+            "SELECT log, subject, wrapped_key FROM subject_keys ORDER BY log, subject",
+            (),
+            "reading subject keys",
+        )
+        return [(str(r[0]), str(r[1]), bytes(r[2])) for r in rows]
+
+    def replace_subject_key(self, log: str, subject: str, old: bytes, new: bytes) -> bool:
+        with self._write("re-wrapping a subject key") as conn:
+            cursor = conn.execute(
+                "UPDATE subject_keys SET wrapped_key = ? WHERE log = ? AND subject = ?"
+                " AND wrapped_key = ?",
+                (new, log, subject, old),
+            )
+            return cursor.rowcount == 1
+
 
 class _WriteTxn:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on any error, errors translated."""

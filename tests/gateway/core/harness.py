@@ -15,6 +15,8 @@ from flowloom.gateway.app import Gateway, GatewaySettings
 from flowloom.gateway.ports import AccessPort, OpenAccess, RouterPort, SingleProviderRouter
 from flowloom.gateway.providers.interface import ProviderConfig
 from flowloom.gateway.recorder import Recorder, RecordMode
+from flowloom.gateway.settlement import Settlement
+from flowloom.gateway.upstream import Upstream
 from flowloom.ledger.body import BodyCipher
 from flowloom.ledger.keys import KeyStore
 from flowloom.ledger.log import Ledger
@@ -136,8 +138,10 @@ def make_gateway(
     settings: GatewaySettings | None = None,
     spool_max_bytes: int = 64 * 1024 * 1024,
     ledgers: LedgerSwitch | None = None,
+    upstream: Upstream | None = None,
 ) -> tuple[Gateway, LedgerSwitch]:
     ledgers = ledgers or LedgerSwitch(tmp_path / "ledger.db", tmp_path / "home")
+    access = access or OpenAccess()
     if router is None:
         assert provider is not None
         router = SingleProviderRouter(provider)
@@ -148,14 +152,15 @@ def make_gateway(
         spool_path=tmp_path / "outbox",
         spool_max_bytes=spool_max_bytes,
         retry_interval_s=0.1,
+        settle=Settlement(access),
     )
     gateway = Gateway(
         router=router,
-        access=access or OpenAccess(),
+        access=access,
         recorder=recorder,
         settings=settings or GatewaySettings(default_project="gw", reload_interval_s=0),
+        upstream=upstream,
     )
-    recorder.settle = gateway.settle
     return gateway, ledgers
 
 

@@ -200,21 +200,6 @@ def amend_request(place: Place, session: str | None) -> dict[str, Any] | None:
     return request
 
 
-def _server_configured(top: str) -> bool:
-    """Whether events go to a server (FLOWLOOM_SERVER or `[server] url`); only asked when
-    auto-commit would run, a path that loads the ledger anyway."""
-    if os.environ.get("FLOWLOOM_SERVER"):
-        return True
-    try:
-        from pathlib import Path
-
-        from flowloom.config import load_settings
-
-        return load_settings(Path(top)).server_url is not None
-    except Exception:  # a broken config: auto-commit reports it when it opens the ledger
-        return False
-
-
 def _fallback_stdout(agent: str, raw: bytes) -> str:
     """What an agent must read back even when the payload could not be handled."""
     if agent == "cursor" and b"beforeSubmitPrompt" in raw:
@@ -367,10 +352,8 @@ def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> list[str
         from flowloom.capture.autocommit import read_policy
 
         policy = read_policy(place.top)
-        if policy.get("auto_commit") and _server_configured(place.top):
-            pass  # the spool is the server's outbox; auto-commit records locally (docs/sync.md)
-        elif policy.get("auto_commit"):
-            commit = True
+        if policy.get("auto_commit"):
+            commit = True  # in server mode too: the drainer commits and sends to the server
         elif policy.get("error"):
             note = capture_error(agent, f"auto-commit skipped: {policy['error']}", raw)
             redact_event(note)

@@ -394,12 +394,22 @@ def _commit_msg_full(ctx: _Context, policy: Policy, settings: Settings, message_
     if not policy.enforce:
         return 0
 
-    services = build_services(settings)
+    if settings.server_url is not None:  # the team's record: docs/sync.md
+        from flowloom.services import build_team_services
+
+        services = build_team_services(settings, str(ctx.common_dir / "flowloom"), agent="git")
+    else:
+        services = build_services(settings)
     try:
         invalid = [d for d in links.decisions if not is_decision_id(d)]
         missing: list[str] = []
         if links.decisions and not invalid:
             missing = _unrecorded(services, links.valid_decisions)
+            if missing and services.team:  # yours, still queued for the server, count too
+                from flowloom.sinks.team import queued_subjects
+
+                queued = queued_subjects(str(ctx.common_dir / "flowloom" / "spool"))
+                missing = [d for d in missing if d not in queued.get("decision.record", ())]
             if not missing:
                 return 0
 
@@ -483,7 +493,8 @@ def _grant(
         git = ctx.git_meta(ctx.repo.head())
         if git:
             meta["git"] = git
-        grant = services.ledger.record("override.grant", meta=meta).index
+        ack = services.ledger.record("override.grant", meta=meta)
+        grant = None if ack.queued else ack.index
     trailers = []
     if links.override != override.reason:
         trailers.append((OVERRIDE, override.reason))
@@ -493,7 +504,8 @@ def _grant(
         add_trailers(message_file, trailers, cwd=str(ctx.top))
     created = override.created or time.time()
     write_pending_override(ctx.common_dir, replace(override, grant=grant, created=created))
-    sys.stderr.write(f"flowloom: override recorded (ledger entry {grant}): {override.reason}\n")
+    where = "queued for the team server" if grant is None else f"ledger entry {grant}"
+    sys.stderr.write(f"flowloom: override recorded ({where}): {override.reason}\n")
 
 
 # -- prepare-commit-msg ----------------------------------------------------------------
@@ -672,6 +684,8 @@ def _pre_push(args: list[str]) -> int:
     """Extension point: replicate the log through git (refs/flowloom/log) if available."""
     try:
         from flowloom.repo.replicate import (  # type: ignore[import-not-found,unused-ignore]
+            LogCollisionError,
+            check_publication,
             publish_log,
         )
     except ImportError:
@@ -685,7 +699,18 @@ def _pre_push(args: list[str]) -> int:
     # this hook ran, so the freshly published log goes out in a push of its own, now,
     # ahead of the branch: CI triggered by the branch then finds the log that links it.
     destination = args[0] if args else None
-    services = build_services(ctx.settings())
+    settings = ctx.settings()
+    if settings.server_url is not None:
+        return 0  # the server is the team's one record: nothing to publish through git
+    if destination:
+        try:
+            check_publication(ctx.top, destination)
+        except LogCollisionError as exc:
+            # The code still goes out; the log does not overwrite (or fail against)
+            # another clone's. Said as an error, every push, until it is resolved.
+            sys.stderr.write(f"flowloom: error: {exc.message}\n  {exc.hint}\n")
+            return 0
+    services = build_services(settings)
     try:
         publish_log(ctx.top, services.ledger)
     finally:

@@ -18,7 +18,7 @@ from flowloom.compliance.reports import certificate, charts
 from flowloom.compliance.reports.atomic import atomic_text
 from flowloom.compliance.reports.templating import environment, stylesheet
 
-__all__ = ["MAX_TABLE_ROWS", "context", "render", "render_html"]
+__all__ = ["MAX_TABLE_ROWS", "auditmeta_html", "context", "render", "render_html"]
 
 MAX_TABLE_ROWS: Final = 5000
 """Population rows shown in the HTML/PDF table; the CSV and JSON always hold all of them."""
@@ -46,6 +46,12 @@ def render_html(assessment: Assessment, *, max_rows: int = MAX_TABLE_ROWS) -> st
     """The report as one HTML string (what the PDF renderer lays out)."""
     template = environment().get_template("report.html.j2")
     return template.render(context(assessment, max_rows=max_rows))
+
+
+def auditmeta_html(assessment: Assessment) -> str:
+    """The report's scope, completeness and sampling sections alone, as HTML: the web
+    framework page shows them from the very template the report prints."""
+    return environment().get_template("_auditmeta.html.j2").render(a=assessment)
 
 
 def render(

@@ -8,7 +8,8 @@ tables), with the assessment's JSON document embedded as an associated file
 the caller has one, the signed statement over that JSON (``report.json.intoto.jsonl``,
 ``Supplement``). The PDF cannot carry a statement over itself (signing needs its final
 bytes), so its own statement stays beside it; the embedded one lets the JSON taken out
-of the PDF be checked on its own. WeasyPrint is given a fetcher that refuses every URL except inline
+of the PDF be checked on its own (`read_embedded` takes them out again, for
+`flowloom report verify`). WeasyPrint is given a fetcher that refuses every URL except inline
 `data:` ones: a report is rendered from the assessment alone, never from the network
 or the local disk, whatever a commit message might try to reference.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +37,7 @@ from flowloom.compliance.reports import json as json_report
 from flowloom.compliance.reports.atomic import write_atomic
 from flowloom.compliance.reports.html import MAX_TABLE_ROWS, render_html
 from flowloom.compliance.statement import STATEMENT_SUFFIX
-from flowloom.errors import FlowLoomError
+from flowloom.errors import FlowLoomError, VerificationError
 
 __all__ = [
     "ASSESSMENT_ATTACHMENT",
@@ -46,6 +48,7 @@ __all__ = [
     "embedded_files",
     "epoch_of",
     "html_to_pdf",
+    "read_embedded",
     "render",
     "render_pdf",
 ]
@@ -183,6 +186,39 @@ def embedded_files(assessment: Assessment, statement: bytes | None = None) -> li
             )
         )
     return files
+
+
+_PDFIUM: Final = threading.Lock()
+"""PDFium keeps process-wide state and is not thread-safe: one caller at a time (the
+server verifies uploads in worker threads)."""
+
+
+def read_embedded(data: bytes) -> dict[str, bytes]:
+    """The files a PDF embeds, by name (what `flowloom report verify` compares).
+
+    Raises VerificationError when the bytes are not a PDF PDFium can open, or when two
+    embedded files have the same name (a reader could be shown either).
+    """
+    import pypdfium2  # type: ignore[import-untyped]
+
+    found: dict[str, bytes] = {}
+    with _PDFIUM:
+        try:
+            document = pypdfium2.PdfDocument(data)
+        except pypdfium2.PdfiumError as exc:
+            raise VerificationError(f"not a readable PDF: {exc}") from None
+        try:
+            for i in range(document.count_attachments()):
+                attachment = document.get_attachment(i)
+                name = attachment.get_name()
+                if name in found:
+                    raise VerificationError(f"it embeds two files named {name!r}")
+                found[name] = bytes(attachment.get_data())
+        except pypdfium2.PdfiumError as exc:
+            raise VerificationError(f"its embedded files cannot be read: {exc}") from None
+        finally:
+            document.close()
+    return found
 
 
 def render_pdf(

@@ -36,7 +36,7 @@ from sqlalchemy.exc import DBAPIError
 
 from flowloom.auth.schema import translate
 
-__all__ = ["Grant", "LeaseAsk", "Leases", "QuotaStore", "SqlQuotaStore"]
+__all__ = ["Grant", "LeaseAsk", "LeaseNeeded", "Leases", "QuotaStore", "SqlQuotaStore"]
 
 EPSILON = 1e-9
 Seed = Callable[[Connection], float]
@@ -63,6 +63,11 @@ class LeaseAsk:
     expire_newest_before: float | None = None
     expire_bucket_before: int | None = None
     seed: Seed | None = None
+
+
+class LeaseNeeded(Exception):
+    """Taking would need a lease transaction, and the caller said it may not wait (it
+    runs on the event loop): nothing was taken; ask again from a thread."""
 
 
 @dataclass(frozen=True)
@@ -200,15 +205,19 @@ class Leases:
         expire_newest_before: float | None = None,
         expire_bucket_before: int | None = None,
         seed: Seed | None = None,
+        wait: bool = True,
     ) -> Grant | None:
         """Spend `amount` (≥ `need` must be left) from the scope's lease; None when taken.
 
         When the lease cannot cover it, a new one is asked for (the old one's rest goes
-        back); the Grant of a refused ask is returned so the caller can say why.
+        back); the Grant of a refused ask is returned so the caller can say why. With
+        `wait` False that ask (a database transaction) is not made: LeaseNeeded instead.
         """
         with self._lock:
             if self._spend(scope, bucket, now, need, amount):
                 return None
+        if not wait:
+            raise LeaseNeeded(scope)
         with self._io:
             with self._lock:  # another thread may have leased meanwhile
                 if self._spend(scope, bucket, now, need, amount):

@@ -25,6 +25,7 @@ ready for Ledger.record that never holds a secret.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fnmatch
 import functools
@@ -37,7 +38,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
@@ -57,7 +58,7 @@ from flowloom.gateway.access.cache import TtlLru
 from flowloom.gateway.access.errors import BudgetExceededError, RateLimitedError
 from flowloom.gateway.access.limits import SlidingWindow
 from flowloom.gateway.access.prices import PriceTable, cost_of, load_price_file
-from flowloom.gateway.access.quota import Grant, Leases, QuotaStore, SqlQuotaStore
+from flowloom.gateway.access.quota import Grant, LeaseNeeded, Leases, QuotaStore, SqlQuotaStore
 from flowloom.gateway.access.records import (
     Admission,
     BudgetStatus,
@@ -73,6 +74,9 @@ from flowloom.gateway.access.records import (
 from flowloom.gateway.access.schema import migrate
 from flowloom.gateway.access.spend import SpendKey, SpendRow, write_rows
 from flowloom.gateway.access.vault import ProviderKeyVault
+
+if TYPE_CHECKING:
+    from flowloom.ledger.keyprovider import Envelope
 
 __all__ = ["Access", "AccessSettings", "AuditHook"]
 
@@ -200,7 +204,7 @@ class Access:
         self,
         database: str | Engine,
         *,
-        master_key_loader: Callable[[], bytes],
+        master_key_loader: Callable[[], bytes | Envelope],
         clock: Callable[[], float] = time.time,
         audit: AuditHook | None = None,
         prices: Path | Mapping[str, Any] | None = None,
@@ -210,7 +214,8 @@ class Access:
     ) -> None:
         """Open (and migrate) the access tables in `database`: a URL or an engine.
 
-        `master_key_loader` returns the installation's 32-byte master key (KeyStore's);
+        `master_key_loader` returns the installation's master key: its key provider's
+        `Envelope` (docs/keys.md), or 32 raw bytes (tests);
         it is called on the first provider-key operation only. `clock` returns POSIX
         seconds (tests move it). `prices` overrides the packaged price table (a TOML
         path or a mapping of the same shape). `default_actor` is the ledger actor for
@@ -513,6 +518,39 @@ class Access:
         )
         return revoked
 
+    def revoke_owned_keys(self, owner_kind: OwnerKind, owners: Sequence[str]) -> list[VirtualKey]:
+        """Revoke every live key of these owners (a deprovisioned user: their id and
+        email) and forget any cached verification of their keys, here at once. Returns
+        the keys this call revoked; the caller records them (it knows why and who)."""
+        wanted = sorted({o for o in owners if o})
+        if not wanted:
+            return []
+        now = self._clock()
+        names = {f"o{i}": owner for i, owner in enumerate(wanted)}
+        marks = ", ".join(f":{name}" for name in names)
+        with self._tx("revoking a user's virtual keys") as conn:
+            rows = conn.execute(
+                text(
+                    f"SELECT {_KEY_COLUMNS} FROM gateway_vkeys WHERE owner_kind = :kind"
+                    f" AND owner IN ({marks}) AND revoked_at IS NULL"
+                ),
+                {"kind": owner_kind, **names},
+            ).all()
+            conn.execute(
+                text(
+                    "UPDATE gateway_vkeys SET revoked_at = :now WHERE owner_kind = :kind"
+                    f" AND owner IN ({marks}) AND revoked_at IS NULL"
+                ),
+                {"now": _iso(now), "kind": owner_kind, **names},
+            )
+        owned = set(wanted)
+        with self._lock:
+            self._keys.discard_where(
+                lambda entry: entry.vkey.owner_kind == owner_kind and entry.vkey.owner in owned
+            )
+        at = datetime.fromtimestamp(now, UTC)
+        return [replace(self._vkey(row), revoked_at=at) for row in rows]
+
     def set_budget(
         self,
         key: str,
@@ -738,23 +776,37 @@ class Access:
                 hint="allowed: " + ", ".join(vkey.models),
             )
 
-    def admit(self, vkey: VirtualKey, *, model: str, est_tokens: int) -> Admission:
+    async def admit_async(self, vkey: VirtualKey, *, model: str, est_tokens: int) -> Admission:
+        """`admit` for the event loop: in line while the local leases and trackers cover
+        the request (no I/O), in a thread when a lease transaction or a spend read is
+        needed, so a slow database holds up this request only, not every other one."""
+        try:
+            return self.admit(vkey, model=model, est_tokens=est_tokens, wait=False)
+        except LeaseNeeded:
+            return await asyncio.to_thread(
+                functools.partial(self.admit, vkey, model=model, est_tokens=est_tokens)
+            )
+
+    def admit(
+        self, vkey: VirtualKey, *, model: str, est_tokens: int, wait: bool = True
+    ) -> Admission:
         """Let one request for `model` of about `est_tokens` tokens through, or refuse it.
 
         PermissionDeniedError (403) when the model is outside the key's allow-list;
         RateLimitedError (429, retry_after_s) when rpm or tpm is reached;
         BudgetExceededError (429) when the key's or its project's budget is spent.
-        Nothing is counted for a refused request.
+        Nothing is counted for a refused request. With `wait` False, LeaseNeeded (and
+        nothing counted) when admitting would need the database.
         """
         self.check_model(vkey, model)
         est_tokens = max(int(est_tokens), 0)
         now = self._clock()
         scopes = self._scopes(vkey)
         for scope, _budget_usd, period, _what in scopes:
-            self._ensure_tracker(scope, period, now)
+            self._ensure_tracker(scope, period, now, wait=wait)
         price = self._prices.lookup(None, model)
         estimate = est_tokens * price.input / 1_000_000 if price is not None else 0.0
-        shared = self._take_shared(vkey, scopes, est_tokens, estimate, now)
+        shared = self._take_shared(vkey, scopes, est_tokens, estimate, now, wait=wait)
         try:
             return self._admit_here(vkey, model, est_tokens, estimate, scopes, shared, now)
         except BaseException:
@@ -819,6 +871,8 @@ class Access:
         est_tokens: int,
         estimate: float,
         now: float,
+        *,
+        wait: bool = True,
     ) -> tuple[tuple[str, int, float], ...]:
         """Take one request, its tokens and its estimated cost from the shared quotas.
 
@@ -849,10 +903,12 @@ class Access:
                     need=float(need),
                     amount=float(need),
                     expire_newest_before=now - window,
+                    wait=wait,
                 )
                 if refused is not None:
-                    wait = _retry_after(refused, limit, need, window, now)
-                    raise RateLimitedError(wait, limit=name)
+                    raise RateLimitedError(
+                        _retry_after(refused, limit, need, window, now), limit=name
+                    )
                 taken.append((scope, slot, float(need)))
             for scope, budget_usd, period, what in scopes:
                 start, end = self._calendar.bounds(period, now)
@@ -868,6 +924,7 @@ class Access:
                     amount=estimate,
                     expire_bucket_before=bucket,
                     seed=functools.partial(self._period_spend, scope=scope, start=start),
+                    wait=wait,
                 )
                 if refused is not None:
                     raise BudgetExceededError(
@@ -925,11 +982,14 @@ class Access:
             if key[index] == name and key[0] >= start
         )
 
-    def _ensure_tracker(self, scope: str, period: Period, now: float) -> None:
-        """Load the scope's spend from the database the first time it is used."""
+    def _ensure_tracker(self, scope: str, period: Period, now: float, *, wait: bool = True) -> None:
+        """Load the scope's spend from the database the first time it is used (with
+        `wait` False, LeaseNeeded instead of reading)."""
         with self._lock:
             if scope in self._trackers:
                 return
+        if not wait:
+            raise LeaseNeeded(scope)
         with self._flush_lock:
             self._load_tracker(scope, self._calendar.bounds(period, now)[0], now)
 
@@ -1039,6 +1099,28 @@ class Access:
         with self._lock:
             self._provider_keys.put(ref, (value,))
         return value
+
+    def rewrap_provider_keys(self) -> int:
+        """Wrap every stored provider key's data key under the active master key (after a
+        master-key rotation); a row changed meanwhile is left to its writer. Returns how
+        many rows were re-wrapped."""
+        with self._read("reading provider keys") as conn:
+            rows = conn.execute(text("SELECT name, sealed FROM gateway_provider_keys")).all()
+        done = 0
+        for row in rows:
+            renewed = self._vault.rewrap(str(row.name), bytes(row.sealed))
+            if renewed is None:
+                continue
+            with self._tx("re-wrapping a provider key") as conn:
+                changed = conn.execute(
+                    text(
+                        "UPDATE gateway_provider_keys SET sealed = :new"
+                        " WHERE name = :n AND sealed = :old"
+                    ),
+                    {"new": renewed, "n": row.name, "old": bytes(row.sealed)},
+                ).rowcount
+            done += 1 if changed == 1 else 0
+        return done
 
     def set_provider_key(
         self, name: str, secret: str, *, actor: Mapping[str, Any] | None = None

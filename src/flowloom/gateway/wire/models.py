@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from flowloom.errors import FlowLoomError
@@ -22,7 +22,7 @@ from flowloom.gateway.routing.model import RouteRequest
 from flowloom.gateway.wire.formats import wire_for
 
 if TYPE_CHECKING:
-    import aiohttp
+    from flowloom.gateway.upstream import Upstream
 
 __all__ = ["ModelsEndpoint", "model_list", "model_object"]
 
@@ -93,12 +93,12 @@ class ModelsEndpoint:
         router: RouterPort,
         provider: Callable[[str], Provider],
         provider_key: Callable[[str], str | None],
-        session: Callable[[], Awaitable[aiohttp.ClientSession]],
+        upstream: Upstream,
     ) -> None:
         self._router = router
         self._provider = provider
         self._key = provider_key
-        self._session = session
+        self._upstream = upstream
 
     async def list(self, fmt: Format) -> tuple[int, bytes]:
         rows = [model_object(fmt, m.id) for m in self._router.models()]
@@ -166,8 +166,6 @@ class ModelsEndpoint:
     ) -> tuple[int, Any] | None:
         """(status, parsed JSON) of the provider's own GET, or None when it has none or
         cannot be reached (the gateway then answers from its own configuration)."""
-        import aiohttp
-
         url = adapter.models_url(model)
         if url is None:
             return None
@@ -182,14 +180,12 @@ class ModelsEndpoint:
             passthrough_headers=headers,
         )
         sent = {k: v for k, v in adapter.headers(call, key).items() if k != "content-type"}
+        errors: tuple[type[BaseException], ...] = (*self._upstream.errors, OSError, TimeoutError)
         try:
-            session = await self._session()
-            async with session.get(
-                url, headers=sent, timeout=aiohttp.ClientTimeout(total=_FETCH_TIMEOUT_S)
-            ) as response:
-                raw = await response.content.read(8 * 1024 * 1024)
-                status = response.status
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            status, raw = await self._upstream.get(
+                url, sent, timeout_s=_FETCH_TIMEOUT_S, limit=8 * 1024 * 1024
+            )
+        except errors as exc:
             log.info("listing models at %s failed: %s", config.name, type(exc).__name__)
             return None
         try:

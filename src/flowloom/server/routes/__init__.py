@@ -25,9 +25,11 @@ ROUTE_MODULES: tuple[str, ...] = (
     "flowloom.server.routes.ledger_key",
     # other areas: add one line each below
     "flowloom.server.routes.oidc",
+    "flowloom.server.routes.saml",
     "flowloom.server.routes.signatures",
     "flowloom.server.routes.decisions",
     "flowloom.server.routes.reports",
+    "flowloom.server.routes.scim",
     "flowloom.server.web.routes",
 )
 

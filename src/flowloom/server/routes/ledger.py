@@ -23,7 +23,7 @@ from flowloom.auth.principals import Principal
 from flowloom.errors import InputError, NotFoundError
 from flowloom.ledger import merkle
 from flowloom.ledger.log import Ledger, consistency_text
-from flowloom.server.appends import append_events
+from flowloom.server.appends import CIRules, SignedEventRefusedError, SignedRules, append_events
 from flowloom.server.deps import authorize, get_server
 from flowloom.server.errors import ERROR_RESPONSES, RequestTooLargeError
 from flowloom.server.models import (
@@ -64,6 +64,58 @@ def _ledger(server: ServerState, project: str) -> Ledger:
     return server.ledger(project)
 
 
+def ci_rules(server: ServerState) -> CIRules:
+    """CI tokens from the issuers the operator trusts (`ci_issuers`), verified against
+    each issuer's published keys (OIDC discovery) for the configured audience."""
+
+    def verify(token: str, issuer: str) -> dict[str, Any]:
+        import httpx
+
+        from flowloom.ci.identity import verify_token
+
+        with httpx.Client(timeout=15, follow_redirects=False) as http:
+            return verify_token(
+                token, issuer=issuer, audience=server.settings.ci_audience, http=http
+            )
+
+    return CIRules(issuers=server.settings.ci_issuers, verify=verify)
+
+
+def signed_rules(server: ServerState, project: str) -> SignedRules:
+    """The checks for person-signed events of `project`: its repository's committed
+    allowed signers (default branch), and the decision rules' segregation of duties."""
+    from flowloom.decisions.records import check_decision_id
+    from flowloom.errors import FlowLoomError
+    from flowloom.repo.signers import SignersCheck, allowed_signers_at
+    from flowloom.server.routes.reports import project_repository
+    from flowloom.server.routes.signatures import signature_service
+
+    repo = project_repository(server, project)
+    ssh = None
+    if repo is not None:
+        base = repo.default_branch() or "HEAD"
+        signers = allowed_signers_at(repo, base) if repo.resolve(base) else None
+        ssh = SignersCheck(signers) if signers is not None else None
+    service = signature_service(server)
+
+    def segregation(principal: Principal, envelope: dict[str, Any]) -> None:
+        subject = envelope.get("subject")
+        try:
+            decision_id = check_decision_id(subject if isinstance(subject, str) else "")
+            decision = service.book(project).get(decision_id)
+            service.check_segregation(principal, project, decision)
+        except FlowLoomError as exc:
+            raise SignedEventRefusedError(
+                f"signed {envelope.get('kind')} refused: {exc.message}", hint=exc.hint
+            ) from None
+
+    def identities(principal: Principal) -> set[str]:
+        # Who the key's user is for an actor field: their user id or email, nothing looser.
+        return {name for name in (principal.user_id, principal.email) if name}
+
+    return SignedRules(ssh=ssh, identities=identities, segregation=segregation)
+
+
 @router.post("/entries", status_code=201, response_model=AppendAck, summary="Append one event")
 def append_one(
     project: str,
@@ -72,7 +124,15 @@ def append_one(
     server: Annotated[ServerState, Depends(get_server)],
 ) -> AppendAck:
     ledger = _ledger(server, project)
-    [done] = append_events(ledger, [event], principal, server.idempotency, batch=False)
+    [done] = append_events(
+        ledger,
+        [event],
+        principal,
+        server.idempotency,
+        batch=False,
+        signed_rules=lambda: signed_rules(server, project),
+        ci_rules=ci_rules(server),
+    )
     server.metrics.appends.labels("entries").inc(0 if done.duplicate else 1)
     return AppendAck(index=done.index, leaf_hash=done.leaf_hash, duplicate=done.duplicate)
 
@@ -96,7 +156,15 @@ def append_batch(
             hint="split it into several batches",
         )
     ledger = _ledger(server, project)
-    done = append_events(ledger, batch.events, principal, server.idempotency, batch=True)
+    done = append_events(
+        ledger,
+        batch.events,
+        principal,
+        server.idempotency,
+        batch=True,
+        signed_rules=lambda: signed_rules(server, project),
+        ci_rules=ci_rules(server),
+    )
     server.metrics.appends.labels("batch").inc(sum(1 for d in done if not d.duplicate))
     return BatchAck(
         indices=[d.index for d in done],

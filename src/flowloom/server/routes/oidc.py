@@ -34,7 +34,7 @@ from flowloom.server.routes import API_PREFIX
 from flowloom.server.routes.session import set_session_cookie
 from flowloom.server.state import ServerState
 
-__all__ = ["STATE_COOKIE", "router"]
+__all__ = ["STATE_COOKIE", "apply_grants", "current_session", "router"]
 
 router = APIRouter(prefix=API_PREFIX + "/auth/oidc", tags=["identity"], responses=ERROR_RESPONSES)
 
@@ -174,8 +174,8 @@ def _sign_in(
         )
         if user.disabled:
             raise AuthError("this account is disabled", hint="ask a FlowLoom administrator")
-        _apply_grants(server, user.id, client.roles_for(identity.groups))
-        current = _current_session(server, request) if pending.reauth else None
+        apply_grants(server, user.id, client.roles_for(identity.groups))
+        current = current_session(server, request) if pending.reauth else None
         if current is not None and current.user_id != user.id:
             raise OidcLoginError(
                 "reauth_user",
@@ -205,9 +205,10 @@ def _sign_in(
     return response
 
 
-def _apply_grants(server: ServerState, user_id: str, wanted: frozenset[RoleGrant]) -> None:
+def apply_grants(server: ServerState, user_id: str, wanted: frozenset[RoleGrant]) -> None:
     """Add the mapped roles the user lacks (the Directory audits each as auth.role_granted).
 
+    Shared with SAML sign-in.
     Roles are only added: a role granted by hand is never taken away by a login. A role
     on a project that does not exist (yet) is skipped and recorded, not an error.
     """
@@ -228,7 +229,8 @@ def _apply_grants(server: ServerState, user_id: str, wanted: frozenset[RoleGrant
         )
 
 
-def _current_session(server: ServerState, request: Request) -> Principal | None:
+def current_session(server: ServerState, request: Request) -> Principal | None:
+    """The principal of this browser's live session cookie, if any (for re-authentication)."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None

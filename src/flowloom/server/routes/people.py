@@ -54,7 +54,11 @@ def create_user(body: UserIn, principal: InstanceAdmin, server: Server) -> UserO
 def disable_user(user_id: UserId, principal: InstanceAdmin, server: Server) -> UserOut:
     """Recorded as `auth.user_disabled`. Refused (403) for your own account and for an
     instance owner unless you are one, and (409) for the last instance owner."""
-    return user_out(server.directory.disable_user(user_id, by=principal))
+    before = server.directory.get_user(user_id)
+    user = server.directory.disable_user(user_id, by=principal)
+    if server.provisioning is not None:
+        server.provisioning.run_cut_off(before, principal, "disabled")  # gateway keys too
+    return user_out(user)
 
 
 @router.post(
@@ -78,7 +82,10 @@ def delete_user(user_id: UserId, principal: InstanceAdmin, server: Server) -> Re
     are revoked, roles and team memberships removed; the ledger is not edited, and its
     past events still name the id, which reads as a deleted user. Recorded as
     `auth.user_deleted` (and `auth.role_revoked` per role). Same refusals as disabling."""
+    before = server.directory.get_user(user_id)
     server.directory.delete_user(user_id, by=principal)
+    if server.provisioning is not None:
+        server.provisioning.run_cut_off(before, principal, "deleted")  # gateway keys too
     return Response(status_code=204)
 
 

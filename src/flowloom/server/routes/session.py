@@ -11,6 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from flowloom.auth.principals import Principal
+from flowloom.auth.throttle import LoginThrottledError
+from flowloom.errors import AuthError, InputError
 from flowloom.server.deps import SESSION_COOKIE, authenticated, get_server
 from flowloom.server.errors import ERROR_RESPONSES
 from flowloom.server.models import LoginIn, LoginOut
@@ -43,8 +45,18 @@ def login(
     server: Annotated[ServerState, Depends(get_server)],
 ) -> LoginOut:
     client = request.client.host if request.client is not None else "unknown"
-    checked = server.directory.check_password(body.email, body.password, client=client)
-    _, token, csrf = server.directory.create_session(checked.user_id, via="password")
+    via = "password"
+    try:
+        user_id = server.directory.check_password(body.email, body.password, client=client).user_id
+    except LoginThrottledError:
+        raise
+    except (AuthError, InputError):
+        if server.ldap is None:
+            raise
+        # Not a local password: the LDAP server decides (the attempt was counted above).
+        user_id = server.ldap.authenticate(body.email, body.password).id
+        via = "ldap"
+    _, token, csrf = server.directory.create_session(user_id, via=via)
     principal = server.directory.principal_for_session(token)
     set_session_cookie(response, server, token)
     return LoginOut(csrf_token=csrf, user=me_out(principal))

@@ -212,7 +212,10 @@ def create_user(
 
 @router.post("/admin/users/{user_id}/disable")
 def disable_user(user_id: UserId, principal: InstanceAdmin, server: Server) -> Response:
+    before = server.directory.get_user(user_id)
     server.directory.disable_user(user_id, by=principal)
+    if server.provisioning is not None:
+        server.provisioning.run_cut_off(before, principal, "disabled")  # gateway keys too
     return RedirectResponse(f"{WEB_PREFIX}/admin", status_code=303)
 
 
@@ -254,6 +257,8 @@ def delete_user(
             hint="go back to the confirmation page and type it exactly",
         )
     server.directory.delete_user(user_id, by=principal)
+    if server.provisioning is not None:
+        server.provisioning.run_cut_off(user, principal, "deleted")  # gateway keys too
     return RedirectResponse(f"{WEB_PREFIX}/admin", status_code=303)
 
 

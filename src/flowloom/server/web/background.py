@@ -5,7 +5,9 @@ assessment can take seconds, so a missing one is computed in one background work
 at a time per process: the machine's cores serve requests first) and cached by the
 checkpoint it reads (size and root) in the web state's cache; meanwhile the page says
 "computing" and refreshes itself. A failure is kept and shown with its reason until the
-checkpoint moves, instead of a placeholder that never resolves.
+checkpoint moves, instead of a placeholder that never resolves. The worker ends with the
+application (its lifespan's end, `flowloom.server.app`): what is queued is dropped and
+the computation under way finishes before the store it reads is closed.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Background:
         self._lock = threading.Lock()
         self._pending: set[Hashable] = set()
         self._failed: dict[Hashable, str] = {}
+        self._closed = False
 
     def progress(self, key: Hashable, compute: Callable[[], Any]) -> Progress:
         """The cached value, or its computation started (once) in the background."""
@@ -41,6 +44,8 @@ class Background:
         with self._lock:
             if key in self._failed:
                 return ("failed", self._failed[key])
+            if self._closed:
+                return ("failed", "the server is shutting down")
             if key not in self._pending:
                 self._pending.add(key)
                 self._pool.submit(self._run, key, compute)
@@ -60,5 +65,9 @@ class Background:
                 self._pending.discard(key)
 
     def close(self) -> None:
-        """Stop taking work; running computations finish."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop taking work, drop what is queued, and wait for the computation under way
+        (the store it reads is closed after the app): no thread outlives this call."""
+        with self._lock:  # closed and the queue dropped at once, as progress() sees it
+            self._closed = True
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=True)

@@ -2,19 +2,21 @@
 
 Assessments come from `flowloom.compliance.assess.assess` over the project's ledger and,
 as for the API's reports, the repository configured for the project when there is one
-(with its committed [policy] and [compliance]). Without one, the checks that need git
-are not assessed and say what they need; the dashboard and `flowloom report` then give
-the same statuses as `flowloom report --no-git`, never a pass the commits were not
-examined for. Every control shows one of the five statuses (pass, flag, manual,
-not_applicable, not_assessed) with its reason. A page never writes, so it never signs a
-checkpoint: it assesses the entries the latest signed checkpoint covers, the same
-snapshot a report run there reads, and caches it per (framework, period, checkpoint:
-size and root). The dashboard computes missing assessments in the background
-(`flowloom.server.web.background`) and shows "computing", reloading itself until they
-are there; it never shows a log with data as not assessed for want of a visit.
-Reports are written by the API's report route (`report_response`: the same limits, and
-each download is recorded as an export.generate event). As in the API's report routes,
-all of this needs audit.read (owners, admins, auditors).
+(with its committed [policy] and [compliance]). Without one, the checks that need git are
+not assessed and say what they need; the dashboard and `flowloom report` then give the
+same statuses as `flowloom report --no-git`, never a pass the commits were not examined
+for. A framework page shows the report's scope, completeness (git and the ledger
+reconciled, pre-adoption commits apart) and sampling sections, rendered by the report's
+own template from the page's one assessment. Every control shows one of the five statuses
+(pass, flag, manual, not_applicable, not_assessed) with its reason. A page never writes,
+so it never signs a checkpoint: it assesses the entries the latest signed checkpoint
+covers, the same snapshot a report run there reads, and caches it per (framework, period,
+checkpoint: size and root). The dashboard computes missing assessments in the background
+(`flowloom.server.web.background`) and shows "computing", reloading itself until they are
+there; it never shows a log with data as not assessed for want of a visit. Reports are
+written by the API's report route (`report_response`: the same limits, and each download
+is recorded as an export.generate event). As in the API's report routes, all of this needs
+audit.read (owners, admins, auditors).
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
 from pydantic import ValidationError
 
 from flowloom.auth.principals import Principal
 from flowloom.compliance.assess import assess, parse_period
 from flowloom.compliance.catalog import load_catalog
 from flowloom.compliance.model import CONTROL_STATUSES, Assessment
+from flowloom.compliance.reports.html import auditmeta_html
 from flowloom.compliance.snapshot import Snapshot, latest_snapshot
 from flowloom.errors import InputError, NotFoundError
 from flowloom.server.deps import authorize, get_server
@@ -224,6 +228,8 @@ def framework_page(
         if selected is None:
             raise InputError(f"no check {check!r} ran in this assessment")
     results = {r.check: r for r in assessment.checks}
+    # Scope, completeness and sampling as the report prints them, from this assessment.
+    auditmeta = Markup(auditmeta_html(assessment))  # autoescaped by its own template
     context = base_context(
         request,
         principal,
@@ -239,6 +245,7 @@ def framework_page(
         end=end,
         formats=REPORT_FORMATS,
         framework=framework,
+        auditmeta=auditmeta,
     )
     return html(web.render("web/framework.html", context))
 

@@ -351,7 +351,7 @@ def _decision_context(
         if principal.via == "session" and principal.session_id:
             session = server.directory.get_session(principal.session_id)
             first = not session.signed_before
-            if session.via == "oidc":
+            if session.via in ("oidc", "saml"):
                 here = f"{WEB_PREFIX}/projects/{project}/decisions/{decision.id}"
                 sso = _sso_reauth(server, session, service.policy.sso_reauth_max_age, here)
         signing = {
@@ -384,9 +384,10 @@ def _sso_reauth(
 ) -> dict[str, Any]:
     """How a single sign-on session signs: no password, a fresh sign-in at the provider.
 
-    The link runs the authorization-code flow with prompt=login and max_age=0 and comes
-    back to this page; the callback marks the session re-authenticated, and the signature
-    service accepts that mark for `window` (SigningPolicy.sso_reauth_max_age).
+    The link runs the authorization-code flow with prompt=login and max_age=0 (OIDC) or
+    sends an AuthnRequest with ForceAuthn (SAML) and comes back to this page; the callback
+    marks the session re-authenticated, and the signature service accepts that mark for
+    `window` (SigningPolicy.sso_reauth_max_age).
     """
     fresh_until = None
     if session.reauthenticated_at is not None:
@@ -394,9 +395,10 @@ def _sso_reauth(
         if until > datetime.now(UTC):
             fresh_until = until
     back = quote(here + "#sign-title", safe="/")
+    method = "saml" if session.via == "saml" else "oidc"
     return {
-        "configured": server.oidc is not None,
-        "link": f"/api/v1/auth/oidc/login?reauth=1&redirect={back}",
+        "configured": (server.saml if method == "saml" else server.oidc) is not None,
+        "link": f"/api/v1/auth/{method}/login?reauth=1&redirect={back}",
         "fresh_until": fresh_until,
         "minutes": max(int(window.total_seconds() // 60), 1),
     }

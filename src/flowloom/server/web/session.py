@@ -108,6 +108,8 @@ def login_page(
     sso = None
     if server.oidc is not None:
         sso = "/api/v1/auth/oidc/login?redirect=" + quote(target, safe="/")
+    elif server.saml is not None:
+        sso = "/api/v1/auth/saml/login?redirect=" + quote(target, safe="/")
     body = state.render(
         "web/login.html",
         {

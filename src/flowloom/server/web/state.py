@@ -1,7 +1,8 @@
 """WebState: what the web pages share in one server process — templates and caches.
 
-Built on first use and kept on the application's state (never module-level), beside
-the ServerState it reads from. Its caches hold only what the ledger can rebuild:
+Built with the application and kept on its state (never module-level), beside the
+ServerState it reads from; closed when the application's lifespan ends (`close`: the
+background worker stops). Its caches hold only what the ledger can rebuild:
 project summaries (updated incrementally), compliance assessments and full
 verifications, each keyed by the log size they describe, so a grown log misses.
 """
@@ -16,7 +17,6 @@ from typing import Any, TypeVar
 from fastapi import Request
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from flowloom.server.deps import server_of
 from flowloom.server.state import ServerState
 from flowloom.server.web.background import Background
 from flowloom.server.web.summary import SummaryBook
@@ -73,15 +73,14 @@ class WebState:
     def render(self, template: str, context: dict[str, Any]) -> str:
         return self.templates.get_template(template).render(context)
 
+    def close(self) -> None:
+        """End the background worker (waits for the computation under way)."""
+        self.background.close()
+
 
 def web_state(request: Request) -> WebState:
-    """The WebState of this application, created on the first web request."""
-    app_state = request.app.state
-    found = getattr(app_state, "flowloom_web", None)
-    if isinstance(found, WebState):
-        return found
-    # Two first requests racing may each build one; the last stored wins and the other
-    # is dropped, losing nothing the ledger cannot rebuild.
-    found = WebState(server_of(request))
-    app_state.flowloom_web = found
+    """The WebState of this application (made by `flowloom.server.app.create_app`)."""
+    found = getattr(request.app.state, "flowloom_web", None)
+    if not isinstance(found, WebState):
+        raise RuntimeError("the web pages need an application made by create_app")
     return found
