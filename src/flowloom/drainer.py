@@ -46,7 +46,8 @@ def log(state_dir: str, line: str) -> None:
 
 
 def _cleanup(spool_dir: str, state_dir: str) -> None:
-    """Old temporary outbox files, before-images and session scratch."""
+    """Old temporary outbox files, before-images, session scratch and notices no hook
+    of their session came to take."""
     import shutil
 
     from flowloom.capture.agents.snapshots import sweep
@@ -55,16 +56,20 @@ def _cleanup(spool_dir: str, state_dir: str) -> None:
     for directory in outbox_dirs(spool_dir):
         cleanup(directory)
     week_ago = time.time() - 7 * 86400
-    sessions = os.path.join(state_dir, "sessions")
-    try:
-        entries = os.listdir(sessions)
-    except OSError:
-        return
-    for name in entries:
-        path = os.path.join(sessions, name)
-        with contextlib.suppress(OSError):
-            if os.stat(path).st_mtime < week_ago:
-                shutil.rmtree(path, ignore_errors=True)
+    for kept in ("sessions", "notices"):
+        folder = os.path.join(state_dir, kept)
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            continue
+        for name in entries:
+            path = os.path.join(folder, name)
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_mtime < week_ago:
+                    if os.path.isdir(path):
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        os.unlink(path)
 
 
 def run(

@@ -28,7 +28,10 @@ turn's reply amends the decision it produced.
 Files git ignores are not committed, nor is a file whose diff held something that looks
 like a secret (that one is reported: git history cannot be redacted afterwards). A
 commit that cannot be made (a merge in progress, a failing pre-commit hook, no git
-identity) is recorded as capture.error and the agent goes on.
+identity) is recorded as capture.error and the agent goes on; its user is told in
+the answer of the hook that gave the commit up, or, when that ran off the agent's path
+(the drainer, a deferred turn's end), in the next hook of the session
+(`leave_notice`): a commit is never given up silently.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from flowloom.capture.agents.common import (
     agent_actor,
     capture_error,
     git_context,
+    leave_notice,
     load_session,
     now_ts,
     save_session,
@@ -55,6 +59,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "SUBJECT_LIMIT",
     "commit_message",
+    "commit_notice",
     "commit_waiting",
     "defer",
     "defer_if_busy",
@@ -63,6 +68,7 @@ __all__ = [
     "jobs_dir",
     "jobs_ready",
     "jobs_waiting",
+    "ledger_unwritable",
     "new_decision_id",
     "read_policy",
 ]
@@ -255,7 +261,9 @@ def defer_if_busy(place: Place, agent: str, capture: Capture, amend_at: int | No
 
     When no drainer is at work, the one started earlier has ended without making the
     commits (the ledger could not be opened, say): the hook then finishes them itself
-    (`finish`), which tells the agent's user what went wrong.
+    (`finish`), which tells the agent's user what went wrong. So it does when the
+    drainer at work is bound to fail (a drain failure is logged, the ledger cannot be
+    written): deferring would give the commit up after this hook's answer, unseen.
     """
     from flowloom.events import outbox
 
@@ -263,7 +271,7 @@ def defer_if_busy(place: Place, agent: str, capture: Capture, amend_at: int | No
         return False
     lock = outbox.drain_lock(place.spool_dir)
     try:
-        if lock.acquired:
+        if lock.acquired or ledger_unwritable(place.state_dir):
             return False
         defer(place, agent, capture, amend_at)
         return True
@@ -287,6 +295,35 @@ def _drain_failed_since(state_dir: str) -> bool:
     except OSError:
         return False
     return logged >= int(names[0].split("-", 1)[0])  # names start with time_ns
+
+
+def ledger_unwritable(state_dir: str) -> bool:
+    """Whether the local SQLite ledger visibly cannot be written: a file of it, or its
+    directory, is not writable to this process (`os.access` also sees an immutable file,
+    for root). The ledger `flowloom init` makes (`<state>/ledger.db`, or
+    FLOWLOOM_DATABASE's file); a server's record is not checked (it is not local)."""
+    database = os.environ.get("FLOWLOOM_DATABASE") or os.path.join(state_dir, "ledger.db")
+    if "://" in database or database == ":memory:" or not os.path.exists(database):
+        return False
+    directory = os.path.dirname(os.path.abspath(database))
+    if not os.access(directory, os.W_OK):
+        return True
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path = database + suffix
+        if os.path.exists(path) and not os.access(path, os.W_OK):
+            return True
+    return False
+
+
+def commit_notice(error: str) -> str:
+    """What the agent's user is told of a commit given up or not made (`error`)."""
+    if "cannot open the ledger" in error:
+        return (
+            f"{error}. The events are kept in the spool and recorded once the "
+            "ledger can be written; the files are not committed. Run "
+            "`flowloom status`."
+        )
+    return f"{error.rstrip('.')}. Run `flowloom status`."
 
 
 def jobs_ready(state_dir: str) -> bool:
@@ -493,6 +530,10 @@ def _drop_jobs(place: Place, agent: str, raw: bytes, why: str) -> list[Event]:
         files = [place.relative(str(w.get("path", ""))) for w in writes if isinstance(w, dict)]
         error = f"auto-commit skipped: {why}"
         dropped.append(capture_error(agent, error, raw, files=files))
+        # The hook dropping it may not be one its session's user sees (another session's,
+        # a session's end after a deferred turn's end): that session's next hook tells.
+        session = job["session"] if isinstance(job.get("session"), str) else None
+        leave_notice(place.state_dir, session, commit_notice(error))
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(directory, name))
     return dropped
@@ -571,6 +612,8 @@ def _commit(
     common = Path(place.common_dir)
 
     def error_event(error: str, **refs: Any) -> Event:
+        # Made off the agent's path, mostly (the drainer): the session's next hook tells.
+        leave_notice(place.state_dir, session, commit_notice(error))
         return capture_error(agent, error, None, **payload, **refs)
 
     candidates: dict[str, int | None] = {}

@@ -40,6 +40,7 @@ from flowloom.capture.agents.common import (
     locate,
     now_ts,
     save_session,
+    take_notices,
 )
 
 __all__ = ["AGENTS", "MAX_PAYLOAD_BYTES", "main", "run"]
@@ -269,6 +270,12 @@ def _hook(agent: str, raw: bytes) -> int:
             notices += _deliver(agent, raw, place, part)
     except _NotRecorded as exc:
         return _unrecorded(agent, place, raw, capture.stdout, str(exc))
+    if _turn_boundary(capture) and not capture.ends_session:
+        # What was given up off the agent's path since this session's last prompt or
+        # turn's end (the drainer's commits, a deferred turn's end): told now, once. (A
+        # session's end is shown to nobody: a resumed session's first prompt tells.)
+        told = take_notices(place.state_dir, capture.session)
+        notices += [n for n in told if n not in notices]
     with contextlib.suppress(OSError):
         outbox.kick(place.spool_dir, place.top or place.cwd)
     out = _with_warning(agent, capture.stdout or _fallback_stdout(agent, raw), notices)
@@ -304,15 +311,16 @@ def _turn_boundary(capture: Capture) -> bool:
 
 
 def _ledger_notice(events: Sequence[Event]) -> list[str]:
+    """What the user must be told of the commits this hook gave up: every one."""
+    from flowloom.capture.autocommit import commit_notice
+
     notices = []
     for event in events:
         error = event.meta.get("refs", {}).get("error", "")
-        if event.kind == "capture.error" and "cannot open the ledger" in error:
-            notices.append(
-                f"{error}. The events are kept in the spool and recorded once the "
-                "ledger can be written; the files are not committed. Run "
-                "`flowloom status`."
-            )
+        if event.kind == "capture.error" and (
+            error.startswith("auto-commit") or "cannot open the ledger" in error
+        ):
+            notices.append(commit_notice(error))
     return notices
 
 
@@ -358,6 +366,7 @@ def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> list[str
             note = capture_error(agent, f"auto-commit skipped: {policy['error']}", raw)
             redact_event(note)
             extra.append(note)
+            notices += _ledger_notice([note])
     from flowloom.events import outbox
 
     to_spool = [*capture.events, *extra]
