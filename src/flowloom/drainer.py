@@ -137,6 +137,11 @@ def _server(settings: Settings, state_dir: str, held: SpoolLock | None = None) -
         code = _server_commits(settings, link, state_dir, held)
     else:
         code = run(spool_dir, lambda: send_outbox(link), held=held)
+        # A hook may have asked for a commit once this drainer chose to only send, and
+        # left it to this drainer (the lock was held): after letting the lock go, look
+        # again, as `run` does for the outbox, or the request waits for the next hook.
+        if code == 0 and autocommit.jobs_ready(state_dir):
+            code = _server_commits(settings, link, state_dir, None)
     from flowloom.capture import pushqueue
 
     if pushqueue.pending(state_dir):
@@ -233,6 +238,9 @@ def _local(
                 held.__exit__()
                 held = None
             _cleanup(spool_dir, state_dir)
+            # Work a hook left to this drainer while it held the lock: look again.
+            if any(waiting(d) for d in outbox_dirs(spool_dir)) or autocommit.jobs_ready(state_dir):
+                return _local(settings, spool_dir, state_dir)
         if pushqueue.pending(state_dir):
             if services is None:
                 services = _open_services(settings)

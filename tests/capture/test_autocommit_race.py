@@ -130,3 +130,44 @@ def test_a_commit_the_drainer_cannot_make_is_told_by_the_sessions_next_hook(
     stop = box.hook("claude-code", box.claude("Stop", last_assistant_message="Fixed."))
     assert "auto-commit skipped: a merge is in progress" in _notice(stop)
     assert _notice(box.hook("claude-code", box.claude("Stop", last_assistant_message="."))) == ""
+
+
+def test_a_commit_asked_for_as_a_drainer_finds_nothing_to_do_is_still_made(
+    box: AgentSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race: a drainer holding the lock finds no commit waiting; the agent's write
+    hook then asks for one and finds the lock held (so it starts no drainer); the
+    drainer lets the lock go and must look again rather than end. The hook is run, for
+    real, right after the drainer's look at the queue, so the interleaving is fixed."""
+    import flowloom.events.outbox as outbox
+    from flowloom import drainer
+
+    prompt(box, "Add the module")
+    box.settled()
+    for name, value in box.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(box.repo)
+    jobs = jobs_dir(str(box.state_dir))
+    real_pending = outbox.pending
+    hooked: list[bool] = []
+
+    def hook_after_the_look(directory: str) -> list[str]:
+        seen = real_pending(directory)
+        if directory == jobs and not hooked:
+            hooked.append(True)
+            agent_writes(box, "a.py", "a = 1\n", "t1")
+            assert real_pending(jobs), "the hook asked for no commit"
+        return seen
+
+    monkeypatch.setattr(outbox, "pending", hook_after_the_look)
+    lock = drain_lock(str(box.spool_dir))  # as `kick` hands it to the drainer
+    assert lock.acquired and lock._fd is not None
+    fd, lock._fd = lock._fd, None
+    code = drainer.main([str(box.spool_dir), str(box.repo), "--lock-fd", str(fd)])
+    log = box.state_dir / "capture.log"
+    assert code == 0, log.read_text() if log.exists() else "-"
+    assert hooked
+    assert box.commit_requests() == []  # not left for the next hook
+    box.settled()
+    assert len(box.commits()) == 2
+    assert box.git("status", "--porcelain") == ""
