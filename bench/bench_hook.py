@@ -17,7 +17,8 @@ measurement shares the CPU with the previous event's drain; the events are then 
 to be in the ledger (`hook_events_recorded`).
 
 Also printed, without a goal: PostToolUse for a Write with auto-commit on, which
-records in-process and runs `git commit` (`hook_wall_post_tool_use_write_autocommit`).
+spools its events and a commit request and leaves the commit to the detached drainer
+(`hook_wall_post_tool_use_write_autocommit`).
 """
 
 from __future__ import annotations
@@ -252,7 +253,7 @@ def run(args: argparse.Namespace) -> None:
                 "ms",
                 **{**context, "n": len(writes)},
                 **summary(writes),
-                note="records in-process and runs git commit; no goal",
+                note="spools, asks the drainer for the commit and starts it; no goal",
             )
         recorded = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         expected = {"agent.prompt": args.n, "agent.tool": args.n, "artifact.write": args.writes}

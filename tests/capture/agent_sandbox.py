@@ -150,13 +150,18 @@ class AgentSandbox(Sandbox):
             return []
         return sorted(p.name for p in self.spool_dir.glob("*.json"))
 
+    def commit_requests(self) -> list[str]:
+        """Auto-commits asked for and not made yet (`<state>/commits/`)."""
+        directory = self.state_dir / "commits"
+        return sorted(p.name for p in directory.glob("*.json")) if directory.is_dir() else []
+
     def drained(self, timeout: float = 60.0, *, empty: bool = False) -> None:
         """Wait until every detached drainer of this repository has finished (and, with
         `empty`, the spool is empty)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             quiet = not self._drainer_running() and self._lock_free()
-            if quiet and not (empty and self.spooled()):
+            if quiet and not (empty and (self.spooled() or self.commit_requests())):
                 return
             time.sleep(0.02)
         log = self.state_dir / "capture.log"

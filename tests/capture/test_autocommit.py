@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -130,7 +131,21 @@ def test_policy_can_turn_auto_commit_off(box: AgentSandbox) -> None:
 def test_a_broken_policy_stops_auto_commit_and_says_why(box: AgentSandbox) -> None:
     (box.repo / ".flowloom").mkdir()
     (box.repo / ".flowloom" / "config.toml").write_text("[policy]\nauto_comit = true\n")
-    agent_writes(box, "z.py", "z = 1\n", "t1")
+    path = box.repo / "z.py"
+    path.write_text("z = 1\n")
+    tool_input = {"file_path": str(path), "content": "z = 1\n"}
+    done = box.hook(
+        "claude-code",
+        box.claude(
+            "PostToolUse",
+            tool_name="Write",
+            tool_use_id="t1",
+            tool_input=tool_input,
+            tool_response={"filePath": str(path)},
+        ),
+    )
+    told = json.loads(done.stdout)["systemMessage"]  # the user is told, not only the log
+    assert "auto-commit skipped" in told and "auto_comit" in told
     box.settled()
     assert len(box.commits()) == 1
     error = box.events("capture.error")[0]

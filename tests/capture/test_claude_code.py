@@ -153,11 +153,15 @@ def test_a_whole_session_is_recorded_and_each_write_committed(box: AgentSandbox)
     box.settled()
 
     events = box.events()
-    assert box.kinds(events) == [
+    kinds = box.kinds(events)
+    # The drainer commits off the agent's path: the decision.record comes after the
+    # first write and before the turn's reply, wherever the agent's next events fell.
+    assert kinds.index("artifact.write") < kinds.index("decision.record")
+    assert kinds.index("decision.record") < kinds.index("agent.response")
+    assert [k for k in kinds if k != "decision.record"] == [
         "session.start",
         "agent.prompt",
         "artifact.write",
-        "decision.record",
         "artifact.write",
         "agent.tool",
         "agent.response",
@@ -226,16 +230,20 @@ def test_a_whole_session_is_recorded_and_each_write_committed(box: AgentSandbox)
     assert f"reply:    entry {response['index']} (agent.response), verified" in why
     assert "“Added greet() in greet.py. It returns 'hello'.”" in why
 
-    # One commit per write, both under the prompt's one decision, only the agent's file.
+    # A commit per write, under the prompt's one decision, only the agent's file. The
+    # hooks here come back to back, faster than the drainer commits: a write the agent
+    # superseded before its commit is folded into a commit of the same decision.
     commits = box.commits()
-    assert len(commits) == 3
-    for commit, artifact in zip(commits[1:], (created, edited), strict=True):
+    assert len(commits) in (2, 3)
+    entries = {str(created["index"]), str(edited["index"])}
+    for commit in commits[1:]:
         assert box.message(commit).splitlines()[0] == "Add a greet() helper for PAY-42"
         assert ("FlowLoom-Decision", decision["subject"]) in box.trailers(commit)
         assert ("FlowLoom-Session", box.session) in box.trailers(commit)
-        assert ("FlowLoom-Entry", str(artifact["index"])) in box.trailers(commit)
+        assert dict(box.trailers(commit))["FlowLoom-Entry"] in entries
         files = box.git("show", "--name-only", "--format=", commit).split()
         assert files == ["greet.py"]
+    assert box.git("show", "HEAD:greet.py") == greet.read_text()
     assert box.git("status", "--porcelain") == ""
     # the session's scratch is gone with the session
     assert not any((box.state_dir / "sessions").iterdir())

@@ -103,17 +103,22 @@ def test_a_cursor_session_is_recorded_and_its_edit_committed(box: AgentSandbox) 
     box.settled()
 
     events = box.events()
-    assert box.kinds(events) == [
+    kinds = box.kinds(events)
+    # The commit is made off the agent's path: its decision is recorded after the write
+    # and before the turn's reply, and the tool events spooled meanwhile may precede it.
+    assert [k for k in kinds if k != "decision.record"] == [
         "session.start",
         "agent.prompt",
         "artifact.write",
-        "decision.record",
         "agent.tool",
         "agent.tool",
         "agent.response",
         "decision.amend",
         "session.end",
     ]
+    assert kinds.count("decision.record") == 1
+    assert kinds.index("artifact.write") < kinds.index("decision.record")
+    assert kinds.index("decision.record") < kinds.index("agent.response")
     assert all(
         e["session"] == box.session and e["actor"]["id"] == "cursor"
         for e in events

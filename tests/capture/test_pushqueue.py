@@ -79,8 +79,8 @@ def test_pushes_wait_while_the_remote_is_away_and_go_out_in_order(
     box.settled()
     waiting = queue(box)
     assert [entry["sha"] for entry in waiting] == box.commits()[1:]
-    # every hook run retried the head of the queue; nothing behind it was tried out of order
-    assert int(str(waiting[0]["attempts"])) >= 2 and waiting[1]["attempts"] == 0
+    # the drainer retried the head of the queue; nothing behind it was tried out of order
+    assert int(str(waiting[0]["attempts"])) >= 1 and waiting[1]["attempts"] == 0
     assert "does not appear to be a git repository" in str(waiting[0]["last_error"])
 
     agent_writes(box, "three.txt", "t3")  # still away: queued behind the others

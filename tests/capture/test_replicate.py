@@ -94,7 +94,7 @@ class Clone:
         )
 
     def publish_and_push(self) -> str:
-        sha = publish_log(self.top, self.services(), remote="origin")
+        sha = publish_log(self.top, self.services().ledger, remote="origin")
         self.git("push", "-q", "origin")
         return sha
 
@@ -114,7 +114,7 @@ def _verify(clone: Clone) -> subprocess.CompletedProcess[str]:
 def test_publish_writes_the_bundle_as_a_commit(clone: Clone) -> None:
     clone.record(3)
     head = clone.git("rev-parse", "HEAD")
-    sha = publish_log(clone.top, clone.services())
+    sha = publish_log(clone.top, clone.services().ledger)
     assert clone.git("rev-parse", LOG_REF) == sha
     files = clone.git("ls-tree", "-r", "--name-only", sha).splitlines()
     manifest = json.loads(clone.git("cat-file", "blob", f"{sha}:manifest.json"))
@@ -132,7 +132,7 @@ def test_publish_writes_the_bundle_as_a_commit(clone: Clone) -> None:
     ).returncode
 
     clone.record(1)
-    second = publish_log(clone.top, clone.services())
+    second = publish_log(clone.top, clone.services().ledger)
     assert clone.git("rev-parse", f"{second}^") == sha
     assert json.loads(clone.git("cat-file", "blob", f"{second}:manifest.json"))["size"] > int(
         manifest["size"]
@@ -142,7 +142,7 @@ def test_publish_writes_the_bundle_as_a_commit(clone: Clone) -> None:
 def test_push_refspec_is_set_up_once(clone: Clone) -> None:
     assert ensure_push_refspec(clone.top, "origin") is True
     assert ensure_push_refspec(clone.top, "origin") is False
-    publish_log(clone.top, clone.services(), remote="origin")
+    publish_log(clone.top, clone.services().ledger, remote="origin")
     specs = clone.git("config", "--get-all", "remote.origin.push").splitlines()
     assert specs == ["HEAD", f"{LOG_REF}:{LOG_REF}"]
     clone.git("remote", "add", "mirror", str(clone.remote))

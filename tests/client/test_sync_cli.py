@@ -195,3 +195,51 @@ def test_an_agents_file_write_is_auto_committed_and_recorded_on_the_server(
     [write] = [e for e in recorded if e["kind"] == "artifact.write"]
     assert write["index"] < record["index"] < link["index"]  # in order
     assert not (box.state_dir / "ledger.db").exists()
+
+
+def test_a_commit_asked_for_while_a_drainer_only_sends_is_still_made(
+    sqlite_server: LiveServer, box: AgentSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race: a drainer started with no commit waiting chooses to only send; the
+    agent's write hook then spools its events, asks for the commit, and finds the lock
+    held (so it starts no drainer); the drainer sends those events and must not end
+    with the request left waiting. The hook is run, for real, at the moment the drainer
+    sends (the real send then follows), so the interleaving is the same every run."""
+    import flowloom.sinks.server as server_sink
+    from flowloom import drainer
+    from flowloom.events.outbox import drain_lock
+    from tests.capture.test_autocommit import agent_writes
+
+    _, key = sqlite_server.provision()
+    sqlite_server.start()
+    connect(box, sqlite_server, key)
+    box.init()
+    box.settled()
+    for name, value in box.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(box.repo)
+    real_send = server_sink.send_outbox
+    hooked: list[bool] = []
+
+    def send_after_the_hook(link: object, **kwargs: object) -> object:
+        if not hooked:
+            hooked.append(True)
+            agent_writes(box, "loader.py", "def load():\n    pass\n", "t1")
+            assert box.commit_requests(), "the hook asked for no commit"
+        return real_send(link, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(server_sink, "send_outbox", send_after_the_hook)
+    lock = drain_lock(str(box.spool_dir))  # as `kick` hands it to the drainer
+    assert lock.acquired and lock._fd is not None
+    fd, lock._fd = lock._fd, None
+    box.hook_ok("claude-code", box.claude("UserPromptSubmit", prompt="Add a loader"))
+    code = drainer.main([str(box.spool_dir), str(box.repo), "--lock-fd", str(fd)])
+    log = box.state_dir / "capture.log"
+    assert code == 0, log.read_text() if log.exists() else "-"
+    assert hooked
+    assert box.commit_requests() == []  # not left for the next hook
+    box.settled()
+    assert len(box.commits()) == 2
+    assert box.git("status", "--porcelain") == ""
+    kinds = [e["kind"] for e in sqlite_server.entries(key)]
+    assert "decision.record" in kinds and "commit.link" in kinds

@@ -296,20 +296,26 @@ def test_an_unwritable_ledger_is_reported_to_the_user_and_nothing_is_lost(
         assert "WARNING" in status.stdout and "ledger" in status.stdout
     finally:
         thaw()
-    if agent.name == "claude-code":  # Claude Code shows the hook's systemMessage
-        notices = _notices(done.stdout)
-        assert any("auto-commit skipped: cannot open the ledger" in n for n in notices), notices
+    notices = _notices(done.stdout) if agent.name == "claude-code" else []
     # (`codex exec` 0.171 shows neither a hook's systemMessage nor its stderr: the
     # status and the events recorded after repair are what tell, docs/capture.md)
     assert len(box.commits()) == 2  # not committed while the ledger could not record it
     box.hook_ok(agent.name, box.claude("SessionEnd", reason="other"))  # any next hook drains
     box.settled()
     kinds = box.kinds(box.events()[before:])
-    for kind in ("agent.prompt", "artifact.write", "agent.response", "capture.error"):
+    for kind in ("agent.prompt", "artifact.write", "agent.response"):
         assert kinds.count(kind) == 1, kinds
-    status = box.flowloom("status")
-    assert status.returncode == 1 and "capture errors since" in status.stdout
-    box.ok("status", "--acknowledge")
+    # Either a hook at the turn's end found the drain failing and gave the commit up,
+    # recorded as a capture.error (what the user was told), or the commit waited in
+    # its queue behind a drainer at work and was made once the ledger was repaired.
+    errors = kinds.count("capture.error")
+    assert errors == 1 or (errors == 0 and len(box.commits()) == 3), kinds
+    if errors and agent.name == "claude-code":  # Claude Code shows the hook's systemMessage
+        assert any("cannot open the ledger" in n for n in notices), notices
+    if errors:
+        status = box.flowloom("status")
+        assert status.returncode == 1 and "capture errors since" in status.stdout
+        box.ok("status", "--acknowledge")
     assert box.flowloom("status").returncode == 0
 
 
@@ -390,3 +396,30 @@ def _pretend_init_ran_hours_ago(box: AgentSandbox) -> None:
             "config.change", meta={"subject": ".flowloom/config.toml", "refs": refs}, ts=ts
         )
         ledger.writer.append_many([prepared.entry])
+
+
+def test_codex_exec_shows_the_user_no_hook_message(codex: Path, tmp_path: Path) -> None:
+    """What a Codex user sees when a hook has something to say (docs/capture.md): with
+    the spool unwritable every hook answers a systemMessage (and says it on stderr),
+    yet `codex exec` 0.171 shows neither; the events are kept in the fallback."""
+    box = governed(tmp_path, "codex")
+    box.env["XDG_STATE_HOME"] = str(tmp_path / "state")
+    spool = box.spool_dir
+    if spool.is_dir():
+        import shutil
+
+        shutil.rmtree(spool)
+    spool.write_text("not a directory\n")  # unusable, for root too
+    done, _ = run_codex(codex, box, Script([], reply=REPLY))
+    assert REPLY in done.stdout
+    assert "FlowLoom" not in done.stdout and "FlowLoom" not in done.stderr, done.stderr
+    # All it shows of the hooks: that each ran and completed.
+    for event in ("SessionStart", "UserPromptSubmit", "Stop"):
+        assert f"hook: {event}\n" in done.stderr and f"hook: {event} Completed" in done.stderr
+    hook = box.hook(
+        "codex", {"hook_event_name": "SessionStart", "session_id": "s", "cwd": str(box.repo)}
+    )
+    assert b"FlowLoom: capture could not write" in hook.stderr  # what the hooks said
+    spool.unlink()
+    box.settled()
+    assert any(e["actor"]["id"] == "codex" and e["kind"] == "agent.prompt" for e in box.events())

@@ -5,7 +5,9 @@ Each trial starts a writer that behaves like a hook (events made durable with
 real detached drainer (`python -m flowloom drain`), and kills both at random points.
 After the trials a last drainer runs to the end, and the ledger must hold every event
 whose write returned success exactly once, in the order written, with the time it
-happened. Worlds run side by side so 200+ trials stay within a few minutes.
+happened, and with its follow-up (each event says a secret was redacted from it, so
+its `redaction.apply` must be there exactly once too). Worlds run side by side so 200+
+trials stay within a few minutes.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ for _ in range(int(sys.argv[4])):
     now = time.time()
     ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(now))) + ".%06dZ" % int((now % 1) * 1e6)
     event = {"kind": "agent.prompt", "ts": ts, "body": f"prompt {n}",
-             "meta": {"subject": f"{world}-{n:06d}", "session": world}}
+             "meta": {"subject": f"{world}-{n:06d}", "session": world},
+             "redactions": {"aws_access_key": 1}}
     write_durably(spool, "claude-code", [event], ts)
     sys.stdout.write(f"ok {n} {ts}\n")
     sys.stdout.flush()
@@ -125,15 +128,23 @@ def _world(root: Path, seed: int) -> tuple[list[tuple[int, str]], int]:
 
 
 def _recorded(root: Path) -> list[tuple[str, str]]:
-    """(subject, ts) of the world's agent.prompt entries, in log order."""
+    """(subject, ts) of the world's agent.prompt entries, in log order; each must have
+    exactly one redaction.apply naming its entry, and no notice may name another."""
     from flowloom.services import open_store
 
     store = open_store(str(root / "ledger.db"), read_only=True, create=False)
     try:
         out = []
+        prompts = []
         for entry in store.entries("crash", kind="agent.prompt"):
             envelope = json.loads(entry.envelope)
             out.append((str(envelope.get("subject")), str(envelope.get("ts"))))
+            prompts.append(entry.index)
+        notices = [
+            json.loads(e.envelope)["refs"]["entry"]
+            for e in store.entries("crash", kind="redaction.apply")
+        ]
+        assert sorted(notices) == prompts, f"{root.name}: a follow-up lost or repeated"
         return out
     finally:
         store.close()

@@ -14,7 +14,7 @@ from flowloom.events.drain import drain
 from flowloom.ledger.keys import KeyStore
 from flowloom.ledger.log import Ledger
 from flowloom.services import open_ledger
-from flowloom.sinks.ledger import LedgerSink
+from flowloom.sinks.ledger import LedgerSink, record_events
 from flowloom.store.sqlite import SQLiteStore
 
 TS = "2026-01-02T03:04:05.000006Z"
@@ -98,6 +98,46 @@ def test_a_drainer_killed_after_the_commit_does_not_record_twice(
     kinds = [e["kind"] for e in recorded(ledger)]
     assert kinds == ["agent.prompt", "agent.prompt", "agent.tool"]
     assert outbox.recorded_index(spool, name, 1) == first[0][1]
+
+
+def test_follow_ups_are_in_the_same_transaction_and_never_repeated(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A file with a redacted event: its notice goes in with it, so a drainer killed
+    after the commit finds both and records neither again."""
+    spool = str(tmp_path / "spool")
+    name = outbox.write(spool, "cli", [prompt("secret", redactions={"aws_key": 1})], TS)
+    sink = LedgerSink(ledger)
+    first = sink.record([outbox.read_file(spool, name)])  # ... and the drainer dies here
+    assert [e["kind"] for e in recorded(ledger)] == ["agent.prompt", "redaction.apply"]
+    report = drain([spool], sink)
+    assert report.indices == first[0]
+    entries = recorded(ledger)
+    assert [e["kind"] for e in entries] == ["agent.prompt", "redaction.apply"]
+    assert entries[1]["refs"]["entry"] == entries[0]["index"]
+
+
+def test_a_batch_is_prepared_again_when_another_writer_appends_first(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Follow-ups name their event's index: when the log moves between preparing and
+    appending, nothing is appended and the batch is prepared for the new size."""
+    spool = str(tmp_path / "spool")
+    name = outbox.write(spool, "cli", [prompt("secret", redactions={"aws_key": 1})], TS)
+    item = outbox.read_file(spool, name)
+    sizes: list[int] = []
+
+    def intent(size: int, entries: object, follow_ups: object) -> None:
+        sizes.append(size)
+        if len(sizes) == 1:  # another process appends just before our transaction
+            ledger.record("agent.tool", meta={"subject": "someone else"})
+
+    indices = record_events(ledger, item.events, "cli", intent=intent)
+    assert len(sizes) == 2 and sizes[1] > sizes[0]
+    entries = recorded(ledger)
+    assert [e["kind"] for e in entries] == ["agent.tool", "agent.prompt", "redaction.apply"]
+    assert indices == [entries[1]["index"]]
+    assert entries[2]["refs"]["entry"] == entries[1]["index"]
 
 
 def test_the_outbox_and_its_fallback_drain_merged_in_time_order(

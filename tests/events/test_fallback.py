@@ -149,3 +149,25 @@ def test_the_hook_path_stays_light(box: AgentSandbox) -> None:
         assert heavy not in imported, heavy
     box.settled()
     assert _prompts(box) == ["light"]
+
+
+def test_status_says_the_fallback_is_in_use_and_exits_non_zero(
+    box: AgentSandbox, tmp_path: Path
+) -> None:
+    box.hook_ok("claude-code", box.claude("UserPromptSubmit", prompt="first"))
+    box.settled()
+    assert box.flowloom("status").returncode == 0
+    _break(box.spool_dir)
+    result = box.hook("claude-code", box.claude("UserPromptSubmit", prompt="kept elsewhere"))
+    assert result.returncode == 0, result.stderr
+    fallback = outbox.fallback_dir(str(box.spool_dir))
+    _drained_from(box, fallback)
+    status = box.flowloom("status")
+    assert status.returncode == 1, status.stdout
+    assert "fallback outbox" in status.stdout and fallback in status.stdout, status.stdout
+    assert "is not a directory" in status.stdout
+    data = json.loads(box.flowloom("status", "--json").stdout)
+    assert data["capture"]["spool"]["fallback"]["in_use"] is True
+
+    box.spool_dir.unlink()  # repaired
+    assert box.flowloom("status").returncode == 0

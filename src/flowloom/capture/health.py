@@ -7,7 +7,8 @@ to be findable afterwards:
   journal does not name), the time the oldest of them happened (taken in its hook), the
   files set aside as unreadable (`spool/bad/`), and the drainer's last logged failure
   (`capture.log`). A backlog older than `STALE_SPOOL_S` means the ledger is not being
-  written;
+  written. Files in the fallback outbox, or an outbox hooks cannot write, mean the
+  fallback is in use: the events are kept, but the outbox needs repair;
 - capture errors since the last healthy state: `capture.error` events recorded after the
   last acknowledgement. `flowloom status --acknowledge` records one: a `config.change`
   (subject `capture`, refs `action: "acknowledge-capture-errors"`, `through`: the last
@@ -70,6 +71,14 @@ class Backlog:
     oldest_age_s: float | None
     bad: int  # files set aside as unreadable (each also recorded as a capture.error)
     last_failure: str | None  # the drainer's last line in capture.log, when it failed since
+    fallback_files: int = 0  # of `files`, those waiting in the fallback outbox
+    fallback_dir: str | None = None
+    outbox_unusable: str | None = None  # why hooks cannot write the outbox (so: fallback)
+
+    @property
+    def fallback_in_use(self) -> bool:
+        """Hooks write (or wrote) to the fallback: the outbox itself needs repair."""
+        return bool(self.fallback_files) or self.outbox_unusable is not None
 
     @property
     def stale(self) -> bool:
@@ -84,6 +93,12 @@ class Backlog:
             "stale": self.stale,
             "bad": self.bad,
             "last_failure": self.last_failure,
+            "fallback": {
+                "in_use": self.fallback_in_use,
+                "dir": self.fallback_dir,
+                "files": self.fallback_files,
+                "outbox_unusable": self.outbox_unusable,
+            },
         }
 
 
@@ -136,7 +151,37 @@ def backlog(state_dir: str, now: float | None = None) -> Backlog:
     if age is None and first_mtime is not None:
         age = max(0.0, now - first_mtime)
     failure = _last_failure(state_dir, first_mtime) if first_mtime is not None else None
-    return Backlog(len(waiting), events, oldest, age, bad, failure)
+    fallback = outbox.fallback_dir(spool_dir)
+    in_fallback = sum(1 for _, directory in waiting if directory == fallback)
+    return Backlog(
+        len(waiting),
+        events,
+        oldest,
+        age,
+        bad,
+        failure,
+        fallback_files=in_fallback,
+        fallback_dir=fallback,
+        outbox_unusable=_unusable(spool_dir),
+    )
+
+
+def _unusable(spool_dir: str) -> str | None:
+    """Why a hook could not write the outbox now, found without writing (reads only):
+    a path that is not a directory, or one this user may not write (`access` also sees
+    an immutable directory, for root too). None when it looks usable, or is not there
+    yet (the first hook creates it)."""
+    path = spool_dir
+    while not os.path.lexists(path):  # the nearest existing ancestor must be writable
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+    if not os.path.isdir(path):
+        return f"{path} is not a directory"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{path} is not writable"
+    return None
 
 
 @dataclass(frozen=True)

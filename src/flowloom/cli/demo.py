@@ -126,13 +126,14 @@ class _Sandbox:
         self.must(["sh", "-c", command], input=json.dumps(payload))
 
     def settle(self) -> None:
-        """Wait until the hooks' background drainer has recorded everything spooled."""
-        from flowloom.capture import health
+        """Wait until the hooks' background drainer has recorded everything spooled and
+        made the commits asked of it."""
+        from flowloom.capture import autocommit, health
 
         state = str(self.repo / ".git" / "flowloom")
         deadline = time.monotonic() + _WAIT_S
         while time.monotonic() < deadline:
-            if health.backlog(state).files == 0:
+            if not autocommit.jobs_waiting(state) and health.backlog(state).files == 0:
                 return
             time.sleep(0.05)
         raise click.ClickException("demo: the hooks' events were not recorded in time")
@@ -167,7 +168,7 @@ def demo(directory: str | None) -> None:
     _step(2, "An AI coding session, through the hooks `flowloom init` installed")
     decision = _agent_session(box)
 
-    _step(3, "The write was committed at once, linked to its decision by git trailers")
+    _step(3, "The write was committed moments later, linked to its decision by git trailers")
     click.echo("   $ git log -1")
     _show(box.git("log", "-1", "--format=commit %h%nAuthor: %an <%ae>%n%n%B"))
 

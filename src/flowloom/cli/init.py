@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -421,6 +422,14 @@ def _capture_health(
         warnings.append(
             f"{found.events} events in {found.files} spool files are waiting to be recorded, "
             f"the oldest since {found.oldest} ({_ago(found.oldest_age_s or 0)}){why}"
+        )
+    if found.fallback_in_use:
+        why = found.outbox_unusable or "it could not be written when they were captured"
+        warnings.append(
+            f"capture is using its fallback outbox ({found.fallback_dir}, "
+            f"{found.fallback_files} files waiting): the outbox cannot be used ({why}). "
+            "Events are kept and recorded, but repair the outbox: make "
+            f"{os.path.join(state_dir, 'spool')} a directory you can write"
         )
     if not ledger_ok:
         return {"spool": found.to_json(), "errors": None}, warnings

@@ -373,7 +373,7 @@ def _verify_remote(services: Services, remote: str) -> int:
     git = find_git_dirs(Path.cwd())
     if git is None:
         raise InputError("--remote needs a git repository; run it inside one")
-    report = verify_remote(git[0], services, remote)
+    report = verify_remote(git[0], services.ledger, remote)
     problems = report.all_problems()
     for problem in problems[:200]:
         click.echo(problem.line())

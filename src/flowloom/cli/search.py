@@ -37,7 +37,9 @@ def open_memory(ctx: click.Context, session: str | None, *, writes: bool = False
         pending = read_pending(git[1])
         session = pending.session if pending is not None else None
     services = app.record_services("write" if writes else "read")
-    memory = Memory.from_services(services, repo=repo, session=session)
+    memory = Memory.configured(
+        services.ledger, services.settings.sources, repo=repo, session=session
+    )
     ctx.call_on_close(memory.close)
     return memory
 

@@ -152,6 +152,14 @@ class SpoolLock:
                     return self
                 time.sleep(0.01)
 
+    @classmethod
+    def inherited(cls, spool_dir: str, fd: int) -> SpoolLock:
+        """The lock `kick` took and handed down as descriptor `fd`: held already."""
+        lock = cls(spool_dir)
+        lock._fd = fd
+        lock.acquired = True
+        return lock
+
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing releases the lock
@@ -178,16 +186,17 @@ def kick(spool_dir: str, cwd: str) -> bool:
     """Start a detached drainer unless one is running; True when one was started.
 
     A running drainer re-lists the spool after releasing its lock, so a file written
-    before this call is never left behind by the race between the two.
+    before this call is never left behind by the race between the two. The lock is
+    taken here and handed to the drainer (`--lock-fd`), so it is held without a gap
+    from now on: a hook that comes next sees a drainer at work, even one still starting.
     """
     lock = drain_lock(spool_dir)
-    try:
-        if not lock.acquired:
-            return False
-    finally:
+    if not lock.acquired or lock._fd is None:
         lock.__exit__()
+        return False
+    fd = lock._fd
     python = sys.executable or "python3"
-    argv = [python, "-m", "flowloom", "drain", spool_dir, cwd]
+    argv = [python, "-m", "flowloom", "drain", spool_dir, cwd, "--lock-fd", str(fd)]
     # fork + exec rather than posix_spawn: the hook returns at once instead of waiting
     # for the kernel to load the new program.
     pid = os.fork()
@@ -195,11 +204,13 @@ def kick(spool_dir: str, cwd: str) -> bool:
         try:
             os.setsid()
             devnull = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(devnull, fd)
+            for std in (0, 1, 2):
+                os.dup2(devnull, std)
+            os.set_inheritable(fd, True)
             os.execv(python, argv)
         finally:
             os._exit(127)
+    lock.__exit__()  # the drainer's copy of the descriptor keeps the lock held
     return True
 
 

@@ -42,6 +42,7 @@ from flowloom.gateway.wire.common import Tokens
 from flowloom.gateway.wire.formats import wire_for
 from flowloom.gateway.wire.intake import MalformedRequestError, parse_json
 from flowloom.gateway.wire.sse import SseSplitter, iter_events
+from flowloom.sinks.ledger import Intents
 
 if TYPE_CHECKING:
     from flowloom.events.outbox import OutboxFile
@@ -281,7 +282,9 @@ def _now_ts() -> str:
 
 
 class _ReplaySink:
-    """The recorder's ledgers as the drainer's sink: one outbox file per append."""
+    """The recorder's ledgers as the drainer's sink: one outbox file per append, exactly
+    once (the ledger sink's `Intents`: a replay killed after its append and before its
+    journal line finds the file's entries instead of appending them again)."""
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
@@ -293,6 +296,12 @@ class _ReplaySink:
         out = []
         for item in files:
             project = item.project or self.recorder._default_project
+            ledger = self.recorder._ledger_for(project)
+            intents = Intents(item.directory)
+            found = intents.recorded(ledger, item.name)
+            if found is not None:
+                out.append(found)
+                continue
             records = [
                 Finalized(
                     project,
@@ -301,7 +310,11 @@ class _ReplaySink:
                 )
                 for e in item.events
             ]
-            out.append(self.recorder._append(records))
+            entries = [self.recorder._prepare(ledger, r) for r in records]
+            intents.note(item.name, ledger.store.size(ledger.log), entries)
+            acks = ledger.writer.append_many(entries)
+            self.recorder.recorded += len(records)
+            out.append([ack.index for ack in acks])
         return out
 
 

@@ -20,7 +20,7 @@ from flowloom.errors import StoreError
 from flowloom.ledger.merkle import Frontier
 from flowloom.store.interface import AppendPlan, NodeLookup, PendingEntry, Store
 
-__all__ = ["Ack", "LogWriter"]
+__all__ = ["Ack", "LogMovedOnError", "LogWriter"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,11 @@ class Ack:
     index: int
     leaf_hash: bytes
     queued: bool = False
+
+
+class LogMovedOnError(StoreError):
+    """The log was not at the size the batch was prepared for (another writer appended
+    first): nothing was appended; prepare again and retry."""
 
 
 BatchObserver = Callable[[int, float], None]  # (entries in batch, seconds in transaction)
@@ -70,8 +75,13 @@ class LogWriter:
 
     # -- direct path: one batch in the caller's thread (CLI, hooks) ---------------
 
-    def append_many(self, entries: Sequence[PendingEntry]) -> list[Ack]:
-        """Append `entries` as one durable batch and return their acknowledgements."""
+    def append_many(self, entries: Sequence[PendingEntry], *, at: int | None = None) -> list[Ack]:
+        """Append `entries` as one durable batch and return their acknowledgements.
+
+        `at`: the batch must start at this index (its entries name their own indices,
+        as follow-ups do); when the log has moved on, nothing is appended and
+        `LogMovedOnError` is raised.
+        """
         if not entries:
             return []
         if not self._appended and self.before_first_append is not None:
@@ -79,6 +89,8 @@ class LogWriter:
         extended: list[Frontier] = []
 
         def extend(size: int, lookup: NodeLookup, leaf_hashes: Sequence[bytes]) -> AppendPlan:
+            if at is not None and size != at:
+                raise LogMovedOnError(f"the log is at {size}, not {at}")
             frontier, plan = self._extend(size, lookup, leaf_hashes)
             extended[:] = [frontier]
             return plan

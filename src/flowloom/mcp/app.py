@@ -113,7 +113,7 @@ def _open_memory(services: Services, repo_top: Path | None) -> MemoryService | N
         from flowloom.memory.service import Memory
     except ImportError:
         return None
-    return Memory.from_services(services, repo=repo_top)
+    return Memory.configured(services.ledger, services.settings.sources, repo=repo_top)
 
 
 def _worker(settings: Settings, cwd: Path, *, http: bool) -> Worker[Backend]:

@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from flowloom import __version__
 from flowloom.auth.principals import Principal
 from flowloom.errors import FlowLoomError, InputError, NotFoundError, PermissionDeniedError
+from flowloom.mcp.handshake import INSTRUCTIONS
 from flowloom.mcp.tools import DECISIONS_URI, Caller, ProjectTools
 from flowloom.mcp.worker import Worker
 
@@ -95,14 +96,6 @@ MAX_ITEMS: Final = 100
 MAX_FILES: Final = 500
 
 T = TypeVar("T")
-
-INSTRUCTIONS: Final = (
-    "FlowLoom keeps this project's decisions (what was decided, why, who asked and who "
-    "approved) in a tamper-evident ledger linked to the commits they produced. Before "
-    "changing code, ask `why` about the lines you touch and `search_memory` for earlier "
-    "decisions; when you and the user settle on an approach, `record_decision` it, so the "
-    "next commit is linked to it."
-)
 
 
 @dataclass

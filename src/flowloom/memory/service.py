@@ -37,8 +37,9 @@ from flowloom.memory.projector import Projector
 from flowloom.memory.query import parse_terms
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from flowloom.memory.semantic import Embedder, VectorIndex
-    from flowloom.services import Services
 
 __all__ = ["MAX_LIMIT", "Memory"]
 
@@ -141,14 +142,20 @@ class Memory:
         self._vectors: VectorIndex | None = None
 
     @classmethod
-    def from_services(
-        cls, services: Services, *, repo: Path | None = None, session: str | None = None
+    def configured(
+        cls,
+        ledger: Ledger,
+        config_sources: Sequence[str],
+        *,
+        repo: Path | None = None,
+        session: str | None = None,
     ) -> Memory:
-        """The memory of the services' ledger; ``[memory] semantic`` of the config applies."""
+        """The memory of `ledger`, with ``[memory] semantic`` of the config files it was
+        set up from (`Settings.sources`) applied."""
         from flowloom.memory.semantic import enabled_in_config
 
-        semantic = enabled_in_config(services.settings.sources)
-        return cls(services.ledger, repo=repo, session=session, semantic=semantic)
+        semantic = enabled_in_config(config_sources)
+        return cls(ledger, repo=repo, session=session, semantic=semantic)
 
     def _vector_index(self) -> VectorIndex:
         """The embeddings, with the embedder loaded now (an error names the missing extra)."""

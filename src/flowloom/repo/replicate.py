@@ -37,7 +37,6 @@ from flowloom.repo.git import GitError
 if TYPE_CHECKING:
     from flowloom.ledger.log import Ledger
     from flowloom.ledger.note import Verifier
-    from flowloom.services import Services
 
 __all__ = [
     "LOG_REF",
@@ -146,7 +145,7 @@ def ensure_push_refspec(repo_top: Path, remote: str) -> bool:
     return True
 
 
-def publish_log(repo_top: Path, services: Services, remote: str | None = None) -> str:
+def publish_log(repo_top: Path, ledger: Ledger, remote: str | None = None) -> str:
     """Export the log and commit it on ``refs/flowloom/log``; returns the new commit id.
 
     With `remote`, also make sure ``git push`` to that remote carries the ref.
@@ -155,7 +154,7 @@ def publish_log(repo_top: Path, services: Services, remote: str | None = None) -
 
     with tempfile.TemporaryDirectory(prefix="flowloom-publish-") as scratch:
         bundle = Path(scratch) / "bundle"
-        manifest = export_bundle(services.ledger, bundle, withhold_subject_bodies=True)
+        manifest = export_bundle(ledger, bundle, withhold_subject_bodies=True)
         files = sorted(p for p in bundle.rglob("*") if p.is_file())
         paths = "".join(f"{p}\n" for p in files).encode("utf-8", "surrogateescape")
         blobs = _text(
@@ -351,11 +350,10 @@ def _remote_root(directory: Path, remote_size: int, size: int) -> bytes:
     return merkle.root_of(leaves[:size])
 
 
-def verify_remote(repo_top: Path, services: Services, remote: str) -> RemoteReport:
+def verify_remote(repo_top: Path, ledger: Ledger, remote: str) -> RemoteReport:
     """Verify `remote`'s ``refs/flowloom/log`` with the local key, and against the local log."""
     from flowloom.ledger.bundle import verify_bundle
 
-    ledger = services.ledger
     ref = f"refs/flowloom/verify/{os.getpid()}-{secrets.token_hex(4)}"
     try:
         commit = _fetch(repo_top, remote, ref)

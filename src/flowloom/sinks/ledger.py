@@ -4,9 +4,9 @@ Each event keeps the time it happened (its `ts`, else its file's `created`, both
 in the hook). An event the ledger refuses is recorded as a `capture.error` in its place
 (`flowloom.events.model.refused_event`): an outbox file is anyone's to write, so no
 authority-bearing kind passes through it. Follow-ups are recorded right after the
-file's events, because they name their indices: a `redaction.apply` per redacted event,
-and for a turn's final reply (`amend`) the `decision.amend` that gives the turn's
-decision its reply and the reasoning drawn from it
+file's events, in the same transaction, and name their indices: a `redaction.apply` per
+redacted event, and for a turn's final reply (`amend`) the `decision.amend` that gives
+the turn's decision its reply and the reasoning drawn from it
 (`flowloom.decisions.records.reply_amendment`).
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from flowloom.decisions.records import Decision, DecisionBook, reply_amendment
-from flowloom.errors import FlowLoomError, InputError
+from flowloom.errors import FlowLoomError, InputError, StoreError
 from flowloom.events import durable
 from flowloom.events.model import (
     event_meta,
@@ -31,9 +31,10 @@ from flowloom.ledger import merkle
 from flowloom.ledger.attest import refuse_generic
 from flowloom.ledger.event import parse_ts
 from flowloom.ledger.log import Ledger
+from flowloom.ledger.writer import LogMovedOnError
 from flowloom.store.interface import PendingEntry
 
-__all__ = ["LedgerSink", "record_events"]
+__all__ = ["Intents", "LedgerSink", "record_events"]
 
 
 def _happened(event: dict[str, Any], created: str | None) -> str | None:
@@ -119,7 +120,7 @@ def _follow_ups(
     prepared: Sequence[PendingEntry],
     indices: Sequence[int],
     agent: str,
-) -> None:
+) -> list[PendingEntry]:
     follow_ups = []
     for event, entry, index in zip(events, prepared, indices, strict=True):
         counts = event.get("redactions")
@@ -128,8 +129,15 @@ def _follow_ups(
             follow_ups.append(_prepared(ledger, notice, agent))
         if isinstance(event.get("amend"), dict) and entry.kind == event.get("kind"):
             follow_ups.append(_reply_amendment(ledger, event, index, agent))
-    if follow_ups:
-        ledger.writer.append_many(follow_ups)
+    return follow_ups
+
+
+_ATTEMPTS = 20
+"""Tries at one batch of events and follow-ups before the log stops moving under it."""
+
+Intent = Callable[[int, Sequence[PendingEntry], Sequence[PendingEntry]], None]
+"""Called with the log's size, the events' entries and their follow-ups' just before
+they are appended."""
 
 
 def record_events(
@@ -139,39 +147,107 @@ def record_events(
     *,
     strict: bool = False,
     created: str | None = None,
-    intent: Callable[[int, Sequence[PendingEntry]], None] | None = None,
+    intent: Intent | None = None,
 ) -> list[int]:
-    """Record events (already redacted) in one transaction, then their follow-ups; the
+    """Record events (already redacted) and their follow-ups in one transaction; the
     events' indices.
 
-    `strict`: an event the ledger refuses raises, and nothing is recorded. `intent` is
-    called with the log's size and the sealed entries just before they are appended.
+    Follow-ups name the indices of the events they follow, so the batch is prepared for
+    the log's current size and appended only at that size; when another writer appended
+    first, it is prepared again (`LogMovedOnError`). One transaction: a kill never keeps
+    an event without its follow-ups. `strict`: an event the ledger refuses raises, and
+    nothing is recorded.
     """
     prepared = [_prepared(ledger, e, agent, strict, created) for e in events]
-    if intent is not None:
-        intent(ledger.store.size(ledger.log), prepared)
-    acks = ledger.writer.append_many(prepared)
-    indices = [ack.index for ack in acks]
-    _follow_ups(ledger, events, prepared, indices, agent)
-    return indices
+    for _ in range(_ATTEMPTS):
+        size = ledger.store.size(ledger.log)
+        indices = [size + i for i in range(len(prepared))]
+        follow_ups = _follow_ups(ledger, events, prepared, indices, agent)
+        if intent is not None:
+            intent(size, prepared, follow_ups)
+        try:
+            acks = ledger.writer.append_many([*prepared, *follow_ups], at=size)
+        except LogMovedOnError:
+            continue
+        return [ack.index for ack in acks[: len(prepared)]]
+    raise StoreError(
+        f"the log kept moving while {len(prepared)} events were being recorded; "
+        "they stay in the outbox for the next drain"
+    )
 
 
 _INTENTS = "intents"
 _INTENTS_MAX_BYTES = 256 * 1024
 
 
-class LedgerSink:
-    """Records outbox files into one ledger, one transaction per file, exactly once.
+class Intents:
+    """Exactly-once appends of outbox files, whatever kills the appender.
 
-    The drainer journals a file's indices after the sink returned them; a drainer killed
-    between the ledger's commit and that journal line would record the file again. So
-    before appending, the sink notes its intent (`<dir>/intents`: the file, the log's
-    size and the entries' leaf hashes, fsynced); a later drain that finds an intent for
-    a file still pending looks for those leaves after that size and, when they are there,
-    answers their indices instead of appending again. (The file's follow-ups, recorded
-    in a second transaction, are not redone then: a kill between the two can lose a
-    `redaction.apply` or `decision.amend`, never an event.)
+    A drainer journals a file's indices after the sink returned them; one killed between
+    the ledger's commit and that journal line would record the file again. So before
+    appending, the sink notes its intent (`<dir>/intents`, fsynced: the file, the log's
+    size and the leaf hashes of its entries, events then follow-ups); a later drain that
+    finds an intent for a file still pending looks for those leaves after that size
+    and, when they are there, answers their indices instead of appending again. Events
+    and follow-ups go in one transaction, so they are found together or not at all.
     """
+
+    def __init__(self, directory: str) -> None:
+        self.path = os.path.join(directory, _INTENTS)
+
+    def note(
+        self,
+        name: str,
+        size: int,
+        entries: Sequence[PendingEntry],
+        follow_ups: Sequence[PendingEntry] = (),
+    ) -> None:
+        events = ",".join(e.leaf_hash.hex() for e in entries)
+        more = ",".join(e.leaf_hash.hex() for e in follow_ups) or "-"
+        durable.append_line(
+            self.path,
+            f"{name} {size} {events} {more}",
+            max_bytes=_INTENTS_MAX_BYTES,  # intents only matter for files still pending
+            keep_lines=100,
+        )
+
+    def recorded(self, ledger: Ledger, name: str) -> list[int] | None:
+        """The indices of file `name`'s events when its last noted batch is in `ledger`."""
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()
+        except OSError:
+            return None
+        for line in reversed(lines):
+            parts = line.split(" ")
+            if len(parts) not in (3, 4) or parts[0] != name:
+                continue
+            try:
+                size = int(parts[1])
+            except ValueError:
+                return None
+            events = [h for h in parts[2].split(",") if h]
+            more = [h for h in parts[3].split(",") if h and h != "-"] if len(parts) == 4 else []
+            wanted = set(events + more)
+            if not events:
+                return None
+            at: dict[str, int] = {}
+            for index, envelope, _kind in ledger.store.rows(ledger.log, start=size):
+                leaf = merkle.leaf_hash(envelope).hex()
+                if leaf in wanted:
+                    at[leaf] = index
+                    if len(at) == len(wanted):
+                        break
+            if len(at) == len(wanted):
+                return [at[h] for h in events]
+            return None
+        return None
+
+
+class LedgerSink:
+    """Records outbox files into one ledger, one transaction per file (its events and
+    their follow-ups: a `redaction.apply` per redacted event, the `decision.amend` of a
+    turn's reply), exactly once (`Intents`)."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
@@ -183,49 +259,16 @@ class LedgerSink:
         return [self._record_one(f) for f in files]
 
     def _record_one(self, item: OutboxFile) -> list[int]:
-        found = self._already_recorded(item)
+        intents = Intents(item.directory)
+        found = intents.recorded(self.ledger, item.name)
         if found is not None:
             return found
 
-        def intent(size: int, entries: Sequence[PendingEntry]) -> None:
-            hashes = ",".join(e.leaf_hash.hex() for e in entries)
-            durable.append_line(
-                os.path.join(item.directory, _INTENTS),
-                f"{item.name} {size} {hashes}",
-                max_bytes=_INTENTS_MAX_BYTES,  # intents only matter for files still pending
-                keep_lines=100,
-            )
+        def intent(
+            size: int, entries: Sequence[PendingEntry], follow_ups: Sequence[PendingEntry]
+        ) -> None:
+            intents.note(item.name, size, entries, follow_ups)
 
         return record_events(
             self.ledger, item.events, item.agent, created=item.created, intent=intent
         )
-
-    def _already_recorded(self, item: OutboxFile) -> list[int] | None:
-        path = os.path.join(item.directory, _INTENTS)
-        try:
-            with open(path, encoding="utf-8") as fh:
-                lines = fh.read().splitlines()
-        except OSError:
-            return None
-        for line in reversed(lines):
-            parts = line.split(" ")
-            if len(parts) != 3 or parts[0] != item.name:
-                continue
-            try:
-                size = int(parts[1])
-            except ValueError:
-                return None
-            wanted = [h for h in parts[2].split(",") if h]
-            if not wanted:
-                return None
-            at: dict[str, int] = {}
-            for index, envelope, _kind in self.ledger.store.rows(self.ledger.log, start=size):
-                leaf = merkle.leaf_hash(envelope).hex()
-                if leaf in wanted:
-                    at[leaf] = index
-                    if len(at) == len(wanted):
-                        break
-            if len(at) == len(wanted):
-                return [at[h] for h in wanted]
-            return None
-        return None

@@ -82,8 +82,16 @@ class OutboxWriter(LogWriter):
         self.lock_held = False
         """The caller holds the spool lock (an auto-commit): send without taking it."""
 
-    def append_many(self, entries: Sequence[PendingEntry]) -> list[Ack]:
+    def append_many(self, entries: Sequence[PendingEntry], *, at: int | None = None) -> list[Ack]:
+        """Send `entries` through the outbox. `at` (entries naming their own indices, as
+        a local sink's follow-ups do) cannot be kept: the server assigns the indices."""
         from datetime import UTC, datetime
+
+        if at is not None:
+            raise InputError(
+                "entries that name their own indices cannot be sent to the team server",
+                hint="record them without an index; the server assigns it",
+            )
 
         from flowloom.ledger.event import format_ts
 

@@ -9,7 +9,10 @@ import httpx
 
 from flowloom.events import outbox
 from flowloom.gateway.mock import MockServer
-from flowloom.gateway.recorder import Exchange, exchange_record
+from flowloom.gateway.recorder import Exchange, Recorder, _ReplaySink, exchange_record
+from flowloom.ledger.keys import KeyStore
+from flowloom.services import open_ledger
+from flowloom.store.sqlite import SQLiteStore
 from tests.gateway.core.conftest import mock_config
 from tests.gateway.core.harness import RunningGateway, run_gateway
 
@@ -114,3 +117,34 @@ def test_secrets_are_redacted_before_recording() -> None:
     assert record.meta["refs"]["input_tokens"] == 3
     assert record.meta["refs"]["output_tokens"] == 4
     assert record.meta["session"] == "s-1"
+
+
+def test_a_replay_killed_after_its_append_does_not_record_twice(
+    tmp_path: Path, sqlite_store: SQLiteStore
+) -> None:
+    """The worst moment of a replay: the ledger committed a spool file's exchanges and
+    the journal line was never written. The next replay finds them (the sink's intents)
+    instead of appending them again."""
+    ledger = open_ledger(
+        sqlite_store,
+        KeyStore(tmp_path / "home"),
+        log="gw",
+        origin="flowloom.test/gw",
+        actor={"type": "service", "id": "flowloom-gateway"},
+        max_body_bytes=1 << 20,
+    )
+    spool = tmp_path / "outbox"
+    recorder = Recorder(
+        lambda project: ledger, default_project="gw", mode="spool", spool_path=spool
+    )
+    events = [
+        {"kind": "gateway.exchange", "ts": "2026-01-02T03:04:05.000000Z", "meta": {}, "body": b}
+        for b in ('{"n": 1}', '{"n": 2}')
+    ]
+    name = outbox.write(str(spool), "gateway", events, "2026-01-02T03:04:05.000000Z")
+    first = _ReplaySink(recorder).record([outbox.read_file(str(spool), name)])  # then killed
+    recorder._replay_spool()
+    assert not outbox.waiting(str(spool))
+    kinds = [e.kind for e in ledger.store.entries(ledger.log) if e.kind == "gateway.exchange"]
+    assert len(kinds) == 2
+    assert outbox.recorded_index(str(spool), name, 1) == first[0][1]

@@ -36,7 +36,6 @@ from flowloom.capture.agents.common import (
     Place,
     agent_actor,
     capture_error,
-    drop_session,
     file_write_event,
     git_context,
     load_session,
@@ -313,7 +312,7 @@ def handle(
         capture.add(
             Event("session.end", actor=actor, session=session, git=git, subject=agent, refs=refs)
         )
-        drop_session(place, session)
+        capture.ends_session = True  # after its commits are made (hookmain)
         return capture
 
     if event_name in _QUIET_EVENTS:

@@ -7,7 +7,8 @@ captures from payloads; `hookmain` redacts, spools or commits them.
 Capture state lives beside the ledger in the git common dir, `.git/flowloom/` (or in
 FLOWLOOM_HOME outside a repository): `spool/` (events not yet in the ledger),
 `sessions/` (per-session scratch: the current prompt, the decision, the before-state of
-files about to be written), `push-queue/`.
+files about to be written), `notices/` (what a session's user has still to be told),
+`push-queue/`.
 
 This module runs inside agent hooks on every prompt: standard library only, and no
 `dataclasses`/`typing` at run time, nor `hashlib` until a digest is needed (each costs
@@ -16,6 +17,7 @@ more to import than the hook's budget allows).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -38,6 +40,7 @@ __all__ = [
     "drop_session",
     "file_write_event",
     "git_context",
+    "leave_notice",
     "load_session",
     "locate",
     "make_private",
@@ -45,6 +48,7 @@ __all__ = [
     "read_file_state",
     "save_session",
     "session_dir",
+    "take_notices",
     "tickets_in",
     "tool_event",
     "transcript_reply",
@@ -143,6 +147,7 @@ class Capture:
     """What one hook run produced."""
 
     __slots__ = (
+        "ends_session",
         "events",
         "prompt_at",
         "reply_at",
@@ -160,6 +165,7 @@ class Capture:
         self.prompt_at: int | None = None  # position of the agent.prompt in `events`
         self.reply_at: int | None = None  # position of the turn's final agent.response
         self.session_updates: dict[str, Any] = {}
+        self.ends_session = False  # the session's scratch is dropped once this is delivered
 
     def add(self, event: Event) -> Event:
         self.events.append(event)
@@ -552,14 +558,25 @@ def save_session(place: Place, session: str | None, updates: dict[str, Any]) -> 
     """Merge `updates` into the session's scratch (a key set to None is removed)."""
     if not session or not updates:
         return
-    data = load_session(place, session)
-    for key, value in updates.items():
-        if value is None:
-            data.pop(key, None)
-        else:
-            data[key] = value
-    path = os.path.join(session_dir(place, session), "session.json")
-    write_atomic(path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
+    import fcntl
+
+    directory = session_dir(place, session)
+    path = os.path.join(directory, "session.json")
+    private_dirs(directory)
+    # The detached committer saves the turn's decision while the agent's next hooks
+    # save theirs: the read-modify-write is serialised, so neither loses the other's.
+    fd = os.open(os.path.join(directory, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        data = load_session(place, session)
+        for key, value in updates.items():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        write_atomic(path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def drop_session(place: Place, session: str | None) -> None:
@@ -572,6 +589,58 @@ def drop_session(place: Place, session: str | None) -> None:
 
     forget_before(place, session)
     shutil.rmtree(session_dir(place, session), ignore_errors=True)
+
+
+def _notice_path(state_dir: str, session: str | None) -> str:
+    return os.path.join(state_dir, "notices", _safe(session or "_"))
+
+
+def leave_notice(state_dir: str, session: str | None, text: str) -> None:
+    """Keep `text` for the next hook of `session` to show its user (`take_notices`).
+
+    Work done off the agent's path (a commit given up after the turn's end returned)
+    has no answer of its own to carry a notice: the session's next hook carries it.
+    """
+    path = _notice_path(state_dir, session)
+    try:
+        private_dirs(os.path.dirname(path))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError:
+        return  # the capture.error is recorded all the same; `flowloom status` shows it
+    try:
+        os.write(fd, json.dumps(text, ensure_ascii=False).encode("utf-8") + b"\n")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def take_notices(state_dir: str, session: str | None) -> list[str]:
+    """The notices left for `session`, each once, removed as they are taken (one failed
+    open when there are none: every hook calls this)."""
+    path = _notice_path(state_dir, session)
+    taken = f"{path}.{os.getpid()}.taken"
+    try:
+        os.rename(path, taken)  # atomic: a notice left meanwhile goes to a new file
+    except OSError:
+        return []
+    try:
+        with open(taken, "rb") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(taken)
+    notices: list[str] = []
+    for line in lines:
+        try:
+            text = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(text, str) and text not in notices:
+            notices.append(text)
+    return notices
 
 
 # --------------------------------------------------------------------------- transcripts

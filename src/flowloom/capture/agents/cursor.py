@@ -29,7 +29,6 @@ from flowloom.capture.agents.common import (
     PayloadError,
     Place,
     agent_actor,
-    drop_session,
     file_write_event,
     git_context,
     read_file_state,
@@ -135,7 +134,7 @@ def capture(payload: dict[str, Any], place: Place) -> Capture:
                 refs={"reason": reason},
             )
         )
-        drop_session(place, session)
+        capture.ends_session = True  # after its commits are made (hookmain)
     elif event_name == "beforeSubmitPrompt":
         capture.stdout = json.dumps({"continue": True})
         prompt = _text(payload, "prompt")

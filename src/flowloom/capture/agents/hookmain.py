@@ -8,10 +8,11 @@ must be quick and must never get in the agent's way:
   disk (`flowloom.events.outbox`), then starts a detached drainer that records the spool
   into the ledger in order. Importing the ledger is what costs time, and the drainer
   pays it, not the agent;
-- a file write with auto-commit on is the exception: it needs ledger indices for its
-  trailers, so that run records and commits in-process (`flowloom.capture.autocommit`),
-  except when a server is configured: then the spool is the server's outbox
-  (`flowloom.client`) and the drainer sends it there, so auto-commit does not run;
+- a file write with auto-commit on also leaves a commit request beside the outbox; the
+  detached drainer commits it once the events are recorded, so the agent never waits for
+  a commit; the next prompt, the turn's end and the session's end finish any commit
+  still waiting first (`flowloom.capture.autocommit`). With a server configured the
+  spool is the server's outbox (`flowloom.client`), so auto-commit does not run;
 - a payload it cannot read becomes a capture.error event (the error text and the
   payload's digest, never its content) and the hook still exits 0; so does anything
   unexpected: only enforcement may block an agent, and capture is not enforcement;
@@ -34,10 +35,12 @@ from flowloom.capture.agents.common import (
     PayloadError,
     Place,
     capture_error,
+    drop_session,
     load_session,
     locate,
     now_ts,
     save_session,
+    take_notices,
 )
 
 __all__ = ["AGENTS", "MAX_PAYLOAD_BYTES", "main", "run"]
@@ -170,24 +173,32 @@ def redact_event(event: Event) -> None:
 def _ask_to_amend(place: Place, capture: Capture) -> None:
     """A turn's final reply amends the decision the turn produced (docs/capture.md).
 
-    The session's scratch knows that decision when auto-commit recorded or adopted it
-    for the current prompt; the drainer records the reply and then the decision.amend
-    that gives the decision the reply and the reasoning drawn from it. A capture that
-    holds its own prompt (Codex notify) starts a new exchange: nothing to amend.
+    A capture that holds its own prompt (Codex notify) starts a new exchange: nothing
+    to amend.
     """
     if capture.reply_at is None or capture.prompt_at is not None:
         return
-    scratch = load_session(place, capture.session)
+    request = amend_request(place, capture.session)
+    if request is not None:
+        capture.events[capture.reply_at].amend = request
+
+
+def amend_request(place: Place, session: str | None) -> dict[str, Any] | None:
+    """What the turn's final reply amends: the decision auto-commit recorded or adopted
+    for the current prompt (the session's scratch knows it); None when the turn
+    produced none. The drainer records the reply and then the decision.amend that gives
+    the decision the reply and the reasoning drawn from it."""
+    scratch = load_session(place, session)
     decision, prompt = scratch.get("decision"), scratch.get("prompt")
     if not isinstance(decision, dict) or not isinstance(decision.get("id"), str):
-        return
+        return None
     current = prompt.get("spool") if isinstance(prompt, dict) else None
     if decision.get("prompt") != current:
-        return  # the decision of an earlier prompt: this turn changed nothing
+        return None  # the decision of an earlier prompt: this turn changed nothing
     request: dict[str, Any] = {"decision": decision["id"]}
     if isinstance(decision.get("entry"), int):
         request["record"] = decision["entry"]
-    capture.events[capture.reply_at].amend = request
+    return request
 
 
 def _fallback_stdout(agent: str, raw: bytes) -> str:
@@ -259,6 +270,12 @@ def _hook(agent: str, raw: bytes) -> int:
             notices += _deliver(agent, raw, place, part)
     except _NotRecorded as exc:
         return _unrecorded(agent, place, raw, capture.stdout, str(exc))
+    if _turn_boundary(capture) and not capture.ends_session:
+        # What was given up off the agent's path since this session's last prompt or
+        # turn's end (the drainer's commits, a deferred turn's end): told now, once. (A
+        # session's end is shown to nobody: a resumed session's first prompt tells.)
+        told = take_notices(place.state_dir, capture.session)
+        notices += [n for n in told if n not in notices]
     with contextlib.suppress(OSError):
         outbox.kick(place.spool_dir, place.top or place.cwd)
     out = _with_warning(agent, capture.stdout or _fallback_stdout(agent, raw), notices)
@@ -287,37 +304,72 @@ def _turn_parts(capture: Capture) -> list[Capture]:
     return [first, rest]
 
 
+def _turn_boundary(capture: Capture) -> bool:
+    """Whether this run starts an exchange, ends a turn or ends the session: the points
+    where the turn's commits must have been made (`flowloom.capture.autocommit.finish`)."""
+    return capture.prompt_at is not None or capture.reply_at is not None or capture.ends_session
+
+
+def _ledger_notice(events: Sequence[Event]) -> list[str]:
+    """What the user must be told of the commits this hook gave up: every one."""
+    from flowloom.capture.autocommit import commit_notice
+
+    notices = []
+    for event in events:
+        error = event.meta.get("refs", {}).get("error", "")
+        if event.kind == "capture.error" and (
+            error.startswith("auto-commit") or "cannot open the ledger" in error
+        ):
+            notices.append(commit_notice(error))
+    return notices
+
+
 def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> list[str]:
-    """Redact, auto-commit when the capture wrote files, and spool what is left; what
-    the agent's user must be told."""
+    """Redact, spool, and ask for the commit when the capture wrote files; what the
+    agent's user must be told.
+
+    The agent never waits for a commit here: the events are made durable, a commit
+    request names them, and the detached drainer commits. Only at a turn's boundary
+    does a hook finish a commit still waiting (usually already made).
+    """
     notices: list[str] = []
     for event in capture.events:
         redact_event(event)
+    extra: list[Event] = []
+    if place.top is not None and _turn_boundary(capture):
+        from flowloom.capture import autocommit
+
+        if (
+            _may_defer(capture)
+            and autocommit.jobs_waiting(place.state_dir)
+            and autocommit.defer_if_busy(place, agent, capture, _amend_position(capture))
+        ):
+            # The turn's (or session's) end while the drainer is making its commits:
+            # its events wait, durably, behind them in the same queue; the drainer asks
+            # for the amendment once the decision is known. The agent does not wait.
+            with contextlib.suppress(OSError):
+                save_session(place, capture.session, dict(capture.session_updates))
+            return notices
+        extra = autocommit.finish(place, agent, raw)
+        for event in extra:
+            redact_event(event)
+        notices += _ledger_notice(extra)
     _ask_to_amend(place, capture)
-    to_spool = capture.events
+    commit = False
     if capture.writes and place.top is not None:
-        from flowloom.capture.autocommit import read_policy, run
+        from flowloom.capture.autocommit import read_policy
 
         policy = read_policy(place.top)
         if policy.get("auto_commit"):
-            to_spool = run(place, agent, capture, raw)
-            for event in to_spool:
-                if not event.redactions:
-                    redact_event(event)
-                error = event.meta.get("refs", {}).get("error", "")
-                if event.kind == "capture.error" and "cannot open the ledger" in error:
-                    notices.append(
-                        f"{error}. The events are kept in the spool and recorded once the "
-                        "ledger can be written; the files are not committed. Run "
-                        "`flowloom status`."
-                    )
+            commit = True  # in server mode too: the drainer commits and sends to the server
         elif policy.get("error"):
-            error = f"auto-commit skipped: {policy['error']}"
-            note = capture_error(agent, error, raw)
+            note = capture_error(agent, f"auto-commit skipped: {policy['error']}", raw)
             redact_event(note)
-            to_spool = [*capture.events, note]
+            extra.append(note)
+            notices += _ledger_notice([note])
     from flowloom.events import outbox
 
+    to_spool = [*capture.events, *extra]
     written = None
     if to_spool:
         try:
@@ -331,8 +383,19 @@ def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> list[str
                 f"capture could not write {place.spool_dir} ({written.primary_error}); "
                 f"the events are kept in {written.directory} instead."
             )
+    if commit and written is not None:
+        from flowloom.capture.autocommit import enqueue
+
+        try:
+            enqueue(place, agent, capture, written, raw)
+        except OSError as exc:  # the events are kept; only the commit is not asked for
+            note = capture_error(agent, f"auto-commit skipped: cannot ask for it: {exc}", raw)
+            redact_event(note)
+            with contextlib.suppress(outbox.OutboxUnwritableError):
+                outbox.write_durably(place.spool_dir, agent, [note.to_json()], now_ts())
+            notices.append(f"auto-commit skipped: cannot ask for it: {exc}")
     updates = dict(capture.session_updates)
-    if capture.prompt_at is not None and written is not None and to_spool is capture.events:
+    if capture.prompt_at is not None and written is not None:
         prompt = capture.events[capture.prompt_at].body or ""
         updates["prompt"] = {
             "spool": written.name,
@@ -344,7 +407,19 @@ def _deliver(agent: str, raw: bytes, place: Place, capture: Capture) -> list[str
         updates["decision"] = None  # a new exchange: its decision is not known yet
     with contextlib.suppress(OSError):  # scratch is a convenience; the events are kept
         save_session(place, capture.session, updates)
+    if capture.ends_session:
+        drop_session(place, capture.session)
     return notices
+
+
+def _may_defer(capture: Capture) -> bool:
+    """A turn's end or the session's end, with nothing to write or commit of its own:
+    its events can wait behind the commits still being made."""
+    return capture.prompt_at is None and not capture.writes
+
+
+def _amend_position(capture: Capture) -> int | None:
+    return capture.reply_at if capture.prompt_at is None else None
 
 
 def _with_warning(agent: str, out: str, notices: list[str]) -> str:

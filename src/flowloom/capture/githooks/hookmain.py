@@ -712,7 +712,7 @@ def _pre_push(args: list[str]) -> int:
             return 0
     services = build_services(settings)
     try:
-        publish_log(ctx.top, services)
+        publish_log(ctx.top, services.ledger)
     finally:
         services.close()
     if destination:
