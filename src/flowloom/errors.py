@@ -138,6 +138,15 @@ class AuthError(FlowLoomError):
     exit_code = EXIT_AUTH
 
 
+class SignInError(AuthError):
+    """A federated sign-in or logout (OIDC, SAML) failed; `reason` is the short code the
+    audit trail records, apart from the message a person reads."""
+
+    def __init__(self, reason: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+
+
 class PermissionDeniedError(FlowLoomError):
     """The caller is known but its role does not allow this action here; HTTP 403."""
 

@@ -29,7 +29,7 @@ import httpx
 import jwt
 
 from flowloom.auth.rolemap import RoleGrant, RoleMap, groups_from
-from flowloom.errors import AuthError, ConfigError, InputError
+from flowloom.errors import ConfigError, InputError, SignInError
 
 __all__ = [
     "CALLBACK_PATH",
@@ -85,12 +85,8 @@ _SETTING_KEYS = frozenset(
 )
 
 
-class OidcLoginError(AuthError):
+class OidcLoginError(SignInError):
     """A single sign-on attempt failed; `reason` is a short code recorded in the audit trail."""
-
-    def __init__(self, reason: str, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

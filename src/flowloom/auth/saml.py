@@ -53,7 +53,7 @@ from saml2.time_util import str_to_time
 from saml2.validate import ResponseLifetimeExceed, ToEarly
 
 from flowloom.auth.rolemap import RoleGrant, RoleMap, groups_from
-from flowloom.errors import AuthError, ConfigError
+from flowloom.errors import ConfigError, SignInError
 
 __all__ = [
     "ACS_PATH",
@@ -109,12 +109,8 @@ _SETTING_KEYS: Final = frozenset(
 _MAX_RESPONSE_BYTES: Final = 512 * 1024
 
 
-class SamlLoginError(AuthError):
+class SamlLoginError(SignInError):
     """A SAML sign-in or logout failed; `reason` is a short code for the audit trail."""
-
-    def __init__(self, reason: str, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
