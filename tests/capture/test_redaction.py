@@ -330,7 +330,17 @@ def test_no_secret_reaches_the_database_through_any_capture_path(tmp_path: Path)
         )
         + "\n"
     )
-    box.hook_ok("claude-code", box.claude("Stop"))
+    # The turn's end tells the user the commit was skipped when the drainer has already
+    # given it up (or Stop finishes it itself); when the drainer is still busy, Stop
+    # defers and the session's next hook tells. Either way nothing secret is printed.
+    stop = box.hook("claude-code", box.claude("Stop"))
+    assert stop.returncode == 0, stop.stderr.decode()
+    told = stop.stdout.decode()
+    if told:
+        assert "auto-commit skipped for settings.env" in json.loads(told)["systemMessage"]
+        assert [p for p in parts if p in told + stop.stderr.decode()] == []
+    else:
+        assert stop.stderr == b"", stop.stderr.decode()
     # Codex notify, Cursor, `flowloom record`, the Aider import
     notify = {
         "type": "agent-turn-complete",
