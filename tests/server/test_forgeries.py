@@ -169,3 +169,40 @@ def test_a_forged_approval_written_into_the_store_never_counts(any_world: World)
     assert not approval.verified and not approval.counts
     assert approval.describe() == f"unverified approval by {any_world.user_ids['approver']}"
     assert judge(envelope, Trust.of_server([ledger.verifier])).reason
+
+
+def test_only_whoever_recorded_a_decision_may_amend_it(any_world: World, base: str) -> None:
+    """A decision.amend changes what a decision says (its reply, choice, rationale): the
+    server takes one only from whoever sent the record, in a later request or the same
+    batch; a teammate's or a service's amendment of someone else's decision is refused."""
+    world = any_world
+    with httpx.Client(base_url=base, timeout=30) as http:
+        record = http.post(
+            f"{L}/entries",
+            json={"kind": "decision.record", "subject": "D-00000000ab", "refs": {"title": "T"}},
+            headers=world.headers("developer"),
+        )
+        assert record.status_code == 201, record.text
+        at = record.json()["index"]
+        forged = {
+            "kind": "decision.amend",
+            "subject": "D-00000000ab",
+            "refs": {"record": at, "choice": "whatever the forger wants"},
+        }
+        for who in ("service", "instance_owner"):
+            refused = http.post(f"{L}/entries", json=forged, headers=world.headers(who))
+            assert refused.status_code == 403, refused.text
+            assert "recorded by someone else" in refused.json()["error"]["message"]
+        own = {**forged, "refs": {"record": at, "choice": "Mine"}}
+        taken = http.post(f"{L}/entries", json=own, headers=world.headers("developer"))
+        assert taken.status_code == 201, taken.text
+        # A record and its amendment in one batch (a drainer sending a turn): taken.
+        size = world.server.ledger(OWN).size()
+        pair = [
+            {"kind": "decision.record", "subject": "D-00000000ac", "refs": {"title": "U"}},
+            {"kind": "decision.amend", "subject": "D-00000000ac", "refs": {"record": size}},
+        ]
+        batch = http.post(f"{L}/batch", json={"events": pair}, headers=world.headers("service"))
+        assert batch.status_code in (200, 201), batch.text
+    decision = DecisionBook(world.server.ledger(OWN)).get("D-00000000ab")
+    assert decision.choice == "Mine"

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowloom.auth.principals import Principal
-from flowloom.errors import FlowLoomError, InputError
+from flowloom.errors import FlowLoomError, InputError, PermissionDeniedError
 from flowloom.events.model import redaction_notice
 from flowloom.events.redaction import Redactor
 from flowloom.ledger import merkle
@@ -285,6 +285,44 @@ def _prepare_ci(
     return _Prepared(prepared.entry, actor, event.kind, dict(redactor.counts))
 
 
+def _submitter(envelope: dict[str, Any]) -> tuple[str, str]:
+    """Who sent an envelope to this server: the account behind an agent it records for
+    (``refs.submitted_by``), else its actor, as (type, canonical id)."""
+    refs = envelope.get("refs")
+    who = refs.get("submitted_by") if isinstance(refs, dict) else None
+    if not isinstance(who, dict):
+        who = envelope.get("actor")
+    if not isinstance(who, dict):
+        return "", ""
+    return str(who.get("type", "")), canonical_identity(str(who.get("id", "")))
+
+
+def _refuse_foreign_amendment(
+    ledger: Ledger, event: EventIn, principal: Principal, position: int | None
+) -> None:
+    """A ``decision.amend`` changes what a decision says (its reply, options, choice):
+    only whoever recorded the decision may send one. The record it names, once in the
+    log, must have been sent by this principal; a record not in the log yet is this
+    batch's own (readers merge an amendment only when it follows its record)."""
+    record = (event.refs or {}).get("record")
+    if not isinstance(record, int) or isinstance(record, bool) or record < 0:
+        return  # names no record: readers merge it into nothing
+    stored = ledger.store.entry(ledger.log, record)
+    if stored is None or stored.kind != "decision.record":
+        return
+    recorded = json.loads(stored.envelope)
+    mine = (
+        "service" if principal.kind == "service" else "human",
+        canonical_identity(principal.user_id),
+    )
+    if _submitter(recorded) != mine:
+        raise PermissionDeniedError(
+            f"{_where(position)}decision.amend: the decision at entry {record} was recorded "
+            f"by someone else; only whoever recorded a decision may amend it",
+            hint="record a new decision that supersedes it instead",
+        )
+
+
 def _prepare(
     ledger: Ledger,
     event: EventIn,
@@ -305,6 +343,8 @@ def _prepare(
             raise InputError(
                 f"{_where(position)}refs.{reserved[0]} is set by the server, not the client"
             )
+        if event.kind == "decision.amend":
+            _refuse_foreign_amendment(ledger, event, principal, position)
         redactor = Redactor()
         body = _body_bytes(event, redactor, position)
         refs: dict[str, Any] = dict(event.refs or {})
