@@ -56,7 +56,7 @@ def run_doc(url: str, database: Path, sdk: str, calls: int) -> dict[str, Any]:
 
 def settled(database: Path, count: int) -> None:
     """Wait (bounded) until `count` exchanges are recorded: the recorder writes after."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while len(recorded_exchanges(database)) < count:
         assert time.monotonic() < deadline, f"fewer than {count} exchanges recorded"
         time.sleep(0.05)

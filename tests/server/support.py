@@ -94,7 +94,7 @@ def live_server(server: ServerState, app: Any = None, *, lifespan: str = "off") 
     runner = uvicorn.Server(config)
     thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120
     while not runner.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the test server did not start")
@@ -144,7 +144,7 @@ def serve_process(
     )
 
 
-def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

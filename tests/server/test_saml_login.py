@@ -115,7 +115,7 @@ def running(tmp_path: Path, saml_idp: SimpleSamlIdp) -> Iterator[Running]:
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while not server.started:
         assert time.monotonic() < deadline, "the server did not start"
         assert thread.is_alive(), "the server thread died"

@@ -119,7 +119,7 @@ def start_gateway(
         target=server.run, kwargs={"sockets": [sock]}, name="gateway", daemon=True
     )
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 120
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True

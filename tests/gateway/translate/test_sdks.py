@@ -132,7 +132,7 @@ def gateway() -> Iterator[tuple[Gateway, str]]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 120
     while not server.started:
         assert time.monotonic() < deadline, "the loopback server did not start"
         time.sleep(0.01)
