@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -195,3 +196,67 @@ def test_witnesses_cosign_and_the_checkpoint_carries_them(base: str, world: Worl
         world.server.settings = settings
         one.stop()
         two.stop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_book_on_both_databases(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from flowloom.auth.schema import make_engine
+    from flowloom.server.tlog.book import TlogBook
+
+    url = str(tmp_path / "t.db") if backend == "sqlite" else request.getfixturevalue("pg_url")
+    engine = make_engine(url)
+    try:
+        book = TlogBook(engine)
+        TlogBook(engine)  # a second process opening the same database migrates nothing
+        assert not book.is_public("p")
+        book.set_public("p", True)
+        assert book.is_public("p") and not book.is_public("q")
+        book.set_public("p", False)
+        assert not book.is_public("p")
+        root = bytes(range(32))
+        book.add_cosignature("p", 7, root, "w/b", "\u2014 w/b AAAA\n", 10)
+        book.add_cosignature("p", 7, root, "w/a", "\u2014 w/a AAAA\n", 11)
+        book.add_cosignature("p", 7, root, "w/a", "\u2014 w/a BBBB\n", 12)  # newer replaces
+        book.add_cosignature("p", 9, root, "w/a", "\u2014 w/a CCCC\n", 13)
+        found = book.cosignatures("p", 7, root)
+        assert [(c.witness, c.signed_at) for c in found] == [("w/a", 12), ("w/b", 10)]
+        assert book.cosignatures("p", 7, bytes(32)) == []
+        assert book.latest_size("p", "w/a") == 9 and book.latest_size("p", "w/c") == 0
+    finally:
+        engine.dispose()
+
+
+def test_witness_settings_are_checked() -> None:
+    from flowloom.errors import ConfigError
+    from flowloom.server.tlog.witnesses import parse_witnesses
+
+    good = LocalWitness(name="witness.test/cfg")
+    parsed = parse_witnesses([{"url": "https://w.example/", "vkey": good.vkey}])
+    assert parsed == (WitnessSetting("https://w.example", good.vkey),)
+    assert parsed[0].name == "witness.test/cfg"
+    assert parse_witnesses(None) == ()
+    log_key = "example.com/log+12345678+" + "A" * 44
+    for bad, words in (
+        ({"url": "https://w.example"}, "list of tables"),
+        ([{"url": "https://w.example"}], "url and vkey"),
+        ([{"url": "ftp://w.example", "vkey": good.vkey}], "not an http"),
+        ([{"url": "https://w.example", "vkey": log_key}], "witness"),
+        ([{"url": "https://a.example", "vkey": good.vkey}] * 2, "share a name"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            parse_witnesses(bad)
+        assert words in caught.value.message, caught.value.message
+
+
+def test_the_documented_witness_table_parses() -> None:
+    import re
+    import tomllib
+
+    from flowloom.server.tlog.witnesses import parse_witnesses
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text("utf-8")
+    [block] = [b for b in re.findall(r"```toml\n(.*?)```", text, re.S) if "witnesses" in b]
+    [witness] = parse_witnesses(tomllib.loads(block)["server"]["witnesses"])
+    assert witness.name == "witness.example.org/w1"
