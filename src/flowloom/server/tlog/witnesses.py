@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from flowloom.errors import ConfigError, FlowLoomError
-from flowloom.ledger.log import Ledger
-from flowloom.server.tlog.book import TlogBook
+
+if TYPE_CHECKING:  # settings import this module: keep its import light
+    from flowloom.ledger.log import Ledger
+    from flowloom.server.tlog.book import TlogBook
 
 __all__ = ["Collected", "WitnessSetting", "collect_cosignatures", "parse_witnesses"]
 
