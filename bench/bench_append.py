@@ -47,6 +47,7 @@ from bench._common import (  # noqa: E402
     BatchStats,
     BenchDB,
     NaivePeer,
+    body_for,
     build_ledger,
     check_log,
     emit,
@@ -64,6 +65,11 @@ from flowloom.ledger.writer import Ack  # noqa: E402
 from flowloom.store.interface import PendingEntry  # noqa: E402
 
 GOALS = {"sqlite": 20_000, "postgres": 5_000}
+CPU_NOTE = (
+    "this process's CPU time per entry (all threads) and the rate it allows when the "
+    "machine is shared: a busy machine stretches wall time, not CPU time; on PostgreSQL "
+    "the server's CPU is not included"
+)
 
 
 def pipelined(ledger: Ledger, entries: list[PendingEntry], window: int) -> list[int]:
@@ -78,6 +84,36 @@ def pipelined(ledger: Ledger, entries: list[PendingEntry], window: int) -> list[
     while in_flight:
         indices.append(in_flight.popleft().result().index)
     return indices
+
+
+def prepare_floor(count: int) -> float:
+    """Entries/s of the least any prepare must do per event, in memory, one thread: a
+    timestamp, a sorted compact JSON dump of the envelope, a fresh salt, the body's
+    commitment and the leaf hash (hashlib and json's C encoder; no validation)."""
+    import hashlib
+    import json
+    import os
+    from datetime import UTC, datetime
+
+    dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+    actor = {"type": "agent", "id": "bench", "name": "flowloom-bench"}
+    bodies = [body_for(i) for i in range(count)]
+    started = time.perf_counter()
+    for i in range(count):
+        salt = os.urandom(32)
+        digest = "sha256:" + hashlib.sha256(salt + bodies[i]).hexdigest()
+        envelope = {
+            "v": 1,
+            "kind": "agent.prompt",
+            "ts": datetime.now(UTC).isoformat(),
+            "project": "p",
+            "actor": actor,
+            "session": "bench-session",
+            "subject": f"src/module_{i % 97}.py",
+            "body": digest,
+        }
+        hashlib.sha256(b"\x00" + dumps(envelope).encode()).digest()
+    return count / (time.perf_counter() - started)
 
 
 def pipelined_with_prepare(ledger: Ledger, count: int, window: int) -> list[int]:
@@ -99,8 +135,9 @@ def blocking(ledger: Ledger, entries: list[PendingEntry]) -> list[int]:
 
 def run_threads(
     target: Callable[..., Any], args_per_thread: list[tuple[Any, ...]]
-) -> tuple[float, list[Any]]:
-    """Run one thread per argument tuple, start together; (elapsed seconds, results)."""
+) -> tuple[float, list[Any], float]:
+    """Run one thread per argument tuple, start together; (elapsed seconds, results,
+    this process's CPU seconds meanwhile: every thread, the writer's too)."""
     results: list[Any] = [None] * len(args_per_thread)
     errors: list[BaseException] = []
     gate = threading.Barrier(len(args_per_thread) + 1)
@@ -119,13 +156,13 @@ def run_threads(
     for thread in threads:
         thread.start()
     gate.wait()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     if errors:
         raise errors[0]
-    return elapsed, results
+    return elapsed, results, cpu
 
 
 def naive_rate(peer: NaivePeer, entries: list[PendingEntry], threads: int) -> float:
@@ -139,7 +176,7 @@ def naive_rate(peer: NaivePeer, entries: list[PendingEntry], threads: int) -> fl
         finally:
             close()
 
-    elapsed, _ = run_threads(work, [(chunk,) for chunk in split(entries, threads)])
+    elapsed, _, _ = run_threads(work, [(chunk,) for chunk in split(entries, threads)])
     return len(entries) / elapsed
 
 
@@ -182,19 +219,21 @@ def _bench_store(bench: BenchDB, args: argparse.Namespace) -> None:
         peer_rates: list[float] = []
         all_indices: list[int] = []
         appended = 0
+        cpus: list[float] = []
         for rep in range(args.repeat):
             note(f"{kind}: {mode} x{writers}, run {rep + 1}/{args.repeat}: preparing {n}")
             entries = prepare_entries(ledger, n, start=appended)
             stats.reset()
             if mode == "pipelined":
                 chunks = split(entries, writers)
-                elapsed, results = run_threads(
+                elapsed, results, cpu = run_threads(
                     pipelined, [(ledger, chunk, window) for chunk in chunks]
                 )
             else:
-                elapsed, results = run_threads(
+                elapsed, results, cpu = run_threads(
                     blocking, [(ledger, c) for c in split(entries, writers)]
                 )
+            cpus.append(cpu / n)
             for got in results:
                 all_indices.extend(got)
             appended += n
@@ -212,6 +251,9 @@ def _bench_store(bench: BenchDB, args: argparse.Namespace) -> None:
             writers=writers,
             mode=mode,
             runs=rates,
+            cpu_us_per_entry=1e6 * statistics.median(cpus),
+            cpu_bound_entries_per_s=1 / statistics.median(cpus),
+            cpu_note=CPU_NOTE,
             batching=stats.summary(),
             peer="naive autocommit INSERT per event, no tree, same database and durability,"
             f" {writers} thread(s)",
@@ -231,11 +273,12 @@ def _bench_store(bench: BenchDB, args: argparse.Namespace) -> None:
     stats = BatchStats()
     ledger = build_ledger(bench, log, observer=stats)
     note(f"{kind}: pipelined x1 with prepare in the loop")
-    elapsed, results = run_threads(pipelined_with_prepare, [(ledger, n, window)])
+    elapsed, results, cpu = run_threads(pipelined_with_prepare, [(ledger, n, window)])
     ledger.writer.close()
     rate = n / elapsed
     peer_entries = prepare_entries(ledger, peer_n, start=n)
     peer_value = naive_rate(peer, peer_entries, 1)
+    floor = max(prepare_floor(n) for _ in range(3))
     emit(
         "append_throughput_pipelined_1w_with_prepare",
         rate,
@@ -243,12 +286,18 @@ def _bench_store(bench: BenchDB, args: argparse.Namespace) -> None:
         **context,
         writers=1,
         mode="pipelined, Ledger.prepare in the timed loop",
+        cpu_us_per_entry=1e6 * cpu / n,
+        cpu_bound_entries_per_s=n / cpu,
+        cpu_note=CPU_NOTE,
         batching=stats.summary(),
         peer="naive autocommit INSERT per event (envelope prepared outside the timing), 1 thread",
         peer_value=peer_value,
         peer_n=peer_n,
         ratio=ratio(rate, peer_value),
         ratio_def="ledger / peer",
+        floor_entries_per_s=floor,
+        floor="json dump + salt + body and leaf sha256 per event in memory, no validation, "
+        "no store (the best of 3)",
         goal=f">= {goal}",
         goal_met=rate >= goal,
     )

@@ -477,3 +477,24 @@ MATRIX.update(
 )
 TOKEN_ONLY_PREFIX = S + "/"
 """Routes under this prefix refuse every API key as unauthenticated (401)."""
+
+# -- the tile API (tlog-tiles; public reads only once a project admin publishes the log) --
+T = P + "/tlog"
+_MAYBE_NO_CHECKPOINT = frozenset({404})
+MATRIX.update(
+    {
+        ("GET", T + "/checkpoint"): Rule(READERS, other=STAR, ok=_MAYBE_NO_CHECKPOINT),
+        ("GET", T + "/tile/{path:path}"): Rule(
+            READERS,
+            other=STAR,
+            request=lambda ctx: Call(path={"path": "0/000.p/1"}),
+            ok=_MAYBE_NO_CHECKPOINT,
+        ),
+        ("GET", T + "/cosignatures"): Rule(READERS, other=STAR),
+        ("POST", T + "/cosignatures"): Rule(CHECKPOINTERS, other=STAR),
+        ("GET", T + "/settings"): Rule(READERS, other=STAR),
+        ("PUT", T + "/settings"): Rule(
+            PROJECT_ADMINS, other=STAR, request=lambda ctx: Call(json={"public": False})
+        ),
+    }
+)

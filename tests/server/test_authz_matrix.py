@@ -7,6 +7,7 @@ permission table; a route the app serves that is missing from it fails the test.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def _call(
 ) -> int:
     call = rule.request(ctx) if rule.request is not None else Call()
     values = {"project": ctx.project, "index": str(ctx.index), **call.path}
-    url = path.format(**values)
+    url = re.sub(r"\{(\w+):path\}", r"{\1}", path).format(**values)
     response = client.request(
         method,
         url,

@@ -168,11 +168,10 @@ def format_ts(moment: datetime) -> str:
     """Format an aware datetime as an event timestamp, YYYY-MM-DDTHH:MM:SS.ffffffZ (UTC)."""
     if moment.utcoffset() is None:
         raise ValueError("an event timestamp needs a timezone-aware datetime, not a naive one")
-    moment = moment.astimezone(UTC)
-    return (
-        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
-        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}Z"
-    )
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # isoformat pads the year to four digits and always writes the microseconds here.
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def now_ts(moment: datetime | None = None) -> str:
@@ -317,9 +316,12 @@ class Event:
                 "event field 'body' must be 'sha256:' and 64 lowercase hex digits, "
                 f"got {_describe(self.body)}"
             )
-        if not isinstance(self.refs, Mapping):
-            raise InputError(f"event field 'refs' must be an object, got {_describe(self.refs)}")
-        object.__setattr__(self, "refs", _freeze(self.refs, 0))
+        if self.refs is not _NO_REFS:  # the default is frozen and empty already
+            if not isinstance(self.refs, Mapping):
+                raise InputError(
+                    f"event field 'refs' must be an object, got {_describe(self.refs)}"
+                )
+            object.__setattr__(self, "refs", _freeze(self.refs, 0))
         canonical = canonicalize(self.to_json())
         if len(canonical) > MAX_EVENT_BYTES:
             raise InputError(

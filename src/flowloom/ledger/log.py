@@ -25,7 +25,7 @@ from flowloom.errors import (
 from flowloom.ledger import merkle
 from flowloom.ledger.attest import attest, is_authority_kind
 from flowloom.ledger.body import SealedBody, commit_body, subject_pseudonym
-from flowloom.ledger.event import Event, format_ts
+from flowloom.ledger.event import Actor, Event, GitContext, format_ts
 from flowloom.ledger.writer import Ack, LogWriter
 from flowloom.store.interface import (
     NodeLookup,
@@ -108,6 +108,7 @@ class Ledger:
         self._signer: Signer | None = None
         self._cipher: BodyCipher | None = None
         self._actor = dict(actor)
+        self._actor_event: Actor | None = None
         self._max_body = max_body_bytes
         self.writer = writer or LogWriter(store, log)
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -276,18 +277,40 @@ class Ledger:
             sealed = self._seal(body, data_subject)
         elif data_subject is not None:
             raise InputError("a data subject was given but there is no body to protect")
-        envelope: dict[str, Any] = {
-            "v": 1,
-            "kind": kind,
-            "ts": ts if ts is not None else format_ts(self._clock()),
-            "project": self.log,
-            "actor": self._actor,
-        }
-        envelope.update(meta)
-        if sealed is not None:
-            envelope["body"] = sealed.digest
-        event = Event.from_json(envelope)
+        event = self._event(
+            kind,
+            ts if ts is not None else format_ts(self._clock()),
+            meta,
+            sealed.digest if sealed is not None else None,
+        )
         return Prepared(event, self._pending(event, sealed.stored if sealed else None))
+
+    def _event(self, kind: str, ts: str, meta: Mapping[str, Any], digest: str | None) -> Event:
+        """The envelope, built field by field: the same checks and bytes as
+        `Event.from_json` of the assembled object, without assembling and re-reading it
+        (the ledger's own actor is read once); this is on every append's path."""
+        if None in meta.values():
+            key = next(key for key, value in meta.items() if value is None)
+            raise InputError(f"event field '{key}' is null; omit it instead")
+        if "actor" in meta:
+            actor = Actor.from_json(meta["actor"])
+        else:
+            if self._actor_event is None:
+                self._actor_event = Actor.from_json(self._actor)
+            actor = self._actor_event
+        git = meta.get("git")
+        extra: dict[str, Any] = {"refs": meta["refs"]} if "refs" in meta else {}
+        return Event(
+            kind=kind,
+            ts=ts,
+            project=self.log,
+            actor=actor,
+            session=meta.get("session"),
+            git=None if git is None else GitContext.from_json(git),
+            subject=meta.get("subject"),
+            body=digest,
+            **extra,
+        )
 
     @staticmethod
     def _pending(event: Event, body: StoredBody | None) -> PendingEntry:

@@ -86,6 +86,9 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
             repositories=dict(settings.repositories),
             gateway=gateway,
         )
+        from flowloom.server.tlog.book import TlogBook
+
+        state.tlog = TlogBook(directory.engine)
         from flowloom.auth.scim import Provisioning
         from flowloom.server.deprovision import gateway_cut_off
 

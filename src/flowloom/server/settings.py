@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from flowloom.config import DEFAULT_MAX_BODY_BYTES, load_settings
 from flowloom.errors import ConfigError
+from flowloom.server.tlog.witnesses import WitnessSetting, parse_witnesses
 
 __all__ = [
     "GatewaySettings",
@@ -112,6 +113,8 @@ class ServerSettings:
     taken only with a token from one of them; empty (the default): none is taken."""
     ci_audience: str = "flowloom"
     """The audience those tokens must name."""
+    witnesses: tuple[WitnessSetting, ...] = ()
+    """[[server.witnesses]]: C2SP tlog-witnesses (url, vkey) asked to cosign checkpoints."""
 
     def __post_init__(self) -> None:
         if not self.public_url:
@@ -229,7 +232,7 @@ _KINDS: dict[str, type] = {
 }
 
 
-_SUBTABLES = frozenset({"oidc", "saml", "repositories", "gateway", "ldap"})
+_SUBTABLES = frozenset({"oidc", "saml", "repositories", "gateway", "ldap", "witnesses"})
 # The client's keys share the [server] table (docs/sync.md); the server ignores them.
 _CLIENT_KEYS = frozenset({"url", "api_key_file", "vkey"})
 """Tables inside [server] that their own modules validate."""
@@ -305,6 +308,7 @@ def load_server_settings(
         ldap_table = {**ldap_table, "bind_password": ldap_password}  # kept out of the file
     values["repositories"] = _repositories(table.pop("repositories", None))
     gateway = _gateway(table.pop("gateway", None), env)
+    witnesses = parse_witnesses(table.pop("witnesses", None))
     values.update(table)
     for name in _KINDS:
         raw = env.get(_ENV_PREFIX + name.upper())
@@ -322,4 +326,5 @@ def load_server_settings(
         saml=saml_config(saml_table, env),
         gateway=gateway,
         ldap=ldap_table,
+        witnesses=witnesses,
     )

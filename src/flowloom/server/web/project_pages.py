@@ -37,6 +37,7 @@ from flowloom.server.web.filewhy import file_why
 from flowloom.server.web.session import WEB_PREFIX, WebRoute, base_context, html
 from flowloom.server.web.state import WebState, web_state
 from flowloom.server.web.timeline import TimelineQuery, event_row, read_page
+from flowloom.store.interface import StoredCheckpoint
 
 __all__ = ["router"]
 
@@ -525,7 +526,21 @@ def _ledger_context(
         full=full,
         receipt_result=None,
         api=f"/api/v1/projects/{project}/ledger",
+        cosignatures=_cosignatures(server, project, latest),
+        tlog=f"/api/v1/projects/{project}/tlog",
     )
+
+
+def _cosignatures(
+    server: ServerState, project: str, latest: StoredCheckpoint | None
+) -> list[dict[str, Any]]:
+    """The witnesses' cosignatures collected on the latest checkpoint, for the page."""
+    if latest is None or server.tlog is None:
+        return []
+    return [
+        {"witness": c.witness, "at": datetime.fromtimestamp(c.signed_at, UTC), "line": c.line}
+        for c in server.tlog.cosignatures(project, latest.size, latest.root)
+    ]
 
 
 @router.get("/ledger", response_class=HTMLResponse)
