@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+import httpx
 import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
@@ -29,6 +30,25 @@ STORE_KINDS = ("sqlite", "postgres", "memory")
 # The machine may be busy (CI shares it): property tests judge results, never speed.
 settings.register_profile("flowloom", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("flowloom")
+
+# The machine may be busy: a loopback request can take longer than httpx's 5 s default.
+# Tests bound HTTP calls generously instead (a slow machine must not fail a test).
+_GENEROUS = httpx.Timeout(120.0)
+for _client in (httpx.Client, httpx.AsyncClient):
+    assert _client.__init__.__kwdefaults__ is not None
+    _client.__init__.__kwdefaults__["timeout"] = _GENEROUS
+for _call in (
+    httpx.request,
+    httpx.get,
+    httpx.post,
+    httpx.put,
+    httpx.patch,
+    httpx.delete,
+    httpx.head,
+    httpx.options,
+):
+    assert _call.__kwdefaults__ is not None
+    _call.__kwdefaults__["timeout"] = _GENEROUS
 
 # The real agent CLIs (`claude_code`, `codex`) and the SAML IdP (`saml_idp`), started when used.
 pytest_plugins = ["tests.support.clis", "tests.support.simplesamlphp"]
