@@ -1,5 +1,6 @@
-"""The recovery drill, on SQLite and PostgreSQL: back up, append, anchor with a witness,
-restore the older backup (refused, with the reason), restore the newer (verifies).
+"""The recovery drill on PostgreSQL: back up, append, anchor with a witness, restore the
+older backup (refused, with the reason), restore the newer (verifies), force the older
+with a recorded reason. SQLite's drill is docs/operations.md's (test_operations_doc.py).
 
 The commands run as a user runs them (`flowloom …` through click, in this process, with
 an isolated home); the witness is a real C2SP tlog-witness on loopback.
@@ -54,7 +55,9 @@ class Drill:
 
     def append(self, count: int, tag: str) -> None:
         for i in range(count):
-            self.ok("log", "append", "--kind", "agent.prompt", "--meta", f'{{"subject":"{tag}{i}"}}')
+            self.ok(
+                "log", "append", "--kind", "agent.prompt", "--meta", f'{{"subject":"{tag}{i}"}}'
+            )
 
     def size(self) -> int:
         store = open_store(self.database, read_only=True)
@@ -114,10 +117,6 @@ def _run_drill(drill: Drill, witness: LocalWitness) -> None:
     assert [r["forced"] for r in refs] == [True]
     assert refs[-1]["reason"] == "drill: known-bad tail"
     assert refs[-1]["overridden"][0]["anchor"]["size"] == 7
-
-
-def test_drill_sqlite(tmp_path: Path, witness: LocalWitness) -> None:
-    _run_drill(Drill(tmp_path, str(tmp_path / "ledger.db")), witness)
 
 
 @pytest.mark.postgres
