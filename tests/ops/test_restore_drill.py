@@ -136,3 +136,35 @@ def test_a_damaged_backup_is_refused(tmp_path: Path) -> None:
     result = drill("admin", "restore", str(folder))
     assert result.exit_code == 3 and "does not match its manifest" in result.stderr
     assert drill("admin", "backup", str(folder)).exit_code == 3  # never overwritten
+
+
+def test_a_lost_database_is_still_protected_by_the_journal(
+    tmp_path: Path, witness: LocalWitness
+) -> None:
+    """The database is gone (the disaster): the anchor journal beside the keys, or a record
+    kept elsewhere, still tells the restore that the older backup is a rollback."""
+    db = tmp_path / "ledger.db"
+    drill = Drill(tmp_path, str(db))
+    drill.append(2, "a")
+    witness.trusted.append(Verifier.from_vkey(drill.ok("log", "vkey").strip()))
+    older = tmp_path / "older"
+    drill.ok("admin", "backup", str(older))
+    drill.append(2, "b")
+    kept = tmp_path / "record.json"
+    kept.write_text(
+        drill.ok("anchor", "witness", "--url", witness.url, "--vkey", witness.vkey, "--json")
+    )
+    newer = tmp_path / "newer"
+    drill.ok("admin", "backup", str(newer))
+    for path in tmp_path.glob("ledger.db*"):
+        path.unlink()
+
+    refused = drill("admin", "restore", str(older))
+    assert refused.exit_code == 1 and "anchor journal" in refused.stderr
+    journal = drill.home / "anchors.jsonl"
+    journal.rename(tmp_path / "journal-aside")  # lost too: the record kept elsewhere remains
+    refused = drill("admin", "restore", str(older), "--record", str(kept))
+    assert refused.exit_code == 1 and str(kept) in refused.stderr
+    assert not db.exists()
+    assert "verified" in drill.ok("admin", "restore", str(newer), "--record", str(kept))
+    assert drill.size() == 6
