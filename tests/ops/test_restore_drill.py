@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
@@ -128,7 +129,10 @@ def test_a_damaged_backup_is_refused(tmp_path: Path) -> None:
     drill = Drill(tmp_path, str(tmp_path / "ledger.db"))
     drill.append(2, "x")
     folder = tmp_path / "b"
+    (tmp_path / "b.partial").mkdir()  # left by a backup that was killed
+    (tmp_path / "b.partial" / "ledger.sqlite").write_bytes(b"half")
     drill.ok("admin", "backup", str(folder))
+    assert not (tmp_path / "b.partial").exists()
     data = folder / Manifest.read(folder).data_file
     raw = bytearray(data.read_bytes())
     raw[-1] ^= 1
@@ -168,3 +172,17 @@ def test_a_lost_database_is_still_protected_by_the_journal(
     assert not db.exists()
     assert "verified" in drill.ok("admin", "restore", str(newer), "--record", str(kept))
     assert drill.size() == 6
+
+
+@pytest.mark.postgres
+def test_a_postgres_restore_that_fails_changes_nothing(tmp_path: Path, pg_url: str) -> None:
+    drill = Drill(tmp_path, pg_url)
+    drill.append(1, "a")
+    drill.ok("admin", "backup", str(tmp_path / "b"))
+    drill.append(1, "b")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE from_a_newer_version (x int)")  # in the test's schema
+    result = drill("admin", "restore", str(tmp_path / "b"))
+    assert result.exit_code == 4, result.output
+    assert "nothing was changed (one transaction)" in result.stderr
+    assert drill.size() == 3  # key.generated + 2: the newer data is still there

@@ -219,18 +219,25 @@ def _apply_sqlite(data: Path, target: Path, progress: Progress) -> None:
 
 def _apply_postgres(url: str, data: Path, progress: Progress) -> None:
     progress("restoring with pg_restore in one transaction")
-    PgConnection(url).run(
-        "pg_restore",
-        [
-            "--clean",
-            "--if-exists",
-            "--no-owner",
-            "--no-privileges",
-            "--single-transaction",
-            "--exit-on-error",
-            str(data),
-        ],
-    )
+    try:
+        PgConnection(url).run(
+            "pg_restore",
+            [
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--no-privileges",
+                "--single-transaction",
+                "--exit-on-error",
+                str(data),
+            ],
+        )
+    except StoreError as exc:
+        raise StoreError(
+            f"{exc.message}; nothing was changed (one transaction)",
+            hint="if the schema holds objects the backup does not (a newer FlowLoom's "
+            "tables), restore into an empty schema or database",
+        ) from exc
 
 
 def _verify_target(url: str, records: Sources, outcome: Restored, progress: Progress) -> None:
