@@ -78,6 +78,7 @@ def witness() -> Iterator[LocalWitness]:
 def _run_drill(drill: Drill, witness: LocalWitness) -> None:
     drill.append(3, "first")
     witness.trusted.append(Verifier.from_vkey(drill.ok("log", "vkey").strip()))
+    drill.ok("log", "checkpoint")
     older = drill.tmp / "backup-older"
     manifest = json.loads(drill.ok("admin", "backup", str(older), "--json"))
     assert manifest["logs"]["proj"]["size"] == 4  # key.generated + 3
@@ -95,6 +96,11 @@ def _run_drill(drill: Drill, witness: LocalWitness) -> None:
     assert "restore refused, nothing was changed" in refused.stderr
     assert "rollback" in refused.stderr and "size 7" in refused.stderr
     assert drill.size() == anchored  # nothing changed
+
+    asked = drill(
+        "admin", "restore", str(older), "--witness-url", witness.url, "--witness-vkey", witness.vkey
+    )
+    assert asked.exit_code == 1 and f"from witness {witness.url}" in asked.stderr
 
     no_reason = drill("admin", "restore", str(older), "--force")
     assert no_reason.exit_code == 3 and "--force needs --reason" in no_reason.stderr
@@ -145,12 +151,14 @@ def test_a_damaged_backup_is_refused(tmp_path: Path) -> None:
 def test_a_lost_database_is_still_protected_by_the_journal(
     tmp_path: Path, witness: LocalWitness
 ) -> None:
-    """The database is gone (the disaster): the anchor journal beside the keys, or a record
-    kept elsewhere, still tells the restore that the older backup is a rollback."""
+    """The database is gone (the disaster): the anchor journal beside the keys, a record
+    kept elsewhere, or the witness asked now still tells the restore that the older backup
+    is a rollback."""
     db = tmp_path / "ledger.db"
     drill = Drill(tmp_path, str(db))
     drill.append(2, "a")
     witness.trusted.append(Verifier.from_vkey(drill.ok("log", "vkey").strip()))
+    drill.ok("log", "checkpoint")  # a server signs them all the time; the witness needs one
     older = tmp_path / "older"
     drill.ok("admin", "backup", str(older))
     drill.append(2, "b")
@@ -169,8 +177,13 @@ def test_a_lost_database_is_still_protected_by_the_journal(
     journal.rename(tmp_path / "journal-aside")  # lost too: the record kept elsewhere remains
     refused = drill("admin", "restore", str(older), "--record", str(kept))
     assert refused.exit_code == 1 and str(kept) in refused.stderr
+    # Nothing kept at all: the witness itself still knows, when asked.
+    ask = ("--witness-url", witness.url, "--witness-vkey", witness.vkey)
+    refused = drill("admin", "restore", str(older), *ask)
+    assert refused.exit_code == 1, refused.output
+    assert f"from witness {witness.url}" in refused.stderr and "rolled back" in refused.stderr
     assert not db.exists()
-    assert "verified" in drill.ok("admin", "restore", str(newer), "--record", str(kept))
+    assert "verified" in drill.ok("admin", "restore", str(newer), *ask)
     assert drill.size() == 6
 
 

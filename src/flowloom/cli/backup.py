@@ -75,6 +75,19 @@ def _records(paths: tuple[Path, ...]) -> list[tuple[str, AnchorRecord]]:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Anchor records kept elsewhere ('anchor ... --json' or 'anchor list --json').",
 )
+@click.option(
+    "--witness-url",
+    "witness_urls",
+    multiple=True,
+    help="Also ask this witness whether the backup rolls back what it cosigned (repeatable).",
+)
+@click.option(
+    "--witness-vkey",
+    "witness_vkeys",
+    multiple=True,
+    help="The cosignature key of each --witness-url, in the same order.",
+)
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for a witness.")
 @click.option("--force", is_flag=True, help="Restore even a backup that rolls the log back.")
 @click.option("--reason", help="Why a forced restore is right (required with --force; recorded).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
@@ -83,6 +96,9 @@ def restore(
     ctx: click.Context,
     source: Path,
     records: tuple[Path, ...],
+    witness_urls: tuple[str, ...],
+    witness_vkeys: tuple[str, ...],
+    timeout: float,
     force: bool,
     reason: str | None,
     as_json: bool,
@@ -98,6 +114,8 @@ def restore(
         raise InputError("--force needs --reason: say why this rollback is right (it is recorded)")
     if reason and not force:
         raise InputError("--reason goes with --force")
+    if len(witness_urls) != len(witness_vkeys):
+        raise InputError("give one --witness-vkey for each --witness-url")
     url = _database(ctx)
     settings = AppContext.of(ctx).settings().with_overrides(database=url)
     journal = AnchorJournal.of_home(settings.home)
@@ -107,7 +125,15 @@ def restore(
         known += live_anchors(url)
     except Exception as exc:  # the database being replaced may be the broken thing
         _progress(f"warning: cannot read anchors from the current database: {exc}")
-    outcome = run_restore(url, source, known, force=force, progress=_progress)
+    outcome = run_restore(
+        url,
+        source,
+        known,
+        force=force,
+        progress=_progress,
+        witnesses=list(zip(witness_urls, witness_vkeys, strict=True)),
+        timeout=timeout,
+    )
     refs: dict[str, Any] = {
         "backup": {
             "created_at": outcome.manifest.created_at,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -26,7 +26,7 @@ from flowloom.ledger import merkle
 from flowloom.ledger.verify import verify_store
 from flowloom.ops.manifest import LogState, Manifest
 from flowloom.ops.pgtools import PgConnection
-from flowloom.ops.rollback import Conflict, conflicts
+from flowloom.ops.rollback import Conflict, conflicts, witness_conflicts
 from flowloom.store.interface import Store
 from flowloom.store.urls import sqlite_path
 
@@ -95,6 +95,8 @@ def restore(
     *,
     force: bool,
     progress: Progress,
+    witnesses: Sequence[tuple[str, str]] = (),
+    timeout: float = 10.0,
 ) -> Restored:
     """Restore the backup in ``folder`` over the database at ``url``.
 
@@ -108,11 +110,14 @@ def restore(
     if manifest.engine == "sqlite":
         if target is None:
             raise InputError("an SQLite backup restores into an SQLite database, not PostgreSQL")
-        found = _judge_sqlite(data, manifest, records, progress)
+        found = _judge_sqlite(data, manifest, records, progress, witnesses, timeout)
     else:
         if target is not None:
             raise InputError("a PostgreSQL backup restores into PostgreSQL, not an SQLite file")
         found = conflicts(records, manifest.logs, None)
+        for url, vkey in witnesses:
+            progress(f"asking the witness at {url}")
+            found += witness_conflicts(url, vkey, manifest.logs, None, timeout, _unasked(progress))
     _refuse_unless(found, force)
     if target is not None:
         _apply_sqlite(data, Path(target), progress)
@@ -135,7 +140,12 @@ def _refuse_unless(found: list[Conflict], force: bool) -> None:
 
 
 def _judge_sqlite(
-    data: Path, manifest: Manifest, records: Sources, progress: Progress
+    data: Path,
+    manifest: Manifest,
+    records: Sources,
+    progress: Progress,
+    witnesses: Sequence[tuple[str, str]],
+    timeout: float,
 ) -> list[Conflict]:
     """Verify the copy itself and judge it on its own data (not only its manifest)."""
     from flowloom.store.sqlite import SQLiteStore
@@ -151,9 +161,25 @@ def _judge_sqlite(
                 f"the backup does not verify, nothing was changed: {'; '.join(problems[:5])}",
                 hint="restore from another backup",
             )
-        return conflicts(records, states, _root_at(store))
+        found = conflicts(records, states, _root_at(store))
+        for url, vkey in witnesses:
+            progress(f"asking the witness at {url}")
+            found += witness_conflicts(
+                url, vkey, states, _proofs(store), timeout, _unasked(progress)
+            )
+        return found
     finally:
         store.close()
+
+
+def _unasked(progress: Progress) -> Callable[[str], None]:
+    return lambda log: progress(f"log {log} has no signed checkpoint in the backup: not asked")
+
+
+def _proofs(store: Store) -> Callable[[str, int, int], list[bytes]]:
+    return lambda log, old, new: merkle.consistency_proof(
+        old, new, lambda ids: store.nodes(log, ids)
+    )
 
 
 def _states(store: Store) -> dict[str, LogState]:
