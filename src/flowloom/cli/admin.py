@@ -610,3 +610,14 @@ def ldap_sync(ctx: click.Context, as_json: bool) -> None:
     click.echo(
         f"disabled {len(report.disabled)}, joined {len(report.joined)}, left {len(report.left)}"
     )
+
+
+def _register_recovery() -> None:
+    """`admin backup` / `admin restore` live in their own module (cli/backup.py)."""
+    from flowloom.cli.backup import backup, restore
+
+    admin.add_command(backup)
+    admin.add_command(restore)
+
+
+_register_recovery()

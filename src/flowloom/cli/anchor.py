@@ -3,7 +3,8 @@
 Each anchoring command records a `checkpoint.anchor` event only after the outside
 party's evidence verified; `--json` prints the record, which can be kept elsewhere
 and given back to `anchor verify --record` (a database rollback also removes the
-anchor events that came after the backup it was restored from).
+anchor events that came after the backup it was restored from). Every record is also
+appended to the anchor journal beside the keys, which `flowloom admin restore` reads.
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ def _book(ctx: click.Context) -> AnchorBook:
     return AnchorBook(AppContext.of(ctx).services().ledger)
 
 
-def _report(entry: AnchoredEntry, as_json: bool) -> None:
+def _report(ctx: click.Context, entry: AnchoredEntry, as_json: bool) -> None:
+    from flowloom.compliance.anchors.journal import AnchorJournal
+
+    # Also outside the database: a restore from an older backup must not erase it.
+    AnchorJournal.of_home(AppContext.of(ctx).settings().home).append(entry.record)
     if as_json:
         click.echo(json.dumps({"entry": entry.index, **entry.record.to_refs()}, indent=1))
     else:
@@ -67,7 +72,7 @@ def tsa(
     from flowloom.compliance.anchors.tsa import TsaAnchor, load_trust_anchors
 
     trust = load_trust_anchors(ca_files)
-    _report(_book(ctx).anchor(TsaAnchor(url, trust=trust, timeout=timeout)), as_json)
+    _report(ctx, _book(ctx).anchor(TsaAnchor(url, trust=trust, timeout=timeout)), as_json)
 
 
 @anchor.command("s3")
@@ -101,7 +106,7 @@ def s3(
     client = make_client(endpoint_url=endpoint_url, region=region, timeout=timeout)
     target = S3Anchor(client, bucket=bucket, prefix=prefix, retain_days=retain_days)
     with tempfile.TemporaryDirectory(prefix="flowloom-anchor-") as tmp:
-        _report(export_and_anchor(_book(ctx), target, Path(tmp)), as_json)
+        _report(ctx, export_and_anchor(_book(ctx), target, Path(tmp)), as_json)
 
 
 def _proofs(ctx: click.Context) -> Any:
@@ -129,7 +134,7 @@ def witness(ctx: click.Context, url: str, vkey: str, timeout: float, as_json: bo
         old_size=last.size if last is not None else 0,
         timeout=timeout,
     )
-    _report(book.anchor(target), as_json)
+    _report(ctx, book.anchor(target), as_json)
 
 
 @anchor.command("list")

@@ -61,6 +61,7 @@ AUTHORITY_KINDS: Final = frozenset(
         "access.review_opened",
         "access.review_decided",
         "access.review_closed",
+        "database.restore",
     }
 )
 """Kinds whose event is itself an authority: only their own endpoint writes them."""
@@ -87,6 +88,7 @@ WRITTEN_BY: Final = {
     "GET /api/v1/projects/{project}/reports: each records its export itself",
     "erasure.tombstone": "'flowloom log erase'",
     "checkpoint.anchor": "'flowloom anchor'",
+    "database.restore": "'flowloom admin restore'",
     "ci.result": "'flowloom check --record' in CI",
     "test.result": "'flowloom ci record --junit PATH' in CI",
     "compliance.response": "'flowloom report respond EXCEPTION_ID' (signed with your SSH "

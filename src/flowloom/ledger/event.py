@@ -83,6 +83,7 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
             "A signed checkpoint was anchored elsewhere (git ref, witness, TSA, S3 Object Lock)."
         ),
         "export.generate": "An evidence bundle, report or export was produced.",
+        "database.restore": "The database was restored from a backup (forced: with the reason).",
         "compliance.response": (
             "Management's response to a report's exception: remediation, owner, due date."
         ),

@@ -1,0 +1,1 @@
+"""Operating an installation: backups of the database, and restores that refuse rollbacks."""
