@@ -202,8 +202,8 @@ def test_a_wrong_pin_is_a_config_error_naming_the_token(tmp_path: Path) -> None:
     assert "0000" not in done.stderr
 
 
-@pytest.mark.parametrize("provider", ["kms", "hsm"])
-def test_signing_keys_cannot_be_in_kms(tmp_path: Path, provider: str) -> None:
+@pytest.mark.parametrize("provider", ["vault", "hsm"])
+def test_an_unknown_signing_key_provider_is_refused(tmp_path: Path, provider: str) -> None:
     done = _shell(tmp_path, "flowloom keys status\n", FLOWLOOM_SIGNING_KEYS=provider)
     assert done.returncode == 5
     assert "unknown signing key provider" in done.stderr
