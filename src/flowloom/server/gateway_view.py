@@ -264,8 +264,8 @@ class GatewayView:
         """Revoke the virtual keys owned by a user named by any of `owners` (id, email).
 
         The one write this view makes: deprovisioning a user must reach their gateway
-        keys too. A gateway in another process refuses them within its key cache's TTL
-        (key_cache_ttl_s); one served in the server's own process at once.
+        keys too. Every gateway process, this one or another, refuses them from its
+        next request (each request re-reads a cached key's revocation).
         """
         return self._opened().revoke_owned_keys("user", owners)
 

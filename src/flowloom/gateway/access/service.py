@@ -12,9 +12,12 @@ flowloom/gateway/access/migrations/<dialect>/, versions in ``gateway_access_migr
 - usage(day, key_id, project, provider, model, requests, input/output/cache_read/
   cache_write tokens, cost_usd): one row per combination and UTC day, added to in batches.
 
-The hot path (authenticate → admit → settle) runs on memory: verified keys sit in a
-bounded LRU (``key_cache_size`` entries) for ``key_cache_ttl_s`` seconds, so a
-revocation made elsewhere takes effect within that time (at once in this process);
+The hot path (authenticate → admit → settle) runs mostly on memory: verified keys sit
+in a bounded LRU (``key_cache_size`` entries) for ``key_cache_ttl_s`` seconds, and a
+cached key is re-checked for revocation on every request with one primary-key read of
+its ``revoked_at``, so a key revoked by any process (``gateway keys revoke``, a user
+disabled by SCIM, LDAP or an access review) is refused by every process at its next
+request, not after the cache's time;
 rate windows and budget trackers are in-process, and so are the leases this process
 holds on the quotas it shares with every other gateway process over the same database
 (quota.py: limits and budgets hold across processes and hosts); spend is aggregated in
@@ -493,8 +496,9 @@ class Access:
         return [self._vkey(row) for row in rows]
 
     def revoke_key(self, key: str, *, actor: Mapping[str, Any] | None = None) -> VirtualKey:
-        """Revoke the key with id or prefix `key`: refused here at once, elsewhere within
-        key_cache_ttl_s. Revoking a revoked key changes nothing and records nothing."""
+        """Revoke the key with id or prefix `key`: refused by every gateway process from
+        its next request (`authenticate`). Revoking a revoked key changes nothing and
+        records nothing."""
         current = self.get_key(key)
         if current.revoked_at is not None:
             return current
@@ -709,8 +713,9 @@ class Access:
     def authenticate(self, secret: str) -> VirtualKey:
         """The live virtual key for `secret`; AuthError (401) otherwise.
 
-        Verified keys are cached (bounded LRU, key_cache_ttl_s); the database is asked
-        only on a miss, where the stored digest is compared in constant time.
+        Verified keys are cached (bounded LRU, key_cache_ttl_s); on a miss the stored
+        digest is compared in constant time, on a hit the key's revocation is re-read by
+        primary key, so a revocation in another process holds from the next request.
         """
         if not isinstance(secret, str):
             raise AuthError(_AUTH_FAILED, hint=_AUTH_HINT)
@@ -722,9 +727,22 @@ class Access:
             raise AuthError(_AUTH_FAILED, hint=_AUTH_HINT)
         if entry is None:
             entry = self._verify(secret.strip(), digest)
+        elif self._revoked_since(entry.vkey.id):
+            with self._lock:
+                self._keys.discard_where(lambda cached: cached.vkey.id == entry.vkey.id)
+                self._bad.put(digest, True)
+            raise AuthError(_AUTH_FAILED, hint=_AUTH_HINT)
         if entry.expires_ts is not None and self._clock() >= entry.expires_ts:
             raise AuthError(_AUTH_FAILED, hint=_AUTH_HINT)
         return entry.vkey
+
+    def _revoked_since(self, key_id: str) -> bool:
+        """Whether a cached key was revoked since (by any process): one indexed read."""
+        with self._read("checking a virtual key") as conn:
+            row = conn.execute(
+                text("SELECT revoked_at FROM gateway_vkeys WHERE id = :id"), {"id": key_id}
+            ).first()
+        return row is None or row.revoked_at is not None
 
     def _verify(self, secret: str, digest: str) -> _KeyEntry:
         prefix = vkeys.parse(secret)
