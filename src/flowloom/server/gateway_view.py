@@ -281,9 +281,10 @@ class GatewayView:
         """Every virtual key that is not revoked, of any project (for access reviews)."""
         return self._opened().list_keys()
 
-    def revoke_key(self, key_id: str, actor: Mapping[str, Any]) -> None:
-        """Revoke a virtual key at once: an access review's revoke decision needs it."""
-        self._opened().revoke_key(key_id, actor=actor)
+    def revoke_key(self, key_id: str, actor: Mapping[str, Any]) -> VirtualKey:
+        """Revoke a virtual key at once: an access review's revoke decision needs it. The
+        caller records it (it knows why)."""
+        return self._opened().revoke_key(key_id, actor=actor)
 
     def provider_keys(self) -> list[ProviderKeyInfo]:
         """The stored upstream keys' names and times (never the keys)."""
