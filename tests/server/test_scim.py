@@ -363,6 +363,17 @@ def test_provisioning_shows_in_the_sox_report(scim: Scim) -> None:
     assert about, sorted(check)
     assert any("disabled by the identity provider" in m for m in about), about
     assert any("team alpha-devs" in m and "identity provider" in m for m in about), about
+    # ... and in the next access review: the person's line says the account is disabled.
+    opened = httpx.post(
+        scim.base + "/api/v1/projects/alpha/access-reviews",
+        headers=scim.world.headers("instance_owner"),
+        json={},
+        timeout=60,
+    )
+    assert opened.status_code == 201, opened.text
+    lines = [ln for ln in opened.json()["lines"] if ln["user_id"] == person["id"]]
+    assert lines and all(ln["disabled"] is True for ln in lines), lines
+    assert {ln["team"] for ln in lines} == {"alpha-devs"}
 
 
 def test_an_administrator_disabling_someone_revokes_their_gateway_keys_too(scim: Scim) -> None:
