@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
+from sqlalchemy import text
 
+from flowloom.errors import AuthError, StoreUnavailableError
 from flowloom.gateway.access import Access
 from flowloom.gateway.access.service import AccessSettings
 from flowloom.gateway.mock import MockServer
@@ -74,3 +77,43 @@ def test_a_key_revoked_elsewhere_is_refused_at_the_next_request(
         assert _ask(client, url, user_secret) == 401
         assert _ask(client, url, kept_secret) == 200  # others' keys are untouched
         assert _ask(client, url, cli_secret) == 401
+
+
+@pytest.mark.postgres
+def test_on_postgres_a_cached_key_revoked_by_another_process_is_refused(pg_url: str) -> None:
+    here, there = _access(pg_url), _access(pg_url)
+    try:
+        key, secret = here.create_key(owner_user="dana")
+        assert there.authenticate(secret).id == key.id  # cached there, probe connected
+        assert there.authenticate(secret).id == key.id  # a cached hit, checked again
+        here.revoke_key(key.prefix)
+        with pytest.raises(AuthError):
+            there.authenticate(secret)
+        # The probe's connection holds no transaction open between requests.
+        with there.engine.connect() as conn:
+            idle = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND state = 'idle in transaction'"
+                )
+            ).scalar()
+        assert idle == 0
+    finally:
+        here.close()
+        there.close()
+
+
+def test_a_database_that_cannot_answer_refuses_the_key(tmp_path: Path) -> None:
+    database = str(tmp_path / "gone.db")
+    access = _access(database)
+    try:
+        _, secret = access.create_key(owner_user="erin")
+        access.authenticate(secret)
+        with access.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE gateway_vkeys RENAME TO gateway_vkeys_moved"))
+        with pytest.raises(StoreUnavailableError, match="revocation"):
+            access.authenticate(secret)  # never let through unchecked
+    finally:
+        with access.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE gateway_vkeys_moved RENAME TO gateway_vkeys"))
+        access.close()

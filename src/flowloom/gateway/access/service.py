@@ -74,6 +74,7 @@ from flowloom.gateway.access.records import (
     UsageRow,
     VirtualKey,
 )
+from flowloom.gateway.access.revocation import RevocationProbe
 from flowloom.gateway.access.schema import migrate
 from flowloom.gateway.access.spend import SpendKey, SpendRow, write_rows
 from flowloom.gateway.access.vault import ProviderKeyVault
@@ -246,6 +247,7 @@ class Access:
         self._lock = threading.Lock()  # guards every in-memory structure below
         self._flush_lock = threading.Lock()  # one flush or budget load at a time
         self._keys: TtlLru[str, _KeyEntry] = TtlLru(size, ttl, clock)
+        self._revocations = RevocationProbe(self._engine)
         self._bad: TtlLru[str, bool] = TtlLru(size, ttl, clock)
         self._provider_keys: TtlLru[str, tuple[str | None]] = TtlLru(256, ttl, clock)
         self._windows: dict[str, SlidingWindow] = {}
@@ -738,11 +740,7 @@ class Access:
 
     def _revoked_since(self, key_id: str) -> bool:
         """Whether a cached key was revoked since (by any process): one indexed read."""
-        with self._read("checking a virtual key") as conn:
-            row = conn.execute(
-                text("SELECT revoked_at FROM gateway_vkeys WHERE id = :id"), {"id": key_id}
-            ).first()
-        return row is None or row.revoked_at is not None
+        return self._revocations.revoked(key_id)
 
     def _verify(self, secret: str, digest: str) -> _KeyEntry:
         prefix = vkeys.parse(secret)
@@ -1359,6 +1357,7 @@ class Access:
         try:
             self.flush()
         finally:
+            self._revocations.close()
             if self._owns_engine:
                 self._engine.dispose()
 
