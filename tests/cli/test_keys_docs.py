@@ -218,8 +218,8 @@ def test_the_kms_signing_walkthrough_signs_in_kms_and_verifies_with_the_public_k
     home.mkdir()
     out = _ok(home, KMS_SIGNING, **AWS_ENV, FLOWLOOM_KMS_ENDPOINT=kms_ed25519.endpoint)
     assert "signing keys: kms (AWS KMS (eu-west-1))" in out
-    assert "rotated: flowloom.local/default+" in out
-    assert kms_ed25519.calls.count("CreateKey") == 2  # the first key, then the rotation's
+    assert "(held here)" in out
+    assert kms_ed25519.calls.count("CreateKey") == 1
     assert "Sign" in kms_ed25519.calls
     keys_dir = home / ".local" / "share" / "flowloom" / "keys"
     assert not keys_dir.exists() or not list(keys_dir.glob("*.skey"))  # nothing on disk
