@@ -42,8 +42,8 @@ _PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 @dataclass(frozen=True)
 class KeySettings:
-    """Where keys are held: `signing` is "file" or "pkcs11", `master` "file", "pkcs11" or
-    "kms". The PIN comes only from FLOWLOOM_PKCS11_PIN or a PIN file; it is never printed."""
+    """Where keys are held: `signing` and `master` are each "file", "pkcs11" or "kms".
+    The PIN comes only from FLOWLOOM_PKCS11_PIN or a PIN file; it is never printed."""
 
     signing: str = "file"
     master: str = "file"
@@ -110,15 +110,11 @@ def load_key_settings(
     for var, key in _KEY_ENV.items():
         if env.get(var):
             values[key] = env[var]
-    for role, allowed in (("signing", ("file", "pkcs11")), ("master", ("file", "pkcs11", "kms"))):
+    for role in ("signing", "master"):
+        allowed = ("file", "pkcs11", "kms")
         if values.get(role, "file") not in allowed:
-            why = (
-                ": AWS KMS holds the master key only (docs/keys.md)"
-                if (role, values[role]) == ("signing", "kms")
-                else ""
-            )
             raise ConfigError(
-                f"unknown {role} key provider {values[role]!r}{why}",
+                f"unknown {role} key provider {values[role]!r}",
                 hint=f"use one of: {', '.join(allowed)}",
             )
     pin_file = values.pop("pkcs11_pin_file", None)

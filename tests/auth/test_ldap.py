@@ -191,7 +191,65 @@ def test_sync_follows_group_changes_and_deprovisions_leavers(
         ldap.authenticate("ada", "ada-password-1")
 
 
+def test_leaving_the_required_group_cuts_off_at_the_next_sign_in(
+    slapd_own: Slapd, directory: Directory, events: list[tuple[str, dict[str, object]]]
+) -> None:
+    import ldap3
+
+    cut: list[str] = []
+    ldap = LdapDirectory(
+        _settings(slapd_own, sync_minutes=0),
+        directory,
+        cut_off=[lambda user, by, why: cut.append(user.id)],
+    )
+    ada = ldap.authenticate("ada", "ada-password-1")
+    _, ada_key = directory.create_key(ada.id, name="laptop")
+    _, session_token, _ = directory.create_session(ada.id, via="ldap")
+    admin = _admin(slapd_own)
+    groups, people = f"ou=groups,{SUFFIX}", f"ou=people,{SUFFIX}"
+    assert admin.modify(  # type: ignore[attr-defined]
+        f"cn=flowloom-users,{groups}", {"member": [(ldap3.MODIFY_DELETE, [f"uid=ada,{people}"])]}
+    )
+    # No sync has run: the next sign-in finds her out of the group and cuts her off.
+    with pytest.raises(AuthError, match="not in the group"):
+        ldap.authenticate("ada", "ada-password-1")
+    assert directory.get_user(ada.id).disabled and cut == [ada.id]
+    with pytest.raises(AuthError):
+        directory.principal_for_key(ada_key)
+    with pytest.raises(AuthError):
+        directory.principal_for_session(session_token)
+    synced = [meta for kind, meta in events if kind == "auth.ldap_sync"]
+    assert synced[-1]["refs"] == {"disabled": [ada.id], "at_sign_in": True}
+    assert ldap.sync().disabled == ()  # already done
+
+
+def test_a_server_syncs_by_itself_and_survives_a_failed_run() -> None:
+    import threading
+
+    from flowloom.auth.ldapsync import PeriodicSync
+
+    runs: list[int] = []
+    second = threading.Event()
+
+    def run() -> None:
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise RuntimeError("the directory server is down")  # logged, retried
+        second.set()
+
+    loop = PeriodicSync(run, 0.01).start()
+    try:
+        assert second.wait(timeout=60)
+    finally:
+        loop.close()
+    assert len(runs) >= 2
+    with pytest.raises(ValueError):
+        PeriodicSync(run, 0)
+
+
 def test_bad_settings_say_what_is_wrong(slapd: Slapd) -> None:
+    with pytest.raises(ConfigError, match="sync_minutes"):
+        _settings(slapd, sync_minutes=-1)
     with pytest.raises(ConfigError, match="not an LDAP URL"):
         _settings(slapd, url="http://127.0.0.1")
     with pytest.raises(ConfigError, match="unknown"):

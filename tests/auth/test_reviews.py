@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from flowloom.auth.directory import Directory
+from flowloom.auth.permissions import INSTANCE_PROJECT
 from flowloom.auth.principals import Principal
 from flowloom.auth.records import User
 from flowloom.auth.reviews import (
@@ -51,7 +52,8 @@ class MemoryVkeys:
         gone = {k for k, _ in self.revoked}
         return [k for k in self.keys.values() if k.id not in gone]
 
-    def revoke(self, key_id: str, actor: Mapping[str, Any]) -> None:
+    def revoke(self, key_id: str, actor: Mapping[str, Any], refs: Mapping[str, Any]) -> None:
+        assert refs["reason"] == "access review"
         self.revoked.append((key_id, actor))
 
 
@@ -185,6 +187,36 @@ def test_certify_keeps_access_and_revoke_keeps_keys_when_other_roles_remain(worl
     idle_line = next(line for line in campaign.lines if line.user_id == world.idle.id)
     reviews.decide(admin, campaign.id, idle_line.line, "certify", credentials=_creds(world.admin))
     assert world.directory.grants_of(world.idle.id) == {PROJECT: frozenset({"auditor"})}
+
+
+def test_a_team_held_role_is_revoked_per_line_by_leaving_the_team(world: World) -> None:
+    team_only = world.directory.create_user("tess@example.org", "Tess Team", password=PASSWORD)
+    world.directory.create_team("qa")
+    world.directory.add_member("qa", team_only.id)
+    world.directory.add_member("qa", world.dev.id)
+    world.directory.grant_team("qa", PROJECT, "auditor")
+    _, tess_secret = world.directory.create_key(team_only.id, name="tess")
+    admin = world.principal(world.admin)
+    reviews = world.reviews()
+    campaign = reviews.open(admin, PROJECT)
+    line = next(ln for ln in campaign.lines if ln.user_id == team_only.id)
+    assert line.team == "qa"
+    decided = reviews.decide(
+        admin, campaign.id, line.line, "revoke", credentials=_creds(world.admin)
+    )
+    assert decided.decision == "revoke"
+    assert world.directory.grants_of(team_only.id) == {}  # out of the team, nothing left
+    assert [u.id for u in world.directory.team_members("qa")] == [world.dev.id]
+    with pytest.raises(AuthError):
+        world.directory.principal_for_key(tess_secret)  # no role left: keys go too
+    event = world.events(DECIDE_KIND)[0]
+    assert event.refs["team"] == "qa" and event.refs["left_team"] is True
+    assert event.refs["role_removed"] is True and len(event.refs["revoked_keys"]) == 1
+    assert [e.subject for e in world.events("auth.team_member_removed", INSTANCE_PROJECT)] == [
+        team_only.id
+    ]
+    # The other member keeps the team's role.
+    assert "auditor" in world.directory.grants_of(world.dev.id)[PROJECT]
 
 
 def test_refusals_own_line_bad_password_decided_closed(world: World) -> None:

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.ledger.keytoken import AWS_ENV, MODULE_PATHS, kms_endpoint, softhsm_token
+from tests.support.kms_ed25519 import KmsStandIn, kms_ed25519
 
-__all__ = ["kms_endpoint"]  # a fixture, used by name
+__all__ = ["kms_ed25519", "kms_endpoint"]  # fixtures, used by name
 
 DOC = Path(__file__).parents[2] / "docs" / "keys.md"
 BLOCKS = re.findall(r"```sh\n(.*?)```", DOC.read_text("utf-8"), flags=re.S)
@@ -31,7 +32,8 @@ SETUP = _block("softhsm2-util --init-token")
 CONFIG = _block("[keys]")
 FIRST_USE = _block("flowloom log vkey > log.vkey")
 KMS = _block("FLOWLOOM_MASTER_KEY=kms")
-ROTATION = _block("flowloom keys rotate checkpoint")
+KMS_SIGNING = _block("FLOWLOOM_SIGNING_KEYS=kms")
+ROTATION = _block("flowloom keys rotate master")
 _FIRST_BODY = "import json, sys; print(json.loads(sys.stdin.readline())['event']['body'])"
 READ_BODY = (
     "flowloom log body $(flowloom log show --kind agent.prompt --json | "
@@ -40,7 +42,7 @@ READ_BODY = (
 
 
 def test_every_block_of_the_doc_is_run_by_a_test() -> None:
-    assert sorted(BLOCKS) == sorted({SETUP, CONFIG, FIRST_USE, KMS, ROTATION})
+    assert sorted(BLOCKS) == sorted({SETUP, CONFIG, FIRST_USE, KMS, KMS_SIGNING, ROTATION})
 
 
 def _shell(home: Path, script: str, **extra: str) -> subprocess.CompletedProcess[str]:
@@ -202,8 +204,22 @@ def test_a_wrong_pin_is_a_config_error_naming_the_token(tmp_path: Path) -> None:
     assert "0000" not in done.stderr
 
 
-@pytest.mark.parametrize("provider", ["kms", "hsm"])
-def test_signing_keys_cannot_be_in_kms(tmp_path: Path, provider: str) -> None:
+@pytest.mark.parametrize("provider", ["vault", "hsm"])
+def test_an_unknown_signing_key_provider_is_refused(tmp_path: Path, provider: str) -> None:
     done = _shell(tmp_path, "flowloom keys status\n", FLOWLOOM_SIGNING_KEYS=provider)
     assert done.returncode == 5
     assert "unknown signing key provider" in done.stderr
+
+
+def test_the_kms_signing_walkthrough_signs_in_kms_and_verifies_with_the_public_key(
+    tmp_path: Path, kms_ed25519: KmsStandIn
+) -> None:
+    home = tmp_path / "dora"
+    home.mkdir()
+    out = _ok(home, KMS_SIGNING, **AWS_ENV, FLOWLOOM_KMS_ENDPOINT=kms_ed25519.endpoint)
+    assert "signing keys: kms (AWS KMS (eu-west-1))" in out
+    assert "(held here)" in out
+    assert kms_ed25519.calls.count("CreateKey") == 1
+    assert "Sign" in kms_ed25519.calls
+    keys_dir = home / ".local" / "share" / "flowloom" / "keys"
+    assert not keys_dir.exists() or not list(keys_dir.glob("*.skey"))  # nothing on disk

@@ -333,8 +333,9 @@ def test_key_settings_come_from_the_user_config_and_environment(tmp_path: Path) 
         "9876",
     )
     assert "9876" not in repr(found)  # the PIN is never printed
-    with pytest.raises(ConfigError, match="AWS KMS holds the master key only"):
-        load_key_settings({"FLOWLOOM_SIGNING_KEYS": "kms"}, user)
+    assert load_key_settings({"FLOWLOOM_SIGNING_KEYS": "kms"}, user).signing == "kms"
+    with pytest.raises(ConfigError, match="unknown signing key provider 'vault'"):
+        load_key_settings({"FLOWLOOM_SIGNING_KEYS": "vault"}, user)
     user.write_text('[keys]\npkcs11_pin = "1234"\n')
     with pytest.raises(ConfigError, match="PIN file"):
         load_key_settings({}, user)

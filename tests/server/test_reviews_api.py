@@ -146,6 +146,10 @@ def test_campaign_over_http_revoke_takes_role_keys_and_vkeys_away(
     assert kinds.count("access.review_opened") == kinds.count("access.review_closed") == 1
     decided_event = _events(world, "access.review_decided")[0]
     assert decided_event.refs["revoked_vkeys"] == (vkey.id,)
+    [vkey_event] = _events(world, "auth.vkey_revoked")  # its own event, in its project's log
+    assert vkey_event.subject == vkey.id and vkey_event.actor.id == world.user_ids["admin"]
+    assert vkey_event.refs["reason"] == "access review"
+    assert vkey_event.refs["campaign"] == campaign["id"] and vkey_event.refs["line"] == line["line"]
     assert decided_event.actor.id == world.user_ids["admin"]
 
 

@@ -363,6 +363,17 @@ def test_provisioning_shows_in_the_sox_report(scim: Scim) -> None:
     assert about, sorted(check)
     assert any("disabled by the identity provider" in m for m in about), about
     assert any("team alpha-devs" in m and "identity provider" in m for m in about), about
+    # ... and in the next access review: the person's line says the account is disabled.
+    opened = httpx.post(
+        scim.base + "/api/v1/projects/alpha/access-reviews",
+        headers=scim.world.headers("instance_owner"),
+        json={},
+        timeout=60,
+    )
+    assert opened.status_code == 201, opened.text
+    lines = [ln for ln in opened.json()["lines"] if ln["user_id"] == person["id"]]
+    assert lines and all(ln["disabled"] is True for ln in lines), lines
+    assert {ln["team"] for ln in lines} == {"alpha-devs"}
 
 
 def test_an_administrator_disabling_someone_revokes_their_gateway_keys_too(scim: Scim) -> None:
@@ -391,3 +402,106 @@ def test_an_administrator_disabling_someone_revokes_their_gateway_keys_too(scim:
     assert [e["subject"] for e in alpha] == [by_id.id]
     owner_id = scim.world.user_ids["instance_owner"]
     assert all(e["actor"]["id"] == owner_id for e in instance + alpha)
+
+
+def test_sorting_and_what_the_server_says_it_supports(scim: Scim) -> None:
+    scim.user("b@example.org", name={"familyName": "Hopper"}, emails=[{"value": "z@x.org"}])
+    scim.user(
+        "A@example.org",
+        name={"familyName": "lovelace"},
+        emails=[{"value": "y@x.org"}, {"value": "a@x.org", "primary": True}],
+    )
+    scim.user("c@example.org", emails=[{"value": "m@x.org"}])  # no family name
+
+    def order(**params: Any) -> list[str]:
+        response = scim.http.get("/Users", params=params)
+        assert response.status_code == 200, response.text
+        return [r["userName"] for r in response.json()["Resources"]]
+
+    assert order(sortBy="userName") == ["A@example.org", "b@example.org", "c@example.org"]
+    assert order(sortBy="userName", sortOrder="descending") == [
+        "c@example.org",
+        "b@example.org",
+        "A@example.org",
+    ]
+    # Case-insensitive; missing values last ascending (first descending).
+    assert order(sortBy="name.familyName") == ["b@example.org", "A@example.org", "c@example.org"]
+    assert order(sortBy="name.familyName", sortOrder="descending")[0] == "c@example.org"
+    # A multi-valued attribute sorts by its primary value.
+    assert order(sortBy="emails") == ["A@example.org", "c@example.org", "b@example.org"]
+    assert order(sortBy="userName", startIndex=2, count=1) == ["b@example.org"]
+    searched = scim.http.post(
+        "/Users/.search",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "sortBy": "userName",
+            "sortOrder": "descending",
+        },
+    ).json()
+    assert searched["Resources"][0]["userName"] == "c@example.org"
+    bad = scim.http.get("/Users", params={"sortBy": "userName", "sortOrder": "sideways"})
+    assert bad.status_code == 400 and bad.json()["scimType"] == "invalidValue"
+    config = scim.http.get("/ServiceProviderConfig").json()
+    assert config["sort"] == {"supported": True}
+    assert config["bulk"] == {"supported": False, "maxOperations": 0, "maxPayloadSize": 0}
+
+
+def test_simple_filters_are_answered_by_the_database_alike(scim: Scim) -> None:
+    from flowloom.auth.scim.service import _GROUP_COLUMNS, _USER_COLUMNS, _narrowed
+
+    assert _narrowed('userName eq "Ada@Example.org"', _USER_COLUMNS) == (
+        "username",
+        "ada@example.org",
+    )
+    assert _narrowed(f'{USER}:externalId eq "E-1"', _USER_COLUMNS) == ("externalid", "E-1")
+    assert _narrowed('id eq "t1"', _GROUP_COLUMNS) == ("id", "t1")
+    for general in ('userName sw "a"', 'userName eq "a" or id eq "b"', 'displayName eq "x"'):
+        assert _narrowed(general, _USER_COLUMNS) is None  # read all, filter in memory
+    ada = scim.user("ada@example.org", externalId="E-1")
+    scim.user("bob@example.org", externalId="E-2")
+
+    def names(query: str) -> list[str]:
+        response = scim.http.get("/Users", params={"filter": query})
+        assert response.status_code == 200, response.text
+        return [r["userName"] for r in response.json()["Resources"]]
+
+    assert names('userName eq "ADA@example.org"') == ["ada@example.org"]
+    assert names(f'id eq "{ada["id"]}"') == ["ada@example.org"]
+    assert names('externalId eq "E-2"') == ["bob@example.org"]
+    assert names('externalId eq "e-2"') == []
+    group = scim.http.post(
+        "/Groups", json={"schemas": [GROUP], "displayName": "Ops", "externalId": "G-1"}
+    ).json()
+    found = scim.http.get("/Groups", params={"filter": 'externalId eq "G-1"'}).json()
+    assert [g["id"] for g in found["Resources"]] == [group["id"]]
+
+
+def test_if_match_is_a_compare_and_set(scim: Scim) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flowloom.auth.scim.service import PreconditionFailedError
+
+    created = scim.user("race@example.org", displayName="Before")
+    provisioning = scim.world.server.provisioning
+    assert provisioning is not None
+    # Two writers read the same version and both pass the ETag comparison; the claim in
+    # the UPDATE lets only the first go on.
+    seen = provisioning._user_and_stamp(created["id"], "base")
+    etag = seen[0]["meta"]["version"]
+    provisioning._check_version(seen, etag, "user")
+    with pytest.raises(PreconditionFailedError):
+        provisioning._check_version(seen, etag, "user")
+    # Over HTTP, concurrent PATCHes with one If-Match: exactly one succeeds.
+    url = f"/Users/{created['id']}"
+    current = scim.http.get(url).headers["etag"]
+
+    def rename(n: int) -> int:
+        body = {
+            "schemas": [PATCH],
+            "Operations": [{"op": "replace", "path": "displayName", "value": f"Writer {n}"}],
+        }
+        return scim.http.patch(url, json=body, headers={"If-Match": current}).status_code
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = sorted(pool.map(rename, range(4)))
+    assert statuses == [200, 412, 412, 412], statuses

@@ -1,10 +1,12 @@
 """Hand-made SAML responses, signed with xmlsec1 like an IdP signs them, for refusal tests.
 
 `forge` writes a Response with one Assertion whose every field a test can set (ids,
-issuer, audience, recipient, times, subject, attributes), then signs the Assertion with
-the given key through the xmlsec1 command line (enveloped signature, RSA-SHA256,
-exclusive C14N). Tests then tamper with the signed text, drop the signature, or sign with
-a key the IdP does not publish.
+issuer, audience, recipient, times, subject and its NameID format, attributes with their
+NameFormat), then signs the Assertion, the Response or both (the Assertion first, as
+IdPs do) with the given key through the xmlsec1 command line (enveloped signature,
+RSA-SHA256, exclusive C14N). Tests then tamper with the signed text, drop the
+signature, or sign with a key the IdP does not publish; tests/auth/test_saml_idps.py
+replays the shapes Okta, Entra ID, Google Workspace and Keycloak send.
 """
 
 from __future__ import annotations
@@ -63,26 +65,40 @@ class Forgery:
     assertion_id: str = field(default_factory=lambda: "_" + secrets.token_hex(20))
     response_id: str = field(default_factory=lambda: "_" + secrets.token_hex(20))
     session_index: str = field(default_factory=lambda: "_" + secrets.token_hex(16))
+    name_id_format: str = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
+    attributes: list[tuple[str, str | None, list[str]]] | None = None
+    """(Name, NameFormat or None, values) as the IdP sends them; None: uid, email,
+    displayName and groups in the basic format."""
+    typed_values: bool = True
+    """AttributeValues carry xsi:type="xs:string" (most IdPs; Entra ID does not)."""
 
     def assertion(self, *, signature_slot: bool) -> str:
         until = _t(self.issued + self.lifetime)
         irt = f" InResponseTo={quoteattr(self.in_response_to)}" if self.in_response_to else ""
+        basic = "urn:oasis:names:tc:SAML:2.0:attrname-format:basic"
+        sent = self.attributes
+        if sent is None:
+            sent = [
+                ("uid", basic, [self.name_id]),
+                ("email", basic, [self.email]),
+                ("displayName", basic, [self.name]),
+                ("groups", basic, self.groups),
+            ]
+        typed = (
+            ' xmlns:xs="http://www.w3.org/2001/XMLSchema" '
+            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="xs:string"'
+            if self.typed_values
+            else ""
+        )
         attributes = "".join(
-            f'<saml:Attribute Name="{name}" '
-            'NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:basic">'
+            f"<saml:Attribute Name={quoteattr(name)}"
+            + (f" NameFormat={quoteattr(name_format)}" if name_format else "")
+            + ">"
             + "".join(
-                '<saml:AttributeValue xmlns:xs="http://www.w3.org/2001/XMLSchema" '
-                'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-                f'xsi:type="xs:string">{escape(v)}</saml:AttributeValue>'
-                for v in values
+                f"<saml:AttributeValue{typed}>{escape(v)}</saml:AttributeValue>" for v in values
             )
             + "</saml:Attribute>"
-            for name, values in (
-                ("uid", [self.name_id]),
-                ("email", [self.email]),
-                ("displayName", [self.name]),
-                ("groups", self.groups),
-            )
+            for name, name_format, values in sent
         )
         signature = _SIGNATURE_TEMPLATE.format(id=self.assertion_id) if signature_slot else ""
         return (
@@ -90,7 +106,7 @@ class Forgery:
             f'IssueInstant="{_t(self.issued)}">'
             f"<saml:Issuer>{escape(self.issuer)}</saml:Issuer>{signature}"
             "<saml:Subject>"
-            '<saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">'
+            f"<saml:NameID Format={quoteattr(self.name_id_format)}>"
             f"{escape(self.name_id)}</saml:NameID>"
             '<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer">'
             f'<saml:SubjectConfirmationData NotOnOrAfter="{until}" '
@@ -133,6 +149,14 @@ class Forgery:
     def signed(self, key_pem: bytes, cert_pem: bytes) -> str:
         """The Response XML with its assertion signed by `key_pem` (via xmlsec1)."""
         return sign(self.response(self.assertion(signature_slot=True)), key_pem, cert_pem)
+
+    def signed_both(self, key_pem: bytes, cert_pem: bytes) -> str:
+        """The Assertion signed, then the Response around it (Okta's and Keycloak's way)."""
+        inner = sign(self.response(self.assertion(signature_slot=True)), key_pem, cert_pem)
+        issuer = f"<saml:Issuer>{escape(self.issuer)}</saml:Issuer>"
+        slot = _SIGNATURE_TEMPLATE.format(id=self.response_id)
+        at = inner.index(issuer) + len(issuer)  # the Response's Issuer comes first
+        return sign(inner[:at] + slot + inner[at:], key_pem, cert_pem)
 
 
 def sign(xml: str, key_pem: bytes, cert_pem: bytes) -> str:

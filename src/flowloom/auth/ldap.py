@@ -52,6 +52,8 @@ class LdapSettings:
     teams: Mapping[str, str] = field(default_factory=dict)
     required_group: str | None = None
     timeout_seconds: int = 10
+    sync_minutes: int = 15
+    """How often a running server syncs by itself (`LdapDirectory.sync`); 0: never."""
 
     def __post_init__(self) -> None:
         scheme = self.url.split("://", 1)[0].lower()
@@ -64,6 +66,12 @@ class LdapSettings:
                 "[server.ldap] a plain ldap:// URL needs start_tls = true",
                 hint="passwords must not cross the network in clear; or use ldaps://",
             )
+        if (
+            not isinstance(self.sync_minutes, int)
+            or isinstance(self.sync_minutes, bool)
+            or not 0 <= self.sync_minutes <= 10080
+        ):
+            raise ConfigError("[server.ldap] sync_minutes is a whole number from 0 to 10080")
         if "{login}" not in self.user_filter or "{dn}" not in self.group_filter:
             raise ConfigError("[server.ldap] user_filter needs {login} and group_filter needs {dn}")
 
@@ -218,6 +226,7 @@ class LdapDirectory:
             service.unbind()
         required = self._settings.required_group
         if required is not None and required not in groups:
+            self._cut_off_linked(dn)
             raise AuthError(
                 "your LDAP account is not in the group that may use FlowLoom",
                 hint=f"ask to be added to {required}",
@@ -229,6 +238,21 @@ class LdapDirectory:
             raise AuthError("this account is disabled", hint="ask an administrator")
         self._sync_teams(user.id, groups, [], [])
         return user
+
+    def _cut_off_linked(self, dn: str) -> None:
+        """Disable the account linked to `dn` (it left `required_group`), at once."""
+        issuer = self._settings.issuer
+        for user in self._directory.list_users():
+            if user.oidc_issuer == issuer and user.oidc_subject == dn and not user.disabled:
+                self._directory.disable_user(user.id)
+                for hook in self._cut_off:
+                    hook(user, None, "disabled")
+                self._directory.record(
+                    "auth.ldap_sync",
+                    by=None,
+                    subject=issuer,
+                    refs={"disabled": [user.id], "at_sign_in": True},
+                )
 
     def _sync_teams(
         self,

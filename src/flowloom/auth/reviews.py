@@ -10,9 +10,12 @@ A reviewer decides each line, ``certify`` or ``revoke``, with an electronic sign
 (flowloom.auth.signatures: re-authentication, the manifestation recorded in the ledger).
 The signed subject is ``access_review:<campaign>/<line>/<decision>`` and its digest
 covers the line's facts and the decision, so the signature binds to exactly what was
-decided. Revoking removes the role at once; when the person is left with no role at
-all, their API keys and virtual keys are revoked too (they would reach nothing), and
-virtual keys bound to the project go when no role on it remains. Nobody reviews their
+decided. Revoking removes the role at once - a role held through a team by taking the
+person out of that team (the only way to take it from them and not from every member;
+the team's other roles go with it, as the decision's refs say) - and when the person is
+left with no role at all, their API keys and virtual keys are revoked too (they would
+reach nothing), and virtual keys bound to the project go when no role on it remains;
+each virtual key so revoked is recorded as its own ``auth.vkey_revoked``. Nobody reviews their
 own access, and the identity of the reviewer is the authenticated principal.
 
 Opening, each decision and closing are ``access.review_*`` ledger events (authority
@@ -115,7 +118,9 @@ class VirtualKeyStore(Protocol):
 
     def active_keys(self) -> list[VirtualKeyInfo]: ...
 
-    def revoke(self, key_id: str, actor: Mapping[str, Any]) -> None: ...
+    def revoke(self, key_id: str, actor: Mapping[str, Any], refs: Mapping[str, Any]) -> None:
+        """Revoke the key and record its own ``auth.vkey_revoked`` (with `refs`: why)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -659,12 +664,6 @@ class AccessReviews:
                 "nobody reviews their own access",
                 hint="another administrator decides this line",
             )
-        if decision == "revoke" and line.team is not None:
-            raise ConflictError(
-                f"line {number} is a role of team {line.team!r}, not of the person",
-                hint="revoke the team's role or remove the person from the team, then certify"
-                " the line with a reason saying so",
-            )
         if self._signatures is None:
             raise ConflictError("this access review service only reads")  # a wiring mistake
         log = self.log_of(campaign.scope)
@@ -678,7 +677,7 @@ class AccessReviews:
         )
         revoked: dict[str, Any] = {}
         if decision == "revoke":
-            revoked = self._take_away(principal, line)
+            revoked = self._take_away(principal, line, campaign.id)
         now = _iso(self.now())
         with self.directory.engine.begin() as conn:
             changed = conn.execute(
@@ -725,13 +724,22 @@ class AccessReviews:
             )
         return self._find_line(self.get(campaign.id), number)
 
-    def _take_away(self, principal: Principal, line: Line) -> dict[str, Any]:
-        """Revoke the line's role now; then the keys that reach nothing any more."""
-        try:
-            self.directory.revoke(line.user_id, line.project, line.role, by=principal)
-            role_removed = True
-        except NotFoundError:
-            role_removed = False  # already gone (revoked since the campaign opened)
+    def _take_away(self, principal: Principal, line: Line, campaign_id: str) -> dict[str, Any]:
+        """Revoke the line's role now (a team's: leave the team); then the keys that
+        reach nothing any more."""
+        taken: dict[str, Any] = {}
+        if line.team is None:
+            try:
+                self.directory.revoke(line.user_id, line.project, line.role, by=principal)
+                role_removed = True
+            except NotFoundError:
+                role_removed = False  # already gone (revoked since the campaign opened)
+        else:
+            try:
+                role_removed = self.directory.remove_member(line.team, line.user_id, by=principal)
+            except NotFoundError:
+                role_removed = False  # the team is gone since the campaign opened
+            taken["left_team"] = role_removed
         left = self.directory.grants_of(line.user_id)
         keys: list[str] = []
         vkeys: list[str] = []
@@ -743,11 +751,22 @@ class AccessReviews:
         if self._vkeys is not None:
             email = line.facts.get("email")
             on_project = bool(left.get(line.project)) or bool(left.get(ALL_PROJECTS))
+            why = {
+                "reason": "access review",
+                "campaign": campaign_id,
+                "line": line.line,
+                "user_id": line.user_id,
+            }
             for vkey in self._user_vkeys(line.user_id, email if isinstance(email, str) else None):
                 if not left or (vkey.project == line.project and not on_project):
-                    self._vkeys.revoke(vkey.id, principal.actor())
+                    self._vkeys.revoke(vkey.id, principal.actor(), why)
                     vkeys.append(vkey.id)
-        return {"role_removed": role_removed, "revoked_keys": keys, "revoked_vkeys": vkeys}
+        return {
+            "role_removed": role_removed,
+            **taken,
+            "revoked_keys": keys,
+            "revoked_vkeys": vkeys,
+        }
 
     # -- closing --------------------------------------------------------------------
 

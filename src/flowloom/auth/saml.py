@@ -555,7 +555,9 @@ class SamlServiceProvider:
             name_id.name_qualifier,
             name_id.sp_name_qualifier,
         )
-        attributes: Mapping[str, list[Any]] = response.ava or {}
+        # The names an IdP sent, exactly (Entra's claim URIs included), first; pysaml2's
+        # friendly names (its built-in maps rename some URIs) as well.
+        attributes: Mapping[str, list[Any]] = {**(response.ava or {}), **_wire(assertion)}
         if self.settings.subject_attribute is not None:
             subject = _first(attributes, self.settings.subject_attribute)
             if subject is None:
@@ -725,6 +727,18 @@ def _moment(value: str) -> datetime:
         return datetime.fromtimestamp(__import__("calendar").timegm(str_to_time(value)), UTC)
     except (ValueError, TypeError):
         raise SamlLoginError("malformed", f"the assertion holds a bad time {value!r}") from None
+
+
+def _wire(assertion: Any) -> dict[str, list[Any]]:
+    """Attribute values by the Name each attribute has in the assertion, as sent."""
+    found: dict[str, list[Any]] = {}
+    for statement in assertion.attribute_statement or []:
+        for attribute in statement.attribute or []:
+            if not attribute.name:
+                continue
+            values = found.setdefault(str(attribute.name), [])
+            values.extend(v.text for v in attribute.attribute_value or [] if v.text is not None)
+    return found
 
 
 def _first(attributes: Mapping[str, list[Any]], name: str) -> str | None:

@@ -4,8 +4,9 @@ Two roles, one interface each, so the rest of FlowLoom never asks where a key li
 
 - `SigningKeys`: the Ed25519 keys that sign checkpoints and attest authority events.
   Providers: key files under FLOWLOOM_HOME (`flowloom.ledger.keys.KeyStore`, the
-  default) and a PKCS#11 token (`flowloom.ledger.hsm`). A key in a token signs there and
-  never leaves it; the signed notes are the same bytes either way.
+  default), a PKCS#11 token (`flowloom.ledger.hsm`) and AWS KMS
+  (`flowloom.ledger.kmssign`). A key in a token or KMS signs there and never leaves it;
+  the signed notes are the same bytes either way.
 - `MasterKeys`: the envelope key that wraps data keys (per-data-subject body keys, the
   gateway's provider-key data keys). Providers: a key file, a PKCS#11 token (AES-256-GCM
   inside the token) and AWS KMS (`flowloom.ledger.kms`; Encrypt/Decrypt with an
@@ -44,7 +45,7 @@ class SigningKeys(Protocol):
     """Finds or creates a log's Ed25519 signing keys (see `flowloom.ledger.keyring`)."""
 
     provider: str
-    """"file" or "pkcs11": recorded in the ledger with each key it holds."""
+    """"file", "pkcs11" or "kms": recorded in the ledger with each key it holds."""
 
     @property
     def location(self) -> str:

@@ -6,9 +6,7 @@ picks up the new key without a config change. Rows name the key by its ARN; KMS
 decrypts a row under whichever key encrypted it. The context is bound as the
 encryption context ``{"flowloom": base64(context)}``, which KMS checks on decrypt.
 
-Checkpoint signing stays with key files or a PKCS#11 token: the KMS API has Ed25519
-keys (ECC_NIST_EDWARDS25519), but the local KMS the tests run against (moto) has none,
-so FlowLoom does not offer a signing path it cannot test.
+Checkpoint signing keys in KMS are `flowloom.ledger.kmssign`.
 """
 
 from __future__ import annotations

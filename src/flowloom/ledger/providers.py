@@ -60,6 +60,11 @@ def open_key_providers(home: Path, settings: KeySettings | None = None) -> KeyPr
 
         assert token is not None
         signing = SigningWithKeyFiles(Pkcs11SigningKeys(token), files)
+    elif settings.signing == "kms":
+        from flowloom.ledger.kmssign import KmsSigningKeys
+
+        kms = KmsSigningKeys.connect(region=settings.kms_region, endpoint=settings.kms_endpoint)
+        signing = SigningWithKeyFiles(kms, files)
     master: MasterKeys = FileMasterKeys(files)
     if settings.master != "file":
         master = _migrating(master, settings, token)

@@ -101,6 +101,11 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
                 directory,
                 cut_off=[gateway_cut_off(state)],
             )
+            if state.ldap.settings.sync_minutes:
+                from flowloom.auth.ldapsync import PeriodicSync
+
+                loop = PeriodicSync(state.ldap.sync, state.ldap.settings.sync_minutes * 60.0)
+                closers.append(loop.start().close)
         return state
     except BaseException:
         for close in reversed(closers):

@@ -264,8 +264,8 @@ class GatewayView:
         """Revoke the virtual keys owned by a user named by any of `owners` (id, email).
 
         The one write this view makes: deprovisioning a user must reach their gateway
-        keys too. A gateway in another process refuses them within its key cache's TTL
-        (key_cache_ttl_s); one served in the server's own process at once.
+        keys too. Every gateway process, this one or another, refuses them from its
+        next request (each request re-reads a cached key's revocation).
         """
         return self._opened().revoke_owned_keys("user", owners)
 
@@ -281,9 +281,10 @@ class GatewayView:
         """Every virtual key that is not revoked, of any project (for access reviews)."""
         return self._opened().list_keys()
 
-    def revoke_key(self, key_id: str, actor: Mapping[str, Any]) -> None:
-        """Revoke a virtual key at once: an access review's revoke decision needs it."""
-        self._opened().revoke_key(key_id, actor=actor)
+    def revoke_key(self, key_id: str, actor: Mapping[str, Any]) -> VirtualKey:
+        """Revoke a virtual key at once: an access review's revoke decision needs it. The
+        caller records it (it knows why)."""
+        return self._opened().revoke_key(key_id, actor=actor)
 
     def provider_keys(self) -> list[ProviderKeyInfo]:
         """The stored upstream keys' names and times (never the keys)."""

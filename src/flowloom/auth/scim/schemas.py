@@ -172,14 +172,15 @@ def resource_types(base: str) -> list[dict[str, Any]]:
 
 
 def service_provider_config(base: str, documentation: str | None) -> dict[str, Any]:
-    """What this server supports: PATCH, filters, ETags; no bulk, sort or passwords."""
+    """What this server supports: PATCH, filters, sorting, ETags; no bulk or passwords
+    (RFC 7643 §5: an unsupported bulk still states its limits, as zero)."""
     config: dict[str, Any] = {
         "schemas": [_SPC_SCHEMA],
         "patch": {"supported": True},
         "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": True, "maxResults": MAX_RESULTS},
         "changePassword": {"supported": False},
-        "sort": {"supported": False},
+        "sort": {"supported": True},
         "etag": {"supported": True},
         "authenticationSchemes": [
             {

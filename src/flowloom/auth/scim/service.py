@@ -26,10 +26,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -43,9 +44,10 @@ from flowloom.auth.permissions import ALL_PROJECTS
 from flowloom.auth.principals import Principal
 from flowloom.auth.records import User
 from flowloom.auth.schema import READ_ONLY
-from flowloom.auth.scim.filter import ScimFilterError, parse_filter
+from flowloom.auth.scim.filter import parse_filter
 from flowloom.auth.scim.patch import ScimPatchError, apply_patch
 from flowloom.auth.scim.schemas import GROUP_SCHEMA, LIST_SCHEMA, MAX_RESULTS, USER_SCHEMA
+from flowloom.auth.scim.sort import sort_resources
 from flowloom.errors import (
     AuthError,
     ConflictError,
@@ -389,8 +391,15 @@ class Provisioning:
 
     # -- users --------------------------------------------------------------------------
 
-    def _user_rows(self, conn: Connection, user_id: str | None) -> list[Any]:
-        where = " WHERE s.user_id = :id" if user_id is not None else ""
+    def _user_rows(
+        self, conn: Connection, user_id: str | None, narrowed: tuple[str, str] | None = None
+    ) -> list[Any]:
+        where, value = " WHERE s.user_id = :id", user_id
+        if user_id is None:
+            where, value = "", None
+            if narrowed is not None:
+                column = _USER_COLUMNS[narrowed[0]]
+                where, value = f" WHERE {column} = :id", narrowed[1]
         return list(
             conn.execute(
                 text(
@@ -398,7 +407,7 @@ class Provisioning:
                     " FROM directory_scim_users s JOIN directory_users u ON u.id = s.user_id"
                     f"{where} ORDER BY s.created_at, s.user_id"
                 ),
-                {"id": user_id},
+                {"id": value},
             ).all()
         )
 
@@ -444,22 +453,36 @@ class Provisioning:
 
     def get_user(self, user_id: str, base: str) -> dict[str, Any]:
         """The SCIM User `user_id`; NotFoundError if no identity provider manages it."""
+        return self._user_and_stamp(user_id, base)[0]
+
+    def _user_and_stamp(self, user_id: str, base: str) -> tuple[dict[str, Any], str]:
+        """The User and its row's updated_at, read together (the compare-and-set token)."""
         with self._read() as conn:
             rows = self._user_rows(conn, user_id)
             if not rows:
                 raise NotFoundError(f"no SCIM user {user_id!r}")
-            return self._user_resource(rows[0], self._groups_of(conn), base)
+            return self._user_resource(rows[0], self._groups_of(conn), base), str(rows[0][3])
 
-    def _users(self, base: str) -> list[dict[str, Any]]:
+    def _users(self, base: str, filter: str | None = None) -> list[dict[str, Any]]:
+        """The Users; only the rows a simple `filter` (an eq on id, userName or externalId)
+        can match are read, the filter itself is still applied after (`_page`)."""
         with self._read() as conn:
             groups = self._groups_of(conn)
-            return [self._user_resource(r, groups, base) for r in self._user_rows(conn, None)]
+            rows = self._user_rows(conn, None, _narrowed(filter, _USER_COLUMNS))
+            return [self._user_resource(r, groups, base) for r in rows]
 
     def list_users(
-        self, base: str, *, filter: str | None, start_index: int, count: int | None
+        self,
+        base: str,
+        *,
+        filter: str | None,
+        start_index: int,
+        count: int | None,
+        sort_by: str | None = None,
+        sort_order: str | None = None,
     ) -> dict[str, Any]:
-        """A ListResponse of the Users that match `filter`, one page of it."""
-        return _page(self._users(base), filter, start_index, count)
+        """A ListResponse of the Users that match `filter`, sorted, one page of it."""
+        return _page(self._users(base, filter), filter, start_index, count, sort_by, sort_order)
 
     def search(
         self,
@@ -469,14 +492,16 @@ class Provisioning:
         filter: str | None,
         start_index: int,
         count: int | None,
+        sort_by: str | None = None,
+        sort_order: str | None = None,
     ) -> dict[str, Any]:
         """A ListResponse over the resource types in `kinds` ("users", "groups")."""
         resources: list[dict[str, Any]] = []
         if "users" in kinds:
-            resources += self._users(base)
+            resources += self._users(base, filter if len(kinds) == 1 else None)
         if "groups" in kinds:
-            resources += self._groups(base)
-        return _page(resources, filter, start_index, count)
+            resources += self._groups(base, filter if len(kinds) == 1 else None)
+        return _page(resources, filter, start_index, count, sort_by, sort_order)
 
     def create_user(self, body: Mapping[str, Any], base: str, *, by: Principal) -> dict[str, Any]:
         """Provision a user (or claim the unmanaged one with the same email)."""
@@ -543,16 +568,38 @@ class Provisioning:
         if row is not None and row[0] != user_id:
             raise ScimConflictError(f"userName {user_name!r} is taken")
 
-    def _check_version(self, current: Mapping[str, Any], if_match: str | None) -> None:
+    def _check_version(
+        self, current: tuple[Mapping[str, Any], str], if_match: str | None, kind: str
+    ) -> None:
+        """Refuse (412) unless `if_match` names the current version; then claim that
+        version with a compare-and-set on the row's updated_at, so of two writers that
+        read the same version only one goes on (the other gets 412, nothing changed)."""
         if if_match is None or if_match.strip() == "*":
             return
+        resource, stamp = current
         wanted = {tag.strip() for tag in if_match.split(",")}
-        version = str(current["meta"]["version"])
+        version = str(resource["meta"]["version"])
         if version not in wanted and version.removeprefix("W/") not in wanted:
-            raise PreconditionFailedError(
-                "the resource changed since that version (If-Match)",
-                hint="read it again and retry with its current ETag",
-            )
+            raise _changed()
+        table, column = (
+            ("directory_scim_users", "user_id")
+            if kind == "user"
+            else ("directory_scim_groups", "team_id")
+        )
+        now = self._now()
+        seen = _parse(stamp)
+        if seen is not None and now <= seen:
+            now = seen + timedelta(microseconds=1)  # a new stamp, even on a coarse clock
+        with self._engine.begin() as conn:
+            claimed = conn.execute(
+                text(
+                    f"UPDATE {table} SET updated_at = :new"
+                    f" WHERE {column} = :id AND updated_at = :seen"
+                ),
+                {"new": _now_text(now), "id": resource["id"], "seen": stamp},
+            ).rowcount
+        if claimed != 1:
+            raise _changed()
 
     def replace_user(
         self,
@@ -564,9 +611,9 @@ class Provisioning:
         if_match: str | None = None,
     ) -> dict[str, Any]:
         """PUT: the user's attributes become `body`'s (missing ones are cleared)."""
-        current = self.get_user(user_id, base)
-        self._check_version(current, if_match)
+        current, stamp = self._user_and_stamp(user_id, base)
         self._target_allowed(user_id, by)
+        self._check_version((current, stamp), if_match, "user")
         return self._store_user(user_id, _clean_user(body), base, by)
 
     def patch_user(
@@ -579,9 +626,9 @@ class Provisioning:
         if_match: str | None = None,
     ) -> dict[str, Any]:
         """PATCH: the operations applied to the current attributes, then stored as a PUT."""
-        current = self.get_user(user_id, base)
-        self._check_version(current, if_match)
+        current, stamp = self._user_and_stamp(user_id, base)
         self._target_allowed(user_id, by)
+        self._check_version((current, stamp), if_match, "user")
         writable = {k: v for k, v in current.items() if k not in _READ_ONLY}
         patched = apply_patch(writable, body, known=_USER_KNOWN, multi=frozenset({"emails"}))
         return self._store_user(user_id, _clean_user(patched), base, by)
@@ -650,9 +697,9 @@ class Provisioning:
         self, user_id: str, base: str, *, by: Principal, if_match: str | None = None
     ) -> None:
         """DELETE: the user is deleted (personal data erased, sessions and keys ended)."""
-        current = self.get_user(user_id, base)
-        self._check_version(current, if_match)
+        current, stamp = self._user_and_stamp(user_id, base)
         self._target_allowed(user_id, by)
+        self._check_version((current, stamp), if_match, "user")
         before = self._directory.get_user(user_id)
         self._directory.delete_user(user_id, by=by)
         with self._engine.begin() as conn:
@@ -663,8 +710,15 @@ class Provisioning:
 
     # -- groups -------------------------------------------------------------------------
 
-    def _group_rows(self, conn: Connection, team_id: str | None) -> list[Any]:
-        where = " WHERE g.team_id = :id" if team_id is not None else ""
+    def _group_rows(
+        self, conn: Connection, team_id: str | None, narrowed: tuple[str, str] | None = None
+    ) -> list[Any]:
+        where, value = " WHERE g.team_id = :id", team_id
+        if team_id is None:
+            where, value = "", None
+            if narrowed is not None:
+                column = _GROUP_COLUMNS[narrowed[0]]
+                where, value = f" WHERE {column} = :id", narrowed[1]
         return list(
             conn.execute(
                 text(
@@ -672,7 +726,7 @@ class Provisioning:
                     " FROM directory_scim_groups g JOIN directory_teams t ON t.id = g.team_id"
                     f"{where} ORDER BY g.created_at, t.id"
                 ),
-                {"id": team_id},
+                {"id": value},
             ).all()
         )
 
@@ -710,22 +764,35 @@ class Provisioning:
 
     def get_group(self, team_id: str, base: str) -> dict[str, Any]:
         """The SCIM Group `team_id`; NotFoundError if no identity provider manages it."""
+        return self._group_and_stamp(team_id, base)[0]
+
+    def _group_and_stamp(self, team_id: str, base: str) -> tuple[dict[str, Any], str]:
+        """The Group and its row's updated_at, read together (the compare-and-set token)."""
         with self._read() as conn:
             rows = self._group_rows(conn, team_id)
             if not rows:
                 raise NotFoundError(f"no SCIM group {team_id!r}")
-            return self._group_resource(rows[0], self._members_of(conn), base)
+            resource = self._group_resource(rows[0], self._members_of(conn), base)
+            return resource, str(rows[0][4])
 
-    def _groups(self, base: str) -> list[dict[str, Any]]:
+    def _groups(self, base: str, filter: str | None = None) -> list[dict[str, Any]]:
         with self._read() as conn:
             members = self._members_of(conn)
-            return [self._group_resource(r, members, base) for r in self._group_rows(conn, None)]
+            rows = self._group_rows(conn, None, _narrowed(filter, _GROUP_COLUMNS))
+            return [self._group_resource(r, members, base) for r in rows]
 
     def list_groups(
-        self, base: str, *, filter: str | None, start_index: int, count: int | None
+        self,
+        base: str,
+        *,
+        filter: str | None,
+        start_index: int,
+        count: int | None,
+        sort_by: str | None = None,
+        sort_order: str | None = None,
     ) -> dict[str, Any]:
-        """A ListResponse of the Groups that match `filter`, one page of it."""
-        return _page(self._groups(base), filter, start_index, count)
+        """A ListResponse of the Groups that match `filter`, sorted, one page of it."""
+        return _page(self._groups(base, filter), filter, start_index, count, sort_by, sort_order)
 
     def create_group(self, body: Mapping[str, Any], base: str, *, by: Principal) -> dict[str, Any]:
         """Provision a team (or claim the unmanaged team with the same name)."""
@@ -810,8 +877,9 @@ class Provisioning:
         if_match: str | None = None,
     ) -> dict[str, Any]:
         """PUT: the group's name and members become `body`'s."""
-        current = self.get_group(team_id, base)
-        self._check_version(current, if_match)
+        current, stamp = self._group_and_stamp(team_id, base)
+        self._guard_team(team_id)
+        self._check_version((current, stamp), if_match, "group")
         return self._store_group(team_id, body, base, by)
 
     def patch_group(
@@ -824,8 +892,9 @@ class Provisioning:
         if_match: str | None = None,
     ) -> dict[str, Any]:
         """PATCH: rename, add and remove members (Okta's and Entra's forms alike)."""
-        current = self.get_group(team_id, base)
-        self._check_version(current, if_match)
+        current, stamp = self._group_and_stamp(team_id, base)
+        self._guard_team(team_id)
+        self._check_version((current, stamp), if_match, "group")
         writable = {k: v for k, v in current.items() if k not in _READ_ONLY}
         patched = apply_patch(writable, body, known=_GROUP_KNOWN, multi=frozenset({"members"}))
         return self._store_group(team_id, patched, base, by)
@@ -859,25 +928,65 @@ class Provisioning:
         self, team_id: str, base: str, *, by: Principal, if_match: str | None = None
     ) -> None:
         """DELETE: the team goes, with its memberships and roles."""
-        current = self.get_group(team_id, base)
-        self._check_version(current, if_match)
+        current, stamp = self._group_and_stamp(team_id, base)
         self._guard_team(team_id)
+        self._check_version((current, stamp), if_match, "group")
         self._directory.delete_team(team_id, by=by)
+
+
+def _changed() -> PreconditionFailedError:
+    return PreconditionFailedError(
+        "the resource changed since that version (If-Match)",
+        hint="read it again and retry with its current ETag",
+    )
 
 
 class ScimConflictError(ConflictError):
     """A unique attribute (userName, an email, a group name) is taken: scimType uniqueness."""
 
 
+_USER_COLUMNS: Mapping[str, str] = MappingProxyType(
+    {"id": "s.user_id", "username": "s.user_name_key", "externalid": "s.external_id"}
+)
+_GROUP_COLUMNS: Mapping[str, str] = MappingProxyType({"id": "t.id", "externalid": "g.external_id"})
+_SIMPLE_EQ = re.compile(
+    r"\s*(?:urn:ietf:params:scim:schemas:core:2\.0:(?:User|Group):)?([A-Za-z]+)"
+    r'\s+eq\s+("(?:[^"\\]|\\.)*")\s*',
+    re.IGNORECASE,
+)
+
+
+def _narrowed(filter: str | None, columns: Mapping[str, str]) -> tuple[str, str] | None:
+    """(attribute, value) when `filter` is one eq on an indexed column; else None (all
+    rows are read and the filter applied in memory). userName compares lower-cased,
+    as its unique key is stored."""
+    if not filter:
+        return None
+    found = _SIMPLE_EQ.fullmatch(filter)
+    if found is None or found.group(1).lower() not in columns:
+        return None
+    try:
+        value = json.loads(found.group(2))
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(value, str):
+        return None
+    name = found.group(1).lower()
+    return name, value.lower() if name == "username" else value
+
+
 def _page(
-    resources: list[dict[str, Any]], filter: str | None, start_index: int, count: int | None
+    resources: list[dict[str, Any]],
+    filter: str | None,
+    start_index: int,
+    count: int | None,
+    sort_by: str | None = None,
+    sort_order: str | None = None,
 ) -> dict[str, Any]:
     if filter:
-        try:
-            parsed = parse_filter(filter)
-        except ScimFilterError:
-            raise
+        parsed = parse_filter(filter)
         resources = [r for r in resources if parsed.matches(r)]
+    resources = [dict(r) for r in sort_resources(resources, sort_by, sort_order)]
     start = max(start_index, 1)
     size = MAX_RESULTS if count is None else max(0, min(count, MAX_RESULTS))
     page = resources[start - 1 : start - 1 + size]

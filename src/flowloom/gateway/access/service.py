@@ -12,9 +12,12 @@ flowloom/gateway/access/migrations/<dialect>/, versions in ``gateway_access_migr
 - usage(day, key_id, project, provider, model, requests, input/output/cache_read/
   cache_write tokens, cost_usd): one row per combination and UTC day, added to in batches.
 
-The hot path (authenticate → admit → settle) runs on memory: verified keys sit in a
-bounded LRU (``key_cache_size`` entries) for ``key_cache_ttl_s`` seconds, so a
-revocation made elsewhere takes effect within that time (at once in this process);
+The hot path (authenticate → admit → settle) runs mostly on memory: verified keys sit
+in a bounded LRU (``key_cache_size`` entries) for ``key_cache_ttl_s`` seconds, and a
+cached key is re-checked for revocation on every request with one primary-key read of
+its ``revoked_at``, so a key revoked by any process (``gateway keys revoke``, a user
+disabled by SCIM, LDAP or an access review) is refused by every process at its next
+request, not after the cache's time;
 rate windows and budget trackers are in-process, and so are the leases this process
 holds on the quotas it shares with every other gateway process over the same database
 (quota.py: limits and budgets hold across processes and hosts); spend is aggregated in
@@ -71,6 +74,7 @@ from flowloom.gateway.access.records import (
     UsageRow,
     VirtualKey,
 )
+from flowloom.gateway.access.revocation import RevocationProbe
 from flowloom.gateway.access.schema import migrate
 from flowloom.gateway.access.spend import SpendKey, SpendRow, write_rows
 from flowloom.gateway.access.vault import ProviderKeyVault
@@ -243,6 +247,7 @@ class Access:
         self._lock = threading.Lock()  # guards every in-memory structure below
         self._flush_lock = threading.Lock()  # one flush or budget load at a time
         self._keys: TtlLru[str, _KeyEntry] = TtlLru(size, ttl, clock)
+        self._revocations = RevocationProbe(self._engine)
         self._bad: TtlLru[str, bool] = TtlLru(size, ttl, clock)
         self._provider_keys: TtlLru[str, tuple[str | None]] = TtlLru(256, ttl, clock)
         self._windows: dict[str, SlidingWindow] = {}
@@ -493,8 +498,9 @@ class Access:
         return [self._vkey(row) for row in rows]
 
     def revoke_key(self, key: str, *, actor: Mapping[str, Any] | None = None) -> VirtualKey:
-        """Revoke the key with id or prefix `key`: refused here at once, elsewhere within
-        key_cache_ttl_s. Revoking a revoked key changes nothing and records nothing."""
+        """Revoke the key with id or prefix `key`: refused by every gateway process from
+        its next request (`authenticate`). Revoking a revoked key changes nothing and
+        records nothing."""
         current = self.get_key(key)
         if current.revoked_at is not None:
             return current
@@ -709,8 +715,9 @@ class Access:
     def authenticate(self, secret: str) -> VirtualKey:
         """The live virtual key for `secret`; AuthError (401) otherwise.
 
-        Verified keys are cached (bounded LRU, key_cache_ttl_s); the database is asked
-        only on a miss, where the stored digest is compared in constant time.
+        Verified keys are cached (bounded LRU, key_cache_ttl_s); on a miss the stored
+        digest is compared in constant time, on a hit the key's revocation is re-read by
+        primary key, so a revocation in another process holds from the next request.
         """
         if not isinstance(secret, str):
             raise AuthError(_AUTH_FAILED, hint=_AUTH_HINT)
@@ -722,9 +729,18 @@ class Access:
             raise AuthError(_AUTH_FAILED, hint=_AUTH_HINT)
         if entry is None:
             entry = self._verify(secret.strip(), digest)
+        elif self._revoked_since(entry.vkey.id):
+            with self._lock:
+                self._keys.discard_where(lambda cached: cached.vkey.id == entry.vkey.id)
+                self._bad.put(digest, True)
+            raise AuthError(_AUTH_FAILED, hint=_AUTH_HINT)
         if entry.expires_ts is not None and self._clock() >= entry.expires_ts:
             raise AuthError(_AUTH_FAILED, hint=_AUTH_HINT)
         return entry.vkey
+
+    def _revoked_since(self, key_id: str) -> bool:
+        """Whether a cached key was revoked since (by any process): one indexed read."""
+        return self._revocations.revoked(key_id)
 
     def _verify(self, secret: str, digest: str) -> _KeyEntry:
         prefix = vkeys.parse(secret)
@@ -1341,6 +1357,7 @@ class Access:
         try:
             self.flush()
         finally:
+            self._revocations.close()
             if self._owns_engine:
                 self._engine.dispose()
 

@@ -50,9 +50,19 @@ class _GatewayKeys:
             for k in gateway.all_keys()
         ]
 
-    def revoke(self, key_id: str, actor: Mapping[str, Any]) -> None:
-        if self._server.gateway is not None:
-            self._server.gateway.revoke_key(key_id, actor)
+    def revoke(self, key_id: str, actor: Mapping[str, Any], refs: Mapping[str, Any]) -> None:
+        if self._server.gateway is None:
+            return
+        key = self._server.gateway.revoke_key(key_id, actor)
+        self._server.audit(
+            "auth.vkey_revoked",
+            key.project,
+            {
+                "actor": dict(actor),
+                "subject": key.id,
+                "refs": {"vkey_id": key.id, "prefix": key.prefix, "owner": key.owner, **refs},
+            },
+        )
 
 
 def reviews_service(server: ServerState) -> AccessReviews:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -34,6 +34,7 @@ from flowloom.auth.scim.schemas import (
     schemas,
     service_provider_config,
 )
+from flowloom.auth.scim.sort import ScimSortError
 from flowloom.errors import (
     AuthError,
     ConflictError,
@@ -117,6 +118,8 @@ def _from_exception(exc: FlowLoomError) -> Response:
         return _error(409, detail)
     if isinstance(exc, ScimFilterError):
         return _error(400, detail, "invalidFilter")
+    if isinstance(exc, ScimSortError):
+        return _error(400, detail, "invalidValue")
     if isinstance(exc, ScimPatchError):
         return _error(400, detail, exc.scim_type)
     if isinstance(exc, InputError):
@@ -305,7 +308,12 @@ async def list_users(request: Request) -> Response:
     return await _serve(
         request,
         lambda p, who, base, body: p.list_users(
-            base, filter=query.get("filter"), start_index=start, count=count
+            base,
+            filter=query.get("filter"),
+            start_index=start,
+            count=count,
+            sort_by=query.get("sortBy"),
+            sort_order=query.get("sortOrder"),
         ),
     )
 
@@ -373,7 +381,12 @@ async def list_groups(request: Request) -> Response:
     return await _serve(
         request,
         lambda p, who, base, body: p.list_groups(
-            base, filter=query.get("filter"), start_index=start, count=count
+            base,
+            filter=query.get("filter"),
+            start_index=start,
+            count=count,
+            sort_by=query.get("sortBy"),
+            sort_order=query.get("sortOrder"),
         ),
     )
 
@@ -430,6 +443,13 @@ async def delete_group(group_id: str, request: Request) -> Response:
     )
 
 
+def _optional_text(body: Mapping[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ScimPatchError(f"{name} must be a string", scim_type="invalidValue")
+    return value
+
+
 async def _search(request: Request, kind: str) -> Response:
     """POST /.search: the query in a SearchRequest body instead of the URL."""
 
@@ -448,6 +468,8 @@ async def _search(request: Request, kind: str) -> Response:
             filter=body.get("filter"),
             start_index=start,
             count=count,
+            sort_by=_optional_text(body, "sortBy"),
+            sort_order=_optional_text(body, "sortOrder"),
         )
         attributes = body.get("attributes")
         excluded = body.get("excludedAttributes")
