@@ -253,16 +253,12 @@ class Integrations:
         repo = str(_get(payload, "repository", "full_name") or "")
         installation = _get(payload, "installation", "id")
         signature = headers.get("x-hub-signature-256")
-        candidates = [
-            c
-            for c in self.store.all("github")
-            if (repo and c.settings.get("repo") == repo)
-            or (
-                not repo
-                and installation is not None
-                and c.settings.get("installation_id") == installation
-            )
-        ]
+        configs = self.store.all("github")
+        candidates = [c for c in configs if repo and c.settings.get("repo") == repo]
+        if not repo and installation is not None:
+            candidates = [c for c in configs if c.settings.get("installation_id") == installation]
+        elif not repo:  # a ping for an organisation's hook names no repository
+            candidates = configs
         verified = [
             c
             for c in candidates
