@@ -475,5 +475,51 @@ MATRIX.update(
         )
     }
 )
-TOKEN_ONLY_PREFIX = S + "/"
-"""Routes under this prefix refuse every API key as unauthenticated (401)."""
+# -- code-host integrations: settings (project.admin), verdicts (ledger.append), webhooks
+I = P + "/integrations"
+
+
+def _github(ctx: Ctx) -> Call:
+    return Call(path={"kind": "github"})
+
+
+def _github_settings(ctx: Ctx) -> Call:
+    settings = {"repo": "octo/hello", "api_url": "http://127.0.0.1:9"}  # nothing listens
+    body = {"settings": settings, "secrets": {"webhook_secret": "s"}}
+    return Call(path={"kind": "github"}, json=body)
+
+
+def _verdict(ctx: Ctx) -> Call:
+    body = {"verdict": {"ok": True, "commits": []}, "sha": "0" * 40}
+    return Call(path={"kind": "github"}, json=body)
+
+
+_NONE_YET = frozenset({404})  # allowed, but alpha may have no GitHub settings at that point
+MATRIX.update(
+    {
+        ("GET", I): Rule(READERS, other=STAR),
+        ("PUT", I + "/{kind}"): Rule(PROJECT_ADMINS, other=STAR, request=_github_settings),
+        ("DELETE", I + "/{kind}"): Rule(
+            PROJECT_ADMINS, other=STAR, request=_github, ok=_NONE_YET
+        ),
+        ("POST", I + "/{kind}/test"): Rule(
+            PROJECT_ADMINS, other=STAR, request=_github, ok=_NONE_YET
+        ),
+        ("POST", I + "/{kind}/verdicts"): Rule(
+            APPENDERS, other=STAR, request=_verdict, ok=_NONE_YET
+        ),
+        ("GET", I + "/{kind}/deliveries"): Rule(READERS, other=STAR, request=_github),
+        ("POST", I + "/github/protection"): Rule(
+            PROJECT_ADMINS,
+            other=STAR,
+            request=lambda ctx: Call(query={"branch": "main"}),
+            ok=frozenset({404, 502}),
+        ),
+        # signed by the code host, not by an API key (tests/integrations/test_server.py)
+        ("POST", "/api/v1/integrations/github/webhook"): Rule(NOBODY),
+        ("POST", "/api/v1/integrations/gitlab/webhook"): Rule(NOBODY),
+    }
+)
+
+TOKEN_ONLY_PREFIX = (S + "/", "/api/v1/integrations/")
+"""Routes under these prefixes refuse every API key as unauthenticated (401)."""

@@ -28,6 +28,7 @@ from flowloom.integrations.store import IntegrationConfig, IntegrationStore, Out
 __all__ = ["DEFAULT_APIS", "Delivery", "DeliveryRun", "DeliveryWorker", "HostClients"]
 
 _log = logging.getLogger("flowloom.integrations")
+_CLAIM = timedelta(minutes=5)  # longer than any attempt (HTTP timeouts are 30 s a call)
 
 DEFAULT_APIS: Mapping[str, str] = {
     "github": "https://api.github.com",
@@ -151,6 +152,9 @@ class Delivery:
     def _one(
         self, item: OutboxItem, now: datetime, run: DeliveryRun, blocked: set[tuple[str, str]]
     ) -> None:
+        if not self._store.claim(item, now + _CLAIM):
+            blocked.add((item.project, item.kind))  # another worker is sending this lane
+            return
         config = self._store.get(item.project, item.kind)
         try:
             if config is None:

@@ -12,12 +12,12 @@ from typing import Any
 
 import httpx
 
-from flowloom.errors import FlowLoomError
+from flowloom.errors import RemoteError
 
 __all__ = ["HostError", "send"]
 
 
-class HostError(FlowLoomError):
+class HostError(RemoteError):
     """A code host's API refused or failed a request."""
 
     def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:

@@ -328,6 +328,21 @@ class IntegrationStore:
             ).all()
         return [_item(r) for r in rows]
 
+    def claim(self, item: OutboxItem, until: datetime) -> bool:
+        """Take `item` for one attempt until `until`, unless another worker (another
+        server process) took it first. A worker that dies holding it leaves it to be
+        tried again once the claim lapses: delivery is at least once, and every call is
+        an upsert or a status that a repeat leaves as it was."""
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                text(
+                    "UPDATE integration_outbox SET next_at = :u WHERE id = :i "
+                    "AND state = 'pending' AND next_at = :n"
+                ),
+                {"i": item.id, "u": stamp(until), "n": item.next_at},
+            )
+        return bool(result.rowcount)
+
     def delivered(self, item_id: int, result: Mapping[str, Any], *, now: datetime) -> None:
         with self._engine.begin() as conn:
             conn.execute(

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from flowloom.auth.permissions import Authorizer
     from flowloom.auth.saml import SamlServiceProvider
     from flowloom.auth.scim import Provisioning
+    from flowloom.integrations.service import Integrations
     from flowloom.server.gateway_view import GatewayView
     from flowloom.server.idempotency import IdempotencyBook
     from flowloom.server.metrics import Metrics
@@ -148,6 +149,8 @@ class ServerState:
     """SCIM 2.0 provisioning (/scim/v2) and the cut-off hooks deprovisioning runs."""
     ldap: LdapDirectory | None = None
     """LDAP sign-in and group sync, when a [server.ldap] table configures it."""
+    integrations: Integrations | None = None
+    """Code hosts (GitHub, GitLab, Bitbucket): settings, outbound queue, webhooks."""
 
     def ledger(self, project: str) -> Ledger:
         return self.ledgers.get(project)
