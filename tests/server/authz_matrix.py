@@ -476,7 +476,7 @@ MATRIX.update(
     }
 )
 # -- code-host integrations: settings (project.admin), verdicts (ledger.append), webhooks
-I = P + "/integrations"
+INTEG = P + "/integrations"
 
 
 def _github(ctx: Ctx) -> Call:
@@ -497,19 +497,19 @@ def _verdict(ctx: Ctx) -> Call:
 _NONE_YET = frozenset({404})  # allowed, but alpha may have no GitHub settings at that point
 MATRIX.update(
     {
-        ("GET", I): Rule(READERS, other=STAR),
-        ("PUT", I + "/{kind}"): Rule(PROJECT_ADMINS, other=STAR, request=_github_settings),
-        ("DELETE", I + "/{kind}"): Rule(
+        ("GET", INTEG): Rule(READERS, other=STAR),
+        ("PUT", INTEG + "/{kind}"): Rule(PROJECT_ADMINS, other=STAR, request=_github_settings),
+        ("DELETE", INTEG + "/{kind}"): Rule(
             PROJECT_ADMINS, other=STAR, request=_github, ok=_NONE_YET
         ),
-        ("POST", I + "/{kind}/test"): Rule(
+        ("POST", INTEG + "/{kind}/test"): Rule(
             PROJECT_ADMINS, other=STAR, request=_github, ok=_NONE_YET
         ),
-        ("POST", I + "/{kind}/verdicts"): Rule(
+        ("POST", INTEG + "/{kind}/verdicts"): Rule(
             APPENDERS, other=STAR, request=_verdict, ok=_NONE_YET
         ),
-        ("GET", I + "/{kind}/deliveries"): Rule(READERS, other=STAR, request=_github),
-        ("POST", I + "/github/protection"): Rule(
+        ("GET", INTEG + "/{kind}/deliveries"): Rule(READERS, other=STAR, request=_github),
+        ("POST", INTEG + "/github/protection"): Rule(
             PROJECT_ADMINS,
             other=STAR,
             request=lambda ctx: Call(query={"branch": "main"}),
