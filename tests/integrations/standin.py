@@ -117,6 +117,17 @@ def recorded(name: str) -> list[dict[str, Any]]:
     return exchanges
 
 
+def _shape(path: str) -> str:
+    """A recorded path with its owner, repository and commit made wildcards, so the
+    recorded answer serves the same call about another repository or commit."""
+    parts = path.split("/")
+    if len(parts) > 3 and parts[1] == "repos":
+        parts[2], parts[3] = "*", "*"
+    return "/".join(
+        "*" if len(p) == 40 and all(c in "0123456789abcdef" for c in p) else p for p in parts
+    )
+
+
 class GitHubStandIn(StandIn):
     """GitHub's REST API as FlowLoom calls it."""
 
@@ -128,13 +139,15 @@ class GitHubStandIn(StandIn):
         self.recorded: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for name in ("create-status.json", "get-repository.json", "branch-protection.json"):
             for exchange in recorded(name):
-                key = (exchange["method"].upper(), exchange["path"])
+                key = (exchange["method"].upper(), _shape(exchange["path"]))
                 self.recorded.setdefault(key, []).append(exchange)
         self.protection: dict[str, Any] = {}
         self.check_runs: dict[int, dict[str, Any]] = {}
         self.comments: dict[int, dict[str, Any]] = {}
         self._ids = itertools.count(1001)
         self.fail_next: list[int] = []
+        self.missing: set[str] = {"missing"}
+        """Repository names answered 404."""
 
     def _authorized(self, call: Call) -> bool:
         scheme, _, token = call.headers.get("authorization", "").partition(" ")
@@ -202,7 +215,7 @@ class GitHubStandIn(StandIn):
 
     def _protection(self, call: Call) -> Reply:
         key = call.path
-        exchanges = self.recorded[(call.method, call.path)]
+        exchanges = self.recorded[(call.method, _shape(call.path))]
         if call.method == "PUT":
             # the recorded answer to the recorded settings, kept for the next GET
             match = [e for e in exchanges if e["body"] == call.json] or exchanges
@@ -213,20 +226,22 @@ class GitHubStandIn(StandIn):
         return exchanges[0]["status"], exchanges[0]["response"]
 
     def _replay(self, call: Call) -> Reply:
-        exchanges = self.recorded.get((call.method, call.path))
-        if not exchanges:
+        exchanges = self.recorded.get((call.method, _shape(call.path)))
+        if not exchanges or call.path.split("/")[3] in self.missing:
             return 404, {"message": "Not Found"}
-        for exchange in exchanges:
-            if exchange["body"] in ("", None) or exchange["body"] == call.json:
-                return exchange["status"], exchange["response"]
-        # an unrecorded body: GitHub answers a status with the status it made
-        first = exchanges[0]
-        answer = (
-            dict(first["response"]) if isinstance(first["response"], dict) else first["response"]
+        chosen = next(
+            (e for e in exchanges if e["body"] in ("", None) or e["body"] == call.json),
+            exchanges[0],
         )
-        if isinstance(answer, dict) and isinstance(call.json, dict):
-            answer.update({k: v for k, v in call.json.items() if k in answer})
-        return first["status"], answer
+        answer = chosen["response"]
+        if isinstance(answer, dict):
+            answer = dict(answer)
+            if isinstance(call.json, dict):  # a status as asked, in the recorded answer's shape
+                answer.update({k: v for k, v in call.json.items() if k in answer})
+            if "full_name" in answer:  # the repository asked about, in the recorded shape
+                owner, name = call.path.split("/")[2:4]
+                answer.update(full_name=f"{owner}/{name}", name=name)
+        return chosen["status"], answer
 
 
 class GitLabStandIn(StandIn):

@@ -71,7 +71,13 @@ def test_settings_verdict_and_webhook_over_http(
     assert bad.status_code == 422
 
     test = admin.post(f"/api/v1/projects/{OWN}/integrations/github/test")
-    assert test.json()["ok"] is False and "HTTP 404" in test.json()["error"]  # not recorded repo
+    assert test.json() == {
+        "ok": True,
+        "op": "github.repository",
+        "repository": "octokit-fixture-org/create-status",
+    }
+    (tested,) = _audit(world, "integration.tested")
+    assert tested["actor"]["id"] == world.user_ids["admin"] and tested["refs"]["ok"] is True
 
     # CI queues its verdict; the decision's title comes from the server's own ledger.
     decision = DecisionBook(world.server.ledger(OWN)).record(

@@ -62,7 +62,7 @@ def _failing(verdict: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def _summary(verdict: Mapping[str, Any]) -> str:
     checked = int(verdict.get("checked", len(verdict.get("commits", []))))
     linked, failing = int(verdict.get("linked", 0)), len(_failing(verdict))
-    text = f"{checked} commits: {linked} linked to a decision"
+    text = f"{checked} commit{'' if checked == 1 else 's'}: {linked} linked to a decision"
     overridden = int(verdict.get("overridden", 0))
     if overridden:
         text += f", {overridden} overridden"
