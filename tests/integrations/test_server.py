@@ -185,3 +185,35 @@ def test_gitlab_webhook_over_http(world: World, url: str, tmp_path: Path) -> Non
     (merge,) = _audit(world, "integration.gitlab_merge")
     assert merge["actor"] == {"type": "human", "id": "gitlab:1", "name": "root"}
     assert merge["git"] == {"branch": "master", "head": "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"}
+
+
+def test_web_admin_page_sets_tests_and_removes(
+    world: World, url: str, github: GitHubStandIn
+) -> None:
+    admin = httpx.Client(base_url=url, headers=world.headers("admin"), follow_redirects=True)
+    page = f"/ui/projects/{OWN}/integrations"
+    assert admin.get(page).status_code == 200
+    saved = admin.post(
+        page + "/github",
+        data={
+            "repo": "octo-org/web-set",
+            "api_url": github.url,
+            "protected_branches": "main, release",
+            "token": "ghp_ci",
+        },
+    )
+    assert saved.status_code == 200, saved.text
+    assert "token: set" in saved.text and "webhook_secret: not set" in saved.text
+    assert "ghp_ci" not in saved.text and "main, release" in saved.text
+    assert world.server.integrations is not None
+    config = world.server.integrations.config(OWN, "github")
+    assert config.settings["protected_branches"] == ["main", "release"]
+    tested = admin.post(page + "/github/test")
+    assert "Test call: github-ok" in tested.text
+    assert github.made()[-1] == ("GET", "/repos/octo-org/web-set")
+    auditor = httpx.Client(base_url=url, headers=world.headers("auditor"))
+    seen = auditor.get(page)
+    assert seen.status_code == 200 and "Send test" not in seen.text
+    assert auditor.post(page + "/github/remove").status_code == 403
+    admin.post(page + "/github/remove")
+    assert world.server.integrations.store.get(OWN, "github") is None

@@ -521,5 +521,20 @@ MATRIX.update(
     }
 )
 
+MATRIX.update(
+    {
+        ("GET", W + "/integrations"): Rule(READERS, other=STAR),
+        ("POST", W + "/integrations/{kind}"): Rule(
+            PROJECT_ADMINS, other=STAR, request=_github, ok=_INVALID
+        ),
+        ("POST", W + "/integrations/{kind}/test"): Rule(
+            PROJECT_ADMINS, other=STAR, request=_github, ok=_NONE_YET
+        ),
+        ("POST", W + "/integrations/{kind}/remove"): Rule(
+            PROJECT_ADMINS, other=STAR, request=_github
+        ),
+    }
+)
+
 TOKEN_ONLY_PREFIX = (S + "/", "/api/v1/integrations/")
 """Routes under these prefixes refuse every API key as unauthenticated (401)."""
