@@ -17,11 +17,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowloom.auth.principals import Principal
-from flowloom.errors import AuthError, ConfigError, InputError, NotFoundError
+from flowloom.errors import AuthError, InputError, NotFoundError
 from flowloom.integrations.publish import DecisionLine, Target
 from flowloom.integrations.service import Integrations
 from flowloom.server.deps import authorize, get_server
-from flowloom.server.errors import ERROR_RESPONSES
+from flowloom.server.errors import ERROR_RESPONSES, ErrorBody
 from flowloom.server.routes import API_PREFIX
 from flowloom.server.state import ServerState
 
@@ -91,7 +91,7 @@ class ReceivedOut(BaseModel):
 
 def integrations_of(server: ServerState) -> Integrations:
     if server.integrations is None:
-        raise ConfigError("integrations are not set up on this server")
+        raise NotFoundError("integrations are not set up on this server")
     return server.integrations
 
 
@@ -203,7 +203,11 @@ def list_deliveries(
     return [DeliveryOut(**i.to_json()) for i in items if i.kind == kind]
 
 
-@router.post(P + "/github/protection", summary="Read a branch's protection on GitHub and record it")
+@router.post(
+    P + "/github/protection",
+    summary="Read a branch's protection on GitHub and record it",
+    responses={502: {"model": ErrorBody, "description": "GitHub refused or did not answer."}},
+)
 def read_protection(
     project: str,
     principal: Annotated[Principal, Depends(authorize("project.admin"))],
