@@ -34,7 +34,7 @@ class Recorded:
 class Opened:
     """Integrations over one database file; `reopen()` is a server restart."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         self.path = path
         self.audit = Recorded()
         self.http = httpx.Client(timeout=10)
@@ -59,5 +59,12 @@ class Opened:
 @pytest.fixture
 def opened(tmp_path: Path) -> Iterator[Opened]:
     found = Opened(tmp_path / "server.db")
+    yield found
+    found.close_db()
+
+
+@pytest.fixture
+def opened_pg(pg_url: str) -> Iterator[Opened]:
+    found = Opened(pg_url)
     yield found
     found.close_db()

@@ -13,6 +13,7 @@ and notes in memory, with their documented token headers. Every request is kept 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import threading
@@ -314,8 +315,9 @@ class BitbucketStandIn(StandIn):
         return 404, {"type": "error", "error": {"message": "Not found"}}
 
 
-def rsa_key() -> tuple[str, str]:
-    """A fresh App private key and its public key, PEM."""
+@functools.cache
+def rsa_key(which: int = 0) -> tuple[str, str]:
+    """An App private key and its public key, PEM (one per `which`, made once a run)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 

@@ -189,7 +189,7 @@ def test_app_publishes_check_run_comment_and_status_then_edits_them(opened: Open
 
 def test_a_jwt_signed_by_another_key_gets_no_token(opened: Opened) -> None:
     private, _ = rsa_key()
-    _, public = rsa_key()
+    _, public = rsa_key(1)
     standin = GitHubStandIn(app=("4242", public)).start()
     try:
         opened.integrations.configure(

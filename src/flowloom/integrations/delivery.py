@@ -23,7 +23,7 @@ from flowloom.integrations.bitbucket import BitbucketApi
 from flowloom.integrations.github import AppAuth, GitHubApi, GitHubAuth, TokenAuth
 from flowloom.integrations.gitlab import GitLabApi
 from flowloom.integrations.http import HostError
-from flowloom.integrations.store import IntegrationConfig, IntegrationStore, OutboxItem
+from flowloom.integrations.store import IntegrationConfig, IntegrationStore, OutboxItem, stamp
 
 __all__ = ["DEFAULT_APIS", "Delivery", "DeliveryRun", "DeliveryWorker", "HostClients"]
 
@@ -142,9 +142,13 @@ class Delivery:
         now = now or self._clock()
         run = DeliveryRun()
         blocked: set[tuple[str, str]] = set()
-        for item in self._store.due(now):
+        due = stamp(now)
+        for item in self._store.pending():
             lane = (item.project, item.kind)
             if lane in blocked:
+                continue
+            if item.next_at > due:  # backing off, or being sent by another worker
+                blocked.add(lane)
                 continue
             self._one(item, now, run, blocked)
         return run

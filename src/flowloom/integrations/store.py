@@ -298,13 +298,18 @@ class IntegrationStore:
 
     def due(self, now: datetime, *, limit: int = 100) -> list[OutboxItem]:
         """Pending items whose time has come, oldest first."""
+        return [i for i in self.pending(limit=limit) if i.next_at <= stamp(now)]
+
+    def pending(self, *, limit: int = 500) -> list[OutboxItem]:
+        """Every pending item, due or waiting (a backoff, another worker's claim), oldest
+        first: a waiting item holds back the later items of its project and host."""
         with self._engine.connect() as conn:
             rows = conn.execute(
                 text(
                     f"SELECT {_ITEM_COLUMNS} FROM integration_outbox WHERE state = 'pending' "
-                    "AND next_at <= :n ORDER BY id LIMIT :l"
+                    "ORDER BY id LIMIT :l"
                 ),
-                {"n": stamp(now), "l": limit},
+                {"l": limit},
             ).all()
         return [_item(r) for r in rows]
 
