@@ -444,3 +444,33 @@ def test_ping_and_other_projects(opened: Opened) -> None:
     assert opened.integrations.receive_github(ping, _headers("ping", ping)).recorded is None
     with pytest.raises(InputError, match="not JSON"):
         opened.integrations.receive_github(b"{", _headers("push", b"{"))
+
+
+def test_an_opened_pull_request_shows_the_check_waiting_until_the_verdict(
+    opened: Opened,
+) -> None:
+    standin = GitHubStandIn(tokens=("ghp_token",)).start()
+    try:
+        opened.integrations.configure(
+            "alpha",
+            "github",
+            {"repo": "Codertocat/Hello-World", "api_url": standin.url},
+            {"token": "ghp_token", "webhook_secret": SECRET},
+            actor=HUMAN,
+        )
+        body = _payload("pull_request", "opened.payload.json")
+        head = json.loads(body)["pull_request"]["head"]["sha"]
+        opened.integrations.receive_github(body, _headers("pull_request", body))
+        opened.integrations.deliver_due()
+        (run,) = standin.check_runs.values()
+        assert run["status"] == "in_progress" and run["head_sha"] == head
+        target = Target(head, 2)
+        opened.integrations.publish("alpha", "github", verdict(True, protected=False), target, [])
+        opened.integrations.deliver_due()
+        assert run["status"] == "completed" and run["conclusion"] == "success"
+        standin.calls.clear()  # a late synchronize for the same head: the verdict stays
+        opened.integrations.receive_github(body, _headers("pull_request", body))
+        opened.integrations.deliver_due()
+        assert [m for m, _ in standin.made()] == ["GET"] and run["status"] == "completed"
+    finally:
+        standin.stop()

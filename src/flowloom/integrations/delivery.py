@@ -10,6 +10,7 @@ the host's message. `DeliveryWorker` runs this in a thread of the server; tests 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -48,7 +49,8 @@ class HostClients:
     def _github_auth(self, config: IntegrationConfig) -> GitHubAuth:
         settings, secrets = config.settings, config.secrets
         if settings.get("app_id") and "private_key" in secrets:
-            key = (str(settings["app_id"]), config.project, int(settings["installation_id"]))
+            fingerprint = hashlib.sha256(secrets["private_key"].encode()).hexdigest()
+            key = (str(settings["app_id"]), fingerprint, int(settings["installation_id"]))
             with self._lock:
                 auth = self._apps.get(key)
                 if auth is None:

@@ -146,6 +146,8 @@ class GitHubApi:
         path = f"/repos/{_repo(repo)}/commits/{quote(head_sha, safe='')}/check-runs"
         found = self._call("GET", path, params={"check_name": run["name"]}).json()
         runs = found.get("check_runs") or []
+        if runs and run.get("status") != "completed" and runs[0].get("status") == "completed":
+            return dict(runs[0])  # a verdict is there already: "waiting" must not replace it
         if runs:
             run_id = int(runs[0]["id"])
             patch = {k: v for k, v in run.items() if k != "head_sha"}

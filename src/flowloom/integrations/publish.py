@@ -17,7 +17,16 @@ from typing import Any
 from flowloom.integrations.github import COMMENT_MARKER
 from flowloom.integrations.store import IntegrationConfig
 
-__all__ = ["CHECK_NAME", "STATUS_CONTEXT", "DecisionLine", "Planned", "Target", "plan"]
+__all__ = [
+    "CHECK_NAME",
+    "STATUS_CONTEXT",
+    "DecisionLine",
+    "Planned",
+    "Target",
+    "plan",
+    "test_item",
+    "waiting",
+]
 
 CHECK_NAME = "FlowLoom"
 STATUS_CONTEXT = "flowloom/check"
@@ -222,6 +231,21 @@ def plan(
             )
         )
     return items
+
+
+def waiting(config: IntegrationConfig, sha: str) -> Planned:
+    """The check run shown while CI has not sent its verdict (a pull request just opened
+    or pushed to); the verdict replaces it, and it never replaces a verdict."""
+    run = {
+        "name": CHECK_NAME,
+        "status": "in_progress",
+        "output": {
+            "title": "Waiting for the FlowLoom gate",
+            "summary": "CI has not sent the verdict of `flowloom check` for this head yet.",
+        },
+    }
+    repo = str(config.settings.get("repo", ""))
+    return Planned("github.check_run", f"check:{sha}", {"repo": repo, "sha": sha, "run": run})
 
 
 def test_item(config: IntegrationConfig) -> Planned:

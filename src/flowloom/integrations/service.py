@@ -18,7 +18,7 @@ from flowloom.errors import AuthError, InputError, NotFoundError
 from flowloom.integrations.delivery import Delivery, DeliveryRun, DeliveryWorker, HostClients
 from flowloom.integrations.evidence import Evidence, github_evidence, gitlab_evidence
 from flowloom.integrations.http import HostError
-from flowloom.integrations.publish import DecisionLine, Target, plan, test_item
+from flowloom.integrations.publish import DecisionLine, Target, plan, test_item, waiting
 from flowloom.integrations.signatures import verify_github, verify_gitlab
 from flowloom.integrations.store import HOSTS, IntegrationConfig, IntegrationStore, OutboxItem
 
@@ -278,7 +278,28 @@ class Integrations:
             if found is not None:
                 self._record(config.project, found)
                 recorded = found.kind
+            self._await_verdict(config, event, payload)
         return Received(event, tuple(c.project for c in verified), recorded)
+
+    def _await_verdict(
+        self, config: IntegrationConfig, event: str, payload: Mapping[str, Any]
+    ) -> None:
+        """A pull request opened or pushed to: show FlowLoom's check as in progress."""
+        action = payload.get("action")
+        pr = payload.get("pull_request")
+        if event != "pull_request" or action not in ("opened", "synchronize", "reopened"):
+            return
+        if not isinstance(pr, dict) or not isinstance(pr.get("head"), dict):
+            return
+        head = pr["head"].get("sha")
+        if not isinstance(head, str) or not ({"token", "private_key"} & set(config.secrets)):
+            return
+        item = waiting(config, head)
+        self.store.enqueue(
+            config.project, "github", item.op, item.dedupe, item.body, now=self._clock()
+        )
+        if self._worker is not None:
+            self._worker.wake()
 
     def receive_gitlab(self, body: bytes, headers: Mapping[str, str]) -> Received:
         """Check a GitLab delivery's X-Gitlab-Token against each project it may be for."""
