@@ -8,6 +8,7 @@ change, test and branch-protection read is recorded in the project's ledger.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ from flowloom.integrations.signatures import verify_github, verify_gitlab
 from flowloom.integrations.store import HOSTS, IntegrationConfig, IntegrationStore, OutboxItem
 
 __all__ = ["Audit", "Integrations", "Received"]
+
+_log = logging.getLogger("flowloom.integrations")
 
 Audit = Callable[[str, str | None, Mapping[str, Any]], None]
 """Records a security event: (kind, project, meta) (the server's `audit`)."""
@@ -265,6 +268,8 @@ class Integrations:
             if verify_github(c.secrets.get("webhook_secret", ""), body, signature)
         ]
         if not verified:
+            # Logged, not recorded: unauthenticated requests must not grow the ledger.
+            _log.warning("GitHub webhook for %r refused: no project's secret verifies", repo)
             raise AuthError(
                 "the webhook's X-Hub-Signature-256 does not verify for any project",
                 hint="set the same webhook secret in GitHub and in the project's integration",
@@ -315,6 +320,7 @@ class Integrations:
             and verify_gitlab(c.secrets.get("webhook_secret", ""), token)
         ]
         if not verified:
+            _log.warning("GitLab webhook for %r refused: the token is no project's", path)
             raise AuthError(
                 "the webhook's X-Gitlab-Token is not the secret of any project for it",
                 hint="set the same secret token in GitLab and in the project's integration",
