@@ -212,13 +212,13 @@ def test_a_jwt_signed_by_another_key_gets_no_token(opened: Opened) -> None:
 
 
 def test_github_down_then_back_after_a_restart_gets_everything_once(opened: Opened) -> None:
-    standin = GitHubStandIn(tokens=("ghp_token",)).start()
+    standin = GitHubStandIn(tokens=("ghs_token",)).start()
     port = standin.port
     opened.integrations.configure(
         "alpha",
         "github",
         {"repo": REPO, "api_url": standin.url},
-        {"token": "ghp_token"},
+        {"token": "ghs_token"},
         actor=HUMAN,
     )
     standin.stop()  # GitHub is down
@@ -245,14 +245,36 @@ def test_github_down_then_back_after_a_restart_gets_everything_once(opened: Open
     standin.stop()
 
 
-def test_server_errors_are_retried_with_backoff(opened: Opened) -> None:
-    standin = GitHubStandIn(tokens=("ghp_token",)).start()
+def test_a_personal_token_gets_a_status_instead_of_a_check_run(opened: Opened) -> None:
+    standin = GitHubStandIn(tokens=("ghp_personal",)).start()
     try:
         opened.integrations.configure(
             "alpha",
             "github",
             {"repo": REPO, "api_url": standin.url},
-            {"token": "ghp_token"},
+            {"token": "ghp_personal"},
+            actor=HUMAN,
+        )
+        target = Target(SHA, 5)
+        opened.integrations.publish("alpha", "github", verdict(True, protected=False), target, [])
+        assert len(opened.integrations.deliver_due().delivered) == 2
+        assert standin.made() == [
+            ("GET", f"/repos/{REPO}/issues/5/comments"),
+            ("POST", f"/repos/{REPO}/issues/5/comments"),
+            ("POST", f"/repos/{REPO}/statuses/{SHA}"),
+        ]
+    finally:
+        standin.stop()
+
+
+def test_server_errors_are_retried_with_backoff(opened: Opened) -> None:
+    standin = GitHubStandIn(tokens=("ghs_token",)).start()
+    try:
+        opened.integrations.configure(
+            "alpha",
+            "github",
+            {"repo": REPO, "api_url": standin.url},
+            {"token": "ghs_token"},
             actor=HUMAN,
         )
         standin.fail_next = [502]
@@ -449,13 +471,13 @@ def test_ping_and_other_projects(opened: Opened) -> None:
 def test_an_opened_pull_request_shows_the_check_waiting_until_the_verdict(
     opened: Opened,
 ) -> None:
-    standin = GitHubStandIn(tokens=("ghp_token",)).start()
+    standin = GitHubStandIn(tokens=("ghs_token",)).start()
     try:
         opened.integrations.configure(
             "alpha",
             "github",
             {"repo": "Codertocat/Hello-World", "api_url": standin.url},
-            {"token": "ghp_token", "webhook_secret": SECRET},
+            {"token": "ghs_token", "webhook_secret": SECRET},
             actor=HUMAN,
         )
         body = _payload("pull_request", "opened.payload.json")

@@ -19,14 +19,14 @@ from tests.integrations.test_github import DECISIONS, HUMAN, REPO, SHA, verdict
 
 
 def test_two_servers_on_postgresql_send_each_call_once(opened_pg: Opened) -> None:
-    standin = GitHubStandIn(tokens=("ghp_pg",)).start()
+    standin = GitHubStandIn(tokens=("ghs_pg",)).start()
     try:
         first = opened_pg.integrations
         first.configure(
             "alpha",
             "github",
             {"repo": REPO, "api_url": standin.url},
-            {"token": "ghp_pg"},
+            {"token": "ghs_pg"},
             actor=HUMAN,
         )
         # A second server process over the same database.
@@ -54,7 +54,7 @@ class _Signalling(GitHubStandIn):
     """Sets `statused` when the commit status (the last call of a verdict) arrives."""
 
     def __init__(self) -> None:
-        super().__init__(tokens=("ghp_w",))
+        super().__init__(tokens=("ghs_w",))
         self.statused = threading.Event()
 
     def answer(self, call: Call) -> Reply:
@@ -74,7 +74,7 @@ def test_the_worker_sends_a_queued_verdict_by_itself(opened: Opened) -> None:
             "alpha",
             "github",
             {"repo": REPO, "api_url": standin.url},
-            {"token": "ghp_w"},
+            {"token": "ghs_w"},
             actor=HUMAN,
         )
         service.publish("alpha", "github", verdict(True), Target(SHA, 4), DECISIONS)

@@ -23,6 +23,7 @@ __all__ = [
     "DecisionLine",
     "Planned",
     "Target",
+    "can_check",
     "plan",
     "test_item",
     "waiting",
@@ -170,7 +171,9 @@ def plan(
         and target.branch in (config.settings.get("protected_branches") or ())
     )
     items: list[Planned] = []
-    if config.kind == "github":
+    if config.kind == "github" and not can_check(config):
+        protected = True  # no check run without an App: the status stands in for it
+    if config.kind == "github" and can_check(config):
         run = check_run(verdict, details_url=details_url, files=files or {})
         items.append(
             Planned(
@@ -179,6 +182,7 @@ def plan(
                 {"repo": repo, "sha": target.sha, "run": run},
             )
         )
+    if config.kind == "github":
         if target.number is not None:
             body = {"repo": repo, "number": target.number, "body": comment(verdict, decisions)}
             items.append(Planned("github.comment", f"comment:{target.number}", body))
@@ -231,6 +235,14 @@ def plan(
             )
         )
     return items
+
+
+def can_check(config: IntegrationConfig) -> bool:
+    """Whether GitHub lets these credentials create check runs: only a GitHub App can
+    (its installation token, ``ghs_``); a personal token gets a commit status instead."""
+    if config.settings.get("app_id"):
+        return True
+    return str(config.secrets.get("token", "")).startswith("ghs_")
 
 
 def waiting(config: IntegrationConfig, sha: str) -> Planned:

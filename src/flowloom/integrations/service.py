@@ -19,7 +19,14 @@ from flowloom.errors import AuthError, InputError, NotFoundError
 from flowloom.integrations.delivery import Delivery, DeliveryRun, DeliveryWorker, HostClients
 from flowloom.integrations.evidence import Evidence, github_evidence, gitlab_evidence
 from flowloom.integrations.http import HostError
-from flowloom.integrations.publish import DecisionLine, Target, plan, test_item, waiting
+from flowloom.integrations.publish import (
+    DecisionLine,
+    Target,
+    can_check,
+    plan,
+    test_item,
+    waiting,
+)
 from flowloom.integrations.signatures import verify_github, verify_gitlab
 from flowloom.integrations.store import HOSTS, IntegrationConfig, IntegrationStore, OutboxItem
 
@@ -297,7 +304,7 @@ class Integrations:
         if not isinstance(pr, dict) or not isinstance(pr.get("head"), dict):
             return
         head = pr["head"].get("sha")
-        if not isinstance(head, str) or not ({"token", "private_key"} & set(config.secrets)):
+        if not isinstance(head, str) or not can_check(config):
             return
         item = waiting(config, head)
         self.store.enqueue(
