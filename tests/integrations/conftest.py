@@ -23,8 +23,13 @@ class Recorded:
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str | None, Mapping[str, Any]]] = []
+        self.fail_next = False
+        """Raise once, as a ledger that cannot be written would."""
 
     def __call__(self, kind: str, project: str | None, meta: Mapping[str, Any]) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise OSError("the ledger cannot be written")
         self.events.append((kind, project, meta))
 
     def kinds(self) -> list[str]:

@@ -3,6 +3,7 @@ protection, signed webhooks, and delivery through an outage and a restart."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -362,10 +363,15 @@ def _payload(event: str, name: str) -> bytes:
     return (FIXTURES / "webhooks" / event / name).read_bytes()
 
 
-def _headers(event: str, body: bytes, secret: str = SECRET) -> dict[str, str]:
+_DELIVERIES = itertools.count(1)
+
+
+def _headers(
+    event: str, body: bytes, secret: str = SECRET, delivery: str | None = None
+) -> dict[str, str]:
     return {
         "x-github-event": event,
-        "x-github-delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+        "x-github-delivery": delivery or f"72d3162e-cc78-11e3-81ab-{next(_DELIVERIES):012d}",
         "x-hub-signature-256": github_signature(secret, body),
     }
 
@@ -392,7 +398,8 @@ def test_signed_webhooks_are_recorded_as_evidence(
         actor=HUMAN,
     )
     body = _payload(event, name)
-    received = opened.integrations.receive_github(body, _headers(event, body))
+    delivery = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+    received = opened.integrations.receive_github(body, _headers(event, body, delivery=delivery))
     assert received.projects == ("alpha",) and received.recorded == kind
     recorded_kind, project, meta = opened.audit.events[-1]
     assert (recorded_kind, project) == (kind, "alpha")
@@ -404,6 +411,9 @@ def test_signed_webhooks_are_recorded_as_evidence(
         "name": sender["login"],
     }
     assert meta["refs"]["delivery"] == "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+    count = len(opened.audit.events)
+    replay = opened.integrations.receive_github(body, _headers(event, body, delivery=delivery))
+    assert replay.recorded is None and len(opened.audit.events) == count  # not twice
     with pytest.raises(AuthError, match="X-Hub-Signature-256"):
         opened.integrations.receive_github(body, _headers(event, body, secret="wrong"))
     with pytest.raises(AuthError):
@@ -435,6 +445,24 @@ def test_a_merge_and_a_mapped_review_are_evidence_not_approval(opened: Opened) -
     assert meta["refs"]["flowloom_user"] == "usr_bob" and meta["refs"]["state"] == "approved"
     assert meta["refs"]["counts_as_approval"] is False
     assert "decision.approve" not in opened.audit.kinds()
+
+
+def test_a_delivery_not_recorded_is_taken_when_github_redelivers_it(opened: Opened) -> None:
+    opened.integrations.configure(
+        "alpha",
+        "github",
+        {"repo": "Codertocat/Hello-World"},
+        {"webhook_secret": SECRET},
+        actor=HUMAN,
+    )
+    body = _payload("push", "payload.json")
+    headers = _headers("push", body)
+    opened.audit.fail_next = True
+    with pytest.raises(OSError):
+        opened.integrations.receive_github(body, headers)
+    redelivered = opened.integrations.receive_github(body, headers)  # same id, as GitHub does
+    assert redelivered.recorded == "integration.github_push"
+    assert opened.audit.kinds().count("integration.github_push") == 1
 
 
 def test_ping_and_other_projects(opened: Opened) -> None:

@@ -281,16 +281,24 @@ class Integrations:
                 "the webhook's X-Hub-Signature-256 does not verify for any project",
                 hint="set the same webhook secret in GitHub and in the project's integration",
             )
+        delivery = headers.get("x-github-delivery", "")[:200]
+        if delivery and not self.store.first_time("github", delivery, now=self._clock()):
+            # A replay of a delivery already recorded (a redelivery keeps its id, and is
+            # taken when the first attempt was not recorded: see `forget`).
+            return Received(event, tuple(c.project for c in verified), None)
         recorded: str | None = None
-        for config in verified:
-            users = config.settings.get("user_map") or {}
-            found = github_evidence(
-                event, payload, delivery=headers.get("x-github-delivery", ""), user_map=users
-            )
-            if found is not None:
-                self._record(config.project, found)
-                recorded = found.kind
-            self._await_verdict(config, event, payload)
+        try:
+            for config in verified:
+                users = config.settings.get("user_map") or {}
+                found = github_evidence(event, payload, delivery=delivery, user_map=users)
+                if found is not None:
+                    self._record(config.project, found)
+                    recorded = found.kind
+                self._await_verdict(config, event, payload)
+        except BaseException:
+            if delivery:
+                self.store.forget("github", delivery)
+            raise
         return Received(event, tuple(c.project for c in verified), recorded)
 
     def _await_verdict(

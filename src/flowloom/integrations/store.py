@@ -257,6 +257,33 @@ class IntegrationStore:
             )
         return bool(result.rowcount)
 
+    def first_time(self, kind: str, delivery: str, *, now: datetime) -> bool:
+        """Note a webhook delivery id; False when it was noted before (a replay)."""
+        with self._engine.begin() as conn:
+            seen = conn.execute(
+                text("SELECT 1 FROM integration_seen WHERE kind = :k AND delivery = :d"),
+                {"k": kind, "d": delivery},
+            ).first()
+            if seen is not None:
+                return False
+            conn.execute(
+                text(
+                    "INSERT INTO integration_seen (kind, delivery, received_at) "
+                    "VALUES (:k, :d, :n) ON CONFLICT DO NOTHING"
+                ),
+                {"k": kind, "d": delivery, "n": stamp(now)},
+            )
+        return True
+
+    def forget(self, kind: str, delivery: str) -> None:
+        """Un-note a delivery whose recording failed, so GitHub's redelivery (same id)
+        is taken."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                text("DELETE FROM integration_seen WHERE kind = :k AND delivery = :d"),
+                {"k": kind, "d": delivery},
+            )
+
     # -- the queue --------------------------------------------------------------------
 
     def enqueue(
