@@ -390,7 +390,7 @@ def test_unknown_kind_messages_help() -> None:
 
 
 def test_families_do_not_overlap_the_catalogue() -> None:
-    assert set(KIND_FAMILIES) == {"auth", "key", "memory"}
+    assert set(KIND_FAMILIES) == {"auth", "key", "memory", "integration"}
     assert not any(kind.split(".")[0] in KIND_FAMILIES for kind in KINDS)
     assert all(re.fullmatch(r"[a-z]+\.[a-z_]+", kind) for kind in KINDS)
 

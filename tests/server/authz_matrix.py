@@ -475,9 +475,6 @@ MATRIX.update(
         )
     }
 )
-TOKEN_ONLY_PREFIX = S + "/"
-"""Routes under this prefix refuse every API key as unauthenticated (401)."""
-
 # -- the tile API (tlog-tiles; public reads only once a project admin publishes the log) --
 T = P + "/tlog"
 _MAYBE_NO_CHECKPOINT = frozenset({404})
@@ -498,3 +495,66 @@ MATRIX.update(
         ),
     }
 )
+# -- code-host integrations: settings (project.admin), verdicts (ledger.append), webhooks
+INTEG = P + "/integrations"
+
+
+def _github(ctx: Ctx) -> Call:
+    return Call(path={"kind": "github"})
+
+
+def _github_settings(ctx: Ctx) -> Call:
+    settings = {"repo": "octo/hello", "api_url": "http://127.0.0.1:9"}  # nothing listens
+    body = {"settings": settings, "secrets": {"webhook_secret": "s"}}
+    return Call(path={"kind": "github"}, json=body)
+
+
+def _verdict(ctx: Ctx) -> Call:
+    body = {"verdict": {"ok": True, "commits": []}, "sha": "0" * 40}
+    return Call(path={"kind": "github"}, json=body)
+
+
+_NONE_YET = frozenset({404})  # allowed, but alpha may have no GitHub settings at that point
+MATRIX.update(
+    {
+        ("GET", INTEG): Rule(READERS, other=STAR),
+        ("PUT", INTEG + "/{kind}"): Rule(PROJECT_ADMINS, other=STAR, request=_github_settings),
+        ("DELETE", INTEG + "/{kind}"): Rule(
+            PROJECT_ADMINS, other=STAR, request=_github, ok=_NONE_YET
+        ),
+        ("POST", INTEG + "/{kind}/test"): Rule(
+            PROJECT_ADMINS, other=STAR, request=_github, ok=_NONE_YET
+        ),
+        ("POST", INTEG + "/{kind}/verdicts"): Rule(
+            APPENDERS, other=STAR, request=_verdict, ok=_NONE_YET
+        ),
+        ("GET", INTEG + "/{kind}/deliveries"): Rule(READERS, other=STAR, request=_github),
+        ("POST", INTEG + "/github/protection"): Rule(
+            PROJECT_ADMINS,
+            other=STAR,
+            request=lambda ctx: Call(query={"branch": "main"}),
+            ok=frozenset({404, 502}),
+        ),
+        # signed by the code host, not by an API key (tests/integrations/test_server.py)
+        ("POST", "/api/v1/integrations/github/webhook"): Rule(NOBODY),
+        ("POST", "/api/v1/integrations/gitlab/webhook"): Rule(NOBODY),
+    }
+)
+
+MATRIX.update(
+    {
+        ("GET", W + "/integrations"): Rule(READERS, other=STAR),
+        ("POST", W + "/integrations/{kind}"): Rule(
+            PROJECT_ADMINS, other=STAR, request=_github, ok=_INVALID
+        ),
+        ("POST", W + "/integrations/{kind}/test"): Rule(
+            PROJECT_ADMINS, other=STAR, request=_github, ok=_NONE_YET
+        ),
+        ("POST", W + "/integrations/{kind}/remove"): Rule(
+            PROJECT_ADMINS, other=STAR, request=_github
+        ),
+    }
+)
+
+TOKEN_ONLY_PREFIX = (S + "/", "/api/v1/integrations/")
+"""Routes under these prefixes refuse every API key as unauthenticated (401)."""

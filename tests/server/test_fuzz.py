@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -35,8 +36,22 @@ def fuzz_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp: Path = tmp_path_factory.mktemp("fuzz")
     world = make_world(str(tmp / "server.db"), tmp / "home")
     world.server.ledger("alpha").record("agent.prompt", body=b"fuzz me")
+    _no_code_hosts(world)
     yield world
     world.close()
+
+
+def _no_code_hosts(world: World) -> None:
+    """Generated integration settings name any API URL: calls to code hosts go nowhere."""
+    from flowloom.integrations.delivery import HostClients
+    from flowloom.integrations.service import Integrations
+
+    assert world.server.integrations is not None
+    world.server.integrations.close()
+    refuse = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(503)))
+    store = world.server.integrations.store
+    world.server.integrations = Integrations(store, HostClients(refuse), world.server.audit)
+    world.server.closers.append(refuse.close)
 
 
 def test_api_fuzz(fuzz_world: World) -> None:

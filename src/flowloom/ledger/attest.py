@@ -66,7 +66,7 @@ AUTHORITY_KINDS: Final = frozenset(
 )
 """Kinds whose event is itself an authority: only their own endpoint writes them."""
 
-AUTHORITY_FAMILIES: Final = ("auth", "key")
+AUTHORITY_FAMILIES: Final = ("auth", "key", "integration")
 """Families (``auth.*``, ``key.*``) whose every kind carries authority."""
 
 ATTESTATION_FIELD: Final = "attestation"
@@ -101,6 +101,8 @@ WRITTEN_BY: Final = {
     "POST .../access-reviews/{campaign}/close",
     "auth": "nothing: FlowLoom records sign-ins, keys, users and roles as they happen",
     "key": "nothing: FlowLoom records its key events itself ('flowloom log rotate-key')",
+    "integration": "nothing: FlowLoom records what a code host reports through its signed "
+    "webhook (POST /api/v1/integrations/github/webhook) and settings changes itself",
 }
 """Where each authority-bearing kind is written instead (for the refusal's hint)."""
 

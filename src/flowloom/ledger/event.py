@@ -109,6 +109,8 @@ KIND_FAMILIES: Final[Mapping[str, str]] = MappingProxyType(
         "key": "Signing and encryption key lifecycle: key.generated, key.rotated, "
         "key.revoked, key.destroyed, ...",
         "memory": "Project memory changes: memory.add, memory.update, memory.forget, ...",
+        "integration": "Code hosts: settings changed, merges, reviews and branch protection "
+        "they reported: integration.configured, integration.github_review, ...",
     }
 )
 """Families whose kinds are `<family>.<suffix>` for any suffix matching [a-z][a-z0-9_]*."""

@@ -92,6 +92,7 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
         from flowloom.auth.scim import Provisioning
         from flowloom.server.deprovision import gateway_cut_off
 
+        state.integrations = _integrations(directory.engine, providers, ledgers, closers)
         state.provisioning = Provisioning(directory, cut_off=[gateway_cut_off(state)])
         if settings.ldap:
             from flowloom.auth.ldap import LdapDirectory, LdapSettings
@@ -112,6 +113,24 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
             close()
         store.close()
         raise
+
+
+def _integrations(engine: Any, providers: Any, ledgers: LedgerRegistry, closers: list[Any]) -> Any:
+    """Code-host integrations over the directory's database; secrets sealed like the
+    gateway's provider keys; a worker thread sends the outbound queue."""
+    import httpx
+
+    from flowloom.gateway.access.vault import ProviderKeyVault
+    from flowloom.integrations.delivery import HostClients
+    from flowloom.integrations.service import Integrations
+    from flowloom.integrations.store import IntegrationStore
+
+    store = IntegrationStore(engine, ProviderKeyVault(lambda: providers.envelope(create=True)))
+    http = httpx.Client(timeout=30, follow_redirects=False)
+    closers.append(http.close)
+    integrations = Integrations(store, HostClients(http), ledgers.audit, worker=True)
+    closers.append(integrations.close)
+    return integrations
 
 
 def _require_instance_key(ledgers: LedgerRegistry) -> None:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from flowloom.auth.permissions import Authorizer
     from flowloom.auth.saml import SamlServiceProvider
     from flowloom.auth.scim import Provisioning
+    from flowloom.integrations.service import Integrations
     from flowloom.server.gateway_view import GatewayView
     from flowloom.server.idempotency import IdempotencyBook
     from flowloom.server.metrics import Metrics
@@ -151,6 +152,8 @@ class ServerState:
     """LDAP sign-in and group sync, when a [server.ldap] table configures it."""
     tlog: TlogBook | None = None
     """The tile API's publicity settings and collected witness cosignatures."""
+    integrations: Integrations | None = None
+    """Code hosts (GitHub, GitLab, Bitbucket): settings, outbound queue, webhooks."""
 
     def ledger(self, project: str) -> Ledger:
         return self.ledgers.get(project)

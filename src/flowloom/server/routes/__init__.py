@@ -32,6 +32,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "flowloom.server.routes.reviews",
     "flowloom.server.routes.scim",
     "flowloom.server.routes.tlog",
+    "flowloom.server.routes.integrations",
     "flowloom.server.web.routes",
 )
 
