@@ -6,6 +6,7 @@ what only the server has: every project's log, the directory, OIDC, the gateway 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flowloom.config import load_key_settings
@@ -98,12 +99,52 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
                 directory,
                 cut_off=[gateway_cut_off(state)],
             )
+        state.webhooks = _webhooks(state, providers.envelope)
+        closers.append(state.webhooks.close)
         return state
     except BaseException:
         for close in reversed(closers):
             close()
         store.close()
         raise
+
+
+def _webhooks(state: ServerState, master: Callable[..., Any]) -> Any:
+    """Outbound webhooks over the directory's database; the dispatcher starts with the
+    app (flowloom.server.app), so building a server sends nothing."""
+    import time
+
+    from flowloom.webhooks.dispatcher import Dispatcher, DispatchSettings
+    from flowloom.webhooks.secrets import SecretVault
+    from flowloom.webhooks.service import Webhooks
+    from flowloom.webhooks.store import WebhookStore
+
+    store = WebhookStore(state.directory.engine)
+    vault = SecretVault(lambda: master(create=True))
+    public = state.settings.public_url.rstrip("/")
+
+    def source_of(project: str) -> str:
+        return f"{public}/api/v1/projects/{project}"
+
+    def secret_of(sub_id: str) -> str:
+        return vault.open(sub_id, store.sealed_secret(sub_id))
+
+    dispatcher = Dispatcher(
+        store,
+        state.ledgers,
+        secret_of=secret_of,
+        source_of=source_of,
+        settings=DispatchSettings.from_environ(),
+    )
+    return Webhooks(
+        store,
+        vault,
+        dispatcher,
+        audit=state.audit,
+        size_of=lambda project: state.ledger(project).size(),
+        source_of=source_of,
+        clock=time.time,
+    )
 
 
 def _require_instance_key(ledgers: LedgerRegistry) -> None:

@@ -31,6 +31,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "flowloom.server.routes.reports",
     "flowloom.server.routes.reviews",
     "flowloom.server.routes.scim",
+    "flowloom.server.routes.webhooks",
     "flowloom.server.web.routes",
 )
 
