@@ -90,6 +90,7 @@ _LAZY_COMMANDS = {
     "gateway": "flowloom.cli.gateway:gateway",
     "retention": "flowloom.cli.retention:retention",
     "keys": "flowloom.cli.keys:keys",
+    "webhooks": "flowloom.cli.webhooks:webhooks",
 }
 
 

@@ -32,7 +32,7 @@ from flowloom.webhooks.message import MAX_BODY_SENT, EntryBody, cloud_event, sig
 from flowloom.webhooks.records import Attempt, Delivery, Subscription
 from flowloom.webhooks.store import NewDelivery, WebhookStore
 
-__all__ = ["Dispatcher", "DispatchSettings", "LedgerSource"]
+__all__ = ["DispatchSettings", "Dispatcher", "LedgerSource"]
 
 _log = logging.getLogger("flowloom.webhooks")
 _READ_BATCH = 500
@@ -157,7 +157,7 @@ class Dispatcher:
     def run_once(self) -> int:
         """Queue new entries, then send what is due; returns how many sends were tried."""
         with self._round:
-            subscriptions = self._store.list(enabled_only=True)
+            subscriptions = self._store.subscriptions(enabled_only=True)
             for sub in subscriptions:
                 self._feed(sub)
             tried = 0

@@ -99,9 +99,7 @@ def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
             clean.append(kind)
             continue
         prefix = kind[:-2] if kind.endswith(".*") else None
-        if prefix and (
-            prefix in KIND_FAMILIES or any(k.startswith(prefix + ".") for k in KINDS)
-        ):
+        if prefix and (prefix in KIND_FAMILIES or any(k.startswith(prefix + ".") for k in KINDS)):
             clean.append(kind)
             continue
         raise InputError(

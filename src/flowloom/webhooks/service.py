@@ -116,8 +116,8 @@ class Webhooks:
     def secret(self, sub_id: str) -> str:
         return self._vault.open(sub_id, self.store.sealed_secret(sub_id))
 
-    def list(self, project: str) -> list[Subscription]:
-        return self.store.list(project)
+    def subscriptions(self, project: str) -> list[Subscription]:
+        return self.store.subscriptions(project)
 
     def get(self, project: str, sub_id: str) -> Subscription:
         return self.store.get(project, sub_id)

@@ -139,7 +139,9 @@ class WebhookStore:
             raise NotFoundError(f"no webhook {sub_id}")
         return bytes(value)
 
-    def list(self, project: str | None = None, *, enabled_only: bool = False) -> list[Subscription]:
+    def subscriptions(
+        self, project: str | None = None, *, enabled_only: bool = False
+    ) -> list[Subscription]:
         where = []
         params: dict[str, Any] = {}
         if project is not None:

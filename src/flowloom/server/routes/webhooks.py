@@ -148,7 +148,7 @@ def _delivery_out(d: Delivery, history: list[Attempt] | None = None) -> Delivery
 
 @router.get("", response_model=list[WebhookOut], summary="The project's webhooks")
 def list_webhooks(project: str, principal: Admin, server: Server) -> list[WebhookOut]:
-    return [_out(s) for s in _webhooks(server).list(project)]
+    return [_out(s) for s in _webhooks(server).subscriptions(project)]
 
 
 @router.post(
@@ -157,9 +157,7 @@ def list_webhooks(project: str, principal: Admin, server: Server) -> list[Webhoo
     response_model=WebhookOut,
     summary="Subscribe a URL to the project's events (the secret is shown once)",
 )
-def create_webhook(
-    project: str, body: WebhookIn, principal: Admin, server: Server
-) -> WebhookOut:
+def create_webhook(project: str, body: WebhookIn, principal: Admin, server: Server) -> WebhookOut:
     made = _webhooks(server).create(
         project,
         url=body.url,

@@ -52,7 +52,7 @@ def webhooks_page(
         project=project,
         title=f"{project} — webhooks",
         nav="webhooks",
-        subscriptions=hooks.list(project),
+        subscriptions=hooks.subscriptions(project),
         deliveries=hooks.deliveries(project, limit=_SHOWN),
     )
     return html(web.render("web/webhooks.html", context))

@@ -1,0 +1,231 @@
+"""Outbound webhooks end to end: a real server over loopback HTTP, real receivers.
+
+Signatures are checked by the receiver with the standardwebhooks library, bodies parsed
+as CloudEvents with the cloudevents package; the Standard Webhooks published test vector
+pins the signing itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cloudevents.core.formats.json import JSONFormat
+from standardwebhooks.webhooks import Webhook
+
+from flowloom.webhooks.message import sign_headers
+from tests.server.support import OWN, World, live_server, make_world
+from tests.webhooks.receiver import Receiver, wait_until
+
+_FAST = {
+    "FLOWLOOM_WEBHOOKS_POLL_S": "0.05",
+    "FLOWLOOM_WEBHOOKS_BACKOFF_BASE_S": "0.05",
+    "FLOWLOOM_WEBHOOKS_BACKOFF_MAX_S": "0.2",
+    "FLOWLOOM_WEBHOOKS_MAX_ATTEMPTS": "3",
+}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, str]]:
+    tmp: Path = tmp_path_factory.mktemp("webhooks")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in _FAST.items():
+            patch.setenv(name, value)
+        world = make_world(str(tmp / "server.db"), tmp / "home")
+    try:
+        with live_server(world.server, lifespan="on") as base:
+            yield world, base
+    finally:
+        world.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    made = Receiver()
+    yield made
+    made.stop()
+
+
+def _api(env: tuple[World, str], who: str = "owner") -> httpx.Client:
+    world, base = env
+    return httpx.Client(base_url=base + f"/api/v1/projects/{OWN}", headers=world.headers(who))
+
+
+def _subscribe(env: tuple[World, str], url: str, **body: Any) -> dict[str, Any]:
+    with _api(env) as api:
+        answer = api.post("/webhooks", json={"url": url, "kinds": ["agent.prompt"], **body})
+    assert answer.status_code == 201, answer.text
+    made: dict[str, Any] = answer.json()
+    return made
+
+
+def _record(world: World, count: int, **extra: Any) -> list[int]:
+    ledger = world.server.ledger(OWN)
+    return [
+        ledger.record("agent.prompt", body=f"prompt {n}".encode(), meta={"session": "s"}, **extra).index
+        for n in range(count)
+    ]
+
+
+def test_the_published_standard_webhooks_vector() -> None:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    at = datetime.fromtimestamp(1614265330, UTC)
+    headers = sign_headers(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", b'{"test": 2432232314}', at)
+    assert headers["webhook-signature"] == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    assert headers["webhook-timestamp"] == "1614265330"
+
+
+def test_events_arrive_signed_in_order_as_cloudevents(
+    env: tuple[World, str], receiver: Receiver
+) -> None:
+    world, _ = env
+    made = _subscribe(env, receiver.url, description="ordered")
+    secret = made["secret"]
+    assert secret.startswith("whsec_")
+    with _api(env) as api:
+        shown = api.get(f"/webhooks/{made['id']}").json()
+        listed = api.get("/webhooks").json()
+    assert shown["secret"] is None and all(w["secret"] is None for w in listed)
+    indices = _record(world, 5)
+    receiver.wait_for(5)
+    payloads = receiver.verified(secret)
+    assert [p["data"]["index"] for p in payloads] == indices
+    first = JSONFormat().read(None, receiver.received[0].body)
+    assert first.get_specversion() == "1.0"
+    assert first.get_type() == "dev.flowloom.agent.prompt"
+    assert first.get_source().endswith(f"/api/v1/projects/{OWN}")
+    data = first.get_data()
+    assert isinstance(data, dict)
+    assert data["body"] is None and data["body_state"] == "not_requested"
+    assert receiver.received[0].headers["content-type"] == "application/cloudevents+json"
+    # a tampered body does not verify
+    with pytest.raises(Exception, match="signature"):
+        Webhook(secret).verify(receiver.received[0].body + b" ", receiver.received[0].headers)
+    # the creation is in the ledger, the secret nowhere in it
+    ledger = world.server.ledger(OWN)
+    entries = list(ledger.store.entries(OWN, 0, ledger.size()))
+    created = [e for e in entries if e.kind == "auth.webhook_created"]
+    assert any(made["id"] in e.envelope.decode() for e in created)
+    assert not any(secret[6:] in e.envelope.decode() for e in entries)
+
+
+def test_dead_letter_then_redelivery_with_the_same_id(
+    env: tuple[World, str], receiver: Receiver
+) -> None:
+    world, _ = env
+    receiver.status = 500
+    made = _subscribe(env, receiver.url)
+    [index] = _record(world, 1)
+    path = f"/webhooks/{made['id']}/deliveries"
+    with _api(env) as api:
+        dead = wait_until(
+            lambda: [d for d in api.get(path).json() if d["status"] == "dead"],
+            what="a dead letter",
+        )[0]
+        assert dead["ledger_index"] == index and dead["attempts"] == 3
+        assert [a["status_code"] for a in dead["history"]] == [500, 500, 500]
+        receiver.status = 200
+        again = api.post(f"/webhooks/deliveries/{dead['id']}/redeliver")
+        assert again.status_code == 202, again.text
+        assert again.json()["redelivery_of"] == dead["id"]
+        receiver.wait_for(1)
+        assert receiver.received[0].headers["webhook-id"] == dead["message_id"]
+        done = wait_until(
+            lambda: [d for d in api.get(path).json() if d["status"] == "delivered"],
+            what="the redelivery",
+        )
+        assert done[0]["message_id"] == dead["message_id"]
+        pending = api.post(f"/webhooks/deliveries/{done[0]['id']}/redeliver")
+        assert pending.status_code == 202
+    assert receiver.verified(made["secret"])[0]["data"]["index"] == index
+
+
+def test_an_erased_body_is_never_sent(env: tuple[World, str], receiver: Receiver) -> None:
+    world, _ = env
+    receiver.stop()  # down while the entry is queued, and erased
+    made = _subscribe(env, receiver.url, include_bodies=True)
+    ledger = world.server.ledger(OWN)
+    kept = ledger.record("agent.prompt", body=b"kept words", meta={"session": "s"}).index
+    gone = ledger.record(
+        "agent.prompt", body=b"forget these words", meta={"session": "s"}, data_subject="ana"
+    ).index
+    ledger.erase("ana", reason="GDPR art. 17 request")
+    receiver.start()
+    receiver.wait_for(2)
+    by_index = {p["data"]["index"]: p["data"] for p in receiver.verified(made["secret"])}
+    assert by_index[kept]["body"] == "kept words"
+    assert by_index[gone]["body"] is None and by_index[gone]["body_state"] == "erased"
+    assert not any(b"forget these" in r.body for r in receiver.received)
+
+
+def test_send_test_event_and_the_web_page(env: tuple[World, str], receiver: Receiver) -> None:
+    world, base = env
+    made = _subscribe(env, receiver.url)
+    with _api(env) as api:
+        queued = api.post(f"/webhooks/{made['id']}/test")
+        assert queued.status_code == 202, queued.text
+    [message] = receiver.wait_for(1)
+    event = Webhook(made["secret"]).verify(message.body, message.headers)
+    assert event["type"] == "dev.flowloom.webhook.test" and event["data"]["test"] is True
+    path = f"/api/v1/projects/{OWN}/webhooks/{made['id']}/deliveries"
+    with _api(env) as api:
+        wait_until(lambda: api.get(path.split(OWN)[1]).json()[0]["status"] == "delivered")
+    page = httpx.get(base + f"/ui/projects/{OWN}/webhooks", headers=world.headers("owner"))
+    assert page.status_code == 200
+    assert made["id"] in page.text and "HTTP 200" in page.text
+    assert made["secret"] not in page.text
+    ledger = world.server.ledger(OWN)
+    kinds = [e.kind for e in ledger.store.entries(OWN, 0, ledger.size())]
+    assert "auth.webhook_tested" in kinds
+
+
+def test_changes_and_removal_are_recorded(env: tuple[World, str], receiver: Receiver) -> None:
+    world, _ = env
+    made = _subscribe(env, receiver.url)
+    with _api(env) as api:
+        rotated = api.patch(f"/webhooks/{made['id']}", json={"rotate_secret": True})
+        assert rotated.status_code == 200 and rotated.json()["secret"] != made["secret"]
+        off = api.patch(f"/webhooks/{made['id']}", json={"enabled": False})
+        assert off.json()["enabled"] is False and off.json()["secret"] is None
+        assert api.delete(f"/webhooks/{made['id']}").status_code == 204
+        assert api.get(f"/webhooks/{made['id']}").status_code == 404
+    ledger = world.server.ledger(OWN)
+    mine = [
+        e.kind
+        for e in ledger.store.entries(OWN, 0, ledger.size())
+        if made["id"] in e.envelope.decode()
+    ]
+    assert mine == [
+        "auth.webhook_created",
+        "auth.webhook_updated",
+        "auth.webhook_updated",
+        "auth.webhook_deleted",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"url": "ftp://example.org/x", "kinds": ["*"]}, "http(s) URL"),
+        ({"url": "https://u:p@example.org/x", "kinds": ["*"]}, "user name or password"),
+        ({"url": "https://example.org/x", "kinds": ["no.such_kind"]}, "unknown event kind"),
+    ],
+)
+def test_bad_subscriptions_get_a_clear_error(
+    env: tuple[World, str], body: dict[str, Any], says: str
+) -> None:
+    with _api(env) as api:
+        answer = api.post("/webhooks", json=body)
+    assert answer.status_code == 400
+    assert says in json.dumps(answer.json())
+
+
+def test_only_project_admins_manage_webhooks(env: tuple[World, str]) -> None:
+    with _api(env, "developer") as api:
+        answer = api.post("/webhooks", json={"url": "https://example.org/x", "kinds": ["*"]})
+    assert answer.status_code == 403
