@@ -8,6 +8,11 @@ pins the signing itself.
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -229,3 +234,69 @@ def test_only_project_admins_manage_webhooks(env: tuple[World, str]) -> None:
     with _api(env, "developer") as api:
         answer = api.post("/webhooks", json={"url": "https://example.org/x", "kinds": ["*"]})
     assert answer.status_code == 403
+
+
+# -- docs/integrations.md: every command of its webhooks section runs -------------------
+
+_DOC = Path(__file__).resolve().parents[2] / "docs" / "integrations.md"
+
+
+def _doc_blocks(language: str) -> list[str]:
+    text = _DOC.read_text()
+    start = text.index("## Webhooks")
+    end = text.find("\n## ", start + 1)
+    section = text[start : end if end != -1 else len(text)]
+    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)
+
+
+def test_documented_commands_work(
+    env: tuple[World, str], receiver: Receiver, tmp_path: Path
+) -> None:
+    world, base = env
+    [block] = _doc_blocks("sh")
+    commands = [shlex.split(line) for line in block.strip().splitlines()]
+    [python] = _doc_blocks("python")
+    scope: dict[str, Any] = {}
+    exec(python, scope)  # the documented receiver check
+    environ = {**os.environ, "FLOWLOOM_SERVER": base, "FLOWLOOM_API_KEY": world.keys["owner"]}
+    documented_id, documented_delivery = "wh_0123456789abcdef", "42"
+    real: dict[str, str] = {"https://hooks.example.org/flowloom": receiver.url}
+    ran = []
+    for argv in commands:
+        assert argv[0] == "flowloom"
+        if argv[4] == "redeliver":
+            delivery = _delivered_test(env, real[documented_id])
+            real[documented_delivery] = str(delivery)
+        args = [real.get(a, a) for a in argv[1:]]
+        done = subprocess.run(
+            [sys.executable, "-m", "flowloom", *args],
+            env=environ,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, f"{argv}: {done.stderr}"
+        ran.append(argv[4])
+        if argv[4] == "add":
+            made = re.search(r"^(wh_[0-9a-f]{16}) .*\nsecret: (whsec_\S+)", done.stdout, re.M)
+            assert made, done.stdout
+            real[documented_id], secret = made.group(1), made.group(2)
+            assert real[documented_id] != documented_id, done.stdout
+    assert ran == ["add", "list", "test", "deliveries", "redeliver", "remove"]
+    receiver.wait_for(2)  # the test event, and its redelivery
+    for message in receiver.received:
+        assert scope["verify"](secret, message.body, message.headers)["data"]["test"] is True
+
+
+def _delivered_test(env: tuple[World, str], webhook_id: str) -> int:
+    with _api(env) as api:
+        found = wait_until(
+            lambda: [
+                d
+                for d in api.get(f"/webhooks/{webhook_id}/deliveries").json()
+                if d["status"] == "delivered"
+            ],
+            what="the test event delivered",
+        )
+    return int(found[0]["id"])
