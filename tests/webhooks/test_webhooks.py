@@ -72,7 +72,9 @@ def _subscribe(env: tuple[World, str], url: str, **body: Any) -> dict[str, Any]:
 def _record(world: World, count: int, **extra: Any) -> list[int]:
     ledger = world.server.ledger(OWN)
     return [
-        ledger.record("agent.prompt", body=f"prompt {n}".encode(), meta={"session": "s"}, **extra).index
+        ledger.record(
+            "agent.prompt", body=f"prompt {n}".encode(), meta={"session": "s"}, **extra
+        ).index
         for n in range(count)
     ]
 
