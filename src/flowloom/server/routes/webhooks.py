@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowloom.auth.principals import Principal
 from flowloom.errors import ConfigError
 from flowloom.server.deps import authorize, get_server
 from flowloom.server.errors import ERROR_RESPONSES
+from flowloom.server.models import MAX_INDEX
 from flowloom.server.routes import API_PREFIX
 from flowloom.server.state import ServerState
 from flowloom.webhooks.records import Attempt, Delivery, Subscription
@@ -33,6 +34,8 @@ router = APIRouter(
 
 Admin = Annotated[Principal, Depends(authorize("project.admin"))]
 Server = Annotated[ServerState, Depends(get_server)]
+WebhookId = Annotated[str, Path(max_length=100)]
+DeliveryId = Annotated[int, Path(ge=1, le=MAX_INDEX)]
 
 
 class _Strict(BaseModel):
@@ -170,13 +173,15 @@ def create_webhook(project: str, body: WebhookIn, principal: Admin, server: Serv
 
 
 @router.get("/{webhook_id}", response_model=WebhookOut, summary="One webhook")
-def get_webhook(project: str, webhook_id: str, principal: Admin, server: Server) -> WebhookOut:
+def get_webhook(
+    project: str, webhook_id: WebhookId, principal: Admin, server: Server
+) -> WebhookOut:
     return _out(_webhooks(server).get(project, webhook_id))
 
 
 @router.patch("/{webhook_id}", response_model=WebhookOut, summary="Change a webhook")
 def update_webhook(
-    project: str, webhook_id: str, body: WebhookPatch, principal: Admin, server: Server
+    project: str, webhook_id: WebhookId, body: WebhookPatch, principal: Admin, server: Server
 ) -> WebhookOut:
     result = _webhooks(server).update(
         project,
@@ -197,7 +202,9 @@ def update_webhook(
 @router.delete(
     "/{webhook_id}", status_code=204, response_class=Response, summary="Delete a webhook"
 )
-def delete_webhook(project: str, webhook_id: str, principal: Admin, server: Server) -> Response:
+def delete_webhook(
+    project: str, webhook_id: WebhookId, principal: Admin, server: Server
+) -> Response:
     _webhooks(server).delete(project, webhook_id, by=principal)
     return Response(status_code=204)
 
@@ -208,7 +215,9 @@ def delete_webhook(project: str, webhook_id: str, principal: Admin, server: Serv
     response_model=DeliveryOut,
     summary="Queue a test event for the webhook",
 )
-def test_webhook(project: str, webhook_id: str, principal: Admin, server: Server) -> DeliveryOut:
+def test_webhook(
+    project: str, webhook_id: WebhookId, principal: Admin, server: Server
+) -> DeliveryOut:
     return _delivery_out(_webhooks(server).send_test(project, webhook_id, by=principal))
 
 
@@ -219,7 +228,7 @@ def test_webhook(project: str, webhook_id: str, principal: Admin, server: Server
 )
 def webhook_deliveries(
     project: str,
-    webhook_id: str,
+    webhook_id: WebhookId,
     principal: Admin,
     server: Server,
     limit: int = Query(100, ge=1, le=1000),
@@ -235,5 +244,7 @@ def webhook_deliveries(
     response_model=DeliveryOut,
     summary="Queue a delivered or dead-lettered message again",
 )
-def redeliver(project: str, delivery_id: int, principal: Admin, server: Server) -> DeliveryOut:
+def redeliver(
+    project: str, delivery_id: DeliveryId, principal: Admin, server: Server
+) -> DeliveryOut:
     return _delivery_out(_webhooks(server).redeliver(project, delivery_id, by=principal))

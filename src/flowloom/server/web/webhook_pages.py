@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from flowloom.auth.principals import Principal
 from flowloom.errors import ConfigError
 from flowloom.server.deps import authorize, get_server
+from flowloom.server.models import MAX_INDEX
 from flowloom.server.state import ServerState
 from flowloom.server.web.session import WEB_PREFIX, WebRoute, base_context, html
 from flowloom.server.web.state import WebState, web_state
@@ -70,6 +71,11 @@ def send_test(
 
 
 @router.post("/deliveries/{delivery_id}/redeliver")
-def redeliver(project: str, delivery_id: int, principal: Admin, server: Server) -> Response:
+def redeliver(
+    project: str,
+    delivery_id: Annotated[int, Path(ge=1, le=MAX_INDEX)],
+    principal: Admin,
+    server: Server,
+) -> Response:
     _hooks(server).redeliver(project, delivery_id, by=principal)
     return RedirectResponse(f"{WEB_PREFIX}/projects/{project}/webhooks", status_code=303)
