@@ -98,6 +98,11 @@ def test_events_arrive_signed_in_order_as_cloudevents(
         shown = api.get(f"/webhooks/{made['id']}").json()
         listed = api.get("/webhooks").json()
     assert shown["secret"] is None and all(w["secret"] is None for w in listed)
+    hooks = world.server.webhooks
+    assert hooks is not None
+    sealed = hooks.store.sealed_secret(made["id"])  # encrypted at rest, opened only to sign
+    assert secret.encode() not in sealed and secret[6:].encode() not in sealed
+    assert hooks.secret(made["id"]) == secret
     indices = _record(world, 5)
     receiver.wait_for(5)
     payloads = receiver.verified(secret)
