@@ -274,6 +274,8 @@ def test_documented_commands_work(
         if argv[4] == "redeliver":
             delivery = _delivered_test(env, real[documented_id])
             real[documented_delivery] = str(delivery)
+        if argv[4] == "remove":  # removing drops what is queued: let the redelivery arrive
+            receiver.wait_for(2)
         args = [real.get(a, a) for a in argv[1:]]
         done = subprocess.run(
             [sys.executable, "-m", "flowloom", *args],
@@ -291,7 +293,7 @@ def test_documented_commands_work(
             real[documented_id], secret = made.group(1), made.group(2)
             assert real[documented_id] != documented_id, done.stdout
     assert ran == ["add", "list", "test", "deliveries", "redeliver", "remove"]
-    receiver.wait_for(2)  # the test event, and its redelivery
+    assert len(receiver.received) == 2  # the test event, and its redelivery
     for message in receiver.received:
         assert scope["verify"](secret, message.body, message.headers)["data"]["test"] is True
 
@@ -307,3 +309,43 @@ def _delivered_test(env: tuple[World, str], webhook_id: str) -> int:
             what="the test event delivered",
         )
     return int(found[0]["id"])
+
+
+@pytest.mark.parametrize("target", ["slack", "teams"])
+def test_chat_targets_link_to_the_signing_page_and_keep_their_url_sealed(
+    env: tuple[World, str], receiver: Receiver, target: str
+) -> None:
+    world, _ = env
+    token = f"T0001/B0001/{target}SeCrEtToKeN"
+    url = f"{receiver.url}/services/{token}"
+    with _api(env) as api:
+        answer = api.post("/webhooks", json={"url": url, "kinds": ["decision.*"], "format": target})
+        assert answer.status_code == 201, answer.text
+        made = answer.json()
+        assert token not in json.dumps(api.get(f"/webhooks/{made['id']}").json())
+        assert made["url"] == "http://127.0.0.1/…" and made["format"] == target
+    decision = "D-0123456789"
+    ledger = world.server.ledger(OWN)
+    ledger.record("decision.record", body=b"why we chose it", meta={"subject": decision})
+    [message] = receiver.wait_for(1)
+    assert message.headers["content-type"] == "application/json"
+    sent = json.loads(message.body)
+    page = f"http://flowloom.test/ui/projects/{OWN}/decisions/{decision}"
+    if target == "slack":
+        [actions] = [b for b in sent["blocks"] if b["type"] == "actions"]
+        assert [e["url"] for e in actions["elements"]] == [page]
+        assert all(set(e) == {"type", "text", "url"} for e in actions["elements"])
+    else:
+        [card] = sent["attachments"]
+        assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+        actions = card["content"]["actions"]
+        assert [(a["type"], a["url"]) for a in actions] == [("Action.OpenUrl", page)]
+    assert b"why we chose it" not in message.body  # chat never gets a body
+    entries = ledger.store.entries(OWN, 0, ledger.size())
+    assert not any(token.encode() in e.envelope for e in entries)
+    with _api(env) as api:
+        refused = api.post(
+            "/webhooks",
+            json={"url": url, "kinds": ["*"], "format": target, "include_bodies": True},
+        )
+    assert refused.status_code == 400

@@ -64,6 +64,14 @@ def webhooks() -> None:
 )
 @click.option("--description", default="", help="What the receiver is.")
 @click.option("--include-bodies", is_flag=True, help="Also send entries' stored bodies.")
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["cloudevents", "slack", "teams"]),
+    default="cloudevents",
+    show_default=True,
+    help="CloudEvents JSON, or a Slack incoming webhook / Teams workflow webhook URL.",
+)
 @_SERVER
 @_JSON
 @click.pass_context
@@ -73,6 +81,7 @@ def add(
     kinds: tuple[str, ...],
     description: str,
     include_bodies: bool,
+    format_: str,
     server: str | None,
     as_json: bool,
 ) -> None:
@@ -82,6 +91,7 @@ def add(
         "kinds": list(kinds),
         "description": description,
         "include_bodies": include_bodies,
+        "format": format_,
     }
     made = _Api(ctx, server).call("POST", body=body)
     _show(

@@ -129,11 +129,17 @@ def _webhooks(state: ServerState, master: Callable[..., Any]) -> Any:
     def secret_of(sub_id: str) -> str:
         return vault.open(sub_id, store.sealed_secret(sub_id))
 
+    def url_of(sub: Any) -> str:
+        sealed = store.sealed_url(sub.id)  # chat targets: the URL is a credential
+        return sub.url if sealed is None else vault.open(sub.id + "/url", sealed)
+
     dispatcher = Dispatcher(
         store,
         state.ledgers,
         secret_of=secret_of,
         source_of=source_of,
+        url_of=url_of,
+        public_url=public,
         settings=DispatchSettings.from_environ(),
     )
     return Webhooks(

@@ -28,6 +28,7 @@ import httpx
 
 from flowloom.errors import ConfigError, FlowLoomError
 from flowloom.ledger.log import Ledger
+from flowloom.webhooks.chat import CHAT_FORMATS, ChatNote, render
 from flowloom.webhooks.message import MAX_BODY_SENT, EntryBody, cloud_event, sign_headers
 from flowloom.webhooks.records import Attempt, Delivery, Subscription
 from flowloom.webhooks.store import NewDelivery, WebhookStore
@@ -102,6 +103,8 @@ class Dispatcher:
         *,
         secret_of: Callable[[str], str],
         source_of: Callable[[str], str],
+        url_of: Callable[[Subscription], str] = lambda sub: sub.url,
+        public_url: str = "",
         settings: DispatchSettings,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -111,6 +114,8 @@ class Dispatcher:
         self._ledgers = ledgers
         self._secret_of = secret_of
         self._source_of = source_of
+        self._url_of = url_of
+        self._public_url = public_url
         self.settings = settings
         self._clock = clock
         self._rng = rng or random.Random()
@@ -194,6 +199,8 @@ class Dispatcher:
         return tried
 
     def _body_of(self, sub: Subscription, delivery: Delivery) -> bytes:
+        if sub.format in CHAT_FORMATS:
+            return render(sub.format, self._note(sub, delivery))
         if delivery.payload is not None:
             return delivery.payload.encode("utf-8")
         assert delivery.ledger_index is not None
@@ -207,6 +214,18 @@ class Dispatcher:
             message_id=delivery.message_id,
         )
 
+    def _note(self, sub: Subscription, delivery: Delivery) -> ChatNote:
+        if delivery.ledger_index is None:
+            return ChatNote.test(public_url=self._public_url, project=sub.project)
+        entry = self._ledgers.get(sub.project).entry(delivery.ledger_index)
+        return ChatNote.of_entry(
+            public_url=self._public_url,
+            project=sub.project,
+            index=entry.index,
+            kind=entry.kind,
+            envelope=json.loads(entry.envelope),
+        )
+
     def _send(self, sub: Subscription, delivery: Delivery) -> bool:
         number = delivery.attempts + 1
         started = time.monotonic()
@@ -217,7 +236,9 @@ class Dispatcher:
             headers = sign_headers(
                 self._secret_of(sub.id), delivery.message_id, body, datetime.now(UTC)
             )
-            response = self._http.post(sub.url, content=body, headers=dict(headers))
+            if sub.format in CHAT_FORMATS:
+                headers = {**headers, "content-type": "application/json"}
+            response = self._http.post(self._url_of(sub), content=body, headers=dict(headers))
             code = response.status_code
             if not 200 <= code < 300:
                 error = f"the receiver answered {code}"

@@ -43,6 +43,9 @@ class Subscription:
     created_by: str
     created_at: str
     updated_at: str
+    format: str = "cloudevents"
+    """"cloudevents", or a chat target ("slack", "teams"), whose URL is stored sealed
+    (`url` is then only what may be shown of it)."""
 
     def wants(self, kind: str) -> bool:
         return matches(self.kinds, kind)

@@ -16,6 +16,7 @@ from typing import Any
 
 from flowloom.auth.principals import Principal
 from flowloom.errors import InputError
+from flowloom.webhooks.chat import CHAT_FORMATS, FORMATS, shown_url
 from flowloom.webhooks.dispatcher import Dispatcher
 from flowloom.webhooks.message import new_secret, test_event
 from flowloom.webhooks.records import (
@@ -89,12 +90,20 @@ class Webhooks:
         by: Principal,
         description: str = "",
         include_bodies: bool = False,
+        format: str = "cloudevents",
     ) -> Created:
         now = _now_text()
+        if format not in FORMATS:
+            raise InputError(f"unknown webhook format {format!r}", hint=f"one of {FORMATS}")
+        if format in CHAT_FORMATS and include_bodies:
+            raise InputError("chat targets never receive bodies", hint="drop include_bodies")
+        sub_id = "wh_" + secrets.token_hex(8)
+        target = check_url(url)
+        sealed_url = self._vault.seal(sub_id + "/url", target) if format in CHAT_FORMATS else None
         sub = Subscription(
-            id="wh_" + secrets.token_hex(8),
+            id=sub_id,
             project=project,
-            url=check_url(url),
+            url=shown_url(target) if format in CHAT_FORMATS else target,
             kinds=check_kinds(kinds),
             description=_description(description),
             include_bodies=include_bodies,
@@ -103,13 +112,14 @@ class Webhooks:
             created_by=by.user_id,
             created_at=now,
             updated_at=now,
+            format=format,
         )
         secret = new_secret()
         # Only what is recorded from now on is sent, its own creation included.
         sub = _with_cursor(sub, self._size_of(project))
         # Recorded first: a subscription that exists was always in the record.
         self._record("auth.webhook_created", project, by, sub)
-        self.store.add(sub, self._vault.seal(sub.id, secret))
+        self.store.add(sub, self._vault.seal(sub.id, secret), sealed_url)
         self.dispatcher.wake()
         return Created(sub, secret)
 
@@ -137,13 +147,19 @@ class Webhooks:
     ) -> Created | Subscription:
         """Change a subscription; with `rotate_secret` the new secret comes back (once)."""
         changes: dict[str, Any] = {}
+        current = self.store.get(project, sub_id)
         if url is not None:
             changes["url"] = check_url(url)
+            if current.format in CHAT_FORMATS:
+                changes["sealed_url"] = self._vault.seal(sub_id + "/url", changes["url"])
+                changes["url"] = shown_url(changes["url"])
         if kinds is not None:
             changes["kinds"] = check_kinds(kinds)
         if description is not None:
             changes["description"] = _description(description)
         if include_bodies is not None:
+            if include_bodies and current.format in CHAT_FORMATS:
+                raise InputError("chat targets never receive bodies")
             changes["include_bodies"] = include_bodies
         if enabled is not None:
             changes["enabled"] = enabled
@@ -152,9 +168,8 @@ class Webhooks:
             changes["sealed_secret"] = self._vault.seal(sub_id, secret)
         if not changes:
             raise InputError("nothing to change", hint="give url, kinds, enabled, ...")
-        before = self.store.get(project, sub_id)
-        changed = sorted(k if k != "sealed_secret" else "secret" for k in changes)
-        self._record("auth.webhook_updated", project, by, before, changed=changed)
+        changed = sorted({k.removeprefix("sealed_") for k in changes})
+        self._record("auth.webhook_updated", project, by, current, changed=changed)
         after = self.store.update(project, sub_id, changes)
         self.dispatcher.wake()
         return Created(after, secret) if secret is not None else after

@@ -31,7 +31,7 @@ NewDelivery = tuple[str, str, int | None, str | None]
 
 _SUB_COLUMNS = (
     "id, project, url, kinds, description, include_bodies, enabled, cursor,"
-    " created_by, created_at, updated_at"
+    " created_by, created_at, updated_at, format"
 )
 _DELIVERY_COLUMNS = (
     "id, subscription_id, project, message_id, kind, ledger_index, payload, status,"
@@ -56,6 +56,7 @@ def _subscription(row: Row[Any]) -> Subscription:
         created_by=row.created_by,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        format=row.format,
     )
 
 
@@ -89,13 +90,14 @@ class WebhookStore:
 
     # -- subscriptions ------------------------------------------------------------------
 
-    def add(self, sub: Subscription, sealed_secret: bytes) -> None:
+    def add(self, sub: Subscription, sealed_secret: bytes, sealed_url: bytes | None = None) -> None:
         with self._begin("adding a webhook") as conn:
             conn.execute(
                 text(
-                    f"INSERT INTO webhook_subscriptions ({_SUB_COLUMNS}, sealed_secret) VALUES"
-                    " (:id, :project, :url, :kinds, :description, :include_bodies, :enabled,"
-                    " :cursor, :created_by, :created_at, :updated_at, :sealed)"
+                    f"INSERT INTO webhook_subscriptions ({_SUB_COLUMNS}, sealed_secret,"
+                    " sealed_url) VALUES (:id, :project, :url, :kinds, :description,"
+                    " :include_bodies, :enabled, :cursor, :created_by, :created_at,"
+                    " :updated_at, :format, :sealed, :sealed_url)"
                 ),
                 {
                     "id": sub.id,
@@ -109,7 +111,9 @@ class WebhookStore:
                     "created_by": sub.created_by,
                     "created_at": sub.created_at,
                     "updated_at": sub.updated_at,
+                    "format": sub.format,
                     "sealed": sealed_secret,
+                    "sealed_url": sealed_url,
                 },
             )
 
@@ -139,6 +143,15 @@ class WebhookStore:
             raise NotFoundError(f"no webhook {sub_id}")
         return bytes(value)
 
+    def sealed_url(self, sub_id: str) -> bytes | None:
+        """A chat target's sealed URL; None for a CloudEvents receiver."""
+        with self._begin("reading a webhook URL") as conn:
+            value = conn.execute(
+                text("SELECT sealed_url FROM webhook_subscriptions WHERE id = :id"),
+                {"id": sub_id},
+            ).scalar()
+        return None if value is None else bytes(value)
+
     def subscriptions(
         self, project: str | None = None, *, enabled_only: bool = False
     ) -> list[Subscription]:
@@ -159,7 +172,7 @@ class WebhookStore:
 
     def update(self, project: str, sub_id: str, changes: dict[str, Any]) -> Subscription:
         """Set the columns in `changes` (url, kinds, description, include_bodies, enabled,
-        sealed_secret) and updated_at."""
+        sealed_secret, sealed_url) and updated_at."""
         self.get(project, sub_id)
         values = dict(changes)
         if "kinds" in values:

@@ -9,7 +9,7 @@ names where. The secret comes back once, from POST (and from PATCH with
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,6 +51,10 @@ class WebhookIn(_Strict):
     include_bodies: bool = Field(
         False, description="Send entries' stored (redacted) bodies; never erased ones"
     )
+    format: Literal["cloudevents", "slack", "teams"] = Field(
+        "cloudevents",
+        description="CloudEvents JSON, or a Slack incoming webhook / Teams workflow webhook",
+    )
 
 
 class WebhookPatch(_Strict):
@@ -70,6 +74,7 @@ class WebhookOut(BaseModel):
     description: str
     include_bodies: bool
     enabled: bool
+    format: str
     created_by: str
     created_at: str
     updated_at: str
@@ -116,6 +121,7 @@ def _out(sub: Subscription, secret: str | None = None) -> WebhookOut:
         description=sub.description,
         include_bodies=sub.include_bodies,
         enabled=sub.enabled,
+        format=sub.format,
         created_by=sub.created_by,
         created_at=sub.created_at,
         updated_at=sub.updated_at,
@@ -168,6 +174,7 @@ def create_webhook(project: str, body: WebhookIn, principal: Admin, server: Serv
         by=principal,
         description=body.description,
         include_bodies=body.include_bodies,
+        format=body.format,
     )
     return _out(made.subscription, made.secret)
 
