@@ -521,6 +521,12 @@ MATRIX.update(
         ("POST", WH + "/deliveries/{delivery_id}/redeliver"): Rule(
             PROJECT_ADMINS, other=STAR, request=_pending_delivery, ok=_PENDING
         ),
+        ("GET", P + "/notifications/me"): Rule(DECISION_READERS, other=STAR),
+        ("PUT", P + "/notifications/me"): Rule(
+            DECISION_READERS,
+            other=STAR,
+            request=lambda ctx: Call(json={"approval_requests": False}),
+        ),
         ("GET", WW): Rule(PROJECT_ADMINS, other=STAR),
         ("POST", WW + "/{webhook_id}/test"): Rule(PROJECT_ADMINS, other=STAR, request=_webhook),
         ("POST", WW + "/deliveries/{delivery_id}/redeliver"): Rule(

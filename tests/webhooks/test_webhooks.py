@@ -15,16 +15,20 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 from cloudevents.core.formats.json import JSONFormat
 from standardwebhooks.webhooks import Webhook
 
 from flowloom.webhooks.message import sign_headers
-from tests.server.support import OWN, World, live_server, make_world
+from tests.server.support import OWN, World, free_port, live_server, make_world
 from tests.webhooks.receiver import Receiver, wait_until
 
 _FAST = {
@@ -35,11 +39,42 @@ _FAST = {
 }
 
 
+class _Inbox:
+    """aiosmtpd's handler: keeps every message the real SMTP server accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = BytesParser(policy=policy.default).parsebytes(envelope.content)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append(parsed)
+        return "250 Message accepted for delivery"
+
+
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, str]]:
+def inbox() -> Iterator[tuple[_Inbox, int]]:
+    handler = _Inbox()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def env(
+    tmp_path_factory: pytest.TempPathFactory, inbox: tuple[_Inbox, int]
+) -> Iterator[tuple[World, str]]:
     tmp: Path = tmp_path_factory.mktemp("webhooks")
+    smtp = {
+        "FLOWLOOM_SMTP_HOST": "127.0.0.1",
+        "FLOWLOOM_SMTP_PORT": str(inbox[1]),
+        "FLOWLOOM_SMTP_STARTTLS": "false",
+        "FLOWLOOM_SMTP_FROM": "flowloom@example.org",
+    }
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in _FAST.items():
+        for name, value in {**_FAST, **smtp}.items():
             patch.setenv(name, value)
         world = make_world(str(tmp / "server.db"), tmp / "home")
     try:
@@ -349,3 +384,36 @@ def test_chat_targets_link_to_the_signing_page_and_keep_their_url_sealed(
             json={"url": url, "kinds": ["*"], "format": target, "include_bodies": True},
         )
     assert refused.status_code == 400
+
+
+def test_approval_request_emails_follow_each_persons_preference(
+    env: tuple[World, str], inbox: tuple[_Inbox, int]
+) -> None:
+    world, base = env
+    mail, _ = inbox
+    prefs = f"{base}/api/v1/projects/{OWN}/notifications/me"
+    approver = world.headers("approver")
+    assert httpx.get(prefs, headers=approver).json()["approval_requests"] is False
+    on = httpx.put(prefs, json={"approval_requests": True}, headers=approver)
+    assert on.status_code == 200 and on.json() == {
+        "approval_requests": True,
+        "email": "approver@example.org",
+    }
+    decision = "D-00000000ab"
+    ledger = world.server.ledger(OWN)
+    ledger.record("decision.record", body=b"the hidden rationale", meta={"subject": decision})
+    [message] = wait_until(lambda: list(mail.messages), what="the approval request email")
+    assert message["To"] == "approver@example.org"
+    assert message["From"] == "flowloom@example.org"
+    assert decision in message["Subject"]
+    text = message.get_content()
+    assert f"http://flowloom.test/ui/projects/{OWN}/decisions/{decision}" in text
+    assert "the hidden rationale" not in text
+    off = httpx.put(prefs, json={"approval_requests": False}, headers=approver)
+    assert off.json()["approval_requests"] is False
+    kinds = [
+        e.kind
+        for e in ledger.store.entries(OWN, 0, ledger.size())
+        if b"approval requests for" in e.envelope or b"mailto:" in e.envelope
+    ]
+    assert kinds == ["auth.webhook_created", "auth.webhook_deleted"]

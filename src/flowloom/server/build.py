@@ -115,6 +115,7 @@ def _webhooks(state: ServerState, master: Callable[..., Any]) -> Any:
     import time
 
     from flowloom.webhooks.dispatcher import Dispatcher, DispatchSettings
+    from flowloom.webhooks.mailer import Mailer, SmtpSettings
     from flowloom.webhooks.secrets import SecretVault
     from flowloom.webhooks.service import Webhooks
     from flowloom.webhooks.store import WebhookStore
@@ -133,6 +134,15 @@ def _webhooks(state: ServerState, master: Callable[..., Any]) -> Any:
         sealed = store.sealed_url(sub.id)  # chat targets: the URL is a credential
         return sub.url if sealed is None else vault.open(sub.id + "/url", sealed)
 
+    def email_of(user_id: str) -> str | None:
+        from flowloom.errors import NotFoundError
+
+        try:
+            user = state.directory.get_user(user_id)
+        except NotFoundError:
+            return None
+        return None if user.disabled or not user.email else str(user.email)
+
     dispatcher = Dispatcher(
         store,
         state.ledgers,
@@ -140,6 +150,8 @@ def _webhooks(state: ServerState, master: Callable[..., Any]) -> Any:
         source_of=source_of,
         url_of=url_of,
         public_url=public,
+        mailer=Mailer(SmtpSettings.from_environ()),
+        email_of=email_of,
         settings=DispatchSettings.from_environ(),
     )
     return Webhooks(

@@ -15,8 +15,10 @@ import re
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-__all__ = ["CHAT_FORMATS", "FORMATS", "ChatNote", "render", "shown_url"]
+__all__ = ["CHAT_FORMATS", "EMAIL", "FORMATS", "ChatNote", "email_text", "render", "shown_url"]
 
+EMAIL = "email"
+"""A person's own notification subscription (made from their preferences, not the API)."""
 FORMATS = ("cloudevents", "slack", "teams")
 CHAT_FORMATS = frozenset({"slack", "teams"})
 _DECISION_ID = re.compile(r"^D-[0-9a-f]{10}$")
@@ -82,6 +84,13 @@ def render(target: str, note: ChatNote) -> bytes:
     if target == "teams":
         return json.dumps(_teams(note)).encode("utf-8")
     raise ValueError(f"not a chat target: {target}")
+
+
+def email_text(note: ChatNote) -> tuple[str, str]:
+    """(subject, plain text) of the email for `note`."""
+    lines = [*note.lines, "", f"{note.link_text}: {note.link}", ""]
+    lines.append("You receive this because of your FlowLoom notification preferences.")
+    return f"[FlowLoom] {note.title}", "\n".join(lines)
 
 
 def _slack(note: ChatNote) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import random
+import smtplib
 import threading
 import time
 import uuid
@@ -28,7 +29,8 @@ import httpx
 
 from flowloom.errors import ConfigError, FlowLoomError
 from flowloom.ledger.log import Ledger
-from flowloom.webhooks.chat import CHAT_FORMATS, ChatNote, render
+from flowloom.webhooks.chat import CHAT_FORMATS, EMAIL, ChatNote, email_text, render
+from flowloom.webhooks.mailer import Mailer
 from flowloom.webhooks.message import MAX_BODY_SENT, EntryBody, cloud_event, sign_headers
 from flowloom.webhooks.records import Attempt, Delivery, Subscription
 from flowloom.webhooks.store import NewDelivery, WebhookStore
@@ -105,6 +107,8 @@ class Dispatcher:
         source_of: Callable[[str], str],
         url_of: Callable[[Subscription], str] = lambda sub: sub.url,
         public_url: str = "",
+        mailer: Mailer | None = None,
+        email_of: Callable[[str], str | None] = lambda user_id: None,
         settings: DispatchSettings,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -116,6 +120,8 @@ class Dispatcher:
         self._source_of = source_of
         self._url_of = url_of
         self._public_url = public_url
+        self._mailer = mailer
+        self._email_of = email_of
         self.settings = settings
         self._clock = clock
         self._rng = rng or random.Random()
@@ -232,6 +238,9 @@ class Dispatcher:
         code: int | None = None
         error: str | None = None
         try:
+            if sub.format == EMAIL:
+                self._mail(sub, delivery)
+                return self._finish(delivery, number, started, None, None)
             body = self._body_of(sub, delivery)
             headers = sign_headers(
                 self._secret_of(sub.id), delivery.message_id, body, datetime.now(UTC)
@@ -242,10 +251,32 @@ class Dispatcher:
             code = response.status_code
             if not 200 <= code < 300:
                 error = f"the receiver answered {code}"
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError, smtplib.SMTPException) as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         except FlowLoomError as exc:
             error = exc.message[:500]
+        return self._finish(delivery, number, started, code, error)
+
+    def _mail(self, sub: Subscription, delivery: Delivery) -> None:
+        """A person's notification: to their address now (a changed or disabled account
+        is looked up at each send), never with a body."""
+        if self._mailer is None:
+            raise ConnectionError("this server sends no email")
+        user_id = sub.url.removeprefix("mailto:")
+        address = self._email_of(user_id)
+        if address is None:
+            raise ConnectionError(f"{user_id} has no usable email address (or is disabled)")
+        subject, text = email_text(self._note(sub, delivery))
+        self._mailer.send(address, subject, text, message_id=delivery.message_id)
+
+    def _finish(
+        self,
+        delivery: Delivery,
+        number: int,
+        started: float,
+        code: int | None,
+        error: str | None,
+    ) -> bool:
         elapsed = int((time.monotonic() - started) * 1000)
         attempt = Attempt(delivery.id, number, _now_text(), code, error, elapsed)
         if error is None:

@@ -32,6 +32,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "flowloom.server.routes.reviews",
     "flowloom.server.routes.scim",
     "flowloom.server.routes.webhooks",
+    "flowloom.server.routes.notifications",
     "flowloom.server.web.routes",
 )
 
