@@ -8,11 +8,8 @@ pins the signing itself.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import policy
@@ -24,9 +21,11 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from click.testing import CliRunner
 from cloudevents.core.formats.json import JSONFormat
 from standardwebhooks.webhooks import Webhook
 
+from flowloom.cli.main import cli
 from flowloom.webhooks.message import sign_headers
 from tests.server.support import OWN, World, free_port, live_server, make_world
 from tests.webhooks.receiver import Receiver, wait_until
@@ -292,7 +291,7 @@ def _doc_blocks(language: str) -> list[str]:
 
 
 def test_documented_commands_work(
-    env: tuple[World, str], receiver: Receiver, tmp_path: Path
+    env: tuple[World, str], receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world, base = env
     [block] = _doc_blocks("sh")
@@ -300,7 +299,7 @@ def test_documented_commands_work(
     [python] = _doc_blocks("python")
     scope: dict[str, Any] = {}
     exec(python, scope)  # the documented receiver check
-    environ = {**os.environ, "FLOWLOOM_SERVER": base, "FLOWLOOM_API_KEY": world.keys["owner"]}
+    environ = {"FLOWLOOM_SERVER": base, "FLOWLOOM_API_KEY": world.keys["owner"]}
     documented_id, documented_delivery = "wh_0123456789abcdef", "42"
     real: dict[str, str] = {
         "https://hooks.example.org/flowloom": receiver.url,
@@ -315,15 +314,10 @@ def test_documented_commands_work(
         if argv[4] == "remove":  # removing drops what is queued: let the redelivery arrive
             receiver.wait_for(2)
         args = [real.get(a, a) for a in argv[1:]]
-        done = subprocess.run(
-            [sys.executable, "-m", "flowloom", *args],
-            env=environ,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, f"{argv}: {done.stderr}"
+        with monkeypatch.context() as patch:
+            patch.chdir(tmp_path)
+            done = CliRunner().invoke(cli, args, env=environ, catch_exceptions=True)
+        assert done.exit_code == 0 and done.exception is None, f"{argv}: {done.output}"
         ran.append(argv[4])
         if argv[4] == "add" and documented_id not in real:
             made = re.search(r"^(wh_[0-9a-f]{16}) .*\nsecret: (whsec_\S+)", done.stdout, re.M)
