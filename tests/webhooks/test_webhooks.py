@@ -35,6 +35,7 @@ _FAST = {
     "FLOWLOOM_WEBHOOKS_BACKOFF_BASE_S": "0.05",
     "FLOWLOOM_WEBHOOKS_BACKOFF_MAX_S": "0.2",
     "FLOWLOOM_WEBHOOKS_MAX_ATTEMPTS": "3",
+    "FLOWLOOM_WEBHOOKS_DIGEST_PERIOD_S": "0.2",
 }
 
 
@@ -394,6 +395,7 @@ def test_approval_request_emails_follow_each_persons_preference(
     on = httpx.put(prefs, json={"approval_requests": True}, headers=approver)
     assert on.status_code == 200 and on.json() == {
         "approval_requests": True,
+        "digest": False,
         "email": "approver@example.org",
     }
     decision = "D-00000000ab"
@@ -414,3 +416,29 @@ def test_approval_request_emails_follow_each_persons_preference(
         if b"approval requests for" in e.envelope or b"mailto:" in e.envelope
     ]
     assert kinds == ["auth.webhook_created", "auth.webhook_deleted"]
+
+
+def test_the_digest_email_counts_what_was_recorded(
+    env: tuple[World, str], inbox: tuple[_Inbox, int]
+) -> None:
+    world, base = env
+    mail, _ = inbox
+    prefs = f"{base}/api/v1/projects/{OWN}/notifications/me"
+    auditor = world.headers("auditor")
+    on = httpx.put(prefs, json={"digest": True}, headers=auditor)
+    assert on.status_code == 200 and on.json()["digest"] is True
+    assert on.json()["approval_requests"] is False
+    ledger = world.server.ledger(OWN)
+    ledger.record("decision.record", body=b"secret reasons", meta={"subject": "D-00000000cd"})
+    ledger.record("agent.prompt", body=b"a private prompt", meta={"session": "s"})
+
+    def digests() -> str:
+        mine = [m for m in mail.messages if m["To"] == "auditor@example.org"]
+        assert all(m["Subject"] == f"[FlowLoom] Digest for {OWN}" for m in mine)
+        text = "\n".join(m.get_content() for m in mine)  # one digest, or two periods'
+        return text if "D-00000000cd" in text and "agent.prompt: 1" in text else ""
+
+    text = wait_until(digests, what="digests naming the decision and the prompt")
+    assert "decision.record: 1" in text
+    assert "secret reasons" not in text and "a private prompt" not in text
+    assert httpx.put(prefs, json={"digest": False}, headers=auditor).json()["digest"] is False

@@ -30,6 +30,7 @@ import httpx
 from flowloom.errors import ConfigError, FlowLoomError
 from flowloom.ledger.log import Ledger
 from flowloom.webhooks.chat import CHAT_FORMATS, EMAIL, ChatNote, email_text, render
+from flowloom.webhooks.digest import DIGEST, digest_summary, digest_text
 from flowloom.webhooks.mailer import Mailer
 from flowloom.webhooks.message import MAX_BODY_SENT, EntryBody, cloud_event, sign_headers
 from flowloom.webhooks.records import Attempt, Delivery, Subscription
@@ -57,6 +58,7 @@ class DispatchSettings:
     max_attempts: int = 12
     timeout_s: float = 10.0
     lease_s: float = 60.0
+    digest_period_s: float = 7 * 86400.0
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> DispatchSettings:
@@ -71,6 +73,7 @@ class DispatchSettings:
             ("max_attempts", int),
             ("timeout_s", float),
             ("lease_s", float),
+            ("digest_period_s", float),
         ):
             raw = env.get("FLOWLOOM_WEBHOOKS_" + name.upper())
             if raw is None or not raw.strip():
@@ -181,6 +184,9 @@ class Dispatcher:
     def _feed(self, sub: Subscription) -> None:
         ledger = self._ledgers.get(sub.project)
         size = ledger.size()
+        if sub.format == DIGEST:
+            self._digest(sub, ledger, size)
+            return
         cursor = sub
         while cursor.cursor < size:
             end = min(size, cursor.cursor + _READ_BATCH)
@@ -192,6 +198,20 @@ class Dispatcher:
             if not self._store.advance(cursor, end, queued, self._clock()):
                 return  # another process moved it: it queued these
             cursor = _moved(cursor, end)
+
+    def _digest(self, sub: Subscription, ledger: Ledger, size: int) -> None:
+        """Queue one digest of what was recorded since the last, once it is due."""
+        now = self._clock()
+        if now < sub.next_digest_at:
+            return
+        summary = digest_summary(
+            sub.project, ledger.store.entries(sub.project, sub.cursor, size), self._public_url
+        )
+        queued: list[NewDelivery] = []
+        if summary["counts"]:  # a quiet period sends nothing
+            queued.append((f"msg_{uuid.uuid4().hex}", "digest", None, json.dumps(summary)))
+        next_at = now + self.settings.digest_period_s
+        self._store.advance(sub, size, queued, now, next_digest_at=next_at)
 
     def _drain(self, sub: Subscription) -> int:
         tried = 0
@@ -238,7 +258,7 @@ class Dispatcher:
         code: int | None = None
         error: str | None = None
         try:
-            if sub.format == EMAIL:
+            if sub.format in (EMAIL, DIGEST):
                 self._mail(sub, delivery)
                 return self._finish(delivery, number, started, None, None)
             body = self._body_of(sub, delivery)
@@ -266,7 +286,10 @@ class Dispatcher:
         address = self._email_of(user_id)
         if address is None:
             raise ConnectionError(f"{user_id} has no usable email address (or is disabled)")
-        subject, text = email_text(self._note(sub, delivery))
+        if sub.format == DIGEST and delivery.payload is not None:
+            subject, text = digest_text(json.loads(delivery.payload))
+        else:
+            subject, text = email_text(self._note(sub, delivery))
         self._mailer.send(address, subject, text, message_id=delivery.message_id)
 
     def _finish(

@@ -44,6 +44,8 @@ class Subscription:
     created_at: str
     updated_at: str
     format: str = "cloudevents"
+    next_digest_at: float = 0.0
+    """For an email digest: when the next one is due (POSIX seconds)."""
     """"cloudevents", or a chat target ("slack", "teams"), whose URL is stored sealed
     (`url` is then only what may be shown of it)."""
 

@@ -17,6 +17,7 @@ from typing import Any
 from flowloom.auth.principals import Principal
 from flowloom.errors import InputError
 from flowloom.webhooks.chat import CHAT_FORMATS, EMAIL, FORMATS, shown_url
+from flowloom.webhooks.digest import DIGEST
 from flowloom.webhooks.dispatcher import Dispatcher
 from flowloom.webhooks.message import new_secret, test_event
 from flowloom.webhooks.records import (
@@ -123,38 +124,45 @@ class Webhooks:
         self.dispatcher.wake()
         return Created(sub, secret)
 
-    def email_subscription(self, project: str, user_id: str) -> Subscription | None:
-        """`user_id`'s own email notifications on `project`, if they asked for them."""
+    def email_subscription(
+        self, project: str, user_id: str, format: str = EMAIL
+    ) -> Subscription | None:
+        """`user_id`'s own email notifications (or digest) on `project`, if asked for."""
         mine = [
             s
             for s in self.store.subscriptions(project)
-            if s.format == EMAIL and s.url == "mailto:" + user_id
+            if s.format == format and s.url == "mailto:" + user_id
         ]
         return mine[0] if mine else None
 
-    def set_approval_emails(self, project: str, *, by: Principal, enabled: bool) -> bool:
-        """Turn the caller's own approval-request emails on `project` on or off.
+    def set_approval_emails(
+        self, project: str, *, by: Principal, enabled: bool, format: str = EMAIL
+    ) -> bool:
+        """Turn the caller's own approval-request emails (or digest) on `project` on or off.
 
         A person's preference is a subscription of theirs (format "email", kinds
-        decision.record) on the same durable queue: in order, retried, never lost. The
-        address is looked up when each message is sent.
+        decision.record; or "email-digest") on the same durable queue: in order,
+        retried, never lost. The address is looked up when each message is sent.
         """
-        current = self.email_subscription(project, by.user_id)
+        current = self.email_subscription(project, by.user_id, format)
         if enabled and current is None:
             now = _now_text()
+            digest = format == DIGEST
+            period = self.dispatcher.settings.digest_period_s
             sub = Subscription(
                 id="wh_" + secrets.token_hex(8),
                 project=project,
                 url="mailto:" + by.user_id,
-                kinds=("decision.record",),
-                description=f"approval requests for {by.user_id}",
+                kinds=("*",) if digest else ("decision.record",),
+                description=f"{'digest' if digest else 'approval requests'} for {by.user_id}",
                 include_bodies=False,
                 enabled=True,
                 cursor=self._size_of(project),
                 created_by=by.user_id,
                 created_at=now,
                 updated_at=now,
-                format=EMAIL,
+                format=format,
+                next_digest_at=self._clock() + period if digest else 0.0,
             )
             self._record("auth.webhook_created", project, by, sub)
             self.store.add(sub, self._vault.seal(sub.id, new_secret()))

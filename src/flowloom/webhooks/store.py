@@ -31,7 +31,7 @@ NewDelivery = tuple[str, str, int | None, str | None]
 
 _SUB_COLUMNS = (
     "id, project, url, kinds, description, include_bodies, enabled, cursor,"
-    " created_by, created_at, updated_at, format"
+    " created_by, created_at, updated_at, format, next_digest_at"
 )
 _DELIVERY_COLUMNS = (
     "id, subscription_id, project, message_id, kind, ledger_index, payload, status,"
@@ -57,6 +57,7 @@ def _subscription(row: Row[Any]) -> Subscription:
         created_at=row.created_at,
         updated_at=row.updated_at,
         format=row.format,
+        next_digest_at=float(row.next_digest_at),
     )
 
 
@@ -97,7 +98,7 @@ class WebhookStore:
                     f"INSERT INTO webhook_subscriptions ({_SUB_COLUMNS}, sealed_secret,"
                     " sealed_url) VALUES (:id, :project, :url, :kinds, :description,"
                     " :include_bodies, :enabled, :cursor, :created_by, :created_at,"
-                    " :updated_at, :format, :sealed, :sealed_url)"
+                    " :updated_at, :format, :next_digest_at, :sealed, :sealed_url)"
                 ),
                 {
                     "id": sub.id,
@@ -112,6 +113,7 @@ class WebhookStore:
                     "created_at": sub.created_at,
                     "updated_at": sub.updated_at,
                     "format": sub.format,
+                    "next_digest_at": sub.next_digest_at,
                     "sealed": sealed_secret,
                     "sealed_url": sealed_url,
                 },
@@ -207,7 +209,12 @@ class WebhookStore:
     # -- the queue ----------------------------------------------------------------------
 
     def advance(
-        self, sub: Subscription, new_cursor: int, queued: Sequence[NewDelivery], now: float
+        self,
+        sub: Subscription,
+        new_cursor: int,
+        queued: Sequence[NewDelivery],
+        now: float,
+        next_digest_at: float | None = None,
     ) -> bool:
         """Queue `queued` and move `sub`'s cursor on, if no one moved it since it was read."""
         try:
@@ -221,6 +228,13 @@ class WebhookStore:
                 ).rowcount
                 if moved != 1:
                     raise _Lost
+                if next_digest_at is not None:
+                    conn.execute(
+                        text(
+                            "UPDATE webhook_subscriptions SET next_digest_at = :at WHERE id = :id"
+                        ),
+                        {"at": next_digest_at, "id": sub.id},
+                    )
                 for message_id, kind, index, payload in queued:
                     self._insert(conn, sub, message_id, kind, index, payload, now, None)
         except _Lost:
