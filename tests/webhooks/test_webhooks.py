@@ -84,6 +84,16 @@ def env(
         world.close()
 
 
+@pytest.fixture(autouse=True)
+def _pause_earlier_webhooks(env: tuple[World, str]) -> Iterator[None]:
+    """Each test's webhooks stop with it: a later receiver may get an earlier one's port."""
+    yield
+    hooks = env[0].server.webhooks
+    assert hooks is not None
+    for sub in hooks.store.subscriptions(OWN, enabled_only=True):
+        hooks.store.update(OWN, sub.id, {"enabled": False})
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     made = Receiver()
