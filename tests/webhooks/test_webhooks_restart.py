@@ -4,11 +4,14 @@ order, none lost, each verified with the standardwebhooks library."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -32,6 +35,20 @@ def receiver() -> Iterator[Receiver]:
     made = Receiver()
     yield made
     made.stop()
+
+
+def _drained(process: subprocess.Popen[bytes], log: list[bytes]) -> subprocess.Popen[bytes]:
+    """Read the server's output as it comes (a full pipe would stall it), kept for the
+    failure message."""
+
+    def read(stream: IO[bytes]) -> None:
+        with contextlib.suppress(OSError, ValueError):  # closed by stop() at the end
+            log.extend(iter(stream.readline, b""))
+
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            threading.Thread(target=read, args=(stream,), daemon=True).start()
+    return process
 
 
 def _append(base: str, key: str, count: int, start: int) -> list[int]:
@@ -61,9 +78,10 @@ def test_receiver_down_and_server_killed_nothing_lost_in_order(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     receiver.stop()  # the receiver is down from the start
-    process = serve_process(database, home, port)
+    log: list[bytes] = []
+    process = _drained(serve_process(database, home, port), log)
     try:
-        wait_ready(base, process)
+        wait_ready(base, process, timeout=180)
         made = httpx.post(
             f"{base}/api/v1/projects/{OWN}/webhooks",
             json={"url": receiver.url, "kinds": ["agent.prompt"]},
@@ -81,8 +99,8 @@ def test_receiver_down_and_server_killed_nothing_lost_in_order(
         os.kill(process.pid, signal.SIGKILL)  # no clean shutdown
         process.wait(timeout=30)
         stop(process)
-        process = serve_process(database, home, port)
-        wait_ready(base, process)
+        process = _drained(serve_process(database, home, port), log)
+        wait_ready(base, process, timeout=180)
         indices += _append(base, key, 3, 4)
         receiver.start()  # back, on the same port
         receiver.wait_for(7)
@@ -92,8 +110,12 @@ def test_receiver_down_and_server_killed_nothing_lost_in_order(
             return len(found) == 7 and all(d["status"] == "delivered" for d in found)
 
         wait_until(all_delivered, what="every delivery delivered")
+    except BaseException:
+        print(b"".join(log[-200:]).decode(errors="replace"))  # the server's side of it
+        raise
     finally:
         stop(process)
+    print(b"".join(log[-40:]).decode(errors="replace"))  # shown by pytest -s or on failure
     payloads = receiver.verified(made["secret"])
     first_seen: list[int] = []
     for payload in payloads:  # at-least-once: a repeat may follow a kill mid-send
