@@ -67,6 +67,14 @@ class Ctx(Protocol):
         """An open access review of `scope` (a project, or "*") and the victim's line in it."""
         ...
 
+    def webhook(self, project: str) -> str:
+        """The id of a new webhook of `project`, safe to change or delete."""
+        ...
+
+    def webhook_delivery(self, project: str) -> int:
+        """A pending (test) delivery of a webhook of `project`: redelivering it is 400."""
+        ...
+
 
 @dataclass(frozen=True)
 class Call:
@@ -558,3 +566,55 @@ MATRIX.update(
 
 TOKEN_ONLY_PREFIX = (S + "/", "/api/v1/integrations/")
 """Routes under these prefixes refuse every API key as unauthenticated (401)."""
+TOKEN_ONLY_PREFIX = S + "/"
+
+# -- outbound webhooks (project.admin: a subscription sends the record out) --------------
+WH = P + "/webhooks"
+WW = W + "/webhooks"
+_PENDING = frozenset({400})
+
+
+def _webhook(ctx: Ctx) -> Call:
+    return Call(path={"webhook_id": ctx.webhook(ctx.project)})
+
+
+def _pending_delivery(ctx: Ctx) -> Call:
+    return Call(path={"delivery_id": str(ctx.webhook_delivery(ctx.project))})
+
+
+MATRIX.update(
+    {
+        ("GET", WH): Rule(PROJECT_ADMINS, other=STAR),
+        ("POST", WH): Rule(
+            PROJECT_ADMINS,
+            other=STAR,
+            request=lambda ctx: Call(json={"url": "http://127.0.0.1:9/h", "kinds": ["*"]}),
+        ),
+        ("GET", WH + "/{webhook_id}"): Rule(PROJECT_ADMINS, other=STAR, request=_webhook),
+        ("PATCH", WH + "/{webhook_id}"): Rule(
+            PROJECT_ADMINS,
+            other=STAR,
+            request=lambda ctx: Call(path=_webhook(ctx).path, json={"enabled": False}),
+        ),
+        ("DELETE", WH + "/{webhook_id}"): Rule(PROJECT_ADMINS, other=STAR, request=_webhook),
+        ("POST", WH + "/{webhook_id}/test"): Rule(PROJECT_ADMINS, other=STAR, request=_webhook),
+        ("GET", WH + "/{webhook_id}/deliveries"): Rule(
+            PROJECT_ADMINS, other=STAR, request=_webhook
+        ),
+        ("POST", WH + "/deliveries/{delivery_id}/redeliver"): Rule(
+            PROJECT_ADMINS, other=STAR, request=_pending_delivery, ok=_PENDING
+        ),
+        ("GET", P + "/notifications/me"): Rule(DECISION_READERS, other=STAR),
+        ("PUT", P + "/notifications/me"): Rule(
+            DECISION_READERS,
+            other=STAR,
+            request=lambda ctx: Call(json={"approval_requests": False}),
+        ),
+        ("GET", WW): Rule(PROJECT_ADMINS, other=STAR),
+        ("POST", WW + "/{webhook_id}/test"): Rule(PROJECT_ADMINS, other=STAR, request=_webhook),
+        ("POST", WW + "/deliveries/{delivery_id}/redeliver"): Rule(
+            PROJECT_ADMINS, other=STAR, request=_pending_delivery, ok=_PENDING
+        ),
+    }
+)
+"""Routes under this prefix refuse every API key as unauthenticated (401)."""

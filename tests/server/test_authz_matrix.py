@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from flowloom.auth.reviews import AccessReviews
 from flowloom.server.app import create_app
+from flowloom.webhooks.service import Webhooks
 from tests.server.authz_matrix import MATRIX, PRINCIPALS, TOKEN_ONLY_PREFIX, Call, Rule
 from tests.server.support import OTHER, OWN, World, make_world
 
@@ -57,6 +58,21 @@ class MatrixCtx:
 
     def review(self, scope: str) -> tuple[str, int]:
         return self.world.reviews[scope]
+
+    def _hooks(self) -> Webhooks:
+        assert self.world.server.webhooks is not None
+        return self.world.server.webhooks
+
+    def webhook(self, project: str) -> str:
+        owner = self.world.user_ids["instance_owner"]
+        by = self.world.server.directory.principal_for_user(owner, via="cli")
+        made = self._hooks().create(project, url="http://127.0.0.1:9/h", kinds=["*"], by=by)
+        return made.subscription.id
+
+    def webhook_delivery(self, project: str) -> int:
+        owner = self.world.user_ids["instance_owner"]
+        by = self.world.server.directory.principal_for_user(owner, via="cli")
+        return self._hooks().send_test(project, self.webhook(project), by=by).id
 
 
 @pytest.fixture(scope="module")

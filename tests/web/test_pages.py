@@ -35,6 +35,7 @@ def _pages(made: Populated) -> list[str]:
         P + "/compliance/verify",
         P + "/usage",
         P + "/members",
+        P + "/webhooks",
         "/ui/keys",
     ]
 

@@ -91,6 +91,7 @@ _LAZY_COMMANDS = {
     "retention": "flowloom.cli.retention:retention",
     "keys": "flowloom.cli.keys:keys",
     "integrations": "flowloom.cli.integrations:integrations",
+    "webhooks": "flowloom.cli.webhooks:webhooks",
 }
 
 

@@ -58,6 +58,8 @@ def create_app(server: ServerState) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if server.webhooks is not None:  # outbound webhooks are sent while the app serves
+            server.webhooks.dispatcher.start()
         yield
         # The worker may be computing an assessment: wait for it off the event loop.
         await asyncio.to_thread(web.close)

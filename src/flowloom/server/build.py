@@ -6,6 +6,7 @@ what only the server has: every project's log, the directory, OIDC, the gateway 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flowloom.config import load_key_settings
@@ -107,6 +108,8 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
 
                 loop = PeriodicSync(state.ldap.sync, state.ldap.settings.sync_minutes * 60.0)
                 closers.append(loop.start().close)
+        state.webhooks = _webhooks(state, providers.envelope)
+        closers.append(state.webhooks.close)
         return state
     except BaseException:
         for close in reversed(closers):
@@ -131,6 +134,62 @@ def _integrations(engine: Any, providers: Any, ledgers: LedgerRegistry, closers:
     integrations = Integrations(store, HostClients(http), ledgers.audit, worker=True)
     closers.append(integrations.close)
     return integrations
+
+
+def _webhooks(state: ServerState, master: Callable[..., Any]) -> Any:
+    """Outbound webhooks over the directory's database; the dispatcher starts with the
+    app (flowloom.server.app), so building a server sends nothing."""
+    import time
+
+    from flowloom.webhooks.dispatcher import Dispatcher, DispatchSettings
+    from flowloom.webhooks.mailer import Mailer, SmtpSettings
+    from flowloom.webhooks.secrets import SecretVault
+    from flowloom.webhooks.service import Webhooks
+    from flowloom.webhooks.store import WebhookStore
+
+    store = WebhookStore(state.directory.engine)
+    vault = SecretVault(lambda: master(create=True))
+    public = state.settings.public_url.rstrip("/")
+
+    def source_of(project: str) -> str:
+        return f"{public}/api/v1/projects/{project}"
+
+    def secret_of(sub_id: str) -> str:
+        return vault.open(sub_id, store.sealed_secret(sub_id))
+
+    def url_of(sub: Any) -> str:
+        sealed = store.sealed_url(sub.id)  # chat targets: the URL is a credential
+        return sub.url if sealed is None else vault.open(sub.id + "/url", sealed)
+
+    def email_of(user_id: str) -> str | None:
+        from flowloom.errors import NotFoundError
+
+        try:
+            user = state.directory.get_user(user_id)
+        except NotFoundError:
+            return None
+        return None if user.disabled or not user.email else str(user.email)
+
+    dispatcher = Dispatcher(
+        store,
+        state.ledgers,
+        secret_of=secret_of,
+        source_of=source_of,
+        url_of=url_of,
+        public_url=public,
+        mailer=Mailer(SmtpSettings.from_environ()),
+        email_of=email_of,
+        settings=DispatchSettings.from_environ(),
+    )
+    return Webhooks(
+        store,
+        vault,
+        dispatcher,
+        audit=state.audit,
+        size_of=lambda project: state.ledger(project).size(),
+        source_of=source_of,
+        clock=time.time,
+    )
 
 
 def _require_instance_key(ledgers: LedgerRegistry) -> None:

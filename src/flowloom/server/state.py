@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from flowloom.server.idempotency import IdempotencyBook
     from flowloom.server.metrics import Metrics
     from flowloom.server.tlog.book import TlogBook
+    from flowloom.webhooks.service import Webhooks
 
 __all__ = ["SERVER_ACTOR", "LedgerRegistry", "ServerState"]
 
@@ -154,6 +155,8 @@ class ServerState:
     """The tile API's publicity settings and collected witness cosignatures."""
     integrations: Integrations | None = None
     """Code hosts (GitHub, GitLab, Bitbucket): settings, outbound queue, webhooks."""
+    webhooks: Webhooks | None = None
+    """Outbound webhooks: subscriptions, their delivery queue and its dispatcher."""
 
     def ledger(self, project: str) -> Ledger:
         return self.ledgers.get(project)

@@ -33,6 +33,8 @@ ROUTE_MODULES: tuple[str, ...] = (
     "flowloom.server.routes.scim",
     "flowloom.server.routes.tlog",
     "flowloom.server.routes.integrations",
+    "flowloom.server.routes.webhooks",
+    "flowloom.server.routes.notifications",
     "flowloom.server.web.routes",
 )
 

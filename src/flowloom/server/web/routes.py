@@ -23,7 +23,13 @@ from flowloom.server.deps import SESSION_COOKIE, authenticated, get_server
 from flowloom.server.errors import retry_after_headers
 from flowloom.server.routes.session import set_session_cookie
 from flowloom.server.state import ServerState
-from flowloom.server.web import admin_pages, compliance_pages, integration_pages, project_pages
+from flowloom.server.web import (
+    admin_pages,
+    compliance_pages,
+    integration_pages,
+    project_pages,
+    webhook_pages,
+)
 from flowloom.server.web.session import (
     LOGIN_CSRF_COOKIE,
     WEB_PREFIX,
@@ -143,6 +149,7 @@ for _pages in (
     compliance_pages.router,
     admin_pages.router,
     integration_pages.router,
+    webhook_pages.router,
 ):
     router.include_router(_pages, dependencies=[Depends(web_session)])
 router.include_router(signin)
