@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node fonts saml softhsm2 slapd
+.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node fonts saml softhsm2 slapd rsyslog
 
 $(BIN)/flowloom: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +54,11 @@ softhsm2:
 slapd:
 	@command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null; } || { echo "slapd is missing: apt-get install slapd ldap-utils"; exit 1; }
 
-unit: $(BIN)/flowloom chromium openssh node fonts saml softhsm2 slapd
+## rsyslog: the SIEM tests send syslog (TCP and TLS) to Debian's rsyslog with its own configuration
+rsyslog:
+	@{ command -v rsyslogd || [ -x /usr/sbin/rsyslogd ]; } >/dev/null 2>&1 && ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsyslog rsyslog-gnutls >/dev/null; } || { echo "rsyslog is missing: apt-get install rsyslog rsyslog-gnutls"; exit 1; }
+
+unit: $(BIN)/flowloom chromium openssh node fonts saml softhsm2 slapd rsyslog
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider -m "not slow"
 
 ## trials: the long trials (pytest marker `slow`: crash trials, plain wheel install, first Aider install), bounded, on their own
