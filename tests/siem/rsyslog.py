@@ -52,8 +52,14 @@ class Rsyslog:
         work = folder / "work"
         work.mkdir()
         fields = SEPARATOR.join(
-            ["%syslogfacility%", "%syslogseverity%", "%app-name%", "%msgid%"]
-            + ["%structured-data%", "%msg%"]
+            [
+                "%syslogfacility%",
+                "%syslogseverity%",
+                "%app-name%",
+                "%msgid%",
+                "%structured-data%",
+                "%msg%",
+            ]
         )
         self.config = folder / "rsyslog.conf"
         self.config.write_text(

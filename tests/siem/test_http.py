@@ -97,9 +97,7 @@ def test_receiver_down_then_back_after_a_restart_loses_nothing(
     assert [m["sequence"] for m in received] == sorted(m["sequence"] for m in received)
 
 
-def test_elastic_repeat_of_a_batch_stores_each_event_once(
-    env: Env, elastic: ElasticBulk
-) -> None:
+def test_elastic_repeat_of_a_batch_stores_each_event_once(env: Env, elastic: ElasticBulk) -> None:
     security_events(env.ledger("p-es"), "es")
     siem = env.siem()
     dest = siem.configure("p-es", "es", kind="elastic", target=elastic.url, secret="es-key-1")

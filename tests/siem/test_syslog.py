@@ -38,8 +38,12 @@ def test_cef_and_ocsf_over_tls_with_the_receivers_ca(env: Env, rsyslog: Rsyslog)
     siem = env.siem()
     target = f"tls://127.0.0.1:{rsyslog.tls_port}"
     ca = rsyslog.ca.read_text()
-    siem.configure("p-tls", "cef", kind="syslog", format="cef", target=target, options={"ca_pem": ca})
-    siem.configure("p-tls", "ocsf", kind="syslog", format="ocsf", target=target, options={"ca_pem": ca})
+    siem.configure(
+        "p-tls", "cef", kind="syslog", format="cef", target=target, options={"ca_pem": ca}
+    )
+    siem.configure(
+        "p-tls", "ocsf", kind="syslog", format="ocsf", target=target, options={"ca_pem": ca}
+    )
     wanted += ["config.change", "config.change"]
     results = siem.forward("p-tls")
     assert [r.error for r in results] == [None, None]
@@ -71,9 +75,7 @@ def test_tls_refuses_a_receiver_it_does_not_trust(env: Env, rsyslog: Rsyslog) ->
     assert "not trusted" in (status.cursors["p-untrusted"].last_error or "")
 
 
-def test_receiver_down_then_back_after_a_restart_loses_nothing(
-    env: Env, rsyslog: Rsyslog
-) -> None:
+def test_receiver_down_then_back_after_a_restart_loses_nothing(env: Env, rsyslog: Rsyslog) -> None:
     ledger = env.ledger("p-fault")
     siem = env.siem(batch_size=3)
     siem.configure("p-fault", "soc", kind="syslog", target=f"tcp://127.0.0.1:{rsyslog.tcp_port}")

@@ -90,6 +90,8 @@ _LAZY_COMMANDS = {
     "gateway": "flowloom.cli.gateway:gateway",
     "retention": "flowloom.cli.retention:retention",
     "keys": "flowloom.cli.keys:keys",
+    "siem": "flowloom.cli.siem:siem",
+    "scan": "flowloom.cli.scan:scan",
 }
 
 

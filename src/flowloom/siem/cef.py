@@ -49,8 +49,7 @@ def cef(event: SecurityEvent, *, version: str) -> str:
         extension["cs2Label"] = "refs"
         extension["cs2"] = json.dumps(event.refs, sort_keys=True, separators=(",", ":"))
     head = "|".join(
-        _header(v)
-        for v in ("CEF:0", "FlowLoom", "FlowLoom", version, event.kind, event.summary())
+        _header(v) for v in ("CEF:0", "FlowLoom", "FlowLoom", version, event.kind, event.summary())
     )
     body = " ".join(f"{k}={_ext(v)}" for k, v in extension.items())
     return f"{head}|{event.severity}|{body}"

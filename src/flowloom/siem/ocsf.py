@@ -16,7 +16,7 @@ from functools import cached_property
 from importlib import resources
 from typing import Any
 
-from flowloom.errors import FlowLoomError
+from flowloom.errors import EXIT_CONFIG, FlowLoomError
 from flowloom.siem.events import SecurityEvent
 
 __all__ = ["OcsfMapper", "SiemError"]
@@ -24,6 +24,8 @@ __all__ = ["OcsfMapper", "SiemError"]
 
 class SiemError(FlowLoomError):
     """A SIEM destination is misconfigured or an event could not be formatted."""
+
+    exit_code = EXIT_CONFIG
 
 
 _AUTH = {
@@ -66,7 +68,10 @@ class OcsfMapper:
 
     @cached_property
     def _validators(self) -> dict[str, Any]:
-        from jsonschema import Draft202012Validator, FormatChecker
+        from jsonschema import (  # type: ignore[import-untyped]
+            Draft202012Validator,
+            FormatChecker,
+        )
 
         return {
             name: Draft202012Validator(schema, format_checker=FormatChecker())
@@ -89,7 +94,7 @@ class OcsfMapper:
     def event(self, event: SecurityEvent) -> dict[str, Any]:
         """The validated OCSF event for `event`."""
         name = self.class_of(event)
-        out = getattr(self, "_" + name)(event)
+        out: dict[str, Any] = getattr(self, "_" + name)(event)
         errors = sorted(self._validators[name].iter_errors(out), key=lambda e: list(e.path))
         if errors:
             where = "/".join(str(p) for p in errors[0].absolute_path) or "(root)"
@@ -123,7 +128,11 @@ class OcsfMapper:
                 "log_name": event.log,
                 "sequence": event.index,
                 "event_code": event.kind,
-                "product": {"name": "FlowLoom", "vendor_name": "FlowLoom", "version": self._version},
+                "product": {
+                    "name": "FlowLoom",
+                    "vendor_name": "FlowLoom",
+                    "version": self._version,
+                },
             },
             "unmapped": {"kind": event.kind, "refs": dict(event.refs)},
         }

@@ -144,9 +144,7 @@ class Siem:
             _tls_context(str(opts["ca_pem"]), verify=True)  # a bad PEM fails here, not later
         previous = self._book.get(project, name)
         dest = Destination(project, name, kind, fmt, target, opts)
-        sealed = (
-            self._sealer.seal(_secret_name(project, name), secret) if secret else None
-        )
+        sealed = self._sealer.seal(_secret_name(project, name), secret) if secret else None
         self._book.put(dest, sealed, keep_secret=secret is None)
         stored = self._book.get(project, name)
         assert stored is not None

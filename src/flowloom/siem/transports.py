@@ -19,7 +19,7 @@ import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from flowloom.errors import FlowLoomError
+from flowloom.errors import EXIT_REMOTE, FlowLoomError
 from flowloom.siem.syslog import frame
 
 __all__ = [
@@ -34,6 +34,8 @@ __all__ = [
 
 class DeliveryError(FlowLoomError):
     """A receiver did not take a batch (down, refused, or answered an error)."""
+
+    exit_code = EXIT_REMOTE
 
 
 Record = tuple[str, bytes | Mapping[str, Any]]
@@ -98,7 +100,9 @@ def _drain(sock: socket.socket) -> None:
 
 
 class _Http:
-    def __init__(self, url: str, *, verify: bool | ssl.SSLContext = True, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, *, verify: bool | ssl.SSLContext = True, timeout: float = 30.0
+    ) -> None:
         self._url = url.rstrip("/")
         self._verify = verify
         self._timeout = timeout
@@ -186,7 +190,9 @@ class ElasticBulkTransport:
             raise DeliveryError(f"Elastic answered no bulk result: {body}")
         if body.get("errors"):
             for item in body.get("items", []):
-                result = next(iter(item.values()), {}) if isinstance(item, Mapping) else {}
+                result: Mapping[str, Any] = (
+                    next(iter(item.values()), {}) if isinstance(item, Mapping) else {}
+                )
                 status = int(result.get("status", 0))
                 if status >= 300 and status != 409:  # 409: stored by an earlier attempt
                     raise DeliveryError(
