@@ -59,9 +59,10 @@ def parse_sarif(data: bytes, name: str) -> tuple[list[Tool], list[SarifResult]]:
         log = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{name} is not JSON: {exc}") from None
-    if not isinstance(log, dict) or log.get("version") != "2.1.0":
+    version = log.get("version") if isinstance(log, dict) else None
+    if not isinstance(log, dict) or version != "2.1.0":
         raise InputError(
-            f"{name} is not a SARIF 2.1.0 log (version {log.get('version') if isinstance(log, dict) else None!r})",
+            f"{name} is not a SARIF 2.1.0 log (version {version!r})",
             hint="ask the scanner for SARIF 2.1.0 output (bandit -f sarif, semgrep --sarif)",
         )
     errors = sorted(_validator().iter_errors(log), key=lambda e: list(e.absolute_path))
