@@ -47,7 +47,7 @@ class ScanEvidence:
         tree: str,
         data: bytes,
         name: str,
-        root: Path,
+        root: Path | None,
         decision_of: DecisionOf,
     ) -> ScanEvidence:
         decisions: list[str | None] = []
@@ -106,11 +106,13 @@ class ScanEvidence:
         }
 
 
-def _relative(path: str | None, root: Path) -> str | None:
+def _relative(path: str | None, root: Path | None) -> str | None:
     if path is None:
         return None
     candidate = Path(path)
     if candidate.is_absolute():
+        if root is None:
+            return None
         try:
             return candidate.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:

@@ -86,6 +86,7 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
             repositories=dict(settings.repositories),
             gateway=gateway,
         )
+        state.siem = _siem(state, lambda: providers.envelope(create=True))
         from flowloom.auth.scim import Provisioning
         from flowloom.server.deprovision import gateway_cut_off
 
@@ -104,6 +105,27 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
             close()
         store.close()
         raise
+
+
+def _siem(state: ServerState, master_key_loader: Any) -> Any:
+    """The SIEM feed over the server's store, its tables beside the directory's."""
+    import socket
+
+    from flowloom import __version__
+    from flowloom.auth.permissions import INSTANCE_PROJECT
+    from flowloom.gateway.access.vault import ProviderKeyVault
+    from flowloom.siem.book import SiemBook
+    from flowloom.siem.service import Siem
+
+    return Siem(
+        SiemBook(state.directory.engine),
+        state.store,
+        sealer=ProviderKeyVault(master_key_loader),
+        audit=state.audit,
+        instance_project=INSTANCE_PROJECT,
+        hostname=socket.gethostname(),
+        version=__version__,
+    )
 
 
 def _require_instance_key(ledgers: LedgerRegistry) -> None:

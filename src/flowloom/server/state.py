@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from flowloom.server.gateway_view import GatewayView
     from flowloom.server.idempotency import IdempotencyBook
     from flowloom.server.metrics import Metrics
+    from flowloom.siem.service import Siem
 
 __all__ = ["SERVER_ACTOR", "LedgerRegistry", "ServerState"]
 
@@ -148,6 +149,8 @@ class ServerState:
     """SCIM 2.0 provisioning (/scim/v2) and the cut-off hooks deprovisioning runs."""
     ldap: LdapDirectory | None = None
     """LDAP sign-in and group sync, when a [server.ldap] table configures it."""
+    siem: Siem | None = None
+    """SIEM destinations and forwarding (flowloom.siem), secrets sealed like provider keys."""
 
     def ledger(self, project: str) -> Ledger:
         return self.ledgers.get(project)

@@ -19,7 +19,7 @@ import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from flowloom.errors import EXIT_REMOTE, FlowLoomError
+from flowloom.errors import RemoteError
 from flowloom.siem.syslog import frame
 
 __all__ = [
@@ -32,10 +32,8 @@ __all__ = [
 ]
 
 
-class DeliveryError(FlowLoomError):
+class DeliveryError(RemoteError):
     """A receiver did not take a batch (down, refused, or answered an error)."""
-
-    exit_code = EXIT_REMOTE
 
 
 Record = tuple[str, bytes | Mapping[str, Any]]

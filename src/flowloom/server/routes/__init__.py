@@ -31,6 +31,8 @@ ROUTE_MODULES: tuple[str, ...] = (
     "flowloom.server.routes.reports",
     "flowloom.server.routes.reviews",
     "flowloom.server.routes.scim",
+    "flowloom.server.routes.siem",
+    "flowloom.server.routes.scans",
     "flowloom.server.web.routes",
 )
 
