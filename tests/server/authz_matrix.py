@@ -512,6 +512,14 @@ MATRIX.update(
         ("POST", SI + "/{name}/test"): Rule(
             STAR, ok=_MISSING, request=lambda ctx: Call(path={"name": "none"})
         ),
+        ("GET", "/ui/projects/{project}/siem"): Rule(AUDITORS, other=STAR),
+        ("POST", "/ui/projects/{project}/siem"): Rule(PROJECT_ADMINS, other=STAR, ok=_INVALID),
+        ("POST", "/ui/projects/{project}/siem/{name}/remove"): Rule(
+            PROJECT_ADMINS, other=STAR, ok=_MISSING, request=lambda ctx: Call(path={"name": "none"})
+        ),
+        ("POST", "/ui/projects/{project}/siem/{name}/test"): Rule(
+            PROJECT_ADMINS, other=STAR, ok=_MISSING, request=lambda ctx: Call(path={"name": "none"})
+        ),
         ("POST", P + "/scans"): Rule(
             APPENDERS,
             other=STAR,

@@ -98,3 +98,54 @@ def test_scan_results_over_the_api(world: World, client: TestClient) -> None:
         f"/api/v1/projects/{OWN}/scans", json=body, headers=world.headers("developer")
     )
     assert bad.status_code == 400 and "SARIF 2.1.0 schema" in bad.json()["error"]["message"]
+
+
+def test_the_web_siem_page_configures_and_tests(world: World, hec: SplunkHec) -> None:
+    import httpx
+
+    from tests.server.support import live_server
+    from tests.web.support import PASSWORD, csrf_of, sign_in
+
+    world.server.directory.set_password(world.user_ids["owner"], PASSWORD)
+    world.server.directory.set_password(world.user_ids["auditor"], PASSWORD)
+    page = f"/ui/projects/{OWN}/siem"
+    with live_server(world.server) as base:
+        with httpx.Client(base_url=base, timeout=60) as owner:
+            sign_in(owner, "owner@example.org")
+            form = owner.get(page)
+            assert form.status_code == 200 and "Add or change a destination" in form.text
+            saved = owner.post(
+                page,
+                data={
+                    "csrf_token": csrf_of(form.text),
+                    "name": "web-soc",
+                    "kind": "hec",
+                    "target": hec.url,
+                    "secret": "api-token",
+                },
+                follow_redirects=True,
+            )
+            assert saved.status_code == 200 and "web-soc" in saved.text
+            assert "api-token" not in saved.text
+            sent = owner.post(
+                f"{page}/web-soc/test",
+                data={"csrf_token": csrf_of(saved.text)},
+                follow_redirects=True,
+            )
+            assert sent.status_code == 200 and "Sent " in sent.text
+            assert hec.events[-1]["event"]["metadata"]["event_code"] == "siem.test"
+            bad = owner.post(
+                page,
+                data={
+                    "csrf_token": csrf_of(sent.text),
+                    "name": "x",
+                    "kind": "syslog",
+                    "target": "udp://h:1",
+                },
+            )
+            assert bad.status_code == 400 and "not a syslog target" in bad.text
+        with httpx.Client(base_url=base, timeout=60) as auditor:
+            sign_in(auditor, "auditor@example.org")
+            seen = auditor.get(page)
+            assert seen.status_code == 200 and "web-soc" in seen.text
+            assert "Add or change a destination" not in seen.text  # reading only

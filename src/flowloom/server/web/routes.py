@@ -23,7 +23,7 @@ from flowloom.server.deps import SESSION_COOKIE, authenticated, get_server
 from flowloom.server.errors import retry_after_headers
 from flowloom.server.routes.session import set_session_cookie
 from flowloom.server.state import ServerState
-from flowloom.server.web import admin_pages, compliance_pages, project_pages
+from flowloom.server.web import admin_pages, compliance_pages, project_pages, siem_pages
 from flowloom.server.web.session import (
     LOGIN_CSRF_COOKIE,
     WEB_PREFIX,
@@ -137,7 +137,13 @@ def home() -> Response:
 
 
 router = APIRouter()
-for _pages in (pages, project_pages.router, compliance_pages.router, admin_pages.router):
+for _pages in (
+    pages,
+    project_pages.router,
+    compliance_pages.router,
+    admin_pages.router,
+    siem_pages.router,
+):
     router.include_router(_pages, dependencies=[Depends(web_session)])
 router.include_router(signin)
 router.include_router(root)
