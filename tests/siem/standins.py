@@ -67,6 +67,10 @@ class SplunkHec(_Server):
         super().__init__()
         self.token = token
         self.events: list[dict[str, Any]] = []
+        self.hold: threading.Event | None = None
+        """When set: a request is stored, then `received` is set and the answer waits for
+        `hold` (a sender killed meanwhile never sees its acknowledgement)."""
+        self.received = threading.Event()
 
     def handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
         if path != "/services/collector/event":
@@ -84,6 +88,9 @@ class SplunkHec(_Server):
                 return 400, {"text": "Event field is required", "code": 12}
             got.append(item)
         self.events += got
+        if self.hold is not None:
+            self.received.set()
+            self.hold.wait(timeout=120)
         return 200, {"text": "Success", "code": 0}
 
 
