@@ -348,8 +348,9 @@ def test_every_catalogued_kind_is_accepted() -> None:
         "access.review_opened",
         "access.review_decided",
         "access.review_closed",
+        "scan.result",
     }
-    assert len(KINDS) == 27
+    assert len(KINDS) == 28
 
 
 @pytest.mark.parametrize(
