@@ -40,6 +40,12 @@ def ingest(ctx: click.Context, file: Path, as_json: bool) -> None:
     except OSError as exc:
         raise InputError(f"cannot read {file}: {exc.strerror}") from None
     tools, results = parse_sarif(data, str(file))
+    if AppContext.of(ctx).settings().server_url is not None:
+        raise InputError(
+            "with a team server (FLOWLOOM_SERVER) scan results go to the server, not yet "
+            "through this command",
+            hint="POST the SARIF to /api/v1/projects/{project}/scans (docs/integrations.md)",
+        )
     repo = GitRepo.discover(Path.cwd())
     commit, tree = tested_tree(repo)
     services = AppContext.of(ctx).services()
