@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.siem.rsyslog import Rsyslog
 from tests.siem.standins import ElasticBulk, SplunkHec
 
@@ -59,6 +61,7 @@ def _shell(home: Path, cwd: Path, script: str, **extra: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow  # nine CLI processes: a trial (`make trials`), not a unit test
 def test_the_siem_walkthrough(tmp_path: Path, rsyslog: Rsyslog) -> None:
     assert len(SIEM) == 2
     hec, elastic = SplunkHec("hec-doc-token"), ElasticBulk("es-doc-key")
