@@ -342,14 +342,16 @@ class Siem:
 
 
 def _check_target(kind: str, target: str) -> None:
-    parts = urlsplit(target or "")
     schemes = ("tcp", "tls") if kind == "syslog" else ("http", "https")
     try:
+        if any(ord(c) < 33 or ord(c) == 127 for c in target or ""):
+            raise ValueError("spaces or control characters")
+        parts = urlsplit(target or "")
         port = parts.port
+        host = parts.hostname
     except ValueError:
-        port = None
-        parts = parts._replace(netloc="")
-    if parts.scheme not in schemes or not parts.hostname:
+        parts, port, host = urlsplit(""), None, None
+    if parts.scheme not in schemes or not host:
         example = "tls://siem.example.org:6514" if kind == "syslog" else "https://host:8088"
         raise InputError(
             f"{target!r} is not a {kind} target",
