@@ -18,7 +18,7 @@ from flowloom.auth.permissions import INSTANCE_PROJECT
 from flowloom.auth.principals import Principal
 from flowloom.errors import StoreError
 from flowloom.server.deps import authorize, get_server
-from flowloom.server.errors import ERROR_RESPONSES
+from flowloom.server.errors import ERROR_RESPONSES, ErrorBody
 from flowloom.server.routes import API_PREFIX
 from flowloom.server.state import ServerState
 from flowloom.siem.service import DestinationStatus, Siem
@@ -30,6 +30,9 @@ router = APIRouter(prefix=API_PREFIX, tags=["siem"], responses=ERROR_RESPONSES)
 P = "/projects/{project}/siem"
 INST = "/siem"
 Name = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+_UNDELIVERED: dict[int | str, dict[str, Any]] = {
+    502: {"model": ErrorBody, "description": "The receiver did not take the test event."}
+}
 
 
 class DestinationIn(BaseModel):
@@ -126,7 +129,11 @@ def delete_destination(
     return {"removed": name}
 
 
-@router.post(P + "/{name}/test", summary="Send a siem.test event to the destination now")
+@router.post(
+    P + "/{name}/test",
+    summary="Send a siem.test event to the destination now",
+    responses=_UNDELIVERED,
+)
 def test_destination(
     project: str,
     name: Name,
@@ -164,7 +171,11 @@ def delete_instance_destination(
     return {"removed": name}
 
 
-@router.post(INST + "/{name}/test", summary="Send a siem.test event to the destination now")
+@router.post(
+    INST + "/{name}/test",
+    summary="Send a siem.test event to the destination now",
+    responses=_UNDELIVERED,
+)
 def test_instance_destination(
     name: Name,
     principal: Annotated[Principal, Depends(authorize("instance.admin"))],
