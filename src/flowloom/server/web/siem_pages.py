@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from flowloom.auth.principals import Principal
-from flowloom.errors import FlowLoomError, StoreError
+from flowloom.errors import FlowLoomError, RemoteError, StoreError
 from flowloom.server.deps import authorize, get_server
 from flowloom.server.state import ServerState
 from flowloom.server.web.session import WEB_PREFIX, WebRoute, base_context, html
@@ -118,7 +118,7 @@ def test_destination(
 ) -> Response:
     try:
         event = _siem(server).send_test(project, name)
-    except FlowLoomError as exc:
+    except RemoteError as exc:  # the receiver's answer; an unknown name stays a 404
         return _page(
             request, principal, server, web, project, problem=exc.diagnostics(), status=502
         )
