@@ -80,10 +80,11 @@ def security_events(ledger: Ledger, tag: str) -> list[str]:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     folder = tmp_path_factory.mktemp("siem")
     store = SQLiteStore(folder / "ledger.db")
+    env = Env(folder, store)
     try:
-        yield Env(folder, store)
+        yield env
     finally:
-        for ledger in []:
+        for ledger in env.ledgers.values():
             ledger.writer.close()
         store.close()
 
