@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node fonts saml softhsm2 slapd helm compose
+.PHONY: demo test lint typecheck unit trials bench clean chromium openssh node fonts saml softhsm2 slapd helm compose rsyslog
 
 $(BIN)/flowloom: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,7 +62,11 @@ helm: $(BIN)/flowloom
 compose:
 	@command -v docker-compose >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; } || { echo "docker-compose is missing: apt-get install docker-compose"; exit 1; }
 
-unit: $(BIN)/flowloom chromium openssh node fonts saml softhsm2 slapd helm compose
+## rsyslog: the SIEM tests send syslog (TCP and TLS) to Debian's rsyslog with its own configuration
+rsyslog:
+	@{ command -v rsyslogd || [ -x /usr/sbin/rsyslogd ]; } >/dev/null 2>&1 && ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsyslog rsyslog-gnutls >/dev/null; } || { echo "rsyslog is missing: apt-get install rsyslog rsyslog-gnutls"; exit 1; }
+
+unit: $(BIN)/flowloom chromium openssh node fonts saml softhsm2 slapd helm compose rsyslog
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider -m "not slow"
 
 ## trials: the long trials (pytest marker `slow`: crash trials, plain wheel install, first Aider install), bounded, on their own

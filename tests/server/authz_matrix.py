@@ -618,3 +618,53 @@ MATRIX.update(
     }
 )
 """Routes under this prefix refuse every API key as unauthenticated (401)."""
+
+# -- SIEM destinations (audit.read to read, project.admin to change; the instance's: "*")
+# and security scanner results (ledger.append). Removing or testing a destination that
+# does not exist is 404 for whoever passes authorize().
+_MISSING = frozenset({404})
+_SIEM_DEST = {"kind": "hec", "target": "http://127.0.0.1:9", "secret": "matrix-token"}
+_SARIF = {
+    "version": "2.1.0",
+    "runs": [{"tool": {"driver": {"name": "matrix", "version": "1"}}, "results": []}],
+}
+SI = "/api/v1/siem"
+MATRIX.update(
+    {
+        ("GET", P + "/siem"): Rule(AUDITORS, other=STAR),
+        ("PUT", P + "/siem/{name}"): Rule(
+            PROJECT_ADMINS,
+            other=STAR,
+            request=lambda ctx: Call(path={"name": ctx.fresh("soc")}, json=_SIEM_DEST),
+        ),
+        ("DELETE", P + "/siem/{name}"): Rule(
+            PROJECT_ADMINS, other=STAR, ok=_MISSING, request=lambda ctx: Call(path={"name": "none"})
+        ),
+        ("POST", P + "/siem/{name}/test"): Rule(
+            PROJECT_ADMINS, other=STAR, ok=_MISSING, request=lambda ctx: Call(path={"name": "none"})
+        ),
+        ("GET", SI): Rule(STAR),
+        ("PUT", SI + "/{name}"): Rule(
+            STAR, request=lambda ctx: Call(path={"name": ctx.fresh("soc")}, json=_SIEM_DEST)
+        ),
+        ("DELETE", SI + "/{name}"): Rule(
+            STAR, ok=_MISSING, request=lambda ctx: Call(path={"name": "none"})
+        ),
+        ("POST", SI + "/{name}/test"): Rule(
+            STAR, ok=_MISSING, request=lambda ctx: Call(path={"name": "none"})
+        ),
+        ("GET", "/ui/projects/{project}/siem"): Rule(AUDITORS, other=STAR),
+        ("POST", "/ui/projects/{project}/siem"): Rule(PROJECT_ADMINS, other=STAR, ok=_INVALID),
+        ("POST", "/ui/projects/{project}/siem/{name}/remove"): Rule(
+            PROJECT_ADMINS, other=STAR, ok=_MISSING, request=lambda ctx: Call(path={"name": "none"})
+        ),
+        ("POST", "/ui/projects/{project}/siem/{name}/test"): Rule(
+            PROJECT_ADMINS, other=STAR, ok=_MISSING, request=lambda ctx: Call(path={"name": "none"})
+        ),
+        ("POST", P + "/scans"): Rule(
+            APPENDERS,
+            other=STAR,
+            request=lambda ctx: Call(json={"sarif": _SARIF, "commit": "a" * 40, "tree": "b" * 40}),
+        ),
+    }
+)

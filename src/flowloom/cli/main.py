@@ -92,6 +92,8 @@ _LAZY_COMMANDS = {
     "keys": "flowloom.cli.keys:keys",
     "integrations": "flowloom.cli.integrations:integrations",
     "webhooks": "flowloom.cli.webhooks:webhooks",
+    "siem": "flowloom.cli.siem:siem",
+    "scan": "flowloom.cli.scan:scan",
 }
 
 

@@ -358,6 +358,85 @@ def check_completeness(ctx: CheckContext) -> CheckResult:
     )
 
 
+# -- security scanned -----------------------------------------------------------------------
+
+
+def check_scanned(ctx: CheckContext) -> CheckResult:
+    """Security scanner results (SARIF, ``scan.result``) for each change's exact tree.
+
+    Until the project has recorded any scan, the check is not applicable (no scanner is
+    in use as far as the ledger shows); from then on every change that reached a
+    protected branch needs a scan of its tree, and a scan with error-level results is
+    reported with the rules and the decisions behind the flagged lines.
+    """
+    name = "security_scanned"
+    population = ctx.population
+    if population is None:
+        return _no_git(name, ctx)
+    scans = ctx.view.of("scan.result")
+    changes = ctx.changes()
+    if not scans:
+        return _result(
+            name,
+            [],
+            examined=0,
+            empty="no security scanner results were ever recorded "
+            "('flowloom scan ingest FILE.sarif' records them)",
+            summary="no scanner results recorded",
+        )
+    findings: list[Finding] = []
+    evidence: list[int] = []
+    for change in changes:
+        sha = change.commit.sha
+        mine = [e for e in scans if e.event.refs.get("tree") == change.tree]
+        when = format_ts(change.committed_at)
+        author = str(change.commit.author)
+        if not mine:
+            findings.append(
+                _finding(
+                    name, "medium", "unscanned",
+                    f"{sha[:12]} on {change.branch}: no security scanner results recorded for "
+                    f"its tree {change.tree[:12]}; run the scanners on it and record them with "
+                    "'flowloom scan ingest FILE.sarif'",
+                    commit=sha, actor=author, ts=when, tree=change.tree,
+                )
+            )  # fmt: skip
+            continue
+        latest = max(mine, key=lambda e: e.index)
+        evidence.append(latest.index)
+        errors = latest.event.refs.get("errors")
+        if isinstance(errors, int) and errors > 0:
+            listed = latest.event.refs.get("results") or []
+            rules = sorted(
+                {
+                    str(r.get("rule"))
+                    for r in listed
+                    if isinstance(r, Mapping) and r.get("level") == "error"
+                }
+            )
+            decisions = latest.event.refs.get("decisions") or []
+            findings.append(
+                _finding(
+                    name, "high", "scan-errors",
+                    f"{sha[:12]} on {change.branch}: the scan of its tree (entry {latest.index}) "
+                    f"has {errors} error-level result{'s' if errors != 1 else ''} "
+                    f"({', '.join(rules[:5])})",
+                    commit=sha, actor=author, ts=when, scan_entry=latest.index,
+                    decisions=list(decisions) or None,
+                )
+            )  # fmt: skip
+    return _result(
+        name,
+        findings,
+        examined=len(changes),
+        empty="no change reached a protected branch in the period",
+        summary=f"{len(changes)} changes; {_count(findings)} unscanned or with error-level "
+        "scanner results",
+        entries=evidence,
+        commits=[c.commit.sha for c in changes],
+    )
+
+
 # -- tested before deploy -------------------------------------------------------------------
 
 
@@ -1741,6 +1820,15 @@ CHECKS: Final[Mapping[str, CheckSpec]] = MappingProxyType(
                 "repositories) and through commit.link events of commits the branch lost; a "
                 "rewrite of commits never linked and never in a reflog is invisible. A direct "
                 "push and a commit made with --no-verify look the same: an unlinked commit.",
+                needs_git=True,
+            ),
+            CheckSpec(
+                "security_scanned",
+                "Security scanned: scanner results (SARIF) for each change's tree",
+                check_scanned,
+                "Reads scan.result events (flowloom scan ingest: SARIF bound to the scanned "
+                "tree). Which rules the scanners ran, and results never recorded with FlowLoom, "
+                "are not seen; until a first scan is recorded the check is not applicable.",
                 needs_git=True,
             ),
             CheckSpec(

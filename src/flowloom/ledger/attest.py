@@ -57,6 +57,7 @@ AUTHORITY_KINDS: Final = frozenset(
         "export.generate",
         "ci.result",
         "test.result",
+        "scan.result",
         "compliance.response",
         "access.review_opened",
         "access.review_decided",
@@ -91,6 +92,8 @@ WRITTEN_BY: Final = {
     "database.restore": "'flowloom admin restore'",
     "ci.result": "'flowloom check --record' in CI",
     "test.result": "'flowloom ci record --junit PATH' in CI",
+    "scan.result": "'flowloom scan ingest FILE.sarif', or a team server's "
+    "POST /api/v1/projects/{project}/scans",
     "compliance.response": "'flowloom report respond EXCEPTION_ID' (signed with your SSH "
     "signing key), or on a team server POST /api/v1/projects/{project}/reports/responses",
     "access.review_opened": "'flowloom access-review open', or on a team server "

@@ -72,6 +72,10 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
         "commit.link": "A git commit linked to its decision and session.",
         "override.grant": "A policy check was overridden; the reason is recorded.",
         "ci.result": "The verdict of the CI gate (flowloom check) on a range of commits.",
+        "scan.result": (
+            "Security scanner results (SARIF) for the scanned tree, with the decisions of the "
+            "flagged lines."
+        ),
         "test.result": (
             "Test results (JUnit) for the tree that was tested, with the CI run's identity."
         ),

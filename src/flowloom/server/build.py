@@ -90,6 +90,7 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
         from flowloom.server.tlog.book import TlogBook
 
         state.tlog = TlogBook(directory.engine)
+        state.siem = _siem(state, lambda: providers.envelope(create=True))
         from flowloom.auth.scim import Provisioning
         from flowloom.server.deprovision import gateway_cut_off
 
@@ -189,6 +190,27 @@ def _webhooks(state: ServerState, master: Callable[..., Any]) -> Any:
         size_of=lambda project: state.ledger(project).size(),
         source_of=source_of,
         clock=time.time,
+    )
+
+
+def _siem(state: ServerState, master_key_loader: Any) -> Any:
+    """The SIEM feed over the server's store, its tables beside the directory's."""
+    import socket
+
+    from flowloom import __version__
+    from flowloom.auth.permissions import INSTANCE_PROJECT
+    from flowloom.gateway.access.vault import ProviderKeyVault
+    from flowloom.siem.book import SiemBook
+    from flowloom.siem.service import Siem
+
+    return Siem(
+        SiemBook(state.directory.engine),
+        state.store,
+        sealer=ProviderKeyVault(master_key_loader),
+        audit=state.audit,
+        instance_project=INSTANCE_PROJECT,
+        hostname=socket.gethostname(),
+        version=__version__,
     )
 
 

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from flowloom.server.idempotency import IdempotencyBook
     from flowloom.server.metrics import Metrics
     from flowloom.server.tlog.book import TlogBook
+    from flowloom.siem.service import Siem
     from flowloom.webhooks.service import Webhooks
 
 __all__ = ["SERVER_ACTOR", "LedgerRegistry", "ServerState"]
@@ -157,6 +158,8 @@ class ServerState:
     """Code hosts (GitHub, GitLab, Bitbucket): settings, outbound queue, webhooks."""
     webhooks: Webhooks | None = None
     """Outbound webhooks: subscriptions, their delivery queue and its dispatcher."""
+    siem: Siem | None = None
+    """SIEM destinations and forwarding (flowloom.siem), secrets sealed like provider keys."""
 
     def ledger(self, project: str) -> Ledger:
         return self.ledgers.get(project)

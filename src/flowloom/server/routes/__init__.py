@@ -35,6 +35,8 @@ ROUTE_MODULES: tuple[str, ...] = (
     "flowloom.server.routes.integrations",
     "flowloom.server.routes.webhooks",
     "flowloom.server.routes.notifications",
+    "flowloom.server.routes.siem",
+    "flowloom.server.routes.scans",
     "flowloom.server.web.routes",
 )
 

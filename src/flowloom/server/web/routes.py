@@ -28,6 +28,7 @@ from flowloom.server.web import (
     compliance_pages,
     integration_pages,
     project_pages,
+    siem_pages,
     webhook_pages,
 )
 from flowloom.server.web.session import (
@@ -150,6 +151,7 @@ for _pages in (
     admin_pages.router,
     integration_pages.router,
     webhook_pages.router,
+    siem_pages.router,
 ):
     router.include_router(_pages, dependencies=[Depends(web_session)])
 router.include_router(signin)
