@@ -566,7 +566,6 @@ MATRIX.update(
 
 TOKEN_ONLY_PREFIX = (S + "/", "/api/v1/integrations/")
 """Routes under these prefixes refuse every API key as unauthenticated (401)."""
-TOKEN_ONLY_PREFIX = S + "/"
 
 # -- outbound webhooks (project.admin: a subscription sends the record out) --------------
 WH = P + "/webhooks"
