@@ -202,9 +202,7 @@ def test_a_tool_call_after_claude_codes_opening_is_served_by_the_sdk(world: Worl
     acks = [r for r in front if r.get("method") == "notifications/subscriptions/acknowledged"]
     assert len(acks) == 1
     answers = by_id(front)
-    assert sorted(answers, key=str) == sorted(
-        ["server-discover-probe-1", 0, 1, 2, 3, 9], key=str
-    )
+    assert sorted(answers, key=str) == sorted(["server-discover-probe-1", 0, 1, 2, 3, 9], key=str)
     result = answers[9]["result"]
     assert not result.get("isError"), result
     assert world.decision.id in json.dumps(result)

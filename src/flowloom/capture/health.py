@@ -29,6 +29,7 @@ Reads only: nothing here writes except `acknowledge`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -211,10 +212,8 @@ def commit_queue(state_dir: str, now: float | None = None) -> CommitQueue:
     oldest_age: float | None = None
     for name in names:
         created: Any = None
-        try:
+        with contextlib.suppress(OSError, ValueError):
             created = outbox.read_record(directory, name).get("created")
-        except (OSError, ValueError):
-            pass
         age = _age_s(created, now) if isinstance(created, str) else None
         if age is None:
             try:
