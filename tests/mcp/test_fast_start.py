@@ -189,33 +189,29 @@ def test_a_session_that_calls_no_tool_never_loads_the_sdk(world: World) -> None:
     assert "import 'mcp'" not in imported and "import 'click'" not in imported
 
 
-def test_a_tool_call_after_claude_codes_opening_is_served_by_the_sdk(world: World) -> None:
-    """The SDK takes over at the first request the front cannot answer: it sees the
-    listen stream it must own, answers the call, and repeats nothing already said."""
+def test_after_claude_codes_opening_the_sdk_serves_what_the_front_cannot(world: World) -> None:
+    """The SDK takes over at the first request the front cannot answer (here a discovery
+    for a protocol version it does not know, which only the SDK may refuse): it sees the
+    listen stream it must own, answers that request and a tool call, and repeats nothing
+    already said."""
     opening = claude_code_opening()
-    meta = opening[0]["params"]
+    meta = opening[0]["params"]["_meta"]
+    odd = {**meta, "io.modelcontextprotocol/protocolVersion": "2099-01-01"}
     call = request(
-        9, "tools/call", {**meta, "name": "get_decision", "arguments": {"id": world.decision.id}}
+        9,
+        "tools/call",
+        {"_meta": meta, "name": "get_decision", "arguments": {"id": world.decision.id}},
     )
-    front = exchange(FRONT, [*opening, call], 6, world.repo, world.box.env)
-    assert [r.get("id") for r in front].count("listen:0") == 0
+    messages = [*opening, request(7, "server/discover", {"_meta": odd}), call]
+    front = exchange(FRONT, messages, 7, world.repo, world.box.env)
     acks = [r for r in front if r.get("method") == "notifications/subscriptions/acknowledged"]
     assert len(acks) == 1
     answers = by_id(front)
-    assert sorted(answers, key=str) == sorted(["server-discover-probe-1", 0, 1, 2, 3, 9], key=str)
+    assert sorted(answers, key=str) == sorted(
+        ["server-discover-probe-1", 0, 1, 2, 3, 7, 9], key=str
+    )
+    assert len(front) == 8  # seven answers and one acknowledgement: nothing repeated
+    assert "error" in answers[7], answers[7]  # the SDK's refusal: the front never refuses
     result = answers[9]["result"]
     assert not result.get("isError"), result
     assert world.decision.id in json.dumps(result)
-
-
-def test_a_request_out_of_the_ordinary_goes_to_the_sdk(world: World) -> None:
-    """A list with a cursor, an envelope of an unknown version: the SDK answers (here the
-    same as without the front), the front does not guess."""
-    meta = claude_code_opening()[0]["params"]["_meta"]
-    odd = {**meta, "io.modelcontextprotocol/protocolVersion": "2099-01-01"}
-    messages = [
-        request(1, "tools/list", {"_meta": meta, "cursor": "nope"}),
-        request(2, "server/discover", {"_meta": odd}),
-    ]
-    front, sdk = _both(world, messages, 2)
-    assert _unordered(front) == _unordered(sdk)
