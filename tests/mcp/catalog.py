@@ -62,14 +62,14 @@ def claude_code_opening() -> list[dict[str, Any]]:
     ]
 
 
-def legacy_opening() -> list[dict[str, Any]]:
+def legacy_opening(version: str = handshake.HANDSHAKE_VERSIONS[-1]) -> list[dict[str, Any]]:
     """An `initialize` client's first messages."""
     return [
         request(
             0,
             "initialize",
             {
-                "protocolVersion": "2025-11-25",
+                "protocolVersion": version,
                 "capabilities": {},
                 "clientInfo": {"name": "catalog", "version": "0"},
             },

@@ -164,8 +164,11 @@ def test_claude_codes_opening_is_answered_as_the_sdk_answers_it(world: World) ->
     assert len(by_id(front)[3]["result"]["tools"]) == 14
 
 
-def test_an_initialize_clients_lists_are_the_sdks(world: World) -> None:
-    front, sdk = _both(world, legacy_opening(), 4)
+@pytest.mark.parametrize("version", [HANDSHAKE_VERSIONS[-1], HANDSHAKE_VERSIONS[0]])
+def test_an_initialize_clients_lists_are_the_sdks(world: World, version: str) -> None:
+    """The catalog's lists are the newest version's: after an older `initialize` the SDK
+    answers them."""
+    front, sdk = _both(world, legacy_opening(version), 4)
     assert _unordered(front) == _unordered(sdk), f"run `python -m tests.mcp.catalog`: {CATALOG}"
 
 

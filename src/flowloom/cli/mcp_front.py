@@ -85,6 +85,7 @@ class _Opening:
     def __init__(self, catalog: handshake.Catalog) -> None:
         self._catalog = catalog
         self.era: str | None = None
+        self._newest = False  # `initialize` agreed on the version the catalog's lists are of
         self.replay: list[bytes] = []
         self.answered: set[Any] = set()  # ids of replayed requests: the SDK's answer is dropped
         self.acknowledged: set[Any] = set()  # listen ids: the SDK's acknowledgement is dropped
@@ -121,9 +122,11 @@ class _Opening:
                 return None
             self.era = handshake.LEGACY
             self._replayed(request_id, line)
-            return handshake.initialize_result(params)
+            answer = handshake.initialize_result(params)
+            self._newest = answer["protocolVersion"] == handshake.HANDSHAKE_VERSIONS[-1]
+            return answer
         if self.era == handshake.LEGACY:
-            if method in handshake.LIST_METHODS and params in (None, {}):
+            if self._newest and method in handshake.LIST_METHODS and params in (None, {}):
                 return self._list(handshake.LEGACY, method)
             return None
         if method == "subscriptions/listen":

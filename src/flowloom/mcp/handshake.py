@@ -41,7 +41,8 @@ INSTRUCTIONS: Final = (
 )
 
 HANDSHAKE_VERSIONS: Final = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
-"""The protocol revisions the SDK negotiates through `initialize`, oldest first."""
+"""The protocol revisions the SDK negotiates through `initialize`, oldest first. The
+catalog's lists are those of the newest; after an older one the SDK answers them."""
 
 MODERN_VERSIONS: Final = ("2026-07-28",)
 """The revisions whose requests carry the client's envelope and need no `initialize`."""
@@ -105,7 +106,7 @@ def listen_filter(params: Any) -> dict[str, bool] | None:
         return None
     if not modern_envelope({"_meta": params.get("_meta")}):
         return None
-    wanted = params.get("notifications", {})
+    wanted = params.get("notifications")
     if not isinstance(wanted, dict) or set(wanted) - set(_LISTEN_FLAGS):
         return None
     if not all(isinstance(v, bool) for v in wanted.values()):
