@@ -79,11 +79,39 @@ class _Lines:
         return line + b"\n"
 
 
+class _Decisions:
+    """The project's decisions as resources, read from the ledger on a thread started
+    with the process: the client asks for `resources/list` only after a few round trips
+    (Claude Code: discovery, listen, discovery again), and waits for it before its first
+    prompt, so the read overlaps them instead of following them."""
+
+    def __init__(self, cwd: str) -> None:
+        self._found: list[dict[str, Any]] | None = None
+        self._thread = threading.Thread(target=self._read, args=(cwd,), daemon=True)
+        self._thread.start()
+
+    def _read(self, cwd: str) -> None:
+        from pathlib import Path
+
+        from flowloom.mcp.listing import project_decision_resources
+
+        try:
+            self._found = project_decision_resources(Path(cwd))
+        except Exception:  # the SDK server opens the ledger again, and says what failed
+            self._found = None
+
+    def result(self) -> list[dict[str, Any]] | None:
+        """The decisions, or None when they could not be read (the SDK then answers)."""
+        self._thread.join()
+        return self._found
+
+
 class _Opening:
     """The connection's opening, answered here; what the SDK must replay if it takes over."""
 
-    def __init__(self, catalog: handshake.Catalog) -> None:
+    def __init__(self, catalog: handshake.Catalog, decisions: _Decisions) -> None:
         self._catalog = catalog
+        self._decisions = decisions
         self.era: str | None = None
         self._newest = False  # `initialize` agreed on the version the catalog's lists are of
         self.replay: list[bytes] = []
@@ -152,14 +180,7 @@ class _Opening:
         found = self._catalog.result(era, method)
         if found is None or method != "resources/list":
             return found
-        from pathlib import Path
-
-        from flowloom.mcp.listing import project_decision_resources
-
-        try:
-            decisions = project_decision_resources(Path.cwd())
-        except Exception:  # the SDK server opens the ledger again, and says what failed
-            return None
+        decisions = self._decisions.result()
         if decisions is None:
             return None
         return {**found, "resources": [*found["resources"], *decisions]}
@@ -283,11 +304,13 @@ def main(argv: Sequence[str]) -> int | None:
     if not os.environ.get("FLOWLOOM_DATABASE") and not _in_repository(os.getcwd()):
         return None  # the command line refuses to start here, and says why
     real_in, real_out = os.dup(0), os.dup(1)
-    opening = _Opening(handshake.Catalog.load())
+    decisions = _Decisions(os.getcwd())
+    opening = _Opening(handshake.Catalog.load(), decisions)
     lines = _Lines(real_in)
     while True:
         line = lines.next()
         if line is None:
+            decisions.result()  # the read ends before the process does
             return 0  # the client closed the connection: nothing needed the SDK
         answers = opening.answer(line)
         if answers is None:
