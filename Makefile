@@ -73,7 +73,7 @@ unit: $(BIN)/flowloom chromium openssh node fonts saml softhsm2 slapd helm compo
 trials: $(BIN)/flowloom
 	timeout 2400 $(BIN)/python -m pytest -q -p no:cacheprovider -m slow
 
-bench: $(BIN)/flowloom
+bench: $(BIN)/flowloom node
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:

@@ -14,7 +14,9 @@ recorded everything and made the commit (off the agent's path, so not in the fig
 Prints `claude_session_overhead` (`ratio` = governed p50 / plain p50; goal ≤ 1.3) and
 `mcp_initialize_ms` (how long `flowloom mcp` takes to answer `initialize` to the SDK's
 client, p50; goal ≤ 300 ms; peer: the same server without its early answer).
-Needs node and npm (the pinned Claude Code is installed into the test cache).
+Needs node and npm (`make node`; the pinned Claude Code is installed into the test cache
+on first use): without them, or when npm cannot install it, it stops with exit 1 and
+says why.
 """
 
 from __future__ import annotations
@@ -123,9 +125,23 @@ def _mcp_start(box: AgentSandbox, runs: int) -> None:
     )
 
 
+def _claude() -> Path:
+    """The pinned `claude`, installed on first use; exit 1 with the reason when it cannot be."""
+    import pytest
+
+    try:
+        return npm_cli("@anthropic-ai/claude-code", CLAUDE_CODE_VERSION, "claude")
+    except (pytest.skip.Exception, pytest.fail.Exception, OSError) as exc:
+        raise SystemExit(
+            f"bench_claude_session: cannot install Claude Code {CLAUDE_CODE_VERSION}, which "
+            f"this bench drives: {str(exc).strip() or type(exc).__name__} "
+            "(install node and npm: make node)"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> None:
     os.environ.setdefault("PYTHONPATH", str(ROOT / "src"))
-    claude = npm_cli("@anthropic-ai/claude-code", CLAUDE_CODE_VERSION, "claude")
+    claude = _claude()
     times: dict[str, list[float]] = {"plain": [], "governed": [], "hooks_only": []}
     settled: list[float] = []
     with tempfile.TemporaryDirectory(prefix="flowloom-bench-claude-") as scratch:

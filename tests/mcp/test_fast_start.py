@@ -1,5 +1,6 @@
-"""`flowloom mcp` answers `initialize` before it loads the SDK (`flowloom.cli.mcp_front`),
-with exactly the answer the SDK server gives, and then serves through the SDK."""
+"""`flowloom mcp` opens the connection before it loads the SDK (`flowloom.cli.mcp_front`),
+with exactly the answers the SDK server gives (`initialize`, or Claude Code's
+`server/discover`, `subscriptions/listen` and lists), and serves the rest through the SDK."""
 
 from __future__ import annotations
 
@@ -16,11 +17,18 @@ from mcp import Client
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from flowloom.mcp.handshake import HANDSHAKE_VERSIONS
+from tests.mcp.catalog import (
+    CATALOG,
+    SDK_ONLY,
+    by_id,
+    claude_code_opening,
+    exchange,
+    legacy_opening,
+    request,
+)
 from tests.mcp.world import World, make_world
 
 FRONT = [sys.executable, "-m", "flowloom", "mcp"]
-SDK_ONLY = [sys.executable, "-c", "from flowloom.cli.main import main; main(['mcp'])"]
-"""The same server without the front: the command line called directly."""
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +142,79 @@ def test_outside_a_repository_the_command_line_still_says_why(tmp_path: Path, wo
     assert done.returncode != 0
     assert done.stdout == b""  # nothing answered: the server did not start
     assert b"outside a git repository" in done.stderr
+
+
+def _both(world: World, messages: list[dict[str, Any]], answers: int) -> tuple[list, list]:
+    env = world.box.env
+    front = exchange(FRONT, messages, answers, world.repo, env)
+    sdk = exchange(SDK_ONLY, messages, answers, world.repo, env)
+    return front, sdk
+
+
+def _unordered(replies: list[dict[str, Any]]) -> list[str]:
+    return sorted(json.dumps(r, sort_keys=True) for r in replies)
+
+
+def test_claude_codes_opening_is_answered_as_the_sdk_answers_it(world: World) -> None:
+    """What Claude Code 2.1.337 sends before its first prompt (discovery, a listen
+    stream, three lists): the same answers and notifications, without the SDK."""
+    front, sdk = _both(world, claude_code_opening(), 5)
+    assert _unordered(front) == _unordered(sdk), f"run `python -m tests.mcp.catalog`: {CATALOG}"
+    assert len(front) == 6  # five answers and the listen acknowledgement
+    assert len(by_id(front)[3]["result"]["tools"]) == 14
+
+
+@pytest.mark.parametrize("version", [HANDSHAKE_VERSIONS[-1], HANDSHAKE_VERSIONS[0]])
+def test_an_initialize_clients_lists_are_the_sdks(world: World, version: str) -> None:
+    """The catalog's lists are the newest version's: after an older `initialize` the SDK
+    answers them."""
+    front, sdk = _both(world, legacy_opening(version), 4)
+    assert _unordered(front) == _unordered(sdk), f"run `python -m tests.mcp.catalog`: {CATALOG}"
+
+
+def test_a_session_that_calls_no_tool_never_loads_the_sdk(world: World) -> None:
+    """The client closes stdin after the opening: the front ends the process itself
+    (the command line, which imports the SDK, never starts)."""
+    env = {**world.box.env, "PYTHONVERBOSE": "1"}
+    done = subprocess.run(
+        FRONT,
+        cwd=world.repo,
+        env=env,
+        input=b"".join(json.dumps(m).encode() + b"\n" for m in claude_code_opening()),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert len(done.stdout.splitlines()) == 6
+    imported = done.stderr.decode()
+    assert "flowloom.mcp.handshake" in imported
+    assert "import 'mcp'" not in imported and "import 'click'" not in imported
+
+
+def test_after_claude_codes_opening_the_sdk_serves_what_the_front_cannot(world: World) -> None:
+    """The SDK takes over at the first request the front cannot answer (here a discovery
+    for a protocol version it does not know, which only the SDK may refuse): it sees the
+    listen stream it must own, answers that request and a tool call, and repeats nothing
+    already said."""
+    opening = claude_code_opening()
+    meta = opening[0]["params"]["_meta"]
+    odd = {**meta, "io.modelcontextprotocol/protocolVersion": "2099-01-01"}
+    call = request(
+        9,
+        "tools/call",
+        {"_meta": meta, "name": "get_decision", "arguments": {"id": world.decision.id}},
+    )
+    messages = [*opening, request(7, "server/discover", {"_meta": odd}), call]
+    front = exchange(FRONT, messages, 7, world.repo, world.box.env)
+    acks = [r for r in front if r.get("method") == "notifications/subscriptions/acknowledged"]
+    assert len(acks) == 1
+    answers = by_id(front)
+    assert sorted(answers, key=str) == sorted(
+        ["server-discover-probe-1", 0, 1, 2, 3, 7, 9], key=str
+    )
+    assert len(front) == 8  # seven answers and one acknowledgement: nothing repeated
+    assert "error" in answers[7], answers[7]  # the SDK's refusal: the front never refuses
+    result = answers[9]["result"]
+    assert not result.get("isError"), result
+    assert world.decision.id in json.dumps(result)

@@ -9,6 +9,9 @@ to be findable afterwards:
   (`capture.log`). A backlog older than `STALE_SPOOL_S` means the ledger is not being
   written. Files in the fallback outbox, or an outbox hooks cannot write, mean the
   fallback is in use: the events are kept, but the outbox needs repair;
+- the commit queue: auto-commit requests (`<state>/commits/`) the drainer has not made
+  yet, and the age of the oldest. A request older than `STUCK_COMMIT_S` means no
+  drainer is making them: the agent's writes stay uncommitted;
 - capture errors since the last healthy state: `capture.error` events recorded after the
   last acknowledgement. `flowloom status --acknowledge` records one: a `config.change`
   (subject `capture`, refs `action: "acknowledge-capture-errors"`, `through`: the last
@@ -26,6 +29,7 @@ Reads only: nothing here writes except `acknowledge`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -41,11 +45,14 @@ __all__ = [
     "ACK_ACTION",
     "SILENT_AFTER_S",
     "STALE_SPOOL_S",
+    "STUCK_COMMIT_S",
     "Backlog",
     "CaptureError",
+    "CommitQueue",
     "SilentAgent",
     "acknowledge",
     "backlog",
+    "commit_queue",
     "describe",
     "errors_since_healthy",
     "silent_agents",
@@ -53,6 +60,10 @@ __all__ = [
 
 STALE_SPOOL_S = 60.0
 """Events waiting longer than this in the spool mean the drainer is not recording them."""
+
+STUCK_COMMIT_S = 120.0
+"""A commit request waiting longer than this is stuck: a drainer makes one in a second
+or two, and every prompt and turn's end finishes those still waiting."""
 
 SILENT_AFTER_S = 3600.0
 """Agent hooks installed longer ago than this that never fired are reported."""
@@ -164,6 +175,55 @@ def backlog(state_dir: str, now: float | None = None) -> Backlog:
         fallback_dir=fallback,
         outbox_unusable=_unusable(spool_dir),
     )
+
+
+@dataclass(frozen=True)
+class CommitQueue:
+    """Auto-commit requests waiting for the drainer (`<state>/commits/`)."""
+
+    requests: int
+    oldest: str | None  # when the oldest request was written
+    oldest_age_s: float | None
+    directory: str
+
+    @property
+    def stuck(self) -> bool:
+        return self.oldest_age_s is not None and self.oldest_age_s > STUCK_COMMIT_S
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "oldest": self.oldest,
+            "oldest_age_s": self.oldest_age_s,
+            "stuck": self.stuck,
+            "dir": self.directory,
+        }
+
+
+def commit_queue(state_dir: str, now: float | None = None) -> CommitQueue:
+    """The commit requests waiting under `state_dir`; a request that cannot be read
+    counts with its file's time (the drainer records it as a capture error)."""
+    from flowloom.capture.autocommit import jobs_dir
+
+    now = time.time() if now is None else now
+    directory = jobs_dir(state_dir)
+    names = outbox.pending(directory)
+    oldest: str | None = None
+    oldest_age: float | None = None
+    for name in names:
+        created: Any = None
+        with contextlib.suppress(OSError, ValueError):
+            created = outbox.read_record(directory, name).get("created")
+        age = _age_s(created, now) if isinstance(created, str) else None
+        if age is None:
+            try:
+                age = max(0.0, now - os.path.getmtime(os.path.join(directory, name)))
+            except OSError:
+                continue  # made and removed meanwhile
+        if oldest_age is None or age > oldest_age:
+            oldest_age = age
+            oldest = created if isinstance(created, str) else None
+    return CommitQueue(len(names), oldest, oldest_age, directory)
 
 
 def _unusable(spool_dir: str) -> str | None:

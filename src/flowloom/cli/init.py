@@ -423,6 +423,14 @@ def _capture_health(
             f"{found.events} events in {found.files} spool files are waiting to be recorded, "
             f"the oldest since {found.oldest} ({_ago(found.oldest_age_s or 0)}){why}"
         )
+    queue = health.commit_queue(state_dir)
+    if queue.stuck:
+        warnings.append(
+            f"{queue.requests} auto-commit requests are waiting in {queue.directory}, the "
+            f"oldest since {queue.oldest or 'an unreadable request'} "
+            f"({_ago(queue.oldest_age_s or 0)}): no drainer is making them, so the agent's "
+            "writes are not committed; the next prompt makes them, or see capture.log"
+        )
     if found.fallback_in_use:
         why = found.outbox_unusable or "it could not be written when they were captured"
         warnings.append(
@@ -432,7 +440,7 @@ def _capture_health(
             f"{os.path.join(state_dir, 'spool')} a directory you can write"
         )
     if not ledger_ok:
-        return {"spool": found.to_json(), "errors": None}, warnings
+        return {"spool": found.to_json(), "commits": queue.to_json(), "errors": None}, warnings
     ledger = AppContext.of(ctx).services("write" if acknowledge else "read").ledger
     through, errors = health.errors_since_healthy(ledger)
     acknowledged = None
@@ -453,6 +461,7 @@ def _capture_health(
         )
     data = {
         "spool": found.to_json(),
+        "commits": queue.to_json(),
         "errors": {
             "acknowledged_through": through,
             "count": len(errors),
@@ -630,6 +639,14 @@ def _print_capture(capture: dict[str, Any]) -> None:
     if found["bad"]:
         line += f"; {found['bad']} unreadable files set aside in spool/bad/"
     click.echo(line)
+    queue = capture["commits"]
+    if queue["requests"]:
+        click.echo(
+            f"commit queue: {queue['requests']} auto-commits waiting, the oldest since "
+            f"{queue['oldest'] or '?'} ({_ago(queue['oldest_age_s'] or 0)})"
+        )
+    else:
+        click.echo("commit queue: empty")
     errors = capture["errors"]
     if errors is None:
         click.echo("capture errors: unknown (the ledger cannot be read)")

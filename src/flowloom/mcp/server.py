@@ -46,6 +46,7 @@ from flowloom import __version__
 from flowloom.auth.principals import Principal
 from flowloom.errors import FlowLoomError, InputError, NotFoundError, PermissionDeniedError
 from flowloom.mcp.handshake import INSTRUCTIONS
+from flowloom.mcp.listing import decision_resource
 from flowloom.mcp.tools import DECISIONS_URI, Caller, ProjectTools
 from flowloom.mcp.worker import Worker
 
@@ -267,19 +268,7 @@ class FlowLoomMCP(MCPServer[Any]):
     async def list_resources(self) -> list[MCPResource]:
         fixed = await super().list_resources()
         decisions = await self._worker.run(lambda b: b.tools.list_decisions())
-        return [
-            *fixed,
-            *(
-                MCPResource(
-                    uri=d["uri"],
-                    name=d["id"],
-                    title=d["title"],
-                    description=f"Decision {d['id']} ({d['status']}, risk {d['risk']})",
-                    mime_type="application/json",
-                )
-                for d in decisions
-            ),
-        ]
+        return [*fixed, *(MCPResource.model_validate(decision_resource(d)) for d in decisions)]
 
 
 def _principal(ctx: Context) -> Principal | None:
