@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -33,10 +34,14 @@ def crew(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dev, Dev, L
         server.stop()
 
 
+SLOW = pytest.mark.slow  # the module's team (two clones, a server): about a minute to set up
+
+
 def server_entries(server: LiveServer, key: str) -> list[dict[str, Any]]:
     return [e["envelope"] for e in server.entries(key)]
 
 
+@SLOW
 def test_http_mcp_reads_and_records_the_teams_record(
     crew: tuple[Dev, Dev, LiveServer],
 ) -> None:
@@ -89,6 +94,7 @@ def test_http_mcp_reads_and_records_the_teams_record(
     assert "decision.record" not in local
 
 
+@SLOW
 def test_own_queued_events_show_on_reads_marked_pending(
     crew: tuple[Dev, Dev, LiveServer],
 ) -> None:
@@ -123,6 +129,7 @@ def test_own_queued_events_show_on_reads_marked_pending(
     assert not [p for p in servers.iterdir() if ".pending-" in p.name]
 
 
+@SLOW
 def test_a_freshness_window_answers_from_the_copy_as_of_its_time(
     crew: tuple[Dev, Dev, LiveServer],
 ) -> None:
@@ -147,6 +154,7 @@ def test_a_freshness_window_answers_from_the_copy_as_of_its_time(
     assert bad.returncode != 0 and "fresh_seconds" in bad.stderr
 
 
+@SLOW
 def test_retention_anchors_and_responses_go_to_the_server_or_are_refused(
     crew: tuple[Dev, Dev, LiveServer],
 ) -> None:
@@ -187,16 +195,29 @@ def test_retention_anchors_and_responses_go_to_the_server_or_are_refused(
     assert "retention.set" not in local and "compliance.response" not in local
 
 
+@pytest.fixture(scope="module")
+def bare_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str]]:
+    """A server on SQLite with project beta (no [server.repositories]) and a developer."""
+    tmp = tmp_path_factory.mktemp("bare-server")
+    server = LiveServer(tmp, str(tmp / "server.db"))
+    user_id, key = server.provision(project="beta")
+    server.start()
+    try:
+        yield server, f"{user_id} {key}"
+    finally:
+        server.stop()
+
+
 def test_a_signed_approval_without_a_configured_clone_says_what_to_configure(
-    crew: tuple[Dev, Dev, LiveServer],
+    bare_server: tuple[LiveServer, str],
 ) -> None:
     """Project "beta" has no [server.repositories] entry: the refusal names the setting."""
     from flowloom.client.http import HttpClient
     from flowloom.errors import FlowLoomError
     from flowloom.ledger.canonical import canonicalize
 
-    _, _, server = crew
-    user_id, key = server.provision(project="beta")
+    server, both = bare_server
+    user_id, key = both.split(" ")
     envelope = {
         "v": 1,
         "kind": "decision.approve",
@@ -218,9 +239,54 @@ def test_a_signed_approval_without_a_configured_clone_says_what_to_configure(
     assert PROJECT != "beta"
 
 
+@SLOW
 def test_the_local_ledger_is_still_there_for_an_operator(crew: tuple[Dev, Dev, LiveServer]) -> None:
     """Naming a database on purpose (the server's, on the server) is not refused."""
     ann, _, _ = crew
     database = ann.box.root / "operator.db"
     listed = ann.run("--database", str(database), "anchor", "list")
     assert listed.returncode == 0, listed.stderr
+
+
+def test_the_copy_is_used_as_it_is_within_the_freshness_window(
+    bare_server: tuple[LiveServer, str], tmp_path: Path
+) -> None:
+    """Mirror.refresh(max_age): a copy verified moments ago answers without asking (shown
+    "as of" its time); without a window the server is asked, and its absence is told."""
+    from flowloom.client.http import HttpClient
+    from flowloom.client.link import ServerLink
+    from flowloom.client.mirror import Mirror
+
+    server, both = bare_server
+    _, key = both.split(" ")
+    HttpClient(server.url, key).post_json(
+        "/api/v1/projects/beta/ledger/batch", {"events": [{"kind": "agent.prompt", "body": "one"}]}
+    )
+    link = ServerLink(
+        server_url=server.url, api_key=key, project="beta", state_dir=str(tmp_path), timeout=10
+    )
+    mirror = Mirror(str(tmp_path), server.url, "beta")
+    try:
+        first = mirror.refresh(link, max_age=3600)
+        assert first.asked and not first.stale and first.size >= 1
+        assert first.label(server.url, "beta") is None
+        again = mirror.refresh(link, max_age=3600)
+        assert not again.asked and again.size == first.size
+        label = again.label(server.url, "beta")
+        assert label is not None and f"as of {first.refreshed_at}" in label
+        # Asked again without a window: the same copy, verified again, nothing fetched.
+        asked = mirror.refresh(link)
+        assert asked.asked and asked.size == first.size and not asked.stale
+    finally:
+        mirror.close()
+
+
+def test_fresh_seconds_is_checked(tmp_path: Path) -> None:
+    from flowloom.config import load_settings
+    from flowloom.errors import ConfigError
+
+    for bad in ("soon", "-1", "86401"):
+        with pytest.raises(ConfigError, match="fresh_seconds"):
+            load_settings(tmp_path, {"FLOWLOOM_SERVER_FRESH_SECONDS": bad, "HOME": str(tmp_path)})
+    fine = load_settings(Path("/"), {"FLOWLOOM_SERVER_FRESH_SECONDS": "2.5", "HOME": str(tmp_path)})
+    assert fine.server_fresh_seconds == 2.5
