@@ -301,7 +301,9 @@ def test_both_developers_agents_lose_nothing_when_the_server_is_killed(
     ann, bob, server = crew
     devs = (("ann", ann), ("bob", bob))
     for who, dev in devs:
-        ran = dev.box.hook("claude", dev.box.claude("UserPromptSubmit", prompt=f"{who} before"))
+        ran = dev.box.hook(
+            "claude-code", dev.box.claude("UserPromptSubmit", prompt=f"{who} before")
+        )
         assert ran.returncode == 0, ran.stderr
         dev.box.drained()
     assert server.process is not None
@@ -311,7 +313,9 @@ def test_both_developers_agents_lose_nothing_when_the_server_is_killed(
     decided = {}
     try:
         for who, dev in devs:
-            ran = dev.box.hook("claude", dev.box.claude("UserPromptSubmit", prompt=f"{who} during"))
+            ran = dev.box.hook(
+                "claude-code", dev.box.claude("UserPromptSubmit", prompt=f"{who} during")
+            )
             assert ran.returncode == 0, ran.stderr
             dev.box.drained()
             queued = dev.run("decide", "--title", f"{who} decided while the server was down")
