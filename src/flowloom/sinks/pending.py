@@ -5,11 +5,11 @@ In server mode a developer's reads come from the verified copy of the server's l
 waits in the outbox: without this, their own new decision would be "not found" by their
 own `decision show`. `overlay_pending` makes a throw-away copy of the mirror (an SQLite
 file of this process, deleted on close) and appends to it the outbox's waiting events of
-the project, each marked ``refs.pending`` ("pending, not yet on the server"; a
-person-signed event is kept as signed, so it cannot carry the mark). The mirror itself is
-never written: it holds exactly the log the server signed. The overlay's extra entries
-are beyond the server's checkpoint, so nothing proves them; the reader says how many
-there are.
+the project, bodies redacted as the server would, each marked ``refs.pending``
+("pending, not yet on the server"; a person-signed event is kept as signed, so it
+cannot carry the mark). The mirror itself is never written: it holds exactly the log
+the server signed. The overlay's extra entries are beyond the server's checkpoint, so
+nothing proves them; the reader says how many there are.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from flowloom.errors import FlowLoomError
+from flowloom.events.redaction import redact_text
 from flowloom.ledger.log import META_FIELDS
 from flowloom.ledger.merkle import leaf_hash
 from flowloom.store.interface import PendingEntry
@@ -106,11 +107,13 @@ def _entry(ledger: Ledger, event: Mapping[str, Any]) -> PendingEntry | None:
     try:
         return ledger.prepare(
             kind,
-            body=body.encode("utf-8") if isinstance(body, str) else None,
+            # Redacted as the server will redact it: a secret in a queued prompt is not
+            # shown, nor indexed, even in this throw-away copy.
+            body=redact_text(body)[0].encode("utf-8") if isinstance(body, str) else None,
             meta=meta,
             ts=ts if isinstance(ts, str) else None,
         ).entry
-    except FlowLoomError:
+    except (FlowLoomError, ValueError, TypeError, KeyError):
         return None  # the server would refuse it too: its refusal will be in the record
 
 
