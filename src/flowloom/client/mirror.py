@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["Mirror", "MirrorState"]
 
 _PAGE = 1000
-_BODY_FETCHERS = 4
-"""Body requests in flight at once while copying (the server answers them in parallel)."""
 
 
 @dataclass(frozen=True)
@@ -242,47 +240,18 @@ class Mirror:
                     raise RemoteError(
                         f"the server's log ends at {have}, though it signed {size} entries"
                     )
-                rows = rows[: size - have]
-                bodies = self._bodies(api, have, rows)
-                pending = [
-                    self._pending(have + i, row, bodies.get(have + i)) for i, row in enumerate(rows)
-                ]
+                pending = [self._pending(api, have + i, row) for i, row in enumerate(rows)]
+                pending = pending[: size - have]
                 writer.append_many(pending)
                 have += len(pending)
         finally:
             writer.close()
 
-    @staticmethod
-    def _bodies(api: Any, start: int, rows: list[Any]) -> dict[int, bytes | None]:
-        """The bodies of a page's entries that name one, fetched a few at a time (one
-        request each: most of a first copy's time is spent waiting on them)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        wanted = [
-            start + i
-            for i, row in enumerate(rows)
-            if isinstance(row, dict)
-            and isinstance(row.get("envelope"), dict)
-            and isinstance(row["envelope"].get("body"), str)
-        ]
-
-        def fetch(index: int) -> bytes | None:
-            try:
-                content: bytes = api.body(index)
-            except NotFoundError:
-                return None  # erased, or withheld: the envelope still verifies
-            return content
-
-        if len(wanted) <= 1:
-            return {index: fetch(index) for index in wanted}
-        with ThreadPoolExecutor(max_workers=_BODY_FETCHERS) as pool:
-            return dict(zip(wanted, pool.map(fetch, wanted), strict=True))
-
     def _root(self, size: int) -> bytes:
         store = self.store
         return merkle.root_at(size, lambda ids: store.nodes(self.project, ids))
 
-    def _pending(self, index: int, row: Any, content: bytes | None) -> PendingEntry:
+    def _pending(self, api: Any, index: int, row: Any) -> PendingEntry:
         if not isinstance(row, dict) or row.get("index") != index:
             raise RemoteError(f"the server's page of entries is out of order at {index}")
         envelope = row.get("envelope")
@@ -294,7 +263,12 @@ class Mirror:
             raise RemoteError(f"entry {index} from the server does not match its leaf hash")
         body: StoredBody | None = None
         digest = envelope.get("body")
-        if isinstance(digest, str) and content is not None:
-            body = StoredBody(digest=digest, salt=b"", content=content)
+        if isinstance(digest, str):
+            try:
+                content = api.body(index)
+            except NotFoundError:
+                content = None  # erased, or withheld: the envelope still verifies
+            if content is not None:
+                body = StoredBody(digest=digest, salt=b"", content=content)
         kind = str(envelope.get("kind"))
         return PendingEntry(envelope=canonical, leaf_hash=leaf, kind=kind, body=body)
