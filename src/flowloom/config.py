@@ -158,6 +158,9 @@ class Settings:
     api_key_file: Path | None = None
     server_vkey: str | None = None
     """A verifier key to pin instead of trusting the server's on first use."""
+    server_fresh_seconds: float = 0.0
+    """How long a read trusts the team record's copy without asking the server again
+    (FLOWLOOM_SERVER_FRESH_SECONDS, `[server] fresh_seconds`); 0: every read asks."""
     keys: KeySettings = field(default_factory=KeySettings)
     """Where the signing keys and the master key are held (docs/keys.md)."""
 
@@ -250,6 +253,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             if key == "api_key_file":
                 value = str((path.parent / Path(value).expanduser()).resolve())
             values[f"server_{key}"] = value
+    if "fresh_seconds" in server:
+        values["server_fresh_seconds"] = server["fresh_seconds"]
     return values
 
 
@@ -275,6 +280,16 @@ def _server_settings(values: Mapping[str, Any], env: Mapping[str, str]) -> dict[
     key_file = Path(str(key_file_text)).expanduser() if key_file_text else None
     vkey = env.get("FLOWLOOM_SERVER_VKEY") or values.get("server_vkey") or None
     api_key = env.get("FLOWLOOM_API_KEY") or None
+    fresh = env.get("FLOWLOOM_SERVER_FRESH_SECONDS") or values.get("server_fresh_seconds") or 0
+    try:
+        fresh_seconds = float(fresh)
+    except (TypeError, ValueError):
+        fresh_seconds = -1.0
+    if not 0 <= fresh_seconds <= 86400 or isinstance(fresh, bool):
+        raise ConfigError(
+            f"server fresh_seconds {fresh!r} is not a number of seconds from 0 to 86400",
+            hint="set FLOWLOOM_SERVER_FRESH_SECONDS or [server] fresh_seconds, e.g. 5",
+        )
     if url is not None:
         url = str(url).rstrip("/")
         if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
@@ -287,6 +302,7 @@ def _server_settings(values: Mapping[str, Any], env: Mapping[str, str]) -> dict[
         "api_key": api_key,
         "api_key_file": key_file,
         "server_vkey": str(vkey) if vkey else None,
+        "server_fresh_seconds": fresh_seconds,
     }
 
 

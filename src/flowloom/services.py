@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -67,10 +67,15 @@ class Services:
     """What a reader should say about its answer (the team record's copy is stale)."""
     team: bool = False
     """The ledger is the team's record on the server (`build_team_services`)."""
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    """What else to close after the ledger (a pending overlay's file)."""
 
     def close(self) -> None:
         self.ledger.writer.close()
         self.store.close()
+        for closer in reversed(self.closers):
+            closer()
+        self.closers.clear()
 
 
 def open_store(url: str, *, read_only: bool = False, create: bool = True) -> Store:
@@ -207,21 +212,31 @@ def build_services(
 
 
 def build_team_services(
-    settings: Settings, state_dir: str, *, access: Access = "write", agent: str = "cli"
+    settings: Settings,
+    state_dir: str,
+    *,
+    access: Access = "write",
+    agent: str = "cli",
+    overlay: bool = True,
 ) -> Services:
     """Services over the team's record on the server (`settings.server_url`): reads from
-    this clone's verified copy of the server's log, brought up to date now (or labelled
-    stale in `Services.notice` when the server is out of reach); writes through the
-    outbox to the server (`flowloom.sinks.team`). The pinned server key is trusted as
-    the server's (its attestations prove who acted)."""
+    this clone's verified copy of the server's log, brought up to date now (unless it was
+    within `server_fresh_seconds`; labelled stale in `Services.notice` when the server is
+    out of reach); writes through the outbox to the server (`flowloom.sinks.team`). The
+    pinned server key is trusted as the server's (its attestations prove who acted).
+
+    A reader (`access` not "write") with `overlay` also sees this clone's events still
+    queued in the outbox, marked pending (`flowloom.sinks.pending`)."""
     from flowloom.client.link import ServerLink
     from flowloom.client.mirror import Mirror
+    from flowloom.sinks.pending import overlay_pending
     from flowloom.sinks.team import TeamLedger
 
     link = ServerLink.from_settings(settings, state_dir)
     mirror = Mirror(state_dir, link.server_url, link.project)
+    closers = [mirror.close]
     try:
-        state = mirror.refresh(link)
+        state = mirror.refresh(link, max_age=settings.server_fresh_seconds)
         pinned = link.trust().load().vkey
         if settings.server_vkey is None and pinned is not None:
             settings = settings.with_overrides(server_vkey=pinned)
@@ -233,17 +248,27 @@ def build_team_services(
             max_body_bytes=settings.max_body_bytes,
             agent=agent,
         )
+        notices = [state.label(link.server_url, link.project)]
+        store: Store = mirror.store
+        if access != "write" and overlay:
+            shown = overlay_pending(mirror, ledger, link.spool_dir)
+            if shown is not None:
+                closers.append(shown.close)
+                ledger.store = store = shown.store
+                notices.append(shown.label(link.project))
     except BaseException:
-        mirror.close()
+        for closer in reversed(closers):
+            closer()
         raise
     return Services(
         settings=settings,
-        store=mirror.store,
+        store=store,
         keys=KeyStore(settings.home),
         ledger=ledger,
         access=access,
-        notice=state.label(link.server_url, link.project),
+        notice="\n".join(n for n in notices if n) or None,
         team=True,
+        closers=closers[1:],
     )
 
 

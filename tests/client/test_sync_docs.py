@@ -36,6 +36,19 @@ EXERCISED_BY = {
     "search": "tests/client/test_team_record.py",
     "log verify": "tests/capture/test_replicate.py",
     "status": "tests/capture/test_capture_health.py",
+    "retention hold": "tests/client/test_team_reads.py",
+    "retention release": "tests/client/test_team_reads.py",
+    "retention holds": "tests/client/test_team_reads.py",
+    "retention plan": "tests/compliance/test_cli_retention.py",
+    "retention purge": "tests/client/test_team_reads.py",
+    "report respond": "tests/client/test_team_reads.py",
+    "anchor tsa": "tests/client/test_team_reads.py",
+    "anchor s3": "tests/compliance/test_anchors_cli.py",
+    "anchor witness": "tests/compliance/test_anchors_cli.py",
+    "anchor list": "tests/client/test_team_reads.py",
+    "anchor verify": "tests/compliance/test_anchors_cli.py",
+    "serve": "tests/client/conftest.py",
+    "admin": "tests/cli/test_admin.py",
 }
 
 

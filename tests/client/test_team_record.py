@@ -72,6 +72,11 @@ class Dev:
 def team(tmp_path: Path, server: LiveServer) -> tuple[Dev, Dev, Path]:
     """Ann (dev0) and Bob (dev1): clones of one origin whose main commits the allowed
     signers, a server that reads that origin for them, both connected."""
+    return assemble_team(tmp_path, server)
+
+
+def assemble_team(tmp_path: Path, server: LiveServer) -> tuple[Dev, Dev, Path]:
+    """The `team` fixture's work (also for module-scoped teams elsewhere)."""
     origin = tmp_path / "origin.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
     ann = Dev(tmp_path, "ann", origin, server)

@@ -31,10 +31,23 @@ _TIMEOUT = click.option(
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the anchor record as JSON.")
 
 
+_ON_SERVER = (
+    "FLOWLOOM_HOME=<the server's home> flowloom --database <the server's database> "
+    "--project {project} anchor ..."
+)
+
+
+def _local(ctx: click.Context) -> AppContext:
+    """The context, once it is clear the anchored log is this one (not a team server's)."""
+    app = AppContext.of(ctx)
+    app.local_only("anchoring", _ON_SERVER.format(project=app.settings().project))
+    return app
+
+
 def _book(ctx: click.Context) -> AnchorBook:
     from flowloom.compliance.anchors.book import AnchorBook
 
-    return AnchorBook(AppContext.of(ctx).services().ledger)
+    return AnchorBook(_local(ctx).services().ledger)
 
 
 def _report(ctx: click.Context, entry: AnchoredEntry, as_json: bool) -> None:
@@ -110,7 +123,7 @@ def s3(
 
 
 def _proofs(ctx: click.Context) -> Any:
-    ledger = AppContext.of(ctx).services().ledger
+    ledger = _local(ctx).services().ledger
     return lambda old, new: ledger.consistency(old, new)[1]
 
 

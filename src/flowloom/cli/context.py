@@ -11,6 +11,7 @@ import click
 from flowloom.config import Settings, load_settings
 
 if TYPE_CHECKING:
+    from flowloom.client.http import HttpClient
     from flowloom.compliance.statement import TrustRecord
     from flowloom.ledger.provenance import Trust
     from flowloom.services import Access, Services
@@ -62,8 +63,10 @@ class AppContext:
         settings = self.settings()
         if settings.server_url is None:
             return self.services(access)
-        if self._services is not None and self._services.team:
-            return self._services
+        rank = {"read": 0, "sign": 1, "write": 2}
+        current = self._services
+        if current is not None and current.team and rank[current.access] >= rank[access]:
+            return current
         self.close()
         from flowloom.capture.agents.common import locate
         from flowloom.services import build_team_services
@@ -74,6 +77,45 @@ class AppContext:
         if self._services.notice:
             click.echo(self._services.notice, err=True)
         return self._services
+
+    def team_server(self) -> str | None:
+        """The team server this command's record lives on: the configured server unless a
+        ledger database was named on purpose (--database, FLOWLOOM_DATABASE: an operator
+        working on the server's own database)."""
+        settings = self.settings()
+        if self.database is not None or "FLOWLOOM_DATABASE" in settings.sources:
+            return None
+        return settings.server_url
+
+    def local_only(self, what: str, there: str) -> None:
+        """Refuse `what` in server mode: it would write a local ledger beside the team's
+        record (a split record). `there` is the command to run on the server."""
+        server = self.team_server()
+        if server is None:
+            return
+        from flowloom.errors import InputError
+
+        raise InputError(
+            f"{what} acts on the team's record, which lives on the server {server}: "
+            "this clone's local ledger is not it",
+            hint=f"run it where the server's database and keys are: {there}",
+        )
+
+    def server_http(self) -> tuple[HttpClient, str]:
+        """The team server's HTTP client with this clone's API key, and the project."""
+        from flowloom.client.http import HttpClient
+
+        settings = self.settings()
+        assert settings.server_url is not None
+        key = settings.server_api_key()
+        if not key:
+            from flowloom.errors import ConfigError
+
+            raise ConfigError(
+                f"a server is configured ({settings.server_url}) but no API key",
+                hint="set FLOWLOOM_API_KEY, or [server] api_key_file in the config",
+            )
+        return HttpClient(settings.server_url, key), settings.project
 
     def trust(self, rev: str = "HEAD") -> Trust:
         """What the command line believes when it reads authority-bearing events.

@@ -214,12 +214,9 @@ def respond(
     from flowloom.repo.signers import GitKeyApprover
 
     app = AppContext.of(ctx)
-    settings = app.settings()
-    if settings.server_url is not None:
-        raise InputError(
-            f"this project records to the team server {settings.server_url}: respond there",
-            hint="POST /api/v1/projects/{project}/reports/responses",
-        )
+    if app.team_server() is not None:
+        _respond_on_server(app, exception_id, text, owner, due, key)
+        return
     if find_git_dirs(Path.cwd()) is None:
         raise InputError(
             "a response is signed with your git SSH key and checked against the "
@@ -243,6 +240,41 @@ def respond(
             f"the response was recorded (entry {entry}) but does not verify: {proven.reason}"
         )
     click.echo(f"response to {exception_id} by {identity} recorded (entry {entry})")
+
+
+def _respond_on_server(
+    app: AppContext,
+    exception_id: str,
+    text: str,
+    owner: str | None,
+    due: str | None,
+    key: Path | None,
+) -> None:
+    """In server mode the response goes to the team's record: the server's POST
+    reports/responses records it as the API key's user and attests it (it needs the
+    project.admin role there), so the next report, made by the server, shows it."""
+    from urllib.parse import quote
+
+    from flowloom.errors import InputError, RemoteError
+
+    if key is not None:
+        raise InputError(
+            "with a team server the response is recorded as your API key's user, not signed "
+            "with an SSH key",
+            hint="leave out --key",
+        )
+    http, project = app.server_http()
+    body = {"exception": exception_id, "response": text, "owner": owner, "due": due}
+    answer = http.post_json(
+        f"/api/v1/projects/{quote(project, safe='')}/reports/responses",
+        {k: v for k, v in body.items() if v is not None},
+    )
+    if not isinstance(answer, dict) or not isinstance(answer.get("entry"), int):
+        raise RemoteError("the server answered the response without its entry")
+    click.echo(
+        f"response to {exception_id} by {answer.get('by')} recorded on {http.base_url} "
+        f"(entry {answer['entry']})"
+    )
 
 
 @report.command("verify")

@@ -32,7 +32,33 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 def _ledger(ctx: click.Context) -> Ledger:
-    return AppContext.of(ctx).services().ledger
+    app = AppContext.of(ctx)
+    project = app.settings().project
+    app.local_only(
+        "the retention plan and purge",
+        f"FLOWLOOM_HOME=<the server's home> flowloom --database <the server's database> "
+        f"--project {project} retention ...",
+    )
+    return app.services().ledger
+
+
+def _holds_path(project: str) -> str:
+    from urllib.parse import quote
+
+    return f"/api/v1/projects/{quote(project, safe='')}/compliance/holds"
+
+
+def _server_hold(ctx: click.Context, body: dict[str, Any]) -> int:
+    """Place or release a hold on the team server (its POST compliance/holds): the
+    server appends and attests the retention.set itself, as the API key's user."""
+    http, project = AppContext.of(ctx).server_http()
+    answer = http.post_json(_holds_path(project), body)
+    entry = answer.get("entry") if isinstance(answer, dict) else None
+    if not isinstance(entry, int):
+        from flowloom.errors import RemoteError
+
+        raise RemoteError("the server answered a legal hold without its entry")
+    return entry
 
 
 def _trust(ctx: click.Context) -> Trust:
@@ -134,6 +160,22 @@ def hold(
 
     if data_subject is not None and record_class is not None:
         raise InputError("give --subject or --class, not both", hint="place two holds instead")
+    if AppContext.of(ctx).team_server() is not None:
+        scope = f"class:{record_class}" if record_class is not None else "all"
+        if data_subject is not None:
+            if not data_subject.startswith("subj:"):
+                raise InputError(
+                    "on a team server a data subject is named by the server's pseudonym",
+                    hint="give --subject subj:<hex> as the server's records show it",
+                )
+            scope = f"subject:{data_subject}"
+        body = {"action": "hold", "id": hold_id, "reason": reason, "scope": scope}
+        index = _server_hold(ctx, body)
+        if as_json:
+            click.echo(json.dumps({"hold": hold_id, "scope": scope, "entry": index}))
+        else:
+            click.echo(f"legal hold {hold_id} placed over {scope} (entry {index})")
+        return
     ledger = _ledger(ctx)
     view = LedgerView.load(ledger.store, ledger.log, _trust(ctx))
     if any(h.id == hold_id and h.released_at is None for h in holds(view)):
@@ -162,7 +204,10 @@ def release(ctx: click.Context, hold_id: str, reason: str, as_json: bool) -> Non
     """Release a legal hold; what it kept becomes subject to retention again."""
     from flowloom.compliance.retention import release_hold
 
-    index = release_hold(_ledger(ctx), hold_id, reason=reason, trust=_trust(ctx))
+    if AppContext.of(ctx).team_server() is not None:
+        index = _server_hold(ctx, {"action": "release", "id": hold_id, "reason": reason})
+    else:
+        index = release_hold(_ledger(ctx), hold_id, reason=reason, trust=_trust(ctx))
     if as_json:
         click.echo(json.dumps({"hold": hold_id, "entry": index}))
     else:
@@ -178,6 +223,9 @@ def list_holds(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     from flowloom.compliance.history import LedgerView
     from flowloom.compliance.retention import holds
 
+    if AppContext.of(ctx).team_server() is not None:
+        _server_holds(ctx, show_all, as_json)
+        return
     ledger = _ledger(ctx)
     found = [
         h
@@ -192,6 +240,26 @@ def list_holds(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     for h in found:
         state = "in force" if h.released_at is None else f"released at entry {h.release_entry}"
         click.echo(f"{h.id}\t{h.scope}\t{state}\t{h.reason}")
+
+
+def _server_holds(ctx: click.Context, show_all: bool, as_json: bool) -> None:
+    """The holds as the team server counts them (its GET compliance/holds)."""
+    http, project = AppContext.of(ctx).server_http()
+    answer = http.get_json(_holds_path(project), {"active": "false" if show_all else "true"})
+    found = answer.get("holds") if isinstance(answer, dict) else None
+    if not isinstance(found, list):
+        from flowloom.errors import RemoteError
+
+        raise RemoteError("the server's answer about legal holds has no holds")
+    if as_json:
+        click.echo(json.dumps(found, indent=1))
+        return
+    if not found:
+        click.echo("no legal hold is in force" if not show_all else "no legal holds recorded")
+    for h in found:
+        released = h.get("released_at")
+        state = "in force" if released is None else f"released at entry {h.get('release_entry')}"
+        click.echo(f"{h.get('id')}\t{h.get('scope')}\t{state}\t{h.get('reason')}")
 
 
 @retention.command("plan")

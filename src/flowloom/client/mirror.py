@@ -50,6 +50,8 @@ class MirrorState:
     size: int
     refreshed_at: str | None
     error: str | None
+    asked: bool = True
+    """The server was asked now; False: the copy was recent enough (`fresh_seconds`)."""
 
     @property
     def stale(self) -> bool:
@@ -58,6 +60,11 @@ class MirrorState:
 
     def label(self, server: str, project: str) -> str | None:
         """The line a reader prints when its answer may be stale (None when current)."""
+        if not self.stale and not self.asked:
+            return (
+                f"flowloom: showing the team record of {project} as of {self.refreshed_at} "
+                f"({self.size} entries, checked against {server} then; within fresh_seconds)"
+            )
         if not self.stale:
             return None
         when = self.refreshed_at or "never"
@@ -126,12 +133,15 @@ class Mirror:
             fh.write("\n")
         os.replace(tmp, self.meta_path)
 
-    def refresh(self, link: ServerLink) -> MirrorState:
+    def refresh(self, link: ServerLink, *, max_age: float = 0.0) -> MirrorState:
         """Bring the mirror up to the server's latest signed checkpoint.
 
-        An unreachable or failing server leaves the copy as it was and says so in the
-        state (stale); a server whose log does not verify raises (its alarm is kept by
-        the trust state, see docs/sync.md), as does a refused key.
+        A copy brought up to date without error less than `max_age` seconds ago is
+        answered from as it is (`MirrorState.asked` False, its time shown): a burst of
+        reads asks the server once. An unreachable or failing server leaves the copy as
+        it was and says so in the state (stale); a server whose log does not verify
+        raises (its alarm is kept by the trust state, see docs/sync.md), as does a
+        refused key.
         """
         import fcntl
 
@@ -140,7 +150,28 @@ class Mirror:
         # the same entries after the other's.
         with open(self.path + ".lock", "a+b") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            recent = self._recent(max_age)
+            if recent is not None:
+                return recent
             return self._refresh(link)
+
+    def _recent(self, max_age: float) -> MirrorState | None:
+        """The state when it was verified without error within `max_age` seconds."""
+        from datetime import UTC, datetime
+
+        if max_age <= 0:
+            return None
+        state = self.state()
+        if state.stale or state.refreshed_at is None or not os.path.exists(self.path):
+            return None
+        try:
+            then = datetime.fromisoformat(state.refreshed_at.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        age = (datetime.now(UTC) - then).total_seconds()
+        if not 0 <= age < max_age or self.store.size(self.project) != state.size:
+            return None
+        return MirrorState(state.size, state.refreshed_at, None, asked=False)
 
     def _refresh(self, link: ServerLink) -> MirrorState:
         previous = self.state()

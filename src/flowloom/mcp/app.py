@@ -9,7 +9,7 @@ owns everything it opens and closes it when the server stops.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,19 +41,22 @@ def _trust(services: Services, repo_top: Path | None) -> Trust:
 def open_backend(settings: Settings, cwd: Path, *, http: bool) -> Backend:
     """Build the backend for a server started in `cwd` (on the worker thread)."""
     from flowloom.decisions.why import index_path
-    from flowloom.services import build_services
+    from flowloom.services import AuditLedgers, build_services
 
     git = find_git_dirs(cwd)
     repo_top, common = (git[0], git[1]) if git is not None else (None, None)
-    if settings.server_url is not None and not http:
+    refresh: Callable[[], None] | None = None
+    if settings.server_url is not None:
         # The team's record (docs/sync.md): the tools read the server's log through this
-        # clone's verified copy and record through the outbox, like the CLI.
+        # clone's verified copy, brought up to date before each call, and record through
+        # the outbox, like the CLI (over stdio and over HTTP alike).
         from flowloom.capture.agents.common import locate
         from flowloom.services import build_team_services
 
         services = build_team_services(settings, locate(str(cwd)).state_dir, agent="mcp")
         if services.notice:
             _log.warning("%s", services.notice)
+        refresh = _team_refresh(services)
     else:
         services = build_services(settings)
     closers = [services.close]
@@ -72,12 +75,19 @@ def open_backend(settings: Settings, cwd: Path, *, http: bool) -> Backend:
             closers=closers,
         )
         if not http:
-            return Backend(tools=tools, project=settings.project)
+            return Backend(tools=tools, project=settings.project, refresh=refresh)
         from flowloom.auth.directory import Directory
         from flowloom.auth.permissions import Authorizer
         from flowloom.ledger.log import META_FIELDS
 
         ledger = services.ledger
+        if services.team:
+            # The keys this HTTP server checks are its own directory's (the local
+            # database); their security events are kept beside them: the team server
+            # takes no auth.* event it did not make itself.
+            local = AuditLedgers(settings)
+            closers.append(local.close)
+            ledger = local.ledger(settings.project)
 
         def audit(kind: str, project: str | None, meta: Mapping[str, Any]) -> None:
             # This process holds one project's log: instance-wide security events (a
@@ -100,11 +110,31 @@ def open_backend(settings: Settings, cwd: Path, *, http: bool) -> Backend:
             authenticate=directory.principal_for_key,
             authorizer=Authorizer(),
             closers=[directory.close],
+            refresh=refresh,
         )
     except BaseException:
         for closer in reversed(closers):
             closer()
         raise
+
+
+def _team_refresh(services: Services) -> Callable[[], None]:
+    """Bring the team record's copy up to date (within `server_fresh_seconds`) before a
+    call; the server out of reach: answer from the copy, and say so in the log."""
+    from flowloom.sinks.team import TeamLedger
+
+    ledger = services.ledger
+    assert isinstance(ledger, TeamLedger)
+    settings = services.settings
+
+    def refresh() -> None:
+        state = ledger.mirror.refresh(ledger.link, max_age=settings.server_fresh_seconds)
+        ledger.store = ledger.mirror.store
+        notice = state.label(ledger.link.server_url, ledger.link.project)
+        if state.stale and notice:
+            _log.warning("%s", notice)
+
+    return refresh
 
 
 def _open_memory(services: Services, repo_top: Path | None) -> MemoryService | None:

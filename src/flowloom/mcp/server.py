@@ -108,6 +108,14 @@ class Backend:
     authenticate: Callable[[str], Principal] | None = None
     authorizer: Authorizer | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
+    refresh: Callable[[], None] | None = None
+    """Run before each call: brings the team record's copy up to date (server mode)."""
+
+    def call(self, fn: Callable[[Backend], T]) -> T:
+        """`fn` over this backend, on a record brought up to date first."""
+        if self.refresh is not None:
+            self.refresh()
+        return fn(self)
 
     def close(self) -> None:
         """Close the tools, then whatever else was opened (last opened, first closed)."""
@@ -267,7 +275,7 @@ class FlowLoomMCP(MCPServer[Any]):
 
     async def list_resources(self) -> list[MCPResource]:
         fixed = await super().list_resources()
-        decisions = await self._worker.run(lambda b: b.tools.list_decisions())
+        decisions = await self._worker.run(lambda b: b.call(lambda b: b.tools.list_decisions()))
         return [*fixed, *(MCPResource.model_validate(decision_resource(d)) for d in decisions)]
 
 
@@ -303,7 +311,7 @@ def build_server(worker: Worker[Backend], *, log_level: LogLevel = "WARNING") ->
 
     async def run(fn: Callable[[Backend], T]) -> T:
         try:
-            return await worker.run(fn)
+            return await worker.run(lambda backend: backend.call(fn))
         except FlowLoomError as exc:
             raise ToolError(exc.diagnostics()) from exc
 
@@ -585,7 +593,7 @@ def build_server(worker: Worker[Backend], *, log_level: LogLevel = "WARNING") ->
 
     async def read(fn: Callable[[Backend], T]) -> T:
         try:
-            return await worker.run(fn)
+            return await worker.run(lambda backend: backend.call(fn))
         except (InputError, NotFoundError) as exc:
             raise ResourceNotFoundError(exc.diagnostics()) from exc
         except FlowLoomError as exc:

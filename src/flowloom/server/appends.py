@@ -77,6 +77,8 @@ class SignedRules:
     """The canonical names the authenticated principal goes by."""
     segregation: Callable[[Principal, dict[str, Any]], None]
     """Raises when the policy forbids this principal the signed approval (its envelope)."""
+    missing: str | None = None
+    """Why `ssh` is None, and what the operator configures (the refusal says it)."""
 
 
 CI_KINDS = frozenset({"test.result", "ci.result"})
@@ -192,9 +194,11 @@ def _prepare_signed(
         )
     if rules is None or rules.ssh is None:
         raise refuse(
-            f"this server has no allowed-signers file for project {ledger.log}",
-            hint="the operator names a clone in [server.repositories] whose default branch "
-            "commits .flowloom/allowed_signers",
+            f"this server has no allowed-signers file for project {ledger.log}"
+            + (f": {rules.missing}" if rules is not None and rules.missing else ""),
+            hint=f'the operator sets [server.repositories] {ledger.log} = "/path/to/clone" in '
+            "the server's config file (a clone, kept fetched, whose default branch commits "
+            ".flowloom/allowed_signers) and restarts it; see docs/sync.md",
         )
     try:
         signer = rules.ssh.principal(ssh_signed_message(envelope), armored, None)

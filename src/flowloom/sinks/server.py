@@ -219,7 +219,8 @@ class ServerSink:
         except ServerRejectedError as exc:
             replacement = refused_event(event, item.agent, exc.message)
             self.replaced += 1
-            self.observer(f"the server refused a {event.get('kind')} event: {exc.message}")
+            said = f"{exc.message}; {exc.hint}" if exc.hint else exc.message
+            self.observer(f"the server refused a {event.get('kind')} event: {said}")
             event_id = self._event_id(item, position, "e")
             return api.append_batch(
                 [server_event(replacement, ts=item.created, event_id=event_id)]

@@ -92,10 +92,16 @@ def signed_rules(server: ServerState, project: str) -> SignedRules:
 
     repo = project_repository(server, project)
     ssh = None
+    missing = f"no clone of {project} is named in [server.repositories]"
     if repo is not None:
         base = repo.default_branch() or "HEAD"
         signers = allowed_signers_at(repo, base) if repo.resolve(base) else None
         ssh = SignersCheck(signers) if signers is not None else None
+        missing = (
+            f"the clone named for {project} in [server.repositories] has no "
+            f".flowloom/allowed_signers on its default branch ({base}): commit it there "
+            "and fetch it into that clone"
+        )
     service = signature_service(server)
 
     def segregation(principal: Principal, envelope: dict[str, Any]) -> None:
@@ -113,7 +119,12 @@ def signed_rules(server: ServerState, project: str) -> SignedRules:
         # Who the key's user is for an actor field: their user id or email, nothing looser.
         return {name for name in (principal.user_id, principal.email) if name}
 
-    return SignedRules(ssh=ssh, identities=identities, segregation=segregation)
+    return SignedRules(
+        ssh=ssh,
+        identities=identities,
+        segregation=segregation,
+        missing=None if ssh is not None else missing,
+    )
 
 
 @router.post("/entries", status_code=201, response_model=AppendAck, summary="Append one event")
