@@ -14,8 +14,12 @@ from flowloom.gateway.access.vault import ProviderKeyVault
 from flowloom.integrations.delivery import HostClients
 from flowloom.integrations.service import Integrations
 from flowloom.integrations.store import IntegrationStore
+from flowloom.outbound import OutboundGuard
+from tests.server.support import LOOPBACK_ALLOW
 
 MASTER = bytes(range(32))
+LOOPBACK = OutboundGuard(LOOPBACK_ALLOW)
+"""The stand-ins listen on loopback: the guard must let the server reach them."""
 
 
 class Recorded:
@@ -48,7 +52,9 @@ class Opened:
     def _open(self) -> None:
         self.engine = make_engine(str(self.path))
         store = IntegrationStore(self.engine, ProviderKeyVault(lambda: MASTER))
-        self.integrations = Integrations(store, HostClients(self.http), self.audit)
+        self.integrations = Integrations(
+            store, HostClients(self.http), self.audit, outbound=LOOPBACK
+        )
 
     def reopen(self) -> None:
         self.close_db()

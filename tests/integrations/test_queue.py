@@ -13,7 +13,7 @@ from flowloom.integrations.delivery import HostClients
 from flowloom.integrations.publish import Target
 from flowloom.integrations.service import Integrations
 from flowloom.integrations.store import IntegrationStore
-from tests.integrations.conftest import MASTER, Opened, Recorded
+from tests.integrations.conftest import LOOPBACK, MASTER, Opened, Recorded
 from tests.integrations.standin import Call, GitHubStandIn, Reply
 from tests.integrations.test_github import DECISIONS, HUMAN, REPO, SHA, verdict
 
@@ -34,6 +34,7 @@ def test_two_servers_on_postgresql_send_each_call_once(opened_pg: Opened) -> Non
             IntegrationStore(opened_pg.engine, ProviderKeyVault(lambda: MASTER)),
             HostClients(opened_pg.http),
             Recorded(),
+            outbound=LOOPBACK,
         )
         ids = first.publish("alpha", "github", verdict(False), Target(SHA, 9), DECISIONS)
         due = first.store.due(datetime.now(UTC))
@@ -68,7 +69,7 @@ def test_the_worker_sends_a_queued_verdict_by_itself(opened: Opened) -> None:
     standin = _Signalling().start()
     http = httpx.Client(timeout=10)
     store = IntegrationStore(opened.engine, ProviderKeyVault(lambda: MASTER))
-    service = Integrations(store, HostClients(http), Recorded(), worker=True)
+    service = Integrations(store, HostClients(http), Recorded(), worker=True, outbound=LOOPBACK)
     try:
         service.configure(
             "alpha",

@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 OWN = "alpha"
 OTHER = "beta"
 ROLES = ("owner", "admin", "approver", "developer", "auditor", "service")
+LOOPBACK_ALLOW = ("127.0.0.0/8", "::1/128")
+"""[server] outbound_allow for tests whose receivers and stand-ins listen on loopback."""
 
 
 @dataclass
@@ -51,8 +53,16 @@ class World:
         self.server.close()
 
 
-def make_world(database: str, home: Path, *, public_url: str = "http://flowloom.test") -> World:
-    settings = ServerSettings(database=database, home=home, public_url=public_url)
+def make_world(
+    database: str,
+    home: Path,
+    *,
+    public_url: str = "http://flowloom.test",
+    outbound_allow: tuple[str, ...] = LOOPBACK_ALLOW,
+) -> World:
+    settings = ServerSettings(
+        database=database, home=home, public_url=public_url, outbound_allow=outbound_allow
+    )
     server = build_server(settings)
     world = World(server)
     directory = server.directory

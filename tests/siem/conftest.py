@@ -13,9 +13,11 @@ import pytest
 from flowloom.auth.schema import make_engine
 from flowloom.gateway.access.vault import ProviderKeyVault
 from flowloom.ledger.log import Ledger
+from flowloom.outbound import OutboundGuard
 from flowloom.siem.book import SiemBook
 from flowloom.siem.service import Siem
 from flowloom.store.sqlite import SQLiteStore
+from tests.server.support import LOOPBACK_ALLOW
 from tests.siem.rsyslog import Rsyslog
 from tests.support.ledgers import make_ledger
 
@@ -50,7 +52,7 @@ class Env:
             instance_project=INSTANCE,
             hostname="flowloom.test",
             version="0.1.0",
-            **kwargs,
+            **{"outbound": OutboundGuard(LOOPBACK_ALLOW), **kwargs},
         )
 
 

@@ -10,9 +10,11 @@ import pytest
 
 from flowloom.auth.schema import make_engine
 from flowloom.gateway.access.vault import ProviderKeyVault
+from flowloom.outbound import OutboundGuard
 from flowloom.services import open_store
 from flowloom.siem.book import Destination, SiemBook
 from flowloom.siem.service import Siem
+from tests.server.support import LOOPBACK_ALLOW
 from tests.siem.conftest import security_events
 from tests.siem.standins import SplunkHec
 from tests.support.ledgers import make_ledger
@@ -60,6 +62,7 @@ def test_a_forwarding_pass_on_each_database(db_url: str, tmp_path: Path) -> None
             hostname="h",
             version="0.1.0",
             batch_size=2,
+            outbound=OutboundGuard(LOOPBACK_ALLOW),
         )
         siem.configure("alpha", "soc", kind="hec", target=hec.url, secret="t")
         [result] = siem.forward("alpha")
@@ -87,6 +90,7 @@ def test_bad_destination_names(bad: str, tmp_path: Path) -> None:
             instance_project="i",
             hostname="h",
             version="0",
+            outbound=OutboundGuard(LOOPBACK_ALLOW),
         )
         with pytest.raises(InputError, match="not a destination name"):
             siem.configure("alpha", bad, kind="hec", target="http://h:1")

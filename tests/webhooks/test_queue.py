@@ -13,11 +13,13 @@ from sqlalchemy.engine import Engine
 
 from flowloom.auth.schema import make_engine
 from flowloom.ledger.log import Ledger
+from flowloom.outbound import OutboundGuard
 from flowloom.services import open_store
 from flowloom.webhooks.dispatcher import Dispatcher, DispatchSettings
 from flowloom.webhooks.message import new_secret
 from flowloom.webhooks.records import Subscription
 from flowloom.webhooks.store import WebhookStore
+from tests.server.support import LOOPBACK_ALLOW
 from tests.support.ledgers import make_ledger
 from tests.webhooks.receiver import Receiver
 
@@ -75,6 +77,7 @@ def _dispatcher(
         settings=DispatchSettings(poll_s=0.05, **settings),  # type: ignore[arg-type]
         clock=clock,
         rng=random.Random(7),
+        outbound=OutboundGuard(LOOPBACK_ALLOW),  # the receiver listens on loopback
     )
 
 

@@ -16,13 +16,22 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from tests.server.support import OWN, free_port, make_world, serve_process, stop, wait_ready
+from tests.server.support import (
+    LOOPBACK_ALLOW,
+    OWN,
+    free_port,
+    make_world,
+    serve_process,
+    stop,
+    wait_ready,
+)
 from tests.webhooks.receiver import Receiver, wait_until
 
 pytestmark = pytest.mark.slow
 
 _ENV = {
     "FLOWLOOM_WEBHOOKS_POLL_S": "0.1",
+    "FLOWLOOM_SERVER_OUTBOUND_ALLOW": ",".join(LOOPBACK_ALLOW),  # the receiver's address
     "FLOWLOOM_WEBHOOKS_BACKOFF_BASE_S": "0.1",
     "FLOWLOOM_WEBHOOKS_BACKOFF_MAX_S": "0.5",
     "FLOWLOOM_WEBHOOKS_MAX_ATTEMPTS": "10000",

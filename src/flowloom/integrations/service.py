@@ -29,6 +29,7 @@ from flowloom.integrations.publish import (
 )
 from flowloom.integrations.signatures import verify_github, verify_gitlab
 from flowloom.integrations.store import HOSTS, IntegrationConfig, IntegrationStore, OutboxItem
+from flowloom.outbound import OutboundGuard
 
 __all__ = ["Audit", "Integrations", "Received"]
 
@@ -125,7 +126,11 @@ class Integrations:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         worker: bool = False,
+        outbound: OutboundGuard | None = None,
     ) -> None:
+        self._outbound = outbound or OutboundGuard()
+        """Where `api_url` may point (flowloom.outbound); the server's HTTP client
+        checks again at send time."""
         self.store = store
         self._clients = clients
         self._audit = audit
@@ -151,6 +156,8 @@ class Integrations:
         actor: Mapping[str, Any],
     ) -> IntegrationConfig:
         clean = validate_settings(kind, settings)
+        if clean.get("api_url"):
+            self._outbound.check_url(str(clean["api_url"]))
         if kind == "github" and "app_id" in clean and not secrets.get("private_key"):
             existing = self.store.get(project, kind)
             if existing is None or "private_key" not in existing.secrets:

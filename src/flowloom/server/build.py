@@ -94,7 +94,9 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
         from flowloom.auth.scim import Provisioning
         from flowloom.server.deprovision import gateway_cut_off
 
-        state.integrations = _integrations(directory.engine, providers, ledgers, closers)
+        state.integrations = _integrations(
+            directory.engine, providers, ledgers, closers, settings.outbound
+        )
         state.provisioning = Provisioning(directory, cut_off=[gateway_cut_off(state)])
         if settings.ldap:
             from flowloom.auth.ldap import LdapDirectory, LdapSettings
@@ -119,20 +121,24 @@ def build_server(settings: ServerSettings, *, store: Store | None = None) -> Ser
         raise
 
 
-def _integrations(engine: Any, providers: Any, ledgers: LedgerRegistry, closers: list[Any]) -> Any:
+def _integrations(
+    engine: Any, providers: Any, ledgers: LedgerRegistry, closers: list[Any], outbound: Any
+) -> Any:
     """Code-host integrations over the directory's database; secrets sealed like the
-    gateway's provider keys; a worker thread sends the outbound queue."""
-    import httpx
-
+    gateway's provider keys; a worker thread sends the outbound queue, every connection
+    through the outbound guard."""
     from flowloom.gateway.access.vault import ProviderKeyVault
     from flowloom.integrations.delivery import HostClients
     from flowloom.integrations.service import Integrations
     from flowloom.integrations.store import IntegrationStore
+    from flowloom.outbound import guarded_client
 
     store = IntegrationStore(engine, ProviderKeyVault(lambda: providers.envelope(create=True)))
-    http = httpx.Client(timeout=30, follow_redirects=False)
+    http = guarded_client(outbound, timeout=30)
     closers.append(http.close)
-    integrations = Integrations(store, HostClients(http), ledgers.audit, worker=True)
+    integrations = Integrations(
+        store, HostClients(http), ledgers.audit, worker=True, outbound=outbound
+    )
     closers.append(integrations.close)
     return integrations
 
@@ -181,6 +187,7 @@ def _webhooks(state: ServerState, master: Callable[..., Any]) -> Any:
         mailer=Mailer(SmtpSettings.from_environ()),
         email_of=email_of,
         settings=DispatchSettings.from_environ(),
+        outbound=state.settings.outbound,
     )
     return Webhooks(
         store,
@@ -190,6 +197,7 @@ def _webhooks(state: ServerState, master: Callable[..., Any]) -> Any:
         size_of=lambda project: state.ledger(project).size(),
         source_of=source_of,
         clock=time.time,
+        outbound=state.settings.outbound,
     )
 
 
@@ -211,6 +219,7 @@ def _siem(state: ServerState, master_key_loader: Any) -> Any:
         instance_project=INSTANCE_PROJECT,
         hostname=socket.gethostname(),
         version=__version__,
+        outbound=state.settings.outbound,
     )
 
 

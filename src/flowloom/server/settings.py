@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from flowloom.config import DEFAULT_MAX_BODY_BYTES, load_settings
 from flowloom.errors import ConfigError
+from flowloom.outbound import OutboundGuard, outbound_allow
 from flowloom.server.tlog.witnesses import WitnessSetting, parse_witnesses
 
 __all__ = [
@@ -115,6 +116,10 @@ class ServerSettings:
     """The audience those tokens must name."""
     witnesses: tuple[WitnessSetting, ...] = ()
     """[[server.witnesses]]: C2SP tlog-witnesses (url, vkey) asked to cosign checkpoints."""
+    outbound_allow: tuple[str, ...] = ()
+    """``[server] outbound_allow`` (FLOWLOOM_SERVER_OUTBOUND_ALLOW, comma-separated): the
+    internal networks and host names webhooks, code-host integrations and SIEM feeds may
+    reach; empty (the default): public addresses only (flowloom.outbound)."""
 
     def __post_init__(self) -> None:
         if not self.public_url:
@@ -130,6 +135,12 @@ class ServerSettings:
                 raise ConfigError(f"server setting {name} must not be negative")
         object.__setattr__(self, "trusted_proxies", trusted_networks(self.trusted_proxies))
         object.__setattr__(self, "ci_issuers", ci_issuers(self.ci_issuers))
+        object.__setattr__(self, "outbound_allow", outbound_allow(self.outbound_allow))
+
+    @property
+    def outbound(self) -> OutboundGuard:
+        """The guard every request made on a project admin's behalf passes."""
+        return OutboundGuard(self.outbound_allow)
 
     @property
     def origin_prefix(self) -> str:
@@ -177,6 +188,8 @@ def _coerce(name: str, value: object, kind: type) -> Any:
         if text in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"server setting {name} must be true or false, got {value!r}")
+    if name == "outbound_allow":
+        return outbound_allow(value)
     if kind is int:
         try:
             return int(str(value))
@@ -229,6 +242,7 @@ _KINDS: dict[str, type] = {
     "trusted_proxies": tuple,
     "ci_issuers": list,
     "ci_audience": str,
+    "outbound_allow": tuple,
 }
 
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from flowloom.errors import InputError, NotFoundError
+from flowloom.outbound import OutboundGuard
 from flowloom.siem.book import Cursor, Destination, SiemBook
 from flowloom.siem.cef import cef
 from flowloom.siem.events import SecurityEvent, is_security_kind
@@ -89,7 +90,10 @@ class Siem:
         version: str,
         transport_for: Callable[[Destination, str | None], Transport] | None = None,
         batch_size: int = 500,
+        outbound: OutboundGuard | None = None,
     ) -> None:
+        self._outbound = outbound or OutboundGuard()
+        """Where destinations may point (flowloom.outbound): checked on save and send."""
         self._book = book
         self._store = store
         self._sealer = sealer
@@ -140,6 +144,7 @@ class Siem:
                 hint="use " + ", ".join(sorted(_OPTIONS)),
             )
         _check_target(kind, target)
+        self._outbound.check_url(target, default_port=514)
         if opts.get("ca_pem"):
             _tls_context(str(opts["ca_pem"]), verify=True)  # a bad PEM fails here, not later
         previous = self._book.get(project, name)
@@ -235,6 +240,7 @@ class Siem:
                 int(parts.port or (6514 if parts.scheme == "tls" else 514)),
                 tls=tls if parts.scheme == "tls" else None,
                 server_name=dest.options.get("server_name"),
+                outbound=self._outbound,
             )
         verify: bool | ssl.SSLContext = (
             False if insecure else (_tls_context(str(ca), verify=True) if ca else True)
@@ -249,12 +255,14 @@ class Siem:
                 host=self._hostname,
                 index=dest.options.get("index"),
                 verify=verify,
+                outbound=self._outbound,
             )
         return ElasticBulkTransport(
             dest.target,
             str(dest.options.get("index") or "flowloom-security"),
             api_key=secret,
             verify=verify,
+            outbound=self._outbound,
         )
 
     def _record_for(self, dest: Destination, event: SecurityEvent) -> Record:

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from flowloom.errors import RemoteError
+from flowloom.outbound import OutboundGuard, OutboundRefusedError, guarded_client
 from flowloom.siem.syslog import frame
 
 __all__ = [
@@ -57,16 +58,25 @@ class SyslogTransport:
         tls: ssl.SSLContext | None = None,
         server_name: str | None = None,
         timeout: float = 30.0,
+        outbound: OutboundGuard | None = None,
     ) -> None:
         self._host, self._port = host, port
         self._tls, self._server_name = tls, server_name or host
         self._timeout = timeout
+        self._outbound = outbound
+        """Checks the resolved address before connecting; None: unchecked (the Siem
+        service always gives one)."""
 
     def send(self, records: Sequence[Record]) -> None:
         data = b"".join(frame(bytes(p)) for _, p in records if isinstance(p, bytes))
         where = f"syslog at {self._host}:{self._port}"
         try:
-            raw = socket.create_connection((self._host, self._port), timeout=self._timeout)
+            if self._outbound is None:
+                raw = socket.create_connection((self._host, self._port), timeout=self._timeout)
+            else:
+                raw = self._outbound.connect(self._host, self._port, self._timeout)
+        except OutboundRefusedError as exc:
+            raise DeliveryError(f"{where}: {exc} ({exc.hint})") from None
         except OSError as exc:
             raise DeliveryError(f"cannot reach {where}: {exc}") from None
         try:
@@ -99,18 +109,29 @@ def _drain(sock: socket.socket) -> None:
 
 class _Http:
     def __init__(
-        self, url: str, *, verify: bool | ssl.SSLContext = True, timeout: float = 30.0
+        self,
+        url: str,
+        *,
+        verify: bool | ssl.SSLContext = True,
+        timeout: float = 30.0,
+        outbound: OutboundGuard | None = None,
     ) -> None:
         self._url = url.rstrip("/")
         self._verify = verify
         self._timeout = timeout
+        self._outbound = outbound
 
     def post(self, path: str, content: bytes, headers: Mapping[str, str]) -> Any:
         import httpx
 
         url = self._url + path
         try:
-            with httpx.Client(verify=self._verify, timeout=self._timeout) as client:
+            client = (
+                httpx.Client(verify=self._verify, timeout=self._timeout)
+                if self._outbound is None
+                else guarded_client(self._outbound, verify=self._verify, timeout=self._timeout)
+            )
+            with client:
                 response = client.post(url, content=content, headers=dict(headers))
         except httpx.HTTPError as exc:
             raise DeliveryError(f"cannot reach {url}: {exc}") from None
@@ -136,8 +157,9 @@ class HecTransport:
         host: str,
         index: str | None = None,
         verify: bool | ssl.SSLContext = True,
+        outbound: OutboundGuard | None = None,
     ) -> None:
-        self._http = _Http(url, verify=verify)
+        self._http = _Http(url, verify=verify, outbound=outbound)
         self._token = token
         self._sourcetype, self._host, self._index = sourcetype, host, index
 
@@ -168,9 +190,15 @@ class ElasticBulkTransport:
     """Elasticsearch/OpenSearch `_bulk` with `create` actions keyed by the entry's uid."""
 
     def __init__(
-        self, url: str, index: str, *, api_key: str | None, verify: bool | ssl.SSLContext = True
+        self,
+        url: str,
+        index: str,
+        *,
+        api_key: str | None,
+        verify: bool | ssl.SSLContext = True,
+        outbound: OutboundGuard | None = None,
     ) -> None:
-        self._http = _Http(url, verify=verify)
+        self._http = _Http(url, verify=verify, outbound=outbound)
         self._index = index
         self._api_key = api_key
 

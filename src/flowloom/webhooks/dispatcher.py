@@ -29,6 +29,7 @@ import httpx
 
 from flowloom.errors import ConfigError, FlowLoomError
 from flowloom.ledger.log import Ledger
+from flowloom.outbound import OutboundGuard, guarded_client
 from flowloom.webhooks.chat import CHAT_FORMATS, EMAIL, ChatNote, email_text, render
 from flowloom.webhooks.digest import DIGEST, digest_summary, digest_text
 from flowloom.webhooks.mailer import Mailer
@@ -116,6 +117,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         http: httpx.Client | None = None,
+        outbound: OutboundGuard | None = None,
     ) -> None:
         self._store = store
         self._ledgers = ledgers
@@ -128,7 +130,8 @@ class Dispatcher:
         self.settings = settings
         self._clock = clock
         self._rng = rng or random.Random()
-        self._http = http or httpx.Client(timeout=settings.timeout_s, follow_redirects=False)
+        # Every connection passes the outbound guard, after DNS resolution (flowloom.outbound).
+        self._http = http or guarded_client(outbound or OutboundGuard(), timeout=settings.timeout_s)
         self._owns_http = http is None
         self._wake = threading.Event()
         self._stop = threading.Event()

@@ -16,6 +16,7 @@ from typing import Any
 
 from flowloom.auth.principals import Principal
 from flowloom.errors import InputError
+from flowloom.outbound import OutboundGuard
 from flowloom.webhooks.chat import CHAT_FORMATS, EMAIL, FORMATS, shown_url
 from flowloom.webhooks.digest import DIGEST
 from flowloom.webhooks.dispatcher import Dispatcher
@@ -59,7 +60,10 @@ class Webhooks:
         size_of: Callable[[str], int],
         source_of: Callable[[str], str],
         clock: Callable[[], float],
+        outbound: OutboundGuard | None = None,
     ) -> None:
+        self._outbound = outbound or OutboundGuard()
+        """Where subscriptions may point (flowloom.outbound); the dispatcher checks again."""
         self.store = store
         self.dispatcher = dispatcher
         self._vault = vault
@@ -82,6 +86,12 @@ class Webhooks:
             refs["key_id"] = by.key_id
         self._audit(kind, project, {"actor": by.actor(), "subject": sub.id, "refs": refs})
 
+    def _checked(self, url: str) -> str:
+        """A well-formed URL whose host the outbound guard lets the server reach."""
+        target = check_url(url)
+        self._outbound.check_url(target)
+        return target
+
     def create(
         self,
         project: str,
@@ -99,7 +109,7 @@ class Webhooks:
         if format in CHAT_FORMATS and include_bodies:
             raise InputError("chat targets never receive bodies", hint="drop include_bodies")
         sub_id = "wh_" + secrets.token_hex(8)
-        target = check_url(url)
+        target = self._checked(url)
         sealed_url = self._vault.seal(sub_id + "/url", target) if format in CHAT_FORMATS else None
         sub = Subscription(
             id=sub_id,
@@ -198,7 +208,7 @@ class Webhooks:
         changes: dict[str, Any] = {}
         current = self.store.get(project, sub_id)
         if url is not None:
-            changes["url"] = check_url(url)
+            changes["url"] = self._checked(url)
             if current.format in CHAT_FORMATS:
                 changes["sealed_url"] = self._vault.seal(sub_id + "/url", changes["url"])
                 changes["url"] = shown_url(changes["url"])
