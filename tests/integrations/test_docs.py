@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from flowloom.cli.main import cli
 from tests.integrations.standin import BitbucketStandIn, GitHubStandIn, GitLabStandIn, rsa_key
-from tests.server.support import OWN, live_server, make_world
+from tests.server.support import LOOPBACK_ALLOW, OWN, live_server, make_world
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "integrations.md"
 SECTIONS = ("## GitHub\n", "## GitLab, Bitbucket, Jenkins\n")
@@ -115,6 +115,7 @@ def test_the_sections_commands_run(
         "CI_MERGE_REQUEST_IID": "3",
         "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
         "BITBUCKET_COMMIT": head,
+        "FLOWLOOM_SERVER_OUTBOUND_ALLOW": ",".join(LOOPBACK_ALLOW),  # the stand-ins' address
     }
     api = {"github": github.url, "gitlab": gitlab.url + "/api/v4", "bitbucket": bitbucket.url}
     monkeypatch.chdir(repo)

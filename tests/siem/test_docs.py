@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.server.support import LOOPBACK_ALLOW
 from tests.siem.rsyslog import Rsyslog
 from tests.siem.standins import ElasticBulk, SplunkHec
 
@@ -46,6 +47,7 @@ def _shell(home: Path, cwd: Path, script: str, **extra: str) -> str:
         GIT_AUTHOR_EMAIL="ann@example.org",
         GIT_COMMITTER_NAME="Ann",
         GIT_COMMITTER_EMAIL="ann@example.org",
+        FLOWLOOM_SERVER_OUTBOUND_ALLOW=",".join(LOOPBACK_ALLOW),  # receivers on loopback
         **extra,
     )
     done = subprocess.run(

@@ -31,7 +31,6 @@ _HOSTS = click.Choice(["github", "gitlab", "bitbucket"])
 
 @contextmanager
 def _integrations(ctx: click.Context) -> Iterator[Integrations]:
-    import httpx
 
     from flowloom.auth.schema import make_engine
     from flowloom.gateway.access.vault import ProviderKeyVault
@@ -39,16 +38,19 @@ def _integrations(ctx: click.Context) -> Iterator[Integrations]:
     from flowloom.integrations.service import Integrations
     from flowloom.integrations.store import IntegrationStore
     from flowloom.ledger.providers import open_key_providers
+    from flowloom.outbound import guarded_client
+    from flowloom.server.settings import load_server_settings
     from flowloom.services import AuditLedgers
 
     settings = AppContext.of(ctx).settings()
+    outbound = load_server_settings().outbound  # the same allow-list as `flowloom serve`
     audit = AuditLedgers(settings)
     providers = open_key_providers(settings.home, settings.keys)
     engine = make_engine(settings.database)
-    http = httpx.Client(timeout=30, follow_redirects=False)
+    http = guarded_client(outbound, timeout=30)
     try:
         store = IntegrationStore(engine, ProviderKeyVault(lambda: providers.envelope(create=True)))
-        yield Integrations(store, HostClients(http), audit)
+        yield Integrations(store, HostClients(http), audit, outbound=outbound)
     finally:
         http.close()
         engine.dispose()

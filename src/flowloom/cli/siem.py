@@ -37,11 +37,13 @@ def _siem(ctx: click.Context) -> Iterator[Siem]:
     from flowloom.auth.schema import make_engine
     from flowloom.gateway.access.vault import ProviderKeyVault
     from flowloom.ledger.providers import open_key_providers
+    from flowloom.server.settings import load_server_settings
     from flowloom.services import AuditLedgers, open_store
     from flowloom.siem.book import SiemBook
     from flowloom.siem.service import Siem
 
     settings = AppContext.of(ctx).settings()
+    outbound = load_server_settings().outbound  # the same allow-list as `flowloom serve`
     audit = AuditLedgers(settings)
     providers = open_key_providers(settings.home, settings.keys)
     store = open_store(settings.database)
@@ -55,6 +57,7 @@ def _siem(ctx: click.Context) -> Iterator[Siem]:
             instance_project=INSTANCE_PROJECT,
             hostname=socket.gethostname(),
             version=__version__,
+            outbound=outbound,
         )
     finally:
         engine.dispose()
