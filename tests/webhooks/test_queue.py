@@ -23,6 +23,9 @@ from tests.server.support import LOOPBACK_ALLOW
 from tests.support.ledgers import make_ledger
 from tests.webhooks.receiver import Receiver
 
+LOOPBACK = OutboundGuard(LOOPBACK_ALLOW)
+"""The receiver listens on loopback: the dispatcher's guard must let it through."""
+
 
 class _Ledgers:
     def __init__(self, ledger: Ledger) -> None:
@@ -67,7 +70,12 @@ def _subscribe(store: WebhookStore, url: str, secret: str) -> Subscription:
 
 
 def _dispatcher(
-    engine: Engine, ledger: Ledger, secret: str, clock: _Clock, **settings: float
+    engine: Engine,
+    ledger: Ledger,
+    secret: str,
+    clock: _Clock,
+    outbound: OutboundGuard = LOOPBACK,
+    **settings: float,
 ) -> Dispatcher:
     return Dispatcher(
         WebhookStore(engine),
@@ -77,7 +85,7 @@ def _dispatcher(
         settings=DispatchSettings(poll_s=0.05, **settings),  # type: ignore[arg-type]
         clock=clock,
         rng=random.Random(7),
-        outbound=OutboundGuard(LOOPBACK_ALLOW),  # the receiver listens on loopback
+        outbound=outbound,
     )
 
 
@@ -151,3 +159,35 @@ def test_backoff_doubles_within_its_jitter_band() -> None:
         delays = [settings.backoff(attempt, rng) for _ in range(50)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 1  # jittered
+
+
+def test_an_internal_receiver_is_refused_at_send_time_and_nothing_is_lost(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A subscription already stored (saved before the setting changed, or a name that
+    rebinds) to a loopback receiver: the default guard refuses each attempt, naming the
+    setting; once the operator allows it, the same message is delivered."""
+    url = str(tmp_path / "server.db")
+    store = open_store(url)
+    engine = make_engine(url)
+    clock = _Clock()
+    secret = new_secret()
+    ledger = make_ledger(store, tmp_path / "home")
+    strict = _dispatcher(engine, ledger, secret, clock, OutboundGuard(), backoff_base_s=1)
+    allowed = _dispatcher(engine, ledger, secret, clock)
+    try:
+        sub = _subscribe(WebhookStore(engine), receiver.url, secret)
+        index = ledger.record("agent.prompt", body=b"p", meta={"session": "s"}).index
+        assert strict.run_once() == 1
+        [delivery] = WebhookStore(engine).deliveries("proj", sub.id)
+        [attempt] = WebhookStore(engine).attempts([delivery.id])[delivery.id]
+        assert attempt.status_code is None and "outbound_allow" in (attempt.error or "")
+        assert receiver.received == []
+        clock.now += 10.0
+        allowed.run_once()
+        assert [p["data"]["index"] for p in receiver.verified(secret)] == [index]
+    finally:
+        strict.close()
+        allowed.close()
+        engine.dispose()
+        store.close()
