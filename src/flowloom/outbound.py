@@ -37,7 +37,7 @@ Resolver = Callable[[str, int], Sequence[str]]
 
 SETTING = "[server] outbound_allow"
 _HINT = (
-    f"if this internal destination is intended, the operator lists it in {SETTING} "
+    f"the server sends to internal addresses only when the operator lists them in {SETTING} "
     '(e.g. outbound_allow = ["10.1.2.0/24", "hooks.internal.example"]) '
     "or FLOWLOOM_SERVER_OUTBOUND_ALLOW"
 )
@@ -86,9 +86,14 @@ def _system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def _public(address: IPAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
         embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:  # a translator reaches the IPv4 inside
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None:
             return _public(embedded)
         if address.teredo is not None:
@@ -140,8 +145,8 @@ class OutboundGuard:
         if refused:
             shown = "" if refused == [name] else f" (it resolves to {', '.join(refused)})"
             raise OutboundRefusedError(
-                f"outbound destination {host!r}{shown} is not a public address; "
-                f"the server sends there only when {SETTING} lists it"
+                f"outbound destination {host!r}{shown} is not a public address "
+                f"and {SETTING} does not list it"
             )
         return addresses
 

@@ -35,6 +35,8 @@ INTERNAL = [
     "fd00::1",
     "::ffff:127.0.0.1",  # IPv4-mapped loopback
     "::ffff:169.254.169.254",
+    "2002:7f00:1::1",  # 6to4 around 127.0.0.1
+    "64:ff9b::a9fe:a9fe",  # NAT64 around 169.254.169.254
 ]
 
 

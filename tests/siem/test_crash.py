@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.server.support import LOOPBACK_ALLOW
 from tests.siem.standins import SplunkHec
 
 pytestmark = pytest.mark.slow
@@ -23,6 +24,7 @@ def _env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWLOOM_")}
     env.pop("XDG_CONFIG_HOME", None)
     env["HOME"] = str(home)
+    env["FLOWLOOM_SERVER_OUTBOUND_ALLOW"] = ",".join(LOOPBACK_ALLOW)  # the stand-in's address
     return env
 
 
