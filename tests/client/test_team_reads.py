@@ -361,7 +361,7 @@ def test_the_mirror_reads_bodies_by_the_page_and_checks_their_commitments(
     server, both = bare_server
     _, key = both.split(" ")
     events = [{"kind": "agent.prompt", "body": f"page body {i}"} for i in range(3)]
-    HttpClient(server.url, key).post_json(
+    HttpClient(server.url, key, timeout=60).post_json(
         "/api/v1/projects/beta/ledger/batch", {"events": [*events, {"kind": "agent.prompt"}]}
     )
 
@@ -391,7 +391,9 @@ def test_the_mirror_reads_bodies_by_the_page_and_checks_their_commitments(
             return Shaped(self.http, project or self.project)
 
     def copy(name: str) -> tuple[list[tuple[str, bytes, bytes]], int]:
-        link = Link(server_url=server.url, api_key=key, project="beta", state_dir=str(tmp_path))
+        link = Link(
+            server_url=server.url, api_key=key, project="beta", state_dir=str(tmp_path), timeout=60
+        )
         mirror = Mirror(str(tmp_path / name), server.url, "beta")
         try:
             state = mirror.refresh(link)
