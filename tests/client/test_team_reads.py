@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import pytest
 
@@ -343,3 +343,76 @@ def test_both_developers_agents_lose_nothing_when_the_server_is_killed(
     assert "ann decided" in bob.ok("decision", "show", decided["ann"])
     assert "bob decided" in ann.ok("decision", "show", decided["bob"])
     assert decided["ann"] in bob.ok("search", "down")
+
+
+def test_the_mirror_reads_bodies_by_the_page_and_checks_their_commitments(
+    bare_server: tuple[LiveServer, str], tmp_path: Path
+) -> None:
+    """A cold copy takes bodies with their pages (no request per body), each opened
+    against its envelope's commitment; against a server whose pages carry no bodies (an
+    older one) it asks for each body; a body that does not open its commitment is refused."""
+    from flowloom.client.api import LedgerApi
+    from flowloom.client.http import HttpClient
+    from flowloom.client.link import ServerLink
+    from flowloom.client.mirror import Mirror
+    from flowloom.errors import RemoteError
+    from flowloom.ledger.body import digest_of
+
+    server, both = bare_server
+    _, key = both.split(" ")
+    events = [{"kind": "agent.prompt", "body": f"page body {i}"} for i in range(3)]
+    HttpClient(server.url, key, timeout=60).post_json(
+        "/api/v1/projects/beta/ledger/batch", {"events": [*events, {"kind": "agent.prompt"}]}
+    )
+
+    class Shaped(LedgerApi):
+        """The real API; `old` strips bodies from pages, `tamper` changes one."""
+
+        old = False
+        tamper = False
+        asked: ClassVar[list[int]] = []
+
+        def entries(self, start: int, limit: int = 1000, *, bodies: bool = False) -> Any:
+            page = super().entries(start, limit, bodies=bodies)
+            for row in page["entries"]:
+                if Shaped.old:
+                    row.pop("body", None)
+                    row.pop("salt", None)
+                elif Shaped.tamper and row.get("body"):
+                    row["body"] = "dGFtcGVyZWQ="
+            return page
+
+        def body(self, index: int) -> bytes:
+            Shaped.asked.append(index)
+            return super().body(index)
+
+    class Link(ServerLink):
+        def api(self, project: str | None = None) -> LedgerApi:
+            return Shaped(self.http, project or self.project)
+
+    def copy(name: str) -> tuple[list[tuple[str, bytes, bytes]], int]:
+        link = Link(
+            server_url=server.url, api_key=key, project="beta", state_dir=str(tmp_path), timeout=60
+        )
+        mirror = Mirror(str(tmp_path / name), server.url, "beta")
+        try:
+            state = mirror.refresh(link)
+            assert not state.stale
+            entries = mirror.store.entries("beta", 0, state.size)
+            digests = [json.loads(e.envelope).get("body") for e in entries]
+            bodies = [mirror.store.body(d) for d in digests if isinstance(d, str)]
+            return [(b.digest, b.salt, b.content) for b in bodies if b is not None], state.size
+        finally:
+            mirror.close()
+
+    held, size = copy("bulk")
+    assert Shaped.asked == [] and len(held) >= 3
+    assert all(digest_of(salt, content) == digest for digest, salt, content in held)
+    assert {b"page body 0", b"page body 2"} <= {content for _, _, content in held}
+    Shaped.old = True
+    old_held, old_size = copy("old")
+    assert old_size == size and len(Shaped.asked) == len(held)
+    assert {c for _, _, c in old_held} == {c for _, _, c in held}
+    Shaped.old, Shaped.tamper = False, True
+    with pytest.raises(RemoteError, match="does not match its commitment"):
+        copy("tampered")

@@ -359,3 +359,47 @@ def test_concurrent_repeats_append_once(world: World) -> None:
     assert {b["index"] for s, b in answers if s == 201} == {appended[0]["index"]}
     stored = [e for e in world.server.store.entries(OWN) if b"only-once" in e.envelope]
     assert len(stored) == 1
+
+
+def test_a_page_with_bodies_answers_what_the_body_route_answers(
+    client: TestClient, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bodies=true`: each entry's body and salt beside its envelope, under the single-body
+    route's rules (redacted as stored, null when erased or absent), the salt opening the
+    envelope's commitment; a page ends early when its bodies fill the bound."""
+    import flowloom.server.routes.ledger as ledger_routes
+    from flowloom.ledger.body import digest_of
+
+    ledger = world.server.ledger(OWN)
+    start = ledger.size()
+    client.post(f"{L}/entries", json={"kind": "agent.prompt", "body": "key AKIAIOSFODNN7EXAMPLE"})
+    client.post(f"{L}/entries", json={"kind": "agent.prompt"})
+    client.post(f"{L}/entries", json={"kind": "agent.prompt", "body": "plain"})
+    ledger.record("agent.prompt", body=b"about ann", data_subject="ann")
+    ledger.erase("ann", reason="asked")
+    page = client.get(f"{L}/entries", params={"start": start, "bodies": "true"}).json()
+    rows = page["entries"]
+    assert len(rows) == ledger.size() - start and page["next"] is None
+    for row in rows:
+        single = client.get(f"{L}/entries/{row['index']}/body")
+        if row["body"] is None:
+            assert single.status_code == 404 and row["salt"] is None
+            continue
+        content = base64.b64decode(row["body"])
+        assert single.status_code == 200 and single.content == content
+        assert digest_of(base64.b64decode(row["salt"]), content) == row["envelope"]["body"]
+    assert b"REDACTED" in base64.b64decode(rows[0]["body"])
+    bodied = [row["index"] for row in rows if row["body"] is not None]
+    assert [row["kind"] for row in rows if row["index"] > bodied[-1]] == [
+        "agent.prompt",  # ann's, erased
+        "erasure.tombstone",
+    ]
+    assert "body" not in client.get(f"{L}/entries", params={"start": start}).json()["entries"][0]
+    # Bodies past the bound wait for the next page; the first entry always comes.
+    monkeypatch.setattr(ledger_routes, "_BODIES_PAGE_BYTES", 1)
+    small = client.get(f"{L}/entries", params={"start": start, "bodies": "true"}).json()
+    assert [e["index"] for e in small["entries"]] == list(range(start, bodied[1]))
+    assert small["next"] == bodied[1]
+    # Same permission as every read: a project the key has no role on is refused.
+    other = client.get("/api/v1/projects/beta/ledger/entries", params={"bodies": "true"})
+    assert other.status_code in (403, 404)

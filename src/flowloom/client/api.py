@@ -73,10 +73,17 @@ class LedgerApi:
             )
         return list(indices)
 
-    def entries(self, start: int, limit: int = 1000) -> dict[str, Any]:
+    def entries(self, start: int, limit: int = 1000, *, bodies: bool = False) -> dict[str, Any]:
         """One page of entries from `start`: ``entries`` (index, kind, envelope,
-        leaf_hash), ``size`` and ``next`` (None after the last)."""
-        answer = self.http.get_json(self._path("entries"), {"start": start, "limit": limit})
+        leaf_hash), ``size`` and ``next`` (None after the last).
+
+        With `bodies`, a server that offers it also answers each entry's ``body`` and
+        ``salt`` (base64, null when erased or absent); an older one ignores the query and
+        its rows have no ``body`` key."""
+        query: dict[str, Any] = {"start": start, "limit": limit}
+        if bodies:
+            query["bodies"] = "true"
+        answer = self.http.get_json(self._path("entries"), query)
         if not isinstance(answer, dict) or not isinstance(answer.get("entries"), list):
             raise RemoteError("the server answered a page of entries without its entries")
         return answer

@@ -15,12 +15,17 @@ kept one (`flowloom.client.trust`), then copies the entries up to that checkpoin
 checks that the copy's Merkle root equals the signed root: the mirror is exactly the
 log the server signed, never what an answer merely claimed. A copy that disagrees is
 discarded and copied again. The mirror is a cache: deleting it costs a download.
+Bodies come with their page (``GET /entries?bodies=true``, with their salts, each
+checked against its envelope's commitment); from a server that does not offer that, one
+request per body.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 from dataclasses import dataclass
@@ -30,6 +35,7 @@ from flowloom.client.http import ServerFailedError, ServerUnreachableError
 from flowloom.client.trust import now_ts
 from flowloom.errors import NotFoundError, RemoteError, VerificationError
 from flowloom.ledger import merkle
+from flowloom.ledger.body import digest_of
 from flowloom.ledger.canonical import canonicalize
 from flowloom.ledger.writer import LogWriter
 from flowloom.store.interface import NodeLookup, PendingEntry, StoredBody, StoredCheckpoint
@@ -235,7 +241,7 @@ class Mirror:
         writer = LogWriter(store, self.project)
         try:
             while have < size:
-                rows = api.entries(have, min(_PAGE, size - have))["entries"]
+                rows = api.entries(have, min(_PAGE, size - have), bodies=True)["entries"]
                 if not rows:
                     raise RemoteError(
                         f"the server's log ends at {have}, though it signed {size} entries"
@@ -264,11 +270,36 @@ class Mirror:
         body: StoredBody | None = None
         digest = envelope.get("body")
         if isinstance(digest, str):
-            try:
-                content = api.body(index)
-            except NotFoundError:
-                content = None  # erased, or withheld: the envelope still verifies
-            if content is not None:
-                body = StoredBody(digest=digest, salt=b"", content=content)
+            if "body" in row:
+                body = _bulk_body(index, digest, row)
+            else:  # an older server: no bodies in its pages, one request each
+                try:
+                    content = api.body(index)
+                except NotFoundError:
+                    content = None  # erased, or withheld: the envelope still verifies
+                if content is not None:
+                    body = StoredBody(digest=digest, salt=b"", content=content)
         kind = str(envelope.get("kind"))
         return PendingEntry(envelope=canonical, leaf_hash=leaf, kind=kind, body=body)
+
+
+def _bulk_body(index: int, digest: str, row: dict[str, Any]) -> StoredBody | None:
+    """The body a page carried for entry `index`, checked against the envelope's
+    commitment (its salt comes with it); None when erased or withheld."""
+    text, salt_text = row.get("body"), row.get("salt")
+    if text is None:
+        return None
+    try:
+        if not isinstance(text, str) or not isinstance(salt_text, str):
+            raise ValueError("not text")
+        content = base64.b64decode(text, validate=True)
+        salt = base64.b64decode(salt_text, validate=True)
+    except ValueError:
+        raise RemoteError(
+            f"the server sent entry {index}'s body in a form it cannot be read in"
+        ) from None
+    if not hmac.compare_digest(digest_of(salt, content), digest):
+        raise RemoteError(
+            f"the body of entry {index} from the server does not match its commitment"
+        )
+    return StoredBody(digest=digest, salt=salt, content=content)

@@ -356,8 +356,10 @@ class Ledger:
     def read_body(self, digest: str) -> bytes | None:
         """The plaintext body for `digest`, or None when it was erased or never stored."""
         stored = self.store.body(digest)
-        if stored is None:
-            return None
+        return None if stored is None else self.open_stored(stored)
+
+    def open_stored(self, stored: StoredBody) -> bytes | None:
+        """The plaintext of a stored body, or None when its subject's key was destroyed."""
         if stored.subject is None:
             return stored.content
         wrapped = self.store.subject_key(self.log, stored.subject)

@@ -128,8 +128,22 @@ class EntryOut(BaseModel):
     leaf_hash: str
 
 
+class EntryBodyOut(EntryOut):
+    """An entry with its body, as `GET /entries?bodies=true` answers it: a reader of the
+    whole log (a client's mirror) gets a page in one request instead of one per body."""
+
+    body: str | None = Field(
+        description="The plaintext body, base64; null when the entry has none or its body "
+        "was erased or is not stored here (as GET /entries/{index}/body answers 404)."
+    )
+    salt: str | None = Field(
+        description="The body's commitment salt, base64, so the reader can check "
+        "sha256(salt || body) against the envelope's digest; null with the body."
+    )
+
+
 class EntriesOut(BaseModel):
-    entries: list[EntryOut]
+    entries: list[EntryBodyOut | EntryOut]
     size: int
     next: int | None = Field(description="The start of the next page, or null at the end.")
 

@@ -8,6 +8,7 @@ tlog-witness consistency shape, and a tar of the tlog-tiles export bundle.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import tarfile
@@ -32,6 +33,7 @@ from flowloom.server.models import (
     BatchAck,
     BatchIn,
     EntriesOut,
+    EntryBodyOut,
     EntryOut,
     EventIn,
 )
@@ -49,6 +51,8 @@ _TEXT: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/plain": {"schema": {"type": "string"}}}}
 }
 _PAGE_MAX = 1000
+_BODIES_PAGE_BYTES = 4 * 1024 * 1024
+"""Base64 characters of bodies in one page of `GET /entries?bodies=true`."""
 
 
 def entry_out(entry: StoredEntry) -> EntryOut:
@@ -192,6 +196,12 @@ def list_entries(
     start: int = Query(0, ge=0, le=MAX_INDEX),
     limit: int = Query(100, ge=1, le=_PAGE_MAX),
     kind: str | None = Query(None, min_length=1, max_length=200),
+    bodies: bool = Query(
+        False,
+        description="Answer each entry's body (base64) and its commitment salt beside its "
+        "envelope, as GET /entries/{index}/body would; a page ends early after "
+        f"{_BODIES_PAGE_BYTES // (1024 * 1024)} MiB of bodies (always at least one entry).",
+    ),
 ) -> EntriesOut:
     ledger = _ledger(server, project)
     size = ledger.size()
@@ -207,7 +217,35 @@ def list_entries(
                 following = entry.index
                 break
             rows.append(entry)
-    return EntriesOut(entries=[entry_out(e) for e in rows], size=size, next=following)
+    if not bodies:
+        return EntriesOut(entries=[entry_out(e) for e in rows], size=size, next=following)
+    out: list[EntryBodyOut | EntryOut] = []
+    budget = _BODIES_PAGE_BYTES
+    for entry in rows:
+        row = _with_body(ledger, entry)
+        spent = len(row.body or "")
+        if out and spent > max(budget, 0):
+            following = entry.index  # the page is full: the reader asks again from here
+            break
+        budget -= spent
+        out.append(row)
+    return EntriesOut(entries=out, size=size, next=following)
+
+
+def _with_body(ledger: Ledger, entry: StoredEntry) -> EntryBodyOut:
+    """The entry with its body under the single-body route's rules: none when the
+    envelope names none, or the body was erased (content or subject key destroyed)."""
+    base = entry_out(entry)
+    digest = base.envelope.get("body")
+    stored = ledger.store.body(digest) if isinstance(digest, str) else None
+    plain = ledger.open_stored(stored) if stored is not None else None
+    if stored is None or plain is None:
+        return EntryBodyOut(**base.model_dump(), body=None, salt=None)
+    return EntryBodyOut(
+        **base.model_dump(),
+        body=base64.b64encode(plain).decode("ascii"),
+        salt=base64.b64encode(stored.salt).decode("ascii"),
+    )
 
 
 @router.get("/entries/{index}", response_model=EntryOut, summary="Read one entry")
