@@ -323,3 +323,57 @@ def test_the_servers_sox_report_judges_both_developers_commits(
     assert changes[shas[0]]["tests"] == "none"
     assert changes[shas[1]]["tests"] != "none" and changes[shas[1]]["ci_entries"]
     assert "untested" not in changes[shas[1]]["flags"]
+
+
+@pytest.mark.slow  # two clones, agents, a server killed and restarted: about a minute
+def test_both_developers_agents_lose_nothing_when_the_server_is_killed(
+    team: tuple[Dev, Dev, Path], server: LiveServer
+) -> None:
+    """Both developers' agents work; the server is killed (SIGKILL) mid-session and comes
+    back: every prompt and decision reaches it once, and each sees the other's. On
+    SQLite and on PostgreSQL."""
+    ann, bob, _ = team
+    devs = (("ann", ann), ("bob", bob))
+    for who, dev in devs:
+        ran = dev.box.hook(
+            "claude-code", dev.box.claude("UserPromptSubmit", prompt=f"{who} before")
+        )
+        assert ran.returncode == 0, ran.stderr
+        dev.box.drained()
+    assert server.process is not None
+    server.process.kill()  # no shutdown: whatever it was doing is cut off
+    server.process.wait(30)
+    server.process = None
+    decided = {}
+    try:
+        for who, dev in devs:
+            ran = dev.box.hook(
+                "claude-code", dev.box.claude("UserPromptSubmit", prompt=f"{who} during")
+            )
+            assert ran.returncode == 0, ran.stderr
+            dev.box.drained()
+            queued = dev.run("decide", "--title", f"{who} decided while the server was down")
+            assert queued.returncode == 0, queued.stderr
+            decided[who] = queued.stdout.strip()
+    finally:
+        server.start()
+    for _, dev in devs:
+        assert "sent" in dev.ok("sync")
+    rows = server.entries(ann.key)
+    prompts = [
+        server.body(ann.key, row["index"])
+        for row in rows
+        if row["envelope"]["kind"] == "agent.prompt"
+    ]
+    for who, _ in devs:
+        assert prompts.count(f"{who} before") == 1 and prompts.count(f"{who} during") == 1
+    titles = [
+        row["envelope"]["refs"]["title"]
+        for row in rows
+        if row["envelope"]["kind"] == "decision.record"
+    ]
+    for who, _ in devs:
+        assert titles.count(f"{who} decided while the server was down") == 1
+    assert "ann decided" in bob.ok("decision", "show", decided["ann"])
+    assert "bob decided" in ann.ok("decision", "show", decided["bob"])
+    assert decided["ann"] in bob.ok("search", "down")
