@@ -42,6 +42,23 @@ def test_every_shell_block_is_run() -> None:
     assert sorted(BLOCKS) == sorted({BUILD, INSTALL})
 
 
+def test_every_direct_dependency_is_locked() -> None:
+    """A runtime dependency added to pyproject.toml without `wheelhouse.py lock` would be
+    missing from the offline bundle (and the image): caught here, without the network."""
+    import tomllib
+
+    def name(requirement: str) -> str:
+        found = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement.strip())
+        assert found, requirement
+        return re.sub(r"[-_.]+", "-", found.group(0)).lower()
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    lines = (ROOT / "deploy" / "requirements.lock").read_text("utf-8").splitlines()
+    locked = {name(line) for line in lines if line.strip() and not line.startswith("#")}
+    direct = {name(r) for r in project["dependencies"]}
+    assert direct - locked == set(), "run `python deploy/wheelhouse.py lock`"
+
+
 @pytest.mark.slow
 def test_the_bundle_installs_with_no_network(tmp_path: Path) -> None:
     path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
