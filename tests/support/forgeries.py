@@ -1,5 +1,5 @@
 """The authority-bearing kinds a forgery test tries: every catalogued one, and members of
-the open `auth.*` and `key.*` families that readers act on."""
+the open `auth.*`, `key.*` and `integration.*` families that readers act on."""
 
 from __future__ import annotations
 
@@ -13,4 +13,6 @@ FORGED_KINDS = (
     "auth.user_disabled",
     "key.generated",
     "key.rotated",
+    "integration.github_review",
+    "integration.github_merge",
 )
